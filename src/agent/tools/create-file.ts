@@ -1,0 +1,26 @@
+import { mkdir, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { defineTool, ToolFailure } from './tool.js';
+import { assertEditable } from './scope.js';
+import { resolveInTree } from './paths.js';
+
+export const createFile = defineTool({
+  name: 'create_file',
+  description: 'Create a new file with the given content. Fails if the file exists: use edit_file to change an existing file.',
+  input: z.object({
+    path: z.string().min(1).describe('path of the new file, relative to the repository root'),
+    content: z.string().describe('the whole content of the new file'),
+  }),
+  async run({ path: given, content }, ctx) {
+    const { abs, rel } = await resolveInTree(ctx.workTree, given);
+    assertEditable(ctx, rel);
+    if (await stat(abs).catch(() => undefined)) {
+      throw new ToolFailure({ code: 'already_exists', message: `${rel} already exists`, hint: 'use edit_file to change it, or read_file to see it' });
+    }
+    await mkdir(path.dirname(abs), { recursive: true });
+    await writeFile(abs, content, { flag: 'wx' });
+    ctx.touched.add(rel);
+    return { output: `created ${rel} (${content.split('\n').length} lines)` };
+  },
+});

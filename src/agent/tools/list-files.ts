@@ -1,0 +1,30 @@
+import { stat } from 'node:fs/promises';
+import { z } from 'zod';
+import { defineTool, ToolFailure } from './tool.js';
+import { listTreeFiles, notFound, resolveInTree } from './paths.js';
+
+const MAX_ENTRIES = 400;
+
+export const listFiles = defineTool({
+  name: 'list_files',
+  description:
+    'List the files under a directory of the repository (recursively, .gitignore respected). Use "." for the repository root.',
+  input: z.object({
+    path: z.string().min(1).describe('directory relative to the repository root, "." for the root'),
+  }),
+  async run({ path }, ctx) {
+    const { abs, rel } = await resolveInTree(ctx.workTree, path);
+    const st = await stat(abs).catch(() => undefined);
+    if (!st) throw await notFound(ctx.workTree, rel, 'directory');
+    if (!st.isDirectory()) {
+      throw new ToolFailure({ code: 'not_a_directory', message: `${rel} is a file, not a directory`, hint: `use read_file with path "${rel}"` });
+    }
+    const files = await listTreeFiles(ctx.workTree, rel);
+    const shown = files.slice(0, MAX_ENTRIES);
+    const more = files.length - shown.length;
+    return {
+      output: [...shown, ...(more > 0 ? [`[… ${more} more files; list a subdirectory to see them]`] : [])].join('\n') || '(empty directory)',
+      metadata: { count: files.length },
+    };
+  },
+});

@@ -1,0 +1,106 @@
+import { execFile } from 'node:child_process';
+import { lstat, realpath } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { ToolFailure } from './tool.js';
+
+const execFileAsync = promisify(execFile);
+
+/** The repository's files (respecting .gitignore, without .git), relative to the work tree. */
+export async function listTreeFiles(workTree: string, under = '.'): Promise<string[]> {
+  try {
+    const { stdout } = await execFileAsync('rg', ['--files', '--hidden', '--no-follow', '--glob', '!.git', '--', under], {
+      cwd: workTree,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    return stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((f) => path.normalize(f))
+      .sort();
+  } catch (err) {
+    // rg exits 1 when there are no files.
+    if ((err as { code?: number }).code === 1) return [];
+    throw err;
+  }
+}
+
+function levenshtein(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length]!;
+}
+
+/** Existing paths closest to `wanted`: the same basename anywhere, then by edit distance. */
+export function closestPaths(wanted: string, files: string[], limit = 5): string[] {
+  const base = path.basename(wanted).toLowerCase();
+  const sameBase = files.filter((f) => path.basename(f).toLowerCase() === base);
+  const byDistance = files
+    .map((f) => ({ f, d: Math.min(levenshtein(wanted.toLowerCase(), f.toLowerCase()), levenshtein(base, path.basename(f).toLowerCase()) + 2) }))
+    .filter(({ d }) => d <= Math.max(3, Math.floor(wanted.length / 3)))
+    .sort((a, b) => a.d - b.d || a.f.localeCompare(b.f))
+    .map(({ f }) => f);
+  return [...new Set([...sameBase, ...byDistance])].slice(0, limit);
+}
+
+/**
+ * Resolves a model-given path inside the work tree. Absolute paths, `..` escapes, `.git`
+ * and symlinks that resolve outside are refused with the allowed root named.
+ */
+export async function resolveInTree(workTree: string, given: string): Promise<{ abs: string; rel: string }> {
+  const root = await realpath(workTree);
+  if (path.isAbsolute(given)) {
+    throw new ToolFailure({
+      code: 'path_outside_work_tree',
+      message: `"${given}" is absolute; paths are relative to the repository root`,
+      hint: `use a path relative to the repository root, e.g. "${path.relative(root, given).startsWith('..') ? 'src/index.ts' : path.relative(root, given)}"`,
+    });
+  }
+  const abs = path.resolve(root, given);
+  const rel = path.relative(root, abs);
+  if (rel.startsWith('..') || path.isAbsolute(rel)) {
+    throw new ToolFailure({ code: 'path_outside_work_tree', message: `"${given}" leaves the repository`, hint: 'only paths inside the repository root are allowed' });
+  }
+  if (rel === '.git' || rel.startsWith(`.git${path.sep}`)) {
+    throw new ToolFailure({ code: 'path_forbidden', message: `"${given}" is inside .git, which tools do not touch`, hint: 'the pipeline commits and pushes; work on the files only' });
+  }
+  // Resolve symlinks on the longest existing prefix, so a link pointing outside is refused
+  // even when the final file does not exist yet.
+  let probe = abs;
+  for (;;) {
+    try {
+      await lstat(probe);
+      break;
+    } catch {
+      const parent = path.dirname(probe);
+      if (parent === probe) break;
+      probe = parent;
+    }
+  }
+  const real = await realpath(probe);
+  const realRel = path.relative(root, real);
+  if (realRel.startsWith('..') || path.isAbsolute(realRel)) {
+    throw new ToolFailure({ code: 'path_outside_work_tree', message: `"${given}" resolves through a symlink to outside the repository`, hint: 'only paths inside the repository root are allowed' });
+  }
+  return { abs, rel: rel === '' ? '.' : rel };
+}
+
+/** A not-found error with the closest existing paths and where they were searched. */
+export async function notFound(workTree: string, rel: string, kind: 'file' | 'directory' = 'file'): Promise<ToolFailure> {
+  const files = await listTreeFiles(workTree);
+  const candidates = kind === 'file' ? closestPaths(rel, files) : closestPaths(rel, [...new Set(files.map((f) => path.dirname(f)))]);
+  return new ToolFailure({
+    code: 'not_found',
+    message: `no ${kind} ${rel}${candidates.length ? `; closest: ${candidates.join(', ')}` : ''}`,
+    hint: `searched the whole repository (${files.length} files); use list_files to see a directory`,
+    candidates,
+  });
+}

@@ -1,0 +1,53 @@
+import { open, stat } from 'node:fs/promises';
+import { z } from 'zod';
+import { defineTool, ToolFailure } from './tool.js';
+import { notFound, resolveInTree } from './paths.js';
+
+const MAX_WINDOW = 400;
+const MAX_FILE_BYTES = 2 * 1024 * 1024;
+
+/** Text files only: a NUL byte in the first 8 KiB means binary, as git decides it. */
+export function looksBinary(buf: Buffer): boolean {
+  return buf.subarray(0, 8192).includes(0);
+}
+
+export const readFile = defineTool({
+  name: 'read_file',
+  description: `Read a window of lines from a text file, with line numbers. At most ${MAX_WINDOW} lines per call; read further windows for long files.`,
+  input: z.object({
+    path: z.string().min(1).describe('file path relative to the repository root'),
+    start_line: z.number().int().min(1).describe('first line to show, 1-based'),
+    end_line: z.number().int().min(1).describe(`last line to show, inclusive; at most start_line + ${MAX_WINDOW - 1}`),
+  }),
+  async run({ path, start_line, end_line }, ctx) {
+    if (end_line < start_line) {
+      throw new ToolFailure({ code: 'invalid_range', message: `end_line ${end_line} is before start_line ${start_line}`, hint: `e.g. start_line ${start_line}, end_line ${start_line + 99}` });
+    }
+    const { abs, rel } = await resolveInTree(ctx.workTree, path);
+    const st = await stat(abs).catch(() => undefined);
+    if (!st) throw await notFound(ctx.workTree, rel);
+    if (st.isDirectory()) throw new ToolFailure({ code: 'is_a_directory', message: `${rel} is a directory`, hint: `use list_files with path "${rel}"` });
+    if (st.size > MAX_FILE_BYTES) {
+      throw new ToolFailure({
+        code: 'file_too_large',
+        message: `${rel} is ${st.size} bytes, larger than the ${MAX_FILE_BYTES}-byte limit`,
+        hint: 'use search with a pattern and this path to find the lines you need',
+      });
+    }
+    const fh = await open(abs, 'r');
+    const buf = await fh.readFile().finally(() => fh.close());
+    if (looksBinary(buf)) {
+      throw new ToolFailure({ code: 'binary_file', message: `${rel} is binary (${st.size} bytes)`, hint: 'binary files cannot be read or edited with these tools' });
+    }
+    const lines = buf.toString('utf8').split('\n');
+    if (lines.at(-1) === '') lines.pop();
+    if (start_line > Math.max(lines.length, 1)) {
+      throw new ToolFailure({ code: 'invalid_range', message: `${rel} has ${lines.length} lines; start_line ${start_line} is past the end`, hint: `read from start_line 1 to ${Math.min(lines.length, MAX_WINDOW)}` });
+    }
+    const last = Math.min(end_line, start_line + MAX_WINDOW - 1, lines.length);
+    const width = String(last).length;
+    const body = lines.slice(start_line - 1, last).map((l, i) => `${String(start_line + i).padStart(width)}│${l}`);
+    const note = last < lines.length ? `\n[lines ${start_line}-${last} of ${lines.length}; read from ${last + 1} for more]` : `\n[end of file, ${lines.length} lines]`;
+    return { output: body.join('\n') + note, metadata: { lines: lines.length } };
+  },
+});

@@ -1,0 +1,29 @@
+import { z } from 'zod';
+import { defineTool } from './tool.js';
+
+const MAX_TIMEOUT_S = 600;
+
+export const runCommand = defineTool({
+  name: 'run_command',
+  description:
+    'Run a shell command in the repository root inside the sandbox (no network, no credentials). Use it to run a single test file or a build step. Output is combined stdout and stderr, capped.',
+  input: z.object({
+    command: z.string().min(1).describe('a shell command, run with /bin/sh -c in the repository root'),
+    timeout_seconds: z.number().int().min(1).max(MAX_TIMEOUT_S).describe(`time limit in seconds, at most ${MAX_TIMEOUT_S}; the whole process group is killed when it passes`),
+  }),
+  async run({ command, timeout_seconds }, ctx) {
+    const r = await ctx.runner.run({
+      workTree: ctx.workTree,
+      command,
+      timeoutMs: timeout_seconds * 1000,
+      network: 'none',
+      readOnlyPaths: ctx.sandboxReadOnlyPaths,
+    });
+    const status = r.timedOut
+      ? `timed out after ${timeout_seconds}s; the whole process group was killed. Last output above. Try a narrower command or a longer timeout.`
+      : r.signal
+        ? `killed by ${r.signal}`
+        : `exit code ${r.exitCode}`;
+    return { output: `${r.output}${r.output.endsWith('\n') || !r.output ? '' : '\n'}[${status}; ${r.durationMs} ms]`, metadata: { exitCode: r.exitCode, timedOut: r.timedOut } };
+  },
+});

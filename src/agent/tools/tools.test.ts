@@ -1,0 +1,198 @@
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import type { Runner } from '../../sandbox/runner.js';
+import { createFile } from './create-file.js';
+import { editFile } from './edit-file.js';
+import { finishChange } from './finish-change.js';
+import { listFiles } from './list-files.js';
+import { readFile } from './read-file.js';
+import { search } from './search.js';
+import { submitPlan } from './submit-plan.js';
+import { boundOutput, callTool, defineTool, inputJsonSchema, type Tool, type ToolAnswer, type ToolCallRecord, type ToolContext } from './tool.js';
+
+const log = pino({ level: 'silent' });
+const noRunner: Runner = {
+  backend: 'unsandboxed',
+  run: async () => {
+    throw new Error('these tests do not run commands');
+  },
+};
+const ALL = [listFiles, readFile, search, editFile, createFile, submitPlan, finishChange] as unknown as Tool[];
+
+let root: string;
+let ctx: ToolContext;
+let records: ToolCallRecord[];
+
+function call(name: string, input: unknown): Promise<ToolAnswer> {
+  return callTool(ALL, name, input, ctx, (r) => records.push(r));
+}
+
+function errorOf(a: ToolAnswer) {
+  if (a.ok) throw new Error(`expected an error, got output: ${a.output}`);
+  return a.error;
+}
+
+function outputOf(a: ToolAnswer) {
+  if (!a.ok) throw new Error(`expected success, got ${a.error.code}: ${a.error.message}`);
+  return a.output;
+}
+
+beforeEach(() => {
+  root = mkdtempSync(path.join(tmpdir(), 'ia-tools-'));
+  mkdirSync(path.join(root, 'src'));
+  mkdirSync(path.join(root, 'lib'));
+  writeFileSync(path.join(root, 'src/utils.ts'), 'export function add(a: number, b: number) {\n  return a - b;\n}\n\nexport const twice = (x: number) => add(x, x);\n');
+  writeFileSync(path.join(root, 'lib/util.ts'), 'export const x = 1;\n');
+  writeFileSync(path.join(root, 'README.md'), '# demo\n');
+  writeFileSync(path.join(root, 'blob.bin'), Buffer.from([0, 1, 2, 3, 0, 5]));
+  ctx = { workTree: root, runner: noRunner, sandboxReadOnlyPaths: [], log, touched: new Set(), editable: new Set(['src/utils.ts', 'src/new.ts']) };
+  records = [];
+});
+
+describe('the wrapper', () => {
+  it('answers invalid input with every issue: path, expectation and what was received', async () => {
+    const e = errorOf(await call('read_file', { path: 3, start_line: 0 }));
+    expect(e.code).toBe('invalid_input');
+    expect(e.message).toMatch(/path: .*received number 3/);
+    expect(e.message).toMatch(/start_line: .*received number 0/);
+    expect(e.message).toMatch(/end_line: .*received nothing/);
+    expect(e.hint).toContain('start_line');
+  });
+
+  it('answers an unknown tool with the tools of this stage', async () => {
+    const e = errorOf(await call('write_file', {}));
+    expect(e.code).toBe('unknown_tool');
+    expect(e.candidates).toContain('edit_file');
+  });
+
+  it('turns a throw into a structured error and records every call with its outcome', async () => {
+    const boom = defineTool({ name: 'boom', description: 'throws', input: z.object({}), run: async () => { throw new Error('disk on fire'); } });
+    const a = await callTool([boom] as unknown as Tool[], 'boom', {}, ctx, (r) => records.push(r));
+    expect(errorOf(a)).toMatchObject({ code: 'internal_error', message: expect.stringContaining('disk on fire') });
+    await call('read_file', { path: 'README.md', start_line: 1, end_line: 5 });
+    expect(records.map((r) => [r.tool, r.ok, r.errorCode])).toEqual([['boom', false, 'internal_error'], ['read_file', true, undefined]]);
+  });
+
+  it('bounds output with head, tail and the number of lines omitted', () => {
+    const text = Array.from({ length: 5000 }, (_, i) => `line ${i}`).join('\n');
+    const out = boundOutput(text, 2000);
+    expect(out.length).toBeLessThan(2200);
+    expect(out).toMatch(/^line 0\n/);
+    expect(out).toMatch(/line 4999$/);
+    const omitted = Number(/\[… (\d+) lines omitted …\]/.exec(out)?.[1]);
+    expect(omitted + out.split('\n').length - 1).toBe(5000);
+  });
+
+  it('gives every tool a JSON Schema of type object with a description on every field', () => {
+    for (const t of ALL) {
+      const schema = inputJsonSchema(t) as { type: string; properties: Record<string, { description?: string }>; additionalProperties?: boolean };
+      expect(schema.type).toBe('object');
+      for (const [field, prop] of Object.entries(schema.properties)) expect(prop.description, `${t.name}.${field}`).toBeTruthy();
+    }
+  });
+});
+
+describe('paths', () => {
+  it('names the closest existing paths for a missing file', async () => {
+    const e = errorOf(await call('read_file', { path: 'src/util.ts', start_line: 1, end_line: 10 }));
+    expect(e.code).toBe('not_found');
+    expect(e.message).toMatch(/^no file src\/util\.ts; closest: /);
+    expect(e.candidates).toEqual(expect.arrayContaining(['src/utils.ts', 'lib/util.ts']));
+  });
+
+  it('refuses absolute paths, .. escapes, .git and symlinks that leave the tree', async () => {
+    symlinkSync('/etc', path.join(root, 'etc-link'));
+    expect(errorOf(await call('read_file', { path: '/etc/passwd', start_line: 1, end_line: 2 })).code).toBe('path_outside_work_tree');
+    expect(errorOf(await call('read_file', { path: '../../etc/passwd', start_line: 1, end_line: 2 })).code).toBe('path_outside_work_tree');
+    const viaLink = errorOf(await call('read_file', { path: 'etc-link/passwd', start_line: 1, end_line: 2 }));
+    expect(viaLink.code).toBe('path_outside_work_tree');
+    expect(viaLink.message).toContain('symlink');
+    expect(errorOf(await call('create_file', { path: 'etc-link/evil', content: 'x' })).code).toBe('path_outside_work_tree');
+    expect(errorOf(await call('list_files', { path: '.git' })).code).toBe('path_forbidden');
+  });
+});
+
+describe('read_file', () => {
+  it('shows a window with line numbers and says where the file ends', async () => {
+    const out = outputOf(await call('read_file', { path: 'src/utils.ts', start_line: 2, end_line: 3 }));
+    expect(out).toBe('2│  return a - b;\n3│}\n[lines 2-3 of 5; read from 4 for more]');
+  });
+
+  it('refuses binary files with their size, and ranges past the end', async () => {
+    const e = errorOf(await call('read_file', { path: 'blob.bin', start_line: 1, end_line: 2 }));
+    expect(e).toMatchObject({ code: 'binary_file', message: expect.stringContaining('6 bytes') });
+    expect(errorOf(await call('read_file', { path: 'README.md', start_line: 50, end_line: 60 })).message).toContain('has 1 lines');
+  });
+
+  it('refuses huge files and says how to read them', async () => {
+    writeFileSync(path.join(root, 'big.txt'), 'a'.repeat(3 * 1024 * 1024));
+    const e = errorOf(await call('read_file', { path: 'big.txt', start_line: 1, end_line: 2 }));
+    expect(e.code).toBe('file_too_large');
+    expect(e.hint).toContain('search');
+  });
+});
+
+describe('list_files and search', () => {
+  it('lists files recursively and refuses a file as a directory', async () => {
+    expect(outputOf(await call('list_files', { path: '.' })).split('\n')).toEqual(['README.md', 'blob.bin', 'lib/util.ts', 'src/utils.ts']);
+    expect(errorOf(await call('list_files', { path: 'README.md' })).code).toBe('not_a_directory');
+  });
+
+  it('finds matches with path and line, reports none, and explains a bad regex', async () => {
+    expect(outputOf(await call('search', { pattern: 'return a', path: '.' }))).toBe('src/utils.ts:2:  return a - b;');
+    expect(outputOf(await call('search', { pattern: 'nothing-like-this', path: 'src' }))).toMatch(/^no matches/);
+    expect(errorOf(await call('search', { pattern: 'add(', path: '.' })).code).toBe('invalid_pattern');
+  });
+});
+
+describe('edit_file', () => {
+  it('replaces one exact occurrence and records the touched file', async () => {
+    outputOf(await call('edit_file', { path: 'src/utils.ts', old_text: 'return a - b;', new_text: 'return a + b;' }));
+    expect(readFileSync(path.join(root, 'src/utils.ts'), 'utf8')).toContain('return a + b;');
+    expect([...ctx.touched]).toEqual(['src/utils.ts']);
+  });
+
+  it('shows the nearest region and that only indentation differs', async () => {
+    const e = errorOf(await call('edit_file', { path: 'src/utils.ts', old_text: '    return a - b;\n}', new_text: '    return a + b;\n}' }));
+    expect(e.code).toBe('old_text_not_found');
+    expect(e.message).toMatch(/lines 2-3 \(indentation differs\)/);
+  });
+
+  it('names the words that differ', async () => {
+    const e = errorOf(await call('edit_file', { path: 'src/utils.ts', old_text: '  return a * b;', new_text: '  return a + b;' }));
+    expect(e.message).toMatch(/lines 2-2 .*"\*"/);
+  });
+
+  it('lists every line of a non-unique match', async () => {
+    writeFileSync(path.join(root, 'src/utils.ts'), 'x = 1;\ny = 2;\nx = 1;\n');
+    const e = errorOf(await call('edit_file', { path: 'src/utils.ts', old_text: 'x = 1;', new_text: 'x = 3;' }));
+    expect(e).toMatchObject({ code: 'old_text_not_unique', message: expect.stringContaining('lines 1, 3') });
+  });
+
+  it('keeps edits to the files the plan named', async () => {
+    const e = errorOf(await call('edit_file', { path: 'lib/util.ts', old_text: 'x = 1', new_text: 'x = 2' }));
+    expect(e.code).toBe('outside_scope');
+    expect(e.candidates).toEqual(['src/new.ts', 'src/utils.ts']);
+    ctx.editable = undefined;
+    expect(errorOf(await call('edit_file', { path: 'src/utils.ts', old_text: 'a - b', new_text: 'a + b' })).code).toBe('read_only_stage');
+  });
+});
+
+describe('create_file and the terminal tools', () => {
+  it('creates a new file in scope and refuses an existing one', async () => {
+    outputOf(await call('create_file', { path: 'src/new.ts', content: 'export {};\n' }));
+    expect(readFileSync(path.join(root, 'src/new.ts'), 'utf8')).toBe('export {};\n');
+    expect(errorOf(await call('create_file', { path: 'src/new.ts', content: '' })).code).toBe('already_exists');
+  });
+
+  it('finish_change refuses when nothing changed; submit_plan validates the plan', async () => {
+    expect(errorOf(await call('finish_change', { summary: 'done' })).code).toBe('nothing_changed');
+    const e = errorOf(await call('submit_plan', { summary: 's', files_to_change: [], files_to_read: [], steps: ['x'], verification: 'npm test', confidence: 2 }));
+    expect(e.message).toMatch(/files_to_change/);
+    expect(e.message).toMatch(/confidence/);
+  });
+});

@@ -1,0 +1,24 @@
+import { appendFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+
+export type TraceEvent =
+  | { type: 'stage'; stage: string; phase: 'start' | 'end'; result?: string; detail?: unknown }
+  | { type: 'model'; stage: string; model: string; tier: string; usage: Record<string, number>; costUsd: number; durationMs: number; stopReason: string | null }
+  | { type: 'tool'; stage: string; tool: string; ok: boolean; errorCode?: string; durationMs: number; input: unknown }
+  | { type: 'command'; stage: string; name: string; command: string; exitCode: number | null; timedOut: boolean; durationMs: number; output: string }
+  | { type: 'note'; message: string; detail?: unknown };
+
+/** A job's JSONL trace under DATA_DIR/traces, one line per event. */
+export class Trace {
+  readonly file: string;
+
+  constructor(dataDir: string, jobKey: string) {
+    const dir = path.join(dataDir, 'traces');
+    mkdirSync(dir, { recursive: true });
+    this.file = path.join(dir, `${jobKey.replace(/[^A-Za-z0-9_.-]+/g, '_')}.jsonl`);
+  }
+
+  write(event: TraceEvent): void {
+    appendFileSync(this.file, `${JSON.stringify({ at: new Date().toISOString(), ...event })}\n`);
+  }
+}

@@ -1,0 +1,133 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { sanitise } from '../report/sanitise.js';
+
+/** Model tiers: each stage asks for a tier, config maps it to a model id. */
+export const TIERS = ['frontier', 'mid', 'fast'] as const;
+export type Tier = (typeof TIERS)[number];
+
+const port = z.coerce.number().int().min(0).max(65535);
+const nonEmpty = z.string().trim().min(1);
+
+/**
+ * The process environment, as the app reads it. Names follow Probot where Probot has one,
+ * and the Anthropic SDK's own names so gateways and proxies work unchanged.
+ */
+export const EnvSchema = z
+  .object({
+    APP_ID: z.coerce.number().int().positive().optional().describe('GitHub App id; unset opens the setup page'),
+    PRIVATE_KEY: nonEmpty.optional().describe('the App private key (PEM); or PRIVATE_KEY_PATH'),
+    PRIVATE_KEY_PATH: nonEmpty.optional().describe('path to the App private key (PEM)'),
+    WEBHOOK_SECRET: nonEmpty.optional().describe('secret GitHub signs webhooks with'),
+    WEBHOOK_PROXY_URL: z.url().optional().describe('smee.io-style proxy for local development'),
+    PORT: port.default(3000),
+    HOST: nonEmpty.optional(),
+    GHE_HOST: nonEmpty
+      .regex(/^[^/\s]+$/, 'a host name with an optional :port, no scheme or path')
+      .optional(),
+    GHE_PROTOCOL: z.enum(['https', 'http']).default('https'),
+    LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+    REDIS_URL: z.url().optional(),
+    ANTHROPIC_API_KEY: nonEmpty.optional(),
+    ANTHROPIC_BASE_URL: z.url().optional(),
+    DATA_DIR: nonEmpty.default('.data'),
+    MODEL_FRONTIER: nonEmpty.default('claude-opus-4-5'),
+    MODEL_MID: nonEmpty.default('claude-sonnet-4-5'),
+    MODEL_FAST: nonEmpty.default('claude-haiku-4-5'),
+    SANDBOX: z
+      .enum(['bwrap', 'unsandboxed'])
+      .default('bwrap')
+      .describe('unsandboxed runs repository code on the host: an explicit, logged opt-in'),
+    WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(1),
+    GIT_COMMITTER_NAME: nonEmpty.optional().describe('defaults to the app bot login'),
+  })
+  .superRefine((env, ctx) => {
+    if (env.PRIVATE_KEY && env.PRIVATE_KEY_PATH) {
+      ctx.addIssue({ code: 'custom', path: ['PRIVATE_KEY_PATH'], message: 'set PRIVATE_KEY or PRIVATE_KEY_PATH, not both' });
+    }
+  });
+
+export type Env = z.infer<typeof EnvSchema>;
+
+/** What the app runs as: the web server, a worker, or both in one process. */
+export type Role = 'web' | 'worker';
+
+export interface AppConfig {
+  env: Env;
+  /** PEM of the App key, resolved from PRIVATE_KEY or PRIVATE_KEY_PATH. */
+  privateKey: string;
+  appId: number;
+  webhookSecret: string;
+  /** REST base URL: api.github.com or `${GHE_PROTOCOL}://${GHE_HOST}/api/v3`. */
+  githubApiUrl: string;
+  dataDir: string;
+  models: Record<Tier, string>;
+  anthropicApiKey: string;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`configuration is not usable:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function describeIssue(issue: z.core.$ZodIssue, raw: Record<string, string | undefined>): string {
+  const name = issue.path.join('.') || '(environment)';
+  const got = typeof issue.path[0] === 'string' ? raw[issue.path[0]] : undefined;
+  const shown = got === undefined ? 'it is unset' : `got ${JSON.stringify(redactValue(name, got))}`;
+  return `${name}: ${issue.message} (${shown})`;
+}
+
+/** Values of secret-named variables, and anything token-shaped, are never echoed whole. */
+function redactValue(name: string, value: string): string {
+  return /KEY|SECRET|TOKEN/.test(name) ? `${value.slice(0, 3)}…` : sanitise(value);
+}
+
+/** Parses the environment; throws ConfigError naming each bad variable. */
+export function parseEnv(raw: Record<string, string | undefined>): Env {
+  // Empty strings in .env files mean "unset", as they do for Probot.
+  const cleaned = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = EnvSchema.safeParse(cleaned);
+  if (!parsed.success) throw new ConfigError(parsed.error.issues.map((i) => describeIssue(i, cleaned)));
+  return parsed.data;
+}
+
+/**
+ * Resolves the config a running app needs. Roles that talk to GitHub need the App
+ * identity; the worker also needs the model key.
+ */
+export function loadConfig(raw: Record<string, string | undefined>, roles: Role[]): AppConfig {
+  const env = parseEnv(raw);
+  const problems: string[] = [];
+  if (env.APP_ID === undefined) problems.push('APP_ID: required (run `npm start` without it to register the app through the setup page)');
+  let privateKey = env.PRIVATE_KEY?.replace(/\\n/g, '\n');
+  if (!privateKey && env.PRIVATE_KEY_PATH) {
+    try {
+      privateKey = readFileSync(env.PRIVATE_KEY_PATH, 'utf8');
+    } catch (err) {
+      problems.push(`PRIVATE_KEY_PATH: cannot read ${env.PRIVATE_KEY_PATH} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+  }
+  if (!privateKey && !problems.some((p) => p.startsWith('PRIVATE_KEY_PATH'))) {
+    problems.push('PRIVATE_KEY or PRIVATE_KEY_PATH: required, the GitHub App private key (PEM)');
+  } else if (privateKey && !/-----BEGIN (RSA )?PRIVATE KEY-----/.test(privateKey)) {
+    problems.push('PRIVATE_KEY: expected a PEM private key ("-----BEGIN RSA PRIVATE KEY-----")');
+  }
+  if (roles.includes('web') && !env.WEBHOOK_SECRET) problems.push('WEBHOOK_SECRET: required, the secret set on the GitHub App for webhooks');
+  if (roles.includes('worker') && !env.ANTHROPIC_API_KEY) problems.push('ANTHROPIC_API_KEY: required by the worker to call the model');
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const githubApiUrl = env.GHE_HOST ? `${env.GHE_PROTOCOL}://${env.GHE_HOST}/api/v3` : 'https://api.github.com';
+  return {
+    env,
+    privateKey: privateKey!,
+    appId: env.APP_ID!,
+    webhookSecret: env.WEBHOOK_SECRET ?? '',
+    githubApiUrl,
+    dataDir: path.resolve(env.DATA_DIR),
+    models: { frontier: env.MODEL_FRONTIER, mid: env.MODEL_MID, fast: env.MODEL_FAST },
+    anthropicApiKey: env.ANTHROPIC_API_KEY ?? '',
+  };
+}

@@ -1,0 +1,142 @@
+import type { ProbotOctokit } from 'probot';
+import { registerSecret, sanitise } from '../report/sanitise.js';
+
+export type Permission = 'admin' | 'maintain' | 'write' | 'triage' | 'read' | 'none';
+export const WRITE_PERMISSIONS: ReadonlySet<Permission> = new Set(['admin', 'maintain', 'write']);
+
+export interface RepoRef {
+  owner: string;
+  repo: string;
+}
+
+export interface RepoInfo {
+  defaultBranch: string;
+  cloneUrl: string;
+  htmlUrl: string;
+}
+
+export interface IssueInfo {
+  number: number;
+  title: string;
+  body: string;
+  author: string;
+  labels: string[];
+  htmlUrl: string;
+}
+
+export interface PullInfo {
+  number: number;
+  htmlUrl: string;
+}
+
+function isStatus(err: unknown, status: number): boolean {
+  return typeof err === 'object' && err !== null && (err as { status?: number }).status === status;
+}
+
+/**
+ * The thin facade over Octokit for one installation and repository: the only module that
+ * calls the GitHub API. Every text it posts passes the sanitiser.
+ */
+export class GitHubRepo {
+  constructor(
+    private readonly octokit: ProbotOctokit,
+    readonly ref: RepoRef,
+  ) {}
+
+  /** The user's role on the repository; `role_name` distinguishes maintain from write. */
+  async permission(username: string): Promise<Permission> {
+    try {
+      const { data } = await this.octokit.rest.repos.getCollaboratorPermissionLevel({ ...this.ref, username });
+      const role = (data.role_name ?? data.permission) as string;
+      return (['admin', 'maintain', 'write', 'triage', 'read'].includes(role) ? role : data.permission) as Permission;
+    } catch (err) {
+      if (isStatus(err, 404)) return 'none';
+      throw err;
+    }
+  }
+
+  async repoInfo(): Promise<RepoInfo> {
+    const { data } = await this.octokit.rest.repos.get({ ...this.ref });
+    return { defaultBranch: data.default_branch, cloneUrl: data.clone_url, htmlUrl: data.html_url };
+  }
+
+  async issue(issueNumber: number): Promise<IssueInfo> {
+    const { data } = await this.octokit.rest.issues.get({ ...this.ref, issue_number: issueNumber });
+    return {
+      number: data.number,
+      title: data.title,
+      body: data.body ?? '',
+      author: data.user?.login ?? 'ghost',
+      labels: data.labels.map((l) => (typeof l === 'string' ? l : (l.name ?? ''))).filter(Boolean),
+      htmlUrl: data.html_url,
+    };
+  }
+
+  async react(issueNumber: number, content: 'eyes' | '+1' | 'rocket' | 'confused'): Promise<void> {
+    await this.octokit.rest.reactions.createForIssue({ ...this.ref, issue_number: issueNumber, content });
+  }
+
+  async comment(issueNumber: number, body: string): Promise<number> {
+    const { data } = await this.octokit.rest.issues.createComment({ ...this.ref, issue_number: issueNumber, body: sanitise(body) });
+    return data.id;
+  }
+
+  async updateComment(commentId: number, body: string): Promise<void> {
+    await this.octokit.rest.issues.updateComment({ ...this.ref, comment_id: commentId, body: sanitise(body) });
+  }
+
+  async addLabels(issueNumber: number, labels: string[]): Promise<void> {
+    await this.octokit.rest.issues.addLabels({ ...this.ref, issue_number: issueNumber, labels });
+  }
+
+  /** Removes a label; a label that is not there is not an error. */
+  async removeLabel(issueNumber: number, name: string): Promise<void> {
+    try {
+      await this.octokit.rest.issues.removeLabel({ ...this.ref, issue_number: issueNumber, name });
+    } catch (err) {
+      if (!isStatus(err, 404)) throw err;
+    }
+  }
+
+  /** The open PR whose head is `branch` in this repository, if any. */
+  async findOpenPull(branch: string): Promise<PullInfo | undefined> {
+    const { data } = await this.octokit.rest.pulls.list({ ...this.ref, head: `${this.ref.owner}:${branch}`, state: 'open', per_page: 10 });
+    const pr = data[0];
+    return pr ? { number: pr.number, htmlUrl: pr.html_url } : undefined;
+  }
+
+  /** Opens the PR for `head`, or updates the one that is already open for it. */
+  async openOrUpdatePull(p: { head: string; base: string; title: string; body: string }): Promise<PullInfo & { created: boolean }> {
+    const existing = await this.findOpenPull(p.head);
+    const body = sanitise(p.body);
+    const title = sanitise(p.title);
+    if (existing) {
+      await this.octokit.rest.pulls.update({ ...this.ref, pull_number: existing.number, title, body });
+      return { ...existing, created: false };
+    }
+    const { data } = await this.octokit.rest.pulls.create({ ...this.ref, head: p.head, base: p.base, title, body });
+    return { number: data.number, htmlUrl: data.html_url, created: true };
+  }
+
+  /** A file's text on `ref`, or undefined when it does not exist. */
+  async fileText(path: string, ref: string): Promise<string | undefined> {
+    try {
+      const { data } = await this.octokit.rest.repos.getContent({ ...this.ref, path, ref });
+      if (Array.isArray(data) || data.type !== 'file' || !('content' in data)) return undefined;
+      return Buffer.from(data.content, 'base64').toString('utf8');
+    } catch (err) {
+      if (isStatus(err, 404)) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * A fresh installation token for one git operation. It is registered with the sanitiser
+   * and must only ever travel in a single command's environment.
+   */
+  async gitToken(): Promise<string> {
+    const auth = (await this.octokit.auth({ type: 'installation' })) as { token: string };
+    registerSecret(auth.token);
+    return auth.token;
+  }
+}

@@ -1,0 +1,31 @@
+import { pino, type Logger } from 'pino';
+
+/** The app's logger: pino with secrets redacted wherever they might appear in a log object. */
+export function createLogger(level: string): Logger {
+  return pino({
+    level,
+    redact: {
+      paths: [
+        'token',
+        '*.token',
+        'privateKey',
+        '*.privateKey',
+        'secret',
+        '*.secret',
+        'apiKey',
+        '*.apiKey',
+        'headers.authorization',
+        '*.headers.authorization',
+        'req.headers.authorization',
+        'request.headers.authorization',
+        'env.ANTHROPIC_API_KEY',
+        'env.PRIVATE_KEY',
+        'env.WEBHOOK_SECRET',
+        'config.privateKey',
+        'config.anthropicApiKey',
+        'config.webhookSecret',
+      ],
+      censor: '[REDACTED]',
+    },
+  });
+}

@@ -1,0 +1,48 @@
+import { z } from 'zod';
+
+export const QUEUE_NAME = 'agent-run';
+
+const login = z.string().min(1).max(100);
+const repoPart = z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, 'a GitHub owner or repository name');
+
+/** Job data: small, validated, and free of secrets (tokens are minted by the worker). */
+export const JobDataSchema = z.object({
+  kind: z.enum(['issue']),
+  installationId: z.number().int().positive(),
+  owner: repoPart,
+  repo: repoPart,
+  issueNumber: z.number().int().positive(),
+  deliveryId: z.string().min(1).max(100),
+  sender: login,
+  attempt: z.number().int().positive(),
+  statusCommentId: z.number().int().positive().optional(),
+});
+export type JobData = z.infer<typeof JobDataSchema>;
+
+/** Identifies one issue across attempts. */
+export function issueKey(d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>): string {
+  return `${d.owner}/${d.repo}#${d.issueNumber}`.toLowerCase();
+}
+
+/**
+ * The BullMQ job id: one per (repo, issue, attempt), so a redelivered webhook or a second
+ * label for the same attempt finds the existing job instead of adding one. BullMQ refuses
+ * ':' in custom ids, hence the slashes.
+ */
+export function jobId(d: Pick<JobData, 'owner' | 'repo' | 'issueNumber' | 'attempt'>): string {
+  return `${d.owner}/${d.repo}/issues/${d.issueNumber}/attempt-${d.attempt}`.toLowerCase();
+}
+
+/** The branch the agent pushes for an issue: `agent/issue-<n>-<slug>`. */
+export function branchName(issueNumber: number, title: string): string {
+  const slug = title
+    .toLowerCase()
+    .normalize('NFKD')
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .split('-')
+    .filter(Boolean)
+    .reduce<string[]>((words, w) => (words.join('-').length + w.length < 32 ? [...words, w] : words), [])
+    .join('-');
+  return `agent/issue-${issueNumber}${slug ? `-${slug}` : ''}`;
+}

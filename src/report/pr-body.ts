@@ -1,0 +1,53 @@
+import type { Plan } from '../agent/tools/submit-plan.js';
+import type { CheckResult, ValidationReport } from '../stages/validate.js';
+
+function resultLine(r: CheckResult): string {
+  const verdict = r.ok ? '✅ passed' : r.timedOut ? '⏱️ timed out' : `❌ failed (exit ${r.exitCode})`;
+  return `| \`${r.command.replace(/\|/g, '\\|')}\` | ${verdict} | ${(r.durationMs / 1000).toFixed(1)} s |`;
+}
+
+export interface PrBodyInput {
+  issueNumber: number;
+  summary: string;
+  plan: Plan;
+  baseline?: ValidationReport;
+  final: ValidationReport;
+  diffStat: string;
+  spend: string;
+  rounds: number;
+}
+
+/** The pull request body: summary, plan, checks with results, spend, and the closing keyword. */
+export function prBody(p: PrBodyInput): string {
+  const before = p.baseline?.results ?? [];
+  const rows = p.final.results.map((r) => {
+    const b = before.find((x) => x.name === r.name);
+    return `${resultLine(r)} ${b ? (b.ok ? 'passed' : 'failed') : '—'} |`;
+  });
+  return [
+    p.summary,
+    '',
+    `Closes #${p.issueNumber}`,
+    '',
+    '### Plan',
+    p.plan.summary,
+    '',
+    ...p.plan.steps.map((s, i) => `${i + 1}. ${s}`),
+    '',
+    `Files: ${p.plan.files_to_change.map((f) => `\`${f}\``).join(', ')}`,
+    '',
+    '### Validation',
+    `Run in a sandbox without network after ${p.rounds} round${p.rounds === 1 ? '' : 's'}:`,
+    '',
+    '| command | result | time | before the change |',
+    '| --- | --- | --- | --- |',
+    ...rows,
+    '',
+    '### Change',
+    '```',
+    p.diffStat.trim() || '(no files)',
+    '```',
+    '',
+    `<sub>issue-agent · spend: ${p.spend}</sub>`,
+  ].join('\n');
+}

@@ -1,0 +1,58 @@
+/** Marks the app's status comment so it can be found and edited in place. */
+export const STATUS_MARKER = '<!-- issue-agent:status -->';
+
+export type StatusPhase = 'queued' | 'planning' | 'coding' | 'validating' | 'delivering' | 'done' | 'stuck';
+
+export interface StatusState {
+  phase: StatusPhase;
+  round?: { n: number; of: number };
+  planSummary?: string;
+  pullUrl?: string;
+  /** For `stuck`: why, and the failing command when there is one. */
+  reason?: string;
+  failingCommand?: string;
+  failureExcerpt?: string;
+  spend?: string;
+}
+
+const ORDER: StatusPhase[] = ['planning', 'coding', 'validating', 'delivering'];
+const LABEL: Record<StatusPhase, string> = {
+  queued: 'queued',
+  planning: 'planning',
+  coding: 'coding',
+  validating: 'validating',
+  delivering: 'delivering',
+  done: 'done',
+  stuck: 'stopped',
+};
+
+function fence(text: string): string {
+  const longest = Math.max(2, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
+  const ticks = '`'.repeat(longest + 1);
+  return `${ticks}\n${text}\n${ticks}`;
+}
+
+/** The one status comment of a job, rendered from its state. */
+export function statusComment(s: StatusState): string {
+  const head =
+    s.phase === 'done'
+      ? `✅ done: ${s.pullUrl ? `opened ${s.pullUrl}` : 'finished'}`
+      : s.phase === 'stuck'
+        ? `⚠️ stopped without a pull request: ${s.reason ?? 'see below'}`
+        : s.phase === 'queued'
+          ? '👀 queued: a worker will pick this up shortly'
+          : `⏳ working on it: ${LABEL[s.phase]}${s.phase === 'validating' && s.round ? ` (round ${s.round.n}/${s.round.of})` : ''}…`;
+  const current = ORDER.indexOf(s.phase);
+  const checklist = ORDER.map((p, i) => {
+    const doneMark = s.phase === 'done' || (current >= 0 && i < current);
+    const label = p === 'validating' && s.round ? `${p} (round ${s.round.n}/${s.round.of})` : p;
+    return `- [${doneMark ? 'x' : ' '}] ${label}${i === current ? ' ← now' : ''}`;
+  });
+  const parts = [STATUS_MARKER, `**issue-agent** ${head}`, '', ...checklist];
+  if (s.planSummary) parts.push('', `**Plan:** ${s.planSummary}`);
+  if (s.phase === 'stuck' && s.failingCommand) parts.push('', `**Failing command:** \`${s.failingCommand}\``);
+  if (s.phase === 'stuck' && s.failureExcerpt) parts.push('', fence(s.failureExcerpt));
+  if (s.phase === 'stuck') parts.push('', 'No pull request was opened. A maintainer can fix what is described above, clarify the issue, and re-add the `agent` label to try again.');
+  if (s.spend) parts.push('', `<sub>spend: ${s.spend}</sub>`);
+  return parts.join('\n');
+}

@@ -1,0 +1,79 @@
+import path from 'node:path';
+import { issueBlock, quote, systemPrompt, type IssueText } from '../agent/context.js';
+import { runLoop } from '../agent/loop.js';
+import { createFile } from '../agent/tools/create-file.js';
+import { editFile } from '../agent/tools/edit-file.js';
+import { FinishSchema, finishChange, type Finish } from '../agent/tools/finish-change.js';
+import { listFiles } from '../agent/tools/list-files.js';
+import { readFile } from '../agent/tools/read-file.js';
+import { runCommand } from '../agent/tools/run-command.js';
+import { search } from '../agent/tools/search.js';
+import type { Plan } from '../agent/tools/submit-plan.js';
+import type { Tool } from '../agent/tools/tool.js';
+import type { StageDeps, StageResult } from './types.js';
+
+export const CODE_TOOLS: readonly Tool[] = [listFiles, readFile, search, editFile, createFile, runCommand, finishChange] as unknown as Tool[];
+
+const RULES = `Stage: CODE. Make the change the plan describes, in small steps; read each file before editing it.
+You may edit only the files the plan names. Run a focused check with run_command when useful.
+When the change is complete, call finish_change with a short summary for the pull request.`;
+
+export interface CodeInput {
+  issue: IssueText;
+  plan: Plan;
+  repoRules: string;
+  /** The last validation failure, when this is a repair round. */
+  failure?: string;
+  /** Files edited in earlier rounds, shared so finish_change sees them. */
+  touched: Set<string>;
+  maxTurns?: number;
+}
+
+function planBlock(plan: Plan): string {
+  return quote(
+    'plan',
+    [
+      plan.summary,
+      `Files to change: ${plan.files_to_change.join(', ')}`,
+      plan.files_to_read.length ? `Files to read: ${plan.files_to_read.join(', ')}` : '',
+      'Steps:',
+      ...plan.steps.map((s, i) => `${i + 1}. ${s}`),
+      `Verification: ${plan.verification}`,
+    ]
+      .filter(Boolean)
+      .join('\n'),
+  );
+}
+
+/** Writes the change with file access scoped to the plan (mid tier). */
+export async function codeStage(deps: StageDeps, input: CodeInput): Promise<StageResult<Finish>> {
+  const task = [
+    issueBlock(input.issue),
+    planBlock(input.plan),
+    input.failure
+      ? `${quote('validation-failure', input.failure)}\n\nThe repository checks failed after your change. Fix the cause, then call finish_change again.`
+      : 'Make the change.',
+  ].join('\n\n');
+  const result = await runLoop({
+    stage: 'code',
+    tier: 'mid',
+    model: deps.model,
+    system: systemPrompt(RULES, input.repoRules),
+    task,
+    tools: CODE_TOOLS,
+    ctx: {
+      workTree: deps.workTree,
+      runner: deps.runner,
+      sandboxReadOnlyPaths: deps.sandboxReadOnlyPaths,
+      log: deps.log,
+      editable: new Set(input.plan.files_to_change.map((f) => path.normalize(f))),
+      touched: input.touched,
+    },
+    maxTurns: input.maxTurns ?? 40,
+    trace: deps.trace,
+    log: deps.log,
+    onToolCall: deps.onToolCall,
+  });
+  if (result.kind === 'stuck') return result;
+  return { kind: 'done', value: FinishSchema.parse(result.input) };
+}

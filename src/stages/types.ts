@@ -1,0 +1,18 @@
+import type { Logger } from 'pino';
+import type { ModelClient } from '../agent/model.js';
+import type { Stuck } from '../agent/stuck.js';
+import type { Trace } from '../agent/trace.js';
+import type { Runner } from '../sandbox/runner.js';
+
+export type StageResult<T> = { kind: 'done'; value: T } | ({ kind: 'stuck' } & Stuck) | { kind: 'needs-info'; questions: string[] };
+
+/** What every model-driven stage needs: the model, the sandbox and the work tree. */
+export interface StageDeps {
+  model: ModelClient;
+  runner: Runner;
+  workTree: string;
+  sandboxReadOnlyPaths: string[];
+  trace: Trace;
+  log: Logger;
+  onToolCall?: (tool: string, ok: boolean, errorCode?: string) => void;
+}

@@ -1,0 +1,132 @@
+import { access, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { RepoConfig } from '../config/repo-config.js';
+import type { Trace } from '../agent/trace.js';
+import type { Runner, RunResult } from '../sandbox/runner.js';
+
+export interface Check {
+  name: 'install' | 'lint' | 'typecheck' | 'test';
+  command: string;
+  /** Where the command came from: `.github/agent.yml` or what was detected. */
+  source: 'config' | 'detected';
+}
+
+export interface CheckResult {
+  name: Check['name'];
+  command: string;
+  ok: boolean;
+  exitCode: number | null;
+  timedOut: boolean;
+  durationMs: number;
+  /** The last lines of output, for people and the coder. */
+  tail: string;
+}
+
+export interface ValidationReport {
+  ok: boolean;
+  results: CheckResult[];
+  /** The first failing check, if any. */
+  failed?: CheckResult;
+}
+
+const exists = (p: string) => access(p).then(() => true, () => false);
+const NPM_PLACEHOLDER_TEST = /no test specified/;
+
+/**
+ * The commands that prove a change: `.github/agent.yml` where it names them, else what the
+ * repository declares (package.json scripts, Makefile, pyproject, Cargo, go.mod).
+ */
+export async function detectChecks(workTree: string, config: RepoConfig): Promise<{ install?: Check; checks: Check[] }> {
+  const configured = config.commands ?? {};
+  const detected: { install?: string; lint?: string; typecheck?: string; test?: string } = {};
+  const pkgText = await readFile(path.join(workTree, 'package.json'), 'utf8').catch(() => undefined);
+  if (pkgText !== undefined) {
+    let pkg: { scripts?: Record<string, string>; dependencies?: object; devDependencies?: object } = {};
+    try {
+      pkg = JSON.parse(pkgText);
+    } catch {
+      // An unparseable package.json is the repository's problem; its test command will say so.
+    }
+    const scripts = pkg.scripts ?? {};
+    const hasDeps = Object.keys(pkg.dependencies ?? {}).length + Object.keys(pkg.devDependencies ?? {}).length > 0;
+    const run = (await exists(path.join(workTree, 'pnpm-lock.yaml'))) ? 'pnpm' : (await exists(path.join(workTree, 'yarn.lock'))) ? 'yarn' : 'npm';
+    if (hasDeps) {
+      detected.install =
+        run === 'pnpm'
+          ? 'pnpm install --frozen-lockfile'
+          : run === 'yarn'
+            ? 'yarn install --frozen-lockfile'
+            : (await exists(path.join(workTree, 'package-lock.json'))) || (await exists(path.join(workTree, 'npm-shrinkwrap.json')))
+              ? 'npm ci --ignore-scripts --no-audit --no-fund'
+              : 'npm install --ignore-scripts --no-audit --no-fund';
+    }
+    if (scripts.lint) detected.lint = `${run} run lint`;
+    if (scripts.typecheck) detected.typecheck = `${run} run typecheck`;
+    if (scripts.test && !NPM_PLACEHOLDER_TEST.test(scripts.test)) detected.test = `${run} test`;
+  } else if (await exists(path.join(workTree, 'Cargo.toml'))) {
+    detected.test = 'cargo test --offline';
+  } else if (await exists(path.join(workTree, 'go.mod'))) {
+    detected.test = 'go test ./...';
+  } else if ((await exists(path.join(workTree, 'pyproject.toml'))) || (await exists(path.join(workTree, 'pytest.ini')))) {
+    detected.test = 'python3 -m pytest -q';
+  }
+  if (!detected.test) {
+    const makefile = await readFile(path.join(workTree, 'Makefile'), 'utf8').catch(() => '');
+    if (/^test:/m.test(makefile)) detected.test = 'make test';
+  }
+  const pick = (name: Check['name']): Check | undefined => {
+    const c = configured[name];
+    if (c) return { name, command: c, source: 'config' };
+    const d = detected[name];
+    return d ? { name, command: d, source: 'detected' } : undefined;
+  };
+  const checks = (['lint', 'typecheck', 'test'] as const).map(pick).filter((c): c is Check => c !== undefined);
+  return { install: pick('install'), checks };
+}
+
+function tailOf(output: string, lines = 60): string {
+  const all = output.trimEnd().split('\n');
+  return all.length <= lines ? all.join('\n') : [`[… ${all.length - lines} earlier lines omitted …]`, ...all.slice(-lines)].join('\n');
+}
+
+export function toCheckResult(check: Check, r: RunResult): CheckResult {
+  return { name: check.name, command: check.command, ok: r.exitCode === 0 && !r.timedOut, exitCode: r.exitCode, timedOut: r.timedOut, durationMs: r.durationMs, tail: tailOf(r.output) };
+}
+
+export interface ValidateDeps {
+  runner: Runner;
+  workTree: string;
+  sandboxReadOnlyPaths: string[];
+  trace: Trace;
+  stage: string;
+  timeoutMs?: number;
+}
+
+/** Runs one check in the sandbox; only the install step may reach the network. */
+export async function runCheck(deps: ValidateDeps, check: Check): Promise<CheckResult> {
+  const r = await deps.runner.run({
+    workTree: deps.workTree,
+    command: check.command,
+    timeoutMs: deps.timeoutMs ?? 15 * 60 * 1000,
+    network: check.name === 'install' ? 'full' : 'none',
+    readOnlyPaths: deps.sandboxReadOnlyPaths,
+  });
+  deps.trace.write({ type: 'command', stage: deps.stage, name: check.name, command: check.command, exitCode: r.exitCode, timedOut: r.timedOut, durationMs: r.durationMs, output: r.output });
+  return toCheckResult(check, r);
+}
+
+/** Runs every check, deterministically and in order; all run so the report is whole. */
+export async function validateStage(deps: ValidateDeps, checks: Check[]): Promise<ValidationReport> {
+  const results: CheckResult[] = [];
+  for (const check of checks) results.push(await runCheck(deps, check));
+  const failed = results.find((r) => !r.ok);
+  return { ok: failed === undefined, results, failed };
+}
+
+/** The failure as the coder reads it: each failing command with its exit and last lines. */
+export function failureForCoder(report: ValidationReport): string {
+  return report.results
+    .filter((r) => !r.ok)
+    .map((r) => `$ ${r.command}\n${r.timedOut ? 'timed out' : `exit code ${r.exitCode}`}\n${r.tail}`)
+    .join('\n\n');
+}

@@ -1,0 +1,63 @@
+import type { ApplicationFunction, Context } from 'probot';
+import type { Logger } from 'pino';
+import { GitHubRepo } from '../github/facade.js';
+import type { AgentQueue } from '../queue/queue.js';
+import { statusComment } from '../report/status.js';
+import { checkLabelEvent, checkPermission, DEFAULT_TRIGGER_LABEL } from './triggers.js';
+import { healthHandler } from './health.js';
+
+export interface WebDeps {
+  queue: AgentQueue;
+  redisPing: () => Promise<boolean>;
+  triggerLabel?: string;
+  log: Logger;
+}
+
+/**
+ * The Probot app: read the event, check who may trigger, enqueue. No model calls, no
+ * clones, no waiting on long work.
+ */
+export function agentApp(deps: WebDeps): ApplicationFunction {
+  const triggerLabel = deps.triggerLabel ?? DEFAULT_TRIGGER_LABEL;
+  return (app, { addHandler }) => {
+    addHandler(healthHandler({ redisPing: deps.redisPing }));
+
+    app.on('issues.labeled', async (context: Context<'issues.labeled'>) => {
+      const { payload } = context;
+      const log = deps.log.child({ delivery: context.id, repo: payload.repository.full_name, issue: payload.issue.number });
+      const gate = checkLabelEvent({ label: payload.label?.name, sender: payload.sender, triggerLabel });
+      if (!gate.run) {
+        log.debug({ reason: gate.reason }, 'skipped');
+        return;
+      }
+      if (payload.issue.pull_request) {
+        log.info('skipped: the label is on a pull request, not an issue');
+        return;
+      }
+      if (!payload.installation) {
+        log.warn('skipped: event carries no installation');
+        return;
+      }
+      const gh = new GitHubRepo(context.octokit, { owner: payload.repository.owner.login, repo: payload.repository.name });
+      const allowed = checkPermission(payload.sender.login, await gh.permission(payload.sender.login));
+      if (!allowed.run) {
+        log.info({ reason: allowed.reason }, 'skipped');
+        return;
+      }
+      const result = await deps.queue.enqueue(
+        {
+          kind: 'issue',
+          installationId: payload.installation.id,
+          owner: gh.ref.owner,
+          repo: gh.ref.repo,
+          issueNumber: payload.issue.number,
+          deliveryId: context.id,
+          sender: payload.sender.login,
+        },
+        async () => ({ statusCommentId: await gh.comment(payload.issue.number, statusComment({ phase: 'queued' })) }),
+      );
+      log.info({ result }, 'trigger handled');
+      if (result.kind === 'enqueued') await gh.react(payload.issue.number, 'eyes');
+    });
+  };
+}
