@@ -33,7 +33,7 @@ export function jobId(d: Pick<JobData, 'owner' | 'repo' | 'issueNumber' | 'attem
   return `${d.owner}/${d.repo}/issues/${d.issueNumber}/attempt-${d.attempt}`.toLowerCase();
 }
 
-/** The branch the agent pushes for an issue: `agent/issue-<n>-<slug>`. */
+/** The branch the agent pushes for an issue: `agent/issue-<n>-<slug>`, the slug the title's first five words. */
 export function branchName(issueNumber: number, title: string): string {
   const slug = title
     .toLowerCase()
@@ -42,7 +42,9 @@ export function branchName(issueNumber: number, title: string): string {
     .replace(/^-+|-+$/g, '')
     .split('-')
     .filter(Boolean)
-    .reduce<string[]>((words, w) => (words.join('-').length + w.length < 32 ? [...words, w] : words), [])
-    .join('-');
+    .slice(0, 5)
+    .join('-')
+    .slice(0, 40)
+    .replace(/-+$/, '');
   return `agent/issue-${issueNumber}${slug ? `-${slug}` : ''}`;
 }
