@@ -1,0 +1,85 @@
+import type { Logger } from 'pino';
+import { createBwrapRunner } from './bwrap.js';
+import { createUnsandboxedRunner } from './unsandboxed.js';
+
+/** 'none' for tests and the agent's commands; 'full' only for the install step. */
+export type NetworkPolicy = 'none' | 'full';
+
+export interface RunRequest {
+  /** Absolute path of the job's work tree: bound read-write, its `.git` read-only. */
+  workTree: string;
+  /** Absolute, inside workTree (default workTree); anything else is refused. */
+  cwd?: string;
+  /** Run as `/bin/sh -c command`. */
+  command: string;
+  timeoutMs: number;
+  network: NetworkPolicy;
+  /** Default 256 KiB of combined stdout+stderr; beyond it head and tail halves are kept. */
+  maxOutputBytes?: number;
+  /** Extra non-secret variables (e.g. CI=true). */
+  env?: Record<string, string>;
+  /** Extra absolute paths bound read-only at the same path (e.g. the git mirror for alternates). */
+  readOnlyPaths?: string[];
+  /** Abort kills the whole process tree. */
+  signal?: AbortSignal;
+}
+
+export interface RunResult {
+  command: string;
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  durationMs: number;
+  output: string;
+  omittedBytes: number;
+}
+
+export interface Runner {
+  readonly backend: 'bwrap' | 'unsandboxed';
+  run(req: RunRequest): Promise<RunResult>;
+}
+
+export const DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024;
+
+/**
+ * The whole environment repository code sees. Built from constants only, never from
+ * process.env, so no host credential (GitHub, Anthropic, private key) can leak in.
+ */
+export const SAFE_ENV_BASE: Readonly<Record<string, string>> = Object.freeze({
+  PATH: '/usr/local/bin:/usr/bin:/bin',
+  HOME: '/tmp/home',
+  USER: 'sandbox',
+  LOGNAME: 'sandbox',
+  SHELL: '/bin/sh',
+  LANG: 'C.UTF-8',
+  LC_ALL: 'C.UTF-8',
+  TERM: 'dumb',
+  TZ: 'UTC',
+  CI: 'true',
+  TMPDIR: '/tmp',
+  NO_COLOR: '1',
+  npm_config_cache: '/tmp/npm-cache',
+  npm_config_update_notifier: 'false',
+  npm_config_fund: 'false',
+  npm_config_audit: 'false',
+  // Repository code must not be able to prompt (it would hang until the timeout).
+  GIT_TERMINAL_PROMPT: '0',
+  PIP_NO_INPUT: '1',
+  PIP_CACHE_DIR: '/tmp/pip-cache',
+  PYTHONDONTWRITEBYTECODE: '1',
+  CARGO_HOME: '/tmp/cargo',
+  GOPATH: '/tmp/go',
+  GOCACHE: '/tmp/go-cache',
+  XDG_CACHE_HOME: '/tmp/cache',
+  XDG_CONFIG_HOME: '/tmp/home/.config',
+});
+
+/** The command's environment: the safe base plus the caller's extra, non-secret variables. */
+export function sandboxEnv(extra: Record<string, string> | undefined): Record<string, string> {
+  return { ...SAFE_ENV_BASE, ...(extra ?? {}) };
+}
+
+export function createRunner(backend: 'bwrap' | 'unsandboxed', log: Logger): Runner {
+  if (backend === 'bwrap') return createBwrapRunner(log);
+  return createUnsandboxedRunner(log);
+}
