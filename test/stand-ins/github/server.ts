@@ -1,0 +1,1308 @@
+// A GitHub Enterprise Server stand-in for end-to-end tests: a real HTTP server that the real
+// Octokit/Probot clients (REST under /api/v3) and real `git` (smart HTTP) talk to. Requests are
+// checked against GitHub's OpenAPI description; state is kept in memory and in real bare repos.
+import { generateKeyPairSync, randomBytes, randomInt, verify, type KeyObject } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { gitOk, runGit, serveGitHttpBackend } from './git.js';
+import { loadOpenApi, type GitHubFieldError, type RouteMatch } from './openapi.js';
+import { isBotLogin, nodeId, userId, userObject } from './users.js';
+
+export type Permission = 'admin' | 'maintain' | 'write' | 'triage' | 'read' | 'none';
+
+export interface StandInComment {
+  id: number;
+  body: string;
+  user: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface StandInPull {
+  number: number;
+  title: string;
+  body: string;
+  head: string;
+  base: string;
+  state: 'open' | 'closed';
+  user: string;
+}
+
+export interface StandInRequest {
+  method: string;
+  path: string;
+  query?: string;
+  status: number;
+  body?: unknown;
+}
+
+export interface GitHubStandIn {
+  /** `http://127.0.0.1:PORT`; git lives at `${url}/${owner}/${repo}.git`. */
+  url: string;
+  /** `${url}/api/v3`. */
+  apiUrl: string;
+  /** `127.0.0.1:PORT`, for GHE_HOST (with GHE_PROTOCOL=http). */
+  host: string;
+  appId: number;
+  /** The bot's login is `${appSlug}[bot]`. */
+  appSlug: string;
+  botLogin: string;
+  /** PKCS#1 PEM (`RSA PRIVATE KEY`), the format GitHub hands out. */
+  privateKey: string;
+  installationId: number;
+  /** Requests that GitHub's OpenAPI description would not accept, and routes the stand-in lacks. */
+  violations: string[];
+  requests: StandInRequest[];
+  issuedTokens: string[];
+  addRepo(p: { owner: string; repo: string; files: Record<string, string>; defaultBranch?: string }): Promise<{ barePath: string }>;
+  setPermission(owner: string, repo: string, login: string, permission: Permission): void;
+  addIssue(owner: string, repo: string, issue: { number: number; title: string; body: string; user: string }): void;
+  comments(owner: string, repo: string, issueNumber: number): StandInComment[];
+  reactions(owner: string, repo: string, issueNumber: number): Array<{ content: string; user: string }>;
+  labels(owner: string, repo: string, issueNumber: number): string[];
+  pulls(owner: string, repo: string): StandInPull[];
+  readFile(owner: string, repo: string, ref: string, path: string): Promise<string | null>;
+  close(): Promise<void>;
+}
+
+interface ReactionRec {
+  id: number;
+  content: string;
+  user: string;
+  createdAt: string;
+}
+
+interface CommentRec {
+  id: number;
+  repoKey: string;
+  issueNumber: number;
+  body: string;
+  user: string;
+  createdAt: string;
+  updatedAt: string;
+  reactions: ReactionRec[];
+}
+
+interface IssueRec {
+  id: number;
+  number: number;
+  title: string;
+  body: string;
+  user: string;
+  state: 'open' | 'closed';
+  stateReason: string | null;
+  labels: string[];
+  comments: CommentRec[];
+  reactions: ReactionRec[];
+  createdAt: string;
+  updatedAt: string;
+  closedAt: string | null;
+  isPull: boolean;
+}
+
+interface PullRec {
+  id: number;
+  number: number;
+  head: string;
+  base: string;
+  headSha: string;
+  draft: boolean;
+  maintainerCanModify: boolean;
+}
+
+interface LabelRec {
+  id: number;
+  name: string;
+  color: string;
+  description: string | null;
+}
+
+interface RepoState {
+  key: string;
+  owner: string;
+  name: string;
+  id: number;
+  defaultBranch: string;
+  barePath: string;
+  createdAt: string;
+  pushedAt: string;
+  permissions: Map<string, Permission>;
+  issues: Map<number, IssueRec>;
+  pulls: Map<number, PullRec>;
+  labels: Map<string, LabelRec>;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: Record<string, unknown>,
+  ) {
+    super(String(body.message ?? status));
+  }
+}
+
+type Auth = { kind: 'jwt' } | { kind: 'installation'; token: string };
+
+interface Ctx {
+  match: RouteMatch;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  body: Record<string, unknown> | unknown[] | string | undefined;
+  actor: string;
+  req: IncomingMessage;
+  res: ServerResponse;
+}
+
+type Reply = { status: number; body?: unknown; headers?: Record<string, string> };
+
+const GHES_VERSION = '3.19';
+const DOCS = `https://docs.github.com/enterprise-server@${GHES_VERSION}/rest`;
+const JWT_OPERATIONS = new Set([
+  'apps/get-authenticated',
+  'apps/create-installation-access-token',
+  'apps/get-repo-installation',
+  'apps/get-installation',
+  'apps/list-installations',
+]);
+const INSTALLATION_PERMISSIONS = { contents: 'write', issues: 'write', pull_requests: 'write', metadata: 'read' };
+const INSTALLATION_EVENTS = ['issues', 'issue_comment', 'pull_request', 'pull_request_review'];
+const REACTIONS = ['+1', '-1', 'laugh', 'confused', 'heart', 'hooray', 'rocket', 'eyes'] as const;
+
+function now(): string {
+  return new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+function repoKey(owner: string, repo: string): string {
+  return `${owner.toLowerCase()}/${repo.toLowerCase()}`;
+}
+
+function notFound(): HttpError {
+  return new HttpError(404, { message: 'Not Found', documentation_url: DOCS });
+}
+
+function validationFailed(errors: Array<GitHubFieldError | Record<string, unknown>>): HttpError {
+  return new HttpError(422, { message: 'Validation Failed', errors, documentation_url: DOCS });
+}
+
+function b64url(s: string): Buffer {
+  return Buffer.from(s.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+}
+
+export async function startGitHubStandIn(opts: { dataDir?: string } = {}): Promise<GitHubStandIn> {
+  const spec = loadOpenApi();
+  const ownsDataDir = !opts.dataDir;
+  const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'github-stand-in-')));
+  const reposRoot = join(dataDir, 'repos');
+  await mkdir(reposRoot, { recursive: true });
+
+  const { privateKey: keyObject, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const privateKey = keyObject.export({ type: 'pkcs1', format: 'pem' }).toString();
+  const appId = 4242;
+  const appSlug = 'issue-agent-test';
+  const botLogin = `${appSlug}[bot]`;
+  const installationId = 4_242_001;
+  const appCreatedAt = now();
+
+  const violations: string[] = [];
+  const requests: StandInRequest[] = [];
+  const issuedTokens: string[] = [];
+  const tokens = new Map<string, number>(); // token → expiry (ms)
+  const repos = new Map<string, RepoState>();
+  const commentsById = new Map<number, CommentRec>();
+  let nextId = 1000;
+  const newId = (): number => nextId++;
+
+  let url = '';
+  let apiUrl = '';
+
+  // ---- object builders (shapes follow GitHub's REST answers) ----
+
+  const user = (login: string): Record<string, unknown> => userObject(login, url);
+
+  const repoApi = (r: RepoState): string => `${apiUrl}/repos/${r.owner}/${r.name}`;
+  const repoHtml = (r: RepoState): string => `${url}/${r.owner}/${r.name}`;
+
+  const appObject = (): Record<string, unknown> => ({
+    id: appId,
+    slug: appSlug,
+    node_id: nodeId('Integration', appId),
+    client_id: `Iv1.${appId.toString(16).padStart(16, '0')}`,
+    owner: user('stand-in-owner'),
+    name: 'Issue Agent (test)',
+    description: 'GitHub App used by the issue-agent end-to-end tests',
+    external_url: url,
+    html_url: `${url}/apps/${appSlug}`,
+    created_at: appCreatedAt,
+    updated_at: appCreatedAt,
+    permissions: INSTALLATION_PERMISSIONS,
+    events: INSTALLATION_EVENTS,
+    installations_count: 1,
+  });
+
+  const repoObject = (r: RepoState, viewer?: string): Record<string, unknown> => {
+    const api = repoApi(r);
+    const perm = viewer ? permissionOf(r, viewer) : 'admin';
+    const openIssues = [...r.issues.values()].filter((i) => i.state === 'open').length;
+    return {
+      id: r.id,
+      node_id: nodeId('Repository', r.id),
+      name: r.name,
+      full_name: `${r.owner}/${r.name}`,
+      owner: user(r.owner),
+      private: true,
+      visibility: 'private',
+      html_url: repoHtml(r),
+      description: null,
+      fork: false,
+      url: api,
+      archive_url: `${api}/{archive_format}{/ref}`,
+      assignees_url: `${api}/assignees{/user}`,
+      blobs_url: `${api}/git/blobs{/sha}`,
+      branches_url: `${api}/branches{/branch}`,
+      collaborators_url: `${api}/collaborators{/collaborator}`,
+      comments_url: `${api}/comments{/number}`,
+      commits_url: `${api}/commits{/sha}`,
+      compare_url: `${api}/compare/{base}...{head}`,
+      contents_url: `${api}/contents/{+path}`,
+      contributors_url: `${api}/contributors`,
+      deployments_url: `${api}/deployments`,
+      downloads_url: `${api}/downloads`,
+      events_url: `${api}/events`,
+      forks_url: `${api}/forks`,
+      git_commits_url: `${api}/git/commits{/sha}`,
+      git_refs_url: `${api}/git/refs{/sha}`,
+      git_tags_url: `${api}/git/tags{/sha}`,
+      git_url: `git://${url.replace(/^https?:\/\//, '')}/${r.owner}/${r.name}.git`,
+      issue_comment_url: `${api}/issues/comments{/number}`,
+      issue_events_url: `${api}/issues/events{/number}`,
+      issues_url: `${api}/issues{/number}`,
+      keys_url: `${api}/keys{/key_id}`,
+      labels_url: `${api}/labels{/name}`,
+      languages_url: `${api}/languages`,
+      merges_url: `${api}/merges`,
+      milestones_url: `${api}/milestones{/number}`,
+      notifications_url: `${api}/notifications{?since,all,participating}`,
+      pulls_url: `${api}/pulls{/number}`,
+      releases_url: `${api}/releases{/id}`,
+      ssh_url: `git@${url.replace(/^https?:\/\//, '').replace(/:\d+$/, '')}:${r.owner}/${r.name}.git`,
+      stargazers_url: `${api}/stargazers`,
+      statuses_url: `${api}/statuses/{sha}`,
+      subscribers_url: `${api}/subscribers`,
+      subscription_url: `${api}/subscription`,
+      tags_url: `${api}/tags`,
+      teams_url: `${api}/teams`,
+      trees_url: `${api}/git/trees{/sha}`,
+      clone_url: `${url}/${r.owner}/${r.name}.git`,
+      mirror_url: null,
+      hooks_url: `${api}/hooks`,
+      svn_url: repoHtml(r),
+      homepage: null,
+      language: null,
+      forks_count: 0,
+      stargazers_count: 0,
+      watchers_count: 0,
+      size: 1,
+      default_branch: r.defaultBranch,
+      open_issues_count: openIssues,
+      is_template: false,
+      topics: [],
+      has_issues: true,
+      has_projects: true,
+      has_wiki: true,
+      has_pages: false,
+      has_downloads: true,
+      has_discussions: false,
+      archived: false,
+      disabled: false,
+      pushed_at: r.pushedAt,
+      created_at: r.createdAt,
+      updated_at: r.pushedAt,
+      permissions: {
+        admin: perm === 'admin',
+        maintain: ['admin', 'maintain'].includes(perm),
+        push: ['admin', 'maintain', 'write'].includes(perm),
+        triage: ['admin', 'maintain', 'write', 'triage'].includes(perm),
+        pull: perm !== 'none',
+      },
+      allow_rebase_merge: true,
+      allow_squash_merge: true,
+      allow_merge_commit: true,
+      allow_auto_merge: false,
+      delete_branch_on_merge: false,
+      allow_forking: true,
+      web_commit_signoff_required: false,
+      license: null,
+      forks: 0,
+      open_issues: openIssues,
+      watchers: 0,
+      network_count: 0,
+      subscribers_count: 0,
+    };
+  };
+
+  const labelObject = (r: RepoState, name: string): Record<string, unknown> => {
+    const l = r.labels.get(name.toLowerCase()) ?? ensureLabel(r, name);
+    return {
+      id: l.id,
+      node_id: nodeId('Label', l.id),
+      url: `${repoApi(r)}/labels/${encodeURIComponent(l.name)}`,
+      name: l.name,
+      color: l.color,
+      default: false,
+      description: l.description,
+    };
+  };
+
+  const reactionRollup = (url_: string, list: ReactionRec[]): Record<string, unknown> => {
+    const rollup: Record<string, unknown> = { url: url_, total_count: list.length };
+    for (const c of REACTIONS) rollup[c] = list.filter((x) => x.content === c).length;
+    return rollup;
+  };
+
+  const association = (r: RepoState, login: string): string => {
+    if (isBotLogin(login)) return 'NONE';
+    if (login.toLowerCase() === r.owner.toLowerCase()) return 'OWNER';
+    return permissionOf(r, login) === 'none' ? 'NONE' : 'COLLABORATOR';
+  };
+
+  const viaApp = (login: string): Record<string, unknown> | null => (login === botLogin ? appObject() : null);
+
+  const issueObject = (r: RepoState, i: IssueRec): Record<string, unknown> => {
+    const api = `${repoApi(r)}/issues/${i.number}`;
+    return {
+      id: i.id,
+      node_id: nodeId(i.isPull ? 'PullRequest' : 'Issue', i.id),
+      url: api,
+      repository_url: repoApi(r),
+      labels_url: `${api}/labels{/name}`,
+      comments_url: `${api}/comments`,
+      events_url: `${api}/events`,
+      html_url: `${repoHtml(r)}/${i.isPull ? 'pull' : 'issues'}/${i.number}`,
+      timeline_url: `${api}/timeline`,
+      number: i.number,
+      state: i.state,
+      state_reason: i.stateReason,
+      title: i.title,
+      body: i.body,
+      user: user(i.user),
+      labels: i.labels.map((n) => labelObject(r, n)),
+      assignee: null,
+      assignees: [],
+      milestone: null,
+      locked: false,
+      active_lock_reason: null,
+      comments: i.comments.length,
+      ...(i.isPull
+        ? {
+            pull_request: {
+              url: `${repoApi(r)}/pulls/${i.number}`,
+              html_url: `${repoHtml(r)}/pull/${i.number}`,
+              diff_url: `${repoHtml(r)}/pull/${i.number}.diff`,
+              patch_url: `${repoHtml(r)}/pull/${i.number}.patch`,
+              merged_at: null,
+            },
+          }
+        : {}),
+      closed_at: i.closedAt,
+      created_at: i.createdAt,
+      updated_at: i.updatedAt,
+      closed_by: null,
+      author_association: association(r, i.user),
+      reactions: reactionRollup(`${api}/reactions`, i.reactions),
+      performed_via_github_app: viaApp(i.user),
+    };
+  };
+
+  const commentObject = (r: RepoState, c: CommentRec): Record<string, unknown> => ({
+    id: c.id,
+    node_id: nodeId('IssueComment', c.id),
+    url: `${repoApi(r)}/issues/comments/${c.id}`,
+    html_url: `${repoHtml(r)}/issues/${c.issueNumber}#issuecomment-${c.id}`,
+    issue_url: `${repoApi(r)}/issues/${c.issueNumber}`,
+    body: c.body,
+    user: user(c.user),
+    created_at: c.createdAt,
+    updated_at: c.updatedAt,
+    author_association: association(r, c.user),
+    performed_via_github_app: viaApp(c.user),
+    reactions: reactionRollup(`${repoApi(r)}/issues/comments/${c.id}/reactions`, c.reactions),
+  });
+
+  const reactionObject = (x: ReactionRec): Record<string, unknown> => ({
+    id: x.id,
+    node_id: nodeId('Reaction', x.id),
+    user: user(x.user),
+    content: x.content,
+    created_at: x.createdAt,
+  });
+
+  const branchSha = async (r: RepoState, branch: string): Promise<string | null> => {
+    const res = await runGit(['--git-dir', r.barePath, 'rev-parse', '--verify', '--quiet', `refs/heads/${branch}^{commit}`]);
+    return res.code === 0 ? res.stdout.toString().trim() : null;
+  };
+
+  const pullObject = async (r: RepoState, p: PullRec): Promise<Record<string, unknown>> => {
+    const i = r.issues.get(p.number)!;
+    const api = `${repoApi(r)}/pulls/${p.number}`;
+    const html = `${repoHtml(r)}/pull/${p.number}`;
+    p.headSha = (await branchSha(r, p.head)) ?? p.headSha;
+    const baseSha = (await branchSha(r, p.base)) ?? '0'.repeat(40);
+    const ref = (branch: string, sha: string): Record<string, unknown> => ({
+      label: `${r.owner}:${branch}`,
+      ref: branch,
+      sha,
+      user: user(r.owner),
+      repo: repoObject(r),
+    });
+    return {
+      url: api,
+      id: p.id,
+      node_id: nodeId('PullRequest', p.id),
+      html_url: html,
+      diff_url: `${html}.diff`,
+      patch_url: `${html}.patch`,
+      issue_url: `${repoApi(r)}/issues/${p.number}`,
+      commits_url: `${api}/commits`,
+      review_comments_url: `${api}/comments`,
+      review_comment_url: `${repoApi(r)}/pulls/comments{/number}`,
+      comments_url: `${repoApi(r)}/issues/${p.number}/comments`,
+      statuses_url: `${repoApi(r)}/statuses/${p.headSha}`,
+      number: p.number,
+      state: i.state,
+      locked: false,
+      title: i.title,
+      user: user(i.user),
+      body: i.body,
+      labels: i.labels.map((n) => labelObject(r, n)),
+      milestone: null,
+      active_lock_reason: null,
+      created_at: i.createdAt,
+      updated_at: i.updatedAt,
+      closed_at: i.closedAt,
+      merged_at: null,
+      merge_commit_sha: null,
+      assignee: null,
+      assignees: [],
+      requested_reviewers: [],
+      requested_teams: [],
+      head: ref(p.head, p.headSha),
+      base: ref(p.base, baseSha),
+      _links: {
+        self: { href: api },
+        html: { href: html },
+        issue: { href: `${repoApi(r)}/issues/${p.number}` },
+        comments: { href: `${repoApi(r)}/issues/${p.number}/comments` },
+        review_comments: { href: `${api}/comments` },
+        review_comment: { href: `${repoApi(r)}/pulls/comments{/number}` },
+        commits: { href: `${api}/commits` },
+        statuses: { href: `${repoApi(r)}/statuses/${p.headSha}` },
+      },
+      author_association: association(r, i.user),
+      auto_merge: null,
+      draft: p.draft,
+      merged: false,
+      mergeable: null,
+      rebaseable: null,
+      mergeable_state: 'unknown',
+      merged_by: null,
+      comments: i.comments.length,
+      review_comments: 0,
+      maintainer_can_modify: p.maintainerCanModify,
+      commits: 1,
+      additions: 0,
+      deletions: 0,
+      changed_files: 0,
+    };
+  };
+
+  // ---- state helpers ----
+
+  function permissionOf(r: RepoState, login: string): Permission {
+    const set = r.permissions.get(login.toLowerCase());
+    if (set) return set;
+    return login.toLowerCase() === r.owner.toLowerCase() ? 'admin' : 'none';
+  }
+
+  function ensureLabel(r: RepoState, name: string): LabelRec {
+    let l = r.labels.get(name.toLowerCase());
+    if (!l) {
+      l = { id: newId(), name, color: 'ededed', description: null };
+      r.labels.set(name.toLowerCase(), l);
+    }
+    return l;
+  }
+
+  function getRepo(owner: string, repo: string): RepoState {
+    const r = repos.get(repoKey(owner, repo));
+    if (!r) throw notFound();
+    return r;
+  }
+
+  function mustRepo(owner: string, repo: string): RepoState {
+    const r = repos.get(repoKey(owner, repo));
+    if (!r) throw new Error(`stand-in has no repository ${owner}/${repo}; call addRepo first`);
+    return r;
+  }
+
+  function getIssue(r: RepoState, n: string | number): IssueRec {
+    const i = r.issues.get(Number(n));
+    if (!i) throw notFound();
+    return i;
+  }
+
+  function nextNumber(r: RepoState): number {
+    return Math.max(0, ...r.issues.keys()) + 1;
+  }
+
+  function objectBody(ctx: Ctx): Record<string, unknown> {
+    return ctx.body && typeof ctx.body === 'object' && !Array.isArray(ctx.body) ? ctx.body : {};
+  }
+
+  function paginate<T>(ctx: Ctx, items: T[]): { items: T[]; headers: Record<string, string> } {
+    const perPage = Math.min(100, Math.max(1, Number(ctx.query.get('per_page') ?? 30) || 30));
+    const page = Math.max(1, Number(ctx.query.get('page') ?? 1) || 1);
+    const last = Math.max(1, Math.ceil(items.length / perPage));
+    const headers: Record<string, string> = {};
+    const link = (p: number, rel: string): string => {
+      const q = new URLSearchParams(ctx.query);
+      q.set('page', String(p));
+      q.set('per_page', String(perPage));
+      return `<${url}${ctx.req.url?.split('?')[0]}?${q.toString()}>; rel="${rel}"`;
+    };
+    const links: string[] = [];
+    if (page < last) links.push(link(page + 1, 'next'), link(last, 'last'));
+    if (page > 1) links.push(link(1, 'first'), link(page - 1, 'prev'));
+    if (links.length) headers.link = links.join(', ');
+    return { items: items.slice((page - 1) * perPage, page * perPage), headers };
+  }
+
+  // ---- authentication ----
+
+  function verifyJwt(jwt: string): void {
+    const fail = (message: string): never => {
+      throw new HttpError(401, { message, documentation_url: DOCS });
+    };
+    const parts = jwt.split('.');
+    if (parts.length !== 3) fail('A JSON web token could not be decoded');
+    const [h, p, s] = parts as [string, string, string];
+    let header: { alg?: string };
+    let payload: { iss?: unknown; exp?: unknown; iat?: unknown };
+    try {
+      header = JSON.parse(b64url(h).toString('utf8')) as typeof header;
+      payload = JSON.parse(b64url(p).toString('utf8')) as typeof payload;
+    } catch {
+      return fail('A JSON web token could not be decoded');
+    }
+    if (header.alg !== 'RS256') fail(`JWT algorithm must be RS256, got ${String(header.alg)}`);
+    const ok = verify('RSA-SHA256', Buffer.from(`${h}.${p}`), publicKey as KeyObject, b64url(s));
+    if (!ok) fail('A JSON web token could not be decoded');
+    if (String(payload.iss) !== String(appId)) fail(`'Issuer' claim ('iss') must be an Integer (the app id ${appId})`);
+    const t = Math.floor(Date.now() / 1000);
+    if (typeof payload.exp !== 'number') fail("'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires");
+    if ((payload.exp as number) <= t) fail("'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires");
+    if ((payload.exp as number) > t + 600 + 5) fail("'Expiration time' claim ('exp') is too far in the future");
+    if (typeof payload.iat !== 'number' || (payload.iat as number) > t + 60) {
+      fail("'Issued at' claim ('iat') must be an Integer representing a time in the past");
+    }
+  }
+
+  function authenticate(req: IncomingMessage, jwtRoute: boolean): Auth {
+    const header = req.headers.authorization ?? '';
+    const m = /^(token|bearer)\s+(\S+)$/i.exec(header);
+    if (!m) throw new HttpError(401, { message: 'Requires authentication', documentation_url: DOCS });
+    const credential = m[2]!;
+    if (jwtRoute) {
+      if (m[1]!.toLowerCase() !== 'bearer' || credential.split('.').length !== 3) {
+        throw new HttpError(401, { message: 'A JSON web token could not be decoded', documentation_url: DOCS });
+      }
+      verifyJwt(credential);
+      return { kind: 'jwt' };
+    }
+    const expiry = tokens.get(credential);
+    if (expiry === undefined || expiry < Date.now()) {
+      throw new HttpError(401, { message: 'Bad credentials', documentation_url: DOCS });
+    }
+    return { kind: 'installation', token: credential };
+  }
+
+  function mintToken(): { token: string; expires_at: string } {
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+    let token = 'ghs_';
+    for (let i = 0; i < 36; i++) token += alphabet[randomInt(alphabet.length)];
+    const expires = Date.now() + 3600_000;
+    tokens.set(token, expires);
+    issuedTokens.push(token);
+    return { token, expires_at: new Date(expires).toISOString().replace(/\.\d{3}Z$/, 'Z') };
+  }
+
+  function gitToken(req: IncomingMessage): string | null {
+    const header = req.headers.authorization ?? '';
+    let token: string | null = null;
+    const basic = /^basic\s+(\S+)$/i.exec(header);
+    if (basic) {
+      const decoded = Buffer.from(basic[1]!, 'base64').toString('utf8');
+      const colon = decoded.indexOf(':');
+      token = colon >= 0 ? decoded.slice(colon + 1) : null;
+    }
+    const bearer = /^(?:bearer|token)\s+(\S+)$/i.exec(header);
+    if (bearer) token = bearer[1]!;
+    if (!token) return null;
+    const expiry = tokens.get(token);
+    return expiry !== undefined && expiry >= Date.now() ? token : null;
+  }
+
+  // ---- REST handlers, keyed by OpenAPI operationId ----
+
+  const handlers: Record<string, (ctx: Ctx) => Promise<Reply> | Reply> = {
+    'apps/get-authenticated': () => ({ status: 200, body: appObject() }),
+
+    'apps/get-installation': (ctx) => {
+      if (Number(ctx.params.installation_id) !== installationId) throw notFound();
+      return { status: 200, body: installationObject() };
+    },
+
+    'apps/list-installations': () => ({ status: 200, body: [installationObject()] }),
+
+    'apps/get-repo-installation': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      return { status: 200, body: installationObject(r.owner) };
+    },
+
+    'apps/create-installation-access-token': (ctx) => {
+      if (Number(ctx.params.installation_id) !== installationId) throw notFound();
+      const minted = mintToken();
+      return {
+        status: 201,
+        body: { ...minted, permissions: INSTALLATION_PERMISSIONS, repository_selection: 'all' },
+      };
+    },
+
+    'repos/get': (ctx) => ({ status: 200, body: repoObject(getRepo(ctx.params.owner!, ctx.params.repo!)) }),
+
+    'issues/get': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      return { status: 200, body: issueObject(r, getIssue(r, ctx.params.issue_number!)) };
+    },
+
+    'issues/update': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const i = getIssue(r, ctx.params.issue_number!);
+      const b = objectBody(ctx);
+      if (typeof b.title === 'string') i.title = b.title;
+      if (typeof b.body === 'string' || b.body === null) i.body = (b.body as string | null) ?? '';
+      if (b.state === 'open' || b.state === 'closed') setState(i, b.state, (b.state_reason as string | undefined) ?? null);
+      if (Array.isArray(b.labels)) i.labels = labelNames(b.labels).map((n) => ensureLabel(r, n).name);
+      i.updatedAt = now();
+      return { status: 200, body: issueObject(r, i) };
+    },
+
+    'repos/get-collaborator-permission-level': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const login = ctx.params.username!;
+      const role = permissionOf(r, login);
+      // GitHub's legacy `permission` folds maintain into write and triage into read;
+      // `role_name` keeps the exact role.
+      const legacy = role === 'maintain' ? 'write' : role === 'triage' ? 'read' : role;
+      const u = user(login);
+      return {
+        status: 200,
+        body: {
+          permission: legacy,
+          role_name: role,
+          user: {
+            ...u,
+            permissions: {
+              admin: role === 'admin',
+              maintain: ['admin', 'maintain'].includes(role),
+              push: ['admin', 'maintain', 'write'].includes(role),
+              triage: ['admin', 'maintain', 'write', 'triage'].includes(role),
+              pull: role !== 'none',
+            },
+            role_name: role,
+          },
+        },
+      };
+    },
+
+    'reactions/create-for-issue': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const i = getIssue(r, ctx.params.issue_number!);
+      return addReaction(i.reactions, String(objectBody(ctx).content), ctx.actor);
+    },
+
+    'reactions/create-for-issue-comment': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const c = commentsById.get(Number(ctx.params.comment_id));
+      if (!c || c.repoKey !== r.key) throw notFound();
+      return addReaction(c.reactions, String(objectBody(ctx).content), ctx.actor);
+    },
+
+    'issues/list-comments': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const i = getIssue(r, ctx.params.issue_number!);
+      const since = ctx.query.get('since');
+      const list = i.comments.filter((c) => !since || c.updatedAt >= since);
+      const page = paginate(ctx, list);
+      return { status: 200, body: page.items.map((c) => commentObject(r, c)), headers: page.headers };
+    },
+
+    'issues/create-comment': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const i = getIssue(r, ctx.params.issue_number!);
+      const t = now();
+      const c: CommentRec = {
+        id: newId(),
+        repoKey: r.key,
+        issueNumber: i.number,
+        body: String(objectBody(ctx).body),
+        user: ctx.actor,
+        createdAt: t,
+        updatedAt: t,
+        reactions: [],
+      };
+      i.comments.push(c);
+      i.updatedAt = t;
+      commentsById.set(c.id, c);
+      const body = commentObject(r, c);
+      return { status: 201, body, headers: { location: String(body.url) } };
+    },
+
+    'issues/get-comment': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const c = commentsById.get(Number(ctx.params.comment_id));
+      if (!c || c.repoKey !== r.key) throw notFound();
+      return { status: 200, body: commentObject(r, c) };
+    },
+
+    'issues/update-comment': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const c = commentsById.get(Number(ctx.params.comment_id));
+      if (!c || c.repoKey !== r.key) throw notFound();
+      c.body = String(objectBody(ctx).body);
+      c.updatedAt = now();
+      return { status: 200, body: commentObject(r, c) };
+    },
+
+    'issues/list-labels-on-issue': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const i = getIssue(r, ctx.params.issue_number!);
+      const page = paginate(ctx, i.labels);
+      return { status: 200, body: page.items.map((n) => labelObject(r, n)), headers: page.headers };
+    },
+
+    'issues/add-labels': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const i = getIssue(r, ctx.params.issue_number!);
+      const names = labelNames(ctx.body);
+      if (names.length === 0) throw validationFailed([{ resource: 'Label', field: 'labels', code: 'missing_field' }]);
+      for (const n of names) {
+        const l = ensureLabel(r, n);
+        if (!i.labels.some((x) => x.toLowerCase() === l.name.toLowerCase())) i.labels.push(l.name);
+      }
+      i.updatedAt = now();
+      return { status: 200, body: i.labels.map((n) => labelObject(r, n)) };
+    },
+
+    'issues/remove-label': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const i = getIssue(r, ctx.params.issue_number!);
+      const name = ctx.params.name!.toLowerCase();
+      const at = i.labels.findIndex((x) => x.toLowerCase() === name);
+      if (at < 0) throw new HttpError(404, { message: 'Label does not exist', documentation_url: DOCS });
+      i.labels.splice(at, 1);
+      i.updatedAt = now();
+      return { status: 200, body: i.labels.map((n) => labelObject(r, n)) };
+    },
+
+    'pulls/list': async (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const state = ctx.query.get('state') ?? 'open';
+      const head = ctx.query.get('head');
+      const base = ctx.query.get('base');
+      const list = [...r.pulls.values()].filter((p) => {
+        const i = r.issues.get(p.number)!;
+        if (state !== 'all' && i.state !== state) return false;
+        if (head) {
+          const [owner, branch] = head.includes(':') ? head.split(/:(.*)/s) : [r.owner, head];
+          if (owner?.toLowerCase() !== r.owner.toLowerCase() || branch !== p.head) return false;
+        }
+        return !base || base === p.base;
+      });
+      list.sort((a, b) => b.number - a.number);
+      const page = paginate(ctx, list);
+      return { status: 200, body: await Promise.all(page.items.map((p) => pullObject(r, p))), headers: page.headers };
+    },
+
+    'pulls/get': async (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const p = r.pulls.get(Number(ctx.params.pull_number));
+      if (!p) throw notFound();
+      return { status: 200, body: await pullObject(r, p) };
+    },
+
+    'pulls/create': async (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const b = objectBody(ctx);
+      if (typeof b.title !== 'string' || b.title.trim() === '') {
+        throw validationFailed([{ resource: 'PullRequest', field: 'title', code: 'missing_field' }]);
+      }
+      const headSpec = String(b.head);
+      const [headOwner, head] = headSpec.includes(':') ? (headSpec.split(/:(.*)/s) as [string, string]) : [r.owner, headSpec];
+      const base = String(b.base);
+      const headSha = await branchSha(r, head);
+      if (headOwner.toLowerCase() !== r.owner.toLowerCase() || !headSha) {
+        throw validationFailed([{ resource: 'PullRequest', field: 'head', code: 'invalid' }]);
+      }
+      const baseSha = await branchSha(r, base);
+      if (!baseSha) throw validationFailed([{ resource: 'PullRequest', field: 'base', code: 'invalid' }]);
+      const existing = [...r.pulls.values()].find(
+        (p) => p.head === head && p.base === base && r.issues.get(p.number)!.state === 'open',
+      );
+      if (existing) {
+        throw validationFailed([
+          { resource: 'PullRequest', code: 'custom', message: `A pull request already exists for ${r.owner}:${head}.` },
+        ]);
+      }
+      const ancestor = await runGit(['--git-dir', r.barePath, 'merge-base', '--is-ancestor', headSha, baseSha]);
+      if (ancestor.code === 0) {
+        throw validationFailed([{ resource: 'PullRequest', code: 'custom', message: `No commits between ${base} and ${head}` }]);
+      }
+      const t = now();
+      const number = nextNumber(r);
+      r.issues.set(number, {
+        id: newId(),
+        number,
+        title: b.title,
+        body: typeof b.body === 'string' ? b.body : '',
+        user: ctx.actor,
+        state: 'open',
+        stateReason: null,
+        labels: [],
+        comments: [],
+        reactions: [],
+        createdAt: t,
+        updatedAt: t,
+        closedAt: null,
+        isPull: true,
+      });
+      const p: PullRec = {
+        id: newId(),
+        number,
+        head,
+        base,
+        headSha,
+        draft: b.draft === true,
+        maintainerCanModify: b.maintainer_can_modify !== false,
+      };
+      r.pulls.set(number, p);
+      const body = await pullObject(r, p);
+      return { status: 201, body, headers: { location: String(body.url) } };
+    },
+
+    'pulls/update': async (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const p = r.pulls.get(Number(ctx.params.pull_number));
+      if (!p) throw notFound();
+      const i = r.issues.get(p.number)!;
+      const b = objectBody(ctx);
+      if (typeof b.title === 'string') i.title = b.title;
+      if (typeof b.body === 'string') i.body = b.body;
+      if (typeof b.base === 'string') {
+        if (!(await branchSha(r, b.base))) throw validationFailed([{ resource: 'PullRequest', field: 'base', code: 'invalid' }]);
+        p.base = b.base;
+      }
+      if (typeof b.maintainer_can_modify === 'boolean') p.maintainerCanModify = b.maintainer_can_modify;
+      if (b.state === 'open' || b.state === 'closed') {
+        if (b.state === 'open' && i.state === 'closed') {
+          const clash = [...r.pulls.values()].find(
+            (o) => o !== p && o.head === p.head && o.base === p.base && r.issues.get(o.number)!.state === 'open',
+          );
+          if (clash) {
+            throw validationFailed([
+              { resource: 'PullRequest', code: 'custom', message: `A pull request already exists for ${r.owner}:${p.head}.` },
+            ]);
+          }
+        }
+        setState(i, b.state, null);
+      }
+      i.updatedAt = now();
+      return { status: 200, body: await pullObject(r, p) };
+    },
+
+    'repos/get-content': async (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const ref = ctx.query.get('ref') || r.defaultBranch;
+      const path = (ctx.params.path ?? '').replace(/^\/+|\/+$/g, '');
+      if (ref.startsWith('-')) throw notFound();
+      const commit = await runGit(['--git-dir', r.barePath, 'rev-parse', '--verify', '--quiet', `${ref}^{commit}`]);
+      if (commit.code !== 0) throw new HttpError(404, { message: `No commit found for the ref ${ref}`, documentation_url: DOCS });
+      const sha = commit.stdout.toString().trim();
+      const entries = await lsTree(r, sha, path);
+      const self = entries.find((e) => e.path === path);
+      if (!self) throw notFound();
+      if (self.type === 'tree') {
+        const children = await lsTree(r, sha, `${path}/`);
+        return { status: 200, body: children.map((e) => contentEntry(r, ref, e)) };
+      }
+      const blob = await runGit(['--git-dir', r.barePath, 'cat-file', 'blob', self.sha]);
+      if (self.mode === '120000') {
+        return { status: 200, body: { ...contentEntry(r, ref, self), target: blob.stdout.toString('utf8') } };
+      }
+      const content = (blob.stdout.toString('base64').match(/.{1,60}/g) ?? []).join('\n');
+      return {
+        status: 200,
+        body: { ...contentEntry(r, ref, self), content: content ? `${content}\n` : '', encoding: 'base64' },
+      };
+    },
+  };
+
+  interface TreeEntry {
+    mode: string;
+    type: string;
+    sha: string;
+    size: number;
+    path: string;
+  }
+
+  async function lsTree(r: RepoState, commit: string, path: string): Promise<TreeEntry[]> {
+    const res = await runGit(['--git-dir', r.barePath, 'ls-tree', '-l', '-z', commit, '--', path]);
+    if (res.code !== 0) return [];
+    return res.stdout
+      .toString('utf8')
+      .split('\0')
+      .filter(Boolean)
+      .map((line) => {
+        const [meta, p] = line.split('\t') as [string, string];
+        const [mode, type, sha, size] = meta.split(/\s+/) as [string, string, string, string];
+        return { mode, type, sha, size: size === '-' ? 0 : Number(size), path: p };
+      });
+  }
+
+  function contentEntry(r: RepoState, ref: string, e: TreeEntry): Record<string, unknown> {
+    const type = e.type === 'tree' ? 'dir' : e.type === 'commit' ? 'submodule' : e.mode === '120000' ? 'symlink' : 'file';
+    const self = `${repoApi(r)}/contents/${e.path}?ref=${encodeURIComponent(ref)}`;
+    const html = `${repoHtml(r)}/${type === 'dir' ? 'tree' : 'blob'}/${ref}/${e.path}`;
+    const git = `${repoApi(r)}/git/${type === 'dir' ? 'trees' : 'blobs'}/${e.sha}`;
+    return {
+      type,
+      size: e.size,
+      name: e.path.split('/').pop(),
+      path: e.path,
+      sha: e.sha,
+      url: self,
+      git_url: git,
+      html_url: html,
+      download_url: type === 'file' ? `${url}/raw/${r.owner}/${r.name}/${ref}/${e.path}` : null,
+      _links: { self, git, html },
+    };
+  }
+
+  function installationObject(accountLogin = 'stand-in-owner'): Record<string, unknown> {
+    return {
+      id: installationId,
+      account: user(accountLogin),
+      repository_selection: 'all',
+      access_tokens_url: `${apiUrl}/app/installations/${installationId}/access_tokens`,
+      repositories_url: `${apiUrl}/installation/repositories`,
+      html_url: `${url}/settings/installations/${installationId}`,
+      app_id: appId,
+      app_slug: appSlug,
+      target_id: userId(accountLogin),
+      target_type: 'User',
+      permissions: INSTALLATION_PERMISSIONS,
+      events: INSTALLATION_EVENTS,
+      created_at: appCreatedAt,
+      updated_at: appCreatedAt,
+      single_file_name: null,
+      has_multiple_single_files: false,
+      single_file_paths: [],
+      suspended_by: null,
+      suspended_at: null,
+    };
+  }
+
+  function addReaction(list: ReactionRec[], content: string, actor: string): Reply {
+    const existing = list.find((x) => x.content === content && x.user === actor);
+    if (existing) return { status: 200, body: reactionObject(existing) };
+    const x: ReactionRec = { id: newId(), content, user: actor, createdAt: now() };
+    list.push(x);
+    return { status: 201, body: reactionObject(x) };
+  }
+
+  function setState(i: IssueRec, state: 'open' | 'closed', reason: string | null): void {
+    if (state === i.state) return;
+    i.state = state;
+    i.closedAt = state === 'closed' ? now() : null;
+    i.stateReason = state === 'closed' ? (reason ?? 'completed') : 'reopened';
+  }
+
+  // ---- HTTP plumbing ----
+
+  function send(res: ServerResponse, reply: Reply): void {
+    res.statusCode = reply.status;
+    res.setHeader('x-github-request-id', randomBytes(8).toString('hex').toUpperCase());
+    res.setHeader('x-github-media-type', 'github.v3; format=json');
+    res.setHeader('x-github-enterprise-version', `${GHES_VERSION}.0`);
+    res.setHeader('x-ratelimit-limit', '5000');
+    res.setHeader('x-ratelimit-remaining', '4999');
+    res.setHeader('x-ratelimit-used', '1');
+    res.setHeader('x-ratelimit-reset', String(Math.floor(Date.now() / 1000) + 3600));
+    for (const [k, v] of Object.entries(reply.headers ?? {})) res.setHeader(k, v);
+    if (reply.body === undefined || reply.status === 204 || reply.status === 304) {
+      res.end();
+      return;
+    }
+    res.setHeader('content-type', 'application/json; charset=utf-8');
+    res.end(JSON.stringify(reply.body));
+  }
+
+  async function readBody(req: IncomingMessage): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  async function handleRest(req: IncomingMessage, res: ServerResponse, pathname: string, query: URLSearchParams): Promise<Reply> {
+    const method = req.method ?? 'GET';
+    const raw = await readBody(req);
+    let body: Ctx['body'];
+    if (raw.length > 0) {
+      try {
+        body = JSON.parse(raw.toString('utf8')) as Ctx['body'];
+      } catch {
+        return { status: 400, body: { message: 'Problems parsing JSON', documentation_url: DOCS } };
+      }
+    }
+    const apiPath = pathname.slice('/api/v3'.length) || '/';
+    const check = spec.checkRequest(method, apiPath, query, body);
+    if (check.kind === 'unknown-route') {
+      violations.push(...check.violations);
+      return { status: 404, body: { message: 'Not Found', documentation_url: DOCS } };
+    }
+    const match = check.match;
+    const handler = handlers[match.operationId];
+    if (!handler) {
+      violations.push(`${match.method} ${match.template}: GitHub has this route (${match.operationId}) but the stand-in does not implement it`);
+      return { status: 404, body: { message: 'Not Found', documentation_url: DOCS } };
+    }
+    const auth = authenticate(req, JWT_OPERATIONS.has(match.operationId));
+    if (check.kind === 'invalid') {
+      violations.push(...check.violations);
+      throw validationFailed(check.errors);
+    }
+    const ctx: Ctx = {
+      match,
+      params: match.params,
+      query,
+      body,
+      actor: auth.kind === 'installation' ? botLogin : appSlug,
+      req,
+      res,
+    };
+    return handler(ctx);
+  }
+
+  async function handleGit(req: IncomingMessage, res: ServerResponse, owner: string, repo: string, service: string, query: string): Promise<number> {
+    const token = gitToken(req);
+    if (!token) {
+      res.statusCode = 401;
+      res.setHeader('WWW-Authenticate', 'Basic realm="GitHub"');
+      res.setHeader('content-type', 'text/plain');
+      res.end('Invalid username or token. Password authentication is not supported for Git operations.\n');
+      return 401;
+    }
+    const r = repos.get(repoKey(owner, repo));
+    if (!r) {
+      res.statusCode = 404;
+      res.setHeader('content-type', 'text/plain');
+      res.end('Repository not found.\n');
+      return 404;
+    }
+    const status = await serveGitHttpBackend(req, res, {
+      projectRoot: reposRoot,
+      pathInfo: `/${r.owner}/${r.name}.git/${service}`,
+      query,
+      remoteUser: 'x-access-token',
+    });
+    if (service === 'git-receive-pack' && status === 200) r.pushedAt = now();
+    return status;
+  }
+
+  const server: Server = createServer((req, res) => {
+    const parsed = new URL(req.url ?? '/', 'http://stand-in');
+    const pathname = parsed.pathname;
+    const record = (status: number, body?: unknown): void => {
+      requests.push({ method: req.method ?? 'GET', path: pathname, query: parsed.search.slice(1) || undefined, status, body });
+    };
+    const gitMatch = /^\/([^/]+)\/([^/]+?)(?:\.git)?\/(info\/refs|git-upload-pack|git-receive-pack)$/.exec(pathname);
+    if (pathname === '/api/v3' || pathname.startsWith('/api/v3/')) {
+      handleRest(req, res, pathname, parsed.searchParams)
+        .catch((err: unknown): Reply => {
+          if (err instanceof HttpError) return { status: err.status, body: err.body };
+          return { status: 500, body: { message: `stand-in error: ${err instanceof Error ? err.stack : String(err)}` } };
+        })
+        .then((reply) => {
+          record(reply.status, reply.body);
+          send(res, reply);
+        });
+    } else if (gitMatch) {
+      const [, owner, repo, service] = gitMatch as unknown as [string, string, string, string];
+      handleGit(req, res, decodeURIComponent(owner), decodeURIComponent(repo), service, parsed.search.slice(1)).then(
+        (status) => record(status),
+        (err: unknown) => {
+          record(500);
+          if (!res.headersSent) res.statusCode = 500;
+          res.end(String(err));
+        },
+      );
+    } else {
+      record(404);
+      res.statusCode = 404;
+      res.setHeader('content-type', 'text/plain');
+      res.end('Not Found\n');
+    }
+  });
+
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  const host = `127.0.0.1:${port}`;
+  url = `http://${host}`;
+  apiUrl = `${url}/api/v3`;
+
+  const standIn: GitHubStandIn = {
+    url,
+    apiUrl,
+    host,
+    appId,
+    appSlug,
+    botLogin,
+    privateKey,
+    installationId,
+    violations,
+    requests,
+    issuedTokens,
+
+    async addRepo({ owner, repo, files, defaultBranch = 'main' }) {
+      const key = repoKey(owner, repo);
+      if (repos.has(key)) throw new Error(`stand-in already has ${owner}/${repo}`);
+      const barePath = join(reposRoot, owner, `${repo}.git`);
+      await mkdir(dirname(barePath), { recursive: true });
+      await gitOk(['init', '--quiet', '--bare', `--initial-branch=${defaultBranch}`, barePath]);
+      await gitOk(['--git-dir', barePath, 'config', 'http.receivepack', 'true']);
+      const seed = await mkdtemp(join(dataDir, 'seed-'));
+      try {
+        await gitOk(['init', '--quiet', `--initial-branch=${defaultBranch}`, seed]);
+        for (const [path, content] of Object.entries(files)) {
+          const file = join(seed, path);
+          await mkdir(dirname(file), { recursive: true });
+          await writeFile(file, content);
+        }
+        await gitOk(['-C', seed, 'add', '--all']);
+        await gitOk(['-C', seed, '-c', 'commit.gpgsign=false', 'commit', '--quiet', '--allow-empty', '-m', 'Initial commit']);
+        await gitOk(['-C', seed, 'push', '--quiet', barePath, `HEAD:refs/heads/${defaultBranch}`]);
+      } finally {
+        await rm(seed, { recursive: true, force: true });
+      }
+      const t = now();
+      repos.set(key, {
+        key,
+        owner,
+        name: repo,
+        id: newId(),
+        defaultBranch,
+        barePath,
+        createdAt: t,
+        pushedAt: t,
+        permissions: new Map(),
+        issues: new Map(),
+        pulls: new Map(),
+        labels: new Map(),
+      });
+      return { barePath };
+    },
+
+    setPermission(owner, repo, login, permission) {
+      mustRepo(owner, repo).permissions.set(login.toLowerCase(), permission);
+    },
+
+    addIssue(owner, repo, issue) {
+      const r = mustRepo(owner, repo);
+      if (r.issues.has(issue.number)) throw new Error(`${owner}/${repo}#${issue.number} already exists in the stand-in`);
+      const t = now();
+      r.issues.set(issue.number, {
+        id: newId(),
+        number: issue.number,
+        title: issue.title,
+        body: issue.body,
+        user: issue.user,
+        state: 'open',
+        stateReason: null,
+        labels: [],
+        comments: [],
+        reactions: [],
+        createdAt: t,
+        updatedAt: t,
+        closedAt: null,
+        isPull: false,
+      });
+    },
+
+    comments(owner, repo, issueNumber) {
+      const i = mustRepo(owner, repo).issues.get(issueNumber);
+      return (i?.comments ?? []).map((c) => ({
+        id: c.id,
+        body: c.body,
+        user: c.user,
+        created_at: c.createdAt,
+        updated_at: c.updatedAt,
+      }));
+    },
+
+    reactions(owner, repo, issueNumber) {
+      const i = mustRepo(owner, repo).issues.get(issueNumber);
+      return (i?.reactions ?? []).map((x) => ({ content: x.content, user: x.user }));
+    },
+
+    labels(owner, repo, issueNumber) {
+      return [...(mustRepo(owner, repo).issues.get(issueNumber)?.labels ?? [])];
+    },
+
+    pulls(owner, repo) {
+      const r = mustRepo(owner, repo);
+      return [...r.pulls.values()].map((p) => {
+        const i = r.issues.get(p.number)!;
+        return { number: p.number, title: i.title, body: i.body, head: p.head, base: p.base, state: i.state, user: i.user };
+      });
+    },
+
+    async readFile(owner, repo, ref, path) {
+      const r = mustRepo(owner, repo);
+      const res = await runGit(['--git-dir', r.barePath, 'show', `${ref}:${path.replace(/^\/+/, '')}`]);
+      return res.code === 0 ? res.stdout.toString('utf8') : null;
+    },
+
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      if (ownsDataDir) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+  return standIn;
+}
+
+function labelNames(body: unknown): string[] {
+  const list = Array.isArray(body)
+    ? body
+    : typeof body === 'string'
+      ? [body]
+      : body && typeof body === 'object' && Array.isArray((body as { labels?: unknown }).labels)
+        ? (body as { labels: unknown[] }).labels
+        : [];
+  return list
+    .map((x) => (typeof x === 'string' ? x : x && typeof x === 'object' ? String((x as { name?: unknown }).name ?? '') : ''))
+    .filter((x) => x !== '');
+}
+
