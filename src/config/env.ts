@@ -7,7 +7,7 @@ import { sanitise } from '../report/sanitise.js';
 export const TIERS = ['frontier', 'mid', 'fast'] as const;
 export type Tier = (typeof TIERS)[number];
 
-const port = z.coerce.number().int().min(0).max(65535);
+const port = z.coerce.number({ error: 'expected a port number from 0 to 65535' }).int().min(0).max(65535);
 const nonEmpty = z.string().trim().min(1);
 
 /**

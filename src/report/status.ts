@@ -5,6 +5,8 @@ export type StatusPhase = 'queued' | 'planning' | 'coding' | 'validating' | 'del
 
 export interface StatusState {
   phase: StatusPhase;
+  /** For `stuck`: the working phase the job was in when it stopped. */
+  stoppedAt?: StatusPhase;
   round?: { n: number; of: number };
   planSummary?: string;
   pullUrl?: string;
@@ -42,11 +44,13 @@ export function statusComment(s: StatusState): string {
         : s.phase === 'queued'
           ? '👀 queued: a worker will pick this up shortly'
           : `⏳ working on it: ${LABEL[s.phase]}${s.phase === 'validating' && s.round ? ` (round ${s.round.n}/${s.round.of})` : ''}…`;
-  const current = ORDER.indexOf(s.phase);
+  const stopped = s.phase === 'stuck' ? ORDER.indexOf(s.stoppedAt ?? 'planning') : -1;
+  const current = s.phase === 'stuck' ? stopped : ORDER.indexOf(s.phase);
   const checklist = ORDER.map((p, i) => {
     const doneMark = s.phase === 'done' || (current >= 0 && i < current);
     const label = p === 'validating' && s.round ? `${p} (round ${s.round.n}/${s.round.of})` : p;
-    return `- [${doneMark ? 'x' : ' '}] ${label}${i === current ? ' ← now' : ''}`;
+    const marker = i !== current ? '' : s.phase === 'stuck' ? ' ✗ stopped here' : ' ← now';
+    return `- [${doneMark ? 'x' : ' '}] ${label}${marker}`;
   });
   const parts = [STATUS_MARKER, `**issue-agent** ${head}`, '', ...checklist];
   if (s.planSummary) parts.push('', `**Plan:** ${s.planSummary}`);

@@ -6,7 +6,7 @@ import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { bwrapArgv } from './bwrap.js';
 import { createRunner, SAFE_ENV_BASE, type RunRequest } from './runner.js';
-import { tempDir } from './test-helpers.js';
+import { tempDir } from '../../test/helpers/git-fixtures.js';
 
 const log = pino({ level: 'silent' });
 const runner = createRunner('bwrap', log);

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authEnv, git, GitError } from './git.js';
 import { ensureMirror, mirrorPathFor } from './mirror.js';
 import { createRunner } from './runner.js';
-import { tempDir, sh } from './test-helpers.js';
+import { tempDir, sh } from '../../test/helpers/git-fixtures.js';
 import { commitAll, createWorkTree, diff, diffStat, push } from './worktree.js';
 
 const log = pino({ level: 'silent' });

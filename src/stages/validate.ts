@@ -112,7 +112,9 @@ export async function runCheck(deps: ValidateDeps, check: Check): Promise<CheckR
     readOnlyPaths: deps.sandboxReadOnlyPaths,
   });
   deps.trace.write({ type: 'command', stage: deps.stage, name: check.name, command: check.command, exitCode: r.exitCode, timedOut: r.timedOut, durationMs: r.durationMs, output: r.output });
-  return toCheckResult(check, r);
+  // Paths are shown relative to the repository: shorter for the model, and the host's
+  // directory layout stays out of comments.
+  return toCheckResult(check, { ...r, output: r.output.split(`${deps.workTree}/`).join('').split(deps.workTree).join('.') });
 }
 
 /** Runs every check, deterministically and in order; all run so the report is whole. */
@@ -121,6 +123,17 @@ export async function validateStage(deps: ValidateDeps, checks: Check[]): Promis
   for (const check of checks) results.push(await runCheck(deps, check));
   const failed = results.find((r) => !r.ok);
   return { ok: failed === undefined, results, failed };
+}
+
+const HIGHLIGHT = /^\s*(not ok \d+|✖|×|FAIL\b|FAILED\b|ERROR\b|error(\[\w+\])?:|\w*Error:|--- FAIL|panicked at)/i;
+
+/** For people: the lines that name what failed, then the last lines of output. */
+export function failureExcerpt(r: CheckResult, tailLines = 15): string {
+  const lines = r.tail.split('\n');
+  const highlights = [...new Set(lines.filter((l) => HIGHLIGHT.test(l)))].slice(0, 10);
+  const tail = lines.slice(-tailLines);
+  const head = highlights.filter((h) => !tail.includes(h));
+  return [...head, ...(head.length ? ['…'] : []), ...tail].join('\n');
 }
 
 /** The failure as the coder reads it: each failing command with its exit and last lines. */

@@ -19,7 +19,7 @@ import { commitAll, createWorkTree, diffStat, push } from '../sandbox/worktree.j
 import { codeStage } from '../stages/code.js';
 import { planStage } from '../stages/plan.js';
 import type { StageDeps } from '../stages/types.js';
-import { detectChecks, failureForCoder, runCheck, validateStage, type CheckResult, type ValidationReport } from '../stages/validate.js';
+import { detectChecks, failureExcerpt, failureForCoder, runCheck, validateStage, type CheckResult, type ValidationReport } from '../stages/validate.js';
 
 export const LABEL_WORKING = 'agent:working';
 export const LABEL_STUCK = 'agent:stuck';
@@ -142,8 +142,9 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       title: issue.title,
       body: prBody({ issueNumber: issue.number, summary, plan, baseline, final: report, diffStat: stat, spend: spend.describe(), rounds: Math.min(round, maxRounds) }),
     });
-    await postStatus({ phase: 'done', pullUrl: pr.htmlUrl });
+    // Labels first, the status last: once the status says done, everything else is in place.
     await gh.removeLabel(job.issueNumber, LABEL_WORKING);
+    await postStatus({ phase: 'done', pullUrl: pr.htmlUrl });
     trace.write({ type: 'note', message: 'delivered', detail: { pr: pr.htmlUrl, sha } });
     return { kind: 'pr', url: pr.htmlUrl, number: pr.number, created: pr.created };
   } catch (err) {
@@ -156,14 +157,15 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     if (!esc) throw err;
     log.info({ reason: esc.stuck.reason, evidence: esc.stuck.evidence }, 'escalating');
     trace.write({ type: 'note', message: 'escalated', detail: esc.stuck });
-    await postStatus({
-      phase: 'stuck',
-      reason: `${esc.stuck.reason}: ${esc.stuck.evidence}`,
-      failingCommand: esc.failure?.command,
-      failureExcerpt: esc.failure?.tail.split('\n').slice(-25).join('\n'),
-    });
     await gh.addLabels(job.issueNumber, [LABEL_STUCK]);
     await gh.removeLabel(job.issueNumber, LABEL_WORKING);
+    await postStatus({
+      phase: 'stuck',
+      stoppedAt: status.phase,
+      reason: `${esc.stuck.reason}: ${esc.stuck.evidence}`,
+      failingCommand: esc.failure?.command,
+      failureExcerpt: esc.failure ? failureExcerpt(esc.failure) : undefined,
+    });
     return { kind: 'stuck', reason: esc.stuck.reason, evidence: esc.stuck.evidence, failingCommand: esc.failure?.command };
   } finally {
     await wt.remove().catch((err: unknown) => log.warn({ err }, 'could not remove the work tree'));

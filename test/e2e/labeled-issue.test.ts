@@ -1,0 +1,118 @@
+import { Queue } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { calcModel, CALC_REPO, OWNER, startScenario, type Scenario } from './harness.js';
+
+let s: Scenario;
+
+beforeAll(async () => {
+  s = await startScenario();
+}, 90_000);
+afterAll(async () => {
+  await s?.stop();
+});
+
+async function jobCount(): Promise<number> {
+  const q = new Queue('agent-run', { connection: { url: s.redis.url }, prefix: 'issue-agent' });
+  try {
+    const counts = await q.getJobCounts('waiting', 'active', 'completed', 'failed', 'delayed');
+    return Object.values(counts).reduce((a, b) => a + b, 0);
+  } finally {
+    await q.close();
+  }
+}
+
+describe('a labeled issue becomes a tested pull request', () => {
+  it('skips senders without write access and bots: no job, no comment', async () => {
+    await s.github.addRepo({ owner: OWNER, repo: 'skips', files: CALC_REPO });
+    s.github.setPermission(OWNER, 'skips', 'reader', 'read');
+    s.github.setPermission(OWNER, 'skips', 'triager', 'triage');
+    s.github.addIssue(OWNER, 'skips', { number: 1, title: 'x', body: 'y', user: 'reader' });
+    for (const sender of [{ login: 'reader', type: 'User' as const }, { login: 'triager', type: 'User' as const }, { login: 'ci[bot]', type: 'Bot' as const }]) {
+      const r = await s.label({ repo: 'skips', issueNumber: 1, title: 'x', body: 'y', sender });
+      expect(r.status).toBe(200);
+    }
+    expect((await s.label({ repo: 'skips', issueNumber: 1, title: 'x', body: 'y', label: 'bug' })).status).toBe(200);
+    expect(await jobCount()).toBe(0);
+    expect(s.github.comments(OWNER, 'skips', 1)).toEqual([]);
+  });
+
+  it('refuses a webhook with a bad signature', async () => {
+    const r = await fetch(`${s.appUrl}/api/github/webhooks`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-github-event': 'issues', 'x-github-delivery': 'forged', 'x-hub-signature-256': 'sha256=' + '0'.repeat(64) },
+      body: JSON.stringify({ action: 'labeled' }),
+    });
+    expect(r.status).toBeGreaterThanOrEqual(400);
+    expect(await jobCount()).toBe(0);
+  });
+
+  it('plans, fixes, validates red → green under bubblewrap, pushes and opens the PR', async () => {
+    const toolErrors: string[] = [];
+    s.anthropic.setModel(calcModel({ toolErrors }));
+    await s.github.addRepo({ owner: OWNER, repo: 'calc', files: CALC_REPO });
+    s.github.setPermission(OWNER, 'calc', 'maintainer', 'maintain');
+    const title = 'add() returns the wrong sum when one number is negative';
+    s.github.addIssue(OWNER, 'calc', { number: 12, title, body: '`npm test` fails on "adds a negative number".', user: 'maintainer' });
+
+    const first = await s.label({ repo: 'calc', issueNumber: 12, title, body: 'x' });
+    expect(first.status).toBe(200);
+    // A redelivery of the same webhook and a second label event make no second job.
+    expect((await s.label({ repo: 'calc', issueNumber: 12, title, body: 'x', deliveryId: first.deliveryId })).status).toBe(200);
+    expect((await s.label({ repo: 'calc', issueNumber: 12, title, body: 'x' })).status).toBe(200);
+    expect(s.github.reactions(OWNER, 'calc', 12)).toEqual([{ content: 'eyes', user: s.github.botLogin }]);
+
+    const pr = await s.waitFor('the pull request', () => s.github.pulls(OWNER, 'calc')[0]);
+    expect(await jobCount()).toBe(1);
+    expect(pr).toMatchObject({ head: 'agent/issue-12-add-returns-the-wrong-sum', base: 'main', state: 'open', title });
+    expect(pr.body).toContain('Closes #12');
+    expect(pr.body).toMatch(/\| `npm test` \| ✅ passed \| [\d.]+ s \| failed \|/);
+    expect(pr.body).toMatch(/^add\(\) now adds for every sign of b\./);
+    expect(pr.body).toMatch(/spend: 6 model calls, [\d,]+ input tokens .* \$\d+\.\d{4}/);
+
+    const pushed = await s.github.readFile(OWNER, 'calc', 'agent/issue-12-add-returns-the-wrong-sum', 'add.js');
+    expect(pushed).toBe('function add(a, b) {\n  return a + b;\n}\n\nmodule.exports = { add };\n');
+    expect(await s.github.readFile(OWNER, 'calc', 'main', 'add.js')).toBe(CALC_REPO['add.js']);
+
+    const comments = s.github.comments(OWNER, 'calc', 12);
+    expect(comments).toHaveLength(1);
+    const status = await s.waitFor('the final status', () => (s.github.comments(OWNER, 'calc', 12)[0]?.body.includes('✅ done') ? s.github.comments(OWNER, 'calc', 12)[0] : undefined));
+    expect(status.body).toContain(`/${OWNER}/calc/pull/${pr.number}`);
+    expect(status.user).toBe(s.github.botLogin);
+    expect(s.github.labels(OWNER, 'calc', 12)).not.toContain('agent:working');
+    expect(s.github.labels(OWNER, 'calc', 12)).not.toContain('agent:stuck');
+
+    expect(toolErrors).toEqual([]);
+    expect(s.github.violations).toEqual([]);
+    expect(s.anthropic.violations).toEqual([]);
+    // Plan ran on the frontier tier, code on mid; the model key never reached GitHub.
+    expect(new Set(s.anthropic.requests.map((r) => r.model))).toEqual(new Set(['claude-opus-4-5', 'claude-sonnet-4-5']));
+    expect(JSON.stringify(s.github.requests)).not.toContain('sk-ant-e2e-key');
+  });
+
+  it('escalates when validation never goes green: no PR, agent:stuck, the failing command named', async () => {
+    const toolErrors: string[] = [];
+    s.anthropic.setModel(calcModel({ wrongFix: true, toolErrors }));
+    await s.github.addRepo({ owner: OWNER, repo: 'calc2', files: { ...CALC_REPO, '.github/agent.yml': 'max_rounds: 2\n' } });
+    s.github.setPermission(OWNER, 'calc2', 'maintainer', 'admin');
+    s.github.addIssue(OWNER, 'calc2', { number: 3, title: 'add() is wrong for negatives', body: 'fix it', user: 'maintainer' });
+    expect((await s.label({ repo: 'calc2', issueNumber: 3, title: 'add() is wrong for negatives', body: 'fix it' })).status).toBe(200);
+
+    const status = await s.waitFor('the stuck status', () => {
+      const c = s.github.comments(OWNER, 'calc2', 3)[0];
+      return c?.body.includes('stopped without a pull request') ? c : undefined;
+    });
+    expect(status.body).toContain('**Failing command:** `npm test`');
+    expect(status.body).toMatch(/after 2 rounds/);
+    expect(status.body).toContain('not ok 2 - adds a negative number');
+    expect(status.body).toMatch(/- \[x\] planning\n- \[x\] coding\n- \[ \] validating \(round 2\/2\) ✗ stopped here/);
+    // Paths of the host's work tree never reach a comment.
+    expect(status.body).not.toContain(s.dataDir);
+    expect(s.github.labels(OWNER, 'calc2', 3)).toContain('agent:stuck');
+    expect(s.github.labels(OWNER, 'calc2', 3)).not.toContain('agent:working');
+    expect(s.github.pulls(OWNER, 'calc2')).toEqual([]);
+    expect(await s.github.readFile(OWNER, 'calc2', 'agent/issue-3-add-is-wrong-for-negatives', 'add.js')).toBeNull();
+    expect(toolErrors).toEqual([]);
+    expect(s.github.violations).toEqual([]);
+    expect(s.anthropic.violations).toEqual([]);
+  });
+});
