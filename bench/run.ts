@@ -1,0 +1,92 @@
+/**
+ * Benchmarks of the end-to-end scenario, printed as figures and as ratios against
+ * baselines measured in the same run. Never asserted: the machines are noisy.
+ *
+ *   npm run bench            (BENCH_RUNS=5 for more samples)
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Queue, Worker } from 'bullmq';
+import { calcModel, CALC_REPO, OWNER, startScenario } from '../test/e2e/harness.js';
+import { jobId } from '../src/queue/jobs.js';
+
+// Async on purpose: the stand-ins serve git from this very process.
+const run = promisify(execFile);
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+async function main(): Promise<void> {
+  const s = await startScenario();
+  const webhookToStart: number[] = [];
+  const labelToPr: number[] = [];
+  try {
+    s.anthropic.setModel(calcModel({ toolErrors: [] }));
+    for (let i = 0; i < RUNS; i++) {
+      const repo = `calc-${i}`;
+      await s.github.addRepo({ owner: OWNER, repo, files: CALC_REPO });
+      s.github.setPermission(OWNER, repo, 'maintainer', 'write');
+      s.github.addIssue(OWNER, repo, { number: 1, title: 'add() is wrong for negative numbers', body: 'x', user: 'maintainer' });
+      const sent = Date.now();
+      await s.label({ repo, issueNumber: 1, title: 'add() is wrong for negative numbers', body: 'x' });
+      await s.waitFor('the PR', () => s.github.pulls(OWNER, repo)[0]);
+      labelToPr.push(Date.now() - sent);
+      console.error(`run ${i + 1}/${RUNS}: label → PR ${labelToPr.at(-1)} ms`);
+      const q = new Queue('agent-run', { connection: { url: s.redis.url }, prefix: 'issue-agent' });
+      const job = await q.getJob(jobId({ owner: OWNER, repo, issueNumber: 1, attempt: 1 }));
+      await q.close();
+      webhookToStart.push((job?.processedOn ?? NaN) - sent);
+    }
+
+    console.error('baselines…');
+    // Baseline 1: the bare queue hop, enqueue → a worker starts it, on the same Redis.
+    const hops: number[] = [];
+    const q = new Queue('bench-hop', { connection: { url: s.redis.url } });
+    const w = new Worker('bench-hop', async (job) => hops.push(Date.now() - job.data.sent), { connection: { url: s.redis.url, maxRetriesPerRequest: null } });
+    for (let i = 0; i < RUNS * 3; i++) {
+      await q.add('hop', { sent: Date.now() });
+      while (hops.length <= i) await new Promise((r) => setTimeout(r, 5));
+    }
+    await w.close();
+    await q.close();
+
+    console.error(`queue hop: ${hops.length} samples`);
+    // Baseline 2: the irreducible work by hand: clone the repository and run its tests twice
+    // (before and after the change), with no sandbox, no queue and no model.
+    const byHand: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const dir = mkdtempSync(path.join(tmpdir(), 'ia-bench-'));
+      const started = Date.now();
+      const token = s.github.issuedTokens.at(-1)!;
+      await run('git', ['-c', `http.extraHeader=Authorization: Basic ${Buffer.from(`x-access-token:${token}`).toString('base64')}`, 'clone', '-q', `${s.github.url}/${OWNER}/calc-0.git`, dir], { env: { ...process.env, GIT_TERMINAL_PROMPT: '0' } });
+      for (let k = 0; k < 2; k++) {
+        try {
+          await run('npm', ['test'], { cwd: dir });
+        } catch {
+          // Red before the fix, as in the scenario.
+        }
+      }
+      byHand.push(Date.now() - started);
+      rmSync(dir, { recursive: true, force: true });
+    }
+
+    const fmt = (ms: number) => `${ms.toFixed(0)} ms`;
+    console.log(`end-to-end scenario, ${RUNS} runs (medians)`);
+    console.log(`  webhook → job start   ${fmt(median(webhookToStart))}   bare BullMQ hop ${fmt(median(hops))}   ratio ${(median(webhookToStart) / median(hops)).toFixed(1)}×`);
+    console.log(`  label → PR            ${fmt(median(labelToPr))}   clone + 2× npm test by hand ${fmt(median(byHand))}   ratio ${(median(labelToPr) / median(byHand)).toFixed(1)}×`);
+    console.log(`  samples: webhook→start [${webhookToStart.map(fmt).join(', ')}], label→PR [${labelToPr.map(fmt).join(', ')}]`);
+  } finally {
+    await s.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
