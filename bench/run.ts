@@ -26,6 +26,8 @@ async function main(): Promise<void> {
   const s = await startScenario();
   const webhookToStart: number[] = [];
   const labelToPr: number[] = [];
+  const answered: number[] = [];
+  const healthz: number[] = [];
   try {
     s.anthropic.setModel(calcModel({ toolErrors: [] }));
     for (let i = 0; i < RUNS; i++) {
@@ -35,8 +37,14 @@ async function main(): Promise<void> {
       s.github.addIssue(OWNER, repo, { number: 1, title: 'add() is wrong for negative numbers', body: 'x', user: 'maintainer' });
       const sent = Date.now();
       await s.label({ repo, issueNumber: 1, title: 'add() is wrong for negative numbers', body: 'x' });
+      answered.push(Date.now() - sent);
+      const h = Date.now();
+      await fetch(`${s.appUrl}/healthz`);
+      healthz.push(Date.now() - h);
       await s.waitFor('the PR', () => s.github.pulls(OWNER, repo)[0]);
       labelToPr.push(Date.now() - sent);
+      // The job ends after the PR (labels, the final status): wait so runs do not overlap.
+      await s.waitFor('the final status', () => s.github.comments(OWNER, repo, 1)[0]?.body.includes('✅ done') || undefined);
       console.error(`run ${i + 1}/${RUNS}: label → PR ${labelToPr.at(-1)} ms`);
       const q = new Queue('agent-run', { connection: { url: s.redis.url }, prefix: 'issue-agent' });
       const job = await q.getJob(jobId({ owner: OWNER, repo, issueNumber: 1, attempt: 1 }));
@@ -78,6 +86,7 @@ async function main(): Promise<void> {
 
     const fmt = (ms: number) => `${ms.toFixed(0)} ms`;
     console.log(`end-to-end scenario, ${RUNS} runs (medians)`);
+    console.log(`  webhook answered      ${fmt(median(answered))}   GET /healthz ${fmt(median(healthz))}   ratio ${(median(answered) / Math.max(1, median(healthz))).toFixed(1)}×`);
     console.log(`  webhook → job start   ${fmt(median(webhookToStart))}   bare BullMQ hop ${fmt(median(hops))}   ratio ${(median(webhookToStart) / median(hops)).toFixed(1)}×`);
     console.log(`  label → PR            ${fmt(median(labelToPr))}   clone + 2× npm test by hand ${fmt(median(byHand))}   ratio ${(median(labelToPr) / median(byHand)).toFixed(1)}×`);
     console.log(`  samples: webhook→start [${webhookToStart.map(fmt).join(', ')}], label→PR [${labelToPr.map(fmt).join(', ')}]`);

@@ -5,9 +5,10 @@ import { ConfigError, loadConfig, parseEnv, type Role } from './config/env.js';
 import { createLogger } from './logger.js';
 import { AgentQueue } from './queue/queue.js';
 import { bullConnection, resolveRedis } from './queue/redis.js';
+import { StatusRefs } from './queue/status-ref.js';
 import { registerSecret } from './report/sanitise.js';
 import { createRunner } from './sandbox/runner.js';
-import { agentApp } from './web/app.js';
+import { agentApp, PendingWork } from './web/app.js';
 import { startWorker } from './worker/worker.js';
 
 function rolesFrom(arg: string | undefined): Role[] {
@@ -45,14 +46,15 @@ async function main(): Promise<void> {
       webhookProxy: env.WEBHOOK_PROXY_URL,
       log,
     });
-    await server.load(agentApp({ queue, redisPing: async () => (await redis.ping()) === 'PONG', log }));
+    const pending = new PendingWork();
+    await server.load(agentApp({ queue, redisPing: async () => (await redis.ping()) === 'PONG', log, pending }));
     await server.start();
-    stops.push(() => server.stop(), () => queue.close());
+    stops.push(() => server.stop(), () => pending.settled(), () => queue.close());
   }
   if (roles.includes('worker')) {
     const runner = createRunner(env.SANDBOX, log);
     const probot = new Probot({ appId: config.appId, privateKey: config.privateKey, baseUrl: config.githubApiUrl, log });
-    const worker = startWorker({ config, probot, runner, redisUrl: redisHandle.url, log });
+    const worker = startWorker({ config, probot, runner, redisUrl: redisHandle.url, statusRefs: new StatusRefs(redis), log });
     stops.unshift(() => worker.close());
     log.info({ sandbox: runner.backend, models: config.models, concurrency: env.WORKER_CONCURRENCY }, 'worker consuming agent-run');
   }

@@ -15,7 +15,6 @@ export const JobDataSchema = z.object({
   deliveryId: z.string().min(1).max(100),
   sender: login,
   attempt: z.number().int().positive(),
-  statusCommentId: z.number().int().positive().optional(),
 });
 export type JobData = z.infer<typeof JobDataSchema>;
 

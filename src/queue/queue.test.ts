@@ -34,17 +34,27 @@ describe('job data', () => {
   });
 });
 
+describe('status comment refs', () => {
+  it('waits for a pending comment, and answers at once when none is coming', async () => {
+    const refs = queue.statusRefs;
+    expect(await refs.get('nobody', 5_000)).toBeUndefined();
+    await refs.markPending('j1');
+    expect(await refs.get('j1', 300)).toBeUndefined();
+    setTimeout(() => void refs.set('j1', 77), 300);
+    expect(await refs.get('j1', 5_000)).toBe(77);
+    await refs.markPending('j1');
+    expect(await refs.get('j1', 0)).toBe(77);
+  });
+});
+
 describe('enqueue', () => {
   it('makes one job per attempt: a redelivery and a second label while active are not new jobs', async () => {
-    let prepared = 0;
-    const prepare = async () => ({ statusCommentId: ++prepared });
-    const first = await queue.enqueue({ ...base, deliveryId: 'd-1' }, prepare);
+    const first = await queue.enqueue({ ...base, deliveryId: 'd-1' });
     expect(first).toEqual({ kind: 'enqueued', jobId: jobId({ ...base, attempt: 1 }), attempt: 1 });
-    expect(await queue.enqueue({ ...base, deliveryId: 'd-1' }, prepare)).toEqual({ kind: 'duplicate-delivery', deliveryId: 'd-1' });
-    expect(await queue.enqueue({ ...base, deliveryId: 'd-2' }, prepare)).toMatchObject({ kind: 'already-active', attempt: 1 });
-    expect(prepared).toBe(1);
+    expect(await queue.enqueue({ ...base, deliveryId: 'd-1' })).toEqual({ kind: 'duplicate-delivery', deliveryId: 'd-1' });
+    expect(await queue.enqueue({ ...base, deliveryId: 'd-2' })).toMatchObject({ kind: 'already-active', attempt: 1 });
     const job = await queue.queue.getJob(jobId({ ...base, attempt: 1 }));
-    expect(job?.data).toMatchObject({ ...base, attempt: 1, deliveryId: 'd-1', statusCommentId: 1 });
+    expect(job?.data).toEqual({ ...base, attempt: 1, deliveryId: 'd-1' });
     expect(await queue.queue.getJobCounts('waiting')).toMatchObject({ waiting: 1 });
   });
 

@@ -1,5 +1,6 @@
 import { Queue, type ConnectionOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { StatusRefs } from './status-ref.js';
 import { JobDataSchema, QUEUE_NAME, issueKey, jobId, type JobData } from './jobs.js';
 
 export type EnqueueResult =
@@ -17,12 +18,14 @@ const DELIVERY_TTL_S = 7 * 24 * 3600;
  */
 export class AgentQueue {
   readonly queue: Queue<JobData>;
+  readonly statusRefs: StatusRefs;
 
   constructor(
     connection: ConnectionOptions,
     private readonly redis: Redis,
     private readonly prefix = 'issue-agent',
   ) {
+    this.statusRefs = new StatusRefs(redis, prefix);
     this.queue = new Queue<JobData>(QUEUE_NAME, {
       connection,
       prefix: prefix,
@@ -39,14 +42,10 @@ export class AgentQueue {
 
   /**
    * Enqueues the next attempt for an issue unless this delivery was seen or the issue has
-   * an unfinished job. `prepare` runs once the attempt is decided and before the job
-   * exists (the web creates the status comment there), so a worker never sees a job
-   * without its comment.
+   * an unfinished job. The job's status comment is marked pending before the job exists,
+   * so a worker that starts at once waits for the web's comment instead of adding one.
    */
-  async enqueue(
-    data: Omit<JobData, 'attempt' | 'statusCommentId'>,
-    prepare: (attempt: number) => Promise<Partial<Pick<JobData, 'statusCommentId'>>> = async () => ({}),
-  ): Promise<EnqueueResult> {
+  async enqueue(data: Omit<JobData, 'attempt'>): Promise<EnqueueResult> {
     const key = issueKey(data);
     const fresh = await this.redis.set(`${this.prefix}:delivery:${data.deliveryId}`, key, 'EX', DELIVERY_TTL_S, 'NX');
     if (fresh !== 'OK') return { kind: 'duplicate-delivery', deliveryId: data.deliveryId };
@@ -70,9 +69,9 @@ export class AgentQueue {
         if (ACTIVE_STATES.has(state)) return { kind: 'already-active', jobId: id, attempt: current };
       }
       const attempt = current + 1;
-      const extra = await prepare(attempt);
-      const full = JobDataSchema.parse({ ...data, ...extra, attempt });
+      const full = JobDataSchema.parse({ ...data, attempt });
       const id = jobId(full);
+      await this.statusRefs.markPending(id);
       await this.queue.add(full.kind, full, { jobId: id });
       await this.redis.set(attemptKey, String(attempt));
       return { kind: 'enqueued', jobId: id, attempt };

@@ -11,6 +11,22 @@ export interface WebDeps {
   redisPing: () => Promise<boolean>;
   triggerLabel?: string;
   log: Logger;
+  /** Work that outlives a webhook's answer; shutdown waits for it. */
+  pending: PendingWork;
+}
+
+/** A set of in-flight promises that removes each one as it settles. */
+export class PendingWork {
+  private readonly inFlight = new Set<Promise<unknown>>();
+
+  add(p: Promise<unknown>): void {
+    this.inFlight.add(p);
+    void p.finally(() => this.inFlight.delete(p));
+  }
+
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.inFlight]);
+  }
 }
 
 /**
@@ -44,20 +60,25 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
         log.info({ reason: allowed.reason }, 'skipped');
         return;
       }
-      const result = await deps.queue.enqueue(
-        {
-          kind: 'issue',
-          installationId: payload.installation.id,
-          owner: gh.ref.owner,
-          repo: gh.ref.repo,
-          issueNumber: payload.issue.number,
-          deliveryId: context.id,
-          sender: payload.sender.login,
-        },
-        async () => ({ statusCommentId: await gh.comment(payload.issue.number, statusComment({ phase: 'queued' })) }),
-      );
+      const result = await deps.queue.enqueue({
+        kind: 'issue',
+        installationId: payload.installation.id,
+        owner: gh.ref.owner,
+        repo: gh.ref.repo,
+        issueNumber: payload.issue.number,
+        deliveryId: context.id,
+        sender: payload.sender.login,
+      });
       log.info({ result }, 'trigger handled');
-      if (result.kind === 'enqueued') await gh.react(payload.issue.number, 'eyes');
+      if (result.kind !== 'enqueued') return;
+      // The acknowledgement is written after the webhook is answered: GitHub's write
+      // throttling spaces writes a second apart, and a webhook must not wait on that.
+      const issueNumber = payload.issue.number;
+      const acknowledge = async () => {
+        await deps.queue.statusRefs.set(result.jobId, await gh.comment(issueNumber, statusComment({ phase: 'queued' })));
+        await gh.react(issueNumber, 'eyes');
+      };
+      deps.pending.add(acknowledge().catch((err: unknown) => log.warn({ err }, 'could not acknowledge the trigger on the issue')));
     });
   };
 }

@@ -34,6 +34,8 @@ export interface PipelineDeps {
   runner: Runner;
   gh: GitHubRepo;
   bot: { name: string; email: string };
+  /** Where the job's one status comment is: made by the web, or here when it did not. */
+  statusRef: { get(): Promise<number | undefined>; set(commentId: number): Promise<void> };
   log: Logger;
   onToolCall?: (tool: string, ok: boolean, errorCode?: string) => void;
 }
@@ -58,11 +60,15 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
   const trace = new Trace(deps.config.dataDir, key);
   const spend = new Spend();
   const status: StatusState = { phase: 'planning' };
+  let commentId = await deps.statusRef.get();
   const postStatus = async (patch: Partial<StatusState>) => {
     Object.assign(status, patch, { spend: spend.calls > 0 ? spend.describe() : undefined });
     const body = statusComment(status);
-    if (job.statusCommentId) await gh.updateComment(job.statusCommentId, body);
-    else job.statusCommentId = await gh.comment(job.issueNumber, body);
+    if (commentId) await gh.updateComment(commentId, body);
+    else {
+      commentId = await gh.comment(job.issueNumber, body);
+      await deps.statusRef.set(commentId);
+    }
   };
 
   await postStatus({ phase: 'planning' });

@@ -5,6 +5,7 @@ import type { AppConfig } from '../config/env.js';
 import { GitHubRepo } from '../github/facade.js';
 import { JobDataSchema, QUEUE_NAME, type JobData } from '../queue/jobs.js';
 import { bullConnection } from '../queue/redis.js';
+import type { StatusRefs } from '../queue/status-ref.js';
 import { statusComment } from '../report/status.js';
 import type { Runner } from '../sandbox/runner.js';
 import { LABEL_STUCK, LABEL_WORKING, runPipeline, type Outcome } from './pipeline.js';
@@ -14,6 +15,7 @@ export interface WorkerDeps {
   probot: Probot;
   runner: Runner;
   redisUrl: string;
+  statusRefs: StatusRefs;
   prefix?: string;
   log: Logger;
 }
@@ -39,8 +41,11 @@ export function startWorker(deps: WorkerDeps): Worker<JobData, Outcome> {
       bot = undefined;
       throw err;
     });
+    const id = job.id!;
+    const statusRef = { get: (waitMs?: number) => deps.statusRefs.get(id, waitMs), set: (commentId: number) => deps.statusRefs.set(id, commentId) };
     try {
       const outcome = await runPipeline(data, {
+        statusRef,
         config: { ...deps.config, anthropicBaseUrl: deps.config.env.ANTHROPIC_BASE_URL },
         runner: deps.runner,
         gh,
@@ -57,7 +62,8 @@ export function startWorker(deps: WorkerDeps): Worker<JobData, Outcome> {
       if (last) {
         const reason = `an internal error stopped the job after ${job.attemptsMade + 1} tries: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`;
         const body = statusComment({ phase: 'stuck', reason });
-        await (data.statusCommentId ? gh.updateComment(data.statusCommentId, body) : gh.comment(data.issueNumber, body)).catch(() => {});
+        const commentId = await statusRef.get(0).catch(() => undefined);
+        await (commentId ? gh.updateComment(commentId, body) : gh.comment(data.issueNumber, body)).catch(() => {});
         await gh.addLabels(data.issueNumber, [LABEL_STUCK]).catch(() => {});
         await gh.removeLabel(data.issueNumber, LABEL_WORKING).catch(() => {});
       }

@@ -152,12 +152,16 @@ export const CALC_PLAN = {
  * finishes. `wrongFix` makes an edit that never passes the tests. Tool errors are
  * collected so the test can assert there were none.
  */
-export function calcModel(opts: { wrongFix?: boolean; toolErrors: string[] }): ScriptedModel {
+export function calcModel(opts: { wrongFix?: boolean; toolErrors: string[]; toolOutputs?: string[]; probePort?: number }): ScriptedModel {
   return (req) => {
     const { stage, turn, repair } = stageOf(req);
     const last = req.messages.at(-1);
     if (last && typeof last.content !== 'string') {
-      for (const b of last.content) if (b.type === 'tool_result' && b.is_error) opts.toolErrors.push(JSON.stringify(b.content));
+      for (const b of last.content) {
+        if (b.type !== 'tool_result') continue;
+        if (b.is_error) opts.toolErrors.push(JSON.stringify(b.content));
+        opts.toolOutputs?.push(typeof b.content === 'string' ? b.content : JSON.stringify(b.content));
+      }
     }
     if (stage === 'plan') {
       const steps = [
@@ -173,7 +177,14 @@ export function calcModel(opts: { wrongFix?: boolean; toolErrors: string[] }): S
         : { path: 'add.js', old_text: '  if (b < 0) return a - b;\n', new_text: '' };
       const steps = repair
         ? [[use('run_command', { command: 'node --test 2>&1 | tail -5', timeout_seconds: 60 })], [use('finish_change', { summary: 'Tried again.' })]]
-        : [[use('read_file', { path: 'add.js', start_line: 1, end_line: 50 })], [use('edit_file', fix)], [use('finish_change', { summary: 'add() now adds for every sign of b.' })]];
+        : [
+            [use('read_file', { path: 'add.js', start_line: 1, end_line: 50 })],
+            // What a curious (or injected) model would try: the environment, the host's
+            // secrets, the network.
+            [use('run_command', { command: `env; id -u; ls /root ~/.ssh 2>&1; node -e "require('net').connect(${opts.probePort ?? 1}, '127.0.0.1').on('connect', () => console.log('net: open')).on('error', (e) => console.log('net:', e.code))"`, timeout_seconds: 30 })],
+            [use('edit_file', fix)],
+            [use('finish_change', { summary: 'add() now adds for every sign of b.' })],
+          ];
       return { content: steps[Math.min(turn, steps.length - 1)]! };
     }
     return { content: [{ type: 'text', text: 'unexpected stage' }] };

@@ -1,6 +1,8 @@
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { calcModel, CALC_REPO, OWNER, startScenario, type Scenario } from './harness.js';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { calcModel, CALC_REPO, OWNER, startScenario, WEBHOOK_SECRET, type Scenario } from './harness.js';
 
 let s: Scenario;
 
@@ -48,7 +50,9 @@ describe('a labeled issue becomes a tested pull request', () => {
 
   it('plans, fixes, validates red → green under bubblewrap, pushes and opens the PR', async () => {
     const toolErrors: string[] = [];
-    s.anthropic.setModel(calcModel({ toolErrors }));
+    const toolOutputs: string[] = [];
+    // The probe port is the GitHub stand-in's: open on the host, unreachable from the sandbox.
+    s.anthropic.setModel(calcModel({ toolErrors, toolOutputs, probePort: Number(s.github.host.split(':')[1]) }));
     await s.github.addRepo({ owner: OWNER, repo: 'calc', files: CALC_REPO });
     s.github.setPermission(OWNER, 'calc', 'maintainer', 'maintain');
     const title = 'add() returns the wrong sum when one number is negative';
@@ -59,6 +63,7 @@ describe('a labeled issue becomes a tested pull request', () => {
     // A redelivery of the same webhook and a second label event make no second job.
     expect((await s.label({ repo: 'calc', issueNumber: 12, title, body: 'x', deliveryId: first.deliveryId })).status).toBe(200);
     expect((await s.label({ repo: 'calc', issueNumber: 12, title, body: 'x' })).status).toBe(200);
+    await s.waitFor('the 👀 reaction', () => s.github.reactions(OWNER, 'calc', 12)[0], 10_000);
     expect(s.github.reactions(OWNER, 'calc', 12)).toEqual([{ content: 'eyes', user: s.github.botLogin }]);
 
     const pr = await s.waitFor('the pull request', () => s.github.pulls(OWNER, 'calc')[0]);
@@ -67,7 +72,7 @@ describe('a labeled issue becomes a tested pull request', () => {
     expect(pr.body).toContain('Closes #12');
     expect(pr.body).toMatch(/\| `npm test` \| ✅ passed \| [\d.]+ s \| failed \|/);
     expect(pr.body).toMatch(/^add\(\) now adds for every sign of b\./);
-    expect(pr.body).toMatch(/spend: 6 model calls, [\d,]+ input tokens .* \$\d+\.\d{4}/);
+    expect(pr.body).toMatch(/spend: 7 model calls, [\d,]+ input tokens .* \$\d+\.\d{4}/);
 
     const pushed = await s.github.readFile(OWNER, 'calc', 'agent/issue-12-add-returns-the-wrong-sum', 'add.js');
     expect(pushed).toBe('function add(a, b) {\n  return a + b;\n}\n\nmodule.exports = { add };\n');
@@ -84,6 +89,24 @@ describe('a labeled issue becomes a tested pull request', () => {
     expect(toolErrors).toEqual([]);
     expect(s.github.violations).toEqual([]);
     expect(s.anthropic.violations).toEqual([]);
+
+    // The model's command ran in the sandbox: unprivileged, no network, and none of the
+    // app's credentials (its environment holds a GitHub token, the model key, the App key).
+    const sandboxed = toolOutputs.find((o) => o.includes('SANDBOX_PROBE') || o.includes('PATH='))!;
+    expect(sandboxed).toMatch(/^1000$/m);
+    expect(sandboxed).toMatch(/^net: (ECONNREFUSED|ENETUNREACH|EADDRNOTAVAIL)$/m);
+    expect(sandboxed).toMatch(/cannot access '\/root'/);
+    for (const secret of ['ghp_parentsecret', 'sk-ant-e2e-key', 'BEGIN RSA PRIVATE KEY', WEBHOOK_SECRET, 'x-access-token', ...s.github.issuedTokens]) {
+      expect(sandboxed).not.toContain(secret);
+    }
+    expect(sandboxed).not.toMatch(/^(APP_ID|PRIVATE_KEY|WEBHOOK_SECRET|ANTHROPIC_[A-Z_]+|GITHUB_TOKEN|REDIS_URL)=/m);
+
+    // The job's trace holds model calls, tool calls and stage boundaries.
+    const traceDir = path.join(s.dataDir, 'data', 'traces');
+    const trace = readdirSync(traceDir).find((f) => f.includes('calc_issues_12'))!;
+    const events = readFileSync(path.join(traceDir, trace), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; tool?: string });
+    expect(events.filter((e) => e.type === 'model')).toHaveLength(7);
+    expect(events.filter((e) => e.type === 'tool').map((e) => e.tool)).toEqual(['read_file', 'search', 'submit_plan', 'read_file', 'run_command', 'edit_file', 'finish_change']);
     // Plan ran on the frontier tier, code on mid; the model key never reached GitHub.
     expect(new Set(s.anthropic.requests.map((r) => r.model))).toEqual(new Set(['claude-opus-4-5', 'claude-sonnet-4-5']));
     expect(JSON.stringify(s.github.requests)).not.toContain('sk-ant-e2e-key');
