@@ -31,7 +31,7 @@ beforeEach(() => {
 });
 
 function model(): ModelClient {
-  return new ModelClient({ apiKey: 'sk-ant-test', baseURL: api.url, models: { frontier: 'claude-opus-4-5', mid: 'claude-sonnet-4-5', fast: 'claude-haiku-4-5' }, log, spend, maxRetries: 0 });
+  return new ModelClient({ apiKey: 'sk-ant-test', baseURL: api.url, models: { frontier: 'claude-opus-5-5', mid: 'claude-sonnet-5-5', fast: 'claude-haiku-5-5' }, log, spend, maxRetries: 0 });
 }
 
 const plan = { summary: 'add subtracts', files_to_change: ['add.js'], files_to_read: [], steps: ['use +'], verification: 'npm test', confidence: 0.9 };
@@ -51,7 +51,7 @@ describe('the agent loop', () => {
     expect(r).toEqual({ kind: 'done', tool: 'submit_plan', input: plan });
     expect(api.violations).toEqual([]);
     expect(api.requests).toHaveLength(3);
-    expect(api.requests[2]!.model).toBe('claude-opus-4-5');
+    expect(api.requests[2]!.model).toBe('claude-opus-5-5');
     // Prefix caching: the later calls read what the first wrote.
     expect(spend.cacheReadTokens).toBeGreaterThan(0);
     expect(spend.calls).toBe(3);

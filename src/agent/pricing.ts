@@ -1,4 +1,4 @@
-/** Dollars per million tokens. Cache writes (5-minute) cost 1.25× input, reads 0.1×. */
+/** Dollars per million tokens. */
 export interface Price {
   input: number;
   output: number;
@@ -6,12 +6,23 @@ export interface Price {
   cacheRead: number;
 }
 
+/** Cache multipliers of the published price list: 5-minute writes 1.25× input, reads 0.1× (0.05× on the 5.5 family). */
+const price = (input: number, output: number, readFactor = 0.1): Price => ({ input, output, cacheWrite: input * 1.25, cacheRead: input * readFactor });
+
+// From the published price list (November 2026); first match wins, so newer and more
+// specific ids come first. Haiku 5.5 is priced for prompts up to 100k tokens.
 const table: Array<[RegExp, Price]> = [
-  [/opus-4-[5-9]|opus-[5-9]/, { input: 5, output: 25, cacheWrite: 6.25, cacheRead: 0.5 }],
-  [/opus/, { input: 15, output: 75, cacheWrite: 18.75, cacheRead: 1.5 }],
-  [/sonnet/, { input: 3, output: 15, cacheWrite: 3.75, cacheRead: 0.3 }],
-  [/haiku-4|haiku-[5-9]/, { input: 1, output: 5, cacheWrite: 1.25, cacheRead: 0.1 }],
-  [/haiku/, { input: 0.8, output: 4, cacheWrite: 1, cacheRead: 0.08 }],
+  [/(fable|mythos)-5-[1-9]/, price(10, 50, 0.025)],
+  [/(fable|mythos)/, price(10, 50)],
+  [/opus-5-5/, price(4, 20, 0.05)],
+  [/opus-(4-[5-9]|5)/, price(5, 25)],
+  [/opus/, price(15, 75)],
+  [/sonnet-5-5/, price(2, 10, 0.05)],
+  [/sonnet-5/, price(2, 10)],
+  [/sonnet/, price(3, 15)],
+  [/haiku-5-5/, price(0.1, 0.5)],
+  [/haiku-3-5/, price(0.8, 4)],
+  [/haiku/, price(1, 5)],
 ];
 
 export function priceOf(model: string): Price | undefined {

@@ -32,9 +32,9 @@ export const EnvSchema = z
     ANTHROPIC_API_KEY: nonEmpty.optional(),
     ANTHROPIC_BASE_URL: z.url().optional(),
     DATA_DIR: nonEmpty.default('.data'),
-    MODEL_FRONTIER: nonEmpty.default('claude-opus-4-5'),
-    MODEL_MID: nonEmpty.default('claude-sonnet-4-5'),
-    MODEL_FAST: nonEmpty.default('claude-haiku-4-5'),
+    MODEL_FRONTIER: nonEmpty.default('claude-opus-5-5'),
+    MODEL_MID: nonEmpty.default('claude-sonnet-5-5'),
+    MODEL_FAST: nonEmpty.default('claude-haiku-5-5'),
     SANDBOX: z
       .enum(['bwrap', 'unsandboxed'])
       .default('bwrap')

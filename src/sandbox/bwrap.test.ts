@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -7,6 +8,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { bwrapArgv } from './bwrap.js';
 import { createRunner, SAFE_ENV_BASE, type RunRequest } from './runner.js';
 import { tempDir } from '../../test/helpers/git-fixtures.js';
+
+// The project's own checkout, wherever it is cloned (CI clones it elsewhere).
+const APP_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 const log = pino({ level: 'silent' });
 const runner = createRunner('bwrap', log);
@@ -107,13 +111,14 @@ describe('bwrap runner', () => {
   });
 
   it('hides /root and the app directory', async () => {
-    const res = await runner.run(req('ls /root && echo ROOT_VISIBLE; ls /work/main/package.json && echo APP_VISIBLE; ls /work && echo WORK_VISIBLE; ls /etc/shadow && echo SHADOW; true'));
+    const res = await runner.run(req(`ls /root && echo ROOT_VISIBLE; ls ${APP_DIR}/package.json && echo APP_VISIBLE; ls ${APP_DIR}/.env.example && echo APP_VISIBLE; ls /etc/shadow && echo SHADOW; true`));
     expect(res.output).not.toMatch(/ROOT_VISIBLE|APP_VISIBLE|WORK_VISIBLE|SHADOW/);
   });
 
   it('refuses to bind /, the app directory or its parents, and a cwd outside the work tree', async () => {
     await expect(runner.run(req('true', { workTree: '/' }))).rejects.toThrow(/must not be \/|refusing/);
-    await expect(runner.run(req('true', { readOnlyPaths: ['/work'] }))).rejects.toThrow(/refusing to bind/);
+    await expect(runner.run(req('true', { readOnlyPaths: [APP_DIR] }))).rejects.toThrow(/refusing to bind/);
+    await expect(runner.run(req('true', { readOnlyPaths: [path.dirname(APP_DIR)] }))).rejects.toThrow(/refusing to bind/);
     await expect(runner.run(req('true', { readOnlyPaths: ['/root'] }))).rejects.toThrow(/refusing to bind/);
     await expect(runner.run(req('true', { cwd: outside.dir }))).rejects.toThrow(/outside the work tree/);
     mkdirSync(path.join(work.dir, 'sub'), { recursive: true });

@@ -108,7 +108,7 @@ describe('a labeled issue becomes a tested pull request', () => {
     expect(events.filter((e) => e.type === 'model')).toHaveLength(7);
     expect(events.filter((e) => e.type === 'tool').map((e) => e.tool)).toEqual(['read_file', 'search', 'submit_plan', 'read_file', 'run_command', 'edit_file', 'finish_change']);
     // Plan ran on the frontier tier, code on mid; the model key never reached GitHub.
-    expect(new Set(s.anthropic.requests.map((r) => r.model))).toEqual(new Set(['claude-opus-4-5', 'claude-sonnet-4-5']));
+    expect(new Set(s.anthropic.requests.map((r) => r.model))).toEqual(new Set(['claude-opus-5-5', 'claude-sonnet-5-5']));
     expect(JSON.stringify(s.github.requests)).not.toContain('sk-ant-e2e-key');
   });
 

@@ -8,7 +8,7 @@ import {
   type MessagesRequest,
 } from './server.js';
 
-const MODEL = 'claude-sonnet-4-5';
+const MODEL = 'claude-sonnet-5-5';
 
 const readFile: Anthropic.Tool = {
   name: 'read_file',
