@@ -114,13 +114,29 @@ function isRejection(err: unknown): boolean {
   return err instanceof GitError && /\[rejected\]|non-fast-forward|fetch first|\[remote rejected\]|protected branch|permission|403|denied/i.test(err.stderrTail);
 }
 
+/** The remote refused the push (the branch has other commits, or protection): retrying will not help. */
+export class PushRejectedError extends Error {
+  constructor(
+    readonly branch: string,
+    readonly detail: string,
+  ) {
+    super(`the push to ${branch} was rejected: ${detail}`);
+    this.name = 'PushRejectedError';
+  }
+}
+
 /** Pushes HEAD to `branch` on the remote; never forced, so someone else's commits are never overwritten. */
 export async function push(wt: WorkTree, opts: { remoteUrl: string; branch: string; token?: string; retryDelayMs?: number }): Promise<void> {
   await assertBranchName(opts.branch);
   const env = opts.token ? authEnv(opts.token, /^https?:\/\//i.test(opts.remoteUrl) ? opts.remoteUrl : undefined) : {};
-  await withRetries(
-    () => git(['push', '--no-verify', '--', opts.remoteUrl, `HEAD:refs/heads/${opts.branch}`], { cwd: wt.path, env }),
-    { attempts: PUSH_ATTEMPTS, baseDelayMs: opts.retryDelayMs ?? 1_000, retryable: (err) => !isRejection(err) },
-  );
+  try {
+    await withRetries(
+      () => git(['push', '--no-verify', '--', opts.remoteUrl, `HEAD:refs/heads/${opts.branch}`], { cwd: wt.path, env }),
+      { attempts: PUSH_ATTEMPTS, baseDelayMs: opts.retryDelayMs ?? 1_000, retryable: (err) => !isRejection(err) },
+    );
+  } catch (err) {
+    if (isRejection(err)) throw new PushRejectedError(opts.branch, (err as GitError).stderrTail.trim().split('\n').slice(-3).join(' '));
+    throw err;
+  }
   await assertNoTokenInConfig(path.join(wt.path, '.git'), opts.token);
 }

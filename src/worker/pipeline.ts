@@ -15,7 +15,7 @@ import { prBody } from '../report/pr-body.js';
 import { statusComment, type StatusState } from '../report/status.js';
 import { ensureMirror } from '../sandbox/mirror.js';
 import type { Runner } from '../sandbox/runner.js';
-import { commitAll, createWorkTree, diffStat, push } from '../sandbox/worktree.js';
+import { commitAll, createWorkTree, diffStat, push, PushRejectedError } from '../sandbox/worktree.js';
 import { codeStage } from '../stages/code.js';
 import { planStage } from '../stages/plan.js';
 import type { StageDeps } from '../stages/types.js';
@@ -141,7 +141,15 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     const sha = await commitAll(wt, { message: `${issue.title}\n\n${summary}\n\nCloses #${issue.number}`, authorName: deps.bot.name, authorEmail: deps.bot.email });
     if (!sha) throw new Escalation({ reason: 'no-progress', evidence: 'the checks pass but the change is empty' });
     const stat = await diffStat(wt);
-    await push(wt, { remoteUrl: repo.cloneUrl, branch, token: await gh.gitToken() });
+    try {
+      await push(wt, { remoteUrl: repo.cloneUrl, branch, token: await gh.gitToken() });
+    } catch (err) {
+      if (!(err instanceof PushRejectedError)) throw err;
+      throw new Escalation({
+        reason: 'push-rejected',
+        evidence: `the branch \`${branch}\` already has other commits or is protected (${err.detail}); the change was not force-pushed. Delete or merge that branch, then re-add the label`,
+      });
+    }
     const pr = await gh.openOrUpdatePull({
       head: branch,
       base: repo.defaultBranch,

@@ -2,6 +2,7 @@ import { Worker, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Probot } from 'probot';
 import type { AppConfig } from '../config/env.js';
+import { botIdentity, type BotIdentity } from '../github/app-identity.js';
 import { GitHubRepo } from '../github/facade.js';
 import { JobDataSchema, QUEUE_NAME, type JobData } from '../queue/jobs.js';
 import { bullConnection } from '../queue/redis.js';
@@ -20,24 +21,18 @@ export interface WorkerDeps {
   log: Logger;
 }
 
-/** The commit identity of the app's bot user, looked up once. */
-async function botIdentity(probot: Probot, fallbackName?: string): Promise<{ name: string; email: string }> {
-  const app = await probot.auth();
-  const { data } = await app.rest.apps.getAuthenticated();
-  const slug = data?.slug ?? 'issue-agent';
-  const name = fallbackName ?? `${slug}[bot]`;
-  return { name, email: `${slug}[bot]@users.noreply.github.com` };
-}
-
 /** A BullMQ worker that runs the pipeline for each job of the agent-run queue. */
 export function startWorker(deps: WorkerDeps): Worker<JobData, Outcome> {
-  let bot: Promise<{ name: string; email: string }> | undefined;
+  let bot: Promise<BotIdentity> | undefined;
   const process = async (job: Job<JobData, Outcome>): Promise<Outcome> => {
     const data = JobDataSchema.parse(job.data);
     const log = deps.log.child({ job: job.id, repo: `${data.owner}/${data.repo}`, issue: data.issueNumber, attempt: data.attempt });
     const octokit = await deps.probot.auth(data.installationId);
     const gh = new GitHubRepo(octokit, { owner: data.owner, repo: data.repo });
-    bot ??= botIdentity(deps.probot, deps.config.env.GIT_COMMITTER_NAME).catch((err: unknown) => {
+    bot ??= deps.probot
+      .auth()
+      .then((app) => botIdentity({ app, installation: octokit }, { gheHost: deps.config.env.GHE_HOST, name: deps.config.env.GIT_COMMITTER_NAME }))
+      .catch((err: unknown) => {
       bot = undefined;
       throw err;
     });

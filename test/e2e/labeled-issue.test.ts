@@ -1,5 +1,6 @@
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { calcModel, CALC_REPO, OWNER, startScenario, WEBHOOK_SECRET, type Scenario } from './harness.js';
@@ -10,6 +11,7 @@ beforeAll(async () => {
   s = await startScenario();
 }, 90_000);
 afterAll(async () => {
+  if (process.env.E2E_LOGS) console.log(s?.logs().slice(-6000));
   await s?.stop();
 });
 
@@ -53,7 +55,7 @@ describe('a labeled issue becomes a tested pull request', () => {
     const toolOutputs: string[] = [];
     // The probe port is the GitHub stand-in's: open on the host, unreachable from the sandbox.
     s.anthropic.setModel(calcModel({ toolErrors, toolOutputs, probePort: Number(s.github.host.split(':')[1]) }));
-    await s.github.addRepo({ owner: OWNER, repo: 'calc', files: CALC_REPO });
+    const { barePath } = await s.github.addRepo({ owner: OWNER, repo: 'calc', files: CALC_REPO });
     s.github.setPermission(OWNER, 'calc', 'maintainer', 'maintain');
     const title = 'add() returns the wrong sum when one number is negative';
     s.github.addIssue(OWNER, 'calc', { number: 12, title, body: '`npm test` fails on "adds a negative number".', user: 'maintainer' });
@@ -77,6 +79,10 @@ describe('a labeled issue becomes a tested pull request', () => {
     const pushed = await s.github.readFile(OWNER, 'calc', 'agent/issue-12-add-returns-the-wrong-sum', 'add.js');
     expect(pushed).toBe('function add(a, b) {\n  return a + b;\n}\n\nmodule.exports = { add };\n');
     expect(await s.github.readFile(OWNER, 'calc', 'main', 'add.js')).toBe(CALC_REPO['add.js']);
+    // Committed as the app's bot user, one commit on top of the default branch.
+    const log = execFileSync('git', ['--git-dir', barePath, 'log', '--format=%an <%ae>|%s', 'main..agent/issue-12-add-returns-the-wrong-sum'], { encoding: 'utf8' }).trim().split('\n');
+    const botId = (await (await fetch(`${s.github.apiUrl}/users/${encodeURIComponent(s.github.botLogin)}`, { headers: { authorization: `token ${s.github.issuedTokens[0]}` } })).json()) as { id: number };
+    expect(log).toEqual([`${s.github.botLogin} <${botId.id}+${s.github.botLogin}@users.noreply.127.0.0.1>|${title}`]);
 
     const comments = s.github.comments(OWNER, 'calc', 12);
     expect(comments).toHaveLength(1);
@@ -110,6 +116,28 @@ describe('a labeled issue becomes a tested pull request', () => {
     // Plan ran on the frontier tier, code on mid; the model key never reached GitHub.
     expect(new Set(s.anthropic.requests.map((r) => r.model))).toEqual(new Set(['claude-opus-5-5', 'claude-sonnet-5-5']));
     expect(JSON.stringify(s.github.requests)).not.toContain('sk-ant-e2e-key');
+  });
+
+  it('never force-pushes: a branch with other commits ends in an escalation, not an overwrite', async () => {
+    s.anthropic.setModel(calcModel({ toolErrors: [] }));
+    const { barePath } = await s.github.addRepo({ owner: OWNER, repo: 'calc3', files: CALC_REPO });
+    s.github.setPermission(OWNER, 'calc3', 'maintainer', 'write');
+    const title = 'add() is wrong for negatives';
+    s.github.addIssue(OWNER, 'calc3', { number: 5, title, body: 'fix it', user: 'maintainer' });
+    const git = (...args: string[]) => execFileSync('git', ['--git-dir', barePath, ...args], { encoding: 'utf8', env: { ...process.env, GIT_AUTHOR_NAME: 'Someone', GIT_AUTHOR_EMAIL: 's@example.com', GIT_COMMITTER_NAME: 'Someone', GIT_COMMITTER_EMAIL: 's@example.com' } }).trim();
+    const theirs = git('commit-tree', 'main^{tree}', '-p', 'main', '-m', 'someone else');
+    git('update-ref', 'refs/heads/agent/issue-5-add-is-wrong-for-negatives', theirs);
+
+    await s.label({ repo: 'calc3', issueNumber: 5, title, body: 'fix it' });
+    const status = await s.waitFor('the stuck status', () => {
+      const c = s.github.comments(OWNER, 'calc3', 5)[0];
+      return c?.body.includes('stopped without a pull request') ? c : undefined;
+    });
+    expect(status.body).toContain('push-rejected');
+    expect(status.body).toContain('not force-pushed');
+    expect(git('rev-parse', 'agent/issue-5-add-is-wrong-for-negatives')).toBe(theirs);
+    expect(s.github.pulls(OWNER, 'calc3')).toEqual([]);
+    expect(s.github.labels(OWNER, 'calc3', 5)).toContain('agent:stuck');
   });
 
   it('escalates when validation never goes green: no PR, agent:stuck, the failing command named', async () => {

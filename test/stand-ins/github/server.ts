@@ -666,6 +666,19 @@ export async function startGitHubStandIn(opts: { dataDir?: string } = {}): Promi
 
     'apps/list-installations': () => ({ status: 200, body: [installationObject()] }),
 
+    'users/get-by-username': (ctx) => {
+      const login = ctx.params.username!;
+      const stamp = '2020-01-01T00:00:00Z';
+      return {
+        status: 200,
+        body: {
+          ...userObject(login, url),
+          name: null, company: null, blog: '', location: null, email: null, hireable: null, bio: null,
+          public_repos: 0, public_gists: 0, followers: 0, following: 0, created_at: stamp, updated_at: stamp,
+        },
+      };
+    },
+
     'apps/get-repo-installation': (ctx) => {
       const r = getRepo(ctx.params.owner!, ctx.params.repo!);
       return { status: 200, body: installationObject(r.owner) };
