@@ -1,5 +1,3 @@
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 
 const RULE_FILES = ['AGENTS.md', 'CLAUDE.md', '.github/copilot-instructions.md', 'CONTRIBUTING.md'];
 const RULE_FILE_CAP = 8_000;
@@ -35,11 +33,14 @@ export function quote(tag: string, text: string, attrs: Record<string, string> =
   return `<${tag}${a}>\n${safe}\n</${tag}>`;
 }
 
+/** Reads a repository file as committed on the default branch; undefined when absent. */
+export type BaseFileReader = (relPath: string) => Promise<string | undefined>;
+
 /** The repository's rules files (default branch), size-capped, plus agent.yml instructions. */
-export async function repositoryRules(workTree: string, instructions?: string): Promise<string> {
+export async function repositoryRules(read: BaseFileReader, instructions?: string): Promise<string> {
   const parts: string[] = [];
   for (const file of RULE_FILES) {
-    const text = await readFile(path.join(workTree, file), 'utf8').catch(() => undefined);
+    const text = await read(file);
     if (text === undefined) continue;
     const capped = text.length > RULE_FILE_CAP ? `${text.slice(0, RULE_FILE_CAP)}\n[… ${text.length - RULE_FILE_CAP} characters omitted]` : text;
     parts.push(quote('repository-rules', stripHidden(capped), { file }));

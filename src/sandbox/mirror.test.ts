@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,7 +6,7 @@ import { authEnv, git, GitError } from './git.js';
 import { ensureMirror, mirrorPathFor } from './mirror.js';
 import { createRunner } from './runner.js';
 import { tempDir, sh } from '../../test/helpers/git-fixtures.js';
-import { commitAll, createWorkTree, diff, diffStat, push } from './worktree.js';
+import { commitPaths, committedStat, createWorkTree, diff, diffStat, push, readBaseFile } from './worktree.js';
 
 const log = pino({ level: 'silent' });
 const TOKEN = 'ghs_testtokentesttokentesttoken1234';
@@ -82,7 +82,7 @@ describe('mirror and work tree', () => {
     expect(sh(wt.path, 'rev-parse', '--abbrev-ref', 'HEAD')).toBe('agent/issue-7-fix');
     expect(readFileSync(path.join(wt.path, 'README.md'), 'utf8')).toBe('hello again\n');
 
-    expect(await commitAll(wt, { message: 'nothing', authorName: 'bot', authorEmail: 'bot@example.com' })).toBeNull();
+    expect(await commitPaths(wt, ['README.md'], { message: 'nothing', authorName: 'bot', authorEmail: 'bot@example.com' })).toBeNull();
 
     writeFileSync(path.join(wt.path, 'README.md'), 'changed\n');
     writeFileSync(path.join(wt.path, 'new-file.txt'), 'brand new\n');
@@ -100,11 +100,15 @@ describe('mirror and work tree', () => {
     expect(inside.output).toContain(wt.baseSha);
     expect(inside.output).toContain('?? new-file.txt');
 
-    const sha = await commitAll(wt, { message: 'Fix the thing\n\nCloses #7', authorName: 'issue-agent[bot]', authorEmail: 'bot@example.com' });
+    // Only the named paths are committed: installed dependencies and build output stay out.
+    mkdirSync(path.join(wt.path, 'node_modules/dep'), { recursive: true });
+    writeFileSync(path.join(wt.path, 'node_modules/dep/index.js'), 'x\n');
+    const sha = await commitPaths(wt, ['README.md', 'new-file.txt'], { message: 'Fix the thing\n\nCloses #7', authorName: 'issue-agent[bot]', authorEmail: 'bot@example.com' });
     expect(sha).toMatch(/^[0-9a-f]{40}$/);
     expect(sh(wt.path, 'log', '-1', '--format=%an <%ae>|%s')).toBe('issue-agent[bot] <bot@example.com>|Fix the thing');
-    expect(await diffStat(wt)).toMatch(/2 files changed/);
-    expect(await commitAll(wt, { message: 'again', authorName: 'b', authorEmail: 'b@e' })).toBeNull();
+    expect(sh(wt.path, 'show', '--name-only', '--format=', 'HEAD').split('\n').sort()).toEqual(['README.md', 'new-file.txt']);
+    expect(await committedStat(wt)).toMatch(/2 files changed/);
+    expect(await commitPaths(wt, ['README.md'], { message: 'again', authorName: 'b', authorEmail: 'b@e' })).toBeNull();
 
     await push(wt, { remoteUrl: remote, branch: wt.branch, token: TOKEN });
     expect(sh(remote, 'rev-parse', `refs/heads/${wt.branch}`)).toBe(sha);
@@ -115,7 +119,7 @@ describe('mirror and work tree', () => {
     // Someone else moved the branch: a plain push is rejected and not retried or forced.
     sh(remote, 'update-ref', `refs/heads/${wt.branch}`, wt.baseSha);
     writeFileSync(path.join(wt.path, 'more.txt'), 'x\n');
-    await commitAll(wt, { message: 'more', authorName: 'b', authorEmail: 'b@e' });
+    await commitPaths(wt, ['more.txt'], { message: 'more', authorName: 'b', authorEmail: 'b@e' });
     const started = Date.now();
     await expect(push(wt, { remoteUrl: remote, branch: wt.branch, retryDelayMs: 2_000 })).resolves.toBeUndefined();
     expect(Date.now() - started).toBeLessThan(2_000);
@@ -127,6 +131,36 @@ describe('mirror and work tree', () => {
 
     await wt.remove();
     expect(existsSync(wt.path)).toBe(false);
+  });
+
+  it('reads files of the base commit, never through links or what the job wrote', async () => {
+    sh(seed, 'checkout', '-q', 'main');
+    writeFileSync(path.join(seed, 'AGENTS.md'), 'rules\n');
+    symlinkSync('/proc/self/environ', path.join(seed, 'CLAUDE.md'));
+    sh(seed, 'add', '-A');
+    sh(seed, 'commit', '-q', '-m', 'rules');
+    sh(seed, 'push', '-q', remote, 'HEAD:refs/heads/main');
+    const mirrorPath = await ensureMirror({ dataDir, cloneUrl: remote, log });
+    const wt = await createWorkTree({ dataDir, mirrorPath, jobKey: 'job-rules', baseBranch: 'main', branch: 'b-rules' });
+    writeFileSync(path.join(wt.path, 'AGENTS.md'), 'changed by the job\n');
+    expect(await readBaseFile(wt, 'AGENTS.md')).toBe('rules\n');
+    expect(await readBaseFile(wt, 'CLAUDE.md')).toBeUndefined();
+    expect(await readBaseFile(wt, 'missing.md')).toBeUndefined();
+    await wt.remove();
+  });
+
+  it('refuses to run git on a work tree whose .git config was changed', async () => {
+    const mirrorPath = await ensureMirror({ dataDir, cloneUrl: remote, log });
+    const wt = await createWorkTree({ dataDir, mirrorPath, jobKey: 'job-tamper', baseBranch: 'main', branch: 'b-tamper' });
+    writeFileSync(path.join(wt.path, 'README.md'), 'changed\n');
+    writeFileSync(path.join(wt.path, '.gitattributes'), '* filter=x\n');
+    const marker = path.join(dataDir, 'filter-ran');
+    appendFileSync(path.join(wt.path, '.git/config'), `[filter "x"]\n\tclean = touch ${marker}; cat\n`);
+    await expect(commitPaths(wt, ['README.md', '.gitattributes'], { message: 'm', authorName: 'b', authorEmail: 'b@e' })).rejects.toThrow(/\.git was modified/);
+    await expect(diff(wt)).rejects.toThrow(/\.git was modified/);
+    await expect(push(wt, { remoteUrl: remote, branch: wt.branch })).rejects.toThrow(/\.git was modified/);
+    expect(existsSync(marker)).toBe(false);
+    await wt.remove();
   });
 
   it('replaces a leftover work tree and refuses option-like branch names', async () => {

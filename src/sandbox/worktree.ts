@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { authEnv, git, GitError } from './git.js';
@@ -12,6 +12,8 @@ export interface WorkTree {
   mirrorPath: string;
   baseSha: string;
   branch: string;
+  /** Digest of the files in .git that could make the host's git run code; see assertGitIntact. */
+  gitControlDigest: string;
   remove(): Promise<void>;
 }
 
@@ -42,6 +44,27 @@ async function assertBranchName(name: string): Promise<void> {
   }
 }
 
+// The files in .git through which a repository could make the host's git run code or read
+// elsewhere (filters, hooks paths, fsmonitor, alternates). The sandbox mounts .git read-only
+// and the tools refuse it; this is the check that both held.
+const GIT_CONTROL_FILES = ['config', 'info/attributes', 'objects/info/alternates', 'commondir'];
+
+async function gitControlDigest(wtPath: string): Promise<string> {
+  const h = createHash('sha256');
+  for (const f of GIT_CONTROL_FILES) {
+    h.update(`${f}\0`);
+    h.update(await readFile(path.join(wtPath, '.git', f)).catch(() => Buffer.from('(absent)')));
+  }
+  return h.digest('hex');
+}
+
+/** Refuses to run the host's git on a work tree whose .git control files changed. */
+export async function assertGitIntact(wt: WorkTree): Promise<void> {
+  if ((await gitControlDigest(wt.path)) !== wt.gitControlDigest) {
+    throw new Error(`${wt.path}/.git was modified during the job (config, attributes or alternates); refusing to run git on it`);
+  }
+}
+
 export async function createWorkTree(opts: CreateWorkTreeOptions): Promise<WorkTree> {
   await assertBranchName(opts.baseBranch);
   await assertBranchName(opts.branch);
@@ -59,6 +82,7 @@ export async function createWorkTree(opts: CreateWorkTreeOptions): Promise<WorkT
     mirrorPath: opts.mirrorPath,
     baseSha,
     branch: opts.branch,
+    gitControlDigest: await gitControlDigest(wtPath),
     remove: () => rm(wtPath, { recursive: true, force: true }),
   };
 }
@@ -68,6 +92,7 @@ export async function createWorkTree(opts: CreateWorkTreeOptions): Promise<WorkT
  * included), so diffs see new files without touching the real index later commits use.
  */
 async function withSnapshotIndex<T>(wt: WorkTree, fn: (env: Record<string, string>) => Promise<T>): Promise<T> {
+  await assertGitIntact(wt);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'issue-agent-index-'));
   const env = { GIT_INDEX_FILE: path.join(dir, 'index') };
   try {
@@ -86,13 +111,38 @@ export function diff(wt: WorkTree): Promise<string> {
   return withSnapshotIndex(wt, async (env) => (await git(['diff', '--cached', ...DIFF_FLAGS, wt.baseSha, '--'], { cwd: wt.path, env })).stdout);
 }
 
+/**
+ * A regular file's text as committed on the base (default branch) commit: never read
+ * through the work tree, so symlinks (to /proc/self/environ, to ../../.env) and anything
+ * the job wrote are not followed. Undefined for a missing file, a link or a submodule.
+ */
+export async function readBaseFile(wt: Pick<WorkTree, 'path' | 'baseSha'>, relPath: string): Promise<string | undefined> {
+  const listing = (await git(['ls-tree', '-z', wt.baseSha, '--', relPath], { cwd: wt.path, env: { GIT_LITERAL_PATHSPECS: '1' } })).stdout;
+  const entry = /^(\d{6}) blob ([0-9a-f]{40,64})\t/.exec(listing);
+  if (!entry || (entry[1] !== '100644' && entry[1] !== '100755')) return undefined;
+  return (await git(['cat-file', 'blob', entry[2]!], { cwd: wt.path })).stdout;
+}
+
+/** The diffstat of what was committed on top of the base. */
+export async function committedStat(wt: WorkTree): Promise<string> {
+  await assertGitIntact(wt);
+  return (await git(['diff', '--stat', ...DIFF_FLAGS, wt.baseSha, 'HEAD', '--'], { cwd: wt.path })).stdout;
+}
+
 export function diffStat(wt: WorkTree): Promise<string> {
   return withSnapshotIndex(wt, async (env) => (await git(['diff', '--cached', '--stat', ...DIFF_FLAGS, wt.baseSha, '--'], { cwd: wt.path, env })).stdout);
 }
 
-/** Commits everything in the work tree; null when there is nothing to commit. */
-export async function commitAll(wt: WorkTree, opts: { message: string; authorName: string; authorEmail: string }): Promise<string | null> {
-  await git(['add', '-A'], { cwd: wt.path });
+/**
+ * Commits the given paths (added, changed or deleted) and nothing else, so build output,
+ * installed dependencies or files a test wrote never reach the branch. Null when nothing
+ * changed.
+ */
+export async function commitPaths(wt: WorkTree, paths: string[], opts: { message: string; authorName: string; authorEmail: string }): Promise<string | null> {
+  await assertGitIntact(wt);
+  if (paths.length === 0) return null;
+  // Literal pathspecs: a file named ':(glob)**' is that file, not a pattern.
+  await git(['add', '-A', '--', ...paths], { cwd: wt.path, env: { GIT_LITERAL_PATHSPECS: '1' } });
   try {
     await git(['diff', '--cached', '--quiet', '--ignore-submodules=all'], { cwd: wt.path });
     return null;
@@ -128,6 +178,7 @@ export class PushRejectedError extends Error {
 /** Pushes HEAD to `branch` on the remote; never forced, so someone else's commits are never overwritten. */
 export async function push(wt: WorkTree, opts: { remoteUrl: string; branch: string; token?: string; retryDelayMs?: number }): Promise<void> {
   await assertBranchName(opts.branch);
+  await assertGitIntact(wt);
   const env = opts.token ? authEnv(opts.token, /^https?:\/\//i.test(opts.remoteUrl) ? opts.remoteUrl : undefined) : {};
   try {
     await withRetries(

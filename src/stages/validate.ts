@@ -1,5 +1,4 @@
-import { access, readFile } from 'node:fs/promises';
-import path from 'node:path';
+import type { BaseFileReader } from '../agent/context.js';
 import type { RepoConfig } from '../config/repo-config.js';
 import type { Trace } from '../agent/trace.js';
 import type { Runner, RunResult } from '../sandbox/runner.js';
@@ -29,17 +28,17 @@ export interface ValidationReport {
   failed?: CheckResult;
 }
 
-const exists = (p: string) => access(p).then(() => true, () => false);
 const NPM_PLACEHOLDER_TEST = /no test specified/;
 
 /**
  * The commands that prove a change: `.github/agent.yml` where it names them, else what the
  * repository declares (package.json scripts, Makefile, pyproject, Cargo, go.mod).
  */
-export async function detectChecks(workTree: string, config: RepoConfig): Promise<{ install?: Check; checks: Check[] }> {
+export async function detectChecks(read: BaseFileReader, config: RepoConfig): Promise<{ install?: Check; checks: Check[] }> {
   const configured = config.commands ?? {};
   const detected: { install?: string; lint?: string; typecheck?: string; test?: string } = {};
-  const pkgText = await readFile(path.join(workTree, 'package.json'), 'utf8').catch(() => undefined);
+  const exists = async (p: string) => (await read(p)) !== undefined;
+  const pkgText = await read('package.json');
   if (pkgText !== undefined) {
     let pkg: { scripts?: Record<string, string>; dependencies?: object; devDependencies?: object } = {};
     try {
@@ -49,29 +48,29 @@ export async function detectChecks(workTree: string, config: RepoConfig): Promis
     }
     const scripts = pkg.scripts ?? {};
     const hasDeps = Object.keys(pkg.dependencies ?? {}).length + Object.keys(pkg.devDependencies ?? {}).length > 0;
-    const run = (await exists(path.join(workTree, 'pnpm-lock.yaml'))) ? 'pnpm' : (await exists(path.join(workTree, 'yarn.lock'))) ? 'yarn' : 'npm';
+    const run = (await exists('pnpm-lock.yaml')) ? 'pnpm' : (await exists('yarn.lock')) ? 'yarn' : 'npm';
     if (hasDeps) {
       detected.install =
         run === 'pnpm'
-          ? 'pnpm install --frozen-lockfile'
+          ? 'pnpm install --frozen-lockfile --ignore-scripts'
           : run === 'yarn'
-            ? 'yarn install --frozen-lockfile'
-            : (await exists(path.join(workTree, 'package-lock.json'))) || (await exists(path.join(workTree, 'npm-shrinkwrap.json')))
+            ? 'yarn install --frozen-lockfile --ignore-scripts'
+            : (await exists('package-lock.json')) || (await exists('npm-shrinkwrap.json'))
               ? 'npm ci --ignore-scripts --no-audit --no-fund'
               : 'npm install --ignore-scripts --no-audit --no-fund';
     }
     if (scripts.lint) detected.lint = `${run} run lint`;
     if (scripts.typecheck) detected.typecheck = `${run} run typecheck`;
     if (scripts.test && !NPM_PLACEHOLDER_TEST.test(scripts.test)) detected.test = `${run} test`;
-  } else if (await exists(path.join(workTree, 'Cargo.toml'))) {
+  } else if (await exists('Cargo.toml')) {
     detected.test = 'cargo test --offline';
-  } else if (await exists(path.join(workTree, 'go.mod'))) {
+  } else if (await exists('go.mod')) {
     detected.test = 'go test ./...';
-  } else if ((await exists(path.join(workTree, 'pyproject.toml'))) || (await exists(path.join(workTree, 'pytest.ini')))) {
+  } else if ((await exists('pyproject.toml')) || (await exists('pytest.ini'))) {
     detected.test = 'python3 -m pytest -q';
   }
   if (!detected.test) {
-    const makefile = await readFile(path.join(workTree, 'Makefile'), 'utf8').catch(() => '');
+    const makefile = (await read('Makefile')) ?? '';
     if (/^test:/m.test(makefile)) detected.test = 'make test';
   }
   const pick = (name: Check['name']): Check | undefined => {

@@ -1,5 +1,3 @@
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import type { Logger } from 'pino';
 import { Spend } from '../agent/budget.js';
 import { repositoryRules } from '../agent/context.js';
@@ -15,7 +13,7 @@ import { prBody } from '../report/pr-body.js';
 import { statusComment, type StatusState } from '../report/status.js';
 import { ensureMirror } from '../sandbox/mirror.js';
 import type { Runner } from '../sandbox/runner.js';
-import { commitAll, createWorkTree, diffStat, push, PushRejectedError } from '../sandbox/worktree.js';
+import { commitPaths, committedStat, createWorkTree, push, PushRejectedError, readBaseFile } from '../sandbox/worktree.js';
 import { codeStage } from '../stages/code.js';
 import { planStage } from '../stages/plan.js';
 import type { StageDeps } from '../stages/types.js';
@@ -80,8 +78,9 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
   trace.write({ type: 'note', message: 'work tree ready', detail: { branch, base: repo.defaultBranch, baseSha: wt.baseSha } });
   try {
     // Rules and config come from the default branch: the fresh work tree is exactly that.
-    const repoConfig = parseRepoConfig(await readFile(path.join(wt.path, REPO_CONFIG_PATH), 'utf8').catch(() => undefined));
-    const repoRules = await repositoryRules(wt.path, repoConfig.instructions);
+    const readBase = (p: string) => readBaseFile(wt, p);
+    const repoConfig = parseRepoConfig(await readBase(REPO_CONFIG_PATH));
+    const repoRules = await repositoryRules(readBase, repoConfig.instructions);
     const model = new ModelClient({
       apiKey: deps.config.anthropicApiKey,
       baseURL: deps.config.anthropicBaseUrl,
@@ -92,7 +91,7 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     });
     const stageDeps: StageDeps = { model, runner: deps.runner, workTree: wt.path, sandboxReadOnlyPaths: [mirrorPath], trace, log, onToolCall: deps.onToolCall };
     const validateDeps = { runner: deps.runner, workTree: wt.path, sandboxReadOnlyPaths: [mirrorPath], trace, stage: 'validate' };
-    const { install, checks } = await detectChecks(wt.path, repoConfig);
+    const { install, checks } = await detectChecks(readBase, repoConfig);
     if (checks.length === 0) {
       throw new Escalation({ reason: 'no-checks', evidence: `no test, lint or typecheck command was found; name them under commands in ${REPO_CONFIG_PATH}` });
     }
@@ -138,9 +137,9 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     }
 
     await postStatus({ phase: 'delivering' });
-    const sha = await commitAll(wt, { message: `${issue.title}\n\n${summary}\n\nCloses #${issue.number}`, authorName: deps.bot.name, authorEmail: deps.bot.email });
+    const sha = await commitPaths(wt, [...touched], { message: `${issue.title}\n\n${summary}\n\nCloses #${issue.number}`, authorName: deps.bot.name, authorEmail: deps.bot.email });
     if (!sha) throw new Escalation({ reason: 'no-progress', evidence: 'the checks pass but the change is empty' });
-    const stat = await diffStat(wt);
+    const stat = await committedStat(wt);
     try {
       await push(wt, { remoteUrl: repo.cloneUrl, branch, token: await gh.gitToken() });
     } catch (err) {

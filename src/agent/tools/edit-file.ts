@@ -2,7 +2,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { defineTool, ToolFailure } from './tool.js';
 import { assertEditable } from './scope.js';
-import { notFound, resolveInTree } from './paths.js';
+import { assertNotSymlink, notFound, resolveInTree } from './paths.js';
 import { looksBinary } from './read-file.js';
 
 function lineOf(text: string, index: number): number {
@@ -63,6 +63,8 @@ export const editFile = defineTool({
     const st = await stat(abs).catch(() => undefined);
     if (!st) throw await notFound(ctx.workTree, rel);
     assertEditable(ctx, rel);
+    await assertNotSymlink(abs, rel);
+    if (!st.isFile()) throw new ToolFailure({ code: 'not_a_file', message: `${rel} is not a regular file`, hint: 'only regular files can be edited' });
     const buf = await readFile(abs);
     if (looksBinary(buf)) throw new ToolFailure({ code: 'binary_file', message: `${rel} is binary (${st.size} bytes) and cannot be edited as text` });
     const content = buf.toString('utf8');

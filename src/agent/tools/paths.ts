@@ -51,6 +51,20 @@ export function closestPaths(wanted: string, files: string[], limit = 5): string
   return [...new Set([...sameBase, ...byDistance])].slice(0, limit);
 }
 
+function insideGitDir(rel: string): boolean {
+  const first = rel.split(path.sep)[0]!.toLowerCase();
+  return first === '.git';
+}
+
+/** Edits never write through a symlink: the link's target may be outside the edit scope. */
+export async function assertNotSymlink(abs: string, rel: string): Promise<void> {
+  const st = await lstat(abs).catch(() => undefined);
+  if (st?.isSymbolicLink()) {
+    const target = await realpath(abs).catch(() => '(dangling)');
+    throw new ToolFailure({ code: 'symlink', message: `${rel} is a symbolic link (to ${target}); tools do not write through links`, hint: 'edit the file the link points to, if it is in scope' });
+  }
+}
+
 /**
  * Resolves a model-given path inside the work tree. Absolute paths, `..` escapes, `.git`
  * and symlinks that resolve outside are refused with the allowed root named.
@@ -69,7 +83,7 @@ export async function resolveInTree(workTree: string, given: string): Promise<{ 
   if (rel.startsWith('..') || path.isAbsolute(rel)) {
     throw new ToolFailure({ code: 'path_outside_work_tree', message: `"${given}" leaves the repository`, hint: 'only paths inside the repository root are allowed' });
   }
-  if (rel === '.git' || rel.startsWith(`.git${path.sep}`)) {
+  if (insideGitDir(rel)) {
     throw new ToolFailure({ code: 'path_forbidden', message: `"${given}" is inside .git, which tools do not touch`, hint: 'the pipeline commits and pushes; work on the files only' });
   }
   // Resolve symlinks on the longest existing prefix, so a link pointing outside is refused
@@ -85,10 +99,16 @@ export async function resolveInTree(workTree: string, given: string): Promise<{ 
       probe = parent;
     }
   }
-  const real = await realpath(probe);
+  const real = await realpath(probe).catch(() => {
+    throw new ToolFailure({ code: 'dangling_symlink', message: `"${given}" goes through a symbolic link whose target does not exist`, hint: 'use another path; links are not followed to missing targets' });
+  });
   const realRel = path.relative(root, real);
   if (realRel.startsWith('..') || path.isAbsolute(realRel)) {
     throw new ToolFailure({ code: 'path_outside_work_tree', message: `"${given}" resolves through a symlink to outside the repository`, hint: 'only paths inside the repository root are allowed' });
+  }
+  // A link into .git would let an edit plant git config or hooks that the host's git runs.
+  if (insideGitDir(realRel)) {
+    throw new ToolFailure({ code: 'path_forbidden', message: `"${given}" resolves through a symlink into .git, which tools do not touch`, hint: 'work on the repository files only' });
   }
   return { abs, rel: rel === '' ? '.' : rel };
 }

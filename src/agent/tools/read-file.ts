@@ -27,6 +27,8 @@ export const readFile = defineTool({
     const st = await stat(abs).catch(() => undefined);
     if (!st) throw await notFound(ctx.workTree, rel);
     if (st.isDirectory()) throw new ToolFailure({ code: 'is_a_directory', message: `${rel} is a directory`, hint: `use list_files with path "${rel}"` });
+    // A FIFO or device would block the read forever and hold a libuv thread.
+    if (!st.isFile()) throw new ToolFailure({ code: 'not_a_file', message: `${rel} is not a regular file (a FIFO, socket or device)`, hint: 'only regular files can be read' });
     if (st.size > MAX_FILE_BYTES) {
       throw new ToolFailure({
         code: 'file_too_large',

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -113,6 +114,29 @@ describe('paths', () => {
     expect(viaLink.message).toContain('symlink');
     expect(errorOf(await call('create_file', { path: 'etc-link/evil', content: 'x' })).code).toBe('path_outside_work_tree');
     expect(errorOf(await call('list_files', { path: '.git' })).code).toBe('path_forbidden');
+  });
+
+  it('refuses links into .git and writes through links, so no edit can plant git config', async () => {
+    mkdirSync(path.join(root, '.git'));
+    writeFileSync(path.join(root, '.git/config'), '[core]\n');
+    symlinkSync('.git', path.join(root, 'g'));
+    symlinkSync('../.git/config', path.join(root, 'src/cfg'));
+    symlinkSync('nowhere', path.join(root, 'src/dangling'));
+    symlinkSync('utils.ts', path.join(root, 'src/alias.ts'));
+    ctx.editable = new Set(['g/config', 'src/cfg', 'src/alias.ts', 'g/hooks/pre-commit']);
+    expect(errorOf(await call('edit_file', { path: 'g/config', old_text: '[core]', new_text: '[filter "x"]' })).code).toBe('path_forbidden');
+    expect(errorOf(await call('edit_file', { path: 'src/cfg', old_text: '[core]', new_text: '[filter "x"]' })).code).toBe('path_forbidden');
+    expect(errorOf(await call('create_file', { path: 'g/hooks/pre-commit', content: 'evil' })).code).toBe('path_forbidden');
+    expect(errorOf(await call('read_file', { path: 'g/config', start_line: 1, end_line: 1 })).code).toBe('path_forbidden');
+    const viaAlias = errorOf(await call('edit_file', { path: 'src/alias.ts', old_text: 'a - b', new_text: 'a + b' }));
+    expect(viaAlias).toMatchObject({ code: 'symlink', message: expect.stringContaining('utils.ts') });
+    expect(errorOf(await call('read_file', { path: 'src/dangling', start_line: 1, end_line: 1 })).code).toBe('dangling_symlink');
+    expect(readFileSync(path.join(root, '.git/config'), 'utf8')).toBe('[core]\n');
+  });
+
+  it('refuses to read a FIFO instead of blocking on it', async () => {
+    execFileSync('mkfifo', [path.join(root, 'pipe')]);
+    expect(errorOf(await call('read_file', { path: 'pipe', start_line: 1, end_line: 1 })).code).toBe('not_a_file');
   });
 });
 

@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { detectChecks, failureExcerpt } from './validate.js';
+
+const reader = (files: Record<string, string>) => async (p: string) => files[p];
+
+describe('detecting the checks', () => {
+  it('takes package.json scripts, the install command from the lock file, and skips npm\'s placeholder test', async () => {
+    const pkg = (scripts: Record<string, string>) => JSON.stringify({ scripts, devDependencies: { x: '1' } });
+    expect(await detectChecks(reader({ 'package.json': pkg({ test: 'vitest run', lint: 'eslint .', typecheck: 'tsc' }), 'package-lock.json': '{}' }), {})).toEqual({
+      install: { name: 'install', command: 'npm ci --ignore-scripts --no-audit --no-fund', source: 'detected' },
+      checks: [
+        { name: 'lint', command: 'npm run lint', source: 'detected' },
+        { name: 'typecheck', command: 'npm run typecheck', source: 'detected' },
+        { name: 'test', command: 'npm test', source: 'detected' },
+      ],
+    });
+    const placeholder = await detectChecks(reader({ 'package.json': pkg({ test: 'echo "Error: no test specified" && exit 1' }), 'pnpm-lock.yaml': '' }), {});
+    expect(placeholder.checks).toEqual([]);
+    expect(placeholder.install?.command).toBe('pnpm install --frozen-lockfile --ignore-scripts');
+  });
+
+  it('prefers .github/agent.yml commands over detection', async () => {
+    const r = await detectChecks(reader({ 'package.json': JSON.stringify({ scripts: { test: 'jest' } }) }), { commands: { test: 'make check', install: 'true' } });
+    expect(r).toEqual({ install: { name: 'install', command: 'true', source: 'config' }, checks: [{ name: 'test', command: 'make check', source: 'config' }] });
+  });
+
+  it('knows Cargo, Go, pytest and Makefile projects', async () => {
+    expect((await detectChecks(reader({ 'Cargo.toml': '' }), {})).checks[0]?.command).toBe('cargo test --offline');
+    expect((await detectChecks(reader({ 'go.mod': '' }), {})).checks[0]?.command).toBe('go test ./...');
+    expect((await detectChecks(reader({ 'pyproject.toml': '' }), {})).checks[0]?.command).toBe('python3 -m pytest -q');
+    expect((await detectChecks(reader({ Makefile: 'all:\n\ttrue\ntest:\n\ttrue\n' }), {})).checks[0]?.command).toBe('make test');
+    expect((await detectChecks(reader({ 'README.md': '' }), {})).checks).toEqual([]);
+  });
+});
+
+describe('the failure excerpt', () => {
+  it('puts the lines that name failures first, then the tail', () => {
+    const tail = ['TAP version 13', 'not ok 2 - adds a negative number', ...Array.from({ length: 30 }, (_, i) => `  detail ${i}`), '# fail 1'].join('\n');
+    const excerpt = failureExcerpt({ name: 'test', command: 'npm test', ok: false, exitCode: 1, timedOut: false, durationMs: 1, tail }, 5).split('\n');
+    expect(excerpt[0]).toBe('not ok 2 - adds a negative number');
+    expect(excerpt[1]).toBe('…');
+    expect(excerpt.at(-1)).toBe('# fail 1');
+    expect(excerpt).toHaveLength(7);
+  });
+});
