@@ -100,10 +100,11 @@ describe('mirror and work tree', () => {
     expect(inside.output).toContain(wt.baseSha);
     expect(inside.output).toContain('?? new-file.txt');
 
-    // Only the named paths are committed: installed dependencies and build output stay out.
+    // Tracked changes and the named new paths are committed: installed dependencies and
+    // build output stay out.
     mkdirSync(path.join(wt.path, 'node_modules/dep'), { recursive: true });
     writeFileSync(path.join(wt.path, 'node_modules/dep/index.js'), 'x\n');
-    const sha = await commitPaths(wt, ['README.md', 'new-file.txt'], { message: 'Fix the thing\n\nCloses #7', authorName: 'issue-agent[bot]', authorEmail: 'bot@example.com' });
+    const sha = await commitPaths(wt, ['new-file.txt'], { message: 'Fix the thing\n\nCloses #7', authorName: 'issue-agent[bot]', authorEmail: 'bot@example.com' });
     expect(sha).toMatch(/^[0-9a-f]{40}$/);
     expect(sh(wt.path, 'log', '-1', '--format=%an <%ae>|%s')).toBe('issue-agent[bot] <bot@example.com>|Fix the thing');
     expect(sh(wt.path, 'show', '--name-only', '--format=', 'HEAD').split('\n').sort()).toEqual(['README.md', 'new-file.txt']);

@@ -134,15 +134,15 @@ export function diffStat(wt: WorkTree): Promise<string> {
 }
 
 /**
- * Commits the given paths (added, changed or deleted) and nothing else, so build output,
- * installed dependencies or files a test wrote never reach the branch. Null when nothing
- * changed.
+ * Commits every change to tracked files (what validation saw) plus the given new paths,
+ * and no other untracked file, so installed dependencies, build output or files a test
+ * wrote never reach the branch. Null when nothing changed.
  */
 export async function commitPaths(wt: WorkTree, paths: string[], opts: { message: string; authorName: string; authorEmail: string }): Promise<string | null> {
   await assertGitIntact(wt);
-  if (paths.length === 0) return null;
+  await git(['add', '-u'], { cwd: wt.path });
   // Literal pathspecs: a file named ':(glob)**' is that file, not a pattern.
-  await git(['add', '-A', '--', ...paths], { cwd: wt.path, env: { GIT_LITERAL_PATHSPECS: '1' } });
+  if (paths.length > 0) await git(['add', '-A', '--', ...paths], { cwd: wt.path, env: { GIT_LITERAL_PATHSPECS: '1' } });
   try {
     await git(['diff', '--cached', '--quiet', '--ignore-submodules=all'], { cwd: wt.path });
     return null;
