@@ -6,7 +6,7 @@ import { createLogger } from './logger.js';
 import { AgentQueue } from './queue/queue.js';
 import { bullConnection, resolveRedis } from './queue/redis.js';
 import { StatusRefs } from './queue/status-ref.js';
-import { registerSecret } from './report/sanitise.js';
+import { registerSecret, sanitise } from './report/sanitise.js';
 import { createRunner } from './sandbox/runner.js';
 import { agentApp, PendingWork } from './web/app.js';
 import { startWorker } from './worker/worker.js';
@@ -58,7 +58,7 @@ async function main(): Promise<void> {
     stops.unshift(() => worker.close());
     log.info({ sandbox: runner.backend, models: config.models, concurrency: env.WORKER_CONCURRENCY }, 'worker consuming agent-run');
   }
-  log.info({ roles, redis: redisHandle.url, github: config.githubApiUrl, dataDir: config.dataDir }, 'issue-agent started');
+  log.info({ roles, redis: sanitise(redisHandle.url), github: config.githubApiUrl, dataDir: config.dataDir }, 'issue-agent started');
 
   let stopping = false;
   const shutdown = async (signal: string) => {

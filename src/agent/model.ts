@@ -49,6 +49,35 @@ export function withCacheBreakpoints(req: Pick<ModelRequest, 'system' | 'tools' 
   return { system, tools, messages };
 }
 
+/**
+ * The model API failed after the SDK's own retries (429, 5xx, 529 and dropped connections
+ * are retried with backoff and retry-after), or refused the request outright. The job
+ * escalates with this message rather than running again.
+ */
+export class ModelError extends Error {
+  constructor(
+    readonly kind: 'refused' | 'unavailable',
+    readonly status: number | undefined,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ModelError';
+  }
+}
+
+function toModelError(err: unknown, model: string): unknown {
+  if (err instanceof Anthropic.APIConnectionError) return new ModelError('unavailable', undefined, `the model API could not be reached (${err.message})`);
+  if (err instanceof Anthropic.APIError) {
+    const status = err.status;
+    const retryable = status === undefined || status === 408 || status === 409 || status === 429 || status >= 500;
+    const detail = err.message.replace(/\s+/g, ' ').slice(0, 300);
+    return retryable
+      ? new ModelError('unavailable', status, `the model API kept failing (${status ?? 'no status'}) after retries: ${detail}`)
+      : new ModelError('refused', status, `the model API refused a request to ${model} (${status}): ${detail}`);
+  }
+  return err;
+}
+
 /** The only module that talks to the Anthropic SDK. */
 export class ModelClient {
   private readonly client: Anthropic;
@@ -74,7 +103,10 @@ export class ModelClient {
     // Streaming keeps long generations inside HTTP timeouts; finalMessage() assembles it.
     const message = await this.client.messages
       .stream({ model, max_tokens: req.maxTokens ?? 8192, system, tools, messages })
-      .finalMessage();
+      .finalMessage()
+      .catch((err: unknown) => {
+        throw toModelError(err, model);
+      });
     const usage = {
       input_tokens: message.usage.input_tokens,
       output_tokens: message.usage.output_tokens,

@@ -47,9 +47,19 @@ export class AgentQueue {
    */
   async enqueue(data: Omit<JobData, 'attempt'>): Promise<EnqueueResult> {
     const key = issueKey(data);
-    const fresh = await this.redis.set(`${this.prefix}:delivery:${data.deliveryId}`, key, 'EX', DELIVERY_TTL_S, 'NX');
+    const deliveryKey = `${this.prefix}:delivery:${data.deliveryId}`;
+    const fresh = await this.redis.set(deliveryKey, key, 'EX', DELIVERY_TTL_S, 'NX');
     if (fresh !== 'OK') return { kind: 'duplicate-delivery', deliveryId: data.deliveryId };
+    try {
+      return await this.enqueueLocked(data, key);
+    } catch (err) {
+      // Nothing was enqueued: GitHub's redelivery of this same event must be able to.
+      await this.redis.del(deliveryKey).catch(() => {});
+      throw err;
+    }
+  }
 
+  private async enqueueLocked(data: Omit<JobData, 'attempt'>, key: string): Promise<EnqueueResult> {
     // Two deliveries for one issue (a double label) may race: the lock makes
     // check → increment → add atomic across web processes.
     const lockKey = `${this.prefix}:lock:${key}`;

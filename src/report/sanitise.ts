@@ -12,6 +12,7 @@ const TOKEN_PATTERNS: RegExp[] = [
   /\bxox[abposr]-[A-Za-z0-9-]{10,}\b/g, // Slack
   /\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\b/g, // JWTs
   /(x-access-token:)[^@\s]+@/g,
+  /([a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@\s/]+@/gi, // credentials in URLs: redis://user:pass@host
   /(Authorization:\s*(?:Basic|Bearer|token)\s+)[A-Za-z0-9+/=._-]+/gi,
 ];
 

@@ -1,7 +1,8 @@
+import { UnrecoverableError } from 'bullmq';
 import type { Logger } from 'pino';
 import { Spend } from '../agent/budget.js';
 import { repositoryRules } from '../agent/context.js';
-import { ModelClient } from '../agent/model.js';
+import { ModelClient, ModelError } from '../agent/model.js';
 import type { Stuck } from '../agent/stuck.js';
 import type { Plan } from '../agent/tools/submit-plan.js';
 import { Trace } from '../agent/trace.js';
@@ -71,6 +72,8 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
 
   await postStatus({ phase: 'planning' });
   await gh.addLabels(job.issueNumber, [LABEL_WORKING]);
+  // A new attempt starts clean: a label from an earlier stuck attempt would now be wrong.
+  await gh.removeLabel(job.issueNumber, LABEL_STUCK);
   const [repo, issue] = await Promise.all([gh.repoInfo(), gh.issue(job.issueNumber)]);
   const branch = branchName(issue.number, issue.title);
   const mirrorPath = await ensureMirror({ dataDir: deps.config.dataDir, cloneUrl: repo.cloneUrl, token: await gh.gitToken(), log });
@@ -166,10 +169,23 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
         ? err
         : err instanceof RepoConfigError
           ? new Escalation({ reason: 'invalid-config', evidence: err.message })
-          : undefined;
+          : err instanceof ModelError
+            ? new Escalation({ reason: err.kind === 'refused' ? 'model-refused' : 'model-unavailable', evidence: err.message })
+            : undefined;
     if (!esc) throw err;
     log.info({ reason: esc.stuck.reason, evidence: esc.stuck.evidence }, 'escalating');
     trace.write({ type: 'note', message: 'escalated', detail: esc.stuck });
+    await reportEscalation(esc).catch((reportErr: unknown) => {
+      // The work is over; running it again would not help. The worker's final handler
+      // tries once more to say so on the issue.
+      throw new UnrecoverableError(`could not report the escalation (${esc.stuck.reason}): ${reportErr instanceof Error ? reportErr.message : String(reportErr)}`);
+    });
+    return { kind: 'stuck', reason: esc.stuck.reason, evidence: esc.stuck.evidence, failingCommand: esc.failure?.command };
+  } finally {
+    await wt.remove().catch((err: unknown) => log.warn({ err }, 'could not remove the work tree'));
+  }
+
+  async function reportEscalation(esc: Escalation): Promise<void> {
     await gh.addLabels(job.issueNumber, [LABEL_STUCK]);
     await gh.removeLabel(job.issueNumber, LABEL_WORKING);
     await postStatus({
@@ -179,8 +195,5 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       failingCommand: esc.failure?.command,
       failureExcerpt: esc.failure ? failureExcerpt(esc.failure) : undefined,
     });
-    return { kind: 'stuck', reason: esc.stuck.reason, evidence: esc.stuck.evidence, failingCommand: esc.failure?.command };
-  } finally {
-    await wt.remove().catch((err: unknown) => log.warn({ err }, 'could not remove the work tree'));
   }
 }

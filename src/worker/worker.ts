@@ -1,4 +1,4 @@
-import { Worker, type Job } from 'bullmq';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Probot } from 'probot';
 import type { AppConfig } from '../config/env.js';
@@ -52,7 +52,7 @@ export function startWorker(deps: WorkerDeps): Worker<JobData, Outcome> {
     } catch (err) {
       // Infrastructure failures retry through BullMQ; on the last try, say so on the issue
       // rather than leave a status comment that claims to be working.
-      const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      const last = err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       log.error({ err, last }, 'job failed');
       if (last) {
         const reason = `an internal error stopped the job after ${job.attemptsMade + 1} tries: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`;

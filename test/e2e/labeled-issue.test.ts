@@ -140,6 +140,23 @@ describe('a labeled issue becomes a tested pull request', () => {
     expect(s.github.labels(OWNER, 'calc3', 5)).toContain('agent:stuck');
   });
 
+  it('escalates once when the model API refuses, instead of running the job again', async () => {
+    s.anthropic.setModel(calcModel({ toolErrors: [] }));
+    await s.github.addRepo({ owner: OWNER, repo: 'calc4', files: CALC_REPO });
+    s.github.setPermission(OWNER, 'calc4', 'maintainer', 'write');
+    s.github.addIssue(OWNER, 'calc4', { number: 2, title: 'fix add', body: 'x', user: 'maintainer' });
+    const before = s.anthropic.attempts;
+    s.anthropic.failNext(400, { type: 'error', error: { type: 'invalid_request_error', message: 'prompt is too long: 210000 tokens > 200000 maximum' } });
+    await s.label({ repo: 'calc4', issueNumber: 2, title: 'fix add', body: 'x' });
+    const status = await s.waitFor('the stuck status', () => {
+      const c = s.github.comments(OWNER, 'calc4', 2)[0];
+      return c?.body.includes('stopped without a pull request') ? c : undefined;
+    });
+    expect(status.body).toMatch(/model-refused: the model API refused a request to claude-opus-5-5 \(400\).*prompt is too long/);
+    expect(s.anthropic.attempts - before).toBe(1);
+    expect(s.github.labels(OWNER, 'calc4', 2)).toEqual(['agent:stuck']);
+  });
+
   it('escalates when validation never goes green: no PR, agent:stuck, the failing command named', async () => {
     const toolErrors: string[] = [];
     s.anthropic.setModel(calcModel({ wrongFix: true, toolErrors }));
