@@ -8,7 +8,6 @@ const command = z.string().trim().min(1).max(1000);
 /** `.github/agent.yml`: every field optional; read from the default branch only. */
 export const RepoConfigSchema = z
   .object({
-    trigger_label: z.string().min(1).max(50).optional().describe('label that starts a job (default "agent")'),
     commands: z
       .object({
         install: command.optional().describe('installs dependencies; the only step that may reach package registries'),

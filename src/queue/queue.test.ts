@@ -35,15 +35,25 @@ describe('job data', () => {
 });
 
 describe('status comment refs', () => {
-  it('waits for a pending comment, and answers at once when none is coming', async () => {
+  it('waits for the web\'s comment, and answers at once when none is coming', async () => {
     const refs = queue.statusRefs;
     expect(await refs.get('nobody', 5_000)).toBeUndefined();
     await refs.markPending('j1');
-    expect(await refs.get('j1', 300)).toBeUndefined();
-    setTimeout(() => void refs.set('j1', 77), 300);
+    setTimeout(() => void refs.claim('j1').then(() => refs.set('j1', 77)), 300);
     expect(await refs.get('j1', 5_000)).toBe(77);
     await refs.markPending('j1');
     expect(await refs.get('j1', 0)).toBe(77);
+  });
+
+  it('lets exactly one of web and worker create the comment', async () => {
+    const refs = queue.statusRefs;
+    await refs.markPending('j2');
+    // The worker gave up waiting and claimed it: the web must not make a second comment.
+    expect(await refs.get('j2', 0)).toBeUndefined();
+    expect(await refs.claim('j2')).toBe(false);
+    await refs.markPending('j3');
+    const claims = await Promise.all([refs.claim('j3'), refs.claim('j3'), refs.claim('j3')]);
+    expect(claims.filter(Boolean)).toHaveLength(1);
   });
 });
 

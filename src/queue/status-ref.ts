@@ -2,11 +2,17 @@ import type { Redis } from 'ioredis';
 
 const TTL_S = 30 * 24 * 3600;
 const PENDING = 'pending';
+const CREATING = 'creating';
+/** How long a worker waits for a comment the web is writing before giving up on it. */
+const CREATING_LIMIT_MS = 60_000;
+
+// Moves pending → creating for exactly one caller.
+const CLAIM = `if redis.call('get', KEYS[1]) == '${PENDING}' then redis.call('set', KEYS[1], '${CREATING}', 'EX', ARGV[1]) return 1 end return 0`;
 
 /**
- * Where a job's one status comment is. The web marks it pending when it enqueues and
- * fills in the id once the comment exists, after answering the webhook; the worker waits
- * for it briefly, and creates the comment itself only when the web never did.
+ * Where a job's one status comment is. The web marks it pending when it enqueues; whoever
+ * claims it first (the web right after answering the webhook, or a worker that waited long
+ * enough) creates the comment and records its id, so there is never a second one.
  */
 export class StatusRefs {
   constructor(
@@ -22,17 +28,28 @@ export class StatusRefs {
     await this.redis.set(this.key(jobId), PENDING, 'EX', TTL_S, 'NX');
   }
 
+  /** True for the one caller that may create the comment. */
+  async claim(jobId: string): Promise<boolean> {
+    return (await this.redis.eval(CLAIM, 1, this.key(jobId), String(TTL_S))) === 1;
+  }
+
   async set(jobId: string, commentId: number): Promise<void> {
     await this.redis.set(this.key(jobId), String(commentId), 'EX', TTL_S);
   }
 
-  /** The comment id; while the web's comment is pending, waits up to `timeoutMs` for it. */
+  /**
+   * The comment id. While the web's comment is pending, waits up to `timeoutMs`; then
+   * claims it for the caller and answers undefined: the caller creates the comment.
+   */
   async get(jobId: string, timeoutMs = 15_000): Promise<number | undefined> {
-    const deadline = Date.now() + timeoutMs;
+    const started = Date.now();
     for (;;) {
       const v = await this.redis.get(this.key(jobId));
-      if (v !== null && v !== PENDING) return Number(v);
-      if (v === null || Date.now() > deadline) return undefined;
+      if (v === null) return undefined;
+      if (v !== PENDING && v !== CREATING) return Number(v);
+      const waited = Date.now() - started;
+      if (v === PENDING && waited >= timeoutMs && (await this.claim(jobId))) return undefined;
+      if (v === CREATING && waited >= Math.max(timeoutMs, CREATING_LIMIT_MS)) return undefined;
       await new Promise((r) => setTimeout(r, 200));
     }
   }

@@ -10,6 +10,7 @@ export interface PrBodyInput {
   issueNumber: number;
   summary: string;
   plan: Plan;
+  install?: CheckResult;
   baseline?: ValidationReport;
   final: ValidationReport;
   diffStat: string;
@@ -24,6 +25,7 @@ export function prBody(p: PrBodyInput): string {
     const b = before.find((x) => x.name === r.name);
     return `${resultLine(r)} ${b ? (b.ok ? 'passed' : 'failed') : '—'} |`;
   });
+  if (p.install) rows.unshift(`${resultLine(p.install)} (install, with network) |`);
   return [
     p.summary,
     '',

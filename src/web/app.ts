@@ -75,8 +75,11 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
       // throttling spaces writes a second apart, and a webhook must not wait on that.
       const issueNumber = payload.issue.number;
       const acknowledge = async () => {
-        await deps.queue.statusRefs.set(result.jobId, await gh.comment(issueNumber, statusComment({ phase: 'queued' })));
         await gh.react(issueNumber, 'eyes');
+        // A worker that started first and waited may already have made the comment.
+        if (await deps.queue.statusRefs.claim(result.jobId)) {
+          await deps.queue.statusRefs.set(result.jobId, await gh.comment(issueNumber, statusComment({ phase: 'queued' })));
+        }
       };
       deps.pending.add(acknowledge().catch((err: unknown) => log.warn({ err }, 'could not acknowledge the trigger on the issue')));
     });

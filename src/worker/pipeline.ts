@@ -98,10 +98,8 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     if (checks.length === 0) {
       throw new Escalation({ reason: 'no-checks', evidence: `no test, lint or typecheck command was found; name them under commands in ${REPO_CONFIG_PATH}` });
     }
-    if (install) {
-      const r = await runCheck({ ...validateDeps, stage: 'install' }, install);
-      if (!r.ok) throw new Escalation({ reason: 'install-failed', evidence: `the install command failed before any change` }, r);
-    }
+    const installed = install ? await runCheck({ ...validateDeps, stage: 'install' }, install) : undefined;
+    if (installed && !installed.ok) throw new Escalation({ reason: 'install-failed', evidence: 'the install command failed before any change' }, installed);
     // The checks before the change: the PR shows red → green, and a check that already
     // fails on the default branch is visible as such.
     const baseline = await validateStage({ ...validateDeps, stage: 'baseline' }, checks);
@@ -156,7 +154,7 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       head: branch,
       base: repo.defaultBranch,
       title: issue.title,
-      body: prBody({ issueNumber: issue.number, summary, plan, baseline, final: report, diffStat: stat, spend: spend.describe(), rounds: Math.min(round, maxRounds) }),
+      body: prBody({ issueNumber: issue.number, summary, plan, install: installed, baseline, final: report, diffStat: stat, spend: spend.describe(), rounds: Math.min(round, maxRounds) }),
     });
     // Labels first, the status last: once the status says done, everything else is in place.
     await gh.removeLabel(job.issueNumber, LABEL_WORKING);
