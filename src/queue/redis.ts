@@ -1,5 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
@@ -30,22 +32,21 @@ export async function redisAnswers(url: string, timeoutMs = 1_500): Promise<bool
  * Starts a redis-server child on `port` with data under `dir` (AOF on, no eviction: BullMQ
  * must not lose jobs). Resolves once it answers PING.
  */
-export async function startRedisServer(opts: { port: number; dir: string; log?: Logger }): Promise<RedisHandle> {
+export async function startRedisServer(opts: { port: number; dir: string; password?: string; log?: Logger }): Promise<RedisHandle> {
   mkdirSync(opts.dir, { recursive: true });
-  const child = spawn(
-    'redis-server',
-    ['--port', String(opts.port), '--bind', '127.0.0.1', '--dir', opts.dir, '--appendonly', 'yes', '--maxmemory-policy', 'noeviction', '--save', ''],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const args = ['--port', String(opts.port), '--bind', '127.0.0.1', '--dir', opts.dir, '--appendonly', 'yes', '--maxmemory-policy', 'noeviction', '--save', ''];
+  // The password goes in through stdin's config, not argv, where any local user could read it.
+  const child = spawn('redis-server', opts.password ? ['-', ...args] : args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  child.stdin?.end(opts.password ? `requirepass ${opts.password}\n` : '');
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4_000)));
   child.stderr?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4_000)));
-  const url = `redis://127.0.0.1:${opts.port}`;
+  const url = opts.password ? `redis://:${encodeURIComponent(opts.password)}@127.0.0.1:${opts.port}` : `redis://127.0.0.1:${opts.port}`;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   for (let i = 0; i < 100; i++) {
     if (child.exitCode !== null) break;
     if (await redisAnswers(url, 200)) {
-      opts.log?.info({ url, dir: opts.dir }, 'started a local redis-server');
+      opts.log?.info({ port: opts.port, dir: opts.dir }, 'started a local redis-server');
       return {
         url,
         owned: child,
@@ -68,6 +69,15 @@ export async function startRedisServer(opts: { port: number; dir: string; log?: 
 export async function resolveRedis(opts: { url?: string; dataDir: string; log: Logger }): Promise<RedisHandle> {
   if (opts.url) return { url: opts.url, stop: async () => {} };
   if (await redisAnswers(DEFAULT_REDIS_URL)) return { url: DEFAULT_REDIS_URL, stop: async () => {} };
+  // Our own server has a password: the install step's sandbox shares the host network and
+  // must not be able to write jobs into the queue.
+  const dir = path.join(opts.dataDir, 'redis');
+  const passwordFile = path.join(dir, 'password');
+  mkdirSync(dir, { recursive: true });
+  if (!existsSync(passwordFile)) writeFileSync(passwordFile, randomBytes(24).toString('hex'), { mode: 0o600 });
+  const password = readFileSync(passwordFile, 'utf8').trim();
+  const ours = `redis://:${password}@127.0.0.1:6379`;
+  if (await redisAnswers(ours)) return { url: ours, stop: async () => {} };
   const installed = spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
   if (!installed) {
     throw new Error(
@@ -75,7 +85,7 @@ export async function resolveRedis(opts: { url?: string; dataDir: string; log: L
         'Install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) or set REDIS_URL to a Redis you run.',
     );
   }
-  return startRedisServer({ port: 6379, dir: `${opts.dataDir}/redis`, log: opts.log });
+  return startRedisServer({ port: 6379, dir, password, log: opts.log });
 }
 
 /** BullMQ's connection options for a redis:// URL (workers need maxRetriesPerRequest: null). */
