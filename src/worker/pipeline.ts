@@ -71,10 +71,11 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
   };
 
   await postStatus({ phase: 'planning' });
+  const [repo, issue] = await Promise.all([gh.repoInfo(), gh.issue(job.issueNumber)]);
   await gh.addLabels(job.issueNumber, [LABEL_WORKING]);
   // A new attempt starts clean: a label from an earlier stuck attempt would now be wrong.
-  await gh.removeLabel(job.issueNumber, LABEL_STUCK);
-  const [repo, issue] = await Promise.all([gh.repoInfo(), gh.issue(job.issueNumber)]);
+  // (Writes are throttled a second apart, so only when it is there.)
+  if (issue.labels.includes(LABEL_STUCK)) await gh.removeLabel(job.issueNumber, LABEL_STUCK);
   const branch = branchName(issue.number, issue.title);
   const mirrorPath = await ensureMirror({ dataDir: deps.config.dataDir, cloneUrl: repo.cloneUrl, token: await gh.gitToken(), log });
   const wt = await createWorkTree({ dataDir: deps.config.dataDir, mirrorPath, jobKey: key, baseBranch: repo.defaultBranch, branch });
