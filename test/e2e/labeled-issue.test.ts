@@ -183,4 +183,19 @@ describe('a labeled issue becomes a tested pull request', () => {
     expect(s.github.violations).toEqual([]);
     expect(s.anthropic.violations).toEqual([]);
   });
+
+  it('runs a new attempt when the label is added again after a stuck one, and clears agent:stuck', async () => {
+    const toolErrors: string[] = [];
+    s.anthropic.setModel(calcModel({ toolErrors }));
+    expect(s.github.labels(OWNER, 'calc2', 3)).toContain('agent:stuck');
+    await s.label({ repo: 'calc2', issueNumber: 3, title: 'add() is wrong for negatives', body: 'fix it' });
+    const pr = await s.waitFor('the pull request', () => s.github.pulls(OWNER, 'calc2')[0]);
+    expect(pr.head).toBe('agent/issue-3-add-is-wrong-for-negatives');
+    await s.waitFor('the final status', () => (s.github.comments(OWNER, 'calc2', 3).at(-1)?.body.includes('✅ done') ? true : undefined));
+    // Attempt 2 has its own status comment; attempt 1's still tells what happened then.
+    expect(s.github.comments(OWNER, 'calc2', 3)).toHaveLength(2);
+    expect(s.github.labels(OWNER, 'calc2', 3)).not.toContain('agent:stuck');
+    expect(toolErrors).toEqual([]);
+    expect(s.github.violations).toEqual([]);
+  });
 });
