@@ -10,11 +10,15 @@ export interface PrBodyInput {
   issueNumber: number;
   summary: string;
   plan: Plan;
+  /** Files edited beyond the plan, with the reason given for each. */
+  scopeRequests?: Array<{ path: string; reason: string }>;
   install?: CheckResult;
   baseline?: ValidationReport;
   final: ValidationReport;
   diffStat: string;
   spend: string;
+  /** One line per tool: calls, right first try, recovered, failed. */
+  toolCalls?: string[];
   rounds: number;
 }
 
@@ -38,6 +42,9 @@ export function prBody(p: PrBodyInput): string {
     '',
     `Files: ${p.plan.files_to_change.map((f) => `\`${f}\``).join(', ')}`,
     '',
+    ...(p.scopeRequests?.length
+      ? ['Scope widened during the change:', ...p.scopeRequests.map((r) => `- \`${r.path}\`: ${r.reason}`), '']
+      : []),
     '### Validation',
     `Run in a sandbox without network after ${p.rounds} round${p.rounds === 1 ? '' : 's'}:`,
     '',
@@ -50,6 +57,7 @@ export function prBody(p: PrBodyInput): string {
     p.diffStat.trim() || '(no files)',
     '```',
     '',
+    ...(p.toolCalls?.length ? ['<details><summary>Tool calls</summary>', '', ...p.toolCalls.map((l) => `- ${l}`), '', '</details>', ''] : []),
     `<sub>issue-agent · spend: ${p.spend}</sub>`,
   ].join('\n');
 }

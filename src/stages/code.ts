@@ -1,4 +1,3 @@
-import path from 'node:path';
 import { issueBlock, quote, systemPrompt, type IssueText } from '../agent/context.js';
 import { runLoop } from '../agent/loop.js';
 import { createFile } from '../agent/tools/create-file.js';
@@ -6,16 +5,17 @@ import { editFile } from '../agent/tools/edit-file.js';
 import { FinishSchema, finishChange, type Finish } from '../agent/tools/finish-change.js';
 import { listFiles } from '../agent/tools/list-files.js';
 import { readFile } from '../agent/tools/read-file.js';
+import { requestScope } from '../agent/tools/request-scope.js';
 import { runCommand } from '../agent/tools/run-command.js';
 import { search } from '../agent/tools/search.js';
 import type { Plan } from '../agent/tools/submit-plan.js';
 import type { Tool } from '../agent/tools/tool.js';
 import type { StageDeps, StageResult } from './types.js';
 
-export const CODE_TOOLS: readonly Tool[] = [listFiles, readFile, search, editFile, createFile, runCommand, finishChange] as unknown as Tool[];
+export const CODE_TOOLS: readonly Tool[] = [listFiles, readFile, search, editFile, createFile, requestScope, runCommand, finishChange] as unknown as Tool[];
 
 const RULES = `Stage: CODE. Make the change the plan describes, in small steps; read each file before editing it.
-You may edit only the files the plan names. Run a focused check with run_command when useful.
+You may edit only the files the plan names; if another file must change, call request_scope with the reason. Run a focused check with run_command when useful.
 When the change is complete, call finish_change with a short summary for the pull request.`;
 
 export interface CodeInput {
@@ -26,6 +26,9 @@ export interface CodeInput {
   failure?: string;
   /** Files edited in earlier rounds, shared so finish_change sees them. */
   touched: Set<string>;
+  /** The editable set (the plan's files, widened by request_scope), shared across rounds. */
+  editable: Set<string>;
+  scopeRequests: Array<{ path: string; reason: string }>;
   maxTurns?: number;
 }
 
@@ -66,8 +69,9 @@ export async function codeStage(deps: StageDeps, input: CodeInput): Promise<Stag
       runner: deps.runner,
       sandboxReadOnlyPaths: deps.sandboxReadOnlyPaths,
       log: deps.log,
-      editable: new Set(input.plan.files_to_change.map((f) => path.normalize(f))),
+      editable: input.editable,
       touched: input.touched,
+      scopeRequests: input.scopeRequests,
     },
     maxTurns: input.maxTurns ?? 40,
     trace: deps.trace,

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { UnrecoverableError } from 'bullmq';
 import type { Logger } from 'pino';
 import { Spend } from '../agent/budget.js';
@@ -5,6 +6,7 @@ import { repositoryRules } from '../agent/context.js';
 import { ModelClient, ModelError } from '../agent/model.js';
 import type { Stuck } from '../agent/stuck.js';
 import type { Plan } from '../agent/tools/submit-plan.js';
+import { describeTallies, tallyToolCalls } from '../agent/tools/stats.js';
 import { Trace } from '../agent/trace.js';
 import type { AppConfig } from '../config/env.js';
 import { parseRepoConfig, REPO_CONFIG_PATH, RepoConfigError } from '../config/repo-config.js';
@@ -58,6 +60,11 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
   const key = jobId(job);
   const trace = new Trace(deps.config.dataDir, key);
   const spend = new Spend();
+  const toolCalls: Array<{ tool: string; ok: boolean }> = [];
+  const onToolCall = (tool: string, ok: boolean, errorCode?: string) => {
+    toolCalls.push({ tool, ok });
+    deps.onToolCall?.(tool, ok, errorCode);
+  };
   const status: StatusState = { phase: 'planning' };
   let commentId = await deps.statusRef.get();
   const postStatus = async (patch: Partial<StatusState>) => {
@@ -93,7 +100,7 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       spend,
       trace,
     });
-    const stageDeps: StageDeps = { model, runner: deps.runner, workTree: wt.path, sandboxReadOnlyPaths: [mirrorPath], trace, log, onToolCall: deps.onToolCall };
+    const stageDeps: StageDeps = { model, runner: deps.runner, workTree: wt.path, sandboxReadOnlyPaths: [mirrorPath], trace, log, onToolCall };
     const validateDeps = { runner: deps.runner, workTree: wt.path, sandboxReadOnlyPaths: [mirrorPath], trace, stage: 'validate' };
     const { install, checks } = await detectChecks(readBase, repoConfig);
     if (checks.length === 0) {
@@ -117,13 +124,15 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     const plan: Plan = planned.value;
     const maxRounds = repoConfig.max_rounds ?? DEFAULT_MAX_ROUNDS;
     const touched = new Set<string>();
+    const editable = new Set(plan.files_to_change.map((f) => path.normalize(f)));
+    const scopeRequests: Array<{ path: string; reason: string }> = [];
     let failure: string | undefined;
     let report: ValidationReport | undefined;
     let summary = plan.summary;
     let round = 0;
     for (round = 1; round <= maxRounds; round++) {
       await postStatus({ phase: 'coding', planSummary: plan.summary, round: { n: round, of: maxRounds } });
-      const coded = await stage('code', () => codeStage(stageDeps, { issue, plan, repoRules, failure, touched }));
+      const coded = await stage('code', () => codeStage(stageDeps, { issue, plan, repoRules, failure, touched, editable, scopeRequests }));
       if (coded.kind !== 'done') throw new Escalation(coded.kind === 'stuck' ? coded : { reason: 'needs-info', evidence: coded.questions.join('; ') }, report?.failed);
       summary = coded.value.summary;
       await postStatus({ phase: 'validating' });
@@ -155,12 +164,13 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       head: branch,
       base: repo.defaultBranch,
       title: issue.title,
-      body: prBody({ issueNumber: issue.number, summary, plan, install: installed, baseline, final: report, diffStat: stat, spend: spend.describe(), rounds: Math.min(round, maxRounds) }),
+      body: prBody({ issueNumber: issue.number, summary, plan, scopeRequests, toolCalls: describeTallies(tallyToolCalls(toolCalls)), install: installed, baseline, final: report, diffStat: stat, spend: spend.describe(), rounds: Math.min(round, maxRounds) }),
     });
     // Labels first, the status last: once the status says done, everything else is in place.
     await gh.removeLabel(job.issueNumber, LABEL_WORKING);
     await postStatus({ phase: 'done', pullUrl: pr.htmlUrl });
     trace.write({ type: 'note', message: 'delivered', detail: { pr: pr.htmlUrl, sha } });
+    trace.write({ type: 'note', message: 'tool calls', detail: tallyToolCalls(toolCalls) });
     return { kind: 'pr', url: pr.htmlUrl, number: pr.number, created: pr.created };
   } catch (err) {
     const esc =
@@ -174,6 +184,7 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     if (!esc) throw err;
     log.info({ reason: esc.stuck.reason, evidence: esc.stuck.evidence }, 'escalating');
     trace.write({ type: 'note', message: 'escalated', detail: esc.stuck });
+    trace.write({ type: 'note', message: 'tool calls', detail: tallyToolCalls(toolCalls) });
     await reportEscalation(esc).catch((reportErr: unknown) => {
       // The work is over; running it again would not help. The worker's final handler
       // tries once more to say so on the issue.

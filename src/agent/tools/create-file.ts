@@ -3,13 +3,15 @@ import path from 'node:path';
 import { z } from 'zod';
 import { defineTool, ToolFailure } from './tool.js';
 import { assertEditable } from './scope.js';
-import { resolveInTree } from './paths.js';
+import { rejectBrokenSyntax } from './edit-file.js';
+import { relPath, resolveInTree } from './paths.js';
 
 export const createFile = defineTool({
   name: 'create_file',
+  example: { path: 'test/add.test.js', content: "const test = require('node:test');\n" },
   description: 'Create a new file with the given content. Fails if the file exists: use edit_file to change an existing file.',
-  input: z.object({
-    path: z.string().min(1).describe('path of the new file, relative to the repository root'),
+  input: z.strictObject({
+    path: relPath('path of the new file, relative to the repository root'),
     content: z.string().describe('the whole content of the new file'),
   }),
   async run({ path: given, content }, ctx) {
@@ -18,6 +20,7 @@ export const createFile = defineTool({
     if (await stat(abs).catch(() => undefined)) {
       throw new ToolFailure({ code: 'already_exists', message: `${rel} already exists`, hint: 'use edit_file to change it, or read_file to see it' });
     }
+    rejectBrokenSyntax(rel, undefined, content, 'create');
     await mkdir(path.dirname(abs), { recursive: true });
     await writeFile(abs, content, { flag: 'wx' });
     ctx.touched.add(rel);

@@ -2,8 +2,9 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { defineTool, ToolFailure } from './tool.js';
 import { assertEditable } from './scope.js';
-import { assertNotSymlink, notFound, resolveInTree } from './paths.js';
+import { assertNotSymlink, notFound, relPath, resolveInTree } from './paths.js';
 import { looksBinary } from './read-file.js';
+import { excerptAround, introducedSyntaxProblem } from './syntax.js';
 
 function lineOf(text: string, index: number): number {
   let n = 1;
@@ -49,12 +50,37 @@ export function nearestRegion(content: string, wanted: string): { start: number;
   return { start: best.start + 1, end: best.start + span, text, difference };
 }
 
+/** Text that is not UTF-8 would be rewritten with replacement characters: refuse it. */
+export function decodeUtf8(buf: Buffer, rel: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(buf);
+  } catch {
+    throw new ToolFailure({
+      code: 'not_utf8',
+      message: `${rel} is not valid UTF-8; editing it as text would change bytes outside the edit`,
+      hint: 'leave this file alone, or explain in finish_change why it must change',
+    });
+  }
+}
+
+/** Lint on edit: an edit that breaks a file's syntax is refused and the file left as it was. */
+export function rejectBrokenSyntax(rel: string, before: string | undefined, after: string, what: 'edit' | 'create'): void {
+  const problem = introducedSyntaxProblem(rel, before, after);
+  if (!problem) return;
+  throw new ToolFailure({
+    code: 'syntax_error',
+    message: `the ${what} would leave ${rel} unparseable; ${what === 'edit' ? 'the file was not changed' : 'the file was not created'}. ${problem.parser} says at line ${problem.line}, column ${problem.column}: ${problem.message}\n${excerptAround(after, problem.line)}`,
+    hint: 'check brackets, quotes and commas in new_text around that line, then try again',
+  });
+}
+
 export const editFile = defineTool({
   name: 'edit_file',
+  example: { path: 'src/add.js', old_text: '  return a - b;', new_text: '  return a + b;' },
   description:
     'Replace one exact, unique occurrence of old_text with new_text in a file. old_text must match the file byte for byte (whitespace and indentation included) and occur exactly once; include surrounding lines to make it unique.',
-  input: z.object({
-    path: z.string().min(1).describe('file path relative to the repository root'),
+  input: z.strictObject({
+    path: relPath('file path relative to the repository root'),
     old_text: z.string().min(1).describe('the exact text to replace, copied from read_file output without the line-number prefix'),
     new_text: z.string().describe('the replacement text'),
   }),
@@ -67,7 +93,7 @@ export const editFile = defineTool({
     if (!st.isFile()) throw new ToolFailure({ code: 'not_a_file', message: `${rel} is not a regular file`, hint: 'only regular files can be edited' });
     const buf = await readFile(abs);
     if (looksBinary(buf)) throw new ToolFailure({ code: 'binary_file', message: `${rel} is binary (${st.size} bytes) and cannot be edited as text` });
-    const content = buf.toString('utf8');
+    const content = decodeUtf8(buf, rel);
     if (old_text === new_text) throw new ToolFailure({ code: 'no_change', message: 'old_text and new_text are identical', hint: 'pass the changed text as new_text' });
     const hits = allIndexes(content, old_text);
     if (hits.length === 0) {
@@ -90,6 +116,7 @@ export const editFile = defineTool({
     }
     const index = hits[0]!;
     const updated = content.slice(0, index) + new_text + content.slice(index + old_text.length);
+    rejectBrokenSyntax(rel, content, updated, 'edit');
     await writeFile(abs, updated);
     ctx.touched.add(rel);
     const line = lineOf(content, index);

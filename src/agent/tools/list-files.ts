@@ -1,16 +1,17 @@
 import { stat } from 'node:fs/promises';
 import { z } from 'zod';
 import { defineTool, ToolFailure } from './tool.js';
-import { listTreeFiles, notFound, resolveInTree } from './paths.js';
+import { listTreeFiles, notFound, relPath, resolveInTree } from './paths.js';
 
 const MAX_ENTRIES = 400;
 
 export const listFiles = defineTool({
   name: 'list_files',
+  example: { path: 'src' },
   description:
     'List the files under a directory of the repository (recursively, .gitignore respected). Use "." for the repository root.',
-  input: z.object({
-    path: z.string().min(1).describe('directory relative to the repository root, "." for the root'),
+  input: z.strictObject({
+    path: relPath('directory relative to the repository root, "." for the root'),
   }),
   async run({ path }, ctx) {
     const { abs, rel } = await resolveInTree(ctx.workTree, path);

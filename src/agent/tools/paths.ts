@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { lstat, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { z } from 'zod';
 import { ToolFailure } from './tool.js';
 
 const execFileAsync = promisify(execFile);
@@ -49,6 +50,16 @@ export function closestPaths(wanted: string, files: string[], limit = 5): string
     .sort((a, b) => a.d - b.d || a.f.localeCompare(b.f))
     .map(({ f }) => f);
   return [...new Set([...sameBase, ...byDistance])].slice(0, limit);
+}
+
+/** A path field of a tool: relative to the repository root, no NUL bytes. */
+export function relPath(description: string) {
+  return z
+    .string()
+    .min(1, 'must not be empty')
+    .max(4096)
+    .refine((p) => !p.includes('\0'), 'must not contain NUL bytes')
+    .describe(description);
 }
 
 function insideGitDir(rel: string): boolean {

@@ -1,7 +1,7 @@
 import { open, stat } from 'node:fs/promises';
 import { z } from 'zod';
 import { defineTool, ToolFailure } from './tool.js';
-import { notFound, resolveInTree } from './paths.js';
+import { notFound, relPath, resolveInTree } from './paths.js';
 
 const MAX_WINDOW = 400;
 const MAX_FILE_BYTES = 2 * 1024 * 1024;
@@ -13,9 +13,10 @@ export function looksBinary(buf: Buffer): boolean {
 
 export const readFile = defineTool({
   name: 'read_file',
+  example: { path: 'src/index.ts', start_line: 1, end_line: 120 },
   description: `Read a window of lines from a text file, with line numbers. At most ${MAX_WINDOW} lines per call; read further windows for long files.`,
-  input: z.object({
-    path: z.string().min(1).describe('file path relative to the repository root'),
+  input: z.strictObject({
+    path: relPath('file path relative to the repository root'),
     start_line: z.number().int().min(1).describe('first line to show, 1-based'),
     end_line: z.number().int().min(1).describe(`last line to show, inclusive; at most start_line + ${MAX_WINDOW - 1}`),
   }),

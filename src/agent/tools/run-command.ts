@@ -5,9 +5,10 @@ const MAX_TIMEOUT_S = 600;
 
 export const runCommand = defineTool({
   name: 'run_command',
+  example: { command: 'npm test -- test/add.test.js', timeout_seconds: 120 },
   description:
     'Run a shell command in the repository root inside the sandbox (no network, no credentials). Use it to run a single test file or a build step. Output is combined stdout and stderr, capped.',
-  input: z.object({
+  input: z.strictObject({
     command: z.string().min(1).describe('a shell command, run with /bin/sh -c in the repository root'),
     timeout_seconds: z.number().int().min(1).max(MAX_TIMEOUT_S).describe(`time limit in seconds, at most ${MAX_TIMEOUT_S}; the whole process group is killed when it passes`),
   }),

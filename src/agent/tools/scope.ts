@@ -10,7 +10,7 @@ export function assertEditable(ctx: ToolContext, rel: string): void {
     throw new ToolFailure({
       code: 'outside_scope',
       message: `${rel} is not among the files this change may edit`,
-      hint: 'edit one of the candidates, or stop and explain in finish_change why another file must change',
+      hint: `edit one of the candidates, or call request_scope with path "${rel}" and the reason this file must change`,
       candidates: [...ctx.editable].sort(),
     });
   }

@@ -2,17 +2,18 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { z } from 'zod';
 import { defineTool, ToolFailure } from './tool.js';
-import { resolveInTree } from './paths.js';
+import { relPath, resolveInTree } from './paths.js';
 
 const execFileAsync = promisify(execFile);
 const MAX_MATCHES = 200;
 
 export const search = defineTool({
   name: 'search',
+  example: { pattern: 'function add\(', path: '.' },
   description: 'Search file contents with a regular expression (ripgrep syntax), returning path:line:text for each match.',
-  input: z.object({
+  input: z.strictObject({
     pattern: z.string().min(1).describe('regular expression (Rust regex syntax, as ripgrep); escape literal parentheses and dots'),
-    path: z.string().min(1).describe('file or directory to search, relative to the repository root; "." for everything'),
+    path: relPath('file or directory to search, relative to the repository root; "." for everything'),
   }),
   async run({ pattern, path }, ctx) {
     const { rel } = await resolveInTree(ctx.workTree, path);

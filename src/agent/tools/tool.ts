@@ -36,6 +36,8 @@ export interface ToolContext {
   editable?: Set<string>;
   /** Files changed by this stage's edits, for the diff and the report. */
   touched: Set<string>;
+  /** Files added to the editable set beyond the plan, each with the model's reason. */
+  scopeRequests?: Array<{ path: string; reason: string }>;
 }
 
 /** What a tool gives back: text for the model, and optional metadata for people and traces. */
@@ -50,6 +52,8 @@ export interface Tool<S extends z.ZodObject = z.ZodObject> {
   input: S;
   /** A terminal tool ends the stage when it succeeds; its input is the stage's result. */
   terminal?: boolean;
+  /** A valid call, shown to the model when it gets one wrong. */
+  example: z.infer<S>;
   run(input: z.infer<S>, ctx: ToolContext): Promise<ToolOutput>;
 }
 
@@ -109,20 +113,41 @@ function valueAt(input: unknown, path: PropertyKey[]): unknown {
   return v;
 }
 
+function looksLikeEncodedJson(s: string): boolean {
+  const t = s.trim();
+  if (!/^[[{"]|^(true|false|null|-?\d)/.test(t)) return false;
+  try {
+    JSON.parse(t);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Every zod issue, with the field path, what was expected and what was received. */
 export function describeInvalidInput(tool: Tool, input: unknown, issues: z.core.$ZodIssue[]): ToolError {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    return {
+      code: 'invalid_input',
+      message: `${tool.name} takes an object of named fields, but received ${describeType(input)}${typeof input === 'string' ? ' (JSON encoded as a string?)' : ''}`,
+      hint: `call it like this: ${JSON.stringify(tool.example)}`,
+    };
+  }
   const lines = issues.map((i) => {
     const where = i.path.length ? i.path.join('.') : '(input)';
     const got = valueAt(input, i.path);
     const received = got === undefined ? 'nothing' : `${describeType(got)} ${JSON.stringify(got)?.slice(0, 80)}`;
-    return `${where}: ${i.message} (received ${received})`;
+    let line = `${where}: ${i.message} (received ${received})`;
+    if (i.code === 'unrecognized_keys') line = `${i.keys.map((k) => `"${k}"`).join(', ')}: not a field of ${tool.name}; its fields are ${Object.keys(tool.input.shape).join(', ')}`;
+    if (typeof got === 'string' && i.code === 'invalid_type' && looksLikeEncodedJson(got)) line += '; this looks like JSON encoded as a string: pass the value itself';
+    return line;
   });
   const shape = tool.input.shape as Record<string, z.ZodType>;
   const fields = Object.entries(shape).map(([k, s]) => `${k}${s.safeParse(undefined).success ? '?' : ''}: ${s.description ?? ''}`);
   return {
     code: 'invalid_input',
     message: `${tool.name} was called with invalid input:\n${lines.join('\n')}`,
-    hint: `${tool.name} takes: ${fields.join('; ')}`,
+    hint: `${tool.name} takes: ${fields.join('; ')}. A valid call: ${JSON.stringify(tool.example)}`,
   };
 }
 

@@ -71,7 +71,7 @@ describe('the wrapper', () => {
   });
 
   it('turns a throw into a structured error and records every call with its outcome', async () => {
-    const boom = defineTool({ name: 'boom', description: 'throws', input: z.object({}), run: async () => { throw new Error('disk on fire'); } });
+    const boom = defineTool({ name: 'boom', description: 'throws', input: z.object({}), example: {}, run: async () => { throw new Error('disk on fire'); } });
     const a = await callTool([boom] as unknown as Tool[], 'boom', {}, ctx, (r) => records.push(r));
     expect(errorOf(a)).toMatchObject({ code: 'internal_error', message: expect.stringContaining('disk on fire') });
     await call('read_file', { path: 'README.md', start_line: 1, end_line: 5 });
@@ -86,6 +86,10 @@ describe('the wrapper', () => {
     expect(out).toMatch(/line 4999$/);
     const omitted = Number(/\[… (\d+) lines omitted …\]/.exec(out)?.[1]);
     expect(omitted + out.split('\n').length - 1).toBe(5000);
+  });
+
+  it('shows examples that are valid calls', () => {
+    for (const t of ALL) expect(t.input.safeParse(t.example).success, t.name).toBe(true);
   });
 
   it('gives every tool a JSON Schema of type object with a description on every field', () => {

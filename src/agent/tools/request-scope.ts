@@ -1,0 +1,22 @@
+import { z } from 'zod';
+import { defineTool, ToolFailure } from './tool.js';
+import { relPath, resolveInTree } from './paths.js';
+
+export const requestScope = defineTool({
+  name: 'request_scope',
+  example: { path: 'src/util/math.js', reason: 'add() delegates to sum() in this file, where the sign bug is' },
+  description:
+    'Ask to edit a file the plan did not name. Give the reason; it is logged and shown in the pull request. Use it only when the change cannot be made within the planned files.',
+  input: z.strictObject({
+    path: relPath('the file to add to the editable set, relative to the repository root'),
+    reason: z.string().trim().min(10, 'say why, in a sentence').max(500).describe('why the change needs this file'),
+  }),
+  async run({ path, reason }, ctx) {
+    const { rel } = await resolveInTree(ctx.workTree, path);
+    if (!ctx.editable) throw new ToolFailure({ code: 'read_only_stage', message: 'this stage may not change files, so its scope cannot grow' });
+    if (ctx.editable.has(rel)) return { output: `${rel} is already editable` };
+    ctx.editable.add(rel);
+    ctx.scopeRequests?.push({ path: rel, reason });
+    return { output: `${rel} is now editable (reason recorded for the pull request)`, metadata: { widened: rel } };
+  },
+});
