@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { defineTool } from './tool.js';
+import { defineTool, ToolFailure } from './tool.js';
 
 const MAX_TIMEOUT_S = 600;
 
@@ -20,11 +20,16 @@ export const runCommand = defineTool({
       network: 'none',
       readOnlyPaths: ctx.sandboxReadOnlyPaths,
     });
-    const status = r.timedOut
-      ? `timed out after ${timeout_seconds}s; the whole process group was killed. Last output above. Try a narrower command or a longer timeout.`
-      : r.signal
-        ? `killed by ${r.signal}`
-        : `exit code ${r.exitCode}`;
+    if (r.timedOut) {
+      const last = r.output.trimEnd().split('\n').slice(-20).join('\n');
+      throw new ToolFailure({
+        code: 'command_timed_out',
+        message: `\`${command}\` passed its ${timeout_seconds}s limit and its whole process group was killed. Last output:\n${last || '(none)'}`,
+        hint: `run a narrower command (one test file), or raise timeout_seconds (at most ${MAX_TIMEOUT_S}); a command waiting for input or the network will never finish here`,
+      });
+    }
+    // A non-zero exit is information (a failing test), not a failed tool call.
+    const status = r.signal ? `killed by ${r.signal}` : `exit code ${r.exitCode}`;
     return { output: `${r.output}${r.output.endsWith('\n') || !r.output ? '' : '\n'}[${status}; ${r.durationMs} ms]`, metadata: { exitCode: r.exitCode, timedOut: r.timedOut } };
   },
 });
