@@ -152,16 +152,45 @@ export const CALC_PLAN = {
  * finishes. `wrongFix` makes an edit that never passes the tests. Tool errors are
  * collected so the test can assert there were none.
  */
-export function calcModel(opts: { wrongFix?: boolean; toolErrors: string[]; toolOutputs?: string[]; probePort?: number }): ScriptedModel {
+/**
+ * The calls of a model that makes the usual mistakes before getting each right: a guessed
+ * path, a misremembered argument name, an extra field, an edit with the wrong indentation,
+ * an edit that breaks the syntax, a file outside the plan. Each is followed by the fix the
+ * error message points to.
+ */
+const MISTAKEN_PLAN: ScriptedBlock[][] = [
+  [use('read_file', { path: 'src/add.js', start_line: 1, end_line: 50 })],
+  [use('read_file', { path: 'add.js', start: 1, end: 50 })],
+  [use('read_file', { path: 'add.js', start_line: 1, end_line: 50 })],
+  [use('search', { pattern: 'add(', path: 'test' })],
+  [use('search', { pattern: 'add\\(', path: 'test' })],
+  [use('submit_plan', { ...CALC_PLAN, files_to_change: 'add.js' })],
+  [use('submit_plan', CALC_PLAN)],
+];
+const MISTAKEN_CODE: ScriptedBlock[][] = [
+  [use('edit_file', { path: 'add.js', old_text: '    if (b < 0) return a - b;', new_text: '' })],
+  [use('read_file', { path: 'add.js', start_line: 1, end_line: 50, encoding: 'utf8' })],
+  [use('read_file', { path: 'add.js', start_line: 1, end_line: 50 })],
+  [use('edit_file', { path: 'add.js', old_text: '  if (b < 0) return a - b;\n  return a + b;\n}', new_text: '  return a + b;\n' })],
+  [use('edit_file', { path: 'test/add.test.js', old_text: 'add(2, -3), -1', new_text: 'add(2, -3), -1' })],
+  [use('edit_file', { path: 'add.js', old_text: '  if (b < 0) return a - b;\n', new_text: '' })],
+  [use('finish_change', { summary: 'add() now adds for every sign of b.' })],
+];
+
+export function calcModel(opts: { wrongFix?: boolean; mistakes?: boolean; toolErrors: string[]; toolOutputs?: string[]; probePort?: number }): ScriptedModel {
   return (req) => {
     const { stage, turn, repair } = stageOf(req);
     const last = req.messages.at(-1);
     if (last && typeof last.content !== 'string') {
       for (const b of last.content) {
         if (b.type !== 'tool_result') continue;
-        if (b.is_error) opts.toolErrors.push(JSON.stringify(b.content));
+        if (b.is_error) opts.toolErrors.push(typeof b.content === 'string' ? b.content : JSON.stringify(b.content));
         opts.toolOutputs?.push(typeof b.content === 'string' ? b.content : JSON.stringify(b.content));
       }
+    }
+    if (opts.mistakes && (stage === 'plan' || (stage === 'code' && !repair))) {
+      const steps = stage === 'plan' ? MISTAKEN_PLAN : MISTAKEN_CODE;
+      return { content: steps[Math.min(turn, steps.length - 1)]! };
     }
     if (stage === 'plan') {
       const steps = [

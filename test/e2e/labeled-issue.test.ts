@@ -118,6 +118,46 @@ describe('a labeled issue becomes a tested pull request', () => {
     expect(JSON.stringify(s.github.requests)).not.toContain('sk-ant-e2e-key');
   });
 
+  it('recovers from the usual tool-call mistakes, guided by the errors, and still opens a correct PR', async () => {
+    const toolErrors: string[] = [];
+    s.anthropic.setModel(calcModel({ mistakes: true, toolErrors }));
+    await s.github.addRepo({ owner: OWNER, repo: 'calc5', files: CALC_REPO });
+    s.github.setPermission(OWNER, 'calc5', 'maintainer', 'write');
+    s.github.addIssue(OWNER, 'calc5', { number: 9, title: 'add() is wrong for negatives', body: 'x', user: 'maintainer' });
+    await s.label({ repo: 'calc5', issueNumber: 9, title: 'add() is wrong for negatives', body: 'x' });
+    const pr = await s.waitFor('the pull request', () => s.github.pulls(OWNER, 'calc5')[0]);
+    expect(await s.github.readFile(OWNER, 'calc5', pr.head, 'add.js')).toBe('function add(a, b) {\n  return a + b;\n}\n\nmodule.exports = { add };\n');
+    expect(await s.github.readFile(OWNER, 'calc5', pr.head, 'test/add.test.js')).toBe(CALC_REPO['test/add.test.js']);
+
+    // Each mistake got an error that named the fix.
+    const errors = toolErrors.join('\n');
+    expect(errors).toMatch(/not_found.*no file src\/add\.js; closest: add\.js/);
+    expect(errors).toMatch(/"start", "end": not a field of read_file/);
+    expect(errors).toMatch(/invalid_pattern/);
+    expect(errors).toMatch(/files_to_change: .*expected array.*received string/);
+    expect(errors).toMatch(/old_text_not_found.*indentation differs/);
+    expect(errors).toMatch(/"encoding": not a field of read_file/);
+    expect(errors).toMatch(/syntax_error.*unparseable.*line \d+/);
+    expect(errors).toMatch(/outside_scope[\s\S]*request_scope/);
+    expect(toolErrors).toHaveLength(8);
+
+    // The trace shows every error and the recoveries (written as the job ends).
+    await s.waitFor('the final status', () => (s.github.comments(OWNER, 'calc5', 9)[0]?.body.includes('✅ done') ? true : undefined));
+    const traceDir = path.join(s.dataDir, 'data', 'traces');
+    const file = readdirSync(traceDir).find((f) => f.includes('calc5_issues_9'))!;
+    const events = readFileSync(path.join(traceDir, file), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; ok?: boolean; errorCode?: string; message?: string; detail?: Record<string, { recovered: number; failed: number }> });
+    expect(events.filter((e) => e.type === 'tool' && !e.ok).map((e) => e.errorCode)).toEqual([
+      'not_found', 'invalid_input', 'invalid_pattern', 'invalid_input', 'old_text_not_found', 'invalid_input', 'syntax_error', 'outside_scope',
+    ]);
+    const tallies = events.find((e) => e.type === 'note' && e.message === 'tool calls')!.detail!;
+    expect(tallies.read_file).toMatchObject({ recovered: 2, failed: 0 });
+    expect(tallies.edit_file).toMatchObject({ recovered: 1, failed: 0 });
+    expect(tallies.submit_plan).toMatchObject({ recovered: 1, failed: 0 });
+    expect(pr.body).toMatch(/edit_file: 4 calls, 0 right first try, 1 recovered, 0 failed/);
+    expect(s.anthropic.violations).toEqual([]);
+    expect(s.github.violations).toEqual([]);
+  });
+
   it('never force-pushes: a branch with other commits ends in an escalation, not an overwrite', async () => {
     s.anthropic.setModel(calcModel({ toolErrors: [] }));
     const { barePath } = await s.github.addRepo({ owner: OWNER, repo: 'calc3', files: CALC_REPO });

@@ -35,7 +35,7 @@ export const search = defineTool({
       if (e.code === 1) return { output: `no matches for /${pattern}/ in ${rel}`, metadata: { matches: 0 } };
       const stderr = (e.stderr ?? '').trim();
       if (/regex parse error|error parsing regex/i.test(stderr)) {
-        throw new ToolFailure({ code: 'invalid_pattern', message: `the pattern is not a valid regular expression: ${stderr.split('\n').slice(-3).join(' ')}`, hint: 'escape special characters such as ( ) [ ] . * + ?' });
+        throw new ToolFailure({ code: 'invalid_pattern', message: `the pattern is not a valid regular expression:\n${stderr.split('\n').filter((l) => l.trim()).slice(-3).join('\n')}`, hint: 'escape special characters such as ( ) [ ] . * + ?' });
       }
       if (/No such file or directory/i.test(stderr)) {
         throw new ToolFailure({ code: 'not_found', message: `no file or directory ${rel}`, hint: 'use list_files with "." to see the tree' });

@@ -133,12 +133,19 @@ export function describeInvalidInput(tool: Tool, input: unknown, issues: z.core.
       hint: `call it like this: ${JSON.stringify(tool.example)}`,
     };
   }
-  const lines = issues.map((i) => {
+  // Unknown fields first: a misnamed field usually also shows up as a missing one.
+  const ordered = [...issues].sort((a, b) => Number(b.code === 'unrecognized_keys') - Number(a.code === 'unrecognized_keys'));
+  const lines = ordered.map((i) => {
     const where = i.path.length ? i.path.join('.') : '(input)';
     const got = valueAt(input, i.path);
     const received = got === undefined ? 'nothing' : `${describeType(got)} ${JSON.stringify(got)?.slice(0, 80)}`;
-    let line = `${where}: ${i.message} (received ${received})`;
-    if (i.code === 'unrecognized_keys') line = `${i.keys.map((k) => `"${k}"`).join(', ')}: not a field of ${tool.name}; its fields are ${Object.keys(tool.input.shape).join(', ')}`;
+    // zod says "received undefined" for a missing field; say it plainly.
+    let line = got === undefined && i.code === 'invalid_type' ? `${where}: required, ${i.message.replace(/^Invalid input: /, '').replace(/, received undefined$/, '')}, but missing` : `${where}: ${i.message} (received ${received})`;
+    if (i.code === 'unrecognized_keys') {
+      const fields = Object.keys(tool.input.shape);
+      const meant = i.keys.map((k) => [k, fields.find((f) => f !== k && (f.startsWith(k) || k.startsWith(f) || f.replace(/_/g, '') === k.toLowerCase().replace(/[_-]/g, '')))] as const).filter(([, f]) => f);
+      line = `${i.keys.map((k) => `"${k}"`).join(', ')}: not a field of ${tool.name}; its fields are ${fields.join(', ')}${meant.length ? ` (did you mean ${meant.map(([k, f]) => `${f} for ${k}`).join(', ')}?)` : ''}`;
+    }
     if (typeof got === 'string' && i.code === 'invalid_type' && looksLikeEncodedJson(got)) line += '; this looks like JSON encoded as a string: pass the value itself';
     return line;
   });
