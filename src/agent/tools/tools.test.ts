@@ -60,7 +60,7 @@ describe('the wrapper', () => {
     expect(e.code).toBe('invalid_input');
     expect(e.message).toMatch(/path: .*received number 3/);
     expect(e.message).toMatch(/start_line: .*received number 0/);
-    expect(e.message).toMatch(/end_line: .*received nothing/);
+    expect(e.message).toMatch(/end_line: required, expected number, but missing/);
     expect(e.hint).toContain('start_line');
   });
 
