@@ -6,12 +6,13 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Queue, Worker } from 'bullmq';
 import { calcModel, CALC_REPO, OWNER, startScenario } from '../test/e2e/harness.js';
 import { jobId } from '../src/queue/jobs.js';
+import { tallyToolCalls, type ToolTally } from '../src/agent/tools/stats.js';
 
 // Async on purpose: the stand-ins serve git from this very process.
 const run = promisify(execFile);
@@ -53,6 +54,31 @@ async function main(): Promise<void> {
     }
 
     console.error('baselines…');
+    // Tool calls over the scenarios: the clean runs above plus one with the usual mistakes.
+    s.anthropic.setModel(calcModel({ mistakes: true, toolErrors: [] }));
+    await s.github.addRepo({ owner: OWNER, repo: 'calc-mistakes', files: CALC_REPO });
+    s.github.setPermission(OWNER, 'calc-mistakes', 'maintainer', 'write');
+    s.github.addIssue(OWNER, 'calc-mistakes', { number: 1, title: 'add() is wrong for negative numbers', body: 'x', user: 'maintainer' });
+    await s.label({ repo: 'calc-mistakes', issueNumber: 1, title: 'add() is wrong for negative numbers', body: 'x' });
+    await s.waitFor('the final status', () => s.github.comments(OWNER, 'calc-mistakes', 1)[0]?.body.includes('✅ done') || undefined);
+    const traceDir = path.join(s.dataDir, 'data', 'traces');
+    const calls: Array<{ tool: string; ok: boolean }> = [];
+    for (const f of readdirSync(traceDir)) {
+      for (const line of readFileSync(path.join(traceDir, f), 'utf8').trim().split('\n')) {
+        const e = JSON.parse(line) as { type: string; tool?: string; ok?: boolean };
+        if (e.type === 'tool') calls.push({ tool: e.tool!, ok: e.ok! });
+      }
+    }
+    // Tallied per job, then summed: a recovery never spans two jobs.
+    const tallies: Record<string, ToolTally> = {};
+    for (const f of readdirSync(traceDir)) {
+      const jobCalls = readFileSync(path.join(traceDir, f), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; tool?: string; ok?: boolean }).filter((e) => e.type === 'tool').map((e) => ({ tool: e.tool!, ok: e.ok! }));
+      for (const [tool, t] of Object.entries(tallyToolCalls(jobCalls))) {
+        const sum = (tallies[tool] ??= { calls: 0, firstTry: 0, recovered: 0, failed: 0, errors: 0 });
+        for (const k of Object.keys(t) as Array<keyof ToolTally>) sum[k] += t[k];
+      }
+    }
+
     // Baseline 1: the bare queue hop, enqueue → a worker starts it, on the same Redis.
     const hops: number[] = [];
     const q = new Queue('bench-hop', { connection: { url: s.redis.url } });
@@ -89,6 +115,12 @@ async function main(): Promise<void> {
     console.log(`  webhook answered      ${fmt(median(answered))}   GET /healthz ${fmt(median(healthz))}   ratio ${(median(answered) / Math.max(1, median(healthz))).toFixed(1)}×`);
     console.log(`  webhook → job start   ${fmt(median(webhookToStart))}   bare BullMQ hop ${fmt(median(hops))}   ratio ${(median(webhookToStart) / median(hops)).toFixed(1)}×`);
     console.log(`  label → PR            ${fmt(median(labelToPr))}   clone + 2× npm test by hand ${fmt(median(byHand))}   ratio ${(median(labelToPr) / median(byHand)).toFixed(1)}×`);
+    const pct = (n: number, d: number) => `${((100 * n) / Math.max(1, d)).toFixed(0)}%`;
+    console.log(`tool calls over ${RUNS + 1} jobs (${RUNS} clean, 1 with eight scripted mistakes): ${calls.length} calls, ${pct(calls.filter((c) => c.ok).length, calls.length)} ok`);
+    console.log('  tool             calls  right first try  recovered  failed');
+    for (const [tool, t] of Object.entries(tallies).sort(([a], [b]) => a.localeCompare(b))) {
+      console.log(`  ${tool.padEnd(16)} ${String(t.calls).padStart(5)}  ${pct(t.firstTry, t.calls).padStart(15)}  ${String(t.recovered).padStart(9)}  ${String(t.failed).padStart(6)}`);
+    }
     console.log(`  samples: webhook→start [${webhookToStart.map(fmt).join(', ')}], label→PR [${labelToPr.map(fmt).join(', ')}]`);
   } finally {
     await s.stop();
