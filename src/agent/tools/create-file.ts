@@ -21,7 +21,7 @@ export const createFile = defineTool({
       throw new ToolFailure({ code: 'already_exists', message: `${rel} already exists`, hint: 'use edit_file to change it, or read_file to see it' });
     }
     rejectBrokenSyntax(rel, undefined, content, 'create');
-    await mkdir(path.dirname(abs), { recursive: true });
+    await mkdir(path.dirname(abs), { recursive: true }).catch((err: NodeJS.ErrnoException) => { throw err.code === 'EEXIST' || err.code === 'ENOTDIR' ? new ToolFailure({ code: 'not_a_directory', message: `cannot create ${rel}: ${path.dirname(rel)} is not a directory (a file is in the way)`, hint: 'choose a path whose parents are directories; list_files shows the tree' }) : err; });
     await writeFile(abs, content, { flag: 'wx' });
     ctx.touched.add(rel);
     return { output: `created ${rel} (${content.split('\n').length} lines)` };

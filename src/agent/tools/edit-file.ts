@@ -70,7 +70,7 @@ export function rejectBrokenSyntax(rel: string, before: string | undefined, afte
   throw new ToolFailure({
     code: 'syntax_error',
     message: `the ${what} would leave ${rel} unparseable; ${what === 'edit' ? 'the file was not changed' : 'the file was not created'}. ${problem.parser} says at line ${problem.line}, column ${problem.column}: ${problem.message}\n${excerptAround(after, problem.line)}`,
-    hint: 'check brackets, quotes and commas in new_text around that line, then try again',
+    hint: `check brackets, quotes and commas in ${what === 'edit' ? 'new_text' : 'content'} around that line, then try again`,
   });
 }
 

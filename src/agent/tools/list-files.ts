@@ -18,7 +18,11 @@ export const listFiles = defineTool({
     const st = await stat(abs).catch(() => undefined);
     if (!st) throw await notFound(ctx.workTree, rel, 'directory');
     if (!st.isDirectory()) {
-      throw new ToolFailure({ code: 'not_a_directory', message: `${rel} is a file, not a directory`, hint: `use read_file with path "${rel}"` });
+      throw new ToolFailure(
+        st.isFile()
+          ? { code: 'not_a_directory', message: `${rel} is a file, not a directory`, hint: `use read_file with path "${rel}"` }
+          : { code: 'not_a_directory', message: `${rel} is not a directory (a FIFO, socket or device)`, hint: 'list its parent directory instead' },
+      );
     }
     const files = await listTreeFiles(ctx.workTree, rel);
     const shown = files.slice(0, MAX_ENTRIES);

@@ -1,3 +1,4 @@
+import { lstat } from 'node:fs/promises';
 import { z } from 'zod';
 import { defineTool, ToolFailure } from './tool.js';
 import { relPath, resolveInTree } from './paths.js';
@@ -12,7 +13,11 @@ export const requestScope = defineTool({
     reason: z.string().trim().min(10, 'say why, in a sentence').max(500).describe('why the change needs this file'),
   }),
   async run({ path, reason }, ctx) {
-    const { rel } = await resolveInTree(ctx.workTree, path);
+    const { abs, rel } = await resolveInTree(ctx.workTree, path);
+    const st = await lstat(abs).catch(() => undefined);
+    if (st && !st.isFile()) {
+      throw new ToolFailure({ code: 'not_a_file', message: `${rel} is not a regular file`, hint: 'request the individual files to change; new files may be requested before they exist' });
+    }
     if (!ctx.editable) throw new ToolFailure({ code: 'read_only_stage', message: 'this stage may not change files, so its scope cannot grow' });
     if (ctx.editable.has(rel)) return { output: `${rel} is already editable` };
     ctx.editable.add(rel);

@@ -29,7 +29,7 @@ export const runCommand = defineTool({
       });
     }
     // A non-zero exit is information (a failing test), not a failed tool call.
-    const status = r.signal ? `killed by ${r.signal}` : `exit code ${r.exitCode}`;
+    const status = [r.signal ? `killed by ${r.signal}` : `exit code ${r.exitCode}`, ...(r.omittedBytes > 0 ? [`output was ${r.omittedBytes} bytes longer than shown; filter it (grep, tail) to see the part you need`] : [])].join('; ');
     return { output: `${r.output}${r.output.endsWith('\n') || !r.output ? '' : '\n'}[${status}; ${r.durationMs} ms]`, metadata: { exitCode: r.exitCode, timedOut: r.timedOut } };
   },
 });

@@ -2,7 +2,8 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { z } from 'zod';
 import { defineTool, ToolFailure } from './tool.js';
-import { relPath, resolveInTree } from './paths.js';
+import { stat } from 'node:fs/promises';
+import { notFound, relPath, resolveInTree } from './paths.js';
 
 const execFileAsync = promisify(execFile);
 const MAX_MATCHES = 200;
@@ -16,7 +17,11 @@ export const search = defineTool({
     path: relPath('file or directory to search, relative to the repository root; "." for everything'),
   }),
   async run({ pattern, path }, ctx) {
-    const { rel } = await resolveInTree(ctx.workTree, path);
+    const { abs, rel } = await resolveInTree(ctx.workTree, path);
+    const st = await stat(abs).catch(() => undefined);
+    if (!st) throw await notFound(ctx.workTree, rel);
+    // ripgrep would block forever on a FIFO given by name.
+    if (!st.isFile() && !st.isDirectory()) throw new ToolFailure({ code: 'not_a_file', message: `${rel} is neither a file nor a directory (a FIFO, socket or device)`, hint: 'search a directory or a regular file' });
     try {
       const { stdout } = await execFileAsync(
         'rg',

@@ -178,9 +178,16 @@ export async function callTool(
 async function answerCall(tools: readonly Tool[], name: string, input: unknown, ctx: ToolContext): Promise<ToolAnswer> {
   const tool = tools.find((t) => t.name === name);
   if (!tool) {
+    const norm = (n: string) => n.toLowerCase().replace(/[^a-z0-9]/g, '');
+    const meant = tools.find((t) => norm(t.name) === norm(name));
     return {
       ok: false,
-      error: { code: 'unknown_tool', message: `there is no tool "${name}" in this stage`, candidates: tools.map((t) => t.name) },
+      error: {
+        code: 'unknown_tool',
+        message: `there is no tool "${name}" in this stage${meant ? `; did you mean "${meant.name}"?` : ''}`,
+        hint: meant ? `call "${meant.name}" with the same input` : 'call one of the candidates',
+        candidates: tools.map((t) => t.name),
+      },
     };
   }
   const parsed = tool.input.safeParse(input);
