@@ -6,6 +6,8 @@ import { assertNotSymlink, notFound, relPath, resolveInTree } from './paths.js';
 import { looksBinary } from './read-file.js';
 import { excerptAround, introducedSyntaxProblem } from './syntax.js';
 
+const MAX_EDIT_BYTES = 2 * 1024 * 1024;
+
 function lineOf(text: string, index: number): number {
   let n = 1;
   for (let i = 0; i < index; i++) if (text.charCodeAt(i) === 10) n++;
@@ -39,7 +41,9 @@ export function nearestRegion(content: string, wanted: string): { start: number;
   if (!best || best.score < 0.3) return undefined;
   const text = lines.slice(best.start, best.start + span).join('\n');
   let difference: string;
-  if (squash(text) === squash(wanted)) {
+  if (text.includes('\r') !== wanted.includes('\r') && squash(text) === squash(wanted)) {
+    difference = `line endings differ (the file uses ${text.includes('\r') ? 'CRLF' : 'LF'}, old_text ${wanted.includes('\r') ? 'CRLF' : 'LF'})`;
+  } else if (squash(text) === squash(wanted)) {
     difference = /^\s/m.test(text) !== /^\s/m.test(wanted) || text.replace(/^\s+/gm, '') === wanted.replace(/^\s+/gm, '') ? 'indentation differs' : 'whitespace differs';
   } else {
     const wantedWords = squash(wanted).split(' ');
@@ -88,6 +92,9 @@ export const editFile = defineTool({
     const { abs, rel } = await resolveInTree(ctx.workTree, path);
     const st = await stat(abs).catch(() => undefined);
     if (!st) throw await notFound(ctx.workTree, rel);
+    if (st.size > MAX_EDIT_BYTES) {
+      throw new ToolFailure({ code: 'file_too_large', message: `${rel} is ${st.size} bytes, over the ${MAX_EDIT_BYTES}-byte limit for edits`, hint: 'files this large are usually generated: change their source instead, or explain in finish_change' });
+    }
     assertEditable(ctx, rel);
     await assertNotSymlink(abs, rel);
     if (!st.isFile()) throw new ToolFailure({ code: 'not_a_file', message: `${rel} is not a regular file`, hint: 'only regular files can be edited' });
