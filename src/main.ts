@@ -6,6 +6,7 @@ import { createLogger } from './logger.js';
 import { AgentQueue } from './queue/queue.js';
 import { bullConnection, resolveRedis } from './queue/redis.js';
 import { StatusRefs } from './queue/status-ref.js';
+import { RedisDailySpend } from './queue/daily-spend.js';
 import { registerSecret, sanitise } from './report/sanitise.js';
 import { createRunner } from './sandbox/runner.js';
 import { agentApp, PendingWork } from './web/app.js';
@@ -54,7 +55,7 @@ async function main(): Promise<void> {
   if (roles.includes('worker')) {
     const runner = createRunner(env.SANDBOX, log);
     const probot = new Probot({ appId: config.appId, privateKey: config.privateKey, baseUrl: config.githubApiUrl, log });
-    const worker = startWorker({ config, probot, runner, redisUrl: redisHandle.url, statusRefs: new StatusRefs(redis), log });
+    const worker = startWorker({ config, probot, runner, redisUrl: redisHandle.url, statusRefs: new StatusRefs(redis), dailySpend: new RedisDailySpend(redis), log });
     stops.unshift(() => worker.close());
     log.info({ sandbox: runner.backend, models: config.models, concurrency: env.WORKER_CONCURRENCY }, 'worker consuming agent-run');
   }

@@ -1,4 +1,5 @@
 import { costOf, type Usage } from './pricing.js';
+import type { Stuck } from './stuck.js';
 
 /** Spend so far for a job: tokens and dollars, added up over every model call. */
 export class Spend {
@@ -27,4 +28,38 @@ export class Spend {
   describe(): string {
     return `${this.calls} model calls, ${this.totalInput.toLocaleString('en-US')} input tokens (${this.cacheReadTokens.toLocaleString('en-US')} cached), ${this.outputTokens.toLocaleString('en-US')} output tokens, $${this.costUsd.toFixed(4)}`;
   }
+}
+
+/** Limits per job (and per repository per day), from `.github/agent.yml` over the defaults. */
+export interface Budgets {
+  maxModelCalls: number;
+  maxInputTokens: number;
+  maxOutputTokens: number;
+  maxCostUsd: number;
+  maxMinutes: number;
+  dailyCostUsd: number;
+}
+
+/**
+ * Sane for a real repository: a fix of a few files takes 20–60 model calls; a job that
+ * needs more than this is stuck more often than it is close.
+ */
+export const DEFAULT_BUDGETS: Budgets = {
+  maxModelCalls: 120,
+  maxInputTokens: 6_000_000,
+  maxOutputTokens: 200_000,
+  maxCostUsd: 10,
+  maxMinutes: 45,
+  dailyCostUsd: 50,
+};
+
+/** The first budget a job has used up, as a stuck reason with the numbers; checked before each model call. */
+export function budgetStop(spend: Spend, b: Budgets, startedAt: number, now = Date.now()): Stuck | undefined {
+  const minutes = (now - startedAt) / 60_000;
+  if (spend.calls >= b.maxModelCalls) return { reason: 'budget-turns', evidence: `${spend.calls} model calls used of a budget of ${b.maxModelCalls}` };
+  if (spend.totalInput >= b.maxInputTokens) return { reason: 'budget-tokens', evidence: `${spend.totalInput} input tokens used of a budget of ${b.maxInputTokens}` };
+  if (spend.outputTokens >= b.maxOutputTokens) return { reason: 'budget-tokens', evidence: `${spend.outputTokens} output tokens used of a budget of ${b.maxOutputTokens}` };
+  if (spend.costUsd >= b.maxCostUsd) return { reason: 'budget-cost', evidence: `$${spend.costUsd.toFixed(4)} spent of a budget of $${b.maxCostUsd}` };
+  if (minutes >= b.maxMinutes) return { reason: 'timeout', evidence: `${minutes.toFixed(1)} minutes elapsed of a limit of ${b.maxMinutes}` };
+  return undefined;
 }

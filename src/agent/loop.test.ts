@@ -71,9 +71,18 @@ describe('the agent loop', () => {
     const talk = await runLoop({ stage: 'plan', tier: 'frontier', model: model(), system: 'rules', task: 'fix it', tools: PLAN_TOOLS, ctx, maxTurns: 10, log });
     expect(talk).toMatchObject({ kind: 'stuck', reason: 'monologue' });
     expect(api.violations).toEqual([]);
-    api.setModel((_req, { callIndex }) => ({ content: [{ type: 'tool_use', name: 'list_files', input: { path: callIndex % 2 ? '.' : '.' } }] }));
+    api.setModel((_req, { callIndex }) => ({ content: [{ type: 'tool_use', name: 'read_file', input: { path: 'add.js', start_line: 1, end_line: 10 + callIndex } }] }));
     const busy = await runLoop({ stage: 'plan', tier: 'frontier', model: model(), system: 'rules', task: 'fix it', tools: PLAN_TOOLS, ctx, maxTurns: 4, log });
     expect(busy).toMatchObject({ kind: 'stuck', reason: 'budget-turns' });
+  });
+
+  it('stops an A-B-A-B cycle that changes nothing', async () => {
+    api.setModel((_req, { callIndex }) => ({
+      content: [callIndex % 2 ? { type: 'tool_use', name: 'list_files', input: { path: '.' } } : { type: 'tool_use', name: 'read_file', input: { path: 'add.js', start_line: 1, end_line: 5 } }],
+    }));
+    const r = await runLoop({ stage: 'plan', tier: 'frontier', model: model(), system: 'rules', task: 'fix it', tools: PLAN_TOOLS, ctx, maxTurns: 20, log });
+    expect(r).toMatchObject({ kind: 'stuck', reason: 'cycle', evidence: expect.stringContaining('2 calls repeated 3 times') });
+    expect(api.requests).toHaveLength(6);
   });
 
   it('answers every tool_use of a turn, even after the terminal tool', async () => {

@@ -20,6 +20,8 @@ export interface LoopOptions {
   log: Logger;
   /** Called for every tool call, for metrics. */
   onToolCall?: (tool: string, ok: boolean, errorCode?: string) => void;
+  /** Job-wide limits (budgets, wall clock), checked before every model call. */
+  guard?: () => Stuck | undefined;
 }
 
 export function toolSpecs(tools: readonly Tool[]): ToolSpec[] {
@@ -35,6 +37,8 @@ export async function runLoop(o: LoopOptions): Promise<LoopResult> {
   const messages: MessageParam[] = [{ role: 'user', content: [{ type: 'text', text: o.task }] }];
   const stuck = new StuckDetector();
   for (let turn = 1; turn <= o.maxTurns; turn++) {
+    const over = o.guard?.();
+    if (over) return { kind: 'stuck', ...over };
     const reply = await o.model.call({ stage: o.stage, tier: o.tier, system: o.system, tools, messages });
     // Empty text blocks are refused by the API when sent back; drop them.
     const content = reply.content.filter((b) => !(b.type === 'text' && b.text.trim() === ''));

@@ -11,6 +11,7 @@ export const STUCK_REASONS = [
   'budget-cost',
   'timeout',
   'low-confidence',
+  'rounds-exhausted',
 ] as const;
 export type StuckReason = (typeof STUCK_REASONS)[number];
 
@@ -26,9 +27,14 @@ export interface StuckLimits {
   sameFailingCall: number;
   /** Assistant turns in a row without a tool call. */
   turnsWithoutAction: number;
+  /** Full repetitions of an action cycle (A-B-A-B…) with no change to the work tree. */
+  cycleRepeats: number;
 }
 
-export const DEFAULT_STUCK_LIMITS: StuckLimits = { toolFailuresInARow: 5, sameFailingCall: 3, turnsWithoutAction: 3 };
+export const DEFAULT_STUCK_LIMITS: StuckLimits = { toolFailuresInARow: 5, sameFailingCall: 3, turnsWithoutAction: 3, cycleRepeats: 3 };
+
+/** Tools whose success changes the work tree; any other call leaves it as it was. */
+const MUTATING = new Set(['edit_file', 'create_file']);
 
 /**
  * Watches (action, outcome) pairs of one stage and says when the model is stuck. The
@@ -38,6 +44,8 @@ export class StuckDetector {
   private failuresInARow = new Map<string, number>();
   private failingCalls = new Map<string, number>();
   private silentTurns = 0;
+  /** Signatures of the calls since the work tree last changed. */
+  private sinceChange: string[] = [];
 
   constructor(private readonly limits: StuckLimits = DEFAULT_STUCK_LIMITS) {}
 
@@ -50,9 +58,11 @@ export class StuckDetector {
   }
 
   observeCall(tool: string, input: unknown, outcome: { ok: true } | { ok: false; code: string; message: string }): Stuck | undefined {
+    if (outcome.ok && MUTATING.has(tool)) this.sinceChange = [];
+    else this.sinceChange.push(`${tool} ${JSON.stringify(input)}`);
     if (outcome.ok) {
       this.failuresInARow.set(tool, 0);
-      return undefined;
+      return this.findCycle();
     }
     const inARow = (this.failuresInARow.get(tool) ?? 0) + 1;
     this.failuresInARow.set(tool, inARow);
@@ -64,6 +74,24 @@ export class StuckDetector {
     }
     if (inARow >= this.limits.toolFailuresInARow) {
       return { reason: 'retry-limit', evidence: `${tool} failed ${inARow} times in a row; last error ${outcome.code}: ${outcome.message.split('\n')[0]}` };
+    }
+    return this.findCycle();
+  }
+
+  /** The shortest period (1–4 calls) that the latest calls repeat `cycleRepeats` times. */
+  private findCycle(): Stuck | undefined {
+    const calls = this.sinceChange;
+    for (let period = 1; period <= 4; period++) {
+      const need = period * this.limits.cycleRepeats;
+      if (calls.length < need) continue;
+      const tail = calls.slice(-need);
+      if (tail.every((c, i) => c === tail[i % period])) {
+        const shown = tail.slice(0, period).map((c) => c.slice(0, 120));
+        return {
+          reason: 'cycle',
+          evidence: `the same ${period === 1 ? 'call' : `${period} calls`} repeated ${this.limits.cycleRepeats} times with no change to the files: ${shown.join(' → ')}`,
+        };
+      }
     }
     return undefined;
   }

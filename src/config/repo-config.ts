@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseDocument } from 'yaml';
+import { DEFAULT_BUDGETS, type Budgets } from '../agent/budget.js';
 
 export const REPO_CONFIG_PATH = '.github/agent.yml';
 
@@ -18,10 +19,33 @@ export const RepoConfigSchema = z
       .strict()
       .optional(),
     max_rounds: z.number().int().min(1).max(10).optional().describe('code ⇄ validate rounds before escalating (default 3)'),
+    budgets: z
+      .strictObject({
+        max_model_calls: z.number().int().min(1).max(2000).optional().describe('model calls per job (default 120)'),
+        max_input_tokens: z.number().int().min(1000).optional().describe('input tokens per job, cached included (default 6,000,000)'),
+        max_output_tokens: z.number().int().min(100).optional().describe('output tokens per job (default 200,000)'),
+        max_cost_usd: z.number().positive().max(1000).optional().describe('dollars per job (default 10)'),
+        max_minutes: z.number().positive().max(24 * 60).optional().describe('wall-clock minutes per job (default 45)'),
+        daily_cost_usd: z.number().positive().max(100_000).optional().describe('dollars per repository per day (default 50)'),
+      })
+      .optional(),
     instructions: z.string().max(10_000).optional().describe('free text for the agent, read as repository rules'),
   })
   .strict();
 export type RepoConfig = z.infer<typeof RepoConfigSchema>;
+
+/** The job's budgets: the repository's settings over the defaults. */
+export function budgetsOf(config: RepoConfig): Budgets {
+  const b = config.budgets ?? {};
+  return {
+    maxModelCalls: b.max_model_calls ?? DEFAULT_BUDGETS.maxModelCalls,
+    maxInputTokens: b.max_input_tokens ?? DEFAULT_BUDGETS.maxInputTokens,
+    maxOutputTokens: b.max_output_tokens ?? DEFAULT_BUDGETS.maxOutputTokens,
+    maxCostUsd: b.max_cost_usd ?? DEFAULT_BUDGETS.maxCostUsd,
+    maxMinutes: b.max_minutes ?? DEFAULT_BUDGETS.maxMinutes,
+    dailyCostUsd: b.daily_cost_usd ?? DEFAULT_BUDGETS.dailyCostUsd,
+  };
+}
 
 export class RepoConfigError extends Error {
   constructor(readonly problems: string[]) {

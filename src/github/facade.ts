@@ -29,6 +29,22 @@ export interface PullInfo {
   htmlUrl: string;
 }
 
+export interface IssueComment {
+  author: string;
+  /** `User`, `Bot` or `Organization`, as GitHub reports it. */
+  authorType: string;
+  body: string;
+  createdAt: string;
+  /** GitHub's author_association (OWNER, MEMBER, COLLABORATOR, CONTRIBUTOR, NONE…); not a permission check. */
+  association: string;
+}
+
+/** The page number of rel="last" in a Link header; 1 when there is none. */
+function lastPage(link: string | undefined): number {
+  const m = link ? /<[^>]*[?&]page=(\d+)[^>]*>;\s*rel="last"/.exec(link) : null;
+  return m ? Number(m[1]) : 1;
+}
+
 function isStatus(err: unknown, status: number): boolean {
   return typeof err === 'object' && err !== null && (err as { status?: number }).status === status;
 }
@@ -128,6 +144,36 @@ export class GitHubRepo {
       if (isStatus(err, 404)) return undefined;
       throw err;
     }
+  }
+
+  /**
+   * The issue's comments, oldest first: the 100 newest at most. Comments are listed oldest
+   * first by the API, so this reads the last page (and the one before when it is short).
+   */
+  async issueComments(issueNumber: number): Promise<IssueComment[]> {
+    const perPage = 100;
+    const list = (page: number) => this.octokit.rest.issues.listComments({ ...this.ref, issue_number: issueNumber, per_page: perPage, page });
+    const first = await list(1);
+    const last = lastPage(first.headers.link);
+    let items = first.data;
+    if (last > 1) {
+      const [before, final] = await Promise.all([last - 1 === 1 ? first : list(last - 1), list(last)]);
+      items = [...before.data, ...final.data];
+    }
+    return items.slice(-perPage).map((c) => ({
+      author: c.user?.login ?? 'ghost',
+      authorType: c.user?.type ?? 'User',
+      body: c.body ?? '',
+      createdAt: c.created_at,
+      association: c.author_association,
+    }));
+  }
+
+  /** The top-level entries of the repository on `ref`; directories end in '/'. */
+  async rootEntries(ref: string): Promise<string[]> {
+    const { data } = await this.octokit.rest.repos.getContent({ ...this.ref, path: '', ref });
+    if (!Array.isArray(data)) return [];
+    return data.map((e) => (e.type === 'dir' ? `${e.name}/` : e.name));
   }
 
   /**

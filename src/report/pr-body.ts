@@ -9,6 +9,7 @@ function resultLine(r: CheckResult): string {
 export interface PrBodyInput {
   issueNumber: number;
   summary: string;
+  acceptanceCriteria?: string[];
   plan: Plan;
   /** Files edited beyond the plan, with the reason given for each. */
   scopeRequests?: Array<{ path: string; reason: string }>;
@@ -35,6 +36,7 @@ export function prBody(p: PrBodyInput): string {
     '',
     `Closes #${p.issueNumber}`,
     '',
+    ...(p.acceptanceCriteria?.length ? ['### Acceptance criteria', ...p.acceptanceCriteria.map((c) => `- ${c}`), ''] : []),
     '### Plan',
     p.plan.summary,
     '',

@@ -1,7 +1,7 @@
 /** Marks the app's status comment so it can be found and edited in place. */
 export const STATUS_MARKER = '<!-- issue-agent:status -->';
 
-export type StatusPhase = 'queued' | 'planning' | 'coding' | 'validating' | 'delivering' | 'done' | 'stuck';
+export type StatusPhase = 'queued' | 'scoping' | 'planning' | 'coding' | 'validating' | 'delivering' | 'done' | 'stuck';
 
 export interface StatusState {
   phase: StatusPhase;
@@ -17,9 +17,10 @@ export interface StatusState {
   spend?: string;
 }
 
-const ORDER: StatusPhase[] = ['planning', 'coding', 'validating', 'delivering'];
+const ORDER: StatusPhase[] = ['scoping', 'planning', 'coding', 'validating', 'delivering'];
 const LABEL: Record<StatusPhase, string> = {
   queued: 'queued',
+  scoping: 'scoping',
   planning: 'planning',
   coding: 'coding',
   validating: 'validating',
@@ -59,4 +60,18 @@ export function statusComment(s: StatusState): string {
   if (s.phase === 'stuck') parts.push('', 'No pull request was opened. A maintainer can fix what is described above, clarify the issue, and re-add the `agent` label to try again.');
   if (s.spend) parts.push('', `<sub>spend: ${s.spend}</sub>`);
   return parts.join('\n');
+}
+
+/** The questions that would make a vague issue a bounded task: the job's one comment. */
+export function questionsComment(questions: string[], author: string): string {
+  return [
+    STATUS_MARKER,
+    '**issue-agent** ❓ needs more information before it can start',
+    '',
+    `@${author}, this issue is not yet a task with a clear, checkable outcome. Answers to these would make it one:`,
+    '',
+    ...questions.map((q, i) => `${i + 1}. ${q}`),
+    '',
+    'Reply in a comment; then someone with write access re-adds the `agent` label and the job starts with your answers.',
+  ].join('\n');
 }

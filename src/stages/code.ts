@@ -77,6 +77,7 @@ export async function codeStage(deps: StageDeps, input: CodeInput): Promise<Stag
     trace: deps.trace,
     log: deps.log,
     onToolCall: deps.onToolCall,
+    guard: deps.guard,
   });
   if (result.kind === 'stuck') return result;
   return { kind: 'done', value: FinishSchema.parse(result.input) };

@@ -15,6 +15,8 @@ Name only files that exist, except files the change must create.`;
 
 export interface PlanInput {
   issue: IssueText;
+  /** From the scope stage: what the change must achieve, each checkable. */
+  acceptanceCriteria?: string[];
   repoRules: string;
   /** The checks the pipeline will run, so the plan can name them for verification. */
   checks: string[];
@@ -25,6 +27,7 @@ export interface PlanInput {
 export async function planStage(deps: StageDeps, input: PlanInput): Promise<StageResult<Plan>> {
   const task = [
     issueBlock(input.issue),
+    ...(input.acceptanceCriteria?.length ? [quote('acceptance-criteria', input.acceptanceCriteria.map((c) => `- ${c}`).join('\n'))] : []),
     quote('checks', input.checks.length ? input.checks.join('\n') : '(no checks were detected)'),
     'Plan the change that resolves this issue.',
   ].join('\n\n');
@@ -40,6 +43,7 @@ export async function planStage(deps: StageDeps, input: PlanInput): Promise<Stag
     trace: deps.trace,
     log: deps.log,
     onToolCall: deps.onToolCall,
+    guard: deps.guard,
   });
   if (result.kind === 'stuck') return result;
   return { kind: 'done', value: PlanSchema.parse(result.input) };

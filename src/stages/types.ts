@@ -15,4 +15,6 @@ export interface StageDeps {
   trace: Trace;
   log: Logger;
   onToolCall?: (tool: string, ok: boolean, errorCode?: string) => void;
+  /** Job-wide budgets and wall clock, checked before every model call. */
+  guard?: () => Stuck | undefined;
 }

@@ -135,6 +135,20 @@ export function failureExcerpt(r: CheckResult, tailLines = 15): string {
   return [...head, ...(head.length ? ['…'] : []), ...tail].join('\n');
 }
 
+/**
+ * What identifies a failure across rounds: the failing commands and the lines that name
+ * what failed, with numbers (durations, counts, addresses) blanked out.
+ */
+export function failureSignature(report: ValidationReport): string {
+  return report.results
+    .filter((r) => !r.ok)
+    .map((r) => {
+      const named = r.tail.split('\n').filter((l) => HIGHLIGHT.test(l)).slice(0, 5);
+      return [r.command, ...(named.length ? named : r.tail.split('\n').slice(-3))].map((l) => l.replace(/\d+(\.\d+)?/g, '#').replace(/\s+/g, ' ').trim()).join('\n');
+    })
+    .join('\n');
+}
+
 /** The failure as the coder reads it: each failing command with its exit and last lines. */
 export function failureForCoder(report: ValidationReport): string {
   return report.results

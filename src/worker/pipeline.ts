@@ -1,34 +1,43 @@
 import path from 'node:path';
 import { UnrecoverableError } from 'bullmq';
 import type { Logger } from 'pino';
-import { Spend } from '../agent/budget.js';
+import { budgetStop, Spend } from '../agent/budget.js';
 import { repositoryRules } from '../agent/context.js';
 import { ModelClient, ModelError } from '../agent/model.js';
 import type { Stuck } from '../agent/stuck.js';
-import type { Plan } from '../agent/tools/submit-plan.js';
 import { describeTallies, tallyToolCalls } from '../agent/tools/stats.js';
 import { Trace } from '../agent/trace.js';
 import type { AppConfig } from '../config/env.js';
-import { parseRepoConfig, REPO_CONFIG_PATH, RepoConfigError } from '../config/repo-config.js';
-import type { GitHubRepo } from '../github/facade.js';
+import { budgetsOf, parseRepoConfig, REPO_CONFIG_PATH, RepoConfigError } from '../config/repo-config.js';
+import { WRITE_PERMISSIONS, type GitHubRepo, type IssueComment } from '../github/facade.js';
 import { branchName, jobId, type JobData } from '../queue/jobs.js';
+import { escalationComment } from '../report/escalation.js';
 import { prBody } from '../report/pr-body.js';
-import { statusComment, type StatusState } from '../report/status.js';
+import { questionsComment, STATUS_MARKER, statusComment, type StatusState } from '../report/status.js';
 import { ensureMirror } from '../sandbox/mirror.js';
 import type { Runner } from '../sandbox/runner.js';
-import { commitPaths, committedStat, createWorkTree, push, PushRejectedError, readBaseFile } from '../sandbox/worktree.js';
+import { commitPaths, committedStat, createWorkTree, diff, push, PushRejectedError, readBaseFile, type WorkTree } from '../sandbox/worktree.js';
 import { codeStage } from '../stages/code.js';
 import { planStage } from '../stages/plan.js';
+import { scopeStage } from '../stages/scope.js';
 import type { StageDeps } from '../stages/types.js';
-import { detectChecks, failureExcerpt, failureForCoder, runCheck, validateStage, type CheckResult, type ValidationReport } from '../stages/validate.js';
+import { detectChecks, failureExcerpt, failureForCoder, failureSignature, runCheck, validateStage, type CheckResult, type ValidationReport } from '../stages/validate.js';
 
 export const LABEL_WORKING = 'agent:working';
 export const LABEL_STUCK = 'agent:stuck';
+export const LABEL_NEEDS_INFO = 'agent:needs-info';
 const DEFAULT_MAX_ROUNDS = 3;
 
 export type Outcome =
   | { kind: 'pr'; url: string; number: number; created: boolean }
-  | { kind: 'stuck'; reason: string; evidence: string; failingCommand?: string };
+  | { kind: 'stuck'; reason: string; evidence: string; failingCommand?: string }
+  | { kind: 'needs-info'; questions: string[] };
+
+/** Dollars spent per repository per day, across jobs and workers. */
+export interface DailySpend {
+  spentToday(repo: string): Promise<number>;
+  add(repo: string, usd: number): Promise<void>;
+}
 
 export interface PipelineDeps {
   config: Pick<AppConfig, 'dataDir' | 'models' | 'anthropicApiKey'> & { anthropicBaseUrl?: string };
@@ -37,6 +46,7 @@ export interface PipelineDeps {
   bot: { name: string; email: string };
   /** Where the job's one status comment is: made by the web, or here when it did not. */
   statusRef: { get(): Promise<number | undefined>; set(commentId: number): Promise<void> };
+  dailySpend?: DailySpend;
   log: Logger;
   onToolCall?: (tool: string, ok: boolean, errorCode?: string) => void;
 }
@@ -51,13 +61,21 @@ class Escalation extends Error {
   }
 }
 
+function toEscalation(err: unknown): Escalation | undefined {
+  if (err instanceof Escalation) return err;
+  if (err instanceof RepoConfigError) return new Escalation({ reason: 'invalid-config', evidence: err.message });
+  if (err instanceof ModelError) return new Escalation({ reason: err.kind === 'refused' ? 'model-refused' : 'model-unavailable', evidence: err.message });
+  return undefined;
+}
+
 /**
- * One job: plan → code ⇄ validate → deliver, or escalate. Delivering is the pipeline's
- * job, never the model's: no tool reaches GitHub and no token enters the sandbox.
+ * One job: scope → plan → code ⇄ validate → deliver, or escalate. Delivering is the
+ * pipeline's job, never the model's: no tool reaches GitHub and no token enters the sandbox.
  */
 export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Outcome> {
   const { gh, log } = deps;
   const key = jobId(job);
+  const started = Date.now();
   const trace = new Trace(deps.config.dataDir, key);
   const spend = new Spend();
   const toolCalls: Array<{ tool: string; ok: boolean }> = [];
@@ -65,44 +83,70 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     toolCalls.push({ tool, ok });
     deps.onToolCall?.(tool, ok, errorCode);
   };
-  const status: StatusState = { phase: 'planning' };
+  const status: StatusState = { phase: 'scoping' };
   let commentId = await deps.statusRef.get();
-  const postStatus = async (patch: Partial<StatusState>) => {
-    Object.assign(status, patch, { spend: spend.calls > 0 ? spend.describe() : undefined });
-    const body = statusComment(status);
+  const writeComment = async (body: string) => {
     if (commentId) await gh.updateComment(commentId, body);
     else {
       commentId = await gh.comment(job.issueNumber, body);
       await deps.statusRef.set(commentId);
     }
   };
+  const postStatus = async (patch: Partial<StatusState>) => {
+    Object.assign(status, patch, { spend: spend.calls > 0 ? spend.describe() : undefined });
+    await writeComment(statusComment(status));
+  };
+  const stage = async <T>(name: string, run: () => Promise<T>): Promise<T> => {
+    trace.write({ type: 'stage', stage: name, phase: 'start' });
+    const out = await run();
+    trace.write({ type: 'stage', stage: name, phase: 'end', result: (out as { kind?: string }).kind });
+    return out;
+  };
 
-  await postStatus({ phase: 'planning' });
+  // What the escalation report draws on, filled in as the job goes.
+  const asked: string[] = [];
+  const tried: string[] = [];
+  const touched = new Set<string>();
+  let wt: WorkTree | undefined;
+
+  await postStatus({ phase: 'scoping' });
   const [repo, issue] = await Promise.all([gh.repoInfo(), gh.issue(job.issueNumber)]);
+  const repoKey = `${gh.ref.owner}/${gh.ref.repo}`.toLowerCase();
   await gh.addLabels(job.issueNumber, [LABEL_WORKING]);
-  // A new attempt starts clean: a label from an earlier stuck attempt would now be wrong.
-  // (Writes are throttled a second apart, so only when it is there.)
-  if (issue.labels.includes(LABEL_STUCK)) await gh.removeLabel(job.issueNumber, LABEL_STUCK);
-  const branch = branchName(issue.number, issue.title);
-  const mirrorPath = await ensureMirror({ dataDir: deps.config.dataDir, cloneUrl: repo.cloneUrl, token: await gh.gitToken(), log });
-  const wt = await createWorkTree({ dataDir: deps.config.dataDir, mirrorPath, jobKey: key, baseBranch: repo.defaultBranch, branch });
-  trace.write({ type: 'note', message: 'work tree ready', detail: { branch, base: repo.defaultBranch, baseSha: wt.baseSha } });
+  // A new attempt starts clean. Writes are throttled a second apart, so only what is there.
+  for (const stale of [LABEL_STUCK, LABEL_NEEDS_INFO]) if (issue.labels.includes(stale)) await gh.removeLabel(job.issueNumber, stale);
+  asked.push(issue.title);
   try {
-    // Rules and config come from the default branch: the fresh work tree is exactly that.
-    const readBase = (p: string) => readBaseFile(wt, p);
-    const repoConfig = parseRepoConfig(await readBase(REPO_CONFIG_PATH));
-    const repoRules = await repositoryRules(readBase, repoConfig.instructions);
-    const model = new ModelClient({
-      apiKey: deps.config.anthropicApiKey,
-      baseURL: deps.config.anthropicBaseUrl,
-      models: deps.config.models,
-      log,
-      spend,
-      trace,
-    });
-    const stageDeps: StageDeps = { model, runner: deps.runner, workTree: wt.path, sandboxReadOnlyPaths: [mirrorPath], trace, log, onToolCall };
-    const validateDeps = { runner: deps.runner, workTree: wt.path, sandboxReadOnlyPaths: [mirrorPath], trace, stage: 'validate' };
-    const { install, checks } = await detectChecks(readBase, repoConfig);
+    // Rules and config come from the default branch, never from a branch anyone can push.
+    const readDefault = (p: string) => gh.fileText(p, repo.defaultBranch);
+    const repoConfig = parseRepoConfig(await readDefault(REPO_CONFIG_PATH));
+    const budgets = budgetsOf(repoConfig);
+    const spentToday = (await deps.dailySpend?.spentToday(repoKey)) ?? 0;
+    if (spentToday >= budgets.dailyCostUsd) {
+      throw new Escalation({ reason: 'budget-cost', evidence: `this repository has spent $${spentToday.toFixed(2)} today, its daily budget is $${budgets.dailyCostUsd}` });
+    }
+    const guard = () => budgetStop(spend, budgets, started);
+    const repoRules = await repositoryRules(readDefault, repoConfig.instructions);
+    const model = new ModelClient({ apiKey: deps.config.anthropicApiKey, baseURL: deps.config.anthropicBaseUrl, models: deps.config.models, log, spend, trace });
+
+    // Scope: is this a bounded, verifiable task? Decided before anything is cloned.
+    const [comments, layout] = await Promise.all([gh.issueComments(job.issueNumber), gh.rootEntries(repo.defaultBranch)]);
+    const scoped = await stage('scope', async () =>
+      scopeStage({ model, trace, log, onToolCall, guard }, { issue, comments: await scopeComments(comments), layout, rules: repoRules }),
+    );
+    if (scoped.kind === 'needs-info') return await askForInformation(scoped.questions);
+    if (scoped.kind === 'stuck') throw new Escalation(scoped);
+    asked.splice(0, asked.length, ...scoped.value.acceptanceCriteria);
+
+    await postStatus({ phase: 'planning' });
+    const branch = branchName(issue.number, issue.title);
+    const mirrorPath = await ensureMirror({ dataDir: deps.config.dataDir, cloneUrl: repo.cloneUrl, token: await gh.gitToken(), log });
+    wt = await createWorkTree({ dataDir: deps.config.dataDir, mirrorPath, jobKey: key, baseBranch: repo.defaultBranch, branch });
+    const tree = wt;
+    trace.write({ type: 'note', message: 'work tree ready', detail: { branch, base: repo.defaultBranch, baseSha: tree.baseSha } });
+    const stageDeps: StageDeps = { model, runner: deps.runner, workTree: tree.path, sandboxReadOnlyPaths: [mirrorPath], trace, log, onToolCall, guard };
+    const validateDeps = { runner: deps.runner, workTree: tree.path, sandboxReadOnlyPaths: [mirrorPath], trace, stage: 'validate' };
+    const { install, checks } = await detectChecks((p) => readBaseFile(tree, p), repoConfig);
     if (checks.length === 0) {
       throw new Escalation({ reason: 'no-checks', evidence: `no test, lint or typecheck command was found; name them under commands in ${REPO_CONFIG_PATH}` });
     }
@@ -112,47 +156,49 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     // fails on the default branch is visible as such.
     const baseline = await validateStage({ ...validateDeps, stage: 'baseline' }, checks);
 
-    const stage = async <T>(name: string, run: () => Promise<T>): Promise<T> => {
-      trace.write({ type: 'stage', stage: name, phase: 'start' });
-      const out = await run();
-      trace.write({ type: 'stage', stage: name, phase: 'end', result: (out as { kind?: string }).kind });
-      return out;
-    };
-
-    const planned = await stage('plan', () => planStage(stageDeps, { issue, repoRules, checks: checks.map((c) => c.command) }));
+    const planned = await stage('plan', () => planStage(stageDeps, { issue, acceptanceCriteria: asked, repoRules, checks: checks.map((c) => c.command) }));
     if (planned.kind !== 'done') throw new Escalation(planned.kind === 'stuck' ? planned : { reason: 'needs-info', evidence: planned.questions.join('; ') });
-    const plan: Plan = planned.value;
+    const plan = planned.value;
+    tried.push(...plan.steps.map((s) => `plan: ${s}`));
     const maxRounds = repoConfig.max_rounds ?? DEFAULT_MAX_ROUNDS;
-    const touched = new Set<string>();
     const editable = new Set(plan.files_to_change.map((f) => path.normalize(f)));
     const scopeRequests: Array<{ path: string; reason: string }> = [];
     let failure: string | undefined;
     let report: ValidationReport | undefined;
     let summary = plan.summary;
+    let lastDiff: string | undefined;
+    let lastSignature: string | undefined;
     let round = 0;
     for (round = 1; round <= maxRounds; round++) {
       await postStatus({ phase: 'coding', planSummary: plan.summary, round: { n: round, of: maxRounds } });
       const coded = await stage('code', () => codeStage(stageDeps, { issue, plan, repoRules, failure, touched, editable, scopeRequests }));
       if (coded.kind !== 'done') throw new Escalation(coded.kind === 'stuck' ? coded : { reason: 'needs-info', evidence: coded.questions.join('; ') }, report?.failed);
       summary = coded.value.summary;
+      // The system, not the model, decides that a round changed nothing.
+      const change = await diff(tree);
+      if (change === lastDiff) {
+        throw new Escalation({ reason: 'no-progress', evidence: `round ${round} left the change exactly as round ${round - 1} did, after the checks had failed` }, report?.failed);
+      }
+      lastDiff = change;
       await postStatus({ phase: 'validating' });
       report = await stage('validate', () => validateStage(validateDeps, checks));
+      tried.push(`round ${round}: edited ${[...touched].join(', ') || 'nothing'}; ${report.ok ? 'all checks passed' : `\`${report.failed?.command}\` failed`}`);
       if (report.ok) break;
+      const signature = failureSignature(report);
+      if (signature === lastSignature) {
+        throw new Escalation({ reason: 'same-failure', evidence: `rounds ${round - 1} and ${round} failed the same way (${signature.split('\n')[0]})` }, report.failed);
+      }
+      lastSignature = signature;
       failure = failureForCoder(report);
     }
-    if (!report?.ok) {
-      throw new Escalation(
-        { reason: 'same-failure', evidence: `the checks still fail after ${maxRounds} rounds of code ⇄ validate` },
-        report?.failed,
-      );
-    }
+    if (!report?.ok) throw new Escalation({ reason: 'rounds-exhausted', evidence: `the checks still fail after ${maxRounds} rounds of code ⇄ validate` }, report?.failed);
 
     await postStatus({ phase: 'delivering' });
-    const sha = await commitPaths(wt, [...touched], { message: `${issue.title}\n\n${summary}\n\nCloses #${issue.number}`, authorName: deps.bot.name, authorEmail: deps.bot.email });
+    const sha = await commitPaths(tree, [...touched], { message: `${issue.title}\n\n${summary}\n\nCloses #${issue.number}`, authorName: deps.bot.name, authorEmail: deps.bot.email });
     if (!sha) throw new Escalation({ reason: 'no-progress', evidence: 'the checks pass but the change is empty' });
-    const stat = await committedStat(wt);
+    const stat = await committedStat(tree);
     try {
-      await push(wt, { remoteUrl: repo.cloneUrl, branch, token: await gh.gitToken() });
+      await push(tree, { remoteUrl: repo.cloneUrl, branch, token: await gh.gitToken() });
     } catch (err) {
       if (!(err instanceof PushRejectedError)) throw err;
       throw new Escalation({
@@ -164,46 +210,102 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       head: branch,
       base: repo.defaultBranch,
       title: issue.title,
-      body: prBody({ issueNumber: issue.number, summary, plan, scopeRequests, toolCalls: describeTallies(tallyToolCalls(toolCalls)), install: installed, baseline, final: report, diffStat: stat, spend: spend.describe(), rounds: Math.min(round, maxRounds) }),
+      body: prBody({
+        issueNumber: issue.number,
+        summary,
+        acceptanceCriteria: asked,
+        plan,
+        scopeRequests,
+        toolCalls: describeTallies(tallyToolCalls(toolCalls)),
+        install: installed,
+        baseline,
+        final: report,
+        diffStat: stat,
+        spend: spend.describe(),
+        rounds: Math.min(round, maxRounds),
+      }),
     });
     // Labels first, the status last: once the status says done, everything else is in place.
     await gh.removeLabel(job.issueNumber, LABEL_WORKING);
     await postStatus({ phase: 'done', pullUrl: pr.htmlUrl });
     trace.write({ type: 'note', message: 'delivered', detail: { pr: pr.htmlUrl, sha } });
-    trace.write({ type: 'note', message: 'tool calls', detail: tallyToolCalls(toolCalls) });
     return { kind: 'pr', url: pr.htmlUrl, number: pr.number, created: pr.created };
   } catch (err) {
-    const esc =
-      err instanceof Escalation
-        ? err
-        : err instanceof RepoConfigError
-          ? new Escalation({ reason: 'invalid-config', evidence: err.message })
-          : err instanceof ModelError
-            ? new Escalation({ reason: err.kind === 'refused' ? 'model-refused' : 'model-unavailable', evidence: err.message })
-            : undefined;
+    const esc = toEscalation(err);
     if (!esc) throw err;
     log.info({ reason: esc.stuck.reason, evidence: esc.stuck.evidence }, 'escalating');
     trace.write({ type: 'note', message: 'escalated', detail: esc.stuck });
-    trace.write({ type: 'note', message: 'tool calls', detail: tallyToolCalls(toolCalls) });
-    await reportEscalation(esc).catch((reportErr: unknown) => {
+    await escalate(esc).catch((reportErr: unknown) => {
       // The work is over; running it again would not help. The worker's final handler
       // tries once more to say so on the issue.
       throw new UnrecoverableError(`could not report the escalation (${esc.stuck.reason}): ${reportErr instanceof Error ? reportErr.message : String(reportErr)}`);
     });
     return { kind: 'stuck', reason: esc.stuck.reason, evidence: esc.stuck.evidence, failingCommand: esc.failure?.command };
   } finally {
-    await wt.remove().catch((err: unknown) => log.warn({ err }, 'could not remove the work tree'));
+    trace.write({ type: 'note', message: 'tool calls', detail: tallyToolCalls(toolCalls) });
+    trace.write({ type: 'note', message: 'spend', detail: { modelCalls: spend.calls, inputTokens: spend.totalInput, outputTokens: spend.outputTokens, costUsd: spend.costUsd, seconds: (Date.now() - started) / 1000 } });
+    await deps.dailySpend?.add(repoKey, spend.costUsd).catch((err: unknown) => log.warn({ err }, 'could not record the daily spend'));
+    await wt?.remove().catch((err: unknown) => log.warn({ err }, 'could not remove the work tree'));
   }
 
-  async function reportEscalation(esc: Escalation): Promise<void> {
+  /**
+   * The issue's comments as scope reads them: people's comments, trusted when the author
+   * can write to the repository (or opened the issue), and our own earlier questions, so
+   * the answers can be read against them. Other bots are left out.
+   */
+  async function scopeComments(comments: IssueComment[]): Promise<Array<{ author: string; body: string; trusted: boolean }>> {
+    const ours = (c: IssueComment) => c.authorType === 'Bot' && c.body.startsWith(STATUS_MARKER) && c.body.includes('needs more information');
+    const people = comments.filter((c) => c.authorType !== 'Bot' && !c.author.endsWith('[bot]'));
+    const writers = new Set<string>([issue.author]);
+    // One permission read per distinct commenter, newest first, a bounded number.
+    for (const author of [...new Set(people.map((c) => c.author).reverse())].slice(0, 10)) {
+      if (writers.has(author)) continue;
+      if (WRITE_PERMISSIONS.has(await gh.permission(author))) writers.add(author);
+    }
+    return comments
+      .filter((c) => ours(c) || people.includes(c))
+      .map((c) => ({ author: c.author, body: c.body, trusted: ours(c) || writers.has(c.author) }));
+  }
+
+  async function askForInformation(questions: string[]): Promise<Outcome> {
+    await gh.addLabels(job.issueNumber, [LABEL_NEEDS_INFO]);
+    await gh.removeLabel(job.issueNumber, LABEL_WORKING);
+    await writeComment(questionsComment(questions, issue.author));
+    trace.write({ type: 'note', message: 'needs information', detail: questions });
+    return { kind: 'needs-info', questions };
+  }
+
+  /** Pushes what there is to a work-in-progress branch, then posts the report. */
+  async function escalate(esc: Escalation): Promise<void> {
+    let wip: { branch: string; url: string } | undefined;
+    if (wt && touched.size > 0) {
+      const wipBranch = `agent/wip/issue-${job.issueNumber}-attempt-${job.attempt}`;
+      try {
+        const sha = await commitPaths(wt, [...touched], { message: `WIP: ${issue.title}\n\nStopped: ${esc.stuck.reason}`, authorName: deps.bot.name, authorEmail: deps.bot.email });
+        if (sha) {
+          await push(wt, { remoteUrl: repo.cloneUrl, branch: wipBranch, token: await gh.gitToken() });
+          wip = { branch: wipBranch, url: `${repo.htmlUrl}/tree/${wipBranch}` };
+        }
+      } catch (err) {
+        log.warn({ err }, 'could not push the work-in-progress branch');
+      }
+    }
     await gh.addLabels(job.issueNumber, [LABEL_STUCK]);
     await gh.removeLabel(job.issueNumber, LABEL_WORKING);
-    await postStatus({
-      phase: 'stuck',
-      stoppedAt: status.phase,
-      reason: `${esc.stuck.reason}: ${esc.stuck.evidence}`,
-      failingCommand: esc.failure?.command,
-      failureExcerpt: esc.failure ? failureExcerpt(esc.failure) : undefined,
-    });
+    await writeComment(
+      escalationComment({
+        issueNumber: job.issueNumber,
+        asked,
+        tried,
+        reason: esc.stuck.reason,
+        evidence: esc.stuck.evidence,
+        failingCommand: esc.failure?.command,
+        failureExcerpt: esc.failure ? failureExcerpt(esc.failure) : undefined,
+        filesTouched: [...touched].sort(),
+        wip,
+        spend: { modelCalls: spend.calls, inputTokens: spend.totalInput, outputTokens: spend.outputTokens, costUsd: spend.costUsd, seconds: (Date.now() - started) / 1000 },
+      }),
+    );
   }
 }
+

@@ -9,7 +9,7 @@ import { bullConnection } from '../queue/redis.js';
 import type { StatusRefs } from '../queue/status-ref.js';
 import { statusComment } from '../report/status.js';
 import type { Runner } from '../sandbox/runner.js';
-import { LABEL_STUCK, LABEL_WORKING, runPipeline, type Outcome } from './pipeline.js';
+import { LABEL_STUCK, LABEL_WORKING, runPipeline, type DailySpend, type Outcome } from './pipeline.js';
 
 export interface WorkerDeps {
   config: AppConfig;
@@ -17,6 +17,7 @@ export interface WorkerDeps {
   runner: Runner;
   redisUrl: string;
   statusRefs: StatusRefs;
+  dailySpend?: DailySpend;
   prefix?: string;
   log: Logger;
 }
@@ -41,6 +42,7 @@ export function startWorker(deps: WorkerDeps): Worker<JobData, Outcome> {
     try {
       const outcome = await runPipeline(data, {
         statusRef,
+        dailySpend: deps.dailySpend,
         config: { ...deps.config, anthropicBaseUrl: deps.config.env.ANTHROPIC_BASE_URL },
         runner: deps.runner,
         gh,

@@ -74,7 +74,7 @@ describe('a labeled issue becomes a tested pull request', () => {
     expect(pr.body).toContain('Closes #12');
     expect(pr.body).toMatch(/\| `npm test` \| ✅ passed \| [\d.]+ s \| failed \|/);
     expect(pr.body).toMatch(/^add\(\) now adds for every sign of b\./);
-    expect(pr.body).toMatch(/spend: 7 model calls, [\d,]+ input tokens .* \$\d+\.\d{4}/);
+    expect(pr.body).toMatch(/spend: 8 model calls, [\d,]+ input tokens .* \$\d+\.\d{4}/);
 
     const pushed = await s.github.readFile(OWNER, 'calc', 'agent/issue-12-add-returns-the-wrong-sum', 'add.js');
     expect(pushed).toBe('function add(a, b) {\n  return a + b;\n}\n\nmodule.exports = { add };\n');
@@ -111,10 +111,10 @@ describe('a labeled issue becomes a tested pull request', () => {
     const traceDir = path.join(s.dataDir, 'data', 'traces');
     const trace = readdirSync(traceDir).find((f) => f.includes('calc_issues_12'))!;
     const events = readFileSync(path.join(traceDir, trace), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; tool?: string });
-    expect(events.filter((e) => e.type === 'model')).toHaveLength(7);
-    expect(events.filter((e) => e.type === 'tool').map((e) => e.tool)).toEqual(['read_file', 'search', 'submit_plan', 'read_file', 'run_command', 'edit_file', 'finish_change']);
-    // Plan ran on the frontier tier, code on mid; the model key never reached GitHub.
-    expect(new Set(s.anthropic.requests.map((r) => r.model))).toEqual(new Set(['claude-opus-5-5', 'claude-sonnet-5-5']));
+    expect(events.filter((e) => e.type === 'model')).toHaveLength(8);
+    expect(events.filter((e) => e.type === 'tool').map((e) => e.tool)).toEqual(['accept_task', 'read_file', 'search', 'submit_plan', 'read_file', 'run_command', 'edit_file', 'finish_change']);
+    // Scope ran on the fast tier, plan on frontier, code on mid; the model key never reached GitHub.
+    expect(new Set(s.anthropic.requests.map((r) => r.model))).toEqual(new Set(['claude-haiku-5-5', 'claude-opus-5-5', 'claude-sonnet-5-5']));
     expect(JSON.stringify(s.github.requests)).not.toContain('sk-ant-e2e-key');
   });
 
@@ -184,15 +184,15 @@ describe('a labeled issue becomes a tested pull request', () => {
     s.anthropic.setModel(calcModel({ toolErrors: [] }));
     await s.github.addRepo({ owner: OWNER, repo: 'calc4', files: CALC_REPO });
     s.github.setPermission(OWNER, 'calc4', 'maintainer', 'write');
-    s.github.addIssue(OWNER, 'calc4', { number: 2, title: 'fix add', body: 'x', user: 'maintainer' });
+    s.github.addIssue(OWNER, 'calc4', { number: 2, title: 'fix add() for negative numbers', body: 'npm test fails', user: 'maintainer' });
     const before = s.anthropic.attempts;
     s.anthropic.failNext(400, { type: 'error', error: { type: 'invalid_request_error', message: 'prompt is too long: 210000 tokens > 200000 maximum' } });
-    await s.label({ repo: 'calc4', issueNumber: 2, title: 'fix add', body: 'x' });
+    await s.label({ repo: 'calc4', issueNumber: 2, title: 'fix add() for negative numbers', body: 'npm test fails' });
     const status = await s.waitFor('the stuck status', () => {
       const c = s.github.comments(OWNER, 'calc4', 2)[0];
       return c?.body.includes('stopped without a pull request') ? c : undefined;
     });
-    expect(status.body).toMatch(/model-refused: the model API refused a request to claude-opus-5-5 \(400\).*prompt is too long/);
+    expect(status.body).toMatch(/model-refused: the model API refused a request to claude-haiku-5-5 \(400\).*prompt is too long/);
     expect(s.anthropic.attempts - before).toBe(1);
     expect(s.github.labels(OWNER, 'calc4', 2)).toEqual(['agent:stuck']);
   });
@@ -210,9 +210,8 @@ describe('a labeled issue becomes a tested pull request', () => {
       return c?.body.includes('stopped without a pull request') ? c : undefined;
     });
     expect(status.body).toContain('**Failing command:** `npm test`');
-    expect(status.body).toMatch(/after 2 rounds/);
+    expect(status.body).toContain('**no-progress**');
     expect(status.body).toContain('not ok 2 - adds a negative number');
-    expect(status.body).toMatch(/- \[x\] planning\n- \[x\] coding\n- \[ \] validating \(round 2\/2\) ✗ stopped here/);
     // Paths of the host's work tree never reach a comment.
     expect(status.body).not.toContain(s.dataDir);
     expect(s.github.labels(OWNER, 'calc2', 3)).toContain('agent:stuck');

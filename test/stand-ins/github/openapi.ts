@@ -55,6 +55,8 @@ interface CompiledRoute {
 const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'];
 // Parameters that GitHub lets span several path segments (file paths, refs).
 const GREEDY_PARAMS = new Set(['path', 'ref']);
+// Routes whose trailing path may be empty: the repository root.
+const OPTIONAL_TRAILING_PATH = new Set(['/repos/{owner}/{repo}/contents/{path}']);
 
 export class OpenApiSpec {
   readonly file: string;
@@ -202,7 +204,12 @@ function compileRoute(template: string, item: Record<string, unknown>): Compiled
   });
   const methods: Record<string, Operation> = {};
   for (const m of HTTP_METHODS) if (item[m]) methods[m] = item[m] as Operation;
-  return { template, regex: new RegExp(`^/${parts.join('/')}/?$`), paramNames, literalSegments, methods };
+  // GitHub answers the repository root for an empty content path, with or without the
+  // trailing slash (Octokit sends `/contents?ref=…` for `path: ''`).
+  const regex = OPTIONAL_TRAILING_PATH.has(template)
+    ? new RegExp(`^/${parts.slice(0, -1).join('/')}(?:/(.*?))?/?$`)
+    : new RegExp(`^/${parts.join('/')}/?$`);
+  return { template, regex, paramNames, literalSegments, methods };
 }
 
 const converted = new WeakMap<object, unknown>();

@@ -60,6 +60,8 @@ export interface GitHubStandIn {
   addRepo(p: { owner: string; repo: string; files: Record<string, string>; defaultBranch?: string }): Promise<{ barePath: string }>;
   setPermission(owner: string, repo: string, login: string, permission: Permission): void;
   addIssue(owner: string, repo: string, issue: { number: number; title: string; body: string; user: string }): void;
+  /** A comment written by `user` (not the app), e.g. the issue author answering questions. */
+  addComment(owner: string, repo: string, issueNumber: number, comment: { user: string; body: string }): number;
   comments(owner: string, repo: string, issueNumber: number): StandInComment[];
   reactions(owner: string, repo: string, issueNumber: number): Array<{ content: string; user: string }>;
   labels(owner: string, repo: string, issueNumber: number): string[];
@@ -953,6 +955,11 @@ export async function startGitHubStandIn(opts: { dataDir?: string } = {}): Promi
       const commit = await runGit(['--git-dir', r.barePath, 'rev-parse', '--verify', '--quiet', `${ref}^{commit}`]);
       if (commit.code !== 0) throw new HttpError(404, { message: `No commit found for the ref ${ref}`, documentation_url: DOCS });
       const sha = commit.stdout.toString().trim();
+      if (path === '') {
+        // The repository root: always a directory.
+        const children = await lsTree(r, sha, '');
+        return { status: 200, body: children.map((e) => contentEntry(r, ref, e)) };
+      }
       const entries = await lsTree(r, sha, path);
       const self = entries.find((e) => e.path === path);
       if (!self) throw notFound();
@@ -981,7 +988,7 @@ export async function startGitHubStandIn(opts: { dataDir?: string } = {}): Promi
   }
 
   async function lsTree(r: RepoState, commit: string, path: string): Promise<TreeEntry[]> {
-    const res = await runGit(['--git-dir', r.barePath, 'ls-tree', '-l', '-z', commit, '--', path]);
+    const res = await runGit(['--git-dir', r.barePath, 'ls-tree', '-l', '-z', commit, ...(path ? ['--', path] : [])]);
     if (res.code !== 0) return [];
     return res.stdout
       .toString('utf8')
@@ -1261,6 +1268,18 @@ export async function startGitHubStandIn(opts: { dataDir?: string } = {}): Promi
         closedAt: null,
         isPull: false,
       });
+    },
+
+    addComment(owner, repo, issueNumber, comment) {
+      const r = mustRepo(owner, repo);
+      const i = r.issues.get(issueNumber);
+      if (!i) throw new Error(`${owner}/${repo}#${issueNumber} does not exist in the stand-in; call addIssue first`);
+      const t = now();
+      const c: CommentRec = { id: newId(), repoKey: r.key, issueNumber, body: comment.body, user: comment.user, createdAt: t, updatedAt: t, reactions: [] };
+      i.comments.push(c);
+      i.updatedAt = t;
+      commentsById.set(c.id, c);
+      return c.id;
     },
 
     comments(owner, repo, issueNumber) {

@@ -1,0 +1,92 @@
+import { STATUS_MARKER } from './status.js';
+
+export interface EscalationReport {
+  issueNumber: number;
+  /** What was asked: the acceptance criteria, or the issue title when there are none yet. */
+  asked: string[];
+  /** What was tried, one line each: the plan's steps and each round's outcome. */
+  tried: string[];
+  reason: string;
+  evidence: string;
+  failingCommand?: string;
+  failureExcerpt?: string;
+  filesTouched: string[];
+  /** The pushed work-in-progress branch, when there was a diff. */
+  wip?: { branch: string; url: string };
+  spend: { modelCalls: number; inputTokens: number; outputTokens: number; costUsd: number; seconds: number };
+}
+
+function fence(text: string): string {
+  const longest = Math.max(2, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
+  const ticks = '`'.repeat(longest + 1);
+  return `${ticks}\n${text}\n${ticks}`;
+}
+
+/** What a maintainer can do next, specific to why the job stopped. */
+export function nextSteps(reason: string, e: Pick<EscalationReport, 'wip' | 'failingCommand'>): string[] {
+  const relabel = 're-add the `agent` label to try again';
+  const fromWip = e.wip ? `continue by hand from \`${e.wip.branch}\`` : 'make the change by hand';
+  switch (reason) {
+    case 'same-failure':
+    case 'rounds-exhausted':
+    case 'no-progress':
+      return [
+        `${fromWip}: the failing check is \`${e.failingCommand ?? 'shown above'}\``,
+        'say in the issue which behaviour is right when the test and the code disagree, then ' + relabel,
+        'raise `max_rounds` in `.github/agent.yml` if more attempts would likely help',
+      ];
+    case 'budget-turns':
+    case 'budget-tokens':
+    case 'budget-cost':
+    case 'timeout':
+      return [
+        'split the issue into smaller issues, each with one verifiable outcome',
+        'raise the matching limit under `budgets:` in `.github/agent.yml`, then ' + relabel,
+        fromWip,
+      ];
+    case 'retry-limit':
+    case 'repeated-action':
+    case 'cycle':
+    case 'monologue':
+      return ['name the file and function to change in the issue, then ' + relabel, fromWip];
+    case 'push-rejected':
+      return ['delete or merge the existing branch, then ' + relabel];
+    case 'install-failed':
+    case 'no-checks':
+    case 'invalid-config':
+      return ['fix the install or check commands under `commands:` in `.github/agent.yml`, then ' + relabel];
+    case 'model-refused':
+    case 'model-unavailable':
+      return ['check the model key, model ids and the provider status, then ' + relabel];
+    default:
+      return [fromWip, relabel];
+  }
+}
+
+/** The escalation: one comment, readable in under a minute. */
+export function escalationComment(e: EscalationReport): string {
+  const s = e.spend;
+  const parts = [
+    STATUS_MARKER,
+    `**issue-agent** ⚠️ stopped without a pull request: **${e.reason}**`,
+    '',
+    '### What was asked',
+    ...e.asked.map((a) => `- ${a}`),
+    '',
+    '### What was tried',
+    ...(e.tried.length ? e.tried.map((t) => `- ${t}`) : ['- nothing yet: it stopped before changing code']),
+    '',
+    '### Where it stuck',
+    `${e.reason}: ${e.evidence}`,
+  ];
+  if (e.failingCommand) parts.push('', `**Failing command:** \`${e.failingCommand}\``);
+  if (e.failureExcerpt) parts.push('', fence(e.failureExcerpt));
+  parts.push('', '### Files touched', ...(e.filesTouched.length ? e.filesTouched.map((f) => `- \`${f}\``) : ['- none']));
+  if (e.wip) parts.push('', `Work in progress: [\`${e.wip.branch}\`](${e.wip.url})`);
+  parts.push('', '### What to decide', ...nextSteps(e.reason, e).map((n, i) => `${i + 1}. ${n}`));
+  parts.push(
+    '',
+    `<sub>spend: ${s.modelCalls} model calls, ${s.inputTokens.toLocaleString('en-US')} input and ${s.outputTokens.toLocaleString('en-US')} output tokens, $${s.costUsd.toFixed(4)}, ${Math.round(s.seconds)} s</sub>`,
+  );
+  return parts.join('\n');
+}
