@@ -7,6 +7,7 @@ import { AgentQueue } from './queue/queue.js';
 import { bullConnection, resolveRedis } from './queue/redis.js';
 import { StatusRefs } from './queue/status-ref.js';
 import { RedisDailySpend } from './queue/daily-spend.js';
+import { RedisPlanStore } from './queue/plan-store.js';
 import { registerSecret, sanitise } from './report/sanitise.js';
 import { createRunner } from './sandbox/runner.js';
 import { agentApp, PendingWork } from './web/app.js';
@@ -55,7 +56,7 @@ async function main(): Promise<void> {
   if (roles.includes('worker')) {
     const runner = createRunner(env.SANDBOX, log);
     const probot = new Probot({ appId: config.appId, privateKey: config.privateKey, baseUrl: config.githubApiUrl, log });
-    const worker = startWorker({ config, probot, runner, redisUrl: redisHandle.url, statusRefs: new StatusRefs(redis), dailySpend: new RedisDailySpend(redis), log });
+    const worker = startWorker({ config, probot, runner, redisUrl: redisHandle.url, statusRefs: new StatusRefs(redis), dailySpend: new RedisDailySpend(redis), planStore: new RedisPlanStore(redis), log });
     stops.unshift(() => worker.close());
     log.info({ sandbox: runner.backend, models: config.models, concurrency: env.WORKER_CONCURRENCY }, 'worker consuming agent-run');
   }

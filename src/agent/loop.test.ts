@@ -34,7 +34,7 @@ function model(): ModelClient {
   return new ModelClient({ apiKey: 'sk-ant-test', baseURL: api.url, models: { frontier: 'claude-opus-5-5', mid: 'claude-sonnet-5-5', fast: 'claude-haiku-5-5' }, log, spend, maxRetries: 0 });
 }
 
-const plan = { summary: 'add subtracts', files_to_change: ['add.js'], files_to_read: [], steps: ['use +'], verification: 'npm test', confidence: 0.9 };
+const plan = { summary: 'add subtracts', files_to_change: ['add.js'], files_to_read: [], steps: ['use +'], verification: 'npm test', estimated_changed_lines: 1, confidence: 0.9 };
 
 describe('the agent loop', () => {
   it('runs tools until the terminal tool, sending a valid conversation with cached prefix', async () => {

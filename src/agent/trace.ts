@@ -1,5 +1,6 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { sanitise } from '../report/sanitise.js';
 
 export type TraceEvent =
   | { type: 'stage'; stage: string; phase: 'start' | 'end'; result?: string; detail?: unknown }
@@ -19,6 +20,7 @@ export class Trace {
   }
 
   write(event: TraceEvent): void {
-    appendFileSync(this.file, `${JSON.stringify({ at: new Date().toISOString(), ...event })}\n`);
+    // Command output and model text can carry what a repository printed: redact like a comment.
+    appendFileSync(this.file, `${sanitise(JSON.stringify({ at: new Date().toISOString(), ...event }))}\n`);
   }
 }

@@ -19,6 +19,13 @@ export const RepoConfigSchema = z
       .strict()
       .optional(),
     max_rounds: z.number().int().min(1).max(10).optional().describe('code ⇄ validate rounds before escalating (default 3)'),
+    checkpoint: z
+      .strictObject({
+        min_confidence: z.number().min(0).max(1).optional().describe('below this plan confidence, stop after planning and ask to go ahead (default 0.5)'),
+        max_files: z.number().int().min(1).optional().describe('above this many files to change, ask first (default 10)'),
+        max_lines: z.number().int().min(1).optional().describe('above this many estimated changed lines, ask first (default 400)'),
+      })
+      .optional(),
     budgets: z
       .strictObject({
         max_model_calls: z.number().int().min(1).max(2000).optional().describe('model calls per job (default 120)'),
@@ -45,6 +52,17 @@ export function budgetsOf(config: RepoConfig): Budgets {
     maxMinutes: b.max_minutes ?? DEFAULT_BUDGETS.maxMinutes,
     dailyCostUsd: b.daily_cost_usd ?? DEFAULT_BUDGETS.dailyCostUsd,
   };
+}
+
+export interface CheckpointRule {
+  minConfidence: number;
+  maxFiles: number;
+  maxLines: number;
+}
+
+export function checkpointOf(config: RepoConfig): CheckpointRule {
+  const c = config.checkpoint ?? {};
+  return { minConfidence: c.min_confidence ?? 0.5, maxFiles: c.max_files ?? 10, maxLines: c.max_lines ?? 400 };
 }
 
 export class RepoConfigError extends Error {

@@ -1,3 +1,4 @@
+import type { Plan } from '../agent/tools/submit-plan.js';
 /** Marks the app's status comment so it can be found and edited in place. */
 export const STATUS_MARKER = '<!-- issue-agent:status -->';
 
@@ -73,5 +74,27 @@ export function questionsComment(questions: string[], author: string): string {
     ...questions.map((q, i) => `${i + 1}. ${q}`),
     '',
     'Reply in a comment; then someone with write access re-adds the `agent` label and the job starts with your answers.',
+  ].join('\n');
+}
+
+/** A plan that waits for a writer's go: what would change and why. */
+export function checkpointComment(plan: Plan, reasons: string[], spend: string): string {
+  return [
+    STATUS_MARKER,
+    '**issue-agent** ✋ stopped after planning: here is what I would change and why',
+    '',
+    `It stopped because ${reasons.join('; ')}.`,
+    '',
+    `**Plan:** ${plan.summary}`,
+    '',
+    ...plan.steps.map((s, i) => `${i + 1}. ${s}`),
+    '',
+    `Files: ${plan.files_to_change.map((f) => `\`${f}\``).join(', ')} (about ${plan.estimated_changed_lines} changed lines, confidence ${plan.confidence})`,
+    '',
+    `Verification: ${plan.verification}`,
+    '',
+    'To go ahead with this plan, someone with write access re-adds the `agent` label; the job then starts from this plan. To change course, say so in a comment first.',
+    '',
+    `<sub>spend: ${spend}</sub>`,
   ].join('\n');
 }

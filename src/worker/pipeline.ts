@@ -6,14 +6,15 @@ import { repositoryRules } from '../agent/context.js';
 import { ModelClient, ModelError } from '../agent/model.js';
 import type { Stuck } from '../agent/stuck.js';
 import { describeTallies, tallyToolCalls } from '../agent/tools/stats.js';
+import type { Plan } from '../agent/tools/submit-plan.js';
 import { Trace } from '../agent/trace.js';
 import type { AppConfig } from '../config/env.js';
-import { budgetsOf, parseRepoConfig, REPO_CONFIG_PATH, RepoConfigError } from '../config/repo-config.js';
+import { budgetsOf, checkpointOf, parseRepoConfig, REPO_CONFIG_PATH, RepoConfigError } from '../config/repo-config.js';
 import { WRITE_PERMISSIONS, type GitHubRepo, type IssueComment } from '../github/facade.js';
-import { branchName, jobId, type JobData } from '../queue/jobs.js';
+import { branchName, issueKey, jobId, type JobData } from '../queue/jobs.js';
 import { escalationComment } from '../report/escalation.js';
 import { prBody } from '../report/pr-body.js';
-import { questionsComment, STATUS_MARKER, statusComment, type StatusState } from '../report/status.js';
+import { checkpointComment, questionsComment, STATUS_MARKER, statusComment, type StatusState } from '../report/status.js';
 import { ensureMirror } from '../sandbox/mirror.js';
 import type { Runner } from '../sandbox/runner.js';
 import { commitPaths, committedStat, createWorkTree, diff, push, PushRejectedError, readBaseFile, type WorkTree } from '../sandbox/worktree.js';
@@ -31,7 +32,20 @@ const DEFAULT_MAX_ROUNDS = 3;
 export type Outcome =
   | { kind: 'pr'; url: string; number: number; created: boolean }
   | { kind: 'stuck'; reason: string; evidence: string; failingCommand?: string }
-  | { kind: 'needs-info'; questions: string[] };
+  | { kind: 'needs-info'; questions: string[] }
+  | { kind: 'checkpoint'; reasons: string[] };
+
+/** A plan that stopped for a writer's go, with what it was planned against. */
+export interface PlanCheckpoint {
+  plan: Plan;
+  acceptanceCriteria: string[];
+  baseSha: string;
+}
+
+export interface PlanStore {
+  save(issue: string, c: PlanCheckpoint): Promise<void>;
+  take(issue: string): Promise<PlanCheckpoint | undefined>;
+}
 
 /** Dollars spent per repository per day, across jobs and workers. */
 export interface DailySpend {
@@ -47,6 +61,7 @@ export interface PipelineDeps {
   /** Where the job's one status comment is: made by the web, or here when it did not. */
   statusRef: { get(): Promise<number | undefined>; set(commentId: number): Promise<void> };
   dailySpend?: DailySpend;
+  planStore?: PlanStore;
   log: Logger;
   onToolCall?: (tool: string, ok: boolean, errorCode?: string) => void;
 }
@@ -127,16 +142,23 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     }
     const guard = () => budgetStop(spend, budgets, started);
     const repoRules = await repositoryRules(readDefault, repoConfig.instructions);
+    // A writer's go after a checkpoint: resume from that plan, not from scratch.
+    const resumed = await deps.planStore?.take(issueKey(job));
+    if (resumed) trace.write({ type: 'note', message: 'resumed from a checkpointed plan', detail: { baseSha: resumed.baseSha } });
     const model = new ModelClient({ apiKey: deps.config.anthropicApiKey, baseURL: deps.config.anthropicBaseUrl, models: deps.config.models, log, spend, trace });
 
     // Scope: is this a bounded, verifiable task? Decided before anything is cloned.
-    const [comments, layout] = await Promise.all([gh.issueComments(job.issueNumber), gh.rootEntries(repo.defaultBranch)]);
-    const scoped = await stage('scope', async () =>
-      scopeStage({ model, trace, log, onToolCall, guard }, { issue, comments: await scopeComments(comments), layout, rules: repoRules }),
-    );
-    if (scoped.kind === 'needs-info') return await askForInformation(scoped.questions);
-    if (scoped.kind === 'stuck') throw new Escalation(scoped);
-    asked.splice(0, asked.length, ...scoped.value.acceptanceCriteria);
+    if (resumed) {
+      asked.splice(0, asked.length, ...resumed.acceptanceCriteria);
+    } else {
+      const [comments, layout] = await Promise.all([gh.issueComments(job.issueNumber), gh.rootEntries(repo.defaultBranch)]);
+      const scoped = await stage('scope', async () =>
+        scopeStage({ model, trace, log, onToolCall, guard }, { issue, comments: await scopeComments(comments), layout, rules: repoRules }),
+      );
+      if (scoped.kind === 'needs-info') return await askForInformation(scoped.questions);
+      if (scoped.kind === 'stuck') throw new Escalation(scoped);
+      asked.splice(0, asked.length, ...scoped.value.acceptanceCriteria);
+    }
 
     await postStatus({ phase: 'planning' });
     const branch = branchName(issue.number, issue.title);
@@ -156,9 +178,28 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     // fails on the default branch is visible as such.
     const baseline = await validateStage({ ...validateDeps, stage: 'baseline' }, checks);
 
-    const planned = await stage('plan', () => planStage(stageDeps, { issue, acceptanceCriteria: asked, repoRules, checks: checks.map((c) => c.command) }));
-    if (planned.kind !== 'done') throw new Escalation(planned.kind === 'stuck' ? planned : { reason: 'needs-info', evidence: planned.questions.join('; ') });
-    const plan = planned.value;
+    let plan: Plan;
+    if (resumed) {
+      plan = resumed.plan;
+    } else {
+      const planned = await stage('plan', () => planStage(stageDeps, { issue, acceptanceCriteria: asked, repoRules, checks: checks.map((c) => c.command) }));
+      if (planned.kind !== 'done') throw new Escalation(planned.kind === 'stuck' ? planned : { reason: 'needs-info', evidence: planned.questions.join('; ') });
+      plan = planned.value;
+      const rule = checkpointOf(repoConfig);
+      const reasons = [
+        ...(plan.confidence < rule.minConfidence ? [`confidence ${plan.confidence} is below ${rule.minConfidence}`] : []),
+        ...(plan.files_to_change.length > rule.maxFiles ? [`${plan.files_to_change.length} files to change is more than ${rule.maxFiles}`] : []),
+        ...(plan.estimated_changed_lines > rule.maxLines ? [`about ${plan.estimated_changed_lines} changed lines is more than ${rule.maxLines}`] : []),
+      ];
+      if (reasons.length > 0 && deps.planStore) {
+        await deps.planStore.save(issueKey(job), { plan, acceptanceCriteria: asked, baseSha: tree.baseSha });
+        await gh.addLabels(job.issueNumber, [LABEL_NEEDS_INFO]);
+        await gh.removeLabel(job.issueNumber, LABEL_WORKING);
+        await writeComment(checkpointComment(plan, reasons, spend.describe()));
+        trace.write({ type: 'note', message: 'checkpoint after planning', detail: reasons });
+        return { kind: 'checkpoint', reasons };
+      }
+    }
     tried.push(...plan.steps.map((s) => `plan: ${s}`));
     const maxRounds = repoConfig.max_rounds ?? DEFAULT_MAX_ROUNDS;
     const editable = new Set(plan.files_to_change.map((f) => path.normalize(f)));

@@ -9,7 +9,7 @@ import { bullConnection } from '../queue/redis.js';
 import type { StatusRefs } from '../queue/status-ref.js';
 import { statusComment } from '../report/status.js';
 import type { Runner } from '../sandbox/runner.js';
-import { LABEL_STUCK, LABEL_WORKING, runPipeline, type DailySpend, type Outcome } from './pipeline.js';
+import { LABEL_STUCK, LABEL_WORKING, runPipeline, type DailySpend, type Outcome, type PlanStore } from './pipeline.js';
 
 export interface WorkerDeps {
   config: AppConfig;
@@ -18,6 +18,7 @@ export interface WorkerDeps {
   redisUrl: string;
   statusRefs: StatusRefs;
   dailySpend?: DailySpend;
+  planStore?: PlanStore;
   prefix?: string;
   log: Logger;
 }
@@ -43,6 +44,7 @@ export function startWorker(deps: WorkerDeps): Worker<JobData, Outcome> {
       const outcome = await runPipeline(data, {
         statusRef,
         dailySpend: deps.dailySpend,
+        planStore: deps.planStore,
         config: { ...deps.config, anthropicBaseUrl: deps.config.env.ANTHROPIC_BASE_URL },
         runner: deps.runner,
         gh,

@@ -150,6 +150,7 @@ export const CALC_PLAN = {
   files_to_read: ['test/add.test.js'],
   steps: ['Remove the negative-number branch in add()', 'Run npm test'],
   verification: 'npm test: "adds a negative number" passes',
+  estimated_changed_lines: 1,
   confidence: 0.9,
 };
 

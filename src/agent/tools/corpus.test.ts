@@ -136,7 +136,7 @@ interface Case {
   readOnly?: boolean;
 }
 
-const validPlan = { summary: 'add() subtracts; make it add.', files_to_change: ['src/utils.ts'], files_to_read: [], steps: ['fix add'], verification: 'npm test', confidence: 0.8 };
+const validPlan = { summary: 'add() subtracts; make it add.', files_to_change: ['src/utils.ts'], files_to_read: [], steps: ['fix add'], verification: 'npm test', estimated_changed_lines: 1, confidence: 0.8 };
 
 const CASES: Case[] = [
   // unknown tools, including near-misses
