@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Tier } from '../config/env.js';
 import type { ModelClient, MessageParam, ToolSpec } from './model.js';
-import { StuckDetector, type Stuck } from './stuck.js';
+import { StuckDetector, type Stuck, type StuckLimits } from './stuck.js';
 import { answerText, callTool, inputJsonSchema, type Tool, type ToolContext } from './tools/tool.js';
 import type { Trace } from './trace.js';
 
@@ -22,6 +22,7 @@ export interface LoopOptions {
   onToolCall?: (tool: string, ok: boolean, errorCode?: string) => void;
   /** Job-wide limits (budgets, wall clock), checked before every model call. */
   guard?: () => Stuck | undefined;
+  stuckLimits?: StuckLimits;
 }
 
 export function toolSpecs(tools: readonly Tool[]): ToolSpec[] {
@@ -35,7 +36,7 @@ export function toolSpecs(tools: readonly Tool[]): ToolSpec[] {
 export async function runLoop(o: LoopOptions): Promise<LoopResult> {
   const tools = toolSpecs(o.tools);
   const messages: MessageParam[] = [{ role: 'user', content: [{ type: 'text', text: o.task }] }];
-  const stuck = new StuckDetector();
+  const stuck = new StuckDetector(o.stuckLimits);
   for (let turn = 1; turn <= o.maxTurns; turn++) {
     const over = o.guard?.();
     if (over) return { kind: 'stuck', ...over };

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseDocument } from 'yaml';
 import { DEFAULT_BUDGETS, type Budgets } from '../agent/budget.js';
+import { DEFAULT_STUCK_LIMITS, type StuckLimits } from '../agent/stuck.js';
 
 export const REPO_CONFIG_PATH = '.github/agent.yml';
 
@@ -24,6 +25,14 @@ export const RepoConfigSchema = z
         min_confidence: z.number().min(0).max(1).optional().describe('below this plan confidence, stop after planning and ask to go ahead (default 0.5)'),
         max_files: z.number().int().min(1).optional().describe('above this many files to change, ask first (default 10)'),
         max_lines: z.number().int().min(1).optional().describe('above this many estimated changed lines, ask first (default 400)'),
+      })
+      .optional(),
+    stuck: z
+      .strictObject({
+        tool_failures_in_a_row: z.number().int().min(2).max(50).optional().describe('one tool failing this many times in a row (default 5)'),
+        same_failing_call: z.number().int().min(2).max(50).optional().describe('the same failing call this many times (default 3)'),
+        turns_without_action: z.number().int().min(1).max(20).optional().describe('model turns in a row without a tool call (default 3)'),
+        cycle_repeats: z.number().int().min(2).max(20).optional().describe('repetitions of a call cycle with no edit (default 3)'),
       })
       .optional(),
     budgets: z
@@ -51,6 +60,16 @@ export function budgetsOf(config: RepoConfig): Budgets {
     maxCostUsd: b.max_cost_usd ?? DEFAULT_BUDGETS.maxCostUsd,
     maxMinutes: b.max_minutes ?? DEFAULT_BUDGETS.maxMinutes,
     dailyCostUsd: b.daily_cost_usd ?? DEFAULT_BUDGETS.dailyCostUsd,
+  };
+}
+
+export function stuckLimitsOf(config: RepoConfig): StuckLimits {
+  const c = config.stuck ?? {};
+  return {
+    toolFailuresInARow: c.tool_failures_in_a_row ?? DEFAULT_STUCK_LIMITS.toolFailuresInARow,
+    sameFailingCall: c.same_failing_call ?? DEFAULT_STUCK_LIMITS.sameFailingCall,
+    turnsWithoutAction: c.turns_without_action ?? DEFAULT_STUCK_LIMITS.turnsWithoutAction,
+    cycleRepeats: c.cycle_repeats ?? DEFAULT_STUCK_LIMITS.cycleRepeats,
   };
 }
 

@@ -78,6 +78,7 @@ export async function codeStage(deps: StageDeps, input: CodeInput): Promise<Stag
     log: deps.log,
     onToolCall: deps.onToolCall,
     guard: deps.guard,
+    stuckLimits: deps.stuckLimits,
   });
   if (result.kind === 'stuck') return result;
   return { kind: 'done', value: FinishSchema.parse(result.input) };

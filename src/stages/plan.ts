@@ -44,6 +44,7 @@ export async function planStage(deps: StageDeps, input: PlanInput): Promise<Stag
     log: deps.log,
     onToolCall: deps.onToolCall,
     guard: deps.guard,
+    stuckLimits: deps.stuckLimits,
   });
   if (result.kind === 'stuck') return result;
   return { kind: 'done', value: PlanSchema.parse(result.input) };

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { ModelClient } from '../agent/model.js';
-import type { Stuck } from '../agent/stuck.js';
+import type { Stuck, StuckLimits } from '../agent/stuck.js';
 import type { Trace } from '../agent/trace.js';
 import type { Runner } from '../sandbox/runner.js';
 
@@ -17,4 +17,6 @@ export interface StageDeps {
   onToolCall?: (tool: string, ok: boolean, errorCode?: string) => void;
   /** Job-wide budgets and wall clock, checked before every model call. */
   guard?: () => Stuck | undefined;
+  /** The repository's stuck-detector limits. */
+  stuckLimits?: StuckLimits;
 }

@@ -9,7 +9,7 @@ import { describeTallies, tallyToolCalls } from '../agent/tools/stats.js';
 import type { Plan } from '../agent/tools/submit-plan.js';
 import { Trace } from '../agent/trace.js';
 import type { AppConfig } from '../config/env.js';
-import { budgetsOf, checkpointOf, parseRepoConfig, REPO_CONFIG_PATH, RepoConfigError } from '../config/repo-config.js';
+import { budgetsOf, checkpointOf, stuckLimitsOf, parseRepoConfig, REPO_CONFIG_PATH, RepoConfigError } from '../config/repo-config.js';
 import { WRITE_PERMISSIONS, type GitHubRepo, type IssueComment } from '../github/facade.js';
 import { branchName, issueKey, jobId, type JobData } from '../queue/jobs.js';
 import { escalationComment } from '../report/escalation.js';
@@ -166,7 +166,7 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     wt = await createWorkTree({ dataDir: deps.config.dataDir, mirrorPath, jobKey: key, baseBranch: repo.defaultBranch, branch });
     const tree = wt;
     trace.write({ type: 'note', message: 'work tree ready', detail: { branch, base: repo.defaultBranch, baseSha: tree.baseSha } });
-    const stageDeps: StageDeps = { model, runner: deps.runner, workTree: tree.path, sandboxReadOnlyPaths: [mirrorPath], trace, log, onToolCall, guard };
+    const stageDeps: StageDeps = { model, runner: deps.runner, workTree: tree.path, sandboxReadOnlyPaths: [mirrorPath], trace, log, onToolCall, guard, stuckLimits: stuckLimitsOf(repoConfig) };
     const validateDeps = { runner: deps.runner, workTree: tree.path, sandboxReadOnlyPaths: [mirrorPath], trace, stage: 'validate' };
     const { install, checks } = await detectChecks((p) => readBaseFile(tree, p), repoConfig);
     if (checks.length === 0) {
