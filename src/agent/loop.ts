@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Tier } from '../config/env.js';
 import type { ModelClient, MessageParam, ToolSpec } from './model.js';
+import { maybeCompact, type CompactionOptions } from './compaction.js';
 import { StuckDetector, type Stuck, type StuckLimits } from './stuck.js';
 import { answerText, callTool, inputJsonSchema, type Tool, type ToolContext } from './tools/tool.js';
 import type { Trace } from './trace.js';
@@ -23,6 +24,8 @@ export interface LoopOptions {
   /** Job-wide limits (budgets, wall clock), checked before every model call. */
   guard?: () => Stuck | undefined;
   stuckLimits?: StuckLimits;
+  /** Rolling compaction of old tool outputs; off when unset. */
+  compaction?: CompactionOptions;
 }
 
 export function toolSpecs(tools: readonly Tool[]): ToolSpec[] {
@@ -75,6 +78,10 @@ export async function runLoop(o: LoopOptions): Promise<LoopResult> {
     if (done) return done;
     if (stop) return { kind: 'stuck', ...stop };
     messages.push({ role: 'user', content: results });
+    if (o.compaction) {
+      const compacted = await maybeCompact(messages, o.compaction);
+      if (compacted > 0) o.trace?.write({ type: 'note', message: 'compacted', detail: { stage: o.stage, turn, outputs: compacted } });
+    }
   }
   return { kind: 'stuck', reason: 'budget-turns', evidence: `${o.maxTurns} model turns used without finishing the ${o.stage} stage` };
 }

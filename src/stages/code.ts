@@ -1,5 +1,8 @@
 import { issueBlock, quote, systemPrompt, type IssueText } from '../agent/context.js';
+import { readFile as readFileText } from 'node:fs/promises';
+import { DEFAULT_COMPACTION, type CompactionOptions } from '../agent/compaction.js';
 import { runLoop } from '../agent/loop.js';
+import { assertNotSymlink, resolveInTree } from '../agent/tools/paths.js';
 import { createFile } from '../agent/tools/create-file.js';
 import { editFile } from '../agent/tools/edit-file.js';
 import { FinishSchema, finishChange, type Finish } from '../agent/tools/finish-change.js';
@@ -30,6 +33,8 @@ export interface CodeInput {
   editable: Set<string>;
   scopeRequests: Array<{ path: string; reason: string }>;
   maxTurns?: number;
+  /** Overrides of the compaction thresholds (tests use small ones). */
+  compaction?: Partial<Pick<CompactionOptions, 'thresholdTokens' | 'keepRecentTurns'>>;
 }
 
 function planBlock(plan: Plan): string {
@@ -46,6 +51,28 @@ function planBlock(plan: Plan): string {
       .filter(Boolean)
       .join('\n'),
   );
+}
+
+const SNAPSHOT_FILE_CHARS = 8_000;
+
+/**
+ * The latest content of the files this change touched: the part of the keep-set that
+ * compaction must never drop. Read through the same guards as the tools (no links, no .git).
+ */
+export async function touchedSnapshot(workTree: string, touched: Set<string>): Promise<string> {
+  const parts: string[] = [];
+  for (const rel of [...touched].sort()) {
+    try {
+      const { abs } = await resolveInTree(workTree, rel);
+      await assertNotSymlink(abs, rel);
+      const text = await readFileText(abs, 'utf8');
+      const shown = text.length > SNAPSHOT_FILE_CHARS ? `${text.slice(0, SNAPSHOT_FILE_CHARS)}\n[… ${text.length - SNAPSHOT_FILE_CHARS} more characters; read_file for the rest]` : text;
+      parts.push(quote('file', shown, { path: rel }));
+    } catch {
+      parts.push(quote('file', '(deleted or no longer readable)', { path: rel }));
+    }
+  }
+  return parts.length ? `The files you changed, as they are now:\n${parts.join('\n')}` : '';
 }
 
 /** Writes the change with file access scoped to the plan (mid tier). */
@@ -79,6 +106,7 @@ export async function codeStage(deps: StageDeps, input: CodeInput): Promise<Stag
     onToolCall: deps.onToolCall,
     guard: deps.guard,
     stuckLimits: deps.stuckLimits,
+    compaction: { ...DEFAULT_COMPACTION, ...input.compaction, snapshot: () => touchedSnapshot(deps.workTree, input.touched) },
   });
   if (result.kind === 'stuck') return result;
   return { kind: 'done', value: FinishSchema.parse(result.input) };

@@ -1,4 +1,5 @@
 import { issueBlock, quote, systemPrompt, type IssueText } from '../agent/context.js';
+import { DEFAULT_COMPACTION } from '../agent/compaction.js';
 import { runLoop } from '../agent/loop.js';
 import { listFiles } from '../agent/tools/list-files.js';
 import { readFile } from '../agent/tools/read-file.js';
@@ -45,6 +46,7 @@ export async function planStage(deps: StageDeps, input: PlanInput): Promise<Stag
     onToolCall: deps.onToolCall,
     guard: deps.guard,
     stuckLimits: deps.stuckLimits,
+    compaction: DEFAULT_COMPACTION,
   });
   if (result.kind === 'stuck') return result;
   return { kind: 'done', value: PlanSchema.parse(result.input) };
