@@ -68,7 +68,7 @@ export async function startScenario(): Promise<Scenario> {
   app.stderr!.on('data', (d: Buffer) => (output += d.toString()));
   const appUrl = `http://127.0.0.1:${port}`;
 
-  const waitFor = async <T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 120_000): Promise<T> => {
+  const waitFor = async <T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 150_000): Promise<T> => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const v = await probe();
