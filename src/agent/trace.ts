@@ -9,6 +9,11 @@ export type TraceEvent =
   | { type: 'command'; stage: string; name: string; command: string; exitCode: number | null; timedOut: boolean; durationMs: number; output: string }
   | { type: 'note'; message: string; detail?: unknown };
 
+/** The file name of a job's trace. */
+export function traceFileName(jobKey: string): string {
+  return `${jobKey.replace(/[^A-Za-z0-9_.-]+/g, '_')}.jsonl`;
+}
+
 /** A job's JSONL trace under DATA_DIR/traces, one line per event. */
 export class Trace {
   readonly file: string;
@@ -16,7 +21,7 @@ export class Trace {
   constructor(dataDir: string, jobKey: string) {
     const dir = path.join(dataDir, 'traces');
     mkdirSync(dir, { recursive: true });
-    this.file = path.join(dir, `${jobKey.replace(/[^A-Za-z0-9_.-]+/g, '_')}.jsonl`);
+    this.file = path.join(dir, traceFileName(jobKey));
   }
 
   write(event: TraceEvent): void {
