@@ -36,7 +36,7 @@ describe('detecting the checks', () => {
 describe('the failure excerpt', () => {
   it('puts the lines that name failures first, then the tail', () => {
     const tail = ['TAP version 13', 'not ok 2 - adds a negative number', ...Array.from({ length: 30 }, (_, i) => `  detail ${i}`), '# fail 1'].join('\n');
-    const excerpt = failureExcerpt({ name: 'test', command: 'npm test', ok: false, exitCode: 1, timedOut: false, durationMs: 1, tail }, 5).split('\n');
+    const excerpt = failureExcerpt({ name: 'test', command: 'npm test', ok: false, exitCode: 1, timedOut: false, durationMs: 1, tail, output: tail }, 5).split('\n');
     expect(excerpt[0]).toBe('not ok 2 - adds a negative number');
     expect(excerpt[1]).toBe('…');
     expect(excerpt.at(-1)).toBe('# fail 1');

@@ -17,8 +17,10 @@ export interface CheckResult {
   exitCode: number | null;
   timedOut: boolean;
   durationMs: number;
-  /** The last lines of output, for people and the coder. */
+  /** The last lines of output, for people. */
   tail: string;
+  /** The whole (sandbox-capped) output, for the failure parsers: a failure may be mid-log. */
+  output: string;
 }
 
 export interface ValidationReport {
@@ -89,7 +91,7 @@ function tailOf(output: string, lines = 60): string {
 }
 
 export function toCheckResult(check: Check, r: RunResult): CheckResult {
-  return { name: check.name, command: check.command, ok: r.exitCode === 0 && !r.timedOut, exitCode: r.exitCode, timedOut: r.timedOut, durationMs: r.durationMs, tail: tailOf(r.output) };
+  return { name: check.name, command: check.command, ok: r.exitCode === 0 && !r.timedOut, exitCode: r.exitCode, timedOut: r.timedOut, durationMs: r.durationMs, tail: tailOf(r.output), output: r.output };
 }
 
 export interface ValidateDeps {
@@ -149,10 +151,3 @@ export function failureSignature(report: ValidationReport): string {
     .join('\n');
 }
 
-/** The failure as the coder reads it: each failing command with its exit and last lines. */
-export function failureForCoder(report: ValidationReport): string {
-  return report.results
-    .filter((r) => !r.ok)
-    .map((r) => `$ ${r.command}\n${r.timedOut ? 'timed out' : `exit code ${r.exitCode}`}\n${r.tail}`)
-    .join('\n\n');
-}

@@ -21,8 +21,9 @@ import { commitPaths, committedStat, createWorkTree, diff, push, PushRejectedErr
 import { codeStage } from '../stages/code.js';
 import { planStage } from '../stages/plan.js';
 import { scopeStage } from '../stages/scope.js';
+import { summariseFailures } from '../stages/failure-summary.js';
 import type { StageDeps } from '../stages/types.js';
-import { detectChecks, failureExcerpt, failureForCoder, failureSignature, runCheck, validateStage, type CheckResult, type ValidationReport } from '../stages/validate.js';
+import { detectChecks, failureExcerpt, failureSignature, runCheck, validateStage, type CheckResult, type ValidationReport } from '../stages/validate.js';
 
 export const LABEL_WORKING = 'agent:working';
 export const LABEL_STUCK = 'agent:stuck';
@@ -230,7 +231,8 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
         throw new Escalation({ reason: 'same-failure', evidence: `rounds ${round - 1} and ${round} failed the same way (${signature.split('\n')[0]})` }, report.failed);
       }
       lastSignature = signature;
-      failure = failureForCoder(report);
+      const failedReport = report;
+      failure = await stage('summary', () => summariseFailures(stageDeps, failedReport));
     }
     if (!report?.ok) throw new Escalation({ reason: 'rounds-exhausted', evidence: `the checks still fail after ${maxRounds} rounds of code ⇄ validate` }, report?.failed);
 

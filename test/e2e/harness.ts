@@ -128,10 +128,10 @@ function systemText(req: Anthropic.MessageCreateParams): string {
 }
 
 /** Which stage a request belongs to, and how many assistant turns it already holds. */
-export function stageOf(req: Anthropic.MessageCreateParams): { stage: 'scope' | 'plan' | 'code' | 'other'; turn: number; repair: boolean } {
+export function stageOf(req: Anthropic.MessageCreateParams): { stage: 'scope' | 'plan' | 'code' | 'summary' | 'other'; turn: number; repair: boolean } {
   const system = systemText(req);
   const tools = (req.tools ?? []).map((t) => ('name' in t ? t.name : ''));
-  const stage = tools.includes('accept_task') ? 'scope' : system.includes('Stage: PLAN') ? 'plan' : system.includes('Stage: CODE') ? 'code' : 'other';
+  const stage = tools.includes('accept_task') ? 'scope' : tools.includes('report_failure') ? 'summary' : system.includes('Stage: PLAN') ? 'plan' : system.includes('Stage: CODE') ? 'code' : 'other';
   const first = req.messages[0];
   const task = first && typeof first.content !== 'string' ? first.content.map((b) => (b.type === 'text' ? b.text : '')).join('') : String(first?.content ?? '');
   return { stage, turn: req.messages.filter((m) => m.role === 'assistant').length, repair: task.includes('<validation-failure>') };
@@ -142,6 +142,12 @@ export const use = (name: string, input: unknown): ScriptedBlock => ({ type: 'to
 export const CALC_SCOPE = {
   summary: 'add() must add negative numbers instead of subtracting them.',
   acceptance_criteria: ['npm test passes, including "adds a negative number"', 'add(2, -3) returns -1'],
+};
+
+export const CALC_FAILURE_SUMMARY = {
+  likely_cause: 'add() does not return a + b for a negative b (SUMMARY-MARKER).',
+  locations: [{ path: 'add.js', line: 2 }],
+  excerpt: 'not ok 2 - adds a negative number',
 };
 
 export const CALC_PLAN = {
@@ -196,6 +202,7 @@ export function calcModel(opts: { wrongFix?: boolean; mistakes?: boolean; toolEr
       }
     }
     if (stage === 'scope') return { content: [use('accept_task', CALC_SCOPE)] };
+    if (stage === 'summary') return { content: [use('report_failure', CALC_FAILURE_SUMMARY)] };
     if (opts.mistakes && (stage === 'plan' || (stage === 'code' && !repair))) {
       const steps = stage === 'plan' ? MISTAKEN_PLAN : MISTAKEN_CODE;
       return { content: steps[Math.min(turn, steps.length - 1)]! };

@@ -211,6 +211,12 @@ describe('a labeled issue becomes a tested pull request', () => {
     });
     expect(status.body).toContain('**Failing command:** `npm test`');
     expect(status.body).toContain('**no-progress**');
+    // The coder got the failure report (parsed failures plus the fast-tier summary), not the raw log.
+    const repair = s.anthropic.requests.map((r) => JSON.stringify(r.messages[0])).find((m) => m.includes('<validation-failure>'))!;
+    expect(repair).toMatch(/node-test: \d+ failing/);
+    expect(repair).toContain('adds a negative number');
+    expect(repair).toContain('Likely cause: add() does not return a + b for a negative b (SUMMARY-MARKER).');
+    expect(repair).not.toContain('TAP version');
     expect(status.body).toContain('not ok 2 - adds a negative number');
     // Paths of the host's work tree never reach a comment.
     expect(status.body).not.toContain(s.dataDir);

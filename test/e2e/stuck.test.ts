@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ScriptedBlock, ScriptedModel } from '../stand-ins/anthropic/server.js';
-import { CALC_PLAN, CALC_REPO, CALC_SCOPE, OWNER, stageOf, startScenario, use, type Scenario } from './harness.js';
+import { CALC_FAILURE_SUMMARY, CALC_PLAN, CALC_REPO, CALC_SCOPE, OWNER, stageOf, startScenario, use, type Scenario } from './harness.js';
 
 let s: Scenario;
 const figures: string[] = [];
@@ -20,6 +20,7 @@ function modelWith(behaviour: { plan?: (turn: number) => ScriptedBlock[]; code?:
   return (req) => {
     const { stage, turn, repair } = stageOf(req);
     if (stage === 'scope') return { content: [use('accept_task', CALC_SCOPE)] };
+    if (stage === 'summary') return { content: [use('report_failure', CALC_FAILURE_SUMMARY)] };
     if (stage === 'plan') return { content: behaviour.plan?.(turn) ?? [use('submit_plan', CALC_PLAN)] };
     if (stage === 'code' && behaviour.code) return { content: behaviour.code(turn, repair) };
     return { content: [{ type: 'text', text: 'nothing to do' }] };
