@@ -40,5 +40,7 @@ describe('.github/agent.yml', () => {
     expect(checkpointOf(c).minConfidence).toBe(0.7);
     expect(problems('budgets:\n  max_cost_usd: -1\n')).toEqual([expect.stringMatching(/^budgets\.max_cost_usd: /)]);
     expect(problems('stuck:\n  retries: 3\n')).toEqual([expect.stringMatching(/^stuck: .*retries/)]);
+    expect(parseRepoConfig('models:\n  mid: claude-opus-5-5\n').models).toEqual({ mid: 'claude-opus-5-5' });
+    expect(problems('models:\n  fast: "gpt 4; rm -rf"\n')).toEqual([expect.stringMatching(/^models\.fast: /)]);
   });
 });

@@ -27,6 +27,13 @@ export const RepoConfigSchema = z
         max_lines: z.number().int().min(1).optional().describe('above this many estimated changed lines, ask first (default 400)'),
       })
       .optional(),
+    models: z
+      .strictObject({
+        frontier: z.string().regex(/^[a-z0-9][a-z0-9._-]{2,100}$/).optional().describe('model id for planning'),
+        mid: z.string().regex(/^[a-z0-9][a-z0-9._-]{2,100}$/).optional().describe('model id for coding'),
+        fast: z.string().regex(/^[a-z0-9][a-z0-9._-]{2,100}$/).optional().describe('model id for scoping and log summaries'),
+      })
+      .optional(),
     stuck: z
       .strictObject({
         tool_failures_in_a_row: z.number().int().min(2).max(50).optional().describe('one tool failing this many times in a row (default 5)'),

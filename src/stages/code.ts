@@ -60,8 +60,14 @@ const SNAPSHOT_FILE_CHARS = 8_000;
  * compaction must never drop. Read through the same guards as the tools (no links, no .git).
  */
 export async function touchedSnapshot(workTree: string, touched: Set<string>): Promise<string> {
+  const files = await filesBlock(workTree, [...touched].sort());
+  return files ? `The files you changed, as they are now:\n${files}` : '';
+}
+
+/** Files quoted for a prompt, each capped, read through the tools' guards. */
+async function filesBlock(workTree: string, files: string[]): Promise<string> {
   const parts: string[] = [];
-  for (const rel of [...touched].sort()) {
+  for (const rel of files) {
     try {
       const { abs } = await resolveInTree(workTree, rel);
       await assertNotSymlink(abs, rel);
@@ -69,17 +75,20 @@ export async function touchedSnapshot(workTree: string, touched: Set<string>): P
       const shown = text.length > SNAPSHOT_FILE_CHARS ? `${text.slice(0, SNAPSHOT_FILE_CHARS)}\n[… ${text.length - SNAPSHOT_FILE_CHARS} more characters; read_file for the rest]` : text;
       parts.push(quote('file', shown, { path: rel }));
     } catch {
-      parts.push(quote('file', '(deleted or no longer readable)', { path: rel }));
+      parts.push(quote('file', '(does not exist yet, or is not readable)', { path: rel }));
     }
   }
-  return parts.length ? `The files you changed, as they are now:\n${parts.join('\n')}` : '';
+  return parts.join('\n');
 }
 
 /** Writes the change with file access scoped to the plan (mid tier). */
 export async function codeStage(deps: StageDeps, input: CodeInput): Promise<StageResult<Finish>> {
+  // The stage's scoped inputs: the plan's files, not the whole tree (cached with the task).
+  const planFiles = await filesBlock(deps.workTree, input.plan.files_to_change.slice(0, 8));
   const task = [
     issueBlock(input.issue),
     planBlock(input.plan),
+    ...(planFiles ? [`The files the plan names, as they were when this round started:\n${planFiles}`] : []),
     input.failure
       ? `${quote('validation-failure', input.failure)}\n\nThe repository checks failed after your change. Fix the cause, then call finish_change again.`
       : 'Make the change.',

@@ -146,7 +146,9 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     // A writer's go after a checkpoint: resume from that plan, not from scratch.
     const resumed = await deps.planStore?.take(issueKey(job));
     if (resumed) trace.write({ type: 'note', message: 'resumed from a checkpointed plan', detail: { baseSha: resumed.baseSha } });
-    const model = new ModelClient({ apiKey: deps.config.anthropicApiKey, baseURL: deps.config.anthropicBaseUrl, models: deps.config.models, log, spend, trace });
+    // The repository may pick other models per tier; the key and gateway stay the operator's.
+    const models = { ...deps.config.models, ...repoConfig.models };
+    const model = new ModelClient({ apiKey: deps.config.anthropicApiKey, baseURL: deps.config.anthropicBaseUrl, models, log, spend, trace });
 
     // Scope: is this a bounded, verifiable task? Decided before anything is cloned.
     if (resumed) {
