@@ -6,13 +6,15 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Queue, Worker } from 'bullmq';
 import { calcModel, CALC_REPO, OWNER, startScenario } from '../test/e2e/harness.js';
 import { jobId } from '../src/queue/jobs.js';
 import { tallyToolCalls, type ToolTally } from '../src/agent/tools/stats.js';
+import { formatFailureReport, parseFailureOutput } from '../src/stages/failure-report.js';
+import { runLongStage } from '../test/helpers/long-stage.js';
 
 // Async on purpose: the stand-ins serve git from this very process.
 const run = promisify(execFile);
@@ -23,7 +25,38 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
+/** Input tokens per step of a 61-step coding stage, with compaction and without (the baseline). */
+async function compactionFigures(): Promise<void> {
+  const withIt = await runLongStage({ compaction: true });
+  const without = await runLongStage({ compaction: false });
+  const at = (r: { inputPerStep: number[] }, n: number) => r.inputPerStep[n - 1] ?? NaN;
+  console.log('long coding stage (61 steps: reads, noisy commands, edits), input tokens per step');
+  console.log('  step        10       30       60   cache reads');
+  for (const [name, r] of [['compaction', withIt], ['none', without]] as const) {
+    console.log(`  ${name.padEnd(10)} ${String(at(r, 10)).padStart(6)}  ${String(at(r, 30)).padStart(7)}  ${String(at(r, 60)).padStart(7)}   ${((100 * r.cacheReadShare) | 0)}%`);
+  }
+  console.log(`  step 60 with compaction is ${(at(withIt, 60) / at(without, 60)).toFixed(2)}× the input without it; ${(at(withIt, 60) / at(withIt, 10)).toFixed(2)}× its own step 10`);
+}
+
+/** Raw bytes of a 10,000-line failing log against the report the coder receives. */
+async function logReportFigures(): Promise<void> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ia-bench-log-'));
+  try {
+    const lines = ["const test = require('node:test');", "const assert = require('node:assert');"];
+    for (let i = 0; i < 2500; i++) lines.push(i === 1250 ? "test('the one that fails', () => { assert.strictEqual(1 + 1, 3); });" : `test('passes number ${i}', () => { assert.ok(true); });`);
+    writeFileSync(path.join(dir, 'big.test.js'), `${lines.join('\n')}\n`);
+    const out = await run(process.execPath, ['--test', '--test-reporter=tap'], { cwd: dir, maxBuffer: 64 * 1024 * 1024 }).catch((e: { stdout: string }) => e);
+    const log = out.stdout;
+    const report = formatFailureReport(parseFailureOutput(log, 'npm test'));
+    console.log(`failing test log: ${log.split('\n').length} lines, ${Buffer.byteLength(log)} bytes raw → ${Buffer.byteLength(report)} bytes of report (${((100 * Buffer.byteLength(report)) / Buffer.byteLength(log)).toFixed(2)}%), naming "${report.includes('the one that fails') ? 'the one that fails' : 'NOT FOUND'}"`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
+  await logReportFigures();
+  await compactionFigures();
   const s = await startScenario();
   const webhookToStart: number[] = [];
   const labelToPr: number[] = [];
@@ -79,6 +112,20 @@ async function main(): Promise<void> {
       }
     }
 
+    // Share of input tokens that were cache-eligible (read from or written to the prompt cache).
+    let cacheRead = 0;
+    let cacheWrite = 0;
+    let allInput = 0;
+    for (const f of readdirSync(traceDir)) {
+      for (const line of readFileSync(path.join(traceDir, f), 'utf8').trim().split('\n')) {
+        const e = JSON.parse(line) as { type: string; usage?: Record<string, number> };
+        if (e.type !== 'model' || !e.usage) continue;
+        cacheRead += e.usage.cache_read_input_tokens ?? 0;
+        cacheWrite += e.usage.cache_creation_input_tokens ?? 0;
+        allInput += (e.usage.input_tokens ?? 0) + (e.usage.cache_read_input_tokens ?? 0) + (e.usage.cache_creation_input_tokens ?? 0);
+      }
+    }
+
     // Baseline 1: the bare queue hop, enqueue → a worker starts it, on the same Redis.
     const hops: number[] = [];
     const q = new Queue('bench-hop', { connection: { url: s.redis.url } });
@@ -121,6 +168,7 @@ async function main(): Promise<void> {
     for (const [tool, t] of Object.entries(tallies).sort(([a], [b]) => a.localeCompare(b))) {
       console.log(`  ${tool.padEnd(16)} ${String(t.calls).padStart(5)}  ${pct(t.firstTry, t.calls).padStart(15)}  ${String(t.recovered).padStart(9)}  ${String(t.failed).padStart(6)}`);
     }
+    console.log(`prompt cache over those jobs: ${pct(cacheRead + cacheWrite, allInput)} of ${allInput} input tokens cache-eligible (${pct(cacheRead, allInput)} read, ${pct(cacheWrite, allInput)} written)`);
     console.log(`  samples: webhook→start [${webhookToStart.map(fmt).join(', ')}], label→PR [${labelToPr.map(fmt).join(', ')}]`);
   } finally {
     await s.stop();
