@@ -126,7 +126,9 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
   let wt: WorkTree | undefined;
 
   await postStatus({ phase: 'scoping' });
-  const [repo, issue] = await Promise.all([gh.repoInfo(), gh.issue(job.issueNumber)]);
+  const [repo, issueInfo] = await Promise.all([gh.repoInfo(), gh.issue(job.issueNumber)]);
+  // An issue opened by someone without write access is data from outside: say so to the model.
+  const issue = { ...issueInfo, authorIsWriter: issueInfo.author === job.sender || WRITE_PERMISSIONS.has(await gh.permission(issueInfo.author)) };
   const repoKey = `${gh.ref.owner}/${gh.ref.repo}`.toLowerCase();
   await gh.addLabels(job.issueNumber, [LABEL_WORKING]);
   // A new attempt starts clean. Writes are throttled a second apart, so only what is there.
