@@ -21,11 +21,19 @@ export class RedisPlanStore implements PlanStore {
     await this.redis.set(this.key(issue), JSON.stringify(c), 'EX', TTL_S);
   }
 
-  /** Takes the checkpoint: it is used once, by the attempt a writer started. */
-  async take(issue: string): Promise<PlanCheckpoint | undefined> {
-    const raw = await this.redis.getdel(this.key(issue));
+  /** The checkpoint; it stays until clear(), so a retried job still resumes from it. */
+  async load(issue: string): Promise<PlanCheckpoint | undefined> {
+    const raw = await this.redis.get(this.key(issue));
     if (!raw) return undefined;
-    const parsed = CheckpointSchema.safeParse(JSON.parse(raw));
-    return parsed.success ? parsed.data : undefined;
+    try {
+      const parsed = CheckpointSchema.safeParse(JSON.parse(raw));
+      return parsed.success ? parsed.data : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async clear(issue: string): Promise<void> {
+    await this.redis.del(this.key(issue));
   }
 }

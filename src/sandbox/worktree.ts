@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { sanitise } from '../report/sanitise.js';
 import { authEnv, git, GitError } from './git.js';
 import { assertNoTokenInConfig } from './mirror.js';
 import { withRetries } from './retry.js';
@@ -123,6 +124,12 @@ export async function readBaseFile(wt: Pick<WorkTree, 'path' | 'baseSha'>, relPa
   return (await git(['cat-file', 'blob', entry[2]!], { cwd: wt.path })).stdout;
 }
 
+/** The commit at HEAD, or undefined while nothing was committed on top of the base. */
+export async function headIfCommitted(wt: WorkTree): Promise<string | undefined> {
+  const head = (await git(['rev-parse', 'HEAD'], { cwd: wt.path })).stdout.trim();
+  return head === wt.baseSha ? undefined : head;
+}
+
 /** The diffstat of what was committed on top of the base. */
 export async function committedStat(wt: WorkTree): Promise<string> {
   await assertGitIntact(wt);
@@ -156,7 +163,8 @@ export async function commitPaths(wt: WorkTree, paths: string[], opts: { message
     GIT_COMMITTER_NAME: opts.authorName,
     GIT_COMMITTER_EMAIL: opts.authorEmail,
   };
-  await git(['commit', '-q', '--no-verify', '-F', '-'], { cwd: wt.path, env, input: opts.message });
+  // The message carries model-written text and goes to GitHub: the same sanitiser as comments.
+  await git(['commit', '-q', '--no-verify', '-F', '-'], { cwd: wt.path, env, input: sanitise(opts.message) });
   return (await git(['rev-parse', 'HEAD'], { cwd: wt.path })).stdout.trim();
 }
 

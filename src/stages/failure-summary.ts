@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { quote, systemPrompt } from '../agent/context.js';
 import { runLoop } from '../agent/loop.js';
+import { ModelError } from '../agent/model.js';
 import { FailureSummarySchema, reportFailure } from '../agent/tools/report-failure.js';
 import type { Tool } from '../agent/tools/tool.js';
 import { formatFailureReport, parseFailureOutput } from './failure-report.js';
@@ -51,6 +52,10 @@ export async function summariseFailures(deps: Pick<StageDeps, 'model' | 'trace' 
       log: deps.log,
       guard: deps.guard,
       onToolCall: deps.onToolCall,
+    }).catch((err: unknown) => {
+      // The summary is a help, not a gate: a model failure here leaves the parsed report.
+      if (err instanceof ModelError) return { kind: 'stuck' as const, reason: 'retry-limit' as const, evidence: err.message };
+      throw err;
     });
     if (result.kind !== 'done') {
       deps.log.info({ reason: result.reason }, 'the failure summary gave nothing; using the parsed report alone');

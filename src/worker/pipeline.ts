@@ -17,7 +17,7 @@ import { prBody } from '../report/pr-body.js';
 import { checkpointComment, questionsComment, STATUS_MARKER, statusComment, type StatusState } from '../report/status.js';
 import { ensureMirror } from '../sandbox/mirror.js';
 import type { Runner } from '../sandbox/runner.js';
-import { commitPaths, committedStat, createWorkTree, diff, push, PushRejectedError, readBaseFile, type WorkTree } from '../sandbox/worktree.js';
+import { commitPaths, committedStat, createWorkTree, diff, headIfCommitted, push, PushRejectedError, readBaseFile, type WorkTree } from '../sandbox/worktree.js';
 import { codeStage } from '../stages/code.js';
 import { planStage } from '../stages/plan.js';
 import { scopeStage } from '../stages/scope.js';
@@ -45,7 +45,9 @@ export interface PlanCheckpoint {
 
 export interface PlanStore {
   save(issue: string, c: PlanCheckpoint): Promise<void>;
-  take(issue: string): Promise<PlanCheckpoint | undefined>;
+  load(issue: string): Promise<PlanCheckpoint | undefined>;
+  /** Drops the checkpoint once a job that used it has ended (PR or escalation). */
+  clear(issue: string): Promise<void>;
 }
 
 /** Dollars spent per repository per day, across jobs and workers. */
@@ -146,7 +148,7 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     const guard = () => budgetStop(spend, budgets, started);
     const repoRules = await repositoryRules(readDefault, repoConfig.instructions);
     // A writer's go after a checkpoint: resume from that plan, not from scratch.
-    const resumed = await deps.planStore?.take(issueKey(job));
+    const resumed = await deps.planStore?.load(issueKey(job));
     if (resumed) trace.write({ type: 'note', message: 'resumed from a checkpointed plan', detail: { baseSha: resumed.baseSha } });
     // The repository may pick other models per tier; the key and gateway stay the operator's.
     const models = { ...deps.config.models, ...repoConfig.models };
@@ -186,9 +188,11 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     let plan: Plan;
     if (resumed) {
       plan = resumed.plan;
+      if (resumed.baseSha !== tree.baseSha) trace.write({ type: 'note', message: 'the default branch moved since the checkpointed plan', detail: { planned: resumed.baseSha, now: tree.baseSha } });
     } else {
       const planned = await stage('plan', () => planStage(stageDeps, { issue, acceptanceCriteria: asked, repoRules, checks: checks.map((c) => c.command) }));
-      if (planned.kind !== 'done') throw new Escalation(planned.kind === 'stuck' ? planned : { reason: 'needs-info', evidence: planned.questions.join('; ') });
+      if (planned.kind === 'needs-info') return await askForInformation(planned.questions);
+      if (planned.kind === 'stuck') throw new Escalation(planned);
       plan = planned.value;
       const rule = checkpointOf(repoConfig);
       const reasons = [
@@ -236,7 +240,8 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       }
       lastSignature = signature;
       const failedReport = report;
-      failure = await stage('summary', () => summariseFailures(stageDeps, failedReport));
+      // The last round's failure goes to the report, not to another round: no summary needed.
+      if (round < maxRounds) failure = await stage('summary', () => summariseFailures(stageDeps, failedReport));
     }
     if (!report?.ok) throw new Escalation({ reason: 'rounds-exhausted', evidence: `the checks still fail after ${maxRounds} rounds of code ⇄ validate` }, report?.failed);
 
@@ -276,6 +281,7 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     await gh.removeLabel(job.issueNumber, LABEL_WORKING);
     await postStatus({ phase: 'done', pullUrl: pr.htmlUrl });
     trace.write({ type: 'note', message: 'delivered', detail: { pr: pr.htmlUrl, sha } });
+    if (resumed) await deps.planStore?.clear(issueKey(job));
     return { kind: 'pr', url: pr.htmlUrl, number: pr.number, created: pr.created };
   } catch (err) {
     const esc = toEscalation(err);
@@ -287,6 +293,7 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       // tries once more to say so on the issue.
       throw new UnrecoverableError(`could not report the escalation (${esc.stuck.reason}): ${reportErr instanceof Error ? reportErr.message : String(reportErr)}`);
     });
+    await deps.planStore?.clear(issueKey(job)).catch(() => {});
     return { kind: 'stuck', reason: esc.stuck.reason, evidence: esc.stuck.evidence, failingCommand: esc.failure?.command };
   } finally {
     trace.write({ type: 'note', message: 'tool calls', detail: tallyToolCalls(toolCalls) });
@@ -328,7 +335,8 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     if (wt && touched.size > 0) {
       const wipBranch = `agent/wip/issue-${job.issueNumber}-attempt-${job.attempt}`;
       try {
-        const sha = await commitPaths(wt, [...touched], { message: `WIP: ${issue.title}\n\nStopped: ${esc.stuck.reason}`, authorName: deps.bot.name, authorEmail: deps.bot.email });
+        // A change that passed the checks may already be committed (a rejected push).
+        const sha = (await commitPaths(wt, [...touched], { message: `WIP: ${issue.title}\n\nStopped: ${esc.stuck.reason}`, authorName: deps.bot.name, authorEmail: deps.bot.email })) ?? (await headIfCommitted(wt));
         if (sha) {
           await push(wt, { remoteUrl: repo.cloneUrl, branch: wipBranch, token: await gh.gitToken() });
           wip = { branch: wipBranch, url: `${repo.htmlUrl}/tree/${wipBranch}` };
