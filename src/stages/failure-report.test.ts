@@ -77,6 +77,7 @@ test('subtracts wrongly', () => {
 test.describe('suite', () => { test.it('inner fails', () => { throw new Error('boom inner'); }); });
 `;
 
+// Runners may run files (and cargo, tests) in parallel: failure order is compared sorted.
 describe("node's test runner (live)", () => {
   const dir = project({ 'a.test.js': NODE_TEST });
 
@@ -85,7 +86,7 @@ describe("node's test runner (live)", () => {
     expect(status).not.toBe(0);
     const parsed = parseFailureOutput(output, 'node --test');
     expect(parsed.runner).toBe('node-test');
-    expect(parsed.failures.map((f) => f.name)).toEqual(['subtracts wrongly', 'suite > inner fails']);
+    expect(parsed.failures.map((f) => f.name).sort()).toEqual(['subtracts wrongly', 'suite > inner fails'].sort());
     const sub = byName(parsed, 'subtracts wrongly');
     expect(sub.message).toMatch(/AssertionError: Expected values to be strictly equal/);
     expectAt(sub, /a\.test\.js$/, 5, 10);
@@ -98,7 +99,7 @@ describe("node's test runner (live)", () => {
     const { output } = run(process.execPath, ['--test', '--test-reporter=spec'], dir, { FORCE_COLOR: '1' });
     const parsed = parseFailureOutput(output);
     expect(parsed.runner).toBe('node-test');
-    expect(parsed.failures.map((f) => f.name)).toEqual(['subtracts wrongly', 'inner fails']);
+    expect(parsed.failures.map((f) => f.name).sort()).toEqual(['subtracts wrongly', 'inner fails'].sort());
     expectAt(byName(parsed, 'subtracts wrongly'), /a\.test\.js$/, 5, 10);
     expect(byName(parsed, 'inner fails').message).toContain('Error: boom inner');
   });
@@ -134,7 +135,7 @@ it('top-level throws', () => { throw new Error('kaboom'); });
     expect(status).not.toBe(0);
     const parsed = parseFailureOutput(output, 'npx vitest run');
     expect(parsed.runner).toBe('vitest');
-    expect(parsed.failures.map((f) => f.name)).toEqual(['math > multiplies wrongly', 'top-level throws']);
+    expect(parsed.failures.map((f) => f.name).sort()).toEqual(['math > multiplies wrongly', 'top-level throws'].sort());
     const mult = byName(parsed, 'math > multiplies wrongly');
     expect(mult.message).toContain('AssertionError: expected 6 to be 7');
     expectAt(mult, 'math.test.js', 5, 19);
@@ -195,7 +196,7 @@ class TestThing:
 
 function checkPytest(parsed: ParsedFailure) {
   expect(parsed.runner).toBe('pytest');
-  expect(parsed.failures.map((f) => f.name)).toEqual(['tests/test_x.py::test_add_wrong', 'tests/test_x.py::TestThing::test_raises']);
+  expect(parsed.failures.map((f) => f.name).sort()).toEqual(['tests/test_x.py::test_add_wrong', 'tests/test_x.py::TestThing::test_raises'].sort());
   const wrong = byName(parsed, 'tests/test_x.py::test_add_wrong');
   expect(wrong.message).toBe('assert 4 == 5');
   expectAt(wrong, 'tests/test_x.py', 8);
@@ -260,7 +261,7 @@ func TestPanics(t *testing.T) {
 function checkGo(parsed: ParsedFailure) {
   expect(parsed.runner).toBe('go-test');
   // The parent TestTable fails only through its subtest, which is what is reported.
-  expect(parsed.failures.map((f) => f.name)).toEqual(['TestAddWrong', 'TestTable/case_one', 'TestPanics']);
+  expect(parsed.failures.map((f) => f.name).sort()).toEqual(['TestAddWrong', 'TestTable/case_one', 'TestPanics'].sort());
   const wrong = byName(parsed, 'TestAddWrong');
   expect(wrong.message).toBe('Add(2, 2) = 4, want 5');
   expectAt(wrong, 'calc_test.go', 13);
@@ -321,7 +322,8 @@ mod tests {
 
 function checkCargo(parsed: ParsedFailure) {
   expect(parsed.runner).toBe('cargo-test');
-  expect(parsed.failures.map((f) => f.name)).toEqual(['tests::adds_wrong', 'tests::panics_plain']);
+  // cargo runs tests on parallel threads: the order of failures varies between runs.
+  expect(parsed.failures.map((f) => f.name).sort()).toEqual(['tests::adds_wrong', 'tests::panics_plain'].sort());
   const wrong = byName(parsed, 'tests::adds_wrong');
   expect(wrong.message).toMatch(/^assertion `left == right` failed/);
   expectAt(wrong, 'src/lib.rs', 16, 9);
