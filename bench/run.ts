@@ -94,31 +94,23 @@ async function main(): Promise<void> {
     s.github.addIssue(OWNER, 'calc-mistakes', { number: 1, title: 'add() is wrong for negative numbers', body: 'x', user: 'maintainer' });
     await s.label({ repo: 'calc-mistakes', issueNumber: 1, title: 'add() is wrong for negative numbers', body: 'x' });
     await s.waitFor('the final status', () => s.github.comments(OWNER, 'calc-mistakes', 1)[0]?.body.includes('✅ done') || undefined);
+    // One pass over the jobs' traces: tool calls per job (a recovery never spans two jobs,
+    // so tallies are made per job, then summed) and the prompt-cache share of input tokens.
     const traceDir = path.join(s.dataDir, 'data', 'traces');
     const calls: Array<{ tool: string; ok: boolean }> = [];
-    for (const f of readdirSync(traceDir)) {
-      for (const line of readFileSync(path.join(traceDir, f), 'utf8').trim().split('\n')) {
-        const e = JSON.parse(line) as { type: string; tool?: string; ok?: boolean };
-        if (e.type === 'tool') calls.push({ tool: e.tool!, ok: e.ok! });
-      }
-    }
-    // Tallied per job, then summed: a recovery never spans two jobs.
     const tallies: Record<string, ToolTally> = {};
-    for (const f of readdirSync(traceDir)) {
-      const jobCalls = readFileSync(path.join(traceDir, f), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; tool?: string; ok?: boolean }).filter((e) => e.type === 'tool').map((e) => ({ tool: e.tool!, ok: e.ok! }));
-      for (const [tool, t] of Object.entries(tallyToolCalls(jobCalls))) {
-        const sum = (tallies[tool] ??= { calls: 0, firstTry: 0, recovered: 0, failed: 0, errors: 0 });
-        for (const k of Object.keys(t) as Array<keyof ToolTally>) sum[k] += t[k];
-      }
-    }
-
-    // Share of input tokens that were cache-eligible (read from or written to the prompt cache).
     let cacheRead = 0;
     let cacheWrite = 0;
     let allInput = 0;
     for (const f of readdirSync(traceDir)) {
-      for (const line of readFileSync(path.join(traceDir, f), 'utf8').trim().split('\n')) {
-        const e = JSON.parse(line) as { type: string; usage?: Record<string, number> };
+      const events = readFileSync(path.join(traceDir, f), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; tool?: string; ok?: boolean; usage?: Record<string, number> });
+      const jobCalls = events.filter((e) => e.type === 'tool').map((e) => ({ tool: e.tool!, ok: e.ok! }));
+      calls.push(...jobCalls);
+      for (const [tool, t] of Object.entries(tallyToolCalls(jobCalls))) {
+        const sum = (tallies[tool] ??= { calls: 0, firstTry: 0, recovered: 0, failed: 0, errors: 0 });
+        for (const k of Object.keys(t) as Array<keyof ToolTally>) sum[k] += t[k];
+      }
+      for (const e of events) {
         if (e.type !== 'model' || !e.usage) continue;
         cacheRead += e.usage.cache_read_input_tokens ?? 0;
         cacheWrite += e.usage.cache_creation_input_tokens ?? 0;

@@ -1,7 +1,6 @@
-import { STATUS_MARKER } from './status.js';
+import { fence, STATUS_MARKER } from './status.js';
 
 export interface EscalationReport {
-  issueNumber: number;
   /** What was asked: the acceptance criteria, or the issue title when there are none yet. */
   asked: string[];
   /** What was tried, one line each: the plan's steps and each round's outcome. */
@@ -16,11 +15,6 @@ export interface EscalationReport {
   spend: { modelCalls: number; inputTokens: number; outputTokens: number; costUsd: number; seconds: number };
 }
 
-function fence(text: string): string {
-  const longest = Math.max(2, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
-  const ticks = '`'.repeat(longest + 1);
-  return `${ticks}\n${text}\n${ticks}`;
-}
 
 /** What a maintainer can do next, specific to why the job stopped. */
 export function nextSteps(reason: string, e: Pick<EscalationReport, 'wip' | 'failingCommand'>): string[] {

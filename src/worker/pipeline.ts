@@ -349,7 +349,6 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     await gh.removeLabel(job.issueNumber, LABEL_WORKING);
     await writeComment(
       escalationComment({
-        issueNumber: job.issueNumber,
         asked,
         tried,
         reason: esc.stuck.reason,

@@ -173,6 +173,12 @@ const INSTALLATION_PERMISSIONS = { contents: 'write', issues: 'write', pull_requ
 const INSTALLATION_EVENTS = ['issues', 'issue_comment', 'pull_request', 'pull_request_review'];
 const REACTIONS = ['+1', '-1', 'laugh', 'confused', 'heart', 'hooray', 'rocket', 'eyes'] as const;
 
+/** The boolean permission flags GitHub derives from a role. */
+function permissionFlags(role: string): Record<'admin' | 'maintain' | 'push' | 'triage' | 'pull', boolean> {
+  const rank = ['none', 'read', 'triage', 'write', 'maintain', 'admin'].indexOf(role);
+  return { admin: rank >= 5, maintain: rank >= 4, push: rank >= 3, triage: rank >= 2, pull: rank >= 1 };
+}
+
 function now(): string {
   return new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
@@ -322,13 +328,7 @@ export async function startGitHubStandIn(opts: { dataDir?: string } = {}): Promi
       pushed_at: r.pushedAt,
       created_at: r.createdAt,
       updated_at: r.pushedAt,
-      permissions: {
-        admin: perm === 'admin',
-        maintain: ['admin', 'maintain'].includes(perm),
-        push: ['admin', 'maintain', 'write'].includes(perm),
-        triage: ['admin', 'maintain', 'write', 'triage'].includes(perm),
-        pull: perm !== 'none',
-      },
+      permissions: permissionFlags(perm),
       allow_rebase_merge: true,
       allow_squash_merge: true,
       allow_merge_commit: true,
@@ -729,13 +729,7 @@ export async function startGitHubStandIn(opts: { dataDir?: string } = {}): Promi
           role_name: role,
           user: {
             ...u,
-            permissions: {
-              admin: role === 'admin',
-              maintain: ['admin', 'maintain'].includes(role),
-              push: ['admin', 'maintain', 'write'].includes(role),
-              triage: ['admin', 'maintain', 'write', 'triage'].includes(role),
-              pull: role !== 'none',
-            },
+            permissions: permissionFlags(role),
             role_name: role,
           },
         },
