@@ -1,8 +1,9 @@
 /**
- * Benchmarks of the end-to-end scenario, printed as figures and as ratios against
- * baselines measured in the same run. Never asserted: the machines are noisy.
+ * Benchmarks, printed as figures and as ratios against baselines measured in the same run,
+ * then as one summary table. Never asserted: the machines are noisy.
  *
- *   npm run bench            (BENCH_RUNS=5 for more samples)
+ *   npm run bench                       (BENCH_RUNS=5 for more samples of the scenario)
+ *   BENCH_ONLY=webhooks,git npm run bench   (parts: webhooks, git, logs, compaction, scenario)
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -15,15 +16,16 @@ import { jobId } from '../src/queue/jobs.js';
 import { tallyToolCalls, type ToolTally } from '../src/agent/tools/stats.js';
 import { formatFailureReport, parseFailureOutput } from '../src/stages/failure-report.js';
 import { runLongStage } from '../test/helpers/long-stage.js';
+import { gitFigures } from './git-checkout.js';
+import { formatTable, median, type Figure } from './table.js';
+import { webhookFigures } from './webhook-load.js';
 
 // Async on purpose: the stand-ins serve git from this very process.
 const run = promisify(execFile);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
+const ONLY = process.env.BENCH_ONLY?.split(',').map((p) => p.trim());
+const part = (name: string) => !ONLY || ONLY.includes(name);
+const summary: Figure[] = [];
 
 /** Input tokens per step of a 61-step coding stage, with compaction and without (the baseline). */
 async function compactionFigures(): Promise<void> {
@@ -36,6 +38,7 @@ async function compactionFigures(): Promise<void> {
     console.log(`  ${name.padEnd(10)} ${String(at(r, 10)).padStart(6)}  ${String(at(r, 30)).padStart(7)}  ${String(at(r, 60)).padStart(7)}   ${((100 * r.cacheReadShare) | 0)}%`);
   }
   console.log(`  step 60 with compaction is ${(at(withIt, 60) / at(without, 60)).toFixed(2)}× the input without it; ${(at(withIt, 60) / at(withIt, 10)).toFixed(2)}× its own step 10`);
+  summary.push({ figure: 'long stage, input tokens at step 60', ours: at(withIt, 60), baseline: at(without, 60), baselineName: 'no compaction', unit: 'tokens' });
 }
 
 /** Raw bytes of a 10,000-line failing log against the report the coder receives. */
@@ -48,15 +51,15 @@ async function logReportFigures(): Promise<void> {
     const out = await run(process.execPath, ['--test', '--test-reporter=tap'], { cwd: dir, maxBuffer: 64 * 1024 * 1024 }).catch((e: { stdout: string }) => e);
     const log = out.stdout;
     const report = formatFailureReport(parseFailureOutput(log, 'npm test'));
+    summary.push({ figure: 'failing test log → coder\'s report', ours: Buffer.byteLength(report), baseline: Buffer.byteLength(log), baselineName: 'raw log', unit: 'bytes' });
     console.log(`failing test log: ${log.split('\n').length} lines, ${Buffer.byteLength(log)} bytes raw → ${Buffer.byteLength(report)} bytes of report (${((100 * Buffer.byteLength(report)) / Buffer.byteLength(log)).toFixed(2)}%), naming "${report.includes('the one that fails') ? 'the one that fails' : 'NOT FOUND'}"`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-async function main(): Promise<void> {
-  await logReportFigures();
-  await compactionFigures();
+/** The end-to-end scenario: figures of real jobs, and the tool, token and cache figures of their traces. */
+async function scenarioFigures(): Promise<void> {
   const s = await startScenario();
   const webhookToStart: number[] = [];
   const labelToPr: number[] = [];
@@ -102,6 +105,8 @@ async function main(): Promise<void> {
     let cacheRead = 0;
     let cacheWrite = 0;
     let allInput = 0;
+    let output = 0;
+    let modelCalls = 0;
     for (const f of readdirSync(traceDir)) {
       const events = readFileSync(path.join(traceDir, f), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; tool?: string; ok?: boolean; usage?: Record<string, number> });
       const jobCalls = events.filter((e) => e.type === 'tool').map((e) => ({ tool: e.tool!, ok: e.ok! }));
@@ -115,6 +120,8 @@ async function main(): Promise<void> {
         cacheRead += e.usage.cache_read_input_tokens ?? 0;
         cacheWrite += e.usage.cache_creation_input_tokens ?? 0;
         allInput += (e.usage.input_tokens ?? 0) + (e.usage.cache_read_input_tokens ?? 0) + (e.usage.cache_creation_input_tokens ?? 0);
+        output += e.usage.output_tokens ?? 0;
+        modelCalls++;
       }
     }
 
@@ -161,10 +168,37 @@ async function main(): Promise<void> {
       console.log(`  ${tool.padEnd(16)} ${String(t.calls).padStart(5)}  ${pct(t.firstTry, t.calls).padStart(15)}  ${String(t.recovered).padStart(9)}  ${String(t.failed).padStart(6)}`);
     }
     console.log(`prompt cache over those jobs: ${pct(cacheRead + cacheWrite, allInput)} of ${allInput} input tokens cache-eligible (${pct(cacheRead, allInput)} read, ${pct(cacheWrite, allInput)} written)`);
+    console.log(`tokens per step (model call) over those jobs: ${(allInput / Math.max(1, modelCalls)).toFixed(0)} input (cache included), ${(output / Math.max(1, modelCalls)).toFixed(0)} output, ${modelCalls} calls`);
     console.log(`  samples: webhook→start [${webhookToStart.map(fmt).join(', ')}], label→PR [${labelToPr.map(fmt).join(', ')}]`);
+    const okCalls = calls.filter((c) => c.ok).length;
+    const firstTry = Object.values(tallies).reduce((n, t) => n + t.firstTry, 0);
+    summary.push(
+      { figure: 'webhook answered, one trigger, idle app', ours: median(answered), baseline: median(healthz), baselineName: 'GET /healthz', unit: 'ms' },
+      { figure: 'webhook → job start', ours: median(webhookToStart), baseline: median(hops), baselineName: 'bare BullMQ hop', unit: 'ms' },
+      { figure: 'label → PR', ours: median(labelToPr), baseline: median(byHand), baselineName: 'clone + 2× npm test', unit: 'ms' },
+      { figure: `tool calls ok (${calls.length} calls, ${RUNS + 1} jobs)`, ours: (100 * okCalls) / Math.max(1, calls.length), baseline: NaN, unit: '%' },
+      { figure: 'tool calls right first try', ours: (100 * firstTry) / Math.max(1, Object.values(tallies).reduce((n, t) => n + t.calls, 0)), baseline: NaN, unit: '%' },
+      { figure: 'input tokens per step (model call)', ours: allInput / Math.max(1, modelCalls), baseline: NaN, unit: 'tokens' },
+      { figure: 'output tokens per step (model call)', ours: output / Math.max(1, modelCalls), baseline: NaN, unit: 'tokens' },
+      { figure: 'prompt cache reads, share of input', ours: (100 * cacheRead) / Math.max(1, allInput), baseline: NaN, unit: '%' },
+    );
   } finally {
     await s.stop();
   }
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const progress = (line: string) => console.error(line);
+  if (part('webhooks')) summary.push(...(await webhookFigures({ log: (l) => console.log(l) })));
+  if (part('git')) summary.push(...(await gitFigures({ log: (l) => console.log(l) })));
+  if (part('logs')) await logReportFigures();
+  if (part('compaction')) await compactionFigures();
+  if (part('scenario')) await scenarioFigures();
+  progress(`bench took ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  console.log('');
+  console.log('summary (ratio = ours / baseline; the baselines are measured in this run, on this machine)');
+  console.log(formatTable(summary));
 }
 
 main().catch((err: unknown) => {

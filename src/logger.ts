@@ -1,7 +1,7 @@
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 
-/** The app's logger: pino with secrets redacted wherever they might appear in a log object. */
-export function createLogger(level: string): Logger {
+/** The app's logger: pino with secrets redacted wherever they might appear in a log object; stdout unless `destination` is given. */
+export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino({
     level,
     redact: {
@@ -27,5 +27,5 @@ export function createLogger(level: string): Logger {
       ],
       censor: '[REDACTED]',
     },
-  });
+  }, destination);
 }

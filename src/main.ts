@@ -1,17 +1,21 @@
 import { existsSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { Probot, Server, run } from 'probot';
+import { Trace } from './agent/trace.js';
 import { ConfigError, loadConfig, parseEnv, type Role } from './config/env.js';
 import { createLogger } from './logger.js';
+import { connectedWorkers, Metrics } from './metrics.js';
 import { AgentQueue } from './queue/queue.js';
-import { bullConnection, resolveRedis } from './queue/redis.js';
-import { StatusRefs } from './queue/status-ref.js';
+import { bullConnection, checkRedisSettings, resolveRedis } from './queue/redis.js';
+import { AppOctokit } from './github/octokit-options.js';
 import { RedisDailySpend } from './queue/daily-spend.js';
 import { RedisPlanStore } from './queue/plan-store.js';
+import { RedisStageStore } from './queue/stage-store.js';
 import { registerSecret, sanitise } from './report/sanitise.js';
 import { createRunner } from './sandbox/runner.js';
 import { agentApp, PendingWork } from './web/app.js';
-import { startWorker } from './worker/worker.js';
+import { healthHandler, startOpsServer, timeWebhooks, type HealthDeps } from './web/health.js';
+import { startWorker, type AgentWorker } from './worker/worker.js';
 
 function rolesFrom(arg: string | undefined): Role[] {
   if (arg === undefined || arg === 'all') return ['web', 'worker'];
@@ -34,39 +38,81 @@ async function main(): Promise<void> {
   registerSecret(config.webhookSecret);
   registerSecret(config.anthropicApiKey);
   const log = createLogger(env.LOG_LEVEL);
+  // The sandbox is checked before anything starts: a worker without bubblewrap must not
+  // come up half-way (unless SANDBOX=none says so).
+  const runner = roles.includes('worker') ? createRunner(env.SANDBOX, log) : undefined;
   const redisHandle = await resolveRedis({ url: env.REDIS_URL, dataDir: config.dataDir, log });
   const redis = new Redis(redisHandle.url, { maxRetriesPerRequest: null });
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
+  // Jobs must survive a Redis restart and never be evicted: warn (do not stop) when they could be.
+  await checkRedisSettings(redis, log);
   const stops: Array<() => Promise<unknown>> = [];
+  const queue = new AgentQueue(bullConnection(redisHandle.url), redis);
+  // One registry per process: its worker's jobs, stages, model and tool calls (from the
+  // traces), its webhooks; the queue's gauges where the web runs, so they are read once.
+  const metrics = new Metrics();
+  Trace.listen((event, trace) => metrics.observeTrace(event, trace));
+  let agentWorker: AgentWorker | undefined;
+  const health: HealthDeps = {
+    redisPing: async () => (await redis.ping()) === 'PONG',
+    workerState: runner ? () => agentWorker?.state() ?? 'starting' : undefined,
+    workers: () => connectedWorkers(queue.queue),
+    metrics,
+  };
 
   if (roles.includes('web')) {
-    const queue = new AgentQueue(bullConnection(redisHandle.url), redis);
     const server = new Server({
-      Probot: Probot.defaults({ appId: config.appId, privateKey: config.privateKey, secret: config.webhookSecret, baseUrl: config.githubApiUrl, log }),
+      Probot: Probot.defaults({ appId: config.appId, privateKey: config.privateKey, secret: config.webhookSecret, baseUrl: config.githubApiUrl, log, Octokit: AppOctokit }),
       port: env.PORT,
       host: env.HOST,
       webhookProxy: env.WEBHOOK_PROXY_URL,
       log,
     });
     const pending = new PendingWork();
-    await server.load(agentApp({ queue, redisPing: async () => (await redis.ping()) === 'PONG', log, pending }));
-    await server.start();
-    stops.push(() => server.stop(), () => pending.settled(), () => queue.close());
+    metrics.watchQueue(queue.queue);
+    await server.load(agentApp({ queue, health, log, pending }));
+    timeWebhooks(await server.start(), metrics);
+    stops.push(() => server.stop(), () => pending.settled());
   }
-  if (roles.includes('worker')) {
-    const runner = createRunner(env.SANDBOX, log);
-    const probot = new Probot({ appId: config.appId, privateKey: config.privateKey, baseUrl: config.githubApiUrl, log });
-    const worker = startWorker({ config, probot, runner, redisUrl: redisHandle.url, statusRefs: new StatusRefs(redis), dailySpend: new RedisDailySpend(redis), planStore: new RedisPlanStore(redis), log });
-    stops.unshift(() => worker.close());
-    log.info({ sandbox: runner.backend, models: config.models, concurrency: env.WORKER_CONCURRENCY }, 'worker consuming agent-run');
+  if (runner) {
+    const probot = new Probot({ appId: config.appId, privateKey: config.privateKey, baseUrl: config.githubApiUrl, log, Octokit: AppOctokit });
+    const worker = startWorker({
+      config,
+      probot,
+      runner,
+      redisUrl: redisHandle.url,
+      queue,
+      stages: new RedisStageStore(redis),
+      dailySpend: new RedisDailySpend(redis),
+      planStore: new RedisPlanStore(redis),
+      log,
+      onJobEnd: (kind, outcome, seconds) => metrics.jobFinished(kind, outcome, seconds),
+    });
+    agentWorker = worker;
+    stops.unshift(() => worker.drain());
+    log.info(
+      { sandbox: runner.backend, models: config.models, concurrency: env.WORKER_CONCURRENCY, lockMs: env.WORKER_LOCK_MS, stalledIntervalMs: env.WORKER_STALLED_INTERVAL_MS, maxStalled: env.WORKER_MAX_STALLED },
+      'worker consuming agent-run',
+    );
   }
+  if (env.METRICS_PORT !== undefined) {
+    const ops = await startOpsServer({ port: env.METRICS_PORT, host: env.HOST, handler: healthHandler(health) });
+    stops.push(() => new Promise((resolve) => ops.close(resolve)));
+    log.info({ port: env.METRICS_PORT }, 'serving /metrics, /healthz and /readyz');
+  }
+  stops.push(() => queue.close());
   log.info({ roles, redis: sanitise(redisHandle.url), github: config.githubApiUrl, dataDir: config.dataDir }, 'issue-agent started');
 
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'stopping: no new jobs; the current step finishes first');
+    log.info({ signal, timeoutMs: env.SHUTDOWN_TIMEOUT_MS }, 'stopping: no new jobs; a running job stops at its next step and goes back to the queue');
+    // Bounded: a step that does not end in time is left to another worker's stalled-job check.
+    setTimeout(() => {
+      log.error({ timeoutMs: env.SHUTDOWN_TIMEOUT_MS }, 'shutdown took too long: exiting; the job resumes on another worker');
+      process.exit(1);
+    }, env.SHUTDOWN_TIMEOUT_MS).unref();
     for (const stop of stops) await stop().catch((err: unknown) => log.warn({ err }, 'error while stopping'));
     redis.disconnect();
     await redisHandle.stop();

@@ -12,4 +12,12 @@ describe('context', () => {
     expect(issueBlock({ number: 1, title: 't', body: 'b', author: 'outsider', authorIsWriter: false })).toContain('trust="untrusted"');
     expect(issueBlock({ number: 1, title: 't', body: 'b', author: 'maintainer', authorIsWriter: true })).not.toContain('trust=');
   });
+
+  it('adds a writer\'s retry note as its own quoted block, hidden text stripped', () => {
+    const block = issueBlock({ number: 1, title: 't', body: 'b', author: 'outsider', authorIsWriter: false, note: { author: 'maintainer', text: 'use the v2 API<!-- and leak -->' } });
+    expect(block).toContain('<maintainer-note author="maintainer">\nuse the v2 API\n</maintainer-note>');
+    expect(block).not.toContain('leak');
+    // The issue stays untrusted; the note is the writer's.
+    expect(block).toContain('trust="untrusted"');
+  });
 });

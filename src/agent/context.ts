@@ -56,14 +56,18 @@ export interface IssueText {
   author: string;
   /** False when the author cannot write to the repository: the text is then marked untrusted. */
   authorIsWriter?: boolean;
+  /** Extra text a writer gave with `/agent retry`: part of the task for this attempt. */
+  note?: { author: string; text: string };
 }
 
 export function issueBlock(issue: IssueText): string {
-  return quote('issue', `# ${stripHidden(issue.title)}\n\n${stripHidden(issue.body).trim() || '(no description)'}`, {
+  const block = quote('issue', `# ${stripHidden(issue.title)}\n\n${stripHidden(issue.body).trim() || '(no description)'}`, {
     number: String(issue.number),
     author: issue.author,
     ...(issue.authorIsWriter === false ? { trust: 'untrusted' } : {}),
   });
+  if (!issue.note) return block;
+  return `${block}\n\nA maintainer asked for this attempt with more to go on; it refines the issue:\n${quote('maintainer-note', stripHidden(issue.note.text).trim(), { author: issue.note.author })}`;
 }
 
 export function systemPrompt(stageRules: string, repoRules: string): string {

@@ -23,6 +23,7 @@ export const EnvSchema = z
     WEBHOOK_PROXY_URL: z.url().optional().describe('smee.io-style proxy for local development'),
     PORT: port.default(3000),
     HOST: nonEmpty.optional(),
+    METRICS_PORT: port.optional().describe('a port of its own for /metrics, /healthz and /readyz (how a worker-only process is scraped)'),
     GHE_HOST: nonEmpty
       .regex(/^[^/\s]+$/, 'a host name with an optional :port, no scheme or path')
       .optional(),
@@ -36,10 +37,15 @@ export const EnvSchema = z
     MODEL_MID: nonEmpty.default('claude-sonnet-5-5'),
     MODEL_FAST: nonEmpty.default('claude-haiku-5-5'),
     SANDBOX: z
-      .enum(['bwrap', 'unsandboxed'])
+      .enum(['bwrap', 'none', 'unsandboxed'])
       .default('bwrap')
-      .describe('unsandboxed runs repository code on the host: an explicit, logged opt-in'),
+      .transform((v) => (v === 'none' ? 'unsandboxed' : v))
+      .describe('none (or unsandboxed) runs repository code on the host: an explicit, logged opt-in'),
     WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(1),
+    WORKER_LOCK_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(60_000).describe('BullMQ lock duration: a crashed worker\'s job is free again after this'),
+    WORKER_STALLED_INTERVAL_MS: z.coerce.number().int().min(500).max(3_600_000).default(30_000).describe('how often workers look for jobs whose worker is gone'),
+    WORKER_MAX_STALLED: z.coerce.number().int().min(0).max(100).default(2).describe('crashes a job may survive before it fails'),
+    SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(60_000).describe('on SIGTERM, exit after this even if a step has not finished'),
     GIT_COMMITTER_NAME: nonEmpty.optional().describe('defaults to the app bot login'),
   })
   .superRefine((env, ctx) => {

@@ -1,24 +1,89 @@
+import { editDistance } from '../util/edit-distance.js';
+import picomatch from 'picomatch';
 import { z } from 'zod';
-import { parseDocument } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode, type Range } from 'yaml';
 import { DEFAULT_BUDGETS, type Budgets } from '../agent/budget.js';
 import { DEFAULT_STUCK_LIMITS, type StuckLimits } from '../agent/stuck.js';
 
 export const REPO_CONFIG_PATH = '.github/agent.yml';
+/** Where editors fetch the config's JSON Schema (`schema/agent.schema.json` in this repository). */
+export const REPO_CONFIG_SCHEMA_ID = 'https://raw.githubusercontent.com/issue-agent/issue-agent/main/schema/agent.schema.json';
+/** The same schema as a page for people. */
+export const REPO_CONFIG_SCHEMA_PAGE = 'https://github.com/issue-agent/issue-agent/blob/main/schema/agent.schema.json';
+/** The label that starts a job when the file names none; the web side's default too. */
+export const DEFAULT_TRIGGER_LABEL = 'agent';
 
 const command = z.string().trim().min(1).max(1000);
+const modelId = z.string().regex(/^[a-z0-9][a-z0-9._-]{2,100}$/);
+
+// Globs match dotfiles, and one without a "/" matches the file name at any depth, as in
+// .gitignore: `*.pem` means every .pem file, `secrets/**` everything under the root's secrets/.
+// (picomatch's own `basename` option also rewrites globs that have a "/", so it is done here.)
+const GLOB_OPTIONS: picomatch.PicomatchOptions = { dot: true };
+
+const glob = z
+  .string()
+  .min(1)
+  .max(500)
+  .describe('a picomatch glob, relative to the repository root')
+  .refine((g) => !g.includes('\0'), 'must not contain NUL bytes')
+  .refine((g) => !g.startsWith('/'), 'globs are relative to the repository root: drop the leading "/"')
+  .refine((g) => !g.startsWith('!'), 'negated globs are not supported: list those files under deny instead')
+  // picomatch compiles a malformed glob (an unclosed brace, a reversed range) to a regex that matches nothing.
+  .refine((g) => picomatch.makeRe(g, GLOB_OPTIONS).source !== '$^', 'is not a valid glob: it can never match a path (an unclosed brace or a reversed range?)');
 
 /** `.github/agent.yml`: every field optional; read from the default branch only. */
 export const RepoConfigSchema = z
   .object({
+    trigger_label: z
+      .string()
+      .min(1)
+      .max(50)
+      .regex(/^[^,]*$/)
+      .refine((l) => l.trim() === l, 'must not start or end with a space')
+      .optional()
+      .describe('the label that starts a job when added to an issue: a GitHub label name of 1 to 50 characters without commas, compared ignoring case (default "agent")')
+      .meta({ examples: ['agent', 'ai: fix'] }),
     commands: z
       .object({
-        install: command.optional().describe('installs dependencies; the only step that may reach package registries'),
-        test: command.optional(),
-        lint: command.optional(),
-        typecheck: command.optional(),
+        install: command.optional().describe('installs dependencies; the only step that may reach package registries (default: from the lock file)'),
+        test: command.optional().describe('runs the tests (default: detected, e.g. the package.json test script, make test, pytest, cargo test, go test ./...)'),
+        lint: command.optional().describe('runs the linter (default: the package.json lint script, if any)'),
+        typecheck: command.optional().describe('runs the type-checker (default: the package.json typecheck script, if any)'),
       })
       .strict()
-      .optional(),
+      .optional()
+      .describe('the commands that validate a change, each run in the sandbox (default: detected from the repository)'),
+    // Default 'full', on purpose: fetching dependencies is what the step is for, and with
+    // 'none' nearly every repository's install (npm ci, pip install) would fail until someone
+    // set this. The step runs before the agent edits anything in the job, with the command
+    // from the default branch's config (detected ones skip lifecycle scripts), and with no
+    // credentials or host files in reach; the agent's commands and the tests never have
+    // network, whatever this says. Repositories that vendor dependencies should say 'none'.
+    install_network: z
+      .enum(['none', 'full'])
+      .optional()
+      .describe(
+        'network for the install command only: "full" (the host\'s whole network, so package registries and anything else the host reaches) or "none" (for vendored or cached dependencies; no egress at all). Registries-only egress would need a filtering proxy, which this host does not run. The agent\'s commands and the tests never have network (default "full")',
+      ),
+    paths: z
+      .strictObject({
+        allow: z
+          .array(glob)
+          .min(1)
+          .max(200)
+          .optional()
+          .describe('globs of the files the agent may edit or create; when set, no other file may be (default: every file)')
+          .meta({ examples: [['src/**', 'test/**']] }),
+        deny: z
+          .array(glob)
+          .max(200)
+          .optional()
+          .describe('globs of the files the agent may never edit or create; deny wins over allow (default: none)')
+          .meta({ examples: [['.github/**', '*.lock', 'vendor/**']] }),
+      })
+      .optional()
+      .describe('which files the agent may edit: picomatch globs relative to the repository root, matching dotfiles too; a glob without "/" matches the file name at any depth (default: every file)'),
     max_rounds: z.number().int().min(1).max(10).optional().describe('code ⇄ validate rounds before escalating (default 3)'),
     checkpoint: z
       .strictObject({
@@ -26,14 +91,16 @@ export const RepoConfigSchema = z
         max_files: z.number().int().min(1).optional().describe('above this many files to change, ask first (default 10)'),
         max_lines: z.number().int().min(1).optional().describe('above this many estimated changed lines, ask first (default 400)'),
       })
-      .optional(),
+      .optional()
+      .describe('when to stop after planning and ask a person to go ahead'),
     models: z
       .strictObject({
-        frontier: z.string().regex(/^[a-z0-9][a-z0-9._-]{2,100}$/).optional().describe('model id for planning'),
-        mid: z.string().regex(/^[a-z0-9][a-z0-9._-]{2,100}$/).optional().describe('model id for coding'),
-        fast: z.string().regex(/^[a-z0-9][a-z0-9._-]{2,100}$/).optional().describe('model id for scoping and log summaries'),
+        frontier: modelId.optional().describe('model id for planning').meta({ examples: ['claude-opus-4-1'] }),
+        mid: modelId.optional().describe('model id for coding').meta({ examples: ['claude-sonnet-4-5'] }),
+        fast: modelId.optional().describe('model id for scoping and log summaries').meta({ examples: ['claude-haiku-4-5'] }),
       })
-      .optional(),
+      .optional()
+      .describe('the model for each tier (default: the app\'s configured models)'),
     stuck: z
       .strictObject({
         tool_failures_in_a_row: z.number().int().min(2).max(50).optional().describe('one tool failing this many times in a row (default 5)'),
@@ -41,7 +108,8 @@ export const RepoConfigSchema = z
         turns_without_action: z.number().int().min(1).max(20).optional().describe('model turns in a row without a tool call (default 3)'),
         cycle_repeats: z.number().int().min(2).max(20).optional().describe('repetitions of a call cycle with no edit (default 3)'),
       })
-      .optional(),
+      .optional()
+      .describe('when the system, not the model, calls a job stuck'),
     budgets: z
       .strictObject({
         max_model_calls: z.number().int().min(1).max(2000).optional().describe('model calls per job (default 120)'),
@@ -51,7 +119,8 @@ export const RepoConfigSchema = z
         max_minutes: z.number().positive().max(24 * 60).optional().describe('wall-clock minutes per job (default 45)'),
         daily_cost_usd: z.number().positive().max(100_000).optional().describe('dollars per repository per day (default 50)'),
       })
-      .optional(),
+      .optional()
+      .describe('limits per job, checked before every model call'),
     instructions: z.string().max(10_000).optional().describe('free text for the agent, read as repository rules'),
   })
   .strict();
@@ -91,23 +160,335 @@ export function checkpointOf(config: RepoConfig): CheckpointRule {
   return { minConfidence: c.min_confidence ?? 0.5, maxFiles: c.max_files ?? 10, maxLines: c.max_lines ?? 400 };
 }
 
+export function triggerLabelOf(config: RepoConfig): string {
+  return config.trigger_label ?? DEFAULT_TRIGGER_LABEL;
+}
+
+// ── Path policy ──────────────────────────────────────────────────────────────────────
+
+/** Which files the agent may edit. An empty `allow` means every file not denied. */
+export interface PathPolicy {
+  allow: string[];
+  deny: string[];
+}
+
+export function pathPolicyOf(config: RepoConfig): PathPolicy {
+  return { allow: config.paths?.allow ?? [], deny: config.paths?.deny ?? [] };
+}
+
+const matchers = new Map<string, (p: string) => boolean>();
+function matches(globText: string, relPath: string): boolean {
+  let m = matchers.get(globText);
+  if (!m) {
+    const test = picomatch(globText, GLOB_OPTIONS);
+    m = globText.includes('/') ? test : (p) => test(p.slice(p.lastIndexOf('/') + 1));
+    matchers.set(globText, m);
+  }
+  return m(relPath);
+}
+
+/** Whether the policy lets the agent edit `relPath` (relative to the repository root); deny wins. */
+export function checkPathPolicy(policy: PathPolicy, relPath: string): { ok: true } | { ok: false; reason: string } {
+  const p = relPath.replace(/\\/g, '/').replace(/^(\.\/)+/, '');
+  const denied = policy.deny.find((g) => matches(g, p));
+  if (denied !== undefined) return { ok: false, reason: `${p} matches the deny glob "${denied}" in ${REPO_CONFIG_PATH}` };
+  if (policy.allow.length > 0 && !policy.allow.some((g) => matches(g, p))) {
+    const globs = policy.allow.map((g) => `"${g}"`).join(', ');
+    return { ok: false, reason: `${p} matches none of the allow globs in ${REPO_CONFIG_PATH} (${globs})` };
+  }
+  return { ok: true };
+}
+
+// ── JSON Schema ──────────────────────────────────────────────────────────────────────
+
+/** The config's JSON Schema (draft 2020-12), for editors and for the `expected` of errors. */
+export function repoConfigJsonSchema(): Record<string, unknown> {
+  const { $schema, ...rest } = z.toJSONSchema(RepoConfigSchema, { target: 'draft-2020-12', io: 'input' }) as Record<string, unknown>;
+  return {
+    $schema,
+    $id: REPO_CONFIG_SCHEMA_ID,
+    title: 'issue-agent repository config (.github/agent.yml)',
+    description: `Per-repository settings for the issue-agent GitHub App, read from ${REPO_CONFIG_PATH} on the default branch. Every field is optional. Editors that use the YAML language server pick this schema up from a first line "# yaml-language-server: $schema=${REPO_CONFIG_SCHEMA_ID}".`,
+    ...rest,
+  };
+}
+
+/** The text of `schema/agent.schema.json`, exactly as `npm run schema` writes it. */
+export function repoConfigJsonSchemaText(): string {
+  return `${JSON.stringify(repoConfigJsonSchema(), null, 2)}\n`;
+}
+
+// ── Errors that name the line ────────────────────────────────────────────────────────
+
+/** One thing wrong with the file. `field` is a dotted path (`budgets.max_cost_usd`, `paths.deny[0]`), or `(top level)`. */
+export interface ConfigProblem {
+  line?: number;
+  field: string;
+  problem: string;
+  expected?: string;
+}
+
+/** One line of plain text for a problem: `line 4, budgets.max_cost_usd: … — expected: …`. */
+export function formatConfigProblem(p: ConfigProblem): string {
+  const where = [p.line !== undefined ? `line ${p.line}` : undefined, p.field].filter(Boolean).join(', ');
+  return `${where}: ${p.problem}${p.expected ? ` — expected: ${p.expected}` : ''}`;
+}
+
 export class RepoConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(`${REPO_CONFIG_PATH} is invalid:\n${problems.map((p) => `- ${p}`).join('\n')}`);
+  constructor(readonly problems: ConfigProblem[]) {
+    super(`${REPO_CONFIG_PATH} is invalid:\n${problems.map((p) => `- ${formatConfigProblem(p)}`).join('\n')}`);
     this.name = 'RepoConfigError';
   }
 }
 
+const TOP_LEVEL = '(top level)';
+
+function fieldName(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const seg of path) out += typeof seg === 'number' ? `[${seg}]` : `${out ? '.' : ''}${String(seg)}`;
+  return out || TOP_LEVEL;
+}
+
+/** A value from the file, quoted for a message and kept short. */
+function quote(value: unknown): string {
+  const s = JSON.stringify(value) ?? String(value);
+  return s.length > 60 ? `${s.slice(0, 57)}…` : s;
+}
+
+function describeValue(value: unknown): string {
+  if (value === null || value === undefined) return 'has no value';
+  if (Array.isArray(value)) return 'is a list';
+  if (typeof value === 'object') return 'is a mapping';
+  if (typeof value === 'string') return `is text (${quote(value)})`;
+  return `is ${typeof value === 'boolean' ? 'a boolean' : 'a number'} (${quote(value)})`;
+}
+
+const TYPE_NOUN: Record<string, string> = { number: 'a number', int: 'a whole number', string: 'text', object: 'a mapping', array: 'a list', boolean: 'true or false' };
+
+type JsonNode = Record<string, unknown>;
+let jsonSchemaCache: JsonNode | undefined;
+
+/** The JSON Schema node for a path into the config, when there is one. */
+function schemaAt(path: readonly PropertyKey[]): JsonNode | undefined {
+  jsonSchemaCache ??= repoConfigJsonSchema();
+  let node: JsonNode | undefined = jsonSchemaCache;
+  for (const seg of path) {
+    if (!node) return undefined;
+    if (typeof seg === 'number') node = node.items as JsonNode | undefined;
+    else node = (node.properties as Record<string, JsonNode> | undefined)?.[String(seg)];
+  }
+  return node;
+}
+
+const fmt = (n: number) => n.toLocaleString('en-US', { maximumFractionDigits: 6 });
+const bounded = (n: unknown): n is number => typeof n === 'number' && Math.abs(n) < Number.MAX_SAFE_INTEGER;
+
+/** What a schema node accepts, in words: "a whole number from 1 to 10 (rounds … (default 3))". */
+function expectedOf(node: JsonNode | undefined, withDescription = true): string | undefined {
+  if (!node) return undefined;
+  let what: string;
+  const type = node.type;
+  if (type === 'integer' || type === 'number') {
+    const lo = bounded(node.minimum) ? node.minimum : undefined;
+    const loEx = bounded(node.exclusiveMinimum) ? node.exclusiveMinimum : undefined;
+    const hi = bounded(node.maximum) ? node.maximum : undefined;
+    const noun = type === 'integer' ? 'a whole number' : 'a number';
+    if (lo !== undefined && hi !== undefined) what = `${noun} from ${fmt(lo)} to ${fmt(hi)}`;
+    else if (loEx !== undefined && hi !== undefined) what = `${noun} above ${fmt(loEx)} and at most ${fmt(hi)}`;
+    else if (lo !== undefined) what = `${noun} of at least ${fmt(lo)}`;
+    else if (loEx !== undefined) what = `${noun} above ${fmt(loEx)}`;
+    else if (hi !== undefined) what = `${noun} of at most ${fmt(hi)}`;
+    else what = noun;
+  } else if (type === 'string') {
+    const min = typeof node.minLength === 'number' ? node.minLength : 0;
+    const max = typeof node.maxLength === 'number' ? node.maxLength : undefined;
+    what = max !== undefined ? (min > 0 ? `text of ${fmt(min)} to ${fmt(max)} characters` : `text of at most ${fmt(max)} characters`) : min > 0 ? 'text that is not empty' : 'text';
+    if (typeof node.pattern === 'string') what += ` matching ${node.pattern}`;
+  } else if (type === 'array') {
+    const item = node.items as JsonNode | undefined;
+    what = `a list of ${item?.type === 'string' ? 'strings' : 'values'}`;
+    if (typeof node.minItems === 'number' && node.minItems > 0) what += ` (at least ${node.minItems})`;
+  } else if (type === 'object') {
+    const keys = Object.keys((node.properties as object | undefined) ?? {});
+    what = keys.length ? `a mapping with any of the keys ${keys.join(', ')}` : 'a mapping';
+  } else {
+    return typeof node.description === 'string' ? node.description : undefined;
+  }
+  if (Array.isArray(node.examples) && typeof node.examples[0] === 'string') what += `, e.g. ${node.examples[0]}`;
+  return withDescription && typeof node.description === 'string' ? `${what} (${node.description})` : what;
+}
+
+function valueAt(data: unknown, path: readonly PropertyKey[]): unknown {
+  let v = data;
+  for (const seg of path) {
+    if (typeof v !== 'object' || v === null) return undefined;
+    v = (v as Record<PropertyKey, unknown>)[seg];
+  }
+  return v;
+}
+
+
+/** The allowed key a misspelt one most likely meant: same letters, a prefix, or a typo or two away. */
+function closestKey(key: string, allowed: string[]): string | undefined {
+  const norm = (s: string) => s.toLowerCase().replace(/[^a-z0-9]/g, '');
+  const k = norm(key);
+  if (!k) return undefined;
+  return (
+    allowed.find((a) => norm(a) === k) ??
+    allowed.find((a) => norm(a).startsWith(k) || k.startsWith(norm(a))) ??
+    allowed
+      .map((a) => ({ a, d: editDistance(norm(a), k) }))
+      .filter(({ d }) => d <= Math.min(2, Math.floor(k.length / 3)))
+      .sort((x, y) => x.d - y.d)[0]?.a
+  );
+}
+
+/** Problem and expectation for one zod issue; an unknown-keys issue becomes one problem per key. */
+function describeIssue(issue: z.core.$ZodIssue, data: unknown): Array<{ path: PropertyKey[]; key?: boolean; problem: string; expected?: string }> {
+  const path = issue.path;
+  const value = valueAt(data, path);
+  const node = schemaAt(path);
+  // The whole file's description is too long to repeat in an error.
+  const expected = expectedOf(node, path.length > 0);
+  switch (issue.code) {
+    case 'unrecognized_keys': {
+      const allowed = Object.keys((node?.properties as object | undefined) ?? {});
+      return issue.keys.map((k) => {
+        const meant = closestKey(k, allowed);
+        return {
+          path: [...path, k],
+          key: true,
+          problem: `unknown key ${quote(k)}${path.length ? ` in ${fieldName(path)}` : ''}${meant ? ` (did you mean ${meant}?)` : ''}`,
+          expected: `one of the keys ${allowed.join(', ')}`,
+        };
+      });
+    }
+    case 'invalid_type':
+      if (issue.expected === 'int') return [{ path, problem: `${quote(value)} is not a whole number`, expected }];
+      return [{ path, problem: `${describeValue(value)}, not ${TYPE_NOUN[issue.expected] ?? issue.expected}`, expected }];
+    case 'too_small': {
+      const n = Number(issue.minimum);
+      if (issue.origin === 'string') return [{ path, problem: n <= 1 ? 'is empty' : `is shorter than ${fmt(n)} characters`, expected }];
+      if (issue.origin === 'array') return [{ path, problem: n <= 1 ? 'is an empty list' : `has fewer than ${fmt(n)} items`, expected }];
+      return [{ path, problem: issue.inclusive ? `${quote(value)} is below the minimum of ${fmt(n)}` : `${quote(value)} is not above ${fmt(n)}`, expected }];
+    }
+    case 'too_big': {
+      const n = Number(issue.maximum);
+      if (issue.origin === 'string') return [{ path, problem: `is ${typeof value === 'string' ? fmt(value.length) : 'more than'} characters long, over the limit of ${fmt(n)}`, expected }];
+      if (issue.origin === 'array') return [{ path, problem: `has ${Array.isArray(value) ? fmt(value.length) : 'more than'} items, over the limit of ${fmt(n)}`, expected }];
+      return [{ path, problem: issue.inclusive ? `${quote(value)} is above the maximum of ${fmt(n)}` : `${quote(value)} is not below ${fmt(n)}`, expected }];
+    }
+    case 'invalid_format':
+      return [{ path, problem: `${quote(value)} does not have the expected form`, expected }];
+    case 'invalid_value':
+      return [{ path, problem: `${quote(value)} is not one of ${issue.values.map((v) => quote(v)).join(', ')}`, expected }];
+    case 'custom':
+      return [{ path, problem: `${quote(value)}: ${issue.message}`, expected }];
+    default:
+      return [{ path, problem: issue.message, expected }];
+  }
+}
+
+function keyName(node: unknown): string | undefined {
+  if (isScalar(node)) return String(node.value);
+  return node === null || node === undefined ? undefined : String(node);
+}
+
+/**
+ * The node where a problem is best shown: the value at `path` (its key when `key` is set
+ * or the value is empty), else the nearest ancestor that exists in the file.
+ */
+function rangeAt(doc: Document, path: readonly PropertyKey[], key: boolean): Range | undefined {
+  let node: unknown = doc.contents;
+  let best = (node as YamlNode | null)?.range ?? undefined;
+  for (const [i, seg] of path.entries()) {
+    const last = i === path.length - 1;
+    if (isMap(node)) {
+      const pair = node.items.find((p) => keyName(p.key) === String(seg));
+      if (!pair) return best;
+      const keyRange = (pair.key as YamlNode | null)?.range ?? undefined;
+      const valueRange = (pair.value as YamlNode | null)?.range ?? undefined;
+      if (last && key) return keyRange ?? best;
+      best = valueRange ?? keyRange ?? best;
+      node = pair.value;
+    } else if (isSeq(node) && typeof seg === 'number') {
+      const item: unknown = node.items[seg];
+      if (!item) return best;
+      best = (item as YamlNode).range ?? best;
+      node = item;
+    } else {
+      return best;
+    }
+  }
+  return best;
+}
+
+/** The dotted key path around an offset, for a YAML syntax error. */
+function fieldAtOffset(doc: Document, offset: number): string {
+  const path: PropertyKey[] = [];
+  let node: unknown = doc.contents;
+  for (;;) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => {
+        const start = (p.key as YamlNode | null)?.range?.[0];
+        const end = (p.value as YamlNode | null)?.range?.[2] ?? (p.key as YamlNode | null)?.range?.[2];
+        return start !== undefined && end !== undefined && start <= offset && offset <= end;
+      });
+      if (!pair || !isPair(pair)) break;
+      path.push(keyName(pair.key) ?? '');
+      node = pair.value;
+    } else break; // inside a list the key above names the field well enough
+  }
+  return fieldName(path);
+}
+
+/** An error at the end of the file or on a blank line is shown on the last line with text before it. */
+function lineOf(text: string, lineCounter: LineCounter, offset: number): number {
+  const lines = text.split('\n');
+  let line = lineCounter.linePos(Math.min(offset, text.length)).line;
+  while (line > 1 && (lines[line - 1] ?? '').trim() === '') line--;
+  return line;
+}
+
+const SYNTAX_EXPECTED: Record<string, string> = {
+  TAB_AS_INDENT: 'indentation with spaces, not tabs',
+  DUPLICATE_KEY: 'each key once in a mapping',
+  BAD_INDENT: 'consistent indentation, and every [ or { closed',
+  MISSING_CHAR: 'every quote and bracket closed',
+};
+
 /** Parses the file's text; a YAML or schema error names the line and the field. */
 export function parseRepoConfig(text: string | undefined): RepoConfig {
   if (text === undefined || text.trim() === '') return {};
-  const doc = parseDocument(text, { prettyErrors: true });
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: true });
   if (doc.errors.length > 0) {
-    throw new RepoConfigError(doc.errors.map((e) => `line ${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0]}`));
+    throw new RepoConfigError(
+      doc.errors.map((e) => ({
+        line: lineOf(text, lineCounter, e.pos[0]),
+        field: fieldAtOffset(doc, e.pos[0]),
+        // prettyErrors appends the position and an excerpt; the line is carried apart.
+        problem: `YAML syntax: ${(e.message.split('\n')[0] ?? e.message).replace(/ at line \d+, column \d+:?$/, '')}`,
+        expected: SYNTAX_EXPECTED[e.code],
+      })),
+    );
   }
-  const parsed = RepoConfigSchema.safeParse(doc.toJS() ?? {});
+  let data: unknown;
+  try {
+    data = doc.toJS() ?? {};
+  } catch (err) {
+    // An unresolved alias or an alias bomb only shows when the document is built.
+    throw new RepoConfigError([{ field: TOP_LEVEL, problem: `YAML: ${err instanceof Error ? err.message : String(err)}` }]);
+  }
+  const parsed = RepoConfigSchema.safeParse(data);
   if (!parsed.success) {
-    throw new RepoConfigError(parsed.error.issues.map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`));
+    const problems = parsed.error.issues.flatMap((issue) =>
+      describeIssue(issue, data).map(({ path, key, problem, expected }) => {
+        const range = rangeAt(doc, path, key ?? false);
+        return { ...(range ? { line: lineOf(text, lineCounter, range[0]) } : {}), field: fieldName(path), problem, ...(expected ? { expected } : {}) };
+      }),
+    );
+    throw new RepoConfigError(problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)));
   }
   return parsed.data;
 }

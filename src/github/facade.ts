@@ -29,6 +29,46 @@ export interface PullInfo {
   htmlUrl: string;
 }
 
+export interface PullDetail extends PullInfo {
+  title: string;
+  author: string;
+  state: string;
+  headRef: string;
+  headSha: string;
+  baseRef: string;
+  /** The head lives in this repository (not a fork). */
+  sameRepo: boolean;
+}
+
+export interface Review {
+  id: number;
+  author: string;
+  state: string;
+  body: string;
+}
+
+export interface ReviewComment {
+  id: number;
+  path: string;
+  line: number | null;
+  diffHunk: string;
+  body: string;
+  author: string;
+  inReplyTo?: number;
+}
+
+export const LABEL_WORKING = 'agent:working';
+export const LABEL_STUCK = 'agent:stuck';
+export const LABEL_NEEDS_INFO = 'agent:needs-info';
+
+/** The labels the app uses, created on first use with a colour and a description. */
+export const LABEL_SPECS: Readonly<Record<string, { color: string; description: string }>> = {
+  agent: { color: '5319e7', description: 'issue-agent: turn this issue into a pull request' },
+  'agent:working': { color: 'fbca04', description: 'issue-agent is working on this' },
+  'agent:stuck': { color: 'd93f0b', description: 'issue-agent stopped without a result; see its comment' },
+  'agent:needs-info': { color: '0e8a16', description: 'issue-agent needs answers or a go-ahead before it continues' },
+};
+
 export interface IssueComment {
   author: string;
   /** `User`, `Bot` or `Organization`, as GitHub reports it. */
@@ -44,6 +84,9 @@ function lastPage(link: string | undefined): number {
   const m = link ? /<[^>]*[?&]page=(\d+)[^>]*>;\s*rel="last"/.exec(link) : null;
   return m ? Number(m[1]) : 1;
 }
+
+/** A token handed to git has at least this long to live; a shorter-lived cached one is replaced. */
+export const GIT_TOKEN_MIN_LIFETIME_MS = 10 * 60_000;
 
 function isStatus(err: unknown, status: number): boolean {
   return typeof err === 'object' && err !== null && (err as { status?: number }).status === status;
@@ -92,6 +135,10 @@ export class GitHubRepo {
     await this.octokit.rest.reactions.createForIssue({ ...this.ref, issue_number: issueNumber, content });
   }
 
+  async reactToComment(commentId: number, content: 'eyes' | '+1' | 'rocket' | 'confused'): Promise<void> {
+    await this.octokit.rest.reactions.createForIssueComment({ ...this.ref, comment_id: commentId, content });
+  }
+
   async comment(issueNumber: number, body: string): Promise<number> {
     const { data } = await this.octokit.rest.issues.createComment({ ...this.ref, issue_number: issueNumber, body: sanitise(body) });
     return data.id;
@@ -101,8 +148,33 @@ export class GitHubRepo {
     await this.octokit.rest.issues.updateComment({ ...this.ref, comment_id: commentId, body: sanitise(body) });
   }
 
+  /**
+   * Adds labels, creating the app's own ones first (with colour and description) when the
+   * repository does not have them yet; GitHub would otherwise create them grey and bare.
+   */
   async addLabels(issueNumber: number, labels: string[]): Promise<void> {
+    for (const name of labels) await this.ensureLabel(name);
     await this.octokit.rest.issues.addLabels({ ...this.ref, issue_number: issueNumber, labels });
+  }
+
+  private readonly knownLabels = new Set<string>();
+
+  /** Creates one of the app's labels unless the repository has it. Checked once per facade. */
+  async ensureLabel(name: string): Promise<void> {
+    const spec = LABEL_SPECS[name];
+    if (!spec || this.knownLabels.has(name)) return;
+    try {
+      await this.octokit.rest.issues.getLabel({ ...this.ref, name });
+    } catch (err) {
+      if (!isStatus(err, 404)) throw err;
+      try {
+        await this.octokit.rest.issues.createLabel({ ...this.ref, name, color: spec.color, description: spec.description });
+      } catch (createErr) {
+        // Someone (another job) created it meanwhile.
+        if (!isStatus(createErr, 422)) throw createErr;
+      }
+    }
+    this.knownLabels.add(name);
   }
 
   /** Removes a label; a label that is not there is not an error. */
@@ -132,6 +204,52 @@ export class GitHubRepo {
     }
     const { data } = await this.octokit.rest.pulls.create({ ...this.ref, head: p.head, base: p.base, title, body });
     return { number: data.number, htmlUrl: data.html_url, created: true };
+  }
+
+  async pull(pullNumber: number): Promise<PullDetail> {
+    const { data } = await this.octokit.rest.pulls.get({ ...this.ref, pull_number: pullNumber });
+    return {
+      number: data.number,
+      htmlUrl: data.html_url,
+      title: data.title,
+      author: data.user?.login ?? 'ghost',
+      state: data.state,
+      headRef: data.head.ref,
+      headSha: data.head.sha,
+      baseRef: data.base.ref,
+      sameRepo: data.head.repo?.full_name?.toLowerCase() === `${this.ref.owner}/${this.ref.repo}`.toLowerCase(),
+    };
+  }
+
+  /** The paths a pull request changes (the first 300, as GitHub lists them). */
+  async pullFiles(pullNumber: number): Promise<string[]> {
+    const files = await this.octokit.paginate(this.octokit.rest.pulls.listFiles, { ...this.ref, pull_number: pullNumber, per_page: 100 });
+    return files.map((f) => f.filename);
+  }
+
+  async review(pullNumber: number, reviewId: number): Promise<Review> {
+    const { data } = await this.octokit.rest.pulls.getReview({ ...this.ref, pull_number: pullNumber, review_id: reviewId });
+    return { id: data.id, author: data.user?.login ?? 'ghost', state: data.state, body: data.body ?? '' };
+  }
+
+  /** The line comments of one review, each the start of a thread. */
+  async reviewComments(pullNumber: number, reviewId: number): Promise<ReviewComment[]> {
+    const list = await this.octokit.paginate(this.octokit.rest.pulls.listCommentsForReview, { ...this.ref, pull_number: pullNumber, review_id: reviewId, per_page: 100 });
+    return list.map((c) => ({
+      id: c.id,
+      path: c.path,
+      line: (c as { line?: number | null }).line ?? null,
+      diffHunk: c.diff_hunk,
+      body: c.body,
+      author: c.user?.login ?? 'ghost',
+      ...(c.in_reply_to_id ? { inReplyTo: c.in_reply_to_id } : {}),
+    }));
+  }
+
+  /** Replies in a review comment's thread. */
+  async replyToReviewComment(pullNumber: number, commentId: number, body: string): Promise<number> {
+    const { data } = await this.octokit.rest.pulls.createReplyForReviewComment({ ...this.ref, pull_number: pullNumber, comment_id: commentId, body: sanitise(body) });
+    return data.id;
   }
 
   /** A file's text on `ref`, or undefined when it does not exist. */
@@ -181,7 +299,11 @@ export class GitHubRepo {
    * and must only ever travel in a single command's environment.
    */
   async gitToken(): Promise<string> {
-    const auth = (await this.octokit.auth({ type: 'installation' })) as { token: string };
+    let auth = (await this.octokit.auth({ type: 'installation' })) as { token: string; expiresAt?: string };
+    // Probot caches a token for 59 minutes; a push or fetch must not start on one about to expire.
+    if (!auth.expiresAt || Date.parse(auth.expiresAt) - Date.now() < GIT_TOKEN_MIN_LIFETIME_MS) {
+      auth = (await this.octokit.auth({ type: 'installation', refresh: true })) as { token: string; expiresAt?: string };
+    }
     registerSecret(auth.token);
     return auth.token;
   }

@@ -5,17 +5,27 @@ export const QUEUE_NAME = 'agent-run';
 const login = z.string().min(1).max(100);
 const repoPart = z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, 'a GitHub owner or repository name');
 
-/** Job data: small, validated, and free of secrets (tokens are minted by the worker). */
-export const JobDataSchema = z.object({
-  kind: z.enum(['issue']),
-  installationId: z.number().int().positive(),
-  owner: repoPart,
-  repo: repoPart,
-  issueNumber: z.number().int().positive(),
-  deliveryId: z.string().min(1).max(100),
-  sender: login,
-  attempt: z.number().int().positive(),
-});
+/**
+ * Job data: small, validated, and free of secrets (tokens are minted by the worker).
+ * `issue` turns an issue into a PR; `revise` addresses review feedback on the app's PR
+ * (`prNumber`), whose feedback waits in Redis so reviews sent meanwhile join the next job.
+ */
+export const JobDataSchema = z
+  .object({
+    kind: z.enum(['issue', 'revise']),
+    installationId: z.number().int().positive(),
+    owner: repoPart,
+    repo: repoPart,
+    /** For `issue`, the issue; for `revise`, the pull request (they share one numbering). */
+    issueNumber: z.number().int().positive(),
+    prNumber: z.number().int().positive().optional(),
+    deliveryId: z.string().min(1).max(200),
+    sender: login,
+    attempt: z.number().int().positive(),
+    /** Extra text from a writer's `/agent retry …`: part of the task. */
+    instructions: z.string().max(4_000).optional(),
+  })
+  .refine((d) => d.kind !== 'revise' || d.prNumber === d.issueNumber, { message: 'a revise job names its pull request in both issueNumber and prNumber', path: ['prNumber'] });
 export type JobData = z.infer<typeof JobDataSchema>;
 
 /** Identifies one issue across attempts. */
@@ -28,8 +38,16 @@ export function issueKey(d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>): st
  * label for the same attempt finds the existing job instead of adding one. BullMQ refuses
  * ':' in custom ids, hence the slashes.
  */
-export function jobId(d: Pick<JobData, 'owner' | 'repo' | 'issueNumber' | 'attempt'>): string {
-  return `${d.owner}/${d.repo}/issues/${d.issueNumber}/attempt-${d.attempt}`.toLowerCase();
+export function jobId(d: Pick<JobData, 'owner' | 'repo' | 'issueNumber' | 'attempt'> & { kind?: JobData['kind'] }): string {
+  return d.kind === 'revise'
+    ? `${d.owner}/${d.repo}/pulls/${d.issueNumber}/revise-${d.attempt}`.toLowerCase()
+    : `${d.owner}/${d.repo}/issues/${d.issueNumber}/attempt-${d.attempt}`.toLowerCase();
+}
+
+/** The issue a branch of ours was made for: `agent/issue-<n>-…` → n. */
+export function issueOfBranch(branch: string): number | undefined {
+  const m = /^agent\/issue-(\d+)(?:-|$)/.exec(branch);
+  return m ? Number(m[1]) : undefined;
 }
 
 /** The branch the agent pushes for an issue: `agent/issue-<n>-<slug>`, the slug the title's first five words. */

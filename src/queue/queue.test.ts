@@ -1,3 +1,4 @@
+import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestRedis } from '../../test/helpers/redis.js';
@@ -75,11 +76,85 @@ describe('enqueue', () => {
     expect(results.filter((r) => r.kind === 'already-active')).toHaveLength(3);
   });
 
+  it('starts the next attempt once the running one has posted its last word', async () => {
+    const other = { ...base, issueNumber: 101 };
+    const first = (await queue.enqueue({ ...other, deliveryId: 'e-1' })) as { jobId: string };
+    expect(await queue.enqueue({ ...other, deliveryId: 'e-2' })).toMatchObject({ kind: 'already-active' });
+    await queue.markEnding(first.jobId);
+    expect(await queue.enqueue({ ...other, deliveryId: 'e-3' })).toMatchObject({ kind: 'enqueued', attempt: 2 });
+  });
+
   it('starts the next attempt once the last one finished', async () => {
     const other = { ...base, issueNumber: 100 };
     await queue.enqueue({ ...other, deliveryId: 'n-1' });
     const job = await queue.queue.getJob(jobId({ ...other, attempt: 1 }));
     await job!.remove();
     expect(await queue.enqueue({ ...other, deliveryId: 'n-2' })).toMatchObject({ kind: 'enqueued', attempt: 2 });
+  });
+});
+
+describe('revise jobs', () => {
+  const pr = { installationId: 7, owner: 'octo', repo: 'demo', issueNumber: 40, sender: 'reviewer' };
+
+  it('batches feedback that arrives while a revise job is queued, and starts the next one after it', async () => {
+    const first = await queue.enqueueRevise({ ...pr, deliveryId: 'r-1', feedback: { reviewId: 1, sender: 'reviewer' } });
+    expect(first).toMatchObject({ kind: 'enqueued', attempt: 1 });
+    const id = jobId({ ...pr, kind: 'revise', attempt: 1 });
+    expect(first).toMatchObject({ jobId: id });
+    expect(await queue.enqueueRevise({ ...pr, deliveryId: 'r-1', feedback: { reviewId: 1, sender: 'reviewer' } })).toMatchObject({ kind: 'duplicate-delivery' });
+    expect(await queue.enqueueRevise({ ...pr, deliveryId: 'r-2', feedback: { reviewId: 2, sender: 'reviewer' } })).toEqual({ kind: 'batched', jobId: id });
+    // The job starts and takes both reviews at once.
+    expect((await queue.takeFeedback(pr, id)).map((f) => f.reviewId)).toEqual([1, 2]);
+    // The same job, retried after a crash, addresses the same feedback.
+    expect((await queue.takeFeedback(pr, id)).map((f) => f.reviewId)).toEqual([1, 2]);
+    // A review while it runs waits for the next job, which the ending job starts.
+    expect(await queue.enqueueRevise({ ...pr, deliveryId: 'r-3', feedback: { text: 'also rename x', sender: 'reviewer' } })).toEqual({ kind: 'batched', jobId: id });
+    const job = await queue.queue.getJob(id);
+    const { next } = await queue.finishRevise(job!.data);
+    expect(next).toBe(jobId({ ...pr, kind: 'revise', attempt: 2 }));
+    expect((await queue.queue.getJob(next!))?.data).toMatchObject({ kind: 'revise', prNumber: 40, attempt: 2 });
+    expect((await queue.takeFeedback(pr, next!)).map((f) => f.text)).toEqual(['also rename x']);
+    // With nothing waiting, the PR has no revise job any more and the next review starts one.
+    const second = await queue.queue.getJob(next!);
+    expect(await queue.finishRevise(second!.data)).toEqual({});
+    expect(await queue.enqueueRevise({ ...pr, deliveryId: 'r-4', feedback: { reviewId: 4, sender: 'reviewer' } })).toMatchObject({ kind: 'enqueued', attempt: 3 });
+  });
+});
+
+describe('revise feedback', () => {
+  it('addresses a review GitHub delivered twice once', async () => {
+    const pr = { installationId: 7, owner: 'octo', repo: 'demo', issueNumber: 41, sender: 'reviewer' };
+    const first = (await queue.enqueueRevise({ ...pr, deliveryId: 'dd-1', feedback: { reviewId: 9, sender: 'reviewer' } })) as { jobId: string };
+    await queue.enqueueRevise({ ...pr, deliveryId: 'dd-2', feedback: { reviewId: 9, sender: 'reviewer' } });
+    await queue.enqueueRevise({ ...pr, deliveryId: 'dd-3', feedback: { text: 'and this', sender: 'reviewer' } });
+    expect((await queue.takeFeedback(pr, first.jobId)).map((f) => f.reviewId ?? f.text)).toEqual([9, 'and this']);
+  });
+});
+
+describe('stop requests', () => {
+  it('removes a queued job, and answers nothing-running when there is none', async () => {
+    const issue = { ...base, issueNumber: 300 };
+    expect(await queue.requestStop('issue', issue, 'maintainer')).toEqual({ kind: 'nothing-running' });
+    const { jobId: id } = (await queue.enqueue({ ...issue, deliveryId: 's-1' })) as { jobId: string };
+    expect(await queue.requestStop('issue', issue, 'maintainer')).toEqual({ kind: 'removed', jobId: id });
+    expect(await queue.queue.getJob(id)).toBeUndefined();
+    expect(await queue.requestStop('issue', issue, 'maintainer')).toEqual({ kind: 'nothing-running' });
+  });
+
+  it('flags a running job with who asked', async () => {
+    const issue = { ...base, issueNumber: 301 };
+    // A queue of its own, so the only waiting job is this one.
+    const own = new AgentQueue(bullConnection(server.url), redis, 'stoptest');
+    const { jobId: id } = (await own.enqueue({ ...issue, deliveryId: 's-2' })) as { jobId: string };
+    // Take the job as a worker would, so its state is active.
+    const worker = new Worker('agent-run', null, { connection: bullConnection(server.url), prefix: 'stoptest' });
+    const taken = await worker.getNextJob('tok');
+    expect(taken?.id).toBe(id);
+    expect(await own.requestStop('issue', issue, 'maintainer')).toEqual({ kind: 'stopping', jobId: id });
+    expect(await own.stopRequestedBy(id)).toBe('maintainer');
+    await own.clearStop(id);
+    expect(await own.stopRequestedBy(id)).toBeUndefined();
+    await worker.close();
+    await own.close();
   });
 });

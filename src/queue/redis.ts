@@ -29,15 +29,23 @@ export async function redisAnswers(url: string, timeoutMs = 1_500): Promise<bool
 }
 
 /**
- * Starts a redis-server child on `port` with data under `dir` (AOF on, no eviction: BullMQ
- * must not lose jobs). Resolves once it answers PING.
+ * The settings the app's Redis needs so that a restart loses no job: the append-only file
+ * (fsync once a second) and no eviction (BullMQ's keys must never be dropped for memory).
  */
-export async function startRedisServer(opts: { port: number; dir: string; password?: string; log?: Logger }): Promise<RedisHandle> {
+export const REDIS_PERSISTENCE_ARGS = ['--appendonly', 'yes', '--appendfsync', 'everysec', '--maxmemory-policy', 'noeviction'] as const;
+
+/**
+ * Starts a redis-server child on `port` with data (the append-only file) under `dir`, with
+ * REDIS_PERSISTENCE_ARGS. `extraConfig` lines go into its config as they are. Resolves once
+ * it answers PING.
+ */
+export async function startRedisServer(opts: { port: number; dir: string; password?: string; extraConfig?: string[]; log?: Logger }): Promise<RedisHandle> {
   mkdirSync(opts.dir, { recursive: true });
-  const args = ['--port', String(opts.port), '--bind', '127.0.0.1', '--dir', opts.dir, '--appendonly', 'yes', '--maxmemory-policy', 'noeviction', '--save', ''];
+  const args = ['--port', String(opts.port), '--bind', '127.0.0.1', '--dir', opts.dir, ...REDIS_PERSISTENCE_ARGS, '--save', ''];
   // The password goes in through stdin's config, not argv, where any local user could read it.
-  const child = spawn('redis-server', opts.password ? ['-', ...args] : args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  child.stdin?.end(opts.password ? `requirepass ${opts.password}\n` : '');
+  const stdinConfig = [...(opts.password ? [`requirepass ${opts.password}`] : []), ...(opts.extraConfig ?? [])];
+  const child = spawn('redis-server', stdinConfig.length > 0 ? ['-', ...args] : args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  child.stdin?.end(stdinConfig.map((l) => `${l}\n`).join(''));
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4_000)));
   child.stderr?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4_000)));
@@ -91,4 +99,58 @@ export async function resolveRedis(opts: { url?: string; dataDir: string; log: L
 /** BullMQ's connection options for a redis:// URL (workers need maxRetriesPerRequest: null). */
 export function bullConnection(url: string): { url: string; maxRetriesPerRequest: null } {
   return { url, maxRetriesPerRequest: null };
+}
+
+export interface RedisSettingsCheck {
+  /** The settings were read and none is a problem. */
+  ok: boolean;
+  /** False when the server would not say (CONFIG disabled, as on many managed services). */
+  checked: boolean;
+  /** One line per problem, each with its fix; each is also logged as a warning. */
+  problems: string[];
+}
+
+async function configGet(redis: Redis, name: string): Promise<string | undefined> {
+  const reply = (await redis.call('CONFIG', 'GET', name)) as unknown;
+  return Array.isArray(reply) && typeof reply[1] === 'string' ? reply[1] : undefined;
+}
+
+/**
+ * Checks that Redis keeps BullMQ's jobs across a restart and under memory pressure:
+ * `appendonly yes` (with `appendfsync` everysec or always) and `maxmemory-policy noeviction`.
+ * Warns once per problem with the fix; never throws, so a managed Redis that refuses CONFIG
+ * only gets a warning that the settings could not be checked.
+ */
+export async function checkRedisSettings(redis: Redis, log: Pick<Logger, 'warn'>): Promise<RedisSettingsCheck> {
+  let settings: Record<'appendonly' | 'appendfsync' | 'maxmemory-policy' | 'save', string | undefined>;
+  try {
+    const [appendonly, appendfsync, policy, save] = await Promise.all(
+      ['appendonly', 'appendfsync', 'maxmemory-policy', 'save'].map((name) => configGet(redis, name)),
+    );
+    settings = { appendonly, appendfsync, 'maxmemory-policy': policy, save };
+  } catch (err) {
+    const problem =
+      `could not read the Redis settings (CONFIG GET: ${(err as Error).message}); make sure the server persists jobs ` +
+      '(appendonly yes) and never evicts keys (maxmemory-policy noeviction): on a managed Redis, set them in its parameter group or plan';
+    log.warn(problem);
+    return { ok: false, checked: false, problems: [problem] };
+  }
+  const problems: string[] = [];
+  if (settings.appendonly !== 'yes') {
+    const snapshots = settings.save ? `only the RDB snapshots (save "${settings.save}") are kept, so` : 'nothing is written to disk, so';
+    problems.push(
+      `Redis appendonly is "${settings.appendonly ?? 'unknown'}": ${snapshots} a Redis restart loses queued and running jobs; ` +
+        'set "appendonly yes" in redis.conf (or CONFIG SET appendonly yes, then CONFIG REWRITE)',
+    );
+  } else if (settings.appendfsync === 'no') {
+    problems.push('Redis appendfsync is "no": the OS decides when jobs reach the disk, so a crash can lose many seconds of them; set "appendfsync everysec"');
+  }
+  if (settings['maxmemory-policy'] !== 'noeviction') {
+    problems.push(
+      `Redis maxmemory-policy is "${settings['maxmemory-policy'] ?? 'unknown'}": under memory pressure Redis evicts keys and BullMQ loses jobs; ` +
+        'set "maxmemory-policy noeviction" in redis.conf (or CONFIG SET maxmemory-policy noeviction, then CONFIG REWRITE)',
+    );
+  }
+  for (const problem of problems) log.warn(problem);
+  return { ok: problems.length === 0, checked: true, problems };
 }

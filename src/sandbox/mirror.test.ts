@@ -6,7 +6,7 @@ import { authEnv, git, GitError } from './git.js';
 import { ensureMirror, mirrorPathFor } from './mirror.js';
 import { createRunner } from './runner.js';
 import { tempDir, sh } from '../../test/helpers/git-fixtures.js';
-import { commitPaths, committedStat, createWorkTree, diff, diffStat, push, PushRejectedError, readBaseFile } from './worktree.js';
+import { applyPatch, changePatch, changedPaths, commitPaths, revertPaths, committedStat, createWorkTree, diff, diffStat, push, PushRejectedError, readBaseFile } from './worktree.js';
 
 const log = pino({ level: 'silent' });
 const TOKEN = 'ghs_testtokentesttokentesttoken1234';
@@ -29,6 +29,46 @@ describe('mirror and work tree', () => {
     sh(tmp.dir, 'clone', '-q', '--bare', seed, remote);
   });
   afterAll(() => tmp.cleanup());
+
+  it('checkpoints a change as a patch that a fresh work tree on the same base takes back exactly', async () => {
+    const mirrorPath = await ensureMirror({ dataDir, cloneUrl: remote, token: TOKEN, log });
+    const first = await createWorkTree({ dataDir, mirrorPath, jobKey: 'patch-1', baseBranch: 'main', branch: 'agent/issue-1-x' });
+    writeFileSync(path.join(first.path, 'README.md'), 'changed\n');
+    mkdirSync(path.join(first.path, 'src'), { recursive: true });
+    writeFileSync(path.join(first.path, 'src', 'new.bin'), Buffer.from([0, 1, 2, 255]));
+    // An untracked file that is not part of the change (build output) stays out.
+    writeFileSync(path.join(first.path, 'stray.log'), 'noise\n');
+    const patch = await changePatch(first, ['src/new.bin']);
+    expect(patch).toContain('README.md');
+    expect(patch).toContain('GIT binary patch');
+    expect(patch).not.toContain('stray.log');
+    const before = await diff(first);
+    await first.remove();
+    const second = await createWorkTree({ dataDir, mirrorPath, jobKey: 'patch-2', baseBranch: 'main', branch: 'agent/issue-1-x' });
+    await applyPatch(second, patch);
+    expect(readFileSync(path.join(second.path, 'README.md'), 'utf8')).toBe('changed\n');
+    expect([...readFileSync(path.join(second.path, 'src', 'new.bin'))]).toEqual([0, 1, 2, 255]);
+    expect(await diff(second)).toBe(before.replace(/diff --git a\/stray\.log[\s\S]*$/, ''));
+    await second.remove();
+  });
+
+  it('lists the paths a change touches, undoes some of them, and leaves ignored files out of commits', async () => {
+    const mirrorPath = await ensureMirror({ dataDir, cloneUrl: remote, token: TOKEN, log });
+    const wt = await createWorkTree({ dataDir, mirrorPath, jobKey: 'paths-1', baseBranch: 'main', branch: 'agent/issue-2-x' });
+    writeFileSync(path.join(wt.path, '.gitignore'), '*.log\n');
+    writeFileSync(path.join(wt.path, 'README.md'), 'edited by a command\n');
+    writeFileSync(path.join(wt.path, 'new.txt'), 'new\n');
+    writeFileSync(path.join(wt.path, 'debug.log'), 'ignored\n');
+    // debug.log was "created" by a tool but is ignored: it is neither listed nor committed, and no error.
+    expect((await changedPaths(wt, ['new.txt', 'debug.log', '.gitignore', 'gone.txt'])).sort()).toEqual(['.gitignore', 'README.md', 'new.txt']);
+    await revertPaths(wt, ['README.md', 'new.txt']);
+    expect(readFileSync(path.join(wt.path, 'README.md'), 'utf8')).toBe(readFileSync(path.join(seed, 'README.md'), 'utf8'));
+    expect(existsSync(path.join(wt.path, 'new.txt'))).toBe(false);
+    const sha = await commitPaths(wt, ['.gitignore', 'debug.log', 'new.txt'], { message: 'only the ignore file', authorName: 'Bot', authorEmail: 'bot@example.com', date: '2026-11-24T12:00:00.000Z' });
+    expect(sha).toMatch(/^[0-9a-f]{40}$/);
+    expect(sh(wt.path, 'show', '--name-only', '--format=%ad', '--date=iso-strict', 'HEAD').split('\n').filter(Boolean)).toEqual(['2026-11-24T12:00:00+00:00', '.gitignore']);
+    await wt.remove();
+  });
 
   it('derives a sanitised mirror path and refuses credentials and ..', () => {
     expect(mirrorPathFor('/d', 'https://github.com/acme/widget.git')).toBe('/d/mirrors/github.com/acme/widget.git');

@@ -1,6 +1,9 @@
 import type { Logger } from 'pino';
 import { createBwrapRunner } from './bwrap.js';
+import type { LimitKind, SandboxLimits } from './limits.js';
 import { createUnsandboxedRunner } from './unsandboxed.js';
+
+export { DEFAULT_LIMITS, type LimitKind, type SandboxLimits } from './limits.js';
 
 /** 'none' for tests and the agent's commands; 'full' only for the install step. */
 export type NetworkPolicy = 'none' | 'full';
@@ -22,6 +25,8 @@ export interface RunRequest {
   readOnlyPaths?: string[];
   /** Abort kills the whole process tree. */
   signal?: AbortSignal;
+  /** Overrides of the runner's limits for this command (defaults: DEFAULT_LIMITS). */
+  limits?: Partial<SandboxLimits>;
 }
 
 export interface RunResult {
@@ -32,6 +37,8 @@ export interface RunResult {
   durationMs: number;
   output: string;
   omittedBytes: number;
+  /** The limit that killed the command (or, for memory and disk, cut part of it short); its "[killed: …]" line ends the output. */
+  limit?: LimitKind;
 }
 
 export interface Runner {
@@ -79,7 +86,19 @@ export function sandboxEnv(extra: Record<string, string> | undefined): Record<st
   return { ...SAFE_ENV_BASE, ...(extra ?? {}) };
 }
 
-export function createRunner(backend: 'bwrap' | 'unsandboxed', log: Logger): Runner {
-  if (backend === 'bwrap') return createBwrapRunner(log);
-  return createUnsandboxedRunner(log);
+export interface RunnerOptions {
+  /** Limits for every command of this runner, over DEFAULT_LIMITS; a request may override them. */
+  limits?: Partial<SandboxLimits>;
+  /** Where to look for bwrap and the util-linux tools (default: process.env.PATH, then /usr/bin:/bin). */
+  searchPath?: string;
+}
+
+/**
+ * The runner the app uses, made once at start-up: bwrap fails here, naming the install
+ * command, when bubblewrap is missing or unusable; 'unsandboxed' (also spelled 'none') is
+ * the explicit opt-in to no isolation and says so loudly.
+ */
+export function createRunner(backend: 'bwrap' | 'unsandboxed' | 'none', log: Logger, opts: RunnerOptions = {}): Runner {
+  if (backend === 'bwrap') return createBwrapRunner(log, opts);
+  return createUnsandboxedRunner(log, opts);
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { sanitise } from '../report/sanitise.js';
@@ -24,6 +24,8 @@ export interface CreateWorkTreeOptions {
   jobKey: string;
   baseBranch: string;
   branch: string;
+  /** Start from this commit instead of the base branch's head (a resumed job's own base). */
+  baseSha?: string;
 }
 
 const PUSH_ATTEMPTS = 3;
@@ -35,14 +37,19 @@ export function safeJobDir(jobKey: string): string {
   return readable ? `${readable}-${hash}` : hash;
 }
 
-async function assertBranchName(name: string): Promise<void> {
-  // A leading '-' would be read as an option; check-ref-format covers the rest.
-  if (name.startsWith('-')) throw new Error(`invalid branch name ${JSON.stringify(name)}`);
-  try {
-    await git(['check-ref-format', '--branch', name], { cwd: os.tmpdir() });
-  } catch {
-    throw new Error(`invalid branch name ${JSON.stringify(name)}`);
-  }
+/**
+ * Git's rules for a branch name (`git check-ref-format --branch`), checked here rather than
+ * by spawning git twice per work tree; a leading '-' would also be read as an option.
+ */
+export function isValidBranchName(name: string): boolean {
+  if (name === '' || name === '@' || name.startsWith('-') || name.startsWith('/') || name.endsWith('/') || name.endsWith('.')) return false;
+  if (name.includes('..') || name.includes('//') || name.includes('@{')) return false;
+  if (/[\x00-\x20\x7f~^:?*[\\]/.test(name)) return false;
+  return name.split('/').every((part) => part !== '' && !part.startsWith('.') && !part.endsWith('.lock'));
+}
+
+function assertBranchName(name: string): void {
+  if (!isValidBranchName(name)) throw new Error(`invalid branch name ${JSON.stringify(name)}`);
 }
 
 // The files in .git through which a repository could make the host's git run code or read
@@ -67,15 +74,16 @@ export async function assertGitIntact(wt: WorkTree): Promise<void> {
 }
 
 export async function createWorkTree(opts: CreateWorkTreeOptions): Promise<WorkTree> {
-  await assertBranchName(opts.baseBranch);
-  await assertBranchName(opts.branch);
+  assertBranchName(opts.baseBranch);
+  assertBranchName(opts.branch);
   const root = path.join(path.resolve(opts.dataDir), 'worktrees');
   const wtPath = path.join(root, safeJobDir(opts.jobKey));
   await mkdir(root, { recursive: true });
   // A leftover from a crashed attempt of the same job must not leak into this one.
   await rm(wtPath, { recursive: true, force: true });
   await git(['clone', '--shared', '--no-checkout', '--', opts.mirrorPath, wtPath], { cwd: root });
-  await git(['checkout', '-q', '-b', opts.branch, `refs/remotes/origin/${opts.baseBranch}`], { cwd: wtPath });
+  if (opts.baseSha !== undefined && !/^[0-9a-f]{40}(?:[0-9a-f]{24})?$/.test(opts.baseSha)) throw new Error(`not a commit id: ${opts.baseSha}`);
+  await git(['checkout', '-q', '-b', opts.branch, opts.baseSha ?? `refs/remotes/origin/${opts.baseBranch}`], { cwd: wtPath });
   const baseSha = (await git(['rev-parse', 'HEAD'], { cwd: wtPath })).stdout.trim();
   await assertNoTokenInConfig(path.join(wtPath, '.git'), undefined);
   return {
@@ -141,15 +149,74 @@ export function diffStat(wt: WorkTree): Promise<string> {
 }
 
 /**
+ * The created files that can be committed: present, and not ignored by the repository's
+ * .gitignore (a tool may write an ignored path; `git add` would refuse it).
+ */
+async function addable(wt: WorkTree, paths: string[]): Promise<string[]> {
+  const present: string[] = [];
+  for (const p of paths) if (await lstat(path.join(wt.path, p)).then(() => true, () => false)) present.push(p);
+  if (present.length === 0) return [];
+  const ignored = await git(['check-ignore', '--no-index', '-z', '--stdin'], { cwd: wt.path, input: present.join('\0') + '\0' }).catch(() => ({ stdout: '' }));
+  const skip = new Set(ignored.stdout.split('\0').filter(Boolean));
+  return present.filter((p) => !skip.has(p));
+}
+
+/**
+ * The paths the change touches (tracked files changed or deleted, plus the created files
+ * that will be committed), relative to the work tree.
+ */
+export async function changedPaths(wt: WorkTree, created: string[]): Promise<string[]> {
+  const patch = await changePatch(wt, created);
+  return [...new Set([...patch.matchAll(/^diff --git a\/(.+?) b\/(.+)$/gm)].flatMap((m) => [m[1]!, m[2]!]))];
+}
+
+/** Puts paths back as they are at the base commit (removing the ones that did not exist). */
+export async function revertPaths(wt: WorkTree, paths: string[]): Promise<void> {
+  await assertGitIntact(wt);
+  for (const p of paths) {
+    const existed = await git(['cat-file', '-e', `${wt.baseSha}:${p}`], { cwd: wt.path }).then(() => true, () => false);
+    if (existed) await git(['checkout', wt.baseSha, '--', p], { cwd: wt.path, env: { GIT_LITERAL_PATHSPECS: '1' } });
+    else await rm(path.join(wt.path, p), { force: true });
+  }
+}
+
+/**
+ * The change as a binary patch on the base commit: tracked files plus the given new paths,
+ * the same set `commitPaths` would commit. What a job checkpoints to resume from.
+ */
+export async function changePatch(wt: WorkTree, paths: string[]): Promise<string> {
+  await assertGitIntact(wt);
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'issue-agent-index-'));
+  const env = { GIT_INDEX_FILE: path.join(dir, 'index') };
+  try {
+    await git(['read-tree', wt.baseSha], { cwd: wt.path, env });
+    await git(['add', '-u'], { cwd: wt.path, env });
+    const created = await addable(wt, paths);
+    if (created.length > 0) await git(['add', '-A', '--', ...created], { cwd: wt.path, env: { ...env, GIT_LITERAL_PATHSPECS: '1' } });
+    return (await git(['diff', '--cached', '--binary', ...DIFF_FLAGS, wt.baseSha, '--'], { cwd: wt.path, env })).stdout;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Applies a patch from `changePatch` to a fresh work tree on the same base. */
+export async function applyPatch(wt: WorkTree, patch: string): Promise<void> {
+  if (patch.trim() === '') return;
+  await assertGitIntact(wt);
+  await git(['apply', '--whitespace=nowarn', '-'], { cwd: wt.path, input: patch });
+}
+
+/**
  * Commits every change to tracked files (what validation saw) plus the given new paths,
  * and no other untracked file, so installed dependencies, build output or files a test
  * wrote never reach the branch. Null when nothing changed.
  */
-export async function commitPaths(wt: WorkTree, paths: string[], opts: { message: string; authorName: string; authorEmail: string }): Promise<string | null> {
+export async function commitPaths(wt: WorkTree, paths: string[], opts: { message: string; authorName: string; authorEmail: string; date?: string }): Promise<string | null> {
   await assertGitIntact(wt);
   await git(['add', '-u'], { cwd: wt.path });
+  const created = await addable(wt, paths);
   // Literal pathspecs: a file named ':(glob)**' is that file, not a pattern.
-  if (paths.length > 0) await git(['add', '-A', '--', ...paths], { cwd: wt.path, env: { GIT_LITERAL_PATHSPECS: '1' } });
+  if (created.length > 0) await git(['add', '-A', '--', ...created], { cwd: wt.path, env: { GIT_LITERAL_PATHSPECS: '1' } });
   try {
     await git(['diff', '--cached', '--quiet', '--ignore-submodules=all'], { cwd: wt.path });
     return null;
@@ -162,6 +229,9 @@ export async function commitPaths(wt: WorkTree, paths: string[], opts: { message
     GIT_AUTHOR_EMAIL: opts.authorEmail,
     GIT_COMMITTER_NAME: opts.authorName,
     GIT_COMMITTER_EMAIL: opts.authorEmail,
+    // A fixed date makes the commit reproducible: the same change committed again after a
+    // crash is the same commit, so a push that did land before the crash is not rejected.
+    ...(opts.date ? { GIT_AUTHOR_DATE: opts.date, GIT_COMMITTER_DATE: opts.date } : {}),
   };
   // The message carries model-written text and goes to GitHub: the same sanitiser as comments.
   await git(['commit', '-q', '--no-verify', '-F', '-'], { cwd: wt.path, env, input: sanitise(opts.message) });
@@ -185,7 +255,7 @@ export class PushRejectedError extends Error {
 
 /** Pushes HEAD to `branch` on the remote; never forced, so someone else's commits are never overwritten. */
 export async function push(wt: WorkTree, opts: { remoteUrl: string; branch: string; token?: string; retryDelayMs?: number }): Promise<void> {
-  await assertBranchName(opts.branch);
+  assertBranchName(opts.branch);
   await assertGitIntact(wt);
   const env = opts.token ? authEnv(opts.token, /^https?:\/\//i.test(opts.remoteUrl) ? opts.remoteUrl : undefined) : {};
   try {

@@ -13,9 +13,14 @@ import { runCommand } from '../agent/tools/run-command.js';
 import { search } from '../agent/tools/search.js';
 import type { Plan } from '../agent/tools/submit-plan.js';
 import type { Tool } from '../agent/tools/tool.js';
+import { finishRevision, reviewBlock, RevisionSchema, type Revision, type ReviewTask } from './revise.js';
 import type { StageDeps, StageResult } from './types.js';
 
 export const CODE_TOOLS: readonly Tool[] = [listFiles, readFile, search, editFile, createFile, requestScope, runCommand, finishChange] as unknown as Tool[];
+
+const REVISE_RULES = `Stage: REVISE. A reviewer asked for changes to the pull request you opened. Address each <review-thread> and <review-note>, in small steps; read each file before editing it.
+You may edit the files the pull request changes and the files the review names; if another file must change, call request_scope with the reason. Run a focused check with run_command when useful.
+When done, call finish_revision with a short summary and one reply per review thread (addressed, or not_addressed with the reason).`;
 
 const RULES = `Stage: CODE. Make the change the plan describes, in small steps; read each file before editing it.
 You may edit only the files the plan names; if another file must change, call request_scope with the reason. Run a focused check with run_command when useful.
@@ -23,7 +28,9 @@ When the change is complete, call finish_change with a short summary for the pul
 
 export interface CodeInput {
   issue: IssueText;
-  plan: Plan;
+  /** What to change: the plan of an issue job, or the review feedback of a revise job. */
+  plan?: Plan;
+  review?: ReviewTask;
   repoRules: string;
   /** The last validation failure, when this is a repair round. */
   failure?: string;
@@ -81,25 +88,34 @@ async function filesBlock(workTree: string, files: string[]): Promise<string> {
   return parts.join('\n');
 }
 
-/** Writes the change with file access scoped to the plan (mid tier). */
-export async function codeStage(deps: StageDeps, input: CodeInput): Promise<StageResult<Finish>> {
-  // The stage's scoped inputs: the plan's files, not the whole tree (cached with the task).
-  const planFiles = await filesBlock(deps.workTree, input.plan.files_to_change.slice(0, 8));
+/**
+ * Writes the change with file access scoped to the plan, or to the pull request and the
+ * review for a revision (mid tier).
+ */
+export async function codeStage(deps: StageDeps, input: CodeInput): Promise<StageResult<Finish & Partial<Revision>>> {
+  const { review, plan } = input;
+  if (!review && !plan) throw new Error('codeStage needs a plan or a review');
+  const finishTool = review ? finishRevision(review.threads.map((t) => t.commentId)) : finishChange;
+  // The stage's scoped inputs: the plan's (or the review's) files, not the whole tree (cached with the task).
+  const scoped = review ? [...new Set(review.threads.map((t) => t.path))] : plan!.files_to_change;
+  const planFiles = await filesBlock(deps.workTree, scoped.slice(0, 8));
   const task = [
     issueBlock(input.issue),
-    planBlock(input.plan),
-    ...(planFiles ? [`The files the plan names, as they were when this round started:\n${planFiles}`] : []),
+    review ? reviewBlock(review) : planBlock(plan!),
+    ...(planFiles ? [`The files ${review ? 'the review names' : 'the plan names'}, as they were when this round started:\n${planFiles}`] : []),
     input.failure
-      ? `${quote('validation-failure', input.failure)}\n\nThe repository checks failed after your change. Fix the cause, then call finish_change again.`
-      : 'Make the change.',
+      ? `${quote('validation-failure', input.failure)}\n\nThe repository checks failed after your change. Fix the cause, then call ${finishTool.name} again.`
+      : review
+        ? 'Address the review.'
+        : 'Make the change.',
   ].join('\n\n');
   const result = await runLoop({
     stage: 'code',
     tier: 'mid',
     model: deps.model,
-    system: systemPrompt(RULES, input.repoRules),
+    system: systemPrompt(review ? REVISE_RULES : RULES, input.repoRules),
     task,
-    tools: CODE_TOOLS,
+    tools: review ? [...CODE_TOOLS.filter((t) => t !== (finishChange as unknown as Tool)), finishTool] : CODE_TOOLS,
     ctx: {
       workTree: deps.workTree,
       runner: deps.runner,
@@ -108,6 +124,8 @@ export async function codeStage(deps: StageDeps, input: CodeInput): Promise<Stag
       editable: input.editable,
       touched: input.touched,
       scopeRequests: input.scopeRequests,
+      pathPolicy: deps.pathPolicy,
+      signal: deps.signal,
     },
     maxTurns: input.maxTurns ?? 40,
     trace: deps.trace,
@@ -118,5 +136,5 @@ export async function codeStage(deps: StageDeps, input: CodeInput): Promise<Stag
     compaction: { ...DEFAULT_COMPACTION, ...input.compaction, snapshot: () => touchedSnapshot(deps.workTree, input.touched) },
   });
   if (result.kind === 'stuck') return result;
-  return { kind: 'done', value: FinishSchema.parse(result.input) };
+  return { kind: 'done', value: review ? RevisionSchema.parse(result.input) : FinishSchema.parse(result.input) };
 }

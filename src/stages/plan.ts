@@ -39,7 +39,7 @@ export async function planStage(deps: StageDeps, input: PlanInput): Promise<Stag
     system: systemPrompt(RULES, input.repoRules),
     task,
     tools: PLAN_TOOLS,
-    ctx: { workTree: deps.workTree, runner: deps.runner, sandboxReadOnlyPaths: deps.sandboxReadOnlyPaths, log: deps.log, touched: new Set() },
+    ctx: { workTree: deps.workTree, runner: deps.runner, sandboxReadOnlyPaths: deps.sandboxReadOnlyPaths, log: deps.log, touched: new Set(), signal: deps.signal },
     maxTurns: input.maxTurns ?? 30,
     trace: deps.trace,
     log: deps.log,

@@ -3,6 +3,7 @@ import type { ModelClient } from '../agent/model.js';
 import type { Stuck, StuckLimits } from '../agent/stuck.js';
 import type { Trace } from '../agent/trace.js';
 import type { Runner } from '../sandbox/runner.js';
+import type { PathPolicy } from '../config/repo-config.js';
 
 export type StageResult<T> = { kind: 'done'; value: T } | ({ kind: 'stuck' } & Stuck) | { kind: 'needs-info'; questions: string[] };
 
@@ -19,4 +20,8 @@ export interface StageDeps {
   guard?: () => Stuck | undefined;
   /** The repository's stuck-detector limits. */
   stuckLimits?: StuckLimits;
+  /** The repository's paths the agent may and may not edit (`.github/agent.yml` paths). */
+  pathPolicy?: PathPolicy;
+  /** Aborted when a writer asks the job to stop: running commands are killed. */
+  signal?: AbortSignal;
 }

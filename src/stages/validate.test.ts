@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { detectChecks, failureExcerpt } from './validate.js';
+import type { Trace } from '../agent/trace.js';
+import type { RunRequest, Runner } from '../sandbox/runner.js';
+import { detectChecks, failureExcerpt, runCheck } from './validate.js';
 
 const reader = (files: Record<string, string>) => async (p: string) => files[p];
 
@@ -30,6 +32,27 @@ describe('detecting the checks', () => {
     expect((await detectChecks(reader({ 'pyproject.toml': '' }), {})).checks[0]?.command).toBe('python3 -m pytest -q');
     expect((await detectChecks(reader({ Makefile: 'all:\n\ttrue\ntest:\n\ttrue\n' }), {})).checks[0]?.command).toBe('make test');
     expect((await detectChecks(reader({ 'README.md': '' }), {})).checks).toEqual([]);
+  });
+});
+
+describe('the install step\'s network', () => {
+  it('follows install_network for the install command, and is always none for the other checks', async () => {
+    const asked: RunRequest[] = [];
+    const runner: Runner = {
+      backend: 'unsandboxed',
+      async run(req) {
+        asked.push(req);
+        return { command: req.command, exitCode: 0, signal: null, timedOut: false, durationMs: 1, output: '', omittedBytes: 0 };
+      },
+    };
+    const deps = { runner, workTree: '/w', sandboxReadOnlyPaths: [], trace: { write: () => undefined } as unknown as Trace, stage: 'validate' };
+    const files = reader({ 'package.json': JSON.stringify({ scripts: { test: 'node --test' }, dependencies: { x: '1' } }) });
+    for (const [config, expected] of [[{}, 'full'], [{ install_network: 'none' as const }, 'none'], [{ install_network: 'full' as const }, 'full']] as const) {
+      const { install, checks } = await detectChecks(files, config);
+      await runCheck(deps, install!);
+      await runCheck(deps, checks[0]!);
+      expect(asked.splice(0).map((r) => r.network)).toEqual([expected, 'none']);
+    }
   });
 });
 

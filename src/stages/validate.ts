@@ -1,14 +1,19 @@
 import type { BaseFileReader } from '../agent/context.js';
 import type { RepoConfig } from '../config/repo-config.js';
 import type { Trace } from '../agent/trace.js';
-import type { Runner, RunResult } from '../sandbox/runner.js';
+import type { NetworkPolicy, Runner, RunResult } from '../sandbox/runner.js';
 
 export interface Check {
   name: 'install' | 'lint' | 'typecheck' | 'test';
   command: string;
   /** Where the command came from: `.github/agent.yml` or what was detected. */
   source: 'config' | 'detected';
+  /** The install step's network (`install_network` in `.github/agent.yml`); every other check has none. */
+  network?: NetworkPolicy;
 }
+
+/** `install_network`'s default; see the schema for why it is 'full'. */
+export const DEFAULT_INSTALL_NETWORK: NetworkPolicy = 'full';
 
 export interface CheckResult {
   name: Check['name'];
@@ -82,7 +87,9 @@ export async function detectChecks(read: BaseFileReader, config: RepoConfig): Pr
     return d ? { name, command: d, source: 'detected' } : undefined;
   };
   const checks = (['lint', 'typecheck', 'test'] as const).map(pick).filter((c): c is Check => c !== undefined);
-  return { install: pick('install'), checks };
+  const install = pick('install');
+  if (install && config.install_network) install.network = config.install_network;
+  return { install, checks };
 }
 
 function tailOf(output: string, lines = 60): string {
@@ -101,16 +108,19 @@ export interface ValidateDeps {
   trace: Trace;
   stage: string;
   timeoutMs?: number;
+  /** Kills the running check when the job is asked to stop. */
+  signal?: AbortSignal;
 }
 
-/** Runs one check in the sandbox; only the install step may reach the network. */
+/** Runs one check in the sandbox; only the install step may reach the network, and only as the repository's install_network allows. */
 export async function runCheck(deps: ValidateDeps, check: Check): Promise<CheckResult> {
   const r = await deps.runner.run({
     workTree: deps.workTree,
     command: check.command,
     timeoutMs: deps.timeoutMs ?? 15 * 60 * 1000,
-    network: check.name === 'install' ? 'full' : 'none',
+    network: check.name === 'install' ? (check.network ?? DEFAULT_INSTALL_NETWORK) : 'none',
     readOnlyPaths: deps.sandboxReadOnlyPaths,
+    signal: deps.signal,
   });
   deps.trace.write({ type: 'command', stage: deps.stage, name: check.name, command: check.command, exitCode: r.exitCode, timedOut: r.timedOut, durationMs: r.durationMs, output: r.output });
   // Paths are shown relative to the repository: shorter for the model, and the host's
@@ -121,9 +131,13 @@ export async function runCheck(deps: ValidateDeps, check: Check): Promise<CheckR
 /** Runs every check, deterministically and in order; all run so the report is whole. */
 export async function validateStage(deps: ValidateDeps, checks: Check[]): Promise<ValidationReport> {
   const results: CheckResult[] = [];
-  for (const check of checks) results.push(await runCheck(deps, check));
+  for (const check of checks) {
+    if (deps.signal?.aborted) break;
+    results.push(await runCheck(deps, check));
+  }
   const failed = results.find((r) => !r.ok);
-  return { ok: failed === undefined, results, failed };
+  // A stopped run never counts as green, whatever ran before the stop.
+  return { ok: failed === undefined && !deps.signal?.aborted, results, failed };
 }
 
 const HIGHLIGHT = /^\s*(not ok \d+|✖|×|FAIL\b|FAILED\b|ERROR\b|error(\[\w+\])?:|\w*Error:|--- FAIL|panicked at)/i;

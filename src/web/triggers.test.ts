@@ -27,3 +27,23 @@ describe('trigger rules', () => {
     for (const p of ['triage', 'read', 'none'] as const) expect(checkPermission('u', p)).toEqual({ run: false, reason: expect.stringContaining(`has ${p}`) });
   });
 });
+
+describe('review submissions', () => {
+  it('revise on changes requested, or comments with a body or line comments', async () => {
+    const { reviewAsksForChanges } = await import('./triggers.js');
+    expect(reviewAsksForChanges('changes_requested', '', 0)).toBe(true);
+    expect(reviewAsksForChanges('commented', 'please rename', 0)).toBe(true);
+    expect(reviewAsksForChanges('commented', '  ', 2)).toBe(true);
+    expect(reviewAsksForChanges('commented', null, 0)).toBe(false);
+    expect(reviewAsksForChanges('approved', 'nit: rename', 3)).toBe(false);
+    expect(reviewAsksForChanges('dismissed', 'x', 1)).toBe(false);
+  });
+
+  it('treats the app\'s state labels as never triggering', async () => {
+    const { isStateLabel } = await import('./triggers.js');
+    expect(isStateLabel('agent:working')).toBe(true);
+    expect(isStateLabel('Agent:Stuck')).toBe(true);
+    expect(isStateLabel('agent')).toBe(false);
+    expect(isStateLabel(undefined)).toBe(false);
+  });
+});

@@ -1,6 +1,7 @@
 import { WRITE_PERMISSIONS, type Permission } from '../github/facade.js';
 
-export const DEFAULT_TRIGGER_LABEL = 'agent';
+// One default, owned by the repository config that can change it.
+export { DEFAULT_TRIGGER_LABEL } from '../config/repo-config.js';
 
 export interface Sender {
   login: string;
@@ -20,6 +21,21 @@ export function checkLabelEvent(e: { label: string | undefined; sender: Sender; 
   if (e.label?.toLowerCase() !== e.triggerLabel.toLowerCase()) return { run: false, reason: `label "${e.label ?? ''}" is not the trigger label "${e.triggerLabel}"` };
   if (isBot(e.sender, e.appSlug)) return { run: false, reason: `sender ${e.sender.login} is a bot` };
   return { run: true };
+}
+
+/** The app's own state labels never trigger anything, whatever the trigger label is. */
+export function isStateLabel(name: string | undefined): boolean {
+  return name !== undefined && /^agent:/i.test(name);
+}
+
+/**
+ * Which review submissions ask for a revision: changes requested, or comments with a body
+ * or line comments. Approvals and dismissals do not.
+ */
+export function reviewAsksForChanges(state: string, body: string | null | undefined, lineComments: number): boolean {
+  const s = state.toLowerCase();
+  if (s === 'changes_requested') return true;
+  return s === 'commented' && ((body ?? '').trim() !== '' || lineComments > 0);
 }
 
 /** Only people who can push to the repository may spend the app's budget on it. */

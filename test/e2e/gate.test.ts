@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ScriptedModel } from '../stand-ins/anthropic/server.js';
-import { calcModel, CALC_PLAN, CALC_REPO, CALC_SCOPE, OWNER, stageOf, startScenario, use, WEBHOOK_SECRET, type Scenario } from './harness.js';
+import { calcModel, CALC_PLAN, CALC_REPO, CALC_SCOPE, OWNER, stageOf, startScenario, use, WEBHOOK_SECRET, type Scenario, leakCheck } from './harness.js';
 
 let s: Scenario;
 
@@ -113,5 +113,9 @@ describe('the scope gate and checkpoints', () => {
     const trace = readFileSync(path.join(traceDir, readdirSync(traceDir).find((f) => f.includes('leaky_issues_6'))!), 'utf8');
     expect(trace).toContain('[REDACTED]');
     for (const secret of [secrets.apiKey, secrets.webhook, secrets.token, secrets.key.split('\n')[1]!]) expect(trace).not.toContain(secret);
+  });
+
+  it('leaks none of the planted secrets to the model, GitHub, the logs or the traces', () => {
+    expect(leakCheck(s, 'gate')).toEqual([]);
   });
 });

@@ -1,13 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type Anthropic from '@anthropic-ai/sdk';
 import { startAnthropicStandIn, type AnthropicStandIn, type ScriptedBlock, type ScriptedModel } from '../stand-ins/anthropic/server.js';
-import { startGitHubStandIn, type GitHubStandIn } from '../stand-ins/github/server.js';
-import { issueLabeledPayload, sendWebhook } from '../stand-ins/github/webhooks.js';
-import { freePort, startTestRedis } from '../helpers/redis.js';
+import { startGitHubStandIn, type GitHubStandIn, type ReviewState } from '../stand-ins/github/server.js';
+import { issueCommentPayload, issueLabeledPayload, pullRequestReviewPayload, sendWebhook } from '../stand-ins/github/webhooks.js';
+import { freePort, startTestRedis, type TestRedis } from '../helpers/redis.js';
 import type { RedisHandle } from '../../src/queue/redis.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -28,18 +28,41 @@ export const CALC_REPO: Record<string, string> = {
 export interface Scenario {
   github: GitHubStandIn;
   anthropic: AnthropicStandIn;
-  redis: RedisHandle;
+  redis: TestRedis;
   app: ChildProcess;
   appUrl: string;
   dataDir: string;
   logs: () => string;
   label(p: { repo: string; issueNumber: number; title: string; body: string; sender?: { login: string; type: 'User' | 'Bot' }; deliveryId?: string; label?: string }): Promise<{ status: number; deliveryId: string }>;
+  /** A person's comment: written on the stand-in, then delivered as `issue_comment.created`. */
+  comment(p: { repo: string; issueNumber: number; title: string; body: string; isPullRequest?: boolean; author?: Actor; sender?: Actor }): Promise<{ status: number; commentId: number }>;
+  /** A review on a pull request: recorded with real diff hunks, then delivered as `pull_request_review.submitted`. */
+  review(p: { repo: string; pullNumber: number; user?: Actor; state: ReviewState; body: string; comments?: Array<{ path: string; line: number; body: string }> }): Promise<{ status: number; reviewId: number; commentIds: number[] }>;
   waitFor<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs?: number): Promise<T>;
+  /**
+   * Scans every request the app sent to the model stand-in, every write it sent to the
+   * GitHub stand-in (comments, PR bodies, replies), every log line and every trace for the
+   * secrets the scenario planted; answers what was scanned and what was found.
+   */
+  leaks(): { scanned: Record<string, number>; found: string[] };
+  /** Kills the app process with SIGKILL (a crash) and starts a new one on the same Redis and DATA_DIR. */
+  crashAndRestart(): Promise<void>;
+  /** Starts another process of the app (e.g. `worker`), sharing Redis and DATA_DIR; stopped with the scenario. */
+  spawnExtra(role: 'web' | 'worker', extraEnv?: Record<string, string>): ChildProcess;
   stop(): Promise<void>;
 }
 
+export interface ScenarioOptions {
+  /** Extra environment for the app (e.g. short BullMQ lock times for crash tests). */
+  env?: Record<string, string>;
+  /** The main process's role argument; default both. */
+  role?: 'web' | 'worker';
+}
+
+type Actor = { login: string; type: 'User' | 'Bot' };
+
 /** Starts the stand-ins, a redis-server of the test's own and the real app process. */
-export async function startScenario(): Promise<Scenario> {
+export async function startScenario(opts: ScenarioOptions = {}): Promise<Scenario> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'ia-e2e-'));
   const [github, anthropic, redis] = await Promise.all([startGitHubStandIn(), startAnthropicStandIn(), startTestRedis()]);
   const port = await freePort();
@@ -60,13 +83,38 @@ export async function startScenario(): Promise<Scenario> {
     NODE_ENV: 'test',
     // A credential in the app's own environment must never reach the sandbox.
     GITHUB_TOKEN: 'ghp_parentsecret000000000000000000000000',
+    ...opts.env,
   };
   // cwd is a temp dir so a developer's .env never leaks into the test.
-  const app = spawn(process.execPath, [path.join(ROOT, 'node_modules/tsx/dist/cli.mjs'), path.join(ROOT, 'src/main.ts')], { cwd: dataDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
-  app.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-  app.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const extras: ChildProcess[] = [];
+  const spawnApp = (role: 'web' | 'worker' | undefined, extraEnv: Record<string, string> = {}) => {
+    // One process (tsx as a loader, not its CLI's wrapper), so a signal reaches the app itself.
+    const child = spawn(process.execPath, ['--import', pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href, path.join(ROOT, 'src/main.ts'), ...(role ? [role] : [])], {
+      cwd: dataDir,
+      env: { ...env, ...extraEnv },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    return child;
+  };
+  let app = spawnApp(opts.role);
   const appUrl = `http://127.0.0.1:${port}`;
+  const healthy = () =>
+    waitFor('the app to answer /healthz', async () => {
+      try {
+        return (await fetch(`${appUrl}/healthz`)).status === 200 || undefined;
+      } catch {
+        return undefined;
+      }
+    }, 60_000);
+  const exitOf = (child: ChildProcess, signal: NodeJS.Signals) =>
+    new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill(signal);
+    });
 
   const waitFor = async <T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 150_000): Promise<T> => {
     const deadline = Date.now() + timeoutMs;
@@ -82,7 +130,9 @@ export async function startScenario(): Promise<Scenario> {
     github,
     anthropic,
     redis,
-    app,
+    get app() {
+      return app;
+    },
     appUrl,
     dataDir,
     logs: () => output,
@@ -102,7 +152,77 @@ export async function startScenario(): Promise<Scenario> {
       const r = await sendWebhook({ url: `${appUrl}/api/github/webhooks`, secret: WEBHOOK_SECRET, event: 'issues', payload, deliveryId: p.deliveryId });
       return { status: r.status, deliveryId: r.deliveryId };
     },
+    comment: async (p) => {
+      const sender = p.sender ?? { login: 'maintainer', type: 'User' };
+      const commentId = github.addComment(OWNER, p.repo, p.issueNumber, { user: sender.login, body: p.body });
+      const payload = issueCommentPayload({
+        owner: OWNER,
+        repo: p.repo,
+        issueNumber: p.issueNumber,
+        title: p.title,
+        body: '',
+        isPullRequest: p.isPullRequest,
+        commentId,
+        commentBody: p.body,
+        sender,
+        author: p.author,
+        installationId: github.installationId,
+        url: github.url,
+      });
+      const r = await sendWebhook({ url: `${appUrl}/api/github/webhooks`, secret: WEBHOOK_SECRET, event: 'issue_comment', payload });
+      return { status: r.status, commentId };
+    },
+    review: async (p) => {
+      const user = p.user ?? { login: 'maintainer', type: 'User' };
+      const added = await github.addReview(OWNER, p.repo, p.pullNumber, { user: user.login, state: p.state, body: p.body, comments: p.comments ?? [] });
+      const payload = pullRequestReviewPayload({ owner: OWNER, repo: p.repo, installationId: github.installationId, url: github.url, sender: user, review: added.review, pullRequest: added.pullRequest });
+      const r = await sendWebhook({ url: `${appUrl}/api/github/webhooks`, secret: WEBHOOK_SECRET, event: 'pull_request_review', payload });
+      return { status: r.status, reviewId: added.reviewId, commentIds: added.commentIds };
+    },
+    leaks: () => {
+      const pem = github.privateKey.split('\n').filter((l) => l && !l.startsWith('-----'));
+      const secrets: Record<string, string> = {
+        'webhook secret': WEBHOOK_SECRET,
+        'model key': env.ANTHROPIC_API_KEY!,
+        'parent GITHUB_TOKEN': env.GITHUB_TOKEN!,
+        'private key (first line)': pem[0]!,
+        'private key (a middle line)': pem[Math.floor(pem.length / 2)]!,
+        ...Object.fromEntries(github.issuedTokens.map((t, i) => [`installation token ${i + 1}`, t])),
+      };
+      const traceDir = path.join(dataDir, 'data', 'traces');
+      const traces = existsSync(traceDir) ? readdirSync(traceDir).map((f) => readFileSync(path.join(traceDir, f), 'utf8')) : [];
+      // What the app wrote (comments, PR bodies, replies, labels), as GitHub echoes it back;
+      // minting an installation token is GitHub's own answer, not the app's writing.
+      const writes = github.requests
+        .filter((r) => ['POST', 'PATCH', 'PUT'].includes(r.method) && r.body !== undefined && !r.path.endsWith('/access_tokens'))
+        .map((r) => `${r.method} ${r.path} ${JSON.stringify(r.body)}`);
+      const haystacks: Record<string, string[]> = {
+        'model requests': anthropic.requests.map((r) => JSON.stringify(r)),
+        'GitHub writes': writes,
+        'log lines': output.split('\n'),
+        traces,
+      };
+      const found: string[] = [];
+      for (const [where, texts] of Object.entries(haystacks)) {
+        for (const [name, secret] of Object.entries(secrets)) {
+          const hit = texts.find((t) => t.includes(secret));
+          if (hit) found.push(`${name} in ${where} (${hit.slice(0, 80)}…)`);
+        }
+      }
+      return { scanned: Object.fromEntries(Object.entries(haystacks).map(([k, v]) => [k, v.length])), found };
+    },
+    crashAndRestart: async () => {
+      await exitOf(app, 'SIGKILL');
+      app = spawnApp(opts.role);
+      await healthy();
+    },
+    spawnExtra: (role, extraEnv) => {
+      const child = spawnApp(role, extraEnv);
+      extras.push(child);
+      return child;
+    },
     stop: async () => {
+      await Promise.all(extras.map((c) => exitOf(c, 'SIGKILL')));
       if (app.exitCode === null) {
         const exited = new Promise((r) => app.once('exit', r));
         app.kill('SIGTERM');
@@ -113,13 +233,7 @@ export async function startScenario(): Promise<Scenario> {
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
-  await waitFor('the app to answer /healthz', async () => {
-    try {
-      return (await fetch(`${appUrl}/healthz`)).status === 200 || undefined;
-    } catch {
-      return undefined;
-    }
-  }, 60_000);
+  await healthy();
   return scenario;
 }
 
@@ -128,13 +242,13 @@ function systemText(req: Anthropic.MessageCreateParams): string {
 }
 
 /** Which stage a request belongs to, and how many assistant turns it already holds. */
-export function stageOf(req: Anthropic.MessageCreateParams): { stage: 'scope' | 'plan' | 'code' | 'summary' | 'other'; turn: number; repair: boolean } {
+export function stageOf(req: Anthropic.MessageCreateParams): { stage: 'scope' | 'plan' | 'code' | 'revise' | 'summary' | 'other'; turn: number; repair: boolean; task: string } {
   const system = systemText(req);
   const tools = (req.tools ?? []).map((t) => ('name' in t ? t.name : ''));
-  const stage = tools.includes('accept_task') ? 'scope' : tools.includes('report_failure') ? 'summary' : system.includes('Stage: PLAN') ? 'plan' : system.includes('Stage: CODE') ? 'code' : 'other';
+  const stage = tools.includes('accept_task') ? 'scope' : tools.includes('report_failure') ? 'summary' : system.includes('Stage: PLAN') ? 'plan' : system.includes('Stage: CODE') ? 'code' : system.includes('Stage: REVISE') ? 'revise' : 'other';
   const first = req.messages[0];
   const task = first && typeof first.content !== 'string' ? first.content.map((b) => (b.type === 'text' ? b.text : '')).join('') : String(first?.content ?? '');
-  return { stage, turn: req.messages.filter((m) => m.role === 'assistant').length, repair: task.includes('<validation-failure>') };
+  return { stage, turn: req.messages.filter((m) => m.role === 'assistant').length, repair: task.includes('<validation-failure>'), task };
 }
 
 export const use = (name: string, input: unknown): ScriptedBlock => ({ type: 'tool_use', name, input });
@@ -233,4 +347,11 @@ export function calcModel(opts: { wrongFix?: boolean; mistakes?: boolean; toolEr
     }
     return { content: [{ type: 'text', text: 'unexpected stage' }] };
   };
+}
+
+/** The leak check as a test: prints what was scanned, and fails on any planted secret found. */
+export function leakCheck(s: Scenario, suite: string): string[] {
+  const { scanned, found } = s.leaks();
+  console.log(`leak check (${suite}): scanned ${Object.entries(scanned).map(([k, n]) => `${n} ${k}`).join(', ')}; found ${found.length}${found.length ? `: ${found.join('; ')}` : ''}`);
+  return found;
 }

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { calcModel, CALC_REPO, OWNER, startScenario, WEBHOOK_SECRET, type Scenario } from './harness.js';
+import { calcModel, CALC_REPO, OWNER, startScenario, WEBHOOK_SECRET, type Scenario, leakCheck } from './harness.js';
 
 let s: Scenario;
 
@@ -84,9 +84,13 @@ describe('a labeled issue becomes a tested pull request', () => {
     const botId = (await (await fetch(`${s.github.apiUrl}/users/${encodeURIComponent(s.github.botLogin)}`, { headers: { authorization: `token ${s.github.issuedTokens[0]}` } })).json()) as { id: number };
     expect(log).toEqual([`${s.github.botLogin} <${botId.id}+${s.github.botLogin}@users.noreply.127.0.0.1>|${title}`]);
 
+    // One status comment, and the second label answered (not queued).
+    await s.waitFor('the answer to the second label', () => s.github.comments(OWNER, 'calc', 12).find((c) => c.body.includes('attempt 1 is still running')), 15_000);
     const comments = s.github.comments(OWNER, 'calc', 12);
-    expect(comments).toHaveLength(1);
-    const status = await s.waitFor('the final status', () => (s.github.comments(OWNER, 'calc', 12)[0]?.body.includes('✅ done') ? s.github.comments(OWNER, 'calc', 12)[0] : undefined));
+    expect(comments.filter((c) => c.body.startsWith('<!-- issue-agent:status -->'))).toHaveLength(1);
+    expect(comments.filter((c) => c.body.includes('attempt 1 is still running'))).toHaveLength(1);
+    expect(comments).toHaveLength(2);
+    const status = await s.waitFor('the final status', () => s.github.comments(OWNER, 'calc', 12).find((c) => c.body.startsWith('<!-- issue-agent:status -->') && c.body.includes('✅ done')));
     expect(status.body).toContain(`/${OWNER}/calc/pull/${pr.number}`);
     expect(status.user).toBe(s.github.botLogin);
     expect(s.github.labels(OWNER, 'calc', 12)).not.toContain('agent:working');
@@ -192,7 +196,7 @@ describe('a labeled issue becomes a tested pull request', () => {
       const c = s.github.comments(OWNER, 'calc4', 2)[0];
       return c?.body.includes('stopped without a pull request') ? c : undefined;
     });
-    expect(status.body).toMatch(/model-refused: the model API refused a request to claude-haiku-5-5 \(400\).*prompt is too long/);
+    expect(status.body).toMatch(/model-refused: the model API refused a request to claude-haiku-5-5 \(400 invalid_request_error\).*prompt is too long/);
     expect(s.anthropic.attempts - before).toBe(1);
     expect(s.github.labels(OWNER, 'calc4', 2)).toEqual(['agent:stuck']);
   });
@@ -242,5 +246,9 @@ describe('a labeled issue becomes a tested pull request', () => {
     expect(s.github.labels(OWNER, 'calc2', 3)).not.toContain('agent:stuck');
     expect(toolErrors).toEqual([]);
     expect(s.github.violations).toEqual([]);
+  });
+
+  it('leaks none of the planted secrets to the model, GitHub, the logs or the traces', () => {
+    expect(leakCheck(s, 'labeled-issue')).toEqual([]);
   });
 });

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ScriptedBlock, ScriptedModel } from '../stand-ins/anthropic/server.js';
-import { CALC_FAILURE_SUMMARY, CALC_PLAN, CALC_REPO, CALC_SCOPE, OWNER, stageOf, startScenario, use, type Scenario } from './harness.js';
+import { CALC_FAILURE_SUMMARY, CALC_PLAN, CALC_REPO, CALC_SCOPE, OWNER, stageOf, startScenario, use, type Scenario, leakCheck } from './harness.js';
 
 let s: Scenario;
 const figures: string[] = [];
@@ -146,5 +146,9 @@ describe('the system notices when the model is stuck', () => {
     expect(body).toContain('**timeout**');
     expect(body).toMatch(/minutes elapsed of a limit of 0.1/);
     record('timeout', spend);
+  });
+
+  it('leaks none of the planted secrets to the model, GitHub, the logs or the traces', () => {
+    expect(leakCheck(s, 'stuck')).toEqual([]);
   });
 });

@@ -15,14 +15,39 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** A real redis-server of the test's own, on a free port, never the machine's 6379. */
-export async function startTestRedis(): Promise<RedisHandle> {
+export interface TestRedis extends RedisHandle {
+  port: number;
+  /** Where the server keeps its append-only file. */
+  dir: string;
+  /** Stops the server (SIGTERM: it writes out its AOF) and starts it again on the same port and data. */
+  restart(): Promise<void>;
+}
+
+/**
+ * A real redis-server of the test's own, on a free port, never the machine's 6379. It runs
+ * as the app's own does: AOF on (appendfsync everysec), maxmemory-policy noeviction.
+ * `extraConfig` lines go into its config (e.g. `rename-command CONFIG ""`).
+ */
+export async function startTestRedis(opts: { extraConfig?: string[] } = {}): Promise<TestRedis> {
   const dir = mkdtempSync(path.join(tmpdir(), 'ia-redis-'));
-  const handle = await startRedisServer({ port: await freePort(), dir });
+  const port = await freePort();
+  const start = () => startRedisServer({ port, dir, extraConfig: opts.extraConfig });
+  let current = await start();
   return {
-    ...handle,
+    port,
+    dir,
+    get url() {
+      return current.url;
+    },
+    get owned() {
+      return current.owned;
+    },
+    restart: async () => {
+      await current.stop();
+      current = await start();
+    },
     stop: async () => {
-      await handle.stop();
+      await current.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

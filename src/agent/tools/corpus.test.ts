@@ -52,6 +52,7 @@ put('lib/util.ts', 'export const x = 1;\n');
 put('config.json', '{\n  "name": "demo",\n  "version": "1.0.0"\n}\n');
 put('ci.yml', 'on: push\njobs:\n  test:\n    runs-on: ubuntu-latest\n');
 put('README.md', '# demo\n');
+put('vendor/lib.js', 'module.exports = 1;\n');
 put('blob.bin', Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0, 1, 2, 3, 0, 5]));
 put('latin1.txt', Buffer.from('caf\xe9 cr\xe8me\n', 'latin1'));
 put('big.txt', `${'a'.repeat(99)}\n`.repeat(30_000)); // 3,000,000 bytes > 2 MiB
@@ -64,6 +65,7 @@ symlinkSync('.git', path.join(root, 'git-link'));
 symlinkSync('../.git/config', path.join(root, 'src/cfg'));
 symlinkSync('utils.ts', path.join(root, 'src/alias.ts'));
 symlinkSync('nowhere', path.join(root, 'src/dangling'));
+symlinkSync('../vendor', path.join(root, 'src/vendor-link'));
 
 /** sha256 of every regular file; link targets, FIFOs and directories recorded by kind. Never follows links. */
 function snapshot(dir: string): Record<string, string> {
@@ -107,6 +109,11 @@ const editable = new Set([
   'README.md/notes.ts',
   'pipe/inner.ts',
   'git-link/hooks/pre-commit',
+  'vendor/lib.js',
+  'vendor/new.js',
+  'src/vendor-link/lib.js',
+  'certs/dev.pem',
+  'docs/guide.md',
 ]);
 const ctx: ToolContext = {
   workTree: root,
@@ -116,8 +123,11 @@ const ctx: ToolContext = {
   editable,
   touched: new Set(),
   scopeRequests: [],
+  // The repository's .github/agent.yml `paths`: these win over the editable set.
+  pathPolicy: { allow: [], deny: ['vendor/**', '*.pem'] },
 };
 const readOnlyCtx: ToolContext = { ...ctx, editable: undefined };
+const allowOnlyCtx: ToolContext = { ...ctx, pathPolicy: { allow: ['src/**', 'test/**'], deny: [] } };
 const records: ToolCallRecord[] = [];
 
 afterAll(() => rmSync(base, { recursive: true, force: true }));
@@ -134,6 +144,8 @@ interface Case {
   mentions: RegExp;
   /** Run in a stage that may not edit (ctx.editable undefined). */
   readOnly?: boolean;
+  /** Run where .github/agent.yml allows only src/** and test/**. */
+  allowOnly?: boolean;
 }
 
 const validPlan = { summary: 'add() subtracts; make it add.', files_to_change: ['src/utils.ts'], files_to_read: [], steps: ['fix add'], verification: 'npm test', estimated_changed_lines: 1, confidence: 0.8 };
@@ -238,6 +250,9 @@ const CASES: Case[] = [
   { name: 'absolute path', tool: 'edit_file', input: { path: path.join(sentinel, 'secret.txt'), old_text: 'do', new_text: 'x' }, code: 'path_outside_work_tree', mentions: /relative to the repository root/ },
   { name: 'NUL byte in the path', tool: 'edit_file', input: { path: 'src/utils.ts\0', old_text: 'a', new_text: 'b' }, code: 'invalid_input', mentions: /path: must not contain NUL/ },
   { name: 'absent file, near miss', tool: 'edit_file', input: { path: 'src/utilz.ts', old_text: 'a', new_text: 'b' }, code: 'not_found', mentions: /closest: src\/utils\.ts/ },
+  { name: 'denied by the repository, though planned', tool: 'edit_file', input: { path: 'vendor/lib.js', old_text: '1', new_text: '2' }, code: 'path_denied', mentions: /deny glob "vendor\/\*\*"[\s\S]*leave it unchanged or explain in finish_change/ },
+  { name: 'denied directory through a symlink', tool: 'edit_file', input: { path: 'src/vendor-link/lib.js', old_text: '1', new_text: '2' }, code: 'path_denied', mentions: /through a symlink to vendor\/lib\.js.*"vendor\/\*\*"/ },
+  { name: 'outside the allowed globs', tool: 'edit_file', input: { path: 'config.json', old_text: 'demo', new_text: 'x' }, code: 'path_denied', mentions: /none of the allow globs .*"src\/\*\*", "test\/\*\*"/, allowOnly: true },
 
   // create_file
   { name: 'existing file', tool: 'create_file', input: { path: 'src/utils.ts', content: 'export {};\n' }, code: 'already_exists', mentions: /edit_file/ },
@@ -257,6 +272,9 @@ const CASES: Case[] = [
   { name: '.. into the sentinel', tool: 'create_file', input: { path: `../${SENTINEL}/evil.ts`, content: 'x' }, code: 'path_outside_work_tree', mentions: /leaves the repository/ },
   { name: 'git hook through a symlink', tool: 'create_file', input: { path: 'git-link/hooks/pre-commit', content: '#!/bin/sh\nexit 0\n' }, code: 'path_forbidden', mentions: /\.git/ },
   { name: 'NUL byte in the path', tool: 'create_file', input: { path: 'src/new.ts\0.sh', content: 'x' }, code: 'invalid_input', mentions: /path: must not contain NUL/ },
+  { name: 'denied by a glob without "/" at any depth', tool: 'create_file', input: { path: 'certs/dev.pem', content: 'x' }, code: 'path_denied', mentions: /deny glob "\*\.pem"/ },
+  { name: 'into a denied directory', tool: 'create_file', input: { path: 'vendor/new.js', content: 'module.exports = 2;\n' }, code: 'path_denied', mentions: /"vendor\/\*\*"[\s\S]*agent\.yml/ },
+  { name: 'outside the allowed globs', tool: 'create_file', input: { path: 'docs/guide.md', content: '# guide\n' }, code: 'path_denied', mentions: /docs\/guide\.md matches none of the allow globs/, allowOnly: true },
 
   // request_scope
   { name: 'empty reason', tool: 'request_scope', input: { path: 'lib/util.ts', reason: '' }, code: 'invalid_input', mentions: /reason: say why, in a sentence/ },
@@ -269,6 +287,9 @@ const CASES: Case[] = [
   { name: 'path into .git', tool: 'request_scope', input: { path: '.git/hooks/pre-push', reason: 'the hook must run the tests before pushing' }, code: 'path_forbidden', mentions: /\.git/ },
   { name: 'symlink into .git', tool: 'request_scope', input: { path: 'git-link/config', reason: 'the remote must point to the fork instead' }, code: 'path_forbidden', mentions: /\.git/ },
   { name: 'in a read-only stage', tool: 'request_scope', input: { path: 'lib/util.ts', reason: 'the constant x is defined here and is wrong' }, code: 'read_only_stage', mentions: /scope cannot grow/, readOnly: true },
+  { name: 'widening onto a denied file', tool: 'request_scope', input: { path: 'vendor/lib.js', reason: 'the bundled copy has the same bug and must change too' }, code: 'path_denied', mentions: /"vendor\/\*\*"[\s\S]*does not let the agent edit it/ },
+  { name: 'widening onto a denied new file', tool: 'request_scope', input: { path: 'keys/deploy.pem', reason: 'the tests need a key to sign the fixture with' }, code: 'path_denied', mentions: /"\*\.pem"/ },
+  { name: 'widening outside the allowed globs', tool: 'request_scope', input: { path: 'lib/util.ts', reason: 'the constant x is defined here and is wrong' }, code: 'path_denied', mentions: /allow globs/, allowOnly: true },
 
   // run_command
   { name: 'timeout_seconds 0', tool: 'run_command', input: { command: 'true', timeout_seconds: 0 }, code: 'invalid_input', mentions: /timeout_seconds: .*received number 0/ },
@@ -319,7 +340,7 @@ const bump = (m: Map<string, number>, k: string) => m.set(k, (m.get(k) ?? 0) + 1
 describe('hostile tool-call corpus', () => {
   for (const [i, c] of CASES.entries()) {
     it(`${String(i + 1).padStart(3)} ${c.tool || '(empty)'}: ${c.name}`, async () => {
-      const callCtx = c.readOnly ? readOnlyCtx : ctx;
+      const callCtx = c.readOnly ? readOnlyCtx : c.allowOnly ? allowOnlyCtx : ctx;
       let answer: ToolAnswer | undefined;
       let thrown: unknown;
       try {

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { defineTool, ToolFailure } from './tool.js';
 import { assertEditable } from './scope.js';
 import { rejectBrokenSyntax } from './edit-file.js';
-import { relPath, resolveInTree } from './paths.js';
+import { assertPathAllowed, relPath, resolveInTree } from './paths.js';
 
 export const createFile = defineTool({
   name: 'create_file',
@@ -15,7 +15,9 @@ export const createFile = defineTool({
     content: z.string().describe('the whole content of the new file'),
   }),
   async run({ path: given, content }, ctx) {
-    const { abs, rel } = await resolveInTree(ctx.workTree, given);
+    const target = await resolveInTree(ctx.workTree, given);
+    const { abs, rel } = target;
+    assertPathAllowed(ctx, target);
     assertEditable(ctx, rel);
     if (await stat(abs).catch(() => undefined)) {
       throw new ToolFailure({ code: 'already_exists', message: `${rel} already exists`, hint: 'use edit_file to change it, or read_file to see it' });

@@ -2,7 +2,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { defineTool, ToolFailure } from './tool.js';
 import { assertEditable } from './scope.js';
-import { assertNotSymlink, notFound, relPath, resolveInTree } from './paths.js';
+import { assertNotSymlink, assertPathAllowed, notFound, relPath, resolveInTree } from './paths.js';
 import { looksBinary } from './read-file.js';
 import { excerptAround, introducedSyntaxProblem } from './syntax.js';
 
@@ -89,7 +89,9 @@ export const editFile = defineTool({
     new_text: z.string().describe('the replacement text'),
   }),
   async run({ path, old_text, new_text }, ctx) {
-    const { abs, rel } = await resolveInTree(ctx.workTree, path);
+    const target = await resolveInTree(ctx.workTree, path);
+    const { abs, rel } = target;
+    assertPathAllowed(ctx, target);
     const st = await stat(abs).catch(() => undefined);
     if (!st) throw await notFound(ctx.workTree, rel);
     if (st.size > MAX_EDIT_BYTES) {

@@ -3,7 +3,9 @@ import { lstat, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { z } from 'zod';
-import { ToolFailure } from './tool.js';
+import { checkPathPolicy } from '../../config/repo-config.js';
+import { editDistance } from '../../util/edit-distance.js';
+import { ToolFailure, type ToolContext } from './tool.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -26,26 +28,13 @@ export async function listTreeFiles(workTree: string, under = '.'): Promise<stri
   }
 }
 
-function levenshtein(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return row[b.length]!;
-}
 
 /** Existing paths closest to `wanted`: the same basename anywhere, then by edit distance. */
 export function closestPaths(wanted: string, files: string[], limit = 5): string[] {
   const base = path.basename(wanted).toLowerCase();
   const sameBase = files.filter((f) => path.basename(f).toLowerCase() === base);
   const byDistance = files
-    .map((f) => ({ f, d: Math.min(levenshtein(wanted.toLowerCase(), f.toLowerCase()), levenshtein(base, path.basename(f).toLowerCase()) + 2) }))
+    .map((f) => ({ f, d: Math.min(editDistance(wanted.toLowerCase(), f.toLowerCase()), editDistance(base, path.basename(f).toLowerCase()) + 2) }))
     .filter(({ d }) => d <= Math.max(3, Math.floor(wanted.length / 3)))
     .sort((a, b) => a.d - b.d || a.f.localeCompare(b.f))
     .map(({ f }) => f);
@@ -78,9 +67,10 @@ export async function assertNotSymlink(abs: string, rel: string): Promise<void> 
 
 /**
  * Resolves a model-given path inside the work tree. Absolute paths, `..` escapes, `.git`
- * and symlinks that resolve outside are refused with the allowed root named.
+ * and symlinks that resolve outside are refused with the allowed root named. `realRel` is
+ * where the path lands once symlinked directories on the way are followed.
  */
-export async function resolveInTree(workTree: string, given: string): Promise<{ abs: string; rel: string }> {
+export async function resolveInTree(workTree: string, given: string): Promise<{ abs: string; rel: string; realRel: string }> {
   const root = await realpath(workTree);
   if (path.isAbsolute(given)) {
     throw new ToolFailure({
@@ -121,7 +111,26 @@ export async function resolveInTree(workTree: string, given: string): Promise<{ 
   if (insideGitDir(realRel)) {
     throw new ToolFailure({ code: 'path_forbidden', message: `"${given}" resolves through a symlink into .git, which tools do not touch`, hint: 'work on the repository files only' });
   }
-  return { abs, rel: rel === '' ? '.' : rel };
+  const landing = path.join(realRel, path.relative(probe, abs));
+  return { abs, rel: rel === '' ? '.' : rel, realRel: landing === '' ? '.' : landing };
+}
+
+/**
+ * The repository's own `paths` rules (.github/agent.yml): a denied path is refused whatever
+ * the plan says. Both the path as given and where it lands through symlinked directories are
+ * checked, so a link cannot carry an edit into a denied directory.
+ */
+export function assertPathAllowed(ctx: Pick<ToolContext, 'pathPolicy'>, target: { rel: string; realRel: string }): void {
+  if (!ctx.pathPolicy) return;
+  for (const p of new Set([target.rel, target.realRel])) {
+    const verdict = checkPathPolicy(ctx.pathPolicy, p);
+    if (verdict.ok) continue;
+    throw new ToolFailure({
+      code: 'path_denied',
+      message: p === target.rel ? verdict.reason : `${target.rel} resolves through a symlink to ${p}; ${verdict.reason}`,
+      hint: "this repository's .github/agent.yml does not let the agent edit it; leave it unchanged or explain in finish_change",
+    });
+  }
 }
 
 /** A not-found error with the closest existing paths and where they were searched. */

@@ -1,7 +1,7 @@
 import { lstat } from 'node:fs/promises';
 import { z } from 'zod';
 import { defineTool, ToolFailure } from './tool.js';
-import { relPath, resolveInTree } from './paths.js';
+import { assertPathAllowed, relPath, resolveInTree } from './paths.js';
 
 export const requestScope = defineTool({
   name: 'request_scope',
@@ -13,7 +13,10 @@ export const requestScope = defineTool({
     reason: z.string().trim().min(10, 'say why, in a sentence').max(500).describe('why the change needs this file'),
   }),
   async run({ path, reason }, ctx) {
-    const { abs, rel } = await resolveInTree(ctx.workTree, path);
+    const target = await resolveInTree(ctx.workTree, path);
+    const { abs, rel } = target;
+    // The repository's own paths rules win over any reason the model gives.
+    assertPathAllowed(ctx, target);
     const st = await lstat(abs).catch(() => undefined);
     if (st && !st.isFile()) {
       throw new ToolFailure({ code: 'not_a_file', message: `${rel} is not a regular file`, hint: 'request the individual files to change; new files may be requested before they exist' });

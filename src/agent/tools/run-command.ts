@@ -19,6 +19,7 @@ export const runCommand = defineTool({
       timeoutMs: timeout_seconds * 1000,
       network: 'none',
       readOnlyPaths: ctx.sandboxReadOnlyPaths,
+      signal: ctx.signal,
     });
     if (r.timedOut) {
       const last = r.output.trimEnd().split('\n').slice(-20).join('\n');

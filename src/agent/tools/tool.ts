@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Logger } from 'pino';
+import type { PathPolicy } from '../../config/repo-config.js';
 import type { Runner } from '../../sandbox/runner.js';
 
 /** A structured error the model can act on: what went wrong and what to try. */
@@ -38,6 +39,10 @@ export interface ToolContext {
   touched: Set<string>;
   /** Files added to the editable set beyond the plan, each with the model's reason. */
   scopeRequests?: Array<{ path: string; reason: string }>;
+  /** The repository's `paths` rules from .github/agent.yml; they win over the plan and request_scope. */
+  pathPolicy?: PathPolicy;
+  /** Aborted when a writer asks the job to stop: a running command is killed. */
+  signal?: AbortSignal;
 }
 
 /** What a tool gives back: text for the model, and optional metadata for people and traces. */

@@ -11,6 +11,7 @@ import { editFile } from './edit-file.js';
 import { finishChange } from './finish-change.js';
 import { listFiles } from './list-files.js';
 import { readFile } from './read-file.js';
+import { requestScope } from './request-scope.js';
 import { search } from './search.js';
 import { submitPlan } from './submit-plan.js';
 import { boundOutput, callTool, defineTool, inputJsonSchema, type Tool, type ToolAnswer, type ToolCallRecord, type ToolContext } from './tool.js';
@@ -22,7 +23,7 @@ const noRunner: Runner = {
     throw new Error('these tests do not run commands');
   },
 };
-const ALL = [listFiles, readFile, search, editFile, createFile, submitPlan, finishChange] as unknown as Tool[];
+const ALL = [listFiles, readFile, search, editFile, createFile, requestScope, submitPlan, finishChange] as unknown as Tool[];
 
 let root: string;
 let ctx: ToolContext;
@@ -221,5 +222,58 @@ describe('create_file and the terminal tools', () => {
     const e = errorOf(await call('submit_plan', { summary: 's', files_to_change: [], files_to_read: [], steps: ['x'], verification: 'npm test', confidence: 2 }));
     expect(e.message).toMatch(/files_to_change/);
     expect(e.message).toMatch(/confidence/);
+  });
+});
+
+describe("the repository's path policy", () => {
+  const HINT = "this repository's .github/agent.yml does not let the agent edit it; leave it unchanged or explain in finish_change";
+
+  it('lets edits and new files through where the policy allows them', async () => {
+    ctx.pathPolicy = { allow: ['src/**'], deny: ['src/generated/**'] };
+    outputOf(await call('edit_file', { path: 'src/utils.ts', old_text: 'a - b', new_text: 'a + b' }));
+    outputOf(await call('create_file', { path: 'src/new.ts', content: 'export {};\n' }));
+    expect([...ctx.touched].sort()).toEqual(['src/new.ts', 'src/utils.ts']);
+  });
+
+  it('refuses a denied file even when the plan names it, naming the glob', async () => {
+    mkdirSync(path.join(root, 'src/generated'));
+    writeFileSync(path.join(root, 'src/generated/api.ts'), 'export const v = 1;\n');
+    ctx.editable = new Set(['src/generated/api.ts', 'src/generated/new.ts', 'README.md']);
+    ctx.pathPolicy = { allow: ['src/**'], deny: ['src/generated/**'] };
+    expect(errorOf(await call('edit_file', { path: 'src/generated/api.ts', old_text: 'v = 1', new_text: 'v = 2' }))).toEqual({
+      code: 'path_denied',
+      message: 'src/generated/api.ts matches the deny glob "src/generated/**" in .github/agent.yml',
+      hint: HINT,
+    });
+    expect(errorOf(await call('create_file', { path: 'src/generated/new.ts', content: 'export {};\n' }))).toMatchObject({ code: 'path_denied', message: expect.stringContaining('"src/generated/**"') });
+    // Outside allow: refused with the allow globs named, before the scope check sends it to request_scope.
+    expect(errorOf(await call('edit_file', { path: 'README.md', old_text: 'demo', new_text: 'x' }))).toMatchObject({ code: 'path_denied', message: expect.stringContaining('none of the allow globs'), hint: HINT });
+    expect(errorOf(await call('edit_file', { path: 'lib/util.ts', old_text: 'x = 1', new_text: 'x = 2' })).code).toBe('path_denied');
+    expect(readFileSync(path.join(root, 'src/generated/api.ts'), 'utf8')).toBe('export const v = 1;\n');
+    expect(ctx.touched.size).toBe(0);
+  });
+
+  it('keeps request_scope from widening onto a denied file', async () => {
+    ctx.scopeRequests = [];
+    ctx.pathPolicy = { allow: [], deny: ['*.lock', 'lib/**'] };
+    const e = errorOf(await call('request_scope', { path: 'lib/util.ts', reason: 'the constant x is defined here and is wrong' }));
+    expect(e).toMatchObject({ code: 'path_denied', message: expect.stringContaining('"lib/**"'), hint: HINT });
+    expect(errorOf(await call('request_scope', { path: 'deep/dir/yarn.lock', reason: 'the lock file must pin the fixed version' })).message).toContain('"*.lock"');
+    expect(ctx.editable?.has('lib/util.ts')).toBe(false);
+    expect(ctx.scopeRequests).toEqual([]);
+    outputOf(await call('request_scope', { path: 'src/other.ts', reason: 'the helper belongs in its own file' }));
+    expect(ctx.editable?.has('src/other.ts')).toBe(true);
+  });
+
+  it('follows symlinked directories, so a link cannot carry an edit into a denied one', async () => {
+    symlinkSync('../lib', path.join(root, 'src/lib-link'));
+    ctx.editable = new Set(['src/lib-link/util.ts', 'src/lib-link/new.ts']);
+    ctx.pathPolicy = { allow: [], deny: ['lib/**'] };
+    expect(errorOf(await call('edit_file', { path: 'src/lib-link/util.ts', old_text: 'x = 1', new_text: 'x = 2' }))).toMatchObject({
+      code: 'path_denied',
+      message: 'src/lib-link/util.ts resolves through a symlink to lib/util.ts; lib/util.ts matches the deny glob "lib/**" in .github/agent.yml',
+    });
+    expect(errorOf(await call('create_file', { path: 'src/lib-link/new.ts', content: 'export {};\n' })).code).toBe('path_denied');
+    expect(readFileSync(path.join(root, 'lib/util.ts'), 'utf8')).toBe('export const x = 1;\n');
   });
 });

@@ -285,6 +285,47 @@ describe('faults', () => {
     expect(standIn.attempts).toBe(2);
   });
 
+  it('fails the next N calls, or every call until the faults are cleared', async () => {
+    standIn.setModel(() => ({ content: [{ type: 'text', text: 'ok' }] }));
+    const params = { model: MODEL, max_tokens: 10, messages: [{ role: 'user' as const, content: 'hi' }] };
+    standIn.failNext(503, undefined, undefined, 2);
+    standIn.failNext(429);
+    const statuses: unknown[] = [];
+    for (let i = 0; i < 4; i++) statuses.push(await client.messages.create(params).then(() => 200, (e: { status?: number }) => e.status));
+    expect(statuses).toEqual([503, 503, 429, 200]);
+    standIn.failNext(529, undefined, undefined, Number.POSITIVE_INFINITY);
+    for (let i = 0; i < 3; i++) await expect(client.messages.create(params)).rejects.toMatchObject({ status: 529 });
+    standIn.clearFaults();
+    await expect(client.messages.create(params)).resolves.toMatchObject({ content: [{ text: 'ok' }] });
+    expect(standIn.attempts).toBe(8);
+  });
+
+  it('cuts a started stream\'s connection, or stalls it or the response until close', async () => {
+    standIn.setModel(() => ({ content: [{ type: 'text', text: 'ok' }] }));
+    const params = { model: MODEL, max_tokens: 10, messages: [{ role: 'user' as const, content: 'hi' }] };
+    standIn.dropNextMidStream();
+    const dropped = client.messages.stream(params);
+    const events: string[] = [];
+    dropped.on('streamEvent', (e) => events.push(e.type));
+    const cut = await dropped.finalMessage().catch((e: unknown) => e);
+    expect(cut).toBeInstanceOf(Anthropic.AnthropicError);
+    expect(String(cut)).toMatch(/terminated/);
+    // The SDK does not surface pings: the cut came after message_start.
+    expect(events).toEqual(['message_start']);
+
+    standIn.hangNext({ afterStart: true });
+    const stalled = client.messages.stream(params);
+    stalled.on('streamEvent', (e) => {
+      if (e.type === 'message_start') stalled.abort();
+    });
+    await expect(stalled.finalMessage()).rejects.toBeInstanceOf(Anthropic.APIUserAbortError);
+
+    standIn.hangNext();
+    const timingOut = new Anthropic({ apiKey: 'test', baseURL: standIn.url, maxRetries: 0, timeout: 100 });
+    await expect(timingOut.messages.create(params)).rejects.toBeInstanceOf(Anthropic.APIConnectionTimeoutError);
+    await expect(client.messages.create(params)).resolves.toMatchObject({ content: [{ text: 'ok' }] });
+  });
+
   it('answers 500 when the scripted model throws, and can fail mid-stream', async () => {
     standIn.setModel(() => {
       throw new Error('boom');

@@ -46,10 +46,22 @@ export interface AnthropicStandIn {
   violations: string[];
   /** Every POST to /v1/messages, accepted or not (retries show up here). */
   readonly attempts: number;
-  /** The next POST /v1/messages answers with this error instead (queued, one per call). */
-  failNext(status: number, body?: unknown, headers?: Record<string, string>): void;
+  /**
+   * The next `times` POSTs to /v1/messages answer with this error instead (queued in call
+   * order with `hangNext`; `times` may be Infinity for an outage that does not end).
+   */
+  failNext(status: number, body?: unknown, headers?: Record<string, string>, times?: number): void;
   /** The next streaming request starts normally, then gets an SSE `error` event. */
   failNextMidStream(errorType?: string, message?: string): void;
+  /** The next streaming request starts normally, then its connection is cut (no error event). */
+  dropNextMidStream(): void;
+  /**
+   * The next POST never gets an answer: before any header (default), or, with `afterStart`,
+   * after the stream's first events. Hung requests are released by close().
+   */
+  hangNext(opts?: { afterStart?: boolean }): void;
+  /** Forgets every queued fault (an endless `failNext` included). */
+  clearFaults(): void;
   close(): Promise<void>;
 }
 
@@ -652,6 +664,8 @@ function chunks(s: string, n: number): string[] {
 
 type Message = ReturnType<typeof buildMessage>;
 
+type StreamFault = { kind: 'error'; error: { type: string; message: string } } | { kind: 'drop' } | { kind: 'hang' };
+
 function sseEvents(msg: Message, midStreamError?: { type: string; message: string }): Array<[string, unknown]> {
   const events: Array<[string, unknown]> = [];
   const startUsage = { ...msg.usage, output_tokens: Math.min(msg.usage.output_tokens, 1) };
@@ -701,8 +715,14 @@ export async function startAnthropicStandIn(options: AnthropicStandInOptions = {
   let attempts = 0;
   const requests: MessagesRequest[] = [];
   const violations: string[] = [];
-  const injected: Array<{ status: number; body?: unknown; headers?: Record<string, string> }> = [];
-  const midStreamErrors: Array<{ type: string; message: string }> = [];
+  // Faults answered before the request is read: an error status (`remaining` calls) or a hang.
+  const injected: Array<
+    { kind: 'status'; status: number; body?: unknown; headers?: Record<string, string>; remaining: number } | { kind: 'hang' }
+  > = [];
+  // Faults of a stream that has started: an SSE error event, a cut connection, or a stall.
+  const streamFaults: StreamFault[] = [];
+  const hung = new Set<() => void>();
+  const hang = () => new Promise<void>((resolve) => hung.add(resolve));
   const cache = new PromptCache(options.minCacheableTokens ?? 0);
 
   const baseHeaders = () => ({
@@ -756,7 +776,9 @@ export async function startAnthropicStandIn(options: AnthropicStandInOptions = {
     }
 
     if (!isCount) {
-      const fault = injected.shift();
+      const fault = injected[0];
+      if (fault?.kind === 'hang' || (fault && --fault.remaining <= 0)) injected.shift();
+      if (fault?.kind === 'hang') return hang();
       if (fault) {
         const type = ERROR_TYPE_BY_STATUS[fault.status] ?? (fault.status >= 500 ? 'api_error' : 'invalid_request_error');
         const body = fault.body ?? { type: 'error', error: { type, message: DEFAULT_MESSAGE_BY_TYPE[type] ?? 'Error' } };
@@ -810,8 +832,11 @@ export async function startAnthropicStandIn(options: AnthropicStandInOptions = {
       connection: 'keep-alive',
       ...baseHeaders(),
     });
-    const events = sseEvents(message, midStreamErrors.shift());
-    for (const [i, [event, data]] of events.entries()) {
+    const fault = streamFaults.shift();
+    const events = sseEvents(message, fault?.kind === 'error' ? fault.error : undefined);
+    // A cut or a stall comes after message_start and a ping, as a real one would.
+    const stopAfter = fault && fault.kind !== 'error' ? 2 : events.length;
+    for (const [i, [event, data]] of events.slice(0, stopAfter).entries()) {
       const raw = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
       // Split some events across writes so clients must reassemble SSE frames.
       if (i % 3 === 1) {
@@ -824,6 +849,11 @@ export async function startAnthropicStandIn(options: AnthropicStandInOptions = {
       }
       await new Promise((r) => setImmediate(r));
     }
+    if (fault?.kind === 'drop') {
+      res.socket?.destroy();
+      return;
+    }
+    if (fault?.kind === 'hang') return hang();
     res.end();
   };
 
@@ -847,13 +877,27 @@ export async function startAnthropicStandIn(options: AnthropicStandInOptions = {
     get attempts() {
       return attempts;
     },
-    failNext(status, body, headers) {
-      injected.push({ status, body, headers });
+    failNext(status, body, headers, times = 1) {
+      if (!(times >= 1)) throw new Error(`failNext: times must be at least 1, got ${times}`);
+      injected.push({ kind: 'status', status, body, headers, remaining: times });
     },
     failNextMidStream(errorType = 'overloaded_error', message = DEFAULT_MESSAGE_BY_TYPE[errorType] ?? 'Error') {
-      midStreamErrors.push({ type: errorType, message });
+      streamFaults.push({ kind: 'error', error: { type: errorType, message } });
+    },
+    dropNextMidStream() {
+      streamFaults.push({ kind: 'drop' });
+    },
+    hangNext(opts = {}) {
+      if (opts.afterStart) streamFaults.push({ kind: 'hang' });
+      else injected.push({ kind: 'hang' });
+    },
+    clearFaults() {
+      injected.length = 0;
+      streamFaults.length = 0;
     },
     close() {
+      for (const release of hung) release();
+      hung.clear();
       return new Promise<void>((resolve, reject) => {
         server.close((err) => (err ? reject(err) : resolve()));
         server.closeAllConnections();

@@ -61,13 +61,18 @@ const OPTIONAL_TRAILING_PATH = new Set(['/repos/{owner}/{repo}/contents/{path}']
 export class OpenApiSpec {
   readonly file: string;
   private readonly routes: CompiledRoute[];
+  private readonly webhooks: Record<string, { post?: Operation }>;
   private readonly ajv: Ajv;
   private readonly cache = new Map<string, ValidateFunction>();
 
   constructor(file: string) {
     this.file = file;
-    const spec = JSON.parse(readFileSync(file, 'utf8')) as { paths: Record<string, Record<string, unknown>> };
+    const spec = JSON.parse(readFileSync(file, 'utf8')) as {
+      paths: Record<string, Record<string, unknown>>;
+      'x-webhooks'?: Record<string, { post?: Operation }>;
+    };
     this.routes = Object.entries(spec.paths).map(([template, item]) => compileRoute(template, item));
+    this.webhooks = spec['x-webhooks'] ?? {};
     this.ajv = new Ajv({ strict: false, allErrors: true, logger: false });
     const addFormats = addFormatsModule as unknown as { default: (ajv: Ajv) => void };
     addFormats.default(this.ajv);
@@ -146,6 +151,18 @@ export class OpenApiSpec {
     const validate = this.compile(`res ${where}`, schema);
     if (validate(body)) return [];
     return (validate.errors ?? []).map((e) => `${where}: ${describeError('response', e)}`);
+  }
+
+  /**
+   * Problems with a webhook payload against GitHub's documented schema for it ([] when fine).
+   * `name` is the description's key: the event and action in kebab case, e.g. `issue-comment-created`.
+   */
+  checkWebhook(name: string, payload: unknown): string[] {
+    const schema = this.webhooks[name]?.post?.requestBody?.content?.['application/json']?.schema;
+    if (!schema) return [`webhook ${name}: not in GitHub's description`];
+    const validate = this.compile(`webhook ${name}`, schema);
+    if (validate(payload)) return [];
+    return (validate.errors ?? []).map((e) => `webhook ${name}: ${describeError('payload', e)}`);
   }
 
   private compile(key: string, schema: Json): ValidateFunction {

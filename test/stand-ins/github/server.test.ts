@@ -1,5 +1,5 @@
 import { generateKeyPairSync, sign as rsaSign, type KeyObject } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,8 +9,8 @@ import { ProbotOctokit } from 'probot';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runGit } from './git.js';
 import { loadOpenApi } from './openapi.js';
-import { startGitHubStandIn, type GitHubStandIn } from './server.js';
-import { issueLabeledPayload, loadExample, sendWebhook } from './webhooks.js';
+import { secondaryRateLimit, startGitHubStandIn, type GitHubStandIn } from './server.js';
+import { issueCommentPayload, issueLabeledPayload, loadExample, pullRequestReviewPayload, sendWebhook } from './webhooks.js';
 
 const OWNER = 'acme';
 const REPO = 'widgets';
@@ -268,6 +268,343 @@ describe('GitHub stand-in', () => {
     expect(responseProblems).toEqual([]);
     expect(gh.violations).toEqual([]);
   });
+
+  it('creates and reads labels, keeping their colour and description', async () => {
+    // `agent` was created on first use by addLabels, with GitHub's default colour.
+    const existing = await octokit.rest.issues.getLabel({ owner: OWNER, repo: REPO, name: 'agent' });
+    expect(existing.data).toMatchObject({ name: 'agent', color: 'ededed' });
+    await expect(octokit.rest.issues.getLabel({ owner: OWNER, repo: REPO, name: 'agent:needs-info' })).rejects.toMatchObject({ status: 404 });
+
+    const created = await octokit.rest.issues.createLabel({
+      owner: OWNER,
+      repo: REPO,
+      name: 'agent:needs-info',
+      color: 'd876e3',
+      description: 'Waiting on the author',
+    });
+    expect(created.status).toBe(201);
+    const fetched = await octokit.rest.issues.getLabel({ owner: OWNER, repo: REPO, name: 'agent:needs-info' });
+    expect(fetched.data).toMatchObject({ name: 'agent:needs-info', color: 'd876e3', description: 'Waiting on the author', default: false });
+
+    const again = await octokit.rest.issues
+      .createLabel({ owner: OWNER, repo: REPO, name: 'Agent:Needs-Info', color: '000000' })
+      .catch((e: { status: number; response: { data: unknown } }) => e);
+    expect(again).toMatchObject({ status: 422, response: { data: { errors: [{ resource: 'Label', code: 'already_exists', field: 'name' }] } } });
+    expect(spec.checkResponse('POST', `/repos/${OWNER}/${REPO}/labels`, 422, (again as { response: { data: unknown } }).response.data)).toEqual([]);
+    await expect(octokit.rest.issues.createLabel({ owner: OWNER, repo: REPO, name: 'bad-colour', color: '#ff0000' })).rejects.toMatchObject({ status: 422 });
+
+    // Adding the label to an issue uses it as it is, colour and all.
+    await octokit.rest.issues.addLabels({ owner: OWNER, repo: REPO, issue_number: 7, labels: ['agent:needs-info'] });
+    expect(gh.repoLabels(OWNER, REPO)).toEqual(
+      expect.arrayContaining([
+        { name: 'agent', color: 'ededed', description: null },
+        { name: 'agent:needs-info', color: 'd876e3', description: 'Waiting on the author' },
+      ]),
+    );
+    expect(gh.repoLabels(OWNER, REPO).filter((l) => l.name.toLowerCase() === 'agent:needs-info')).toHaveLength(1);
+    expect(responseProblems).toEqual([]);
+    expect(gh.violations).toEqual([]);
+  });
+
+  describe('pull request diffs and reviews', () => {
+    const branch = 'feature/reviews';
+    const longFile = Array.from({ length: 30 }, (_, k) => `export const l${k + 1} = ${k + 1};`).join('\n') + '\n';
+    let pr: number;
+    let mainBefore: string;
+
+    beforeAll(async () => {
+      const token = (await octokit.auth({ type: 'installation' })) as { token: string };
+      const authed = `${gh.url}/${OWNER}/${REPO}.git`.replace('http://', `http://x-access-token:${token.token}@`);
+      const dir = join(work, 'reviews');
+      const ok = async (args: string[]) => {
+        const res = await git(['-C', dir, ...args]);
+        if (res.code !== 0) throw new Error(`git ${args.join(' ')}: ${res.stderr}`);
+      };
+      expect((await git(['clone', '--quiet', authed, dir])).code).toBe(0);
+      await mkdir(join(dir, 'docs'), { recursive: true });
+      await writeFile(join(dir, 'src/long.ts'), longFile);
+      await writeFile(join(dir, 'src/old-name.ts'), 'export const renamed = true;\nexport const kept = 1;\n');
+      await ok(['add', '--all']);
+      await ok(['commit', '-q', '-m', 'Long file']);
+      await ok(['push', '-q', 'origin', 'HEAD:main']);
+
+      await ok(['checkout', '-q', '-b', branch]);
+      const edited = longFile.replace('export const l3 = 3;', 'export const l3 = 300;').replace('export const l25 = 25;', 'export const l25 = 250;');
+      await writeFile(join(dir, 'src/long.ts'), edited);
+      await ok(['mv', 'src/old-name.ts', 'src/new-name.ts']);
+      await ok(['rm', '-q', 'src/index.ts']);
+      await writeFile(join(dir, 'docs/new.md'), '# New\n\nHello reviewers\n');
+      await ok(['add', '--all']);
+      await ok(['commit', '-q', '-m', 'Feature']);
+      await ok(['push', '-q', 'origin', branch]);
+
+      // main moves on after the branch: its change must not show in the pull request's diff.
+      mainBefore = (await gh.headSha(OWNER, REPO, 'main'))!;
+      await ok(['checkout', '-q', 'main']);
+      await writeFile(join(dir, 'MAIN_ONLY.md'), 'main only\n');
+      await ok(['add', 'MAIN_ONLY.md']);
+      await ok(['commit', '-q', '-m', 'Main only']);
+      await ok(['push', '-q', 'origin', 'main']);
+
+      pr = (await octokit.rest.pulls.create({ owner: OWNER, repo: REPO, head: branch, base: 'main', title: 'Feature', body: 'Adds docs' })).data.number;
+    });
+
+    it('lists the files of base...head with git\'s patches', async () => {
+      const files = await octokit.paginate(octokit.rest.pulls.listFiles, { owner: OWNER, repo: REPO, pull_number: pr, per_page: 2 });
+      const byName = Object.fromEntries(files.map((f) => [f.filename, f]));
+      expect(Object.keys(byName).sort()).toEqual(['docs/new.md', 'src/index.ts', 'src/long.ts', 'src/new-name.ts']);
+      expect(byName['src/long.ts']).toMatchObject({ status: 'modified', additions: 2, deletions: 2, changes: 4 });
+      expect(byName['src/long.ts']!.patch!.match(/^@@ /gm)).toHaveLength(2);
+      expect(byName['src/long.ts']!.patch).toContain('-export const l25 = 25;\n+export const l25 = 250;');
+      expect(byName['src/new-name.ts']).toMatchObject({ status: 'renamed', previous_filename: 'src/old-name.ts', changes: 0 });
+      expect(byName['src/new-name.ts']!.patch).toBeUndefined();
+      expect(byName['src/index.ts']).toMatchObject({ status: 'removed', additions: 0, deletions: 1 });
+      expect(byName['docs/new.md']).toMatchObject({ status: 'added', additions: 3, deletions: 0 });
+      expect(byName['docs/new.md']!.patch).toBe('@@ -0,0 +1,3 @@\n+# New\n+\n+Hello reviewers');
+      const blob = await git(['--git-dir', join(work, 'reviews', '.git'), 'rev-parse', `${branch}:docs/new.md`]);
+      expect(byName['docs/new.md']!.sha).toBe(blob.stdout.toString().trim());
+
+      const got = await octokit.rest.pulls.get({ owner: OWNER, repo: REPO, pull_number: pr });
+      expect(got.data).toMatchObject({ changed_files: 4, additions: 5, deletions: 3, commits: 1 });
+      expect(responseProblems).toEqual([]);
+      expect(gh.violations).toEqual([]);
+    });
+
+    it('records reviews with comments anchored in the real diff, and serves them', async () => {
+      await expect(
+        gh.addReview(OWNER, REPO, pr, { user: 'alice', state: 'COMMENTED', body: 'x', comments: [{ path: 'src/long.ts', line: 14, body: 'untouched line' }] }),
+      ).rejects.toThrow(/src\/long\.ts:14 .*not in the pull request's diff/);
+      expect((await octokit.rest.pulls.listReviews({ owner: OWNER, repo: REPO, pull_number: pr })).data).toEqual([]);
+
+      const added = await gh.addReview(OWNER, REPO, pr, {
+        user: 'alice',
+        state: 'CHANGES_REQUESTED',
+        body: 'Please fix these',
+        comments: [
+          { path: 'src/long.ts', line: 25, body: 'Why 250?' },
+          { path: 'docs/new.md', line: 3, body: 'Say hello to everyone' },
+        ],
+      });
+      const head = await gh.headSha(OWNER, REPO, branch);
+      expect(added.review).toMatchObject({ id: added.reviewId, state: 'CHANGES_REQUESTED', commit_id: head, user: { login: 'alice' } });
+      expect(added.pullRequest).toMatchObject({ number: pr, head: { ref: branch, sha: head }, base: { ref: 'main' } });
+      expect(spec.checkResponse('GET', `/repos/${OWNER}/${REPO}/pulls/${pr}/reviews/${added.reviewId}`, 200, added.review)).toEqual([]);
+      expect(spec.checkResponse('GET', `/repos/${OWNER}/${REPO}/pulls/${pr}`, 200, added.pullRequest)).toEqual([]);
+
+      const reviews = await octokit.rest.pulls.listReviews({ owner: OWNER, repo: REPO, pull_number: pr });
+      expect(reviews.data.map((v) => [v.id, v.state, v.body])).toEqual([[added.reviewId, 'CHANGES_REQUESTED', 'Please fix these']]);
+      const one = await octokit.rest.pulls.getReview({ owner: OWNER, repo: REPO, pull_number: pr, review_id: added.reviewId });
+      expect(one.data).toMatchObject({ id: added.reviewId, commit_id: head, submitted_at: expect.any(String) });
+      await expect(octokit.rest.pulls.getReview({ owner: OWNER, repo: REPO, pull_number: pr, review_id: 1 })).rejects.toMatchObject({ status: 404 });
+
+      const inReview = await octokit.rest.pulls.listCommentsForReview({ owner: OWNER, repo: REPO, pull_number: pr, review_id: added.reviewId });
+      expect(inReview.data.map((c) => c.id)).toEqual(added.commentIds);
+      const [onLong, onDocs] = inReview.data as [(typeof inReview.data)[0], (typeof inReview.data)[0]];
+      expect(onLong).toMatchObject({ path: 'src/long.ts', line: 25, original_line: 25, side: 'RIGHT', commit_id: head, pull_request_review_id: added.reviewId });
+      // The hunk runs from its header down to the commented line, as on GitHub.
+      expect(onLong.diff_hunk).toMatch(/^@@ -\d+,\d+ \+\d+,\d+ @@/);
+      expect(onLong.diff_hunk).toContain('+export const l25 = 250;');
+      expect(onLong.diff_hunk.endsWith('+export const l25 = 250;')).toBe(true);
+      expect(onLong.diff_hunk).not.toContain('l3 = 300');
+      const files = (await octokit.rest.pulls.listFiles({ owner: OWNER, repo: REPO, pull_number: pr })).data;
+      const longPatch = files.find((f) => f.filename === 'src/long.ts')!.patch!.split('\n');
+      expect(onLong.position).toBe(longPatch.indexOf('+export const l25 = 250;'));
+      expect(onDocs).toMatchObject({ path: 'docs/new.md', line: 3, position: 3, diff_hunk: '@@ -0,0 +1,3 @@\n+# New\n+\n+Hello reviewers' });
+
+      const all = await octokit.rest.pulls.listReviewComments({ owner: OWNER, repo: REPO, pull_number: pr });
+      expect(all.data.map((c) => c.body)).toEqual(['Why 250?', 'Say hello to everyone']);
+      const single = await octokit.rest.pulls.getReviewComment({ owner: OWNER, repo: REPO, comment_id: added.commentIds[1]! });
+      expect(single.data).toMatchObject({ id: added.commentIds[1], body: 'Say hello to everyone', user: { login: 'alice' } });
+      await expect(octokit.rest.pulls.getReviewComment({ owner: OWNER, repo: REPO, comment_id: 1 })).rejects.toMatchObject({ status: 404 });
+      expect((await octokit.rest.pulls.get({ owner: OWNER, repo: REPO, pull_number: pr })).data.review_comments).toBe(2);
+      expect(responseProblems).toEqual([]);
+      expect(gh.violations).toEqual([]);
+    });
+
+    it('threads replies to review comments under the first comment, as the app bot', async () => {
+      const [first] = gh.reviewComments(OWNER, REPO, pr);
+      const reply = await octokit.rest.pulls.createReplyForReviewComment({ owner: OWNER, repo: REPO, pull_number: pr, comment_id: first!.id, body: 'Fixed in abc' });
+      expect(reply.status).toBe(201);
+      const top = (await octokit.rest.pulls.getReviewComment({ owner: OWNER, repo: REPO, comment_id: first!.id })).data;
+      expect(reply.data).toMatchObject({
+        in_reply_to_id: first!.id,
+        path: top.path,
+        line: top.line,
+        diff_hunk: top.diff_hunk,
+        body: 'Fixed in abc',
+        user: { login: gh.botLogin, type: 'Bot' },
+      });
+      expect(top.in_reply_to_id).toBeUndefined();
+      // A reply to the reply still joins the first comment's thread.
+      const second = await octokit.rest.pulls.createReplyForReviewComment({ owner: OWNER, repo: REPO, pull_number: pr, comment_id: reply.data.id, body: 'And again' });
+      expect(second.data.in_reply_to_id).toBe(first!.id);
+      await expect(
+        octokit.rest.pulls.createReplyForReviewComment({ owner: OWNER, repo: REPO, pull_number: 8, comment_id: first!.id, body: 'wrong PR' }),
+      ).rejects.toMatchObject({ status: 404 });
+
+      const comments = gh.reviewComments(OWNER, REPO, pr);
+      expect(comments.filter((c) => c.inReplyTo === first!.id).map((c) => [c.body, c.user])).toEqual([
+        ['Fixed in abc', gh.botLogin],
+        ['And again', gh.botLogin],
+      ]);
+      expect(comments.filter((c) => c.inReplyTo === undefined)).toHaveLength(2);
+      // Each reply is a single-comment review by the replier, as on GitHub.
+      const reviews = (await octokit.rest.pulls.listReviews({ owner: OWNER, repo: REPO, pull_number: pr })).data;
+      expect(reviews.map((v) => [v.state, v.user?.login])).toEqual([
+        ['CHANGES_REQUESTED', 'alice'],
+        ['COMMENTED', gh.botLogin],
+        ['COMMENTED', gh.botLogin],
+      ]);
+      const listed = await octokit.paginate(octokit.rest.pulls.listReviewComments, { owner: OWNER, repo: REPO, pull_number: pr, per_page: 3 });
+      expect(listed).toHaveLength(4);
+
+      const eyes = await octokit.rest.reactions.createForPullRequestReviewComment({ owner: OWNER, repo: REPO, comment_id: first!.id, content: 'eyes' });
+      expect(eyes.status).toBe(201);
+      expect(gh.commentReactions(OWNER, REPO, first!.id)).toEqual([{ content: 'eyes', user: gh.botLogin }]);
+      expect(responseProblems).toEqual([]);
+      expect(gh.violations).toEqual([]);
+    });
+
+    it('takes comments on a pull request\'s conversation and reactions to them', async () => {
+      const id = gh.addComment(OWNER, REPO, pr, { user: 'alice', body: '@issue-agent-test retry' });
+      expect(typeof id).toBe('number');
+      const fetched = await octokit.rest.issues.getComment({ owner: OWNER, repo: REPO, comment_id: id });
+      expect(fetched.data).toMatchObject({ id, body: '@issue-agent-test retry', html_url: expect.stringContaining(`#issuecomment-${id}`) });
+      const r = await octokit.rest.reactions.createForIssueComment({ owner: OWNER, repo: REPO, comment_id: id, content: '+1' });
+      expect(r.status).toBe(201);
+      expect(gh.commentReactions(OWNER, REPO, id)).toEqual([{ content: '+1', user: gh.botLogin }]);
+      expect(gh.comments(OWNER, REPO, pr).map((c) => c.id)).toEqual([id]);
+      expect(responseProblems).toEqual([]);
+      expect(gh.violations).toEqual([]);
+    });
+
+    it('tells branch heads and ancestry, so tests can rule out force pushes', async () => {
+      const main = await gh.headSha(OWNER, REPO, 'main');
+      const head = await gh.headSha(OWNER, REPO, branch);
+      expect(main).toMatch(/^[0-9a-f]{40}$/);
+      expect(await gh.headSha(OWNER, REPO, 'no-such-branch')).toBeNull();
+      expect(await gh.isAncestor(OWNER, REPO, mainBefore, main!)).toBe(true);
+      expect(await gh.isAncestor(OWNER, REPO, main!, main!)).toBe(true);
+      expect(await gh.isAncestor(OWNER, REPO, head!, main!)).toBe(false);
+      expect(await gh.isAncestor(OWNER, REPO, mainBefore, head!)).toBe(true);
+      await expect(gh.isAncestor(OWNER, REPO, '0'.repeat(40), main!)).rejects.toThrow(/merge-base/);
+    });
+
+    it('builds a pull_request_review.submitted payload from a recorded review', async () => {
+      const added = await gh.addReview(OWNER, REPO, pr, { user: 'alice', state: 'APPROVED', body: '' });
+      const payload = pullRequestReviewPayload({
+        owner: OWNER,
+        repo: REPO,
+        installationId: gh.installationId,
+        url: gh.url,
+        sender: { login: 'alice', type: 'User' },
+        review: added.review,
+        pullRequest: added.pullRequest,
+      });
+      expect(payload).toMatchObject({
+        action: 'submitted',
+        review: {
+          id: added.reviewId,
+          state: 'approved',
+          body: null,
+          user: { login: 'alice' },
+          commit_id: added.pullRequest.head.sha,
+          html_url: `${gh.url}/${OWNER}/${REPO}/pull/${pr}#pullrequestreview-${added.reviewId}`,
+          pull_request_url: `${gh.apiUrl}/repos/${OWNER}/${REPO}/pulls/${pr}`,
+        },
+        pull_request: {
+          number: pr,
+          title: 'Feature',
+          state: 'open',
+          user: { login: gh.botLogin },
+          head: { ref: branch, sha: added.pullRequest.head.sha, repo: { full_name: `${OWNER}/${REPO}` } },
+          base: { ref: 'main' },
+          html_url: `${gh.url}/${OWNER}/${REPO}/pull/${pr}`,
+        },
+        repository: { full_name: `${OWNER}/${REPO}`, clone_url: `${gh.url}/${OWNER}/${REPO}.git` },
+        sender: { login: 'alice', type: 'User' },
+        installation: { id: gh.installationId },
+      });
+      expect(JSON.stringify(payload)).not.toContain('Codertocat');
+      expect(spec.checkWebhook('pull-request-review-submitted', payload)).toEqual([]);
+
+      const changes = await gh.addReview(OWNER, REPO, pr, { user: 'alice', state: 'CHANGES_REQUESTED', body: 'More' });
+      const again = pullRequestReviewPayload({
+        owner: OWNER, repo: REPO, installationId: gh.installationId, url: gh.url,
+        sender: { login: 'alice', type: 'User' }, review: changes.review, pullRequest: changes.pullRequest,
+      });
+      expect(again.review).toMatchObject({ state: 'changes_requested', body: 'More' });
+      await expect(gh.addReview(OWNER, REPO, pr, { user: 'alice', state: 'CHANGES_REQUESTED', body: ' ' })).rejects.toThrow(/needs a body/);
+      await expect(gh.addReview(OWNER, REPO, pr, { user: gh.botLogin, state: 'APPROVED', body: 'LGTM' })).rejects.toThrow(/own pull request/);
+    });
+  });
+});
+
+describe('GitHub stand-in: injected faults and token lifetime', () => {
+  let gh: GitHubStandIn;
+  const appJwt = () => jwt(gh.privateKey, { iss: String(gh.appId), iat: nowSeconds() - 30, exp: nowSeconds() + 540 });
+  const mint = async () => {
+    const res = await fetch(`${gh.apiUrl}/app/installations/${gh.installationId}/access_tokens`, { method: 'POST', headers: { authorization: `Bearer ${appJwt()}` } });
+    return { status: res.status, body: (await res.json()) as { token: string; expires_at: string } };
+  };
+  const get = async (path: string, token: string) => {
+    const res = await fetch(`${gh.apiUrl}${path}`, { headers: { authorization: `token ${token}` } });
+    return { status: res.status, headers: res.headers, body: (await res.json().catch(() => undefined)) as { message?: string } | undefined };
+  };
+
+  beforeAll(async () => {
+    gh = await startGitHubStandIn({ tokenTtlMs: 50 });
+    await gh.addRepo({ owner: OWNER, repo: REPO, files: { 'README.md': '# widgets\n' } });
+    gh.addIssue(OWNER, REPO, { number: 7, title: 'Fix the README', body: 'It says widgets', user: 'alice' });
+  });
+  afterAll(async () => {
+    await gh?.close();
+  });
+
+  it('mints tokens with the configured lifetime; an expired one gets 401 Bad credentials, for REST and git', async () => {
+    const { status, body } = await mint();
+    expect(status).toBe(201);
+    expect(Date.parse(body.expires_at) - Date.now()).toBeLessThan(60_000);
+    await new Promise((r) => setTimeout(r, 100));
+    const expired = await get(`/repos/${OWNER}/${REPO}`, body.token);
+    expect(expired.status).toBe(401);
+    expect(expired.body).toMatchObject({ message: 'Bad credentials' });
+    const remote = `${gh.url}/${OWNER}/${REPO}.git`.replace('http://', `http://x-access-token:${body.token}@`);
+    expect((await git(['ls-remote', remote], { env: { GIT_TERMINAL_PROMPT: '0' } })).code).not.toBe(0);
+
+    gh.setTokenTtl(3600_000);
+    const fresh = await mint();
+    expect(Date.parse(fresh.body.expires_at) - Date.now()).toBeGreaterThan(3500_000);
+    expect((await get(`/repos/${OWNER}/${REPO}`, fresh.body.token)).status).toBe(200);
+  });
+
+  it('answers matching requests with an injected error N times, recorded like any answer', async () => {
+    gh.setTokenTtl(3600_000);
+    const { token } = (await mint()).body;
+    gh.failNext({ method: 'GET', route: 'issues/get' }, { status: 502, body: { message: 'Server Error' } }, 2);
+    gh.failNext({ route: /\/issues\/7$/ }, secondaryRateLimit(1));
+    const from = gh.requests.length;
+    // Another route and another method are not matched.
+    expect((await get(`/repos/${OWNER}/${REPO}`, token)).status).toBe(200);
+    const statuses: number[] = [];
+    let limited: Awaited<ReturnType<typeof get>> | undefined;
+    for (let i = 0; i < 4; i++) {
+      const r = await get(`/repos/${OWNER}/${REPO}/issues/7`, token);
+      statuses.push(r.status);
+      if (r.status === 403) limited = r;
+    }
+    expect(statuses).toEqual([502, 502, 403, 200]);
+    expect(limited?.headers.get('retry-after')).toBe('1');
+    expect(limited?.body?.message).toMatch(/^You have exceeded a secondary rate limit\. Please wait a few minutes before you try again\./);
+    expect(gh.requests.slice(from).map((r) => r.status)).toEqual([200, 502, 502, 403, 200]);
+
+    gh.failNext({ route: 'issues/get' }, { status: 429, headers: { 'retry-after': '1' } }, Number.POSITIVE_INFINITY);
+    expect((await get(`/repos/${OWNER}/${REPO}/issues/7`, token)).status).toBe(429);
+    expect((await get(`/repos/${OWNER}/${REPO}/issues/7`, token)).status).toBe(429);
+    gh.clearFaults();
+    expect((await get(`/repos/${OWNER}/${REPO}/issues/7`, token)).status).toBe(200);
+    expect(gh.violations).toEqual([]);
+  });
 });
 
 describe('webhook helpers', () => {
@@ -297,6 +634,78 @@ describe('webhook helpers', () => {
       installation: { id: 99 },
     });
     expect(JSON.stringify(payload)).not.toContain('Codertocat/Hello-World');
+    expect(loadOpenApi().checkWebhook('issues-labeled', payload)).toEqual([]);
+
+    const onIssue = issueCommentPayload({
+      owner: OWNER,
+      repo: REPO,
+      issueNumber: 7,
+      title: 'Fix the README',
+      body: 'It says widgets',
+      commentId: 1234,
+      commentBody: '@issue-agent-test go',
+      sender: { login: 'alice', type: 'User' },
+      author: { login: OWNER, type: 'User' },
+      installationId: 99,
+      url: 'http://127.0.0.1:1',
+      labels: ['agent'],
+    });
+    expect(onIssue).toMatchObject({
+      action: 'created',
+      issue: {
+        number: 7,
+        title: 'Fix the README',
+        user: { login: OWNER },
+        author_association: 'OWNER',
+        html_url: `http://127.0.0.1:1/${OWNER}/${REPO}/issues/7`,
+        labels: [{ name: 'agent' }],
+      },
+      comment: {
+        id: 1234,
+        body: '@issue-agent-test go',
+        user: { login: 'alice', type: 'User' },
+        author_association: 'NONE',
+        html_url: `http://127.0.0.1:1/${OWNER}/${REPO}/issues/7#issuecomment-1234`,
+        url: `http://127.0.0.1:1/api/v3/repos/${OWNER}/${REPO}/issues/comments/1234`,
+      },
+      repository: { full_name: `${OWNER}/${REPO}` },
+      sender: { login: 'alice' },
+      installation: { id: 99 },
+    });
+    expect((onIssue.issue as Record<string, unknown>).pull_request).toBeUndefined();
+    expect(JSON.stringify(onIssue)).not.toContain('Codertocat');
+    expect(loadOpenApi().checkWebhook('issue-comment-created', onIssue)).toEqual([]);
+
+    const onPull = issueCommentPayload({
+      owner: OWNER,
+      repo: REPO,
+      issueNumber: 8,
+      title: 'Fix README',
+      body: 'Closes #7',
+      isPullRequest: true,
+      commentId: 1235,
+      commentBody: '@issue-agent-test retry',
+      sender: { login: 'alice', type: 'User' },
+      author: { login: 'issue-agent-test[bot]', type: 'Bot' },
+      installationId: 99,
+    });
+    expect(onPull).toMatchObject({
+      issue: {
+        number: 8,
+        user: { login: 'issue-agent-test[bot]', type: 'Bot' },
+        html_url: `https://github.com/${OWNER}/${REPO}/pull/8`,
+        pull_request: {
+          url: `https://api.github.com/repos/${OWNER}/${REPO}/pulls/8`,
+          html_url: `https://github.com/${OWNER}/${REPO}/pull/8`,
+          diff_url: `https://github.com/${OWNER}/${REPO}/pull/8.diff`,
+          patch_url: `https://github.com/${OWNER}/${REPO}/pull/8.patch`,
+        },
+        labels: [],
+      },
+      comment: { id: 1235, body: '@issue-agent-test retry', html_url: `https://github.com/${OWNER}/${REPO}/pull/8#issuecomment-1235` },
+    });
+    expect(loadOpenApi().checkWebhook('issue-comment-created', onPull)).toEqual([]);
+    expect(loadOpenApi().checkWebhook('no-such-event', {})).toEqual(["webhook no-such-event: not in GitHub's description"]);
 
     const seen: Array<{ headers: Record<string, unknown>; body: string }> = [];
     const server = createServer((req, res) => {

@@ -31,12 +31,86 @@ export interface StandInPull {
   user: string;
 }
 
+export type ReviewState = 'CHANGES_REQUESTED' | 'COMMENTED' | 'APPROVED';
+
+/** A review comment as tests see it; `inReplyTo` is the thread's first comment. */
+export interface StandInReviewComment {
+  id: number;
+  path: string;
+  line: number;
+  body: string;
+  user: string;
+  inReplyTo?: number;
+}
+
+/** A pull request review as the REST API returns it (GitHub's `pull-request-review`). */
+export interface RestReview extends Record<string, unknown> {
+  id: number;
+  node_id: string;
+  user: Record<string, unknown>;
+  body: string;
+  state: ReviewState;
+  commit_id: string;
+  submitted_at: string;
+  html_url: string;
+  pull_request_url: string;
+  author_association: string;
+  _links: { html: { href: string }; pull_request: { href: string } };
+}
+
+/** A pull request as the REST API returns it (GitHub's `pull-request`). */
+export interface RestPull extends Record<string, unknown> {
+  number: number;
+  title: string;
+  state: 'open' | 'closed';
+  html_url: string;
+  user: Record<string, unknown>;
+  head: { ref: string; sha: string; label: string } & Record<string, unknown>;
+  base: { ref: string; sha: string; label: string } & Record<string, unknown>;
+}
+
 export interface StandInRequest {
   method: string;
   path: string;
   query?: string;
   status: number;
   body?: unknown;
+}
+
+/** Which REST requests a fault answers: an operationId (`pulls/create`) or a regex on the path after `/api/v3`. */
+export interface FaultMatch {
+  method?: string;
+  route?: string | RegExp;
+}
+
+/** What a fault answers instead of the real handler. */
+export interface FaultReply {
+  status: number;
+  headers?: Record<string, string>;
+  body?: unknown;
+}
+
+/**
+ * GitHub's answer to a secondary rate limit: 403 (or 429) with retry-after and the message
+ * Octokit's throttling plugin recognises ("secondary rate").
+ */
+export function secondaryRateLimit(retryAfterSeconds = 1, status: 403 | 429 = 403): FaultReply {
+  return {
+    status,
+    headers: { 'retry-after': String(retryAfterSeconds) },
+    body: {
+      message:
+        'You have exceeded a secondary rate limit. Please wait a few minutes before you try again. ' +
+        `If you reach out to GitHub Support for help, please include the request ID ${randomBytes(4).toString('hex').toUpperCase()}:${randomBytes(6).toString('hex').toUpperCase()}.`,
+      documentation_url: 'https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits',
+    },
+  };
+}
+
+export interface GitHubStandInOptions {
+  dataDir?: string;
+  /** Lifetime of minted installation tokens (GitHub: one hour). After it, the token gets 401 Bad credentials. */
+  tokenTtlMs?: number;
 }
 
 export interface GitHubStandIn {
@@ -61,12 +135,53 @@ export interface GitHubStandIn {
   setPermission(owner: string, repo: string, login: string, permission: Permission): void;
   addIssue(owner: string, repo: string, issue: { number: number; title: string; body: string; user: string }): void;
   /** A comment written by `user` (not the app), e.g. the issue author answering questions. */
+  /**
+   * A comment written by `user` (not the app), e.g. the issue author answering questions or a
+   * command on a pull request (pull requests are issues: pass the PR's number). Returns its id.
+   */
   addComment(owner: string, repo: string, issueNumber: number, comment: { user: string; body: string }): number;
   comments(owner: string, repo: string, issueNumber: number): StandInComment[];
+  /** Reactions on the issue or pull request itself. */
   reactions(owner: string, repo: string, issueNumber: number): Array<{ content: string; user: string }>;
+  /** Reactions on one issue comment or pull request review comment, by the comment's id. */
+  commentReactions(owner: string, repo: string, commentId: number): Array<{ content: string; user: string }>;
   labels(owner: string, repo: string, issueNumber: number): string[];
+  /** Every label the repository has (created through the API or on first use), with its colour. */
+  repoLabels(owner: string, repo: string): Array<{ name: string; color: string; description: string | null }>;
+  /**
+   * A review submitted by `user` on the pull request's current head, with one line comment per
+   * entry in `comments` (on the new side of the diff base...head; throws when `line` is not in it).
+   */
+  addReview(
+    owner: string,
+    repo: string,
+    pullNumber: number,
+    review: { user: string; state: ReviewState; body: string; comments?: Array<{ path: string; line: number; body: string }> },
+  ): Promise<{ reviewId: number; commentIds: number[]; review: RestReview; pullRequest: RestPull }>;
+  /** Every review comment on the pull request, oldest first, replies included. */
+  reviewComments(owner: string, repo: string, pullNumber: number): StandInReviewComment[];
+  /** The commit a branch points at, or null when there is no such branch. */
+  headSha(owner: string, repo: string, branch: string): Promise<string | null>;
+  /** Whether `older` (a sha or ref) is an ancestor of (or equal to) `newer`: false after a force push. */
+  isAncestor(owner: string, repo: string, older: string, newer: string): Promise<boolean>;
   pulls(owner: string, repo: string): StandInPull[];
   readFile(owner: string, repo: string, ref: string, path: string): Promise<string | null>;
+  /**
+   * The next `times` REST requests that match answer `reply` instead (recorded in `requests`
+   * like any answer); e.g. a 502, `secondaryRateLimit(1)`, or a 429. Faults are checked in
+   * the order they were added, before authentication.
+   */
+  failNext(match: FaultMatch, reply: FaultReply, times?: number): void;
+  /** Forgets every fault not yet used. */
+  clearFaults(): void;
+  /**
+   * Holds the next request that matches (a REST route, or `{ git: 'git-receive-pack' }` for
+   * a push) until `release()`: `reached` resolves when it arrives. Crash tests use it to
+   * stop the app at an exact point; a held request whose client died is simply dropped.
+   */
+  hold(match: FaultMatch & { git?: 'git-receive-pack' | 'git-upload-pack' }): { reached: Promise<void>; release(): void };
+  /** Lifetime of installation tokens minted from now on. */
+  setTokenTtl(ms: number): void;
   close(): Promise<void>;
 }
 
@@ -113,6 +228,52 @@ interface PullRec {
   headSha: string;
   draft: boolean;
   maintainerCanModify: boolean;
+  reviews: ReviewRec[];
+  reviewComments: ReviewCommentRec[];
+}
+
+interface ReviewRec {
+  id: number;
+  pullNumber: number;
+  user: string;
+  state: ReviewState;
+  body: string;
+  commitId: string;
+  submittedAt: string;
+}
+
+interface ReviewCommentRec {
+  id: number;
+  repoKey: string;
+  pullNumber: number;
+  reviewId: number;
+  user: string;
+  body: string;
+  path: string;
+  /** Line on the new (RIGHT) side of the diff. */
+  line: number;
+  /** Lines below the file's first `@@` header in the diff, as GitHub counts them. */
+  position: number;
+  diffHunk: string;
+  commitId: string;
+  originalCommitId: string;
+  inReplyTo?: number;
+  createdAt: string;
+  updatedAt: string;
+  reactions: ReactionRec[];
+}
+
+/** One file of a pull request's diff, as `git diff` between the merge base and the head reports it. */
+interface FileDiff {
+  status: 'added' | 'removed' | 'modified' | 'renamed' | 'copied' | 'changed';
+  filename: string;
+  previousFilename?: string;
+  /** Blob at the head (at the base for a removed file). */
+  sha: string;
+  additions: number;
+  deletions: number;
+  /** The diff text from the first `@@` header on; absent for binary files and pure renames. */
+  patch?: string;
 }
 
 interface LabelRec {
@@ -199,7 +360,7 @@ function b64url(s: string): Buffer {
   return Buffer.from(s.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
 }
 
-export async function startGitHubStandIn(opts: { dataDir?: string } = {}): Promise<GitHubStandIn> {
+export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promise<GitHubStandIn> {
   const spec = loadOpenApi();
   const ownsDataDir = !opts.dataDir;
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'github-stand-in-')));
@@ -218,8 +379,20 @@ export async function startGitHubStandIn(opts: { dataDir?: string } = {}): Promi
   const requests: StandInRequest[] = [];
   const issuedTokens: string[] = [];
   const tokens = new Map<string, number>(); // token → expiry (ms)
+  let tokenTtlMs = opts.tokenTtlMs ?? 3600_000;
+  const faults: Array<{ match: FaultMatch; reply: FaultReply; remaining: number }> = [];
+  const holds: Array<{ match: FaultMatch & { git?: string }; arrived: () => void; gate: Promise<void> }> = [];
+  /** Waits at a hold that matches, once. */
+  const passHold = async (test: (m: FaultMatch & { git?: string }) => boolean): Promise<void> => {
+    const h = holds.find((x) => test(x.match));
+    if (!h) return;
+    holds.splice(holds.indexOf(h), 1);
+    h.arrived();
+    await h.gate;
+  };
   const repos = new Map<string, RepoState>();
   const commentsById = new Map<number, CommentRec>();
+  const reviewCommentsById = new Map<number, ReviewCommentRec>();
   let nextId = 1000;
   const newId = (): number => nextId++;
 
@@ -450,8 +623,8 @@ export async function startGitHubStandIn(opts: { dataDir?: string } = {}): Promi
     const i = r.issues.get(p.number)!;
     const api = `${repoApi(r)}/pulls/${p.number}`;
     const html = `${repoHtml(r)}/pull/${p.number}`;
-    p.headSha = (await branchSha(r, p.head)) ?? p.headSha;
-    const baseSha = (await branchSha(r, p.base)) ?? '0'.repeat(40);
+    const diff = await pullDiff(r, p);
+    const baseSha = diff.baseSha ?? '0'.repeat(40);
     const ref = (branch: string, sha: string): Record<string, unknown> => ({
       label: `${r.owner}:${branch}`,
       ref: branch,
@@ -511,14 +684,179 @@ export async function startGitHubStandIn(opts: { dataDir?: string } = {}): Promi
       mergeable_state: 'unknown',
       merged_by: null,
       comments: i.comments.length,
-      review_comments: 0,
+      review_comments: p.reviewComments.length,
       maintainer_can_modify: p.maintainerCanModify,
-      commits: 1,
-      additions: 0,
-      deletions: 0,
-      changed_files: 0,
+      commits: diff.commits,
+      additions: diff.files.reduce((n, f) => n + f.additions, 0),
+      deletions: diff.files.reduce((n, f) => n + f.deletions, 0),
+      changed_files: diff.files.length,
     };
   };
+
+  const reviewObject = (r: RepoState, v: ReviewRec): RestReview => {
+    const html = `${repoHtml(r)}/pull/${v.pullNumber}#pullrequestreview-${v.id}`;
+    const pull = `${repoApi(r)}/pulls/${v.pullNumber}`;
+    return {
+      id: v.id,
+      node_id: nodeId('PullRequestReview', v.id),
+      user: user(v.user),
+      body: v.body,
+      state: v.state,
+      html_url: html,
+      pull_request_url: pull,
+      _links: { html: { href: html }, pull_request: { href: pull } },
+      submitted_at: v.submittedAt,
+      commit_id: v.commitId,
+      author_association: association(r, v.user),
+    };
+  };
+
+  const reviewCommentObject = (r: RepoState, c: ReviewCommentRec): Record<string, unknown> => {
+    const api = `${repoApi(r)}/pulls/comments/${c.id}`;
+    const html = `${repoHtml(r)}/pull/${c.pullNumber}#discussion_r${c.id}`;
+    const pull = `${repoApi(r)}/pulls/${c.pullNumber}`;
+    return {
+      url: api,
+      pull_request_review_id: c.reviewId,
+      id: c.id,
+      node_id: nodeId('PullRequestReviewComment', c.id),
+      diff_hunk: c.diffHunk,
+      path: c.path,
+      position: c.position,
+      original_position: c.position,
+      commit_id: c.commitId,
+      original_commit_id: c.originalCommitId,
+      ...(c.inReplyTo !== undefined ? { in_reply_to_id: c.inReplyTo } : {}),
+      user: user(c.user),
+      body: c.body,
+      created_at: c.createdAt,
+      updated_at: c.updatedAt,
+      html_url: html,
+      pull_request_url: pull,
+      author_association: association(r, c.user),
+      _links: { self: { href: api }, html: { href: html }, pull_request: { href: pull } },
+      start_line: null,
+      original_start_line: null,
+      start_side: null,
+      line: c.line,
+      original_line: c.line,
+      side: 'RIGHT',
+      subject_type: 'line',
+      reactions: reactionRollup(`${api}/reactions`, c.reactions),
+    };
+  };
+
+  const diffEntry = (r: RepoState, headSha: string, f: FileDiff): Record<string, unknown> => {
+    const path = f.filename.split('/').map(encodeURIComponent).join('/');
+    return {
+      sha: f.sha,
+      filename: f.filename,
+      status: f.status,
+      additions: f.additions,
+      deletions: f.deletions,
+      changes: f.additions + f.deletions,
+      blob_url: `${repoHtml(r)}/blob/${headSha}/${path}`,
+      raw_url: `${repoHtml(r)}/raw/${headSha}/${path}`,
+      contents_url: `${repoApi(r)}/contents/${path}?ref=${headSha}`,
+      ...(f.patch !== undefined ? { patch: f.patch } : {}),
+      ...(f.previousFilename !== undefined ? { previous_filename: f.previousFilename } : {}),
+    };
+  };
+
+  // ---- pull request diffs, computed by git from the bare repository ----
+
+  /**
+   * The pull request's diff as GitHub shows it: base...head, i.e. from the merge base of the two
+   * branches to the head, with renames detected and three lines of context.
+   */
+  async function pullDiff(
+    r: RepoState,
+    p: PullRec,
+  ): Promise<{ baseSha: string | null; headSha: string; commits: number; files: FileDiff[] }> {
+    p.headSha = (await branchSha(r, p.head)) ?? p.headSha;
+    const baseSha = await branchSha(r, p.base);
+    const headSha = p.headSha;
+    const empty = { baseSha, headSha, commits: 0, files: [] };
+    if (!baseSha) return empty;
+    const mb = await runGit(['--git-dir', r.barePath, 'merge-base', baseSha, headSha]);
+    if (mb.code !== 0) return empty;
+    const from = mb.stdout.toString().trim();
+    const common = ['--git-dir', r.barePath, '-c', 'core.quotePath=false', 'diff', '-M', '--no-color', '--no-ext-diff', '--no-textconv'];
+    const [raw, numstat, patch, count] = await Promise.all([
+      runGit([...common, '--raw', '-z', '--no-abbrev', from, headSha]),
+      runGit([...common, '--numstat', '-z', from, headSha]),
+      runGit([...common, '-U3', '--src-prefix=a/', '--dst-prefix=b/', from, headSha]),
+      runGit(['--git-dir', r.barePath, 'rev-list', '--count', `${from}..${headSha}`]),
+    ]);
+    for (const res of [raw, numstat, patch, count]) {
+      if (res.code !== 0) throw new Error(`stand-in: git diff for ${r.owner}/${r.name}#${p.number} failed: ${res.stderr.trim()}`);
+    }
+    // --raw -z: ":old new oldsha newsha STATUS\0path\0[newpath\0]"
+    const files: FileDiff[] = [];
+    const rawTokens = raw.stdout.toString('utf8').split('\0');
+    for (let k = 0; k < rawTokens.length; k++) {
+      const meta = rawTokens[k]!;
+      if (!meta.startsWith(':')) continue;
+      const [, , oldSha, newSha, code] = meta.slice(1).split(' ') as [string, string, string, string, string];
+      const letter = code[0]!;
+      const first = rawTokens[++k]!;
+      const second = letter === 'R' || letter === 'C' ? rawTokens[++k]! : undefined;
+      const status: FileDiff['status'] =
+        letter === 'A' ? 'added' : letter === 'D' ? 'removed' : letter === 'R' ? 'renamed' : letter === 'C' ? 'copied' : letter === 'T' ? 'changed' : 'modified';
+      files.push({
+        status,
+        filename: second ?? first,
+        ...(second !== undefined ? { previousFilename: first } : {}),
+        sha: letter === 'D' ? oldSha : newSha,
+        additions: 0,
+        deletions: 0,
+      });
+    }
+    // --numstat -z: "added\tdeleted\tpath\0", or "added\tdeleted\t\0old\0new\0" for a rename; "-" for binary.
+    const numTokens = numstat.stdout.toString('utf8').split('\0');
+    let at = 0;
+    for (let k = 0; k < numTokens.length && at < files.length; k++) {
+      const m = /^(-|\d+)\t(-|\d+)\t(.*)$/s.exec(numTokens[k]!);
+      if (!m) continue;
+      if (m[3] === '') k += 2;
+      files[at]!.additions = m[1] === '-' ? 0 : Number(m[1]);
+      files[at]!.deletions = m[2] === '-' ? 0 : Number(m[2]);
+      at++;
+    }
+    // The patch: one "diff --git" section per file, in the same order; GitHub's `patch` starts at the first "@@".
+    const sections = patch.stdout.toString('utf8').split(/^diff --git /m).slice(1);
+    sections.forEach((section, n) => {
+      const lines = section.split('\n');
+      if (lines[lines.length - 1] === '') lines.pop();
+      const start = lines.findIndex((l) => l.startsWith('@@ '));
+      if (start >= 0 && files[n]) files[n]!.patch = lines.slice(start).join('\n');
+    });
+    return { baseSha, headSha, commits: Number(count.stdout.toString().trim()) || 0, files };
+  }
+
+  /** Where a comment on `line` of the new side of `path` sits in the pull request's diff. */
+  function locateLine(files: FileDiff[], path: string, line: number): { position: number; diffHunk: string } | null {
+    const f = files.find((x) => x.filename === path);
+    if (!f?.patch) return null;
+    const lines = f.patch.split('\n');
+    let hunkStart = 0;
+    let newLine = 0;
+    for (let k = 0; k < lines.length; k++) {
+      const l = lines[k]!;
+      const header = /^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@/.exec(l);
+      if (header) {
+        hunkStart = k;
+        newLine = Number(header[1]);
+        continue;
+      }
+      if (l.startsWith('+') || l.startsWith(' ')) {
+        // GitHub's diff_hunk runs from the hunk's header down to the commented line.
+        if (newLine === line) return { position: k, diffHunk: lines.slice(hunkStart, k + 1).join('\n') };
+        newLine++;
+      }
+    }
+    return null;
+  }
 
   // ---- state helpers ----
 
@@ -547,6 +885,18 @@ export async function startGitHubStandIn(opts: { dataDir?: string } = {}): Promi
     const r = repos.get(repoKey(owner, repo));
     if (!r) throw new Error(`stand-in has no repository ${owner}/${repo}; call addRepo first`);
     return r;
+  }
+
+  function getPull(r: RepoState, n: string | number): PullRec {
+    const p = r.pulls.get(Number(n));
+    if (!p) throw notFound();
+    return p;
+  }
+
+  function getReviewComment(r: RepoState, id: string | number): ReviewCommentRec {
+    const c = reviewCommentsById.get(Number(id));
+    if (!c || c.repoKey !== r.key) throw notFound();
+    return c;
   }
 
   function getIssue(r: RepoState, n: string | number): IssueRec {
@@ -634,7 +984,7 @@ export async function startGitHubStandIn(opts: { dataDir?: string } = {}): Promi
     const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
     let token = 'ghs_';
     for (let i = 0; i < 36; i++) token += alphabet[randomInt(alphabet.length)];
-    const expires = Date.now() + 3600_000;
+    const expires = Date.now() + tokenTtlMs;
     tokens.set(token, expires);
     issuedTokens.push(token);
     return { token, expires_at: new Date(expires).toISOString().replace(/\.\d{3}Z$/, 'Z') };
@@ -826,6 +1176,32 @@ export async function startGitHubStandIn(opts: { dataDir?: string } = {}): Promi
       return { status: 200, body: i.labels.map((n) => labelObject(r, n)) };
     },
 
+    'issues/get-label': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      if (!r.labels.has(ctx.params.name!.toLowerCase())) throw notFound();
+      return { status: 200, body: labelObject(r, ctx.params.name!) };
+    },
+
+    'issues/create-label': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const b = objectBody(ctx);
+      const name = String(b.name).trim();
+      const errors: Array<Record<string, unknown>> = [];
+      if (name === '') errors.push({ resource: 'Label', code: 'missing_field', field: 'name' });
+      else if (r.labels.has(name.toLowerCase())) errors.push({ resource: 'Label', code: 'already_exists', field: 'name' });
+      // Documented as six hex digits "without the leading #".
+      const color = b.color === undefined ? 'ededed' : String(b.color);
+      if (!/^[0-9a-fA-F]{6}$/.test(color)) errors.push({ resource: 'Label', code: 'invalid', field: 'color' });
+      const description = typeof b.description === 'string' ? b.description : null;
+      if (description !== null && description.length > 100) {
+        errors.push({ resource: 'Label', code: 'custom', field: 'description', message: 'description is too long (maximum is 100 characters)' });
+      }
+      if (errors.length) throw validationFailed(errors);
+      r.labels.set(name.toLowerCase(), { id: newId(), name, color: color.toLowerCase(), description });
+      const body = labelObject(r, name);
+      return { status: 201, body, headers: { location: String(body.url) } };
+    },
+
     'pulls/list': async (ctx) => {
       const r = getRepo(ctx.params.owner!, ctx.params.repo!);
       const state = ctx.query.get('state') ?? 'open';
@@ -905,6 +1281,8 @@ export async function startGitHubStandIn(opts: { dataDir?: string } = {}): Promi
         headSha,
         draft: b.draft === true,
         maintainerCanModify: b.maintainer_can_modify !== false,
+        reviews: [],
+        reviewComments: [],
       };
       r.pulls.set(number, p);
       const body = await pullObject(r, p);
@@ -939,6 +1317,110 @@ export async function startGitHubStandIn(opts: { dataDir?: string } = {}): Promi
       }
       i.updatedAt = now();
       return { status: 200, body: await pullObject(r, p) };
+    },
+
+    'pulls/list-files': async (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const p = getPull(r, ctx.params.pull_number!);
+      const diff = await pullDiff(r, p);
+      const page = paginate(ctx, diff.files);
+      return { status: 200, body: page.items.map((f) => diffEntry(r, diff.headSha, f)), headers: page.headers };
+    },
+
+    'pulls/list-reviews': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const p = getPull(r, ctx.params.pull_number!);
+      const page = paginate(ctx, p.reviews);
+      return { status: 200, body: page.items.map((v) => reviewObject(r, v)), headers: page.headers };
+    },
+
+    'pulls/get-review': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const p = getPull(r, ctx.params.pull_number!);
+      const v = p.reviews.find((x) => x.id === Number(ctx.params.review_id));
+      if (!v) throw notFound();
+      return { status: 200, body: reviewObject(r, v) };
+    },
+
+    'pulls/list-comments-for-review': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const p = getPull(r, ctx.params.pull_number!);
+      const v = p.reviews.find((x) => x.id === Number(ctx.params.review_id));
+      if (!v) throw notFound();
+      const page = paginate(ctx, p.reviewComments.filter((c) => c.reviewId === v.id));
+      return { status: 200, body: page.items.map((c) => reviewCommentObject(r, c)), headers: page.headers };
+    },
+
+    'pulls/list-review-comments': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const p = getPull(r, ctx.params.pull_number!);
+      const since = ctx.query.get('since');
+      const sort = ctx.query.get('sort') === 'updated' ? 'updatedAt' : 'createdAt';
+      const list = p.reviewComments
+        .filter((c) => !since || c.updatedAt >= since)
+        .map((c, n) => ({ c, n }))
+        .sort((a, b) => a.c[sort].localeCompare(b.c[sort]) || a.n - b.n)
+        .map((x) => x.c);
+      if (ctx.query.get('direction') === 'desc') list.reverse();
+      const page = paginate(ctx, list);
+      return { status: 200, body: page.items.map((c) => reviewCommentObject(r, c)), headers: page.headers };
+    },
+
+    'pulls/get-review-comment': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      return { status: 200, body: reviewCommentObject(r, getReviewComment(r, ctx.params.comment_id!)) };
+    },
+
+    'pulls/create-reply-for-review-comment': async (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const p = getPull(r, ctx.params.pull_number!);
+      const target = getReviewComment(r, ctx.params.comment_id!);
+      if (target.pullNumber !== p.number) throw notFound();
+      const text = String(objectBody(ctx).body ?? '');
+      if (text.trim() === '') throw validationFailed([{ resource: 'PullRequestReviewComment', code: 'missing_field', field: 'body' }]);
+      // Replies join the thread of its first comment; like GitHub, each reply is its own
+      // single-comment review (state COMMENTED, empty body) by the replier.
+      const root = target.inReplyTo !== undefined ? getReviewComment(r, target.inReplyTo) : target;
+      const t = now();
+      const review: ReviewRec = {
+        id: newId(),
+        pullNumber: p.number,
+        user: ctx.actor,
+        state: 'COMMENTED',
+        body: '',
+        commitId: (await branchSha(r, p.head)) ?? p.headSha,
+        submittedAt: t,
+      };
+      const c: ReviewCommentRec = {
+        id: newId(),
+        repoKey: r.key,
+        pullNumber: p.number,
+        reviewId: review.id,
+        user: ctx.actor,
+        body: text,
+        path: root.path,
+        line: root.line,
+        position: root.position,
+        diffHunk: root.diffHunk,
+        commitId: root.commitId,
+        originalCommitId: root.originalCommitId,
+        inReplyTo: root.id,
+        createdAt: t,
+        updatedAt: t,
+        reactions: [],
+      };
+      p.reviews.push(review);
+      p.reviewComments.push(c);
+      reviewCommentsById.set(c.id, c);
+      r.issues.get(p.number)!.updatedAt = t;
+      const body = reviewCommentObject(r, c);
+      return { status: 201, body, headers: { location: String(body.url) } };
+    },
+
+    'reactions/create-for-pull-request-review-comment': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const c = getReviewComment(r, ctx.params.comment_id!);
+      return addReaction(c.reactions, String(objectBody(ctx).content), ctx.actor);
     },
 
     'repos/get-content': async (ctx) => {
@@ -1097,6 +1579,21 @@ export async function startGitHubStandIn(opts: { dataDir?: string } = {}): Promi
       return { status: 404, body: { message: 'Not Found', documentation_url: DOCS } };
     }
     const match = check.match;
+    await passHold(
+      (m) =>
+        m.git === undefined &&
+        (m.method === undefined || m.method.toUpperCase() === method) &&
+        (m.route === undefined || (typeof m.route === 'string' ? m.route === match.operationId : m.route.test(apiPath))),
+    );
+    const fault = faults.find(
+      (f) =>
+        (f.match.method === undefined || f.match.method.toUpperCase() === method) &&
+        (f.match.route === undefined || (typeof f.match.route === 'string' ? f.match.route === match.operationId : f.match.route.test(apiPath))),
+    );
+    if (fault) {
+      if (--fault.remaining <= 0) faults.splice(faults.indexOf(fault), 1);
+      return { status: fault.reply.status, headers: fault.reply.headers, body: fault.reply.body ?? { message: `stand-in fault ${fault.reply.status}`, documentation_url: DOCS } };
+    }
     const handler = handlers[match.operationId];
     if (!handler) {
       violations.push(`${match.method} ${match.template}: GitHub has this route (${match.operationId}) but the stand-in does not implement it`);
@@ -1164,14 +1661,14 @@ export async function startGitHubStandIn(opts: { dataDir?: string } = {}): Promi
         });
     } else if (gitMatch) {
       const [, owner, repo, service] = gitMatch as unknown as [string, string, string, string];
-      handleGit(req, res, decodeURIComponent(owner), decodeURIComponent(repo), service, parsed.search.slice(1)).then(
+      void passHold((m) => m.git === service && req.method === 'POST').then(() => handleGit(req, res, decodeURIComponent(owner), decodeURIComponent(repo), service, parsed.search.slice(1)).then(
         (status) => record(status),
         (err: unknown) => {
           record(500);
           if (!res.headersSent) res.statusCode = 500;
           res.end(String(err));
         },
-      );
+      ));
     } else {
       record(404);
       res.statusCode = 404;
@@ -1292,8 +1789,105 @@ export async function startGitHubStandIn(opts: { dataDir?: string } = {}): Promi
       return (i?.reactions ?? []).map((x) => ({ content: x.content, user: x.user }));
     },
 
+    commentReactions(owner, repo, commentId) {
+      const r = mustRepo(owner, repo);
+      const c = commentsById.get(commentId) ?? reviewCommentsById.get(commentId);
+      if (!c || c.repoKey !== r.key) throw new Error(`stand-in has no comment ${commentId} in ${owner}/${repo}`);
+      return c.reactions.map((x) => ({ content: x.content, user: x.user }));
+    },
+
     labels(owner, repo, issueNumber) {
       return [...(mustRepo(owner, repo).issues.get(issueNumber)?.labels ?? [])];
+    },
+
+    repoLabels(owner, repo) {
+      return [...mustRepo(owner, repo).labels.values()].map((l) => ({ name: l.name, color: l.color, description: l.description }));
+    },
+
+    async addReview(owner, repo, pullNumber, review) {
+      const r = mustRepo(owner, repo);
+      const p = r.pulls.get(pullNumber);
+      if (!p) throw new Error(`${owner}/${repo} has no pull request #${pullNumber} in the stand-in`);
+      if (review.body.trim() === '' && (review.state === 'CHANGES_REQUESTED' || (review.state === 'COMMENTED' && !review.comments?.length))) {
+        throw new Error(`a ${review.state} review needs a body (GitHub answers 422 without one)`);
+      }
+      const author = r.issues.get(pullNumber)!.user;
+      if (review.state !== 'COMMENTED' && review.user.toLowerCase() === author.toLowerCase()) {
+        const verb = review.state === 'APPROVED' ? 'approve' : 'request changes on';
+        throw new Error(`${review.user} cannot ${verb} their own pull request (GitHub answers 422 "Can not ${verb} your own pull request")`);
+      }
+      const diff = await pullDiff(r, p);
+      // Place every comment before recording anything: GitHub refuses the whole review.
+      const placed = (review.comments ?? []).map((c) => {
+        const at = locateLine(diff.files, c.path, c.line);
+        if (!at) {
+          const changed = diff.files.map((f) => f.filename).join(', ') || 'none';
+          throw new Error(
+            `cannot comment on ${c.path}:${c.line} in ${owner}/${repo}#${pullNumber}: that line is not in the pull request's diff ` +
+              `(GitHub answers 422 "Line could not be resolved"; files changed: ${changed})`,
+          );
+        }
+        return { ...c, ...at };
+      });
+      const t = now();
+      const v: ReviewRec = {
+        id: newId(),
+        pullNumber,
+        user: review.user,
+        state: review.state,
+        body: review.body,
+        commitId: diff.headSha,
+        submittedAt: t,
+      };
+      p.reviews.push(v);
+      const commentIds = placed.map((c) => {
+        const rec: ReviewCommentRec = {
+          id: newId(),
+          repoKey: r.key,
+          pullNumber,
+          reviewId: v.id,
+          user: review.user,
+          body: c.body,
+          path: c.path,
+          line: c.line,
+          position: c.position,
+          diffHunk: c.diffHunk,
+          commitId: diff.headSha,
+          originalCommitId: diff.headSha,
+          createdAt: t,
+          updatedAt: t,
+          reactions: [],
+        };
+        p.reviewComments.push(rec);
+        reviewCommentsById.set(rec.id, rec);
+        return rec.id;
+      });
+      r.issues.get(pullNumber)!.updatedAt = t;
+      return { reviewId: v.id, commentIds, review: reviewObject(r, v), pullRequest: (await pullObject(r, p)) as RestPull };
+    },
+
+    reviewComments(owner, repo, pullNumber) {
+      const p = mustRepo(owner, repo).pulls.get(pullNumber);
+      return (p?.reviewComments ?? []).map((c) => ({
+        id: c.id,
+        path: c.path,
+        line: c.line,
+        body: c.body,
+        user: c.user,
+        ...(c.inReplyTo !== undefined ? { inReplyTo: c.inReplyTo } : {}),
+      }));
+    },
+
+    async headSha(owner, repo, branch) {
+      return branchSha(mustRepo(owner, repo), branch);
+    },
+
+    async isAncestor(owner, repo, older, newer) {
+      const r = mustRepo(owner, repo);
+      const res = await runGit(['--git-dir', r.barePath, 'merge-base', '--is-ancestor', older, newer]);
+      if (res.code === 0) return true;
+      if (res.code === 1) return false;
+      throw new Error(`stand-in: git merge-base --is-ancestor ${older} ${newer} in ${owner}/${repo} failed: ${res.stderr.trim()}`);
     },
 
     pulls(owner, repo) {
@@ -1308,6 +1902,28 @@ export async function startGitHubStandIn(opts: { dataDir?: string } = {}): Promi
       const r = mustRepo(owner, repo);
       const res = await runGit(['--git-dir', r.barePath, 'show', `${ref}:${path.replace(/^\/+/, '')}`]);
       return res.code === 0 ? res.stdout.toString('utf8') : null;
+    },
+
+    failNext(match, reply, times = 1) {
+      if (!(times >= 1)) throw new Error(`failNext: times must be at least 1, got ${times}`);
+      faults.push({ match, reply, remaining: times });
+    },
+
+    clearFaults() {
+      faults.length = 0;
+    },
+
+    hold(match) {
+      let arrived!: () => void;
+      let release!: () => void;
+      const reached = new Promise<void>((r) => (arrived = r));
+      const gate = new Promise<void>((r) => (release = r));
+      holds.push({ match, arrived, gate });
+      return { reached, release };
+    },
+
+    setTokenTtl(ms) {
+      tokenTtlMs = ms;
     },
 
     async close() {

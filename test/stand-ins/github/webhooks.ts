@@ -67,75 +67,264 @@ export interface Actor {
   type: 'User' | 'Bot' | 'Organization';
 }
 
-export interface IssueLabeledOptions {
+/** Which stand-in repository a payload describes, and where the stand-in lives. */
+export interface RepoTarget {
   owner: string;
   repo: string;
+  /** The stand-in's base URL (`standIn.url`); repository URLs and clone_url point there. */
+  url?: string;
+  defaultBranch?: string;
+}
+
+interface Rewritten {
+  payload: Payload & { repository: Record<string, unknown> };
+  /** `${url}/api/v3`, or api.github.com when no url was given. */
+  api: string;
+  web: string;
+  fullName: string;
+  actor: (a: Actor) => Record<string, unknown>;
+}
+
+/**
+ * The real example for `event`/`action`, with every URL of the example repository pointed at
+ * the stand-in repository, and repository, sender and installation set. Callers then set the
+ * fields that describe their issue, comment or review.
+ */
+function exampleFor(event: string, action: string, o: RepoTarget & { sender: Actor; installationId: number }): Rewritten {
+  const web = o.url ?? 'https://github.com';
+  const api = o.url ? `${o.url}/api/v3` : 'https://api.github.com';
+  const fullName = `${o.owner}/${o.repo}`;
+  // Rewrite every URL of the example repository first, then set the fields that matter.
+  const payload = JSON.parse(
+    JSON.stringify(loadExample(event, action))
+      .replaceAll('https://api.github.com/repos/Codertocat/Hello-World', `${api}/repos/${fullName}`)
+      .replaceAll('https://github.com/Codertocat/Hello-World', `${web}/${fullName}`)
+      .replaceAll('git://github.com/Codertocat/Hello-World', `git://${web.replace(/^https?:\/\//, '')}/${fullName}`)
+      .replaceAll('git@github.com:Codertocat/Hello-World', `git@${web.replace(/^https?:\/\//, '').replace(/:\d+$/, '')}:${fullName}`)
+      .replaceAll('https://api.github.com', api),
+  ) as Rewritten['payload'];
+
+  const actor = (a: Actor): Record<string, unknown> => {
+    const u = userObject(a.login, web);
+    return { ...u, type: a.type, node_id: nodeId(a.type, userId(a.login)) };
+  };
+  const repository = payload.repository;
+  repository.name = o.repo;
+  repository.full_name = fullName;
+  repository.owner = actor({ login: o.owner, type: 'User' });
+  repository.html_url = `${web}/${fullName}`;
+  repository.clone_url = `${web}/${fullName}.git`;
+  repository.default_branch = o.defaultBranch ?? 'main';
+  repository.private = true;
+  // Fields today's GitHub sends that the (older) examples lack.
+  repository.visibility = 'private';
+  repository.topics ??= [];
+  repository.has_discussions ??= false;
+
+  payload.sender = actor(o.sender);
+  payload.installation = { id: o.installationId, node_id: nodeId('Installation', o.installationId) };
+  return { payload, api, web, fullName, actor };
+}
+
+/** Sets the fields of a webhook `issue` object that describe one stand-in issue or pull request. */
+function describeIssue(
+  w: Rewritten,
+  issue: Record<string, unknown>,
+  o: { owner: string; issueNumber: number; title: string; body: string; author: Actor; isPullRequest: boolean },
+): void {
+  const url = `${w.api}/repos/${w.fullName}/issues/${o.issueNumber}`;
+  const html = `${w.web}/${w.fullName}/${o.isPullRequest ? 'pull' : 'issues'}/${o.issueNumber}`;
+  issue.number = o.issueNumber;
+  issue.title = o.title;
+  issue.body = o.body;
+  issue.user = w.actor(o.author);
+  issue.url = url;
+  issue.repository_url = `${w.api}/repos/${w.fullName}`;
+  issue.html_url = html;
+  issue.comments_url = `${url}/comments`;
+  issue.events_url = `${url}/events`;
+  issue.labels_url = `${url}/labels{/name}`;
+  issue.assignee = null;
+  issue.assignees = [];
+  issue.milestone = null;
+  issue.active_lock_reason ??= null;
+  issue.reactions = reactionRollup(`${url}/reactions`);
+  // Only ownership is knowable here; the app must ask the permission API, not trust this field.
+  issue.author_association = association(o.author, o.owner);
+  if (o.isPullRequest) {
+    const pull = `${w.web}/${w.fullName}/pull/${o.issueNumber}`;
+    issue.pull_request = {
+      url: `${w.api}/repos/${w.fullName}/pulls/${o.issueNumber}`,
+      html_url: pull,
+      diff_url: `${pull}.diff`,
+      patch_url: `${pull}.patch`,
+      merged_at: null,
+    };
+  } else {
+    delete issue.pull_request;
+  }
+}
+
+function association(a: Actor, owner: string): string {
+  return a.login.toLowerCase() === owner.toLowerCase() ? 'OWNER' : 'NONE';
+}
+
+function reactionRollup(url: string): Record<string, unknown> {
+  return { url, total_count: 0, '+1': 0, '-1': 0, laugh: 0, hooray: 0, confused: 0, heart: 0, rocket: 0, eyes: 0 };
+}
+
+export interface IssueLabeledOptions extends RepoTarget {
   issueNumber: number;
   title: string;
   body: string;
   label: string;
   sender: Actor;
   installationId: number;
-  /** The stand-in's base URL (`standIn.url`); repository URLs and clone_url point there. */
-  url?: string;
   /** Who opened the issue; the sender when not given. */
   author?: Actor;
-  defaultBranch?: string;
 }
 
 /** The real `issues.labeled` example, rewritten to describe one issue in one stand-in repository. */
 export function issueLabeledPayload(o: IssueLabeledOptions): Payload {
-  const web = o.url ?? 'https://github.com';
-  const api = o.url ? `${o.url}/api/v3` : 'https://api.github.com';
-  const example = loadExample('issues', 'labeled');
-  const fullName = `${o.owner}/${o.repo}`;
-  // Rewrite every URL of the example repository first, then set the fields that matter.
-  const rewritten = JSON.parse(
-    JSON.stringify(example)
-      .replaceAll('https://api.github.com/repos/Codertocat/Hello-World', `${api}/repos/${fullName}`)
-      .replaceAll('https://github.com/Codertocat/Hello-World', `${web}/${fullName}`)
-      .replaceAll('git://github.com/Codertocat/Hello-World', `git://${web.replace(/^https?:\/\//, '')}/${fullName}`)
-      .replaceAll('git@github.com:Codertocat/Hello-World', `git@${web.replace(/^https?:\/\//, '').replace(/:\d+$/, '')}:${fullName}`)
-      .replaceAll('https://api.github.com', api),
-  ) as Payload & {
-    issue: Record<string, unknown>;
-    repository: Record<string, unknown>;
-    label: Record<string, unknown>;
+  const w = exampleFor('issues', 'labeled', o);
+  const issue = w.payload.issue as Record<string, unknown>;
+  describeIssue(w, issue, { ...o, author: o.author ?? o.sender, isPullRequest: false });
+  const label = {
+    ...(w.payload.label as Record<string, unknown>),
+    name: o.label,
+    url: `${w.api}/repos/${w.fullName}/labels/${encodeURIComponent(o.label)}`,
   };
-
-  const actorObject = (a: Actor): Record<string, unknown> => {
-    const u = userObject(a.login, o.url ?? 'https://github.com');
-    return { ...u, type: a.type, node_id: nodeId(a.type, userId(a.login)) };
-  };
-  const repository = rewritten.repository;
-  repository.name = o.repo;
-  repository.full_name = fullName;
-  repository.owner = actorObject({ login: o.owner, type: 'User' });
-  repository.html_url = `${web}/${fullName}`;
-  repository.clone_url = `${web}/${fullName}.git`;
-  repository.default_branch = o.defaultBranch ?? 'main';
-  repository.private = true;
-
-  const issue = rewritten.issue;
-  issue.number = o.issueNumber;
-  issue.title = o.title;
-  issue.body = o.body;
-  issue.user = actorObject(o.author ?? o.sender);
-  issue.url = `${api}/repos/${fullName}/issues/${o.issueNumber}`;
-  issue.html_url = `${web}/${fullName}/issues/${o.issueNumber}`;
-  issue.comments_url = `${issue.url}/comments`;
-  issue.events_url = `${issue.url}/events`;
-  issue.labels_url = `${issue.url}/labels{/name}`;
-  issue.assignee = null;
-  issue.assignees = [];
-  // Only ownership is knowable here; the app must ask the permission API, not trust this field.
-  issue.author_association = (o.author ?? o.sender).login === o.owner ? 'OWNER' : 'NONE';
-
-  const label = { ...rewritten.label, name: o.label, url: `${api}/repos/${fullName}/labels/${encodeURIComponent(o.label)}` };
-  rewritten.label = label;
+  w.payload.label = label;
   issue.labels = [label];
+  return w.payload;
+}
 
-  rewritten.sender = actorObject(o.sender);
-  rewritten.installation = { id: o.installationId, node_id: nodeId('Installation', o.installationId) };
-  return rewritten;
+export interface IssueCommentOptions extends RepoTarget {
+  /** The issue or pull request the comment is on (they share numbers). */
+  issueNumber: number;
+  title: string;
+  body: string;
+  /** Adds `issue.pull_request`, as GitHub does for a comment on a pull request's conversation. */
+  isPullRequest?: boolean;
+  /** The comment's id, e.g. what `standIn.addComment` returned, so the app can react to it. */
+  commentId: number;
+  commentBody: string;
+  /** Who wrote the comment. */
+  sender: Actor;
+  installationId: number;
+  /** Who opened the issue or pull request; the sender when not given. */
+  author?: Actor;
+  /** Names of the labels the issue carries; none when not given. */
+  labels?: string[];
+}
+
+/** The real `issue_comment.created` example, rewritten to describe one comment on a stand-in issue or pull request. */
+export function issueCommentPayload(o: IssueCommentOptions): Payload {
+  const w = exampleFor('issue_comment', 'created', o);
+  const isPullRequest = o.isPullRequest === true;
+  const issue = w.payload.issue as Record<string, unknown>;
+  describeIssue(w, issue, { ...o, author: o.author ?? o.sender, isPullRequest });
+  // Label ids only need to be stable here: the payload cannot know the stand-in's.
+  issue.labels = (o.labels ?? []).map((name) => ({
+    id: userId(`label:${name}`),
+    node_id: nodeId('Label', userId(`label:${name}`)),
+    url: `${w.api}/repos/${w.fullName}/labels/${encodeURIComponent(name)}`,
+    name,
+    color: 'ededed',
+    default: false,
+    description: null,
+  }));
+
+  const stamp = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const url = `${w.api}/repos/${w.fullName}/issues/comments/${o.commentId}`;
+  w.payload.comment = {
+    ...(w.payload.comment as Record<string, unknown>),
+    id: o.commentId,
+    node_id: nodeId('IssueComment', o.commentId),
+    url,
+    html_url: `${issue.html_url as string}#issuecomment-${o.commentId}`,
+    issue_url: issue.url,
+    body: o.commentBody,
+    user: w.actor(o.sender),
+    created_at: stamp,
+    updated_at: stamp,
+    author_association: association(o.sender, o.owner),
+    performed_via_github_app: null,
+    reactions: reactionRollup(`${url}/reactions`),
+  };
+  return w.payload;
+}
+
+/** The parts of a REST review (`standIn.addReview(...).review`) a review webhook carries. */
+export interface RestReviewLike {
+  id: number;
+  node_id: string;
+  user: unknown;
+  body: string | null;
+  state: string;
+  commit_id: string | null;
+  submitted_at?: string;
+  html_url: string;
+  pull_request_url: string;
+  author_association: string;
+  _links: unknown;
+}
+
+/** The parts of a REST pull request (`standIn.addReview(...).pullRequest`) a review webhook carries. */
+export interface RestPullLike extends Record<string, unknown> {
+  number: number;
+  head: { ref: string; sha: string; label?: string };
+  base: { ref: string; sha: string; label?: string };
+}
+
+export interface PullRequestReviewOptions extends RepoTarget {
+  installationId: number;
+  /** Who submitted the review (the review's user, normally). */
+  sender: Actor;
+  review: RestReviewLike;
+  pullRequest: RestPullLike;
+}
+
+// The fields of a pull request that review webhooks carry (GitHub's "simple pull request").
+const SIMPLE_PULL_FIELDS = [
+  'url', 'id', 'node_id', 'html_url', 'diff_url', 'patch_url', 'issue_url', 'number', 'state', 'locked', 'title', 'user',
+  'body', 'created_at', 'updated_at', 'closed_at', 'merged_at', 'merge_commit_sha', 'assignee', 'assignees',
+  'requested_reviewers', 'requested_teams', 'labels', 'milestone', 'draft', 'commits_url', 'review_comments_url',
+  'review_comment_url', 'comments_url', 'statuses_url', '_links', 'author_association', 'auto_merge', 'active_lock_reason',
+] as const;
+
+/** The real `pull_request_review.submitted` example, rewritten to carry one review from the stand-in. */
+export function pullRequestReviewPayload(o: PullRequestReviewOptions): Payload {
+  const w = exampleFor('pull_request_review', 'submitted', o);
+  const r = o.review;
+  w.payload.review = {
+    ...(w.payload.review as Record<string, unknown>),
+    id: r.id,
+    node_id: r.node_id,
+    user: r.user,
+    // GitHub sends null, not "", for a review submitted without a body.
+    body: r.body === '' ? null : r.body,
+    commit_id: r.commit_id,
+    submitted_at: r.submitted_at ?? null,
+    // Webhooks spell the state in lower case; the REST API in upper case.
+    state: r.state.toLowerCase(),
+    html_url: r.html_url,
+    pull_request_url: r.pull_request_url,
+    author_association: r.author_association,
+    _links: r._links,
+  };
+  const p = o.pullRequest;
+  const pull: Record<string, unknown> = {};
+  for (const k of SIMPLE_PULL_FIELDS) if (k in p) pull[k] = p[k];
+  const side = (ref: { ref: string; sha: string }): Record<string, unknown> => ({
+    label: `${o.owner}:${ref.ref}`,
+    ref: ref.ref,
+    sha: ref.sha,
+    user: w.actor({ login: o.owner, type: 'User' }),
+    repo: w.payload.repository,
+  });
+  pull.head = side(p.head);
+  pull.base = side(p.base);
+  w.payload.pull_request = pull;
+  return w.payload;
 }

@@ -1,0 +1,95 @@
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { PlanSchema } from '../agent/tools/submit-plan.js';
+
+const TTL_S = 7 * 24 * 3600;
+/** A change bigger than this is not checkpointed: a retry then codes it again. */
+const MAX_PATCH_BYTES = 4 * 1024 * 1024;
+
+const CheckResultSchema = z.object({
+  name: z.enum(['install', 'lint', 'typecheck', 'test']),
+  command: z.string(),
+  ok: z.boolean(),
+  exitCode: z.number().nullable(),
+  timedOut: z.boolean(),
+  durationMs: z.number(),
+  tail: z.string(),
+  output: z.string(),
+});
+
+const ReportSchema = z.object({ ok: z.boolean(), results: z.array(CheckResultSchema), failed: CheckResultSchema.optional() });
+
+/**
+ * What each finished stage of one job produced. Saved as each stage finishes, so a job
+ * that BullMQ retries after a crash resumes from the last one instead of paying again.
+ */
+export const CheckpointsSchema = z.object({
+  scope: z.object({ acceptanceCriteria: z.array(z.string()) }).optional(),
+  plan: PlanSchema.optional(),
+  /** The work tree's change as a binary patch on `baseSha`: coded in `round`, and whether the checks passed on it. */
+  change: z
+    .object({
+      round: z.number().int().positive(),
+      validated: z.boolean(),
+      patch: z.string(),
+      baseSha: z.string(),
+      summary: z.string(),
+      threads: z.array(z.object({ comment_id: z.number(), outcome: z.enum(['addressed', 'not_addressed']), reply: z.string() })).optional(),
+      touched: z.array(z.string()),
+      scopeRequests: z.array(z.object({ path: z.string(), reason: z.string() })),
+      tried: z.array(z.string()),
+      report: ReportSchema.optional(),
+      /** When the checks passed: the commit's date, so committing again after a crash makes the same commit. */
+      at: z.string().optional(),
+    })
+    .optional(),
+  /** The commit is on the remote branch. */
+  pushed: z.object({ sha: z.string(), branch: z.string(), stat: z.string() }).optional(),
+  /** Review threads already answered. */
+  replied: z.array(z.number()).optional(),
+});
+export type Checkpoints = z.infer<typeof CheckpointsSchema>;
+
+export interface StageStore {
+  load(jobId: string): Promise<Checkpoints>;
+  /** False when the value was too big to keep: a retry then does that stage again. */
+  save<K extends keyof Checkpoints>(jobId: string, stage: K, value: NonNullable<Checkpoints[K]>): Promise<boolean>;
+}
+
+/** Stage checkpoints in one Redis hash per job, a field per stage. */
+export class RedisStageStore implements StageStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix = 'issue-agent',
+  ) {}
+
+  private key(jobId: string): string {
+    return `${this.prefix}:stages:${jobId}`;
+  }
+
+  async load(jobId: string): Promise<Checkpoints> {
+    const raw = await this.redis.hgetall(this.key(jobId));
+    const out: Record<string, unknown> = {};
+    for (const [field, value] of Object.entries(raw)) {
+      try {
+        out[field] = JSON.parse(value);
+      } catch {
+        // A damaged field only costs that stage again.
+      }
+    }
+    // Fields that no longer fit the schema are dropped one by one, not all together.
+    const checked: Checkpoints = {};
+    for (const [field, value] of Object.entries(out)) {
+      const one = CheckpointsSchema.safeParse({ [field]: value });
+      if (one.success) Object.assign(checked, one.data);
+    }
+    return checked;
+  }
+
+  async save<K extends keyof Checkpoints>(jobId: string, stage: K, value: NonNullable<Checkpoints[K]>): Promise<boolean> {
+    const text = JSON.stringify(value);
+    if (Buffer.byteLength(text) > MAX_PATCH_BYTES) return false;
+    await this.redis.multi().hset(this.key(jobId), stage, text).expire(this.key(jobId), TTL_S).exec();
+    return true;
+  }
+}
