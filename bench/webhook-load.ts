@@ -13,7 +13,7 @@ import { sign } from '@octokit/webhooks-methods';
 import { Queue } from 'bullmq';
 import { OWNER, startScenario, WEBHOOK_SECRET } from '../test/e2e/harness.js';
 import { issueCommentPayload, issueLabeledPayload } from '../test/stand-ins/github/webhooks.js';
-import { percentile, type Figure } from './table.js';
+import { median, percentile, type Figure } from './table.js';
 
 export interface LoadRequest {
   headers: Record<string, string>;
@@ -196,8 +196,9 @@ interface Kind {
  * The webhook figures: p50 and p99 of the time to the answer, per kind of event, for the app
  * and for the bare server, each at `rate` requests per second for `seconds`.
  */
-export async function webhookFigures(opts: { rate?: number; seconds?: number; log?: (line: string) => void } = {}): Promise<Figure[]> {
+export async function webhookFigures(opts: { rate?: number; seconds?: number; rounds?: number; log?: (line: string) => void } = {}): Promise<Figure[]> {
   const rate = opts.rate ?? 200;
+  const rounds = opts.rounds ?? 3;
   const seconds = opts.seconds ?? 2.5;
   const n = Math.round(rate * seconds);
   const warm = 40;
@@ -214,9 +215,10 @@ export async function webhookFigures(opts: { rate?: number; seconds?: number; lo
   };
   // The real app as the end-to-end harness starts it, with GitHub's API at the fast stub.
   // Web role only: triggered jobs are enqueued and wait; nothing else competes for the CPU.
+  // BENCH_APP_NODE_OPTIONS reaches the app's own process (e.g. `--import` of a profiler).
   // A short shutdown: acknowledgements (👀, status comments) still pending at the end are
   // spaced a second apart by GitHub-style write throttling and are not part of the figure.
-  const s = await startScenario({ role: 'web', env: { GHE_HOST: `127.0.0.1:${github.port}`, SHUTDOWN_TIMEOUT_MS: '1000' } }).catch((err: unknown) => {
+  const s = await startScenario({ role: 'web', env: { GHE_HOST: `127.0.0.1:${github.port}`, SHUTDOWN_TIMEOUT_MS: '1000', ...(process.env.BENCH_APP_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_APP_NODE_OPTIONS } : {}) } }).catch((err: unknown) => {
     stopChildren();
     throw err;
   });
@@ -244,29 +246,49 @@ export async function webhookFigures(opts: { rate?: number; seconds?: number; lo
 
     const figures: Figure[] = [];
     const appUrl = `${s.appUrl}/api/github/webhooks`;
+    let sent = 0;
     for (const kind of kinds) {
       // Warm both (JIT, the installation token, keep-alive sockets) at a gentle rate first.
-      const warmup = await kind.make(warm, 0);
+      const warmup = await kind.make(warm, sent);
+      sent += warm;
       await sendAtRate(bare.url, warmup, 50);
       const gentle = await sendAtRate(appUrl, warmup, 50);
-      const load = await kind.make(n, warm);
-      const b = await sendAtRate(bare.url, load, rate);
-      const cpu0 = cpuSeconds(s.app.pid);
-      const a = await sendAtRate(appUrl, load, rate);
-      const appCpu = (cpuSeconds(s.app.pid) - cpu0) / a.seconds;
-      const ok = (r: LoadResult) => Object.entries(r.statuses).map(([k, v]) => `${v}×${k}`).join(' ');
-      log(`webhooks, ${kind.name}: ${n} at ${rate}/s; app p50 ${percentile(a.latencies, 50).toFixed(2)} ms p99 ${percentile(a.latencies, 99).toFixed(2)} ms max ${Math.max(...a.latencies).toFixed(1)} ms [${ok(a)}], app CPU ${(100 * appCpu).toFixed(0)}%, sender lag ≤ ${a.maxLagMs.toFixed(1)} ms; bare p50 ${percentile(b.latencies, 50).toFixed(2)} ms p99 ${percentile(b.latencies, 99).toFixed(2)} ms [${ok(b)}]; app at 50/s (warm-up, ${warm}) p50 ${percentile(gentle.latencies, 50).toFixed(2)} ms max ${Math.max(...gentle.latencies).toFixed(1)} ms`);
-      const p99 = percentile(a.latencies, 99);
-      const bareP99 = percentile(b.latencies, 99);
+      // Bare and app take turns, `rounds` times: this VM pauses now and then for tens of
+      // milliseconds, which lands in one round's p99 and not in the next; the median round
+      // is the figure, and every round is printed.
+      const appRounds: LoadResult[] = [];
+      const bareRounds: LoadResult[] = [];
+      let appCpu = 0;
+      for (let r = 0; r < rounds; r++) {
+        const load = await kind.make(n, sent);
+        sent += n;
+        bareRounds.push(await sendAtRate(bare.url, load, rate));
+        const cpu0 = cpuSeconds(s.app.pid);
+        const a = await sendAtRate(appUrl, load, rate);
+        appCpu += (cpuSeconds(s.app.pid) - cpu0) / a.seconds / rounds;
+        appRounds.push(a);
+      }
+      const p = (rs: LoadResult[], q: number) => median(rs.map((r) => percentile(r.latencies, q)));
+      const all = (rs: LoadResult[]) => rs.map((r) => percentile(r.latencies, 99).toFixed(1)).join(', ');
+      const statuses = (rs: LoadResult[]) => {
+        const sum: Record<string, number> = {};
+        for (const r of rs) for (const [k, v] of Object.entries(r.statuses)) sum[k] = (sum[k] ?? 0) + v;
+        return sum;
+      };
+      const ok = (st: Record<string, number>) => Object.entries(st).map(([k, v]) => `${v}×${k}`).join(' ');
+      const maxLag = Math.max(...appRounds.map((r) => r.maxLagMs));
+      log(`webhooks, ${kind.name}: ${rounds} rounds of ${n} at ${rate}/s; app p50 ${p(appRounds, 50).toFixed(2)} ms p99 ${p(appRounds, 99).toFixed(2)} ms (rounds: ${all(appRounds)}) [${ok(statuses(appRounds))}], app CPU ${(100 * appCpu).toFixed(0)}%, sender lag ≤ ${maxLag.toFixed(1)} ms; bare p50 ${p(bareRounds, 50).toFixed(2)} ms p99 ${p(bareRounds, 99).toFixed(2)} ms (rounds: ${all(bareRounds)}) [${ok(statuses(bareRounds))}]; app at 50/s (warm-up, ${warm}) p50 ${percentile(gentle.latencies, 50).toFixed(2)} ms max ${Math.max(...gentle.latencies).toFixed(1)} ms`);
+      const p99 = p(appRounds, 99);
+      const bareP99 = p(bareRounds, 99);
       figures.push(
-        { figure: `webhook ack p50, ${kind.name}`, ours: percentile(a.latencies, 50), baseline: percentile(b.latencies, 50), baselineName: 'bare server', unit: 'ms' },
+        { figure: `webhook ack p50, ${kind.name}`, ours: p(appRounds, 50), baseline: p(bareRounds, 50), baselineName: 'bare server', unit: 'ms' },
         {
-          figure: `webhook ack p99, ${kind.name}`,
+          figure: `webhook ack p99, ${kind.name} (median of ${rounds})`,
           ours: p99,
           baseline: bareP99,
           baselineName: 'bare server',
           unit: 'ms',
-          goal: { text: '< 20 ms and ≤ 3× bare', met: p99 < 20 && p99 <= 3 * bareP99 && Object.keys(a.statuses).every((k) => k.startsWith('2')) },
+          goal: { text: '< 20 ms and ≤ 3× bare', met: p99 < 20 && p99 <= 3 * bareP99 && Object.keys(statuses(appRounds)).every((k) => k.startsWith('2')) },
         },
       );
     }
@@ -278,7 +300,7 @@ export async function webhookFigures(opts: { rate?: number; seconds?: number; lo
       github.child.once('message', (m) => resolve(m as Record<string, number>));
       github.child.send?.('counts');
     });
-    log(`webhooks: ${counts.waiting} jobs waiting (expected ${n + warm}); GitHub API requests the app made: ${JSON.stringify(asked)}`);
+    log(`webhooks: ${counts.waiting} jobs waiting (expected ${(n * rounds + warm)}); GitHub API requests the app made: ${JSON.stringify(asked)}`);
     return figures;
   } finally {
     await s.stop();

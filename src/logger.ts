@@ -1,6 +1,11 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
 
-/** The app's logger: pino with secrets redacted wherever they might appear in a log object; stdout unless `destination` is given. */
+/**
+ * The app's logger: pino with secrets redacted wherever they might appear in a log object;
+ * stdout unless `destination` is given. Stdout is written asynchronously: a pipe whose
+ * reader falls behind (a log shipper, a terminal) must not stall webhook answers. pino
+ * flushes what is pending when the process exits.
+ */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino({
     level,
@@ -27,5 +32,5 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       ],
       censor: '[REDACTED]',
     },
-  }, destination);
+  }, destination ?? pino.destination({ dest: 1, sync: false }));
 }

@@ -5,7 +5,7 @@ import { startTestRedis } from '../../test/helpers/redis.js';
 import type { RedisHandle } from './redis.js';
 import { bullConnection } from './redis.js';
 import { AgentQueue } from './queue.js';
-import { branchName, jobId, JobDataSchema } from './jobs.js';
+import { branchName, issueKey, jobId, JobDataSchema } from './jobs.js';
 
 let server: RedisHandle;
 let redis: Redis;
@@ -74,6 +74,29 @@ describe('enqueue', () => {
     const results = await Promise.all([1, 2, 3, 4].map((i) => queue.enqueue({ ...other, deliveryId: `race-${i}` })));
     expect(results.filter((r) => r.kind === 'enqueued')).toHaveLength(1);
     expect(results.filter((r) => r.kind === 'already-active')).toHaveLength(3);
+  });
+
+  it('waits for a lock another process holds without claiming the delivery, and keeps only its own lock', async () => {
+    const other = { ...base, issueNumber: 102 };
+    const lockKey = `test:lock:${issueKey(other)}`;
+    await redis.set(lockKey, 'someone-else', 'PX', 400);
+    const pending = queue.enqueue({ ...other, deliveryId: 'w-1' });
+    await new Promise((r) => setTimeout(r, 150));
+    // Still waiting: the delivery is not recorded yet, and the other holder's lock stands.
+    expect(await redis.exists('test:delivery:w-1')).toBe(0);
+    expect(await redis.get(lockKey)).toBe('someone-else');
+    expect(await pending).toMatchObject({ kind: 'enqueued', attempt: 1 });
+    expect(await redis.exists('test:delivery:w-1')).toBe(1);
+    expect(await redis.exists(lockKey)).toBe(0);
+  });
+
+  it('releases the delivery and the lock when the job cannot be added, so a redelivery can try again', async () => {
+    const other = { ...base, issueNumber: 103 };
+    // Data the schema refuses makes the add throw after the lock is taken.
+    await expect(queue.enqueue({ ...other, owner: '../etc', deliveryId: 'x-1' })).rejects.toThrow();
+    expect(await redis.exists('test:delivery:x-1')).toBe(0);
+    expect(await redis.keys('test:lock:*')).toEqual([]);
+    expect(await queue.enqueue({ ...other, deliveryId: 'x-1' })).toMatchObject({ kind: 'enqueued', attempt: 1 });
   });
 
   it('starts the next attempt once the running one has posted its last word', async () => {

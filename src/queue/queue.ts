@@ -1,5 +1,5 @@
 import { Queue, type ConnectionOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import { StatusRefs } from './status-ref.js';
 import { z } from 'zod';
 import { JobDataSchema, QUEUE_NAME, issueKey, jobId, type JobData } from './jobs.js';
@@ -32,8 +32,26 @@ const ACTIVE_STATES = new Set(['active', 'waiting', 'delayed', 'prioritized', 'w
 const QUEUED_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children']);
 const DELIVERY_TTL_S = 7 * 24 * 3600;
 const MARKER_TTL_S = 24 * 3600;
+const LOCK_MS = 30_000;
+const LOCK_RETRY_MS = 100;
 // Moves the waiting feedback to the job's own list the first time; later calls read that.
 const TAKE = `if redis.call('exists', KEYS[2]) == 0 and redis.call('exists', KEYS[1]) == 1 then redis.call('rename', KEYS[1], KEYS[2]) redis.call('expire', KEYS[2], ARGV[1]) end return redis.call('lrange', KEYS[2], 0, -1)`;
+// One round trip before a trigger's work: -1 when the delivery (KEYS[1], optional) was seen,
+// -2 when another process holds the lock (KEYS[2]); otherwise the lock is ours, the delivery
+// is recorded, and the answer is the last attempt (KEYS[3]).
+const BEGIN = `
+if KEYS[1] ~= '' and redis.call('exists', KEYS[1]) == 1 then return -1 end
+if not redis.call('set', KEYS[2], ARGV[1], 'PX', ARGV[2], 'NX') then return -2 end
+if KEYS[1] ~= '' then redis.call('set', KEYS[1], ARGV[4], 'EX', ARGV[3]) end
+return tonumber(redis.call('get', KEYS[3]) or '0')`;
+// Releases the lock only if it is still ours.
+const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0`;
+
+/** The Lua commands above, defined on the connection so they travel as EVALSHA. */
+interface QueueCommands {
+  agentBegin(delivery: string, lock: string, attempt: string, token: string, lockMs: number, deliveryTtl: number, what: string): Promise<number>;
+  agentRelease(lock: string, token: string): Promise<number>;
+}
 
 type IssueTrigger = Omit<JobData, 'attempt' | 'kind' | 'prNumber'> & { kind?: 'issue' };
 type ReviseTrigger = Omit<JobData, 'attempt' | 'kind' | 'prNumber' | 'instructions'> & { feedback: Feedback };
@@ -53,6 +71,8 @@ export class AgentQueue {
     private readonly prefix = 'issue-agent',
   ) {
     this.statusRefs = new StatusRefs(redis, prefix);
+    redis.defineCommand('agentBegin', { numberOfKeys: 3, lua: BEGIN });
+    redis.defineCommand('agentRelease', { numberOfKeys: 1, lua: RELEASE });
     this.queue = new Queue<JobData>(QUEUE_NAME, {
       connection,
       prefix: prefix,
@@ -71,78 +91,84 @@ export class AgentQueue {
     return `${this.prefix}:${kind === 'revise' ? 'revise-' : ''}${what}:${issueKey(d)}`;
   }
 
+  private get commands(): QueueCommands {
+    return this.redis as unknown as QueueCommands;
+  }
+
   /**
-   * Runs `fn` once per delivery id: a redelivered webhook answers `duplicate-delivery`.
-   * When `fn` throws nothing was enqueued, so the delivery id is released for a retry.
+   * Runs `fn` under the lock of one issue or pull request, which makes check → increment →
+   * add atomic across web and worker processes. With a `deliveryId`, `fn` runs once per
+   * delivery: a redelivered webhook answers `duplicate-delivery`; when `fn` throws nothing
+   * was enqueued, so the delivery id is released for a retry. `fn` gets the last attempt
+   * of `kind`, read in the same round trip that takes the lock.
    */
-  private async once<T>(deliveryId: string, key: string, fn: () => Promise<T>): Promise<T | { kind: 'duplicate-delivery'; deliveryId: string }> {
-    const deliveryKey = `${this.prefix}:delivery:${deliveryId}`;
-    const fresh = await this.redis.set(deliveryKey, key, 'EX', DELIVERY_TTL_S, 'NX');
-    if (fresh !== 'OK') return { kind: 'duplicate-delivery', deliveryId };
+  private async locked<T>(
+    kind: JobData['kind'],
+    d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>,
+    opts: { deliveryId?: string; what?: string },
+    fn: (lastAttempt: number) => Promise<T>,
+  ): Promise<T | { kind: 'duplicate-delivery'; deliveryId: string }> {
+    const key = issueKey(d);
+    const lockKey = `${this.prefix}:lock:${key}`;
+    const deliveryKey = opts.deliveryId ? `${this.prefix}:delivery:${opts.deliveryId}` : '';
+    const token = `${process.pid}-${Date.now()}-${Math.random()}`;
+    let last = -2;
+    for (let waited = 0; last === -2; waited += LOCK_RETRY_MS) {
+      if (waited >= LOCK_MS) throw new Error(`could not lock ${lockKey} within ${LOCK_MS / 1000}s; is another process stuck?`);
+      if (waited > 0) await new Promise((r) => setTimeout(r, LOCK_RETRY_MS));
+      last = await this.commands.agentBegin(deliveryKey, lockKey, this.keyOf(kind, d, 'attempt'), token, LOCK_MS, DELIVERY_TTL_S, opts.what ?? key);
+    }
+    if (last === -1) return { kind: 'duplicate-delivery', deliveryId: opts.deliveryId! };
     try {
-      return await fn();
+      return await fn(last);
     } catch (err) {
-      await this.redis.del(deliveryKey).catch(() => {});
+      if (deliveryKey) await this.redis.del(deliveryKey).catch(() => {});
       throw err;
+    } finally {
+      await this.commands.agentRelease(lockKey, token);
     }
   }
 
-  /** Makes check → increment → add atomic across web and worker processes for one issue or PR. */
-  private async locked<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const lockKey = `${this.prefix}:lock:${key}`;
-    const token = `${process.pid}-${Date.now()}-${Math.random()}`;
-    let locked = false;
-    for (let i = 0; i < 300 && !locked; i++) {
-      locked = (await this.redis.set(lockKey, token, 'PX', 30_000, 'NX')) === 'OK';
-      if (!locked) await new Promise((r) => setTimeout(r, 100));
-    }
-    if (!locked) throw new Error(`could not lock ${lockKey} within 30s; is another process stuck?`);
-    try {
-      return await fn();
-    } finally {
-      // Release only our own lock.
-      await this.redis.eval('if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) end', 1, lockKey, token);
-    }
+  /** `locked` without a delivery id: nothing to deduplicate, so no duplicate answer. */
+  private async lockedOnly<T>(kind: JobData['kind'], d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>, fn: (lastAttempt: number) => Promise<T>): Promise<T> {
+    return (await this.locked(kind, d, {}, fn)) as T;
   }
 
   /** `webComments`: the web writes the status comment once it has answered the webhook. */
-  private async add(data: JobData, webComments = true): Promise<string> {
+  /**
+   * Adds the job. Before it exists, in one round trip: its attempt is recorded (a failed add
+   * only skips a number) and, when the web writes the status comment, that comment is marked
+   * pending, so a worker that starts at once waits for it instead of adding one.
+   */
+  private async add(data: JobData, webComments = true, extra?: (m: ChainableCommander) => void): Promise<string> {
     const full = JobDataSchema.parse(data);
     const id = jobId(full);
-    // Marked before the job exists, so a worker that starts at once waits for the web's
-    // status comment instead of adding one.
-    if (webComments) await this.statusRefs.markPending(id);
+    const before = this.redis.multi().set(this.keyOf(full.kind, full, 'attempt'), String(full.attempt));
+    if (webComments) this.statusRefs.markPendingIn(before, id);
+    extra?.(before);
+    await before.exec();
     await this.queue.add(full.kind, full, { jobId: id });
     return id;
   }
 
-  private async nextAttempt(kind: JobData['kind'], d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>): Promise<number> {
-    return Number((await this.redis.get(this.keyOf(kind, d, 'attempt'))) ?? 0) + 1;
-  }
 
   /**
    * Enqueues the next attempt for an issue unless this delivery was seen or the issue has
    * an unfinished job.
    */
   async enqueue(data: IssueTrigger): Promise<EnqueueResult> {
-    const key = issueKey(data);
-    return this.once(data.deliveryId, key, () =>
-      this.locked(key, async (): Promise<EnqueueResult> => {
-        const current = (await this.nextAttempt('issue', data)) - 1;
-        if (current > 0) {
-          const id = jobId({ ...data, attempt: current });
-          const state = await this.queue.getJobState(id);
-          // A job that has posted its last word is over for people, though BullMQ may not
-          // have recorded it as completed yet.
-          const ending = (await this.redis.exists(`${this.prefix}:ending:${id}`)) === 1;
-          if (ACTIVE_STATES.has(state) && !ending) return { kind: 'already-active', jobId: id, attempt: current };
-        }
-        const attempt = current + 1;
-        const id = await this.add({ ...data, kind: 'issue', attempt });
-        await this.redis.set(this.keyOf('issue', data, 'attempt'), String(attempt));
-        return { kind: 'enqueued', jobId: id, attempt };
-      }),
-    );
+    return this.locked('issue', data, { deliveryId: data.deliveryId }, async (current): Promise<EnqueueResult> => {
+      if (current > 0) {
+        const id = jobId({ ...data, attempt: current });
+        // A job that has posted its last word is over for people, though BullMQ may not
+        // have recorded it as completed yet.
+        const [state, ending] = await Promise.all([this.queue.getJobState(id), this.redis.exists(`${this.prefix}:ending:${id}`)]);
+        if (ACTIVE_STATES.has(state) && ending !== 1) return { kind: 'already-active', jobId: id, attempt: current };
+      }
+      const attempt = current + 1;
+      const id = await this.add({ ...data, kind: 'issue', attempt });
+      return { kind: 'enqueued', jobId: id, attempt };
+    });
   }
 
   /**
@@ -151,23 +177,25 @@ export class AgentQueue {
    * next, which the running job enqueues when it ends (`finishRevise`).
    */
   async enqueueRevise(data: ReviseTrigger): Promise<ReviseResult> {
-    const key = issueKey(data);
     const { feedback, ...trigger } = data;
-    return this.once(data.deliveryId, `${key}:revise`, () =>
-      this.locked(key, async (): Promise<ReviseResult> => {
-        await this.redis.rpush(this.keyOf('revise', data, 'feedback'), JSON.stringify(FeedbackSchema.parse(feedback)));
-        const running = await this.redis.get(this.keyOf('revise', data, 'active'));
-        if (running && ACTIVE_STATES.has(await this.queue.getJobState(running))) return { kind: 'batched', jobId: running };
-        return this.startRevise(trigger);
-      }),
-    );
+    return this.locked('revise', data, { deliveryId: data.deliveryId, what: `${issueKey(data)}:revise` }, async (last): Promise<ReviseResult> => {
+      const [, running] = (await this.redis
+        .multi()
+        .rpush(this.keyOf('revise', data, 'feedback'), JSON.stringify(FeedbackSchema.parse(feedback)))
+        .get(this.keyOf('revise', data, 'active'))
+        .exec())!.map(([err, value]) => {
+        if (err) throw err;
+        return value;
+      }) as [number, string | null];
+      if (running && ACTIVE_STATES.has(await this.queue.getJobState(running))) return { kind: 'batched', jobId: running };
+      return this.startRevise(trigger, last);
+    });
   }
 
-  private async startRevise(trigger: Omit<ReviseTrigger, 'feedback'>, webComments = true): Promise<{ kind: 'enqueued'; jobId: string; attempt: number }> {
-    const attempt = await this.nextAttempt('revise', trigger);
-    const id = await this.add({ ...trigger, kind: 'revise', prNumber: trigger.issueNumber, attempt }, webComments);
-    await this.redis.set(this.keyOf('revise', trigger, 'attempt'), String(attempt));
-    await this.redis.set(this.keyOf('revise', trigger, 'active'), id, 'EX', MARKER_TTL_S);
+  private async startRevise(trigger: Omit<ReviseTrigger, 'feedback'>, last: number, webComments = true): Promise<{ kind: 'enqueued'; jobId: string; attempt: number }> {
+    const attempt = last + 1;
+    const data: JobData = { ...trigger, kind: 'revise', prNumber: trigger.issueNumber, attempt };
+    const id = await this.add(data, webComments, (m) => m.set(this.keyOf('revise', trigger, 'active'), jobId(data), 'EX', MARKER_TTL_S));
     return { kind: 'enqueued', jobId: id, attempt };
   }
 
@@ -198,12 +226,11 @@ export class AgentQueue {
    * starts the next job; otherwise the PR has no revise job any more.
    */
   async finishRevise(job: JobData): Promise<{ next?: string }> {
-    const key = issueKey(job);
-    return this.locked(key, async () => {
+    return this.lockedOnly('revise', job, async (last) => {
       const activeKey = this.keyOf('revise', job, 'active');
       if ((await this.redis.get(activeKey)) !== jobId(job)) return {};
       if ((await this.redis.llen(this.keyOf('revise', job, 'feedback'))) > 0) {
-        const next = await this.startRevise({ installationId: job.installationId, owner: job.owner, repo: job.repo, issueNumber: job.issueNumber, deliveryId: `after-${jobId(job)}`, sender: job.sender }, false);
+        const next = await this.startRevise({ installationId: job.installationId, owner: job.owner, repo: job.repo, issueNumber: job.issueNumber, deliveryId: `after-${jobId(job)}`, sender: job.sender }, last, false);
         return { next: next.jobId };
       }
       await this.redis.del(activeKey);
@@ -216,14 +243,8 @@ export class AgentQueue {
    * `kind` says whether the thread is an issue or one of the app's pull requests.
    */
   async requestStop(kind: JobData['kind'], d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>, by: string): Promise<StopResult> {
-    return this.locked(issueKey(d), async (): Promise<StopResult> => {
-      const id =
-        kind === 'revise'
-          ? await this.redis.get(this.keyOf('revise', d, 'active'))
-          : await (async () => {
-              const attempt = (await this.nextAttempt('issue', d)) - 1;
-              return attempt > 0 ? jobId({ ...d, attempt }) : null;
-            })();
+    return this.lockedOnly(kind, d, async (attempt): Promise<StopResult> => {
+      const id = kind === 'revise' ? await this.redis.get(this.keyOf('revise', d, 'active')) : attempt > 0 ? jobId({ ...d, attempt }) : null;
       if (!id) return { kind: 'nothing-running' };
       const state = await this.queue.getJobState(id);
       // A job that a worker took between the two reads is locked: remove() answers 0, and

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 
 const TTL_S = 30 * 24 * 3600;
 const PENDING = 'pending';
@@ -25,7 +25,12 @@ export class StatusRefs {
   }
 
   async markPending(jobId: string): Promise<void> {
-    await this.redis.set(this.key(jobId), PENDING, 'EX', TTL_S, 'NX');
+    await this.markPendingIn(this.redis.multi(), jobId).exec();
+  }
+
+  /** `markPending` as part of a transaction the caller runs. */
+  markPendingIn(m: ChainableCommander, jobId: string): ChainableCommander {
+    return m.set(this.key(jobId), PENDING, 'EX', TTL_S, 'NX');
   }
 
   /** True for the one caller that may create the comment. */
