@@ -25,6 +25,8 @@ const ReportSchema = z.object({ ok: z.boolean(), results: z.array(CheckResultSch
  */
 export const CheckpointsSchema = z.object({
   scope: z.object({ acceptanceCriteria: z.array(z.string()) }).optional(),
+  /** The branch and PR title, fixed at the first try: an issue retitled meanwhile must not make a second branch and PR. */
+  naming: z.object({ branch: z.string(), title: z.string() }).optional(),
   plan: PlanSchema.optional(),
   /** The work tree's change as a binary patch on `baseSha`: coded in `round`, and whether the checks passed on it. */
   change: z

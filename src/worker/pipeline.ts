@@ -408,7 +408,9 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       }
 
       await postStatus({ phase: 'planning' });
-      const branch = branchName(issue.number, issue.title);
+      const naming = done.naming ?? { branch: branchName(issue.number, issue.title), title: issue.title };
+      if (!done.naming) await checkpoint('naming', naming);
+      const { branch } = naming;
       const ws = await workspace(repo.defaultBranch, branch);
       // The checks before the change: the PR shows red → green, and a check that already
       // fails on the default branch is visible as such.
@@ -452,7 +454,7 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       // Pushed before a crash: the branch has the commit; only the PR is left to open.
       let pushed = done.pushed?.branch === branch ? done.pushed : undefined;
       if (!pushed) {
-        const sha = await commitPaths(ws.tree, [...touched], { message: `${issue.title}\n\n${finished.summary}\n\nCloses #${issue.number}`, authorName: deps.bot.name, authorEmail: deps.bot.email, date: done.change?.at });
+        const sha = await commitPaths(ws.tree, [...touched], { message: `${naming.title}\n\n${finished.summary}\n\nCloses #${issue.number}`, authorName: deps.bot.name, authorEmail: deps.bot.email, date: done.change?.at });
         if (!sha) throw new Escalation({ reason: 'no-progress', evidence: 'the checks pass but the change is empty' });
         const stat = await committedStat(ws.tree);
         await pushOrEscalate(ws.tree, branch, `the branch \`${branch}\` already has other commits or is protected`, 'Delete or merge that branch, then re-add the label');
@@ -463,7 +465,7 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       const pr = await gh.openOrUpdatePull({
         head: branch,
         base: repo.defaultBranch,
-        title: issue.title,
+        title: naming.title,
         body: prBody({
           issueNumber: issue.number,
           summary: finished.summary,

@@ -70,6 +70,8 @@ describe('faults', () => {
       killWhen?: () => boolean;
       /** A GitHub request held until the app is killed, then let through as if it had landed. */
       holdGitHub?: Parameters<Scenario['github']['hold']>[0];
+      /** The issue's title is edited while the worker is down. */
+      retitle?: boolean;
     }> = [
       { name: 'after scope', repo: 'crash-scope', issue: 31, finished: ['scope'], hold: (st, turn) => st === 'plan' && turn === 0 },
       { name: 'after plan', repo: 'crash-plan', issue: 32, finished: ['scope', 'plan'], hold: (st, turn) => st === 'code' && turn === 0 },
@@ -83,9 +85,11 @@ describe('faults', () => {
       },
       // The push reaches GitHub but the worker dies before it hears so: the resumed job
       // commits the same change again, gets the same commit, and the push is a no-op.
-      { name: 'during the push', repo: 'crash-push', issue: 34, finished: ['scope', 'plan', 'code'], holdGitHub: { git: 'git-receive-pack' } },
+      // Someone also edits the title meanwhile: the resumed job keeps the branch and title it
+      // started with, so there is no second branch and no second PR.
+      { name: 'during the push', repo: 'crash-push', issue: 34, finished: ['scope', 'plan', 'code'], holdGitHub: { git: 'git-receive-pack' }, retitle: true },
       // The PR is created but the worker dies before it hears so: the resumed job finds it.
-      { name: 'while opening the PR', repo: 'crash-pr', issue: 35, finished: ['scope', 'plan', 'code'], holdGitHub: { route: 'pulls/create' } },
+      { name: 'while opening the PR', repo: 'crash-pr', issue: 35, finished: ['scope', 'plan', 'code'], holdGitHub: { route: 'pulls/create' }, retitle: true },
     ];
     let resumed = 0;
     let rePaid = 0;
@@ -109,11 +113,14 @@ describe('faults', () => {
       await s.label({ repo: b.repo, issueNumber: b.issue, title: 'add() is wrong for negatives', body: 'x' });
       await s.waitFor(`the ${b.name} boundary`, () => (gate ? reached : b.hold ? held : b.killWhen!()) || undefined);
       crashed = true;
+      if (b.retitle) s.github.editIssue(OWNER, b.repo, b.issue, { title: 'Negative numbers: add() is still wrong' });
       await s.crashAndRestart();
       gate?.release();
       const pr = await s.waitFor(`the PR of ${b.repo} after the crash`, () => s.github.pulls(OWNER, b.repo)[0]);
       await s.waitFor('the job to finish', () => statusComments(b.repo, b.issue)[0]?.body.includes('✅ done') || undefined);
       expect(s.github.pulls(OWNER, b.repo)).toHaveLength(1);
+      expect((await s.github.branches(OWNER, b.repo)).filter((name) => name.startsWith('agent/'))).toEqual([`agent/issue-${b.issue}-add-is-wrong-for-negatives`]);
+      expect(s.github.pulls(OWNER, b.repo)[0]!.title).toBe('add() is wrong for negatives');
       expect(await s.github.readFile(OWNER, b.repo, pr.head, 'add.js')).toBe(FIXED_ADD);
       expect(statusComments(b.repo, b.issue)).toHaveLength(1);
       expect(traceEvents(b.repo, b.issue).some((e) => e.message === 'resumed from stage checkpoints')).toBe(true);

@@ -134,6 +134,8 @@ export interface GitHubStandIn {
   addRepo(p: { owner: string; repo: string; files: Record<string, string>; defaultBranch?: string }): Promise<{ barePath: string }>;
   setPermission(owner: string, repo: string, login: string, permission: Permission): void;
   addIssue(owner: string, repo: string, issue: { number: number; title: string; body: string; user: string }): void;
+  /** Someone edits the issue's title or body, as on github.com (no webhook is sent). */
+  editIssue(owner: string, repo: string, issueNumber: number, edit: { title?: string; body?: string }): void;
   /** A comment written by `user` (not the app), e.g. the issue author answering questions. */
   /**
    * A comment written by `user` (not the app), e.g. the issue author answering questions or a
@@ -162,6 +164,8 @@ export interface GitHubStandIn {
   reviewComments(owner: string, repo: string, pullNumber: number): StandInReviewComment[];
   /** The commit a branch points at, or null when there is no such branch. */
   headSha(owner: string, repo: string, branch: string): Promise<string | null>;
+  /** The repository's branch names, sorted. */
+  branches(owner: string, repo: string): Promise<string[]>;
   /** Whether `older` (a sha or ref) is an ancestor of (or equal to) `newer`: false after a force push. */
   isAncestor(owner: string, repo: string, older: string, newer: string): Promise<boolean>;
   pulls(owner: string, repo: string): StandInPull[];
@@ -1761,6 +1765,14 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       });
     },
 
+    editIssue(owner, repo, issueNumber, edit) {
+      const i = mustRepo(owner, repo).issues.get(issueNumber);
+      if (!i) throw new Error(`${owner}/${repo}#${issueNumber} does not exist in the stand-in; call addIssue first`);
+      if (edit.title !== undefined) i.title = edit.title;
+      if (edit.body !== undefined) i.body = edit.body;
+      i.updatedAt = now();
+    },
+
     addComment(owner, repo, issueNumber, comment) {
       const r = mustRepo(owner, repo);
       const i = r.issues.get(issueNumber);
@@ -1880,6 +1892,13 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
 
     async headSha(owner, repo, branch) {
       return branchSha(mustRepo(owner, repo), branch);
+    },
+
+    async branches(owner, repo) {
+      const r = mustRepo(owner, repo);
+      const res = await runGit(['--git-dir', r.barePath, 'for-each-ref', '--format=%(refname:lstrip=2)', 'refs/heads']);
+      if (res.code !== 0) throw new Error(`stand-in: git for-each-ref in ${owner}/${repo} failed: ${res.stderr.trim()}`);
+      return res.stdout.toString('utf8').split('\n').filter(Boolean).sort();
     },
 
     async isAncestor(owner, repo, older, newer) {
