@@ -200,7 +200,7 @@ async function run(opts: RunOptions, io: RunIo): Promise<number> {
       runner,
       gh: host,
       bot: { name: 'issue-agent', email: 'issue-agent@localhost' },
-      statusRef: { get: async () => undefined, set: async () => {} },
+      statusRef: { get: async () => undefined, set: async (id) => id },
       log,
       signal: stop.signal,
       statusIntervalMs: 0,

@@ -148,6 +148,10 @@ export class GitHubRepo {
     await this.octokit.rest.issues.updateComment({ ...this.ref, comment_id: commentId, body: sanitise(body) });
   }
 
+  async deleteComment(commentId: number): Promise<void> {
+    await this.octokit.rest.issues.deleteComment({ ...this.ref, comment_id: commentId });
+  }
+
   /**
    * Adds labels, creating the app's own ones first (with colour and description) when the
    * repository does not have them yet; GitHub would otherwise create them grey and bare.

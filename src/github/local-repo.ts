@@ -76,6 +76,9 @@ export class LocalRepo implements RepoHost {
     this.record(body);
   }
 
+  /** The CLI has one status (its progress); nothing is ever made twice. */
+  async deleteComment(): Promise<void> {}
+
   async addLabels(): Promise<void> {}
 
   async removeLabel(): Promise<void> {}

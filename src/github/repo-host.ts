@@ -12,6 +12,7 @@ export type RepoHost = Pick<
   | 'permission'
   | 'comment'
   | 'updateComment'
+  | 'deleteComment'
   | 'addLabels'
   | 'removeLabel'
   | 'fileText'

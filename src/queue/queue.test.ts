@@ -56,6 +56,22 @@ describe('status comment refs', () => {
     const claims = await Promise.all([refs.claim('j3'), refs.claim('j3'), refs.claim('j3')]);
     expect(claims.filter(Boolean)).toHaveLength(1);
   });
+
+  it('keeps the first comment recorded when a worker gave up on the web\'s and both made one', async () => {
+    const refs = queue.statusRefs;
+    await refs.markPending('j4');
+    expect(await refs.claim('j4')).toBe(true);
+    // The web's POST is slow: the worker gives up, makes comment 200 and records it first.
+    expect(await refs.set('j4', 200)).toBe(200);
+    // The web's comment 100 lands later: it is told to keep 200 (and deletes its own).
+    expect(await refs.set('j4', 100)).toBe(200);
+    expect(await refs.get('j4', 0)).toBe(200);
+    // The other way round, and recording the same comment again.
+    await refs.markPending('j5');
+    expect(await refs.set('j5', 100)).toBe(100);
+    expect(await refs.set('j5', 200)).toBe(100);
+    expect(await refs.set('j5', 100)).toBe(100);
+  });
 });
 
 describe('enqueue', () => {

@@ -6,6 +6,8 @@ const CREATING = 'creating';
 /** How long a worker waits for a comment the web is writing before giving up on it. */
 const CREATING_LIMIT_MS = 60_000;
 
+// Records a comment id unless another one is already recorded; answers the id that holds.
+const SETTLE = `local v = redis.call('get', KEYS[1]) if v and v ~= '${PENDING}' and v ~= '${CREATING}' then return tonumber(v) end redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2]) return tonumber(ARGV[1])`;
 // Moves pending → creating for exactly one caller.
 const CLAIM = `if redis.call('get', KEYS[1]) == '${PENDING}' then redis.call('set', KEYS[1], '${CREATING}', 'EX', ARGV[1]) return 1 end return 0`;
 
@@ -38,8 +40,13 @@ export class StatusRefs {
     return (await this.redis.eval(CLAIM, 1, this.key(jobId), String(TTL_S))) === 1;
   }
 
-  async set(jobId: string, commentId: number): Promise<void> {
-    await this.redis.set(this.key(jobId), String(commentId), 'EX', TTL_S);
+  /**
+   * Records the comment the caller made and answers the job's one status comment: the
+   * caller's, or one recorded first by someone else, when a worker gave up waiting for
+   * the web's and both made one. A caller that gets another id deletes its own.
+   */
+  async set(jobId: string, commentId: number): Promise<number> {
+    return Number(await this.redis.eval(SETTLE, 1, this.key(jobId), String(commentId), String(TTL_S)));
   }
 
   /**

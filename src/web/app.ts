@@ -97,7 +97,9 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
     /** The status comment of a new job, unless a worker that waited already made it. */
     const statusFor = async (gh: GitHubRepo, threadNumber: number, jobId: string, kind: 'issue' | 'revise') => {
       if (await deps.queue.statusRefs.claim(jobId)) {
-        await deps.queue.statusRefs.set(jobId, await gh.comment(threadNumber, statusComment({ phase: 'queued', kind })));
+        const id = await gh.comment(threadNumber, statusComment({ phase: 'queued', kind }));
+        // A worker that waited too long made the job's comment meanwhile: this one goes.
+        if ((await deps.queue.statusRefs.set(jobId, id)) !== id) await gh.deleteComment(id);
       }
     };
 

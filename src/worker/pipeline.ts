@@ -72,7 +72,7 @@ export interface PipelineDeps {
   gh: RepoHost;
   bot: { name: string; email: string };
   /** Where the job's one status comment is: made by the web, or here when it did not. */
-  statusRef: { get(): Promise<number | undefined>; set(commentId: number): Promise<void> };
+  statusRef: { get(): Promise<number | undefined>; set(commentId: number): Promise<number> };
   dailySpend?: DailySpend;
   planStore?: PlanStore;
   log: Logger;
@@ -150,8 +150,12 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     existingId: await deps.statusRef.get(),
     create: async (body) => {
       const id = await gh.comment(thread, body);
-      await deps.statusRef.set(id);
-      return id;
+      const kept = await deps.statusRef.set(id);
+      if (kept === id) return id;
+      // The web's comment landed after this worker gave up waiting for it: keep that one.
+      await gh.deleteComment(id).catch((err: unknown) => log.warn({ err, commentId: id }, 'could not delete a second status comment'));
+      await gh.updateComment(kept, body);
+      return kept;
     },
     update: (id, body) => gh.updateComment(id, body),
     minIntervalMs: deps.statusIntervalMs ?? DEFAULT_STATUS_INTERVAL_MS,

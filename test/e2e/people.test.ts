@@ -108,6 +108,23 @@ describe('people direct the agent', () => {
     expect(labels.find((l) => l.name === 'agent:stuck')).toMatchObject({ color: 'd93f0b' });
   });
 
+  it('one status comment even when the web\'s takes so long that the worker makes its own: the later one is deleted', async () => {
+    const repo = 'slow-status';
+    await newRepo(repo);
+    s.anthropic.setModel(calcModel({ toolErrors: [] }));
+    // The web's status comment hangs in GitHub; after a minute the worker stops waiting for it.
+    const gate = s.github.hold({ route: 'issues/create-comment' });
+    const title = 'add() is wrong for negatives';
+    s.github.addIssue(OWNER, repo, { number: 8, title, body: 'add(2, -3) should be -1', user: 'maintainer' });
+    await s.label({ repo, issueNumber: 8, title, body: 'x' });
+    await gate.reached;
+    const workers = await s.waitFor("the worker's own status comment", () => statusComments(repo, 8)[0], 90_000);
+    gate.release();
+    await s.waitFor("the web's comment to land and go", () => s.github.requests.some((r) => r.method === 'DELETE' && r.path.includes('/issues/comments/') && r.status === 204) || undefined, 30_000);
+    await s.waitFor('the job to finish', () => statusComments(repo, 8)[0]?.body.includes('✅ done') || undefined);
+    expect(statusComments(repo, 8).map((c) => c.id)).toEqual([workers.id]);
+  }, 150_000);
+
   it('/agent stop during a job stops it at the next step and leaves no work tree; help and unknown commands answer', async () => {
     const repo = 'stopper';
     await newRepo(repo);

@@ -155,6 +155,10 @@ describe('GitHub stand-in', () => {
     const listed = await octokit.paginate(octokit.rest.issues.listComments, { owner: OWNER, repo: REPO, issue_number: 7, per_page: 1 });
     expect(listed.map((c) => c.body)).toEqual(['Done']);
     expect(gh.comments(OWNER, REPO, 7)).toMatchObject([{ id: created.data.id, body: 'Done', user: gh.botLogin }]);
+    const second = await octokit.rest.issues.createComment({ owner: OWNER, repo: REPO, issue_number: 7, body: 'A second one' });
+    expect((await octokit.rest.issues.deleteComment({ owner: OWNER, repo: REPO, comment_id: second.data.id })).status).toBe(204);
+    await expect(octokit.rest.issues.getComment({ owner: OWNER, repo: REPO, comment_id: second.data.id })).rejects.toMatchObject({ status: 404 });
+    expect(gh.comments(OWNER, REPO, 7).map((c) => c.id)).toEqual([created.data.id]);
 
     const added = await octokit.rest.issues.addLabels({ owner: OWNER, repo: REPO, issue_number: 7, labels: ['agent', 'agent:working'] });
     expect(added.data.map((l) => l.name)).toEqual(['agent', 'agent:working']);

@@ -1149,6 +1149,16 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       return { status: 200, body: commentObject(r, c) };
     },
 
+    'issues/delete-comment': (ctx) => {
+      const r = getRepo(ctx.params.owner!, ctx.params.repo!);
+      const c = commentsById.get(Number(ctx.params.comment_id));
+      if (!c || c.repoKey !== r.key) throw notFound();
+      const i = r.issues.get(c.issueNumber);
+      if (i) i.comments = i.comments.filter((x) => x.id !== c.id);
+      commentsById.delete(c.id);
+      return { status: 204 };
+    },
+
     'issues/list-labels-on-issue': (ctx) => {
       const r = getRepo(ctx.params.owner!, ctx.params.repo!);
       const i = getIssue(r, ctx.params.issue_number!);
