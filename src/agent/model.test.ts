@@ -2,7 +2,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startAnthropicStandIn, type AnthropicStandIn } from '../../test/stand-ins/anthropic/server.js';
 import { Spend } from './budget.js';
-import { ModelClient, ModelError, type ModelClientOptions, type ModelRequest } from './model.js';
+import { ModelCallAborted, ModelClient, ModelError, type ModelClientOptions, type ModelRequest } from './model.js';
 
 const log = pino({ level: 'silent' });
 const MODELS = { frontier: 'claude-opus-5-5', mid: 'claude-sonnet-5-5', fast: 'claude-haiku-5-5' };
@@ -87,6 +87,24 @@ describe('ModelClient against an unreliable model API', () => {
     expect(err.kind).toBe('unavailable');
     expect(err.message).toMatch(/did not start answering a request to claude-haiku-5-5 within 200 ms, 2 attempt/);
     expect(attempts()).toBe(4);
+  });
+
+  it('cuts a call in flight when the job stops, without retrying it, before or after the reply started', async () => {
+    for (const afterStart of [false, true]) {
+      api.hangNext({ afterStart });
+      const stop = new AbortController();
+      setTimeout(() => stop.abort('maintainer'), 200);
+      // Without the signal the SDK would time out after a minute and its retry would succeed.
+      const err = await client({ signal: stop.signal, timeoutMs: 60_000, streamIdleTimeoutMs: 60_000 }).call(REQUEST).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(ModelCallAborted);
+    }
+    expect(attempts()).toBe(2);
+    // An aborted signal makes no request at all.
+    const stopped = new AbortController();
+    stopped.abort('maintainer');
+    await expect(client({ signal: stopped.signal }).call(REQUEST)).rejects.toBeInstanceOf(ModelCallAborted);
+    expect(attempts()).toBe(2);
+    api.clearFaults();
   });
 
   it('ends a persistent overload in ModelError(unavailable) after the SDK retries', async () => {

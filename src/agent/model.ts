@@ -85,6 +85,14 @@ export class ModelError extends Error {
   }
 }
 
+/** The call was cut short by the job's abort signal (a maintainer's stop or a shutdown), not by the API. */
+export class ModelCallAborted extends Error {
+  constructor() {
+    super('the model call was cut short: the job is stopping');
+    this.name = 'ModelCallAborted';
+  }
+}
+
 /** Error types the API sends for a request that would fail again unchanged. */
 const REFUSAL_TYPES = new Set(['invalid_request_error', 'authentication_error', 'permission_error', 'not_found_error', 'request_too_large']);
 
@@ -143,6 +151,8 @@ export interface ModelClientOptions {
   log: Logger;
   spend: Spend;
   trace?: Trace;
+  /** Aborts a call in flight (the HTTP request and the SDK's retries) when the job stops or the worker shuts down. */
+  signal?: AbortSignal;
   /** The SDK's retries of 408/409/429/5xx/529 and failed or timed-out connections (backoff, retry-after). Default 4. */
   maxRetries?: number;
   /** Per attempt, how long the SDK waits for the response to start before it retries. Default 3 minutes. */
@@ -205,11 +215,14 @@ export class ModelClient {
     // The SDK retries a request until its response starts; a stream that breaks off later
     // is ours to retry. That is safe: nothing of a broken reply has been acted on.
     for (let attempt = 0; message === undefined; attempt++) {
+      if (this.opts.signal?.aborted) throw new ModelCallAborted();
       const outcome = await this.streamOnce(params);
       if (outcome.ok) {
         message = outcome.message;
         break;
       }
+      // What was spent on a cut-short reply is unknown, as for any broken stream.
+      if (this.opts.signal?.aborted) throw new ModelCallAborted();
       const broken = outcome.started && isBrokenStream(outcome.error);
       if (!broken) throw toModelError(outcome.error, model, this.maxRetries + 1, this.timeoutMs);
       const reason = outcome.idle ? `no event for ${this.limits.streamIdleTimeoutMs} ms` : describe(outcome.error);
@@ -243,7 +256,7 @@ export class ModelClient {
   private async streamOnce(
     params: Anthropic.MessageStreamParams,
   ): Promise<{ ok: true; message: Anthropic.Message } | { ok: false; error: unknown; started: boolean; idle: boolean }> {
-    const stream = this.client.messages.stream(params);
+    const stream = this.client.messages.stream(params, this.opts.signal ? { signal: this.opts.signal } : undefined);
     let started = false;
     let idle = false;
     let timer: NodeJS.Timeout | undefined;

@@ -86,6 +86,9 @@ describe('issue-agent run', () => {
     expect(report).toMatch(/\| `npm test` \| ✅ passed \| [\d.]+ s \| failed \|/);
     expect(report).toMatch(/### Change\n```\nadd\.js \| 1 -\n 1 file changed, 1 deletion\(-\)\n```/);
     expect(report).toMatch(/spend: 8 model calls, [\d,]+ input tokens .*\$\d+\.\d{4}/);
+    // The task's number is local: pushed to GitHub, the branch must not close issue #1 there.
+    expect(report).not.toMatch(/Closes #/);
+    expect(sh(repo, 'log', '-1', '--format=%B', BRANCH)).not.toMatch(/Closes #/);
 
     expect(anthropic.requests.length - requestsBefore).toBe(8);
     expect(anthropic.violations).toEqual([]);

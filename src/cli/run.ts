@@ -201,6 +201,7 @@ async function run(opts: RunOptions, io: RunIo): Promise<number> {
       gh: host,
       bot: { name: 'issue-agent', email: 'issue-agent@localhost' },
       statusRef: { get: async () => undefined, set: async (id) => id },
+      closesIssue: false,
       log,
       signal: stop.signal,
       statusIntervalMs: 0,

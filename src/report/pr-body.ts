@@ -7,7 +7,8 @@ function resultLine(r: CheckResult): string {
 }
 
 export interface PrBodyInput {
-  issueNumber: number;
+  /** The GitHub issue the PR closes; none for a local task. */
+  closes?: number;
   summary: string;
   acceptanceCriteria?: string[];
   plan: Plan;
@@ -34,8 +35,7 @@ export function prBody(p: PrBodyInput): string {
   return [
     p.summary,
     '',
-    `Closes #${p.issueNumber}`,
-    '',
+    ...(p.closes !== undefined ? [`Closes #${p.closes}`, ''] : []),
     ...(p.acceptanceCriteria?.length ? ['### Acceptance criteria', ...p.acceptanceCriteria.map((c) => `- ${c}`), ''] : []),
     '### Plan',
     p.plan.summary,

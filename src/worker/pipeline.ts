@@ -3,7 +3,7 @@ import { UnrecoverableError } from 'bullmq';
 import type { Logger } from 'pino';
 import { budgetStop, Spend } from '../agent/budget.js';
 import { repositoryRules } from '../agent/context.js';
-import { ModelClient, ModelError } from '../agent/model.js';
+import { ModelCallAborted, ModelClient, ModelError } from '../agent/model.js';
 import type { Stuck } from '../agent/stuck.js';
 import { describeTallies, tallyToolCalls } from '../agent/tools/stats.js';
 import type { Plan } from '../agent/tools/submit-plan.js';
@@ -91,6 +91,12 @@ export interface PipelineDeps {
   stages?: StageStore;
   /** Called once the job has nothing left but its final status comment. */
   onEnding?: () => Promise<void>;
+  /**
+   * Whether the task is the GitHub issue of its number, so the commit and the PR say
+   * `Closes #n`. Default true; the CLI's local tasks are numbered locally and must not
+   * close an unrelated issue when the branch is pushed.
+   */
+  closesIssue?: boolean;
 }
 
 const DEFAULT_STATUS_INTERVAL_MS = 10_000;
@@ -254,7 +260,7 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     const repoRules = await repositoryRules(readDefault, repoConfig.instructions);
     // The repository may pick other models per tier; the key and gateway stay the operator's.
     const models = { ...deps.config.models, ...repoConfig.models };
-    const model = new ModelClient({ apiKey: deps.config.anthropicApiKey, baseURL: deps.config.anthropicBaseUrl, models, log, spend, trace });
+    const model = new ModelClient({ apiKey: deps.config.anthropicApiKey, baseURL: deps.config.anthropicBaseUrl, models, log, spend, trace, signal: abort });
     const maxRounds = repoConfig.max_rounds ?? DEFAULT_MAX_ROUNDS;
     const policy = pathPolicyOf(repoConfig);
     /**
@@ -415,6 +421,7 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       const naming = done.naming ?? { branch: branchName(issue.number, issue.title), title: issue.title };
       if (!done.naming) await checkpoint('naming', naming);
       const { branch } = naming;
+      const closes = deps.closesIssue === false ? undefined : issue.number;
       const ws = await workspace(repo.defaultBranch, branch);
       // The checks before the change: the PR shows red → green, and a check that already
       // fails on the default branch is visible as such.
@@ -458,7 +465,7 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       // Pushed before a crash: the branch has the commit; only the PR is left to open.
       let pushed = done.pushed?.branch === branch ? done.pushed : undefined;
       if (!pushed) {
-        const sha = await commitPaths(ws.tree, [...touched], { message: `${naming.title}\n\n${finished.summary}\n\nCloses #${issue.number}`, authorName: deps.bot.name, authorEmail: deps.bot.email, date: done.change?.at });
+        const sha = await commitPaths(ws.tree, [...touched], { message: [naming.title, finished.summary, ...(closes !== undefined ? [`Closes #${closes}`] : [])].join('\n\n'), authorName: deps.bot.name, authorEmail: deps.bot.email, date: done.change?.at });
         if (!sha) throw new Escalation({ reason: 'no-progress', evidence: 'the checks pass but the change is empty' });
         const stat = await committedStat(ws.tree);
         await pushOrEscalate(ws.tree, branch, `the branch \`${branch}\` already has other commits or is protected`, 'Delete or merge that branch, then re-add the label');
@@ -471,7 +478,7 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
         base: repo.defaultBranch,
         title: naming.title,
         body: prBody({
-          issueNumber: issue.number,
+          closes,
           summary: finished.summary,
           acceptanceCriteria: asked,
           plan,
@@ -572,7 +579,9 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
         throw new Escalation({ reason: 'push-rejected', evidence: `${what} (${err.detail}); the change was not force-pushed. ${next}` });
       }
     }
-  } catch (err) {
+  } catch (caught) {
+    // A model call cut short by the stop or the shutdown ends as that stop or shutdown.
+    const err = caught instanceof ModelCallAborted ? (deps.drain?.aborted ? new Interrupted() : new Stopped(String(deps.signal?.reason ?? 'a maintainer'))) : caught;
     if (err instanceof Stopped) {
       log.info({ by: err.by }, 'stopped on request');
       trace.write({ type: 'note', message: 'stopped', detail: { by: err.by } });

@@ -169,6 +169,30 @@ describe('people direct the agent', () => {
     expect(statusComments(repo, 6)).toHaveLength(1);
   });
 
+  it('/agent stop while the model has not answered cuts the call instead of waiting for it', async () => {
+    const repo = 'stop-model';
+    await newRepo(repo);
+    const title = 'add() is wrong for negatives';
+    s.github.addIssue(OWNER, repo, { number: 9, title, body: 'add(2, -3) should be -1', user: 'maintainer' });
+    let waiting = false;
+    const base = calcModel({ toolErrors: [] });
+    s.anthropic.setModel((req, ctx) => {
+      const st = stageOf(req);
+      if (st.stage === 'code' && st.turn === 0) {
+        // The model API never answers this one; the SDK would wait minutes for it.
+        waiting = true;
+        return new Promise<ScriptedReply>(() => {});
+      }
+      return base(req, ctx);
+    });
+    await s.label({ repo, issueNumber: 9, title, body: 'x' });
+    await s.waitFor('the coding call to hang', () => waiting || undefined);
+    await s.comment({ repo, issueNumber: 9, title, body: '/agent stop' });
+    const stopped = await s.waitFor('the stopped status', () => statusComments(repo, 9).find((c) => c.body.includes('stopped by maintainer')), 60_000);
+    expect(stopped.body).toContain('/agent stop');
+    expect(s.github.pulls(OWNER, repo)).toEqual([]);
+  });
+
   it('a review with two line comments on the app\'s PR gets one new commit addressing both, a reply per thread and no force push', async () => {
     const repo = 'review';
     const bare = await newRepo(repo);
