@@ -36,20 +36,21 @@ const LOCK_MS = 30_000;
 const LOCK_RETRY_MS = 100;
 // Moves the waiting feedback to the job's own list the first time; later calls read that.
 const TAKE = `if redis.call('exists', KEYS[2]) == 0 and redis.call('exists', KEYS[1]) == 1 then redis.call('rename', KEYS[1], KEYS[2]) redis.call('expire', KEYS[2], ARGV[1]) end return redis.call('lrange', KEYS[2], 0, -1)`;
-// One round trip before a trigger's work: -1 when the delivery (KEYS[1], optional) was seen,
-// -2 when another process holds the lock (KEYS[2]); otherwise the lock is ours, the delivery
-// is recorded, and the answer is the last attempt (KEYS[3]).
+// One round trip before a trigger's work: -1 when the delivery (KEYS[1], when ARGV[5] is '1')
+// was seen, -2 when another process holds the lock (KEYS[2]); otherwise the lock is ours, the
+// delivery is recorded, and the answer is the last attempt (KEYS[3]).
 const BEGIN = `
-if KEYS[1] ~= '' and redis.call('exists', KEYS[1]) == 1 then return -1 end
+local dedupe = ARGV[5] == '1'
+if dedupe and redis.call('exists', KEYS[1]) == 1 then return -1 end
 if not redis.call('set', KEYS[2], ARGV[1], 'PX', ARGV[2], 'NX') then return -2 end
-if KEYS[1] ~= '' then redis.call('set', KEYS[1], ARGV[4], 'EX', ARGV[3]) end
+if dedupe then redis.call('set', KEYS[1], ARGV[4], 'EX', ARGV[3]) end
 return tonumber(redis.call('get', KEYS[3]) or '0')`;
 // Releases the lock only if it is still ours.
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0`;
 
 /** The Lua commands above, defined on the connection so they travel as EVALSHA. */
 interface QueueCommands {
-  agentBegin(delivery: string, lock: string, attempt: string, token: string, lockMs: number, deliveryTtl: number, what: string): Promise<number>;
+  agentBegin(delivery: string, lock: string, attempt: string, token: string, lockMs: number, deliveryTtl: number, what: string, dedupe: '0' | '1'): Promise<number>;
   agentRelease(lock: string, token: string): Promise<number>;
 }
 
@@ -110,13 +111,15 @@ export class AgentQueue {
   ): Promise<T | { kind: 'duplicate-delivery'; deliveryId: string }> {
     const key = issueKey(d);
     const lockKey = `${this.prefix}:lock:${key}`;
-    const deliveryKey = opts.deliveryId ? `${this.prefix}:delivery:${opts.deliveryId}` : '';
+    // Without a delivery id the script reads no delivery key; the lock's key stands in, so
+    // every key it is given is one of the app's (for Redis ACLs that allow only those).
+    const deliveryKey = opts.deliveryId ? `${this.prefix}:delivery:${opts.deliveryId}` : undefined;
     const token = `${process.pid}-${Date.now()}-${Math.random()}`;
     let last = -2;
     for (let waited = 0; last === -2; waited += LOCK_RETRY_MS) {
       if (waited >= LOCK_MS) throw new Error(`could not lock ${lockKey} within ${LOCK_MS / 1000}s; is another process stuck?`);
       if (waited > 0) await new Promise((r) => setTimeout(r, LOCK_RETRY_MS));
-      last = await this.commands.agentBegin(deliveryKey, lockKey, this.keyOf(kind, d, 'attempt'), token, LOCK_MS, DELIVERY_TTL_S, opts.what ?? key);
+      last = await this.commands.agentBegin(deliveryKey ?? lockKey, lockKey, this.keyOf(kind, d, 'attempt'), token, LOCK_MS, DELIVERY_TTL_S, opts.what ?? key, deliveryKey ? '1' : '0');
     }
     if (last === -1) return { kind: 'duplicate-delivery', deliveryId: opts.deliveryId! };
     try {

@@ -159,8 +159,9 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       const kept = await deps.statusRef.set(id);
       if (kept === id) return id;
       // The web's comment landed after this worker gave up waiting for it: keep that one.
+      // A failed edit is left to the writer's next edit, which goes to `kept` all the same.
       await gh.deleteComment(id).catch((err: unknown) => log.warn({ err, commentId: id }, 'could not delete a second status comment'));
-      await gh.updateComment(kept, body);
+      await gh.updateComment(kept, body).catch((err: unknown) => log.warn({ err, commentId: kept }, 'could not edit the status comment'));
       return kept;
     },
     update: (id, body) => gh.updateComment(id, body),

@@ -224,6 +224,36 @@ describe('faults', () => {
     figures.push(`SIGTERM during a 300 s command → exited in ${seconds.toFixed(1)} s, resumed after restart; scope and plan not paid again`);
   });
 
+  it('SIGTERM while a model call hangs: the call is cut, the process exits, and the job resumes instead of ending as stopped', async () => {
+    const repo = 'drain-model';
+    await issueIn(repo, 42);
+    let waiting = false;
+    let drained = false;
+    const base = calcModel({ toolErrors: [] });
+    s.anthropic.setModel((req, ctx) => {
+      const st = stageOf(req);
+      if (!drained && st.stage === 'code' && st.turn === 0) {
+        waiting = true;
+        return never;
+      }
+      return base(req, ctx);
+    });
+    await s.label({ repo, issueNumber: 42, title: 'add() is wrong for negatives', body: 'x' });
+    await s.waitFor('the hanging model call', () => waiting || undefined);
+    const exited = new Promise<number | null>((r) => s.app.once('exit', (code) => r(code)));
+    s.app.kill('SIGTERM');
+    // Without the cut, the call would hold the process until SHUTDOWN_TIMEOUT_MS and exit 1.
+    expect(await exited).toBe(0);
+    expect(s.logs()).toContain('interrupted by shutdown');
+    drained = true;
+    await s.crashAndRestart();
+    await s.waitFor('the job to finish', () => statusComments(repo, 42)[0]?.body.includes('✅ done') || undefined);
+    expect(s.github.pulls(OWNER, repo)).toHaveLength(1);
+    expect(statusComments(repo, 42)).toHaveLength(1);
+    const calls = callsByStage(42);
+    expect({ scope: calls.scope, plan: calls.plan }).toEqual({ scope: CLEAN.scope, plan: CLEAN.plan });
+  });
+
   it('a persistent model outage ends in an escalation that says so, not a hang', async () => {
     const repo = 'outage';
     await issueIn(repo, 42);
