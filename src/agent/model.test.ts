@@ -57,15 +57,22 @@ describe('ModelClient against an unreliable model API', () => {
     const reply = await client().call(REQUEST);
     expect(reply.content).toEqual([{ type: 'text', text: 'hello', citations: null }]);
     expect(attempts()).toBe(2);
-    // Only the finished reply is paid for and returned.
-    expect(spend.calls).toBe(1);
+    // The finished reply is returned; the broken one counts with the usage it reported
+    // (budgets err on the side of stopping early, not of overspending).
+    expect(spend.calls).toBe(2);
   });
 
-  it('requests a stream again when its connection is cut after it started', async () => {
+  it('requests a stream again when its connection is cut after it started, and counts what the cut one reported', async () => {
     api.dropNextMidStream();
     const reply = await client().call(REQUEST);
     expect(reply.stopReason).toBe('end_turn');
     expect(attempts()).toBe(2);
+    // The cut reply's first event reported its input: it is spent, and counts as a call.
+    expect(spend.calls).toBe(2);
+    const whole = new Spend();
+    await client({ spend: whole }).call(REQUEST);
+    expect(whole.totalInput).toBeGreaterThan(0);
+    expect(spend.totalInput).toBe(2 * whole.totalInput);
   });
 
   it('cuts a stream that stalls after it started and requests it again', async () => {
@@ -127,7 +134,7 @@ describe('ModelClient against an unreliable model API', () => {
     expect(err.kind).toBe('unavailable');
     expect(err.message).toBe("the model API's reply from claude-haiku-5-5 broke off 3 time(s) after it started streaming (last: api_error: Internal server error); giving up");
     expect(attempts()).toBe(3);
-    expect(spend.calls).toBe(0);
+    expect(spend.calls).toBe(3);
   });
 
   it('does not repeat a request the API refused', async () => {

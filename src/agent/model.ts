@@ -221,7 +221,10 @@ export class ModelClient {
         message = outcome.message;
         break;
       }
-      // What was spent on a cut-short reply is unknown, as for any broken stream.
+      // A reply cut after it started was still paid for: at least the input its first event
+      // reported. It counts toward the budgets like any call.
+      if (outcome.usage) this.account(req, model, outcome.usage, null, started);
+      // Cut by a stop or a shutdown: the job ends here, not in a retry.
       if (this.opts.signal?.aborted) throw new ModelCallAborted();
       const broken = outcome.started && isBrokenStream(outcome.error);
       if (!broken) throw toModelError(outcome.error, model, this.maxRetries + 1, this.timeoutMs);
@@ -237,15 +240,20 @@ export class ModelClient {
       this.opts.trace?.write({ type: 'note', message: 'model stream broke off; requesting it again', detail: { stage: req.stage, model, attempt: attempt + 1, reason } });
       await new Promise((r) => setTimeout(r, this.limits.streamRetryDelayMs * (attempt + 1)));
     }
+    this.account(req, model, message.usage, message.stop_reason, started);
+    return { content: message.content, stopReason: message.stop_reason, model };
+  }
+
+  /** Adds one reply's usage to the job's spend and trace; `stopReason` null for a reply that broke off. */
+  private account(req: ModelRequest, model: string, u: Anthropic.Usage, stopReason: Anthropic.Message['stop_reason'], started: number): void {
     const usage = {
-      input_tokens: message.usage.input_tokens,
-      output_tokens: message.usage.output_tokens,
-      cache_creation_input_tokens: message.usage.cache_creation_input_tokens ?? 0,
-      cache_read_input_tokens: message.usage.cache_read_input_tokens ?? 0,
+      input_tokens: u.input_tokens,
+      output_tokens: u.output_tokens,
+      cache_creation_input_tokens: u.cache_creation_input_tokens ?? 0,
+      cache_read_input_tokens: u.cache_read_input_tokens ?? 0,
     };
     const costUsd = this.opts.spend.add(model, usage);
-    this.opts.trace?.write({ type: 'model', stage: req.stage, model, tier: req.tier, usage, costUsd, durationMs: Date.now() - started, stopReason: message.stop_reason });
-    return { content: message.content, stopReason: message.stop_reason, model };
+    this.opts.trace?.write({ type: 'model', stage: req.stage, model, tier: req.tier, usage, costUsd, durationMs: Date.now() - started, stopReason });
   }
 
   /**
@@ -255,7 +263,7 @@ export class ModelClient {
    */
   private async streamOnce(
     params: Anthropic.MessageStreamParams,
-  ): Promise<{ ok: true; message: Anthropic.Message } | { ok: false; error: unknown; started: boolean; idle: boolean }> {
+  ): Promise<{ ok: true; message: Anthropic.Message } | { ok: false; error: unknown; started: boolean; idle: boolean; usage?: Anthropic.Usage }> {
     const stream = this.client.messages.stream(params, this.opts.signal ? { signal: this.opts.signal } : undefined);
     let started = false;
     let idle = false;
@@ -275,7 +283,7 @@ export class ModelClient {
     try {
       return { ok: true, message: await stream.finalMessage() };
     } catch (error) {
-      return { ok: false, error, started, idle };
+      return { ok: false, error, started, idle, usage: stream.currentMessage?.usage };
     } finally {
       clearTimeout(timer);
     }
