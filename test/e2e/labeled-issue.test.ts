@@ -145,11 +145,18 @@ describe('a labeled issue becomes a tested pull request', () => {
     expect(errors).toMatch(/outside_scope[\s\S]*request_scope/);
     expect(toolErrors).toHaveLength(8);
 
-    // The trace shows every error and the recoveries (written as the job ends).
-    await s.waitFor('the final status', () => (s.github.comments(OWNER, 'calc5', 9)[0]?.body.includes('✅ done') ? true : undefined));
+    // The trace shows every error and the recoveries. The tallies are written as the job
+    // ends, after its final status comment: wait for them, not for the comment.
     const traceDir = path.join(s.dataDir, 'data', 'traces');
-    const file = readdirSync(traceDir).find((f) => f.includes('calc5_issues_9'))!;
-    const events = readFileSync(path.join(traceDir, file), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; ok?: boolean; errorCode?: string; message?: string; detail?: Record<string, { recovered: number; failed: number }> });
+    type Event = { type: string; ok?: boolean; errorCode?: string; message?: string; detail?: Record<string, { recovered: number; failed: number }> };
+    const readEvents = (): Event[] => {
+      const file = readdirSync(traceDir).find((f) => f.includes('calc5_issues_9'));
+      return file ? readFileSync(path.join(traceDir, file), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Event) : [];
+    };
+    const events = await s.waitFor('the tool-call tallies in the trace', () => {
+      const all = readEvents();
+      return all.some((e) => e.type === 'note' && e.message === 'tool calls') ? all : undefined;
+    });
     expect(events.filter((e) => e.type === 'tool' && !e.ok).map((e) => e.errorCode)).toEqual([
       'not_found', 'invalid_input', 'invalid_pattern', 'invalid_input', 'old_text_not_found', 'invalid_input', 'syntax_error', 'outside_scope',
     ]);
