@@ -20,16 +20,8 @@ import {
 import { DEFAULT_BUDGETS } from '../agent/budget.js';
 import { DEFAULT_STUCK_LIMITS } from '../agent/stuck.js';
 import { DEFAULT_TRIGGER_LABEL as WEB_DEFAULT_TRIGGER_LABEL } from '../web/triggers.js';
+import { configErrorOf as errorOf } from '../../test/helpers/repo-config.js';
 
-function errorOf(text: string): RepoConfigError {
-  try {
-    parseRepoConfig(text);
-  } catch (err) {
-    if (err instanceof RepoConfigError) return err;
-    throw err;
-  }
-  throw new Error('expected a RepoConfigError');
-}
 const problems = (text: string): ConfigProblem[] => errorOf(text).problems;
 
 const SAMPLE = `# yaml-language-server: $schema=${REPO_CONFIG_SCHEMA_ID}

@@ -1,17 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { parseRepoConfig, REPO_CONFIG_SCHEMA_ID, REPO_CONFIG_SCHEMA_PAGE, RepoConfigError } from '../config/repo-config.js';
+import { REPO_CONFIG_SCHEMA_ID, REPO_CONFIG_SCHEMA_PAGE } from '../config/repo-config.js';
 import { configErrorComment } from './config-error.js';
 import { STATUS_MARKER } from './status.js';
+import { configErrorOf as errorOf } from '../../test/helpers/repo-config.js';
 
-function errorOf(text: string): RepoConfigError {
-  try {
-    parseRepoConfig(text);
-  } catch (err) {
-    if (err instanceof RepoConfigError) return err;
-    throw err;
-  }
-  throw new Error('expected a RepoConfigError');
-}
 
 const FILE_URL = 'https://github.com/o/r/blob/main/.github/agent.yml';
 
