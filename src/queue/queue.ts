@@ -48,10 +48,11 @@ return tonumber(redis.call('get', KEYS[3]) or '0')`;
 // Releases the lock only if it is still ours.
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0`;
 
-/** The Lua commands above, defined on the connection so they travel as EVALSHA. */
+/** The Lua commands above, defined on the connection so they travel as EVALSHA (ioredis loads them again after a Redis restart). */
 interface QueueCommands {
   agentBegin(delivery: string, lock: string, attempt: string, token: string, lockMs: number, deliveryTtl: number, what: string, dedupe: '0' | '1'): Promise<number>;
   agentRelease(lock: string, token: string): Promise<number>;
+  agentTakeFeedback(waiting: string, taken: string, ttlS: string): Promise<string[]>;
 }
 
 type IssueTrigger = Omit<JobData, 'attempt' | 'kind' | 'prNumber'> & { kind?: 'issue' };
@@ -74,6 +75,7 @@ export class AgentQueue {
     this.statusRefs = new StatusRefs(redis, prefix);
     redis.defineCommand('agentBegin', { numberOfKeys: 3, lua: BEGIN });
     redis.defineCommand('agentRelease', { numberOfKeys: 1, lua: RELEASE });
+    redis.defineCommand('agentTakeFeedback', { numberOfKeys: 2, lua: TAKE });
     this.queue = new Queue<JobData>(QUEUE_NAME, {
       connection,
       prefix: prefix,
@@ -209,7 +211,7 @@ export class AgentQueue {
   async takeFeedback(d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>, forJob: string): Promise<Feedback[]> {
     const listKey = this.keyOf('revise', d, 'feedback');
     const takenKey = `${this.prefix}:revise-taken:${forJob}`;
-    const items = (await this.redis.eval(TAKE, 2, listKey, takenKey, String(MARKER_TTL_S * 7))) as string[];
+    const items = await this.commands.agentTakeFeedback(listKey, takenKey, String(MARKER_TTL_S * 7));
     // A review redelivered by GitHub was pushed twice: it is addressed once.
     const seen = new Set<number>();
     return items.flatMap((raw) => {

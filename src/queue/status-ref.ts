@@ -11,6 +11,12 @@ const SETTLE = `local v = redis.call('get', KEYS[1]) if v and v ~= '${PENDING}' 
 // Moves pending → creating for exactly one caller.
 const CLAIM = `if redis.call('get', KEYS[1]) == '${PENDING}' then redis.call('set', KEYS[1], '${CREATING}', 'EX', ARGV[1]) return 1 end return 0`;
 
+/** The Lua commands above, defined on the connection so they travel as EVALSHA. */
+interface StatusCommands {
+  statusClaim(key: string, ttlS: string): Promise<number>;
+  statusSettle(key: string, commentId: string, ttlS: string): Promise<number>;
+}
+
 /**
  * Where a job's one status comment is. The web marks it pending when it enqueues; whoever
  * claims it first (the web right after answering the webhook, or a worker that waited long
@@ -20,7 +26,14 @@ export class StatusRefs {
   constructor(
     private readonly redis: Redis,
     private readonly prefix = 'issue-agent',
-  ) {}
+  ) {
+    redis.defineCommand('statusClaim', { numberOfKeys: 1, lua: CLAIM });
+    redis.defineCommand('statusSettle', { numberOfKeys: 1, lua: SETTLE });
+  }
+
+  private get commands(): StatusCommands {
+    return this.redis as unknown as StatusCommands;
+  }
 
   private key(jobId: string): string {
     return `${this.prefix}:status:${jobId}`;
@@ -37,7 +50,7 @@ export class StatusRefs {
 
   /** True for the one caller that may create the comment. */
   async claim(jobId: string): Promise<boolean> {
-    return (await this.redis.eval(CLAIM, 1, this.key(jobId), String(TTL_S))) === 1;
+    return (await this.commands.statusClaim(this.key(jobId), String(TTL_S))) === 1;
   }
 
   /**
@@ -46,7 +59,7 @@ export class StatusRefs {
    * the web's and both made one. A caller that gets another id deletes its own.
    */
   async set(jobId: string, commentId: number): Promise<number> {
-    return Number(await this.redis.eval(SETTLE, 1, this.key(jobId), String(commentId), String(TTL_S)));
+    return Number(await this.commands.statusSettle(this.key(jobId), String(commentId), String(TTL_S)));
   }
 
   /**

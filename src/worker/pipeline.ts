@@ -192,9 +192,15 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
   };
   // Either a person's stop or the worker's shutdown kills a running command.
   const abort = AbortSignal.any([deps.signal, deps.drain].filter((x): x is AbortSignal => x !== undefined));
+  /** How the job ends when a shutdown or a stop has been asked for, else undefined. */
+  const stopRequested = (): Interrupted | Stopped | undefined => {
+    if (deps.drain?.aborted) return new Interrupted();
+    if (deps.signal?.aborted) return new Stopped(String(deps.signal.reason ?? 'a maintainer'));
+    return undefined;
+  };
   const checkStop = () => {
-    if (deps.drain?.aborted) throw new Interrupted();
-    if (deps.signal?.aborted) throw new Stopped(String(deps.signal.reason ?? 'a maintainer'));
+    const stop = stopRequested();
+    if (stop) throw stop;
   };
   const stage = async <T>(name: string, run: () => Promise<T>): Promise<T> => {
     checkStop();
@@ -582,7 +588,7 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     }
   } catch (caught) {
     // A model call cut short by the stop or the shutdown ends as that stop or shutdown.
-    const err = caught instanceof ModelCallAborted ? (deps.drain?.aborted ? new Interrupted() : new Stopped(String(deps.signal?.reason ?? 'a maintainer'))) : caught;
+    const err = caught instanceof ModelCallAborted ? (stopRequested() ?? caught) : caught;
     if (err instanceof Stopped) {
       log.info({ by: err.by }, 'stopped on request');
       trace.write({ type: 'note', message: 'stopped', detail: { by: err.by } });
