@@ -13,7 +13,11 @@ import { RedisPlanStore } from './queue/plan-store.js';
 import { RedisStageStore } from './queue/stage-store.js';
 import { registerSecret, sanitise } from './report/sanitise.js';
 import { createRunner } from './sandbox/runner.js';
-import { agentApp, PendingWork } from './web/app.js';
+import { agentApp } from './web/app.js';
+import { WebActionSchema, type WebAction } from './web/actions.js';
+import { startDrainThread } from './web/drain-thread.js';
+import { PendingWork } from './web/pending.js';
+import { Inbox } from './queue/inbox.js';
 import { healthHandler, startOpsServer, timeWebhooks, type HealthDeps } from './web/health.js';
 import { startWorker, type AgentWorker } from './worker/worker.js';
 
@@ -69,10 +73,18 @@ async function main(): Promise<void> {
       log,
     });
     const pending = new PendingWork();
+    const inbox = new Inbox<WebAction>(redis, WebActionSchema, { log });
     metrics.watchQueue(queue.queue);
-    await server.load(agentApp({ queue, health, log, pending }));
+    metrics.watchInbox(inbox);
+    // What webhooks record in the inbox is carried out by a thread of its own.
+    const drain = await startDrainThread(
+      { redisUrl: redisHandle.url, appId: config.appId, privateKey: config.privateKey, githubApiUrl: config.githubApiUrl, logLevel: env.LOG_LEVEL, heartbeatMs: env.INBOX_HEARTBEAT_MS, secrets: [config.webhookSecret, config.anthropicApiKey].filter((x): x is string => !!x) },
+      { log, onHandled: (outcome, seconds) => metrics.inboxHandled(outcome, seconds) },
+    );
+    await server.load(agentApp({ inbox, health, log, pending }));
     timeWebhooks(await server.start(), metrics);
-    stops.push(() => server.stop(), () => pending.settled());
+    // No new webhooks, then the inbox work in hand and its acknowledgements, then the web's own.
+    stops.push(() => server.stop(), () => drain.stop(), () => pending.settled());
   }
   if (runner) {
     const probot = new Probot({ appId: config.appId, privateKey: config.privateKey, baseUrl: config.githubApiUrl, log, Octokit: AppOctokit });

@@ -90,6 +90,7 @@ export class Metrics {
   private readonly rounds: Counter<'result'>;
   private readonly roundsToPass: Histogram;
   private readonly webhookSeconds: Histogram<'event' | 'status'>;
+  private readonly inboxSeconds: Histogram<'outcome'>;
   /** Validation rounds so far per job (per trace), to observe how many a job needed. */
   private readonly roundsOf = new WeakMap<object, number>();
   private queueWatched = false;
@@ -134,6 +135,13 @@ export class Metrics {
       help: 'Time from a webhook request to its answer (signature check and handler included), by event and HTTP status.',
       labelNames: ['event', 'status'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.inboxSeconds = new Histogram({
+      name: 'issue_agent_inbox_wait_seconds',
+      help: 'Time from a webhook\'s answer to its queue work done (enqueue, stop), by outcome (done, or dead after every try failed).',
+      labelNames: ['outcome'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 120],
       registers,
     });
     // Known series start at 0, so a rate of a job outcome or a round result exists before the first one.
@@ -187,6 +195,27 @@ export class Metrics {
   /** A webhook request was answered. */
   webhookHandled(event: string | undefined, status: number, seconds: number): void {
     this.webhookSeconds.observe({ event: event && WEBHOOK_EVENTS.has(event) ? event : 'other', status: String(status) }, seconds);
+  }
+
+  /** An inbox item's queue work was done (or given up). */
+  inboxHandled(outcome: 'done' | 'dead', seconds: number): void {
+    this.inboxSeconds.observe({ outcome }, Math.max(0, seconds));
+  }
+
+  /** The inbox's items by state (waiting, handling, dead), read from Redis at each scrape; absent when Redis does not answer. */
+  watchInbox(inbox: { depth(): Promise<Record<'waiting' | 'handling' | 'dead', number>> }, timeoutMs = QUEUE_READ_TIMEOUT_MS): void {
+    new Gauge({
+      name: 'issue_agent_inbox_items',
+      help: 'Webhook work recorded in the inbox and not yet done, by state: waiting, handling (taken by a web process), dead (failed every try; see the log).',
+      labelNames: ['state'],
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        const depth = await within(timeoutMs, inbox.depth());
+        if (!depth) return;
+        for (const [state, n] of Object.entries(depth)) this.set({ state }, n);
+      },
+    });
   }
 
   /**

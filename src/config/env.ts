@@ -45,6 +45,7 @@ export const EnvSchema = z
     WORKER_LOCK_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(60_000).describe('BullMQ lock duration: a crashed worker\'s job is free again after this'),
     WORKER_STALLED_INTERVAL_MS: z.coerce.number().int().min(500).max(3_600_000).default(30_000).describe('how often workers look for jobs whose worker is gone'),
     WORKER_MAX_STALLED: z.coerce.number().int().min(0).max(100).default(2).describe('crashes a job may survive before it fails'),
+    INBOX_HEARTBEAT_MS: z.coerce.number().int().min(300).max(600_000).default(30_000).describe('webhook work a dead web process had taken goes back to the inbox this long after its last heartbeat'),
     SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(60_000).describe('on SIGTERM, exit after this even if a step has not finished'),
     GIT_COMMITTER_NAME: nonEmpty.optional().describe('defaults to the app bot login'),
   })

@@ -10,22 +10,21 @@ const repoPart = z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, 'a GitHub owner or 
  * `issue` turns an issue into a PR; `revise` addresses review feedback on the app's PR
  * (`prNumber`), whose feedback waits in Redis so reviews sent meanwhile join the next job.
  */
-export const JobDataSchema = z
-  .object({
-    kind: z.enum(['issue', 'revise']),
-    installationId: z.number().int().positive(),
-    owner: repoPart,
-    repo: repoPart,
-    /** For `issue`, the issue; for `revise`, the pull request (they share one numbering). */
-    issueNumber: z.number().int().positive(),
-    prNumber: z.number().int().positive().optional(),
-    deliveryId: z.string().min(1).max(200),
-    sender: login,
-    attempt: z.number().int().positive(),
-    /** Extra text from a writer's `/agent retry …`: part of the task. */
-    instructions: z.string().max(4_000).optional(),
-  })
-  .refine((d) => d.kind !== 'revise' || d.prNumber === d.issueNumber, { message: 'a revise job names its pull request in both issueNumber and prNumber', path: ['prNumber'] });
+export const JobFields = z.object({
+  kind: z.enum(['issue', 'revise']),
+  installationId: z.number().int().positive(),
+  owner: repoPart,
+  repo: repoPart,
+  /** For `issue`, the issue; for `revise`, the pull request (they share one numbering). */
+  issueNumber: z.number().int().positive(),
+  prNumber: z.number().int().positive().optional(),
+  deliveryId: z.string().min(1).max(200),
+  sender: login,
+  attempt: z.number().int().positive(),
+  /** Extra text from a writer's `/agent retry …`: part of the task. */
+  instructions: z.string().max(4_000).optional(),
+});
+export const JobDataSchema = JobFields.refine((d) => d.kind !== 'revise' || d.prNumber === d.issueNumber, { message: 'a revise job names its pull request in both issueNumber and prNumber', path: ['prNumber'] });
 export type JobData = z.infer<typeof JobDataSchema>;
 
 /** Identifies one issue across attempts. */

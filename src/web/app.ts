@@ -3,9 +3,10 @@ import type { Logger } from 'pino';
 import { parseRepoConfig, REPO_CONFIG_PATH, RepoConfigError, triggerLabelOf, type RepoConfig } from '../config/repo-config.js';
 import { GitHubRepo, LABEL_WORKING, type Permission } from '../github/facade.js';
 import { TtlCache } from './ttl-cache.js';
-import type { AgentQueue } from '../queue/queue.js';
+import type { Inbox } from '../queue/inbox.js';
+import type { NewAction, WebAction } from './actions.js';
+import type { PendingWork } from './pending.js';
 import { configErrorComment } from '../report/config-error.js';
-import { statusComment } from '../report/status.js';
 import { helpText, parseCommand } from './commands.js';
 import { checkLabelEvent, checkPermission, isBot, isStateLabel, reviewAsksForChanges, DEFAULT_TRIGGER_LABEL, type Sender } from './triggers.js';
 import { healthHandler, type HealthDeps } from './health.js';
@@ -14,26 +15,13 @@ const PERMISSION_TTL_MS = 60_000;
 const CONFIG_TTL_MS = 30_000;
 
 export interface WebDeps {
-  queue: AgentQueue;
+  /** Where a webhook's queue work is recorded before the answer (see `drain-thread.ts` for after). */
+  inbox: Inbox<WebAction>;
   /** What `/healthz`, `/readyz` and `/metrics` answer from. */
   health: HealthDeps;
   log: Logger;
   /** Work that outlives a webhook's answer; shutdown waits for it. */
   pending: PendingWork;
-}
-
-/** A set of in-flight promises that removes each one as it settles. */
-export class PendingWork {
-  private readonly inFlight = new Set<Promise<unknown>>();
-
-  add(p: Promise<unknown>): void {
-    this.inFlight.add(p);
-    void p.finally(() => this.inFlight.delete(p));
-  }
-
-  async settled(): Promise<void> {
-    await Promise.allSettled([...this.inFlight]);
-  }
 }
 
 interface Repository {
@@ -45,10 +33,12 @@ interface Repository {
 }
 
 /**
- * The Probot app: read the event, check who may trigger, enqueue. No model calls, no
- * clones, no waiting on long work. What people see (reactions, the status comment,
- * replies) is written right after the webhook is answered: GitHub's write throttling
- * spaces writes a second apart, and a webhook must not wait on that.
+ * The Probot app: read the event, check who may trigger, record what it asks in the inbox,
+ * answer. No model calls, no clones, no waiting on long work. The queue work (enqueue,
+ * stop) runs from the inbox right after the answer, in order per thread, and survives a
+ * crash of this process; what people see (reactions, the status comment, replies) follows
+ * it: GitHub's write throttling spaces writes a second apart, and a webhook must not wait
+ * on that.
  */
 export function agentApp(deps: WebDeps): ApplicationFunction {
   return (app, { addHandler }) => {
@@ -60,9 +50,7 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
     const permissions = new TtlCache<Permission>(PERMISSION_TTL_MS);
     const configs = new TtlCache<RepoConfig | RepoConfigError>(CONFIG_TTL_MS);
 
-    const later = (log: Logger, what: string, work: () => Promise<unknown>) => {
-      deps.pending.add(work().catch((err: unknown) => log.warn({ err }, `could not ${what}`)));
-    };
+    const later = deps.pending.later.bind(deps.pending);
 
     /** Who may trigger: a person (not a bot, not this app) with write access. */
     const mayTrigger = async (gh: GitHubRepo, sender: Sender, log: Logger): Promise<boolean> => {
@@ -94,13 +82,10 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
       later(log, 'explain the invalid config', () => gh.comment(threadNumber, configErrorComment(err, { ref: repository.default_branch, fileUrl })));
     };
 
-    /** The status comment of a new job, unless a worker that waited already made it. */
-    const statusFor = async (gh: GitHubRepo, threadNumber: number, jobId: string, kind: 'issue' | 'revise') => {
-      if (await deps.queue.statusRefs.claim(jobId)) {
-        const id = await gh.comment(threadNumber, statusComment({ phase: 'queued', kind }));
-        // A worker that waited too long made the job's comment meanwhile: this one goes.
-        if ((await deps.queue.statusRefs.set(jobId, id)) !== id) await gh.deleteComment(id);
-      }
+    /** Records an action; the webhook is answered once it is in Redis. */
+    const record = async (action: NewAction, log: Logger) => {
+      await deps.inbox.push({ ...action, at: Date.now() });
+      log.debug({ op: action.op }, 'recorded for after the answer');
     };
 
     app.on('issues.labeled', async (context: Context<'issues.labeled'>) => {
@@ -124,26 +109,7 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
       }
       const gate = checkLabelEvent({ label, sender, triggerLabel: triggerLabelOf(config) });
       if (!gate.run) return log.debug({ reason: gate.reason }, 'skipped');
-      const result = await deps.queue.enqueue({
-        installationId: payload.installation.id,
-        owner: gh.ref.owner,
-        repo: gh.ref.repo,
-        issueNumber: payload.issue.number,
-        deliveryId: context.id,
-        sender: sender.login,
-      });
-      log.info({ result }, 'trigger handled');
-      if (result.kind === 'already-active') {
-        // Answered, not queued twice.
-        const attempt = result.attempt;
-        later(log, 'answer the second trigger', () => gh.comment(payload.issue.number, `@${sender.login} attempt ${attempt} is still running on this issue; the label started nothing new. Comment \`/agent stop\` to stop it.`));
-      }
-      if (result.kind !== 'enqueued') return;
-      const issueNumber = payload.issue.number;
-      later(log, 'acknowledge the trigger on the issue', async () => {
-        await gh.react(issueNumber, 'eyes');
-        await statusFor(gh, issueNumber, result.jobId, 'issue');
-      });
+      await record({ op: 'trigger', installationId: payload.installation.id, ...gh.ref, issueNumber: payload.issue.number, deliveryId: context.id, sender: sender.login }, log);
     });
 
     app.on('issue_comment.created', async (context: Context<'issue_comment.created'>) => {
@@ -164,7 +130,7 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
       }
       const kind = onPull ? 'revise' : 'issue';
       const commentId = payload.comment.id;
-      const ref = { owner: gh.ref.owner, repo: gh.ref.repo, issueNumber: thread };
+      const common = { installationId: payload.installation.id, ...gh.ref, issueNumber: thread, deliveryId: context.id, sender: sender.login, commentId };
 
       if (command.kind === 'help' || command.kind === 'unknown') {
         later(log, 'answer the command', async () => {
@@ -175,42 +141,14 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
       }
 
       if (command.kind === 'stop') {
-        const stopped = await deps.queue.requestStop(kind, ref, sender.login);
-        log.info({ stopped }, 'stop handled');
-        later(log, 'answer the stop', async () => {
-          await gh.reactToComment(commentId, stopped.kind === 'nothing-running' ? 'confused' : '+1');
-          if (stopped.kind === 'nothing-running') {
-            await gh.comment(thread, `@${sender.login} nothing is running here, so there is nothing to stop.`);
-          } else if (stopped.kind === 'removed') {
-            // It never started: say so in its status comment; a running job says so itself.
-            const body = statusComment({ phase: 'stopped', stoppedBy: sender.login, kind });
-            const id = await deps.queue.statusRefs.get(stopped.jobId, 0);
-            await (id ? gh.updateComment(id, body) : gh.comment(thread, body));
-            // A job sent back to the queue (a retry's backoff, a drained worker) had started.
-            if (payload.issue.labels?.some((l) => l.name === LABEL_WORKING)) await gh.removeLabel(thread, LABEL_WORKING);
-          }
-        });
-        return;
+        const working = payload.issue.labels?.some((l) => l.name === LABEL_WORKING) ?? false;
+        return record({ op: 'stop', ...common, kind, working }, log);
       }
 
       // retry
       const config = await readConfig(gh, payload.repository);
       if (config instanceof RepoConfigError) return explainConfig(gh, payload.repository, thread, config, log);
-      const common = { installationId: payload.installation.id, ...ref, deliveryId: context.id, sender: sender.login };
-      const result =
-        kind === 'revise'
-          ? await deps.queue.enqueueRevise({ ...common, feedback: { sender: sender.login, ...(command.text ? { text: command.text } : {}) } })
-          : await deps.queue.enqueue({ ...common, ...(command.text ? { instructions: command.text } : {}) });
-      log.info({ result }, 'retry handled');
-      if (result.kind === 'duplicate-delivery') return;
-      later(log, 'answer the retry', async () => {
-        await gh.reactToComment(commentId, result.kind === 'already-active' ? 'confused' : '+1');
-        if (result.kind === 'already-active') {
-          await gh.comment(thread, `@${sender.login} attempt ${result.attempt} is still running. Comment \`/agent stop\` first, then \`/agent retry\`.`);
-        } else if (result.kind === 'enqueued') {
-          await statusFor(gh, thread, result.jobId, kind);
-        }
-      });
+      await record(kind === 'revise' ? { op: 'revise', ...common, feedback: { sender: sender.login, ...(command.text ? { text: command.text } : {}) } } : { op: 'trigger', ...common, ...(command.text ? { instructions: command.text } : {}) }, log);
     });
 
     app.on('pull_request_review.submitted', async (context: Context<'pull_request_review.submitted'>) => {
@@ -230,17 +168,7 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
       if (!reviewAsksForChanges(review.state, review.body, lineComments)) return log.debug('skipped: an empty review');
       const config = await readConfig(gh, payload.repository);
       if (config instanceof RepoConfigError) return explainConfig(gh, payload.repository, pull.number, config, log);
-      const result = await deps.queue.enqueueRevise({
-        installationId: payload.installation.id,
-        owner: gh.ref.owner,
-        repo: gh.ref.repo,
-        issueNumber: pull.number,
-        deliveryId: context.id,
-        sender: reviewer.login,
-        feedback: { reviewId: review.id, sender: reviewer.login },
-      });
-      log.info({ result }, 'review handled');
-      if (result.kind === 'enqueued') later(log, 'acknowledge the review', () => statusFor(gh, pull.number, result.jobId, 'revise'));
+      await record({ op: 'revise', installationId: payload.installation.id, ...gh.ref, issueNumber: pull.number, deliveryId: context.id, sender: reviewer.login, feedback: { reviewId: review.id, sender: reviewer.login } }, log);
     });
   };
 }

@@ -116,6 +116,10 @@ describe('metrics after an end-to-end run', () => {
     }
     expect(x.value('issue_agent_queue_workers')).toBe(1);
 
+    // The inbox: the label's work was done once, after the answer; nothing waits, runs or died.
+    expect(x.value('issue_agent_inbox_wait_seconds_count', { outcome: 'done' })).toBe(1);
+    for (const state of ['waiting', 'handling', 'dead']) expect(x.value('issue_agent_inbox_items', { state }), state).toBe(0);
+
     // The default process metrics.
     for (const name of ['process_cpu_user_seconds_total', 'process_resident_memory_bytes', 'process_start_time_seconds', 'nodejs_eventloop_lag_seconds', 'nodejs_heap_size_used_bytes']) {
       expect(x.find(name).length, name).toBeGreaterThan(0);

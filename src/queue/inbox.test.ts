@@ -1,0 +1,142 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { startTestRedis } from '../../test/helpers/redis.js';
+import type { RedisHandle } from './redis.js';
+import { Inbox, type Drainer } from './inbox.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const Item = z.strictObject({ at: z.number(), thread: z.string(), n: z.number() });
+type Item = z.infer<typeof Item>;
+const log = pino({ level: 'silent' });
+
+let server: RedisHandle;
+let redis: Redis;
+
+beforeAll(async () => {
+  server = await startTestRedis();
+  redis = new Redis(server.url, { maxRetriesPerRequest: null });
+});
+afterAll(async () => {
+  redis.disconnect();
+  await server.stop();
+});
+
+const until = async (check: () => boolean | Promise<boolean>, what: string, ms = 10_000) => {
+  for (const end = Date.now() + ms; !(await check()); ) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+describe('inbox', () => {
+  it('handles the items of one thread in order, and other threads meanwhile', async () => {
+    const inbox = new Inbox<Item>(redis, Item, { prefix: 'order', log });
+    const seen: string[] = [];
+    let releaseA!: () => void;
+    const aHeld = new Promise<void>((r) => (releaseA = r));
+    const drainer = await inbox.drain(
+      async (item) => {
+        if (item.thread === 'a' && item.n === 1) await aHeld;
+        seen.push(`${item.thread}${item.n}`);
+      },
+      (item) => item.thread,
+    );
+    for (const [thread, n] of [['a', 1], ['a', 2], ['b', 1], ['a', 3], ['b', 2]] as const) await inbox.push({ at: Date.now(), thread, n });
+    // Thread a is held at its first item: b goes on, a waits in order.
+    await until(() => seen.length === 2, 'thread b');
+    expect(seen).toEqual(['b1', 'b2']);
+    releaseA();
+    await until(() => seen.length === 5, 'thread a');
+    expect(seen).toEqual(['b1', 'b2', 'a1', 'a2', 'a3']);
+    expect(await inbox.depth()).toEqual({ waiting: 0, handling: 0, dead: 0 });
+    await drainer.stop();
+  });
+
+  it('tries a failing item again, then moves it to the dead list', async () => {
+    const outcomes: string[] = [];
+    const inbox = new Inbox<Item>(redis, Item, { prefix: 'dead', log, retryDelaysMs: [10, 10], onHandled: (o) => outcomes.push(o) });
+    let tries = 0;
+    const drainer = await inbox.drain(
+      async (item) => {
+        if (item.thread === 'bad') {
+          tries++;
+          throw new Error('GitHub is down');
+        }
+      },
+      (item) => item.thread,
+    );
+    await inbox.push({ at: Date.now(), thread: 'bad', n: 1 });
+    await redis.rpush('dead:inbox', '{"not": "an item"}');
+    await inbox.push({ at: Date.now(), thread: 'good', n: 1 });
+    await until(async () => (await inbox.depth()).dead === 2 && outcomes.length === 2, 'the dead list');
+    expect(tries).toBe(3);
+    expect(outcomes.sort()).toEqual(['dead', 'done']);
+    expect(await inbox.depth()).toEqual({ waiting: 0, handling: 0, dead: 2 });
+    await drainer.stop();
+  });
+
+  it('puts back what a stopping drainer could not finish', async () => {
+    const inbox = new Inbox<Item>(redis, Item, { prefix: 'stop', log, retryDelaysMs: [60_000] });
+    let started!: () => void;
+    const inHand = new Promise<void>((r) => (started = r));
+    const drainer = await inbox.drain(
+      async () => {
+        started();
+        throw new Error('Redis blip');
+      },
+      (item) => item.thread,
+    );
+    await inbox.push({ at: Date.now(), thread: 'a', n: 1 });
+    await inHand;
+    // The item waits for its next try (a minute away): stopping ends the wait and puts it back.
+    await drainer.stop();
+    expect(await inbox.depth()).toEqual({ waiting: 1, handling: 0, dead: 0 });
+    const seen: number[] = [];
+    const next = await inbox.drain(async (item) => void seen.push(item.n), (item) => item.thread);
+    await until(() => seen.length === 1, 'the item again');
+    await next.stop();
+    expect(await redis.smembers('stop:inbox:drainers')).toEqual([]);
+  });
+
+  it('hands the items of a drainer that died to another', async () => {
+    // A real process takes an item and is killed (SIGKILL) while it handles it.
+    const script = `
+      import { Redis } from 'ioredis';
+      import { pino } from 'pino';
+      import { z } from 'zod';
+      import { Inbox } from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'src/queue/inbox.ts')).href)};
+      const redis = new Redis(process.env.URL, { maxRetriesPerRequest: null });
+      const inbox = new Inbox(redis, z.object({ at: z.number(), thread: z.string(), n: z.number() }), { prefix: 'crash', log: pino({ level: 'silent' }), heartbeatMs: 300 });
+      await inbox.drain(async () => { console.log('holding'); await new Promise(() => {}); }, (i) => i.thread);
+    `;
+    const inbox = new Inbox<Item>(redis, Item, { prefix: 'crash', log, heartbeatMs: 300 });
+    await inbox.push({ at: Date.now(), thread: 'a', n: 1 });
+    const child = spawn(process.execPath, ['--import', pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href, '--input-type=module', '-e', script], {
+      cwd: ROOT,
+      env: { ...process.env, URL: server.url },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (d: Buffer) => d.toString().includes('holding') && resolve());
+      child.once('exit', (code) => reject(new Error(`the drainer exited early (${code})`)));
+    });
+    expect(await inbox.depth()).toEqual({ waiting: 0, handling: 1, dead: 0 });
+    child.kill('SIGKILL');
+    const seen: Item[] = [];
+    let drainer: Drainer | undefined;
+    try {
+      drainer = await inbox.drain(async (item) => void seen.push(item), (item) => item.thread);
+      await until(() => seen.length === 1, 'the dead drainer\'s item');
+      expect(seen[0]!.n).toBe(1);
+      await until(async () => (await redis.scard('crash:inbox:drainers')) === 1, 'the dead drainer forgotten');
+      expect(await inbox.depth()).toEqual({ waiting: 0, handling: 0, dead: 0 });
+    } finally {
+      await drainer?.stop();
+    }
+  });
+});

@@ -1,0 +1,230 @@
+import { hostname } from 'node:os';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+
+// Puts every item a dead drainer held back at the head of the inbox (oldest first), unless
+// its heartbeat came back meanwhile; then forgets the drainer. Answers how many went back.
+const RECLAIM = `
+if redis.call('exists', KEYS[3]) == 1 then return -1 end
+local n = 0
+while redis.call('lmove', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') do n = n + 1 end
+redis.call('srem', KEYS[4], ARGV[1])
+return n`;
+
+interface InboxCommands {
+  agentInboxReclaim(processing: string, inbox: string, alive: string, drainers: string, id: string): Promise<number>;
+}
+
+export interface InboxOptions {
+  /** Key prefix, the app's (`issue-agent`) unless a test keeps its own. */
+  prefix?: string;
+  log: Logger;
+  /** A drainer whose heartbeat is older than this is dead, and the items it held go back (default 30 s). */
+  heartbeatMs?: number;
+  /** Items handled at once by one drainer; items of one thread always run in order (default 32). */
+  concurrency?: number;
+  /** Waits before each new try of an item whose handling threw; after the last, it goes to the dead list. */
+  retryDelaysMs?: number[];
+  /** Called when an item is done, with how long it waited since it was pushed. */
+  onHandled?: (outcome: 'done' | 'dead', seconds: number) => void;
+}
+
+export interface InboxItemBase {
+  /** When the web pushed it (ms since the epoch). */
+  at: number;
+}
+
+export interface Drainer {
+  /** Stops taking items, waits (bounded by the caller) for the ones in hand, and puts back any left. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A durable hand-off from the webhook's answer to the work behind it. The web answers once
+ * its item is in Redis (one RPUSH), so the answer waits on nothing slower than that; a
+ * drainer in each web process then moves items one at a time into a list of its own
+ * (LMOVE), does the work, and removes them. A drainer that dies keeps its heartbeat no
+ * longer: its items go back to the inbox for another (or its own restart) to do. The
+ * work must therefore be safe to do twice; the queue's is, per delivery id.
+ */
+export class Inbox<T extends InboxItemBase> {
+  private readonly inboxKey: string;
+  private readonly deadKey: string;
+  private readonly drainersKey: string;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly schema: z.ZodType<T>,
+    private readonly opts: InboxOptions,
+  ) {
+    const prefix = opts.prefix ?? 'issue-agent';
+    this.inboxKey = `${prefix}:inbox`;
+    this.deadKey = `${prefix}:inbox:dead`;
+    this.drainersKey = `${prefix}:inbox:drainers`;
+    redis.defineCommand('agentInboxReclaim', { numberOfKeys: 4, lua: RECLAIM });
+  }
+
+  private processingKey(id: string): string {
+    return `${this.inboxKey}:processing:${id}`;
+  }
+
+  private aliveKey(id: string): string {
+    return `${this.inboxKey}:alive:${id}`;
+  }
+
+  /** Records an item; once this resolves, the item will be handled even if this process dies. */
+  async push(item: T): Promise<void> {
+    await this.redis.rpush(this.inboxKey, JSON.stringify(item));
+  }
+
+  /** Items waiting, items being handled, and items that failed every try. */
+  async depth(): Promise<{ waiting: number; handling: number; dead: number }> {
+    const ids = await this.redis.smembers(this.drainersKey);
+    const m = this.redis.multi().llen(this.inboxKey).llen(this.deadKey);
+    for (const id of ids) m.llen(this.processingKey(id));
+    const counts = (await m.exec())!.map(([err, n]) => {
+      if (err) throw err;
+      return n as number;
+    });
+    return { waiting: counts[0]!, dead: counts[1]!, handling: counts.slice(2).reduce((a, b) => a + b, 0) };
+  }
+
+  /** Puts back what dead drainers held. Answers how many items went back. */
+  async reclaim(): Promise<number> {
+    let moved = 0;
+    for (const id of await this.redis.smembers(this.drainersKey)) {
+      if ((await this.redis.exists(this.aliveKey(id))) === 1) continue;
+      const n = await (this.redis as unknown as InboxCommands).agentInboxReclaim(this.processingKey(id), this.inboxKey, this.aliveKey(id), this.drainersKey, id);
+      if (n > 0) this.opts.log.warn({ drainer: id, items: n }, 'inbox: a drainer stopped answering; its items go back to the inbox');
+      moved += Math.max(0, n);
+    }
+    return moved;
+  }
+
+  /**
+   * Starts a drainer: `handle` runs for every item, in order for items with the same
+   * `threadOf`, up to `concurrency` at once. An item whose handling throws is tried again
+   * after each of `retryDelaysMs`, then moved to the dead list with the error logged.
+   */
+  async drain(handle: (item: T) => Promise<void>, threadOf: (item: T) => string): Promise<Drainer> {
+    const { log } = this.opts;
+    const heartbeatMs = this.opts.heartbeatMs ?? 30_000;
+    const concurrency = this.opts.concurrency ?? 8;
+    const delays = this.opts.retryDelaysMs ?? [1_000, 4_000, 15_000, 60_000];
+    const id = `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    const mine = this.processingKey(id);
+    const blocking = this.redis.duplicate();
+    blocking.on('error', (err) => log.warn({ err: err.message }, 'inbox: redis connection error'));
+
+    const beat = () => this.redis.set(this.aliveKey(id), '1', 'PX', heartbeatMs);
+    await beat();
+    await this.redis.sadd(this.drainersKey, id);
+    await this.reclaim();
+    const timer = setInterval(() => {
+      beat()
+        .then(() => this.reclaim())
+        .catch((err: unknown) => log.warn({ err }, 'inbox: heartbeat failed'));
+    }, Math.max(50, Math.floor(heartbeatMs / 3)));
+    timer.unref();
+
+    let stopping = false;
+    // Retry waits in progress: stopping ends them at once.
+    const sleepers = new Set<() => void>();
+    const sleep = (ms: number) =>
+      new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(t);
+          sleepers.delete(wake);
+          resolve();
+        };
+        const t = setTimeout(wake, ms);
+        sleepers.add(wake);
+      });
+    const threads = new Map<string, Promise<void>>();
+    let inHand = 0;
+    let freed: (() => void) | undefined;
+
+    const toDead = (raw: string) => this.redis.multi().lrem(mine, 1, raw).rpush(this.deadKey, raw).exec();
+
+    const handleItem = async (raw: string, item: T): Promise<void> => {
+      for (let tries = 0; ; tries++) {
+        try {
+          await handle(item);
+          await this.redis.lrem(mine, 1, raw);
+          this.opts.onHandled?.('done', (Date.now() - item.at) / 1000);
+          return;
+        } catch (err) {
+          // A stopping drainer leaves the item where it is: `stop` puts it back.
+          if (stopping) return void log.warn({ err }, 'inbox: handling failed while stopping; the item goes back to the inbox');
+          if (tries >= delays.length) {
+            log.error({ err, thread: threadOf(item), tries: tries + 1 }, 'inbox: an item failed every try and goes to the dead list');
+            await toDead(raw);
+            this.opts.onHandled?.('dead', (Date.now() - item.at) / 1000);
+            return;
+          }
+          log.warn({ err, thread: threadOf(item), retryInMs: delays[tries] }, 'inbox: handling failed; trying again');
+          await sleep(delays[tries]!);
+        }
+      }
+    };
+
+    const start = (raw: string) => {
+      let item: T;
+      try {
+        item = this.schema.parse(JSON.parse(raw));
+      } catch (err) {
+        log.error({ err, item: raw.slice(0, 500) }, 'inbox: an item that does not parse goes to the dead list');
+        void toDead(raw).catch((e: unknown) => log.error({ err: e }, 'inbox: could not move an item to the dead list'));
+        return;
+      }
+      const thread = threadOf(item);
+      inHand++;
+      const run = (threads.get(thread) ?? Promise.resolve()).then(() => handleItem(raw, item)).catch((err: unknown) => log.error({ err }, 'inbox: could not finish an item'));
+      threads.set(thread, run);
+      void run.finally(() => {
+        if (threads.get(thread) === run) threads.delete(thread);
+        inHand--;
+        freed?.();
+      });
+    };
+
+    const loop = (async () => {
+      let idle = false;
+      while (!stopping) {
+        if (inHand >= concurrency) {
+          await new Promise<void>((resolve) => (freed = resolve));
+          freed = undefined;
+          continue;
+        }
+        try {
+          // Non-blocking while there is work; blocking (on a connection of its own) when the inbox is empty.
+          const raw: string | null = idle ? await blocking.blmove(this.inboxKey, mine, 'LEFT', 'RIGHT', 1) : await this.redis.lmove(this.inboxKey, mine, 'LEFT', 'RIGHT');
+          idle = raw === null;
+          if (raw !== null) start(raw);
+        } catch (err) {
+          if (stopping) break;
+          log.warn({ err }, 'inbox: could not take an item; trying again');
+          await sleep(1_000);
+        }
+      }
+    })();
+
+    return {
+      stop: async () => {
+        stopping = true;
+        for (const wake of [...sleepers]) wake();
+        freed?.();
+        // Ends a blocking wait at once; an item it took meanwhile is put back below.
+        blocking.disconnect();
+        await loop;
+        await Promise.allSettled([...threads.values()]);
+        clearInterval(timer);
+        // Whatever is left (a try cut short, an item taken as the loop ended) goes back.
+        const back = await (this.redis as unknown as InboxCommands).agentInboxReclaim(mine, this.inboxKey, `${mine}:none`, this.drainersKey, id);
+        await this.redis.del(this.aliveKey(id));
+        if (back > 0) log.info({ items: back }, 'inbox: items not finished go back to the inbox');
+      },
+    };
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * The web's second thread: it drains the inbox (the queue work each webhook asked for, then
+ * the reactions and status comments), so the thread that answers webhooks does nothing
+ * after recording an item. Each has an event loop of its own: at a burst of triggers the
+ * answers do not wait behind BullMQ calls and GitHub writes.
+ */
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { Redis } from 'ioredis';
+import { Probot } from 'probot';
+import type { Logger } from 'pino';
+import { AppOctokit } from '../github/octokit-options.js';
+import { createLogger } from '../logger.js';
+import { Inbox } from '../queue/inbox.js';
+import { AgentQueue } from '../queue/queue.js';
+import { bullConnection } from '../queue/redis.js';
+import { registerSecret } from '../report/sanitise.js';
+import { actionRunner, threadOf, WebActionSchema, type WebAction } from './actions.js';
+import { PendingWork } from './pending.js';
+
+export interface DrainSettings {
+  redisUrl: string;
+  appId: string | number;
+  privateKey: string;
+  githubApiUrl: string;
+  logLevel: string;
+  heartbeatMs: number;
+  /** What the sanitiser redacts in this thread too (its module state is the thread's own). */
+  secrets: string[];
+}
+
+type ToMain = { type: 'ready' } | { type: 'handled'; outcome: 'done' | 'dead'; seconds: number } | { type: 'stopped' };
+type ToThread = { type: 'stop' };
+
+/**
+ * On Linux a thread has a nice value of its own: this one yields the CPU to the thread that
+ * answers webhooks when both want it. Elsewhere it stays as it is.
+ */
+function lowerPriority(log: Logger): void {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, 10);
+  } catch (err) {
+    log.debug({ err }, 'the inbox thread keeps the process priority');
+  }
+}
+
+/** The thread's side: drains until the main thread says stop, then settles and exits. */
+async function runThread(settings: DrainSettings, port: NonNullable<typeof parentPort>): Promise<void> {
+  for (const secret of settings.secrets) registerSecret(secret);
+  const log = createLogger(settings.logLevel).child({ thread: 'inbox' });
+  lowerPriority(log);
+  const redis = new Redis(settings.redisUrl, { maxRetriesPerRequest: null });
+  redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
+  const queue = new AgentQueue(bullConnection(settings.redisUrl), redis);
+  const probot = new Probot({ appId: settings.appId, privateKey: settings.privateKey, baseUrl: settings.githubApiUrl, log, Octokit: AppOctokit });
+  const pending = new PendingWork();
+  const send = (m: ToMain) => port.postMessage(m);
+  const inbox = new Inbox<WebAction>(redis, WebActionSchema, { log, heartbeatMs: settings.heartbeatMs, onHandled: (outcome, seconds) => send({ type: 'handled', outcome, seconds }) });
+  const drainer = await inbox.drain(actionRunner({ queue, probot, log, pending }), threadOf);
+  port.on('message', (m: ToThread) => {
+    if (m.type !== 'stop') return;
+    void (async () => {
+      await drainer.stop();
+      await pending.settled();
+      await queue.close();
+      redis.disconnect();
+      log.flush();
+      send({ type: 'stopped' });
+      port.close();
+    })();
+  });
+  send({ type: 'ready' });
+}
+
+if (!isMainThread && parentPort && (workerData as { role?: string } | undefined)?.role === 'inbox-drain') {
+  const port = parentPort;
+  runThread((workerData as { settings: DrainSettings }).settings, port).catch((err: unknown) => {
+    console.error('inbox thread failed to start:', err);
+    process.exit(1);
+  });
+}
+
+/**
+ * Starts the drain thread and resolves once it drains. If it ends on its own (a crash),
+ * it is started again: what it held goes back to the inbox when its heartbeat runs out.
+ */
+export async function startDrainThread(settings: DrainSettings, opts: { log: Logger; onHandled?: (outcome: 'done' | 'dead', seconds: number) => void }): Promise<{ stop(): Promise<void> }> {
+  // The same module, as the thread's entry: compiled (.js), or the source under tsx (the
+  // tests), whose loader a thread does not inherit: it registers it first.
+  const entry: URL | string = import.meta.url.endsWith('.ts')
+    ? `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(import.meta.url)}); });`
+    : new URL(import.meta.url);
+  let stopping = false;
+  let current: Worker;
+  const spawn = () =>
+    new Promise<Worker>((resolve, reject) => {
+      const worker = new Worker(entry, { eval: typeof entry === 'string', workerData: { role: 'inbox-drain', settings } });
+      worker.on('message', (m: ToMain) => {
+        if (m.type === 'ready') resolve(worker);
+        else if (m.type === 'handled') opts.onHandled?.(m.outcome, m.seconds);
+      });
+      worker.once('error', (err) => {
+        opts.log.error({ err }, 'inbox thread failed');
+        reject(err);
+      });
+      worker.once('exit', (code) => {
+        if (stopping) return;
+        opts.log.error({ code }, 'inbox thread ended; starting it again');
+        setTimeout(() => {
+          if (!stopping) spawn().then((w) => (current = w), () => {});
+        }, 1_000).unref();
+      });
+    });
+  current = await spawn();
+  return {
+    stop: async () => {
+      stopping = true;
+      const w = current;
+      await new Promise<void>((resolve) => {
+        w.on('message', (m: ToMain) => m.type === 'stopped' && resolve());
+        w.once('exit', () => resolve());
+        w.postMessage({ type: 'stop' } satisfies ToThread);
+      });
+      await w.terminate();
+    },
+  };
+}
