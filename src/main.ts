@@ -6,7 +6,7 @@ import { ConfigError, loadConfig, parseEnv, type Role } from './config/env.js';
 import { createLogger } from './logger.js';
 import { connectedWorkers, Metrics } from './metrics.js';
 import { AgentQueue } from './queue/queue.js';
-import { bullConnection, checkRedisSettings, resolveRedis } from './queue/redis.js';
+import { bullConnection, checkRedisSettings, redisVersionProblem, resolveRedis } from './queue/redis.js';
 import { AppOctokit } from './github/octokit-options.js';
 import { RedisDailySpend } from './queue/daily-spend.js';
 import { RedisPlanStore } from './queue/plan-store.js';
@@ -50,6 +50,8 @@ async function main(): Promise<void> {
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
   // Jobs must survive a Redis restart and never be evicted: warn (do not stop) when they could be.
   await checkRedisSettings(redis, log);
+  const tooOld = redisVersionProblem(await redis.info('server'));
+  if (tooOld) throw new ConfigError([tooOld]);
   const stops: Array<() => Promise<unknown>> = [];
   const queue = new AgentQueue(bullConnection(redisHandle.url), redis);
   // One registry per process: its worker's jobs, stages, model and tool calls (from the

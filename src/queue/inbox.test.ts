@@ -80,21 +80,23 @@ describe('inbox', () => {
     await drainer.stop();
   });
 
-  it('puts back what a stopping drainer could not finish', async () => {
-    const inbox = new Inbox<Item>(redis, Item, { prefix: 'stop', log, retryDelaysMs: [60_000] });
-    let started!: () => void;
-    const inHand = new Promise<void>((r) => (started = r));
+  it('puts back what a stopping drainer could not finish, without another try', async () => {
+    const lines: string[] = [];
+    const captured = pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) });
+    const inbox = new Inbox<Item>(redis, Item, { prefix: 'stop', log: captured, retryDelaysMs: [60_000] });
+    let calls = 0;
     const drainer = await inbox.drain(
       async () => {
-        started();
-        throw new Error('Redis blip');
+        if (++calls === 1) throw new Error('Redis blip');
       },
       (item) => item.thread,
     );
     await inbox.push({ at: Date.now(), thread: 'a', n: 1 });
-    await inHand;
-    // The item waits for its next try (a minute away): stopping ends the wait and puts it back.
+    // The item waits for its next try, a minute away: stopping ends the wait, tries no more,
+    // and puts it back.
+    await until(() => lines.some((l) => l.includes('trying again')), 'the retry wait');
     await drainer.stop();
+    expect(calls).toBe(1);
     expect(await inbox.depth()).toEqual({ waiting: 1, handling: 0, dead: 0 });
     const seen: number[] = [];
     const next = await inbox.drain(async (item) => void seen.push(item.n), (item) => item.thread);
@@ -125,18 +127,54 @@ describe('inbox', () => {
       child.stdout!.on('data', (d: Buffer) => d.toString().includes('holding') && resolve());
       child.once('exit', (code) => reject(new Error(`the drainer exited early (${code})`)));
     });
-    expect(await inbox.depth()).toEqual({ waiting: 0, handling: 1, dead: 0 });
-    child.kill('SIGKILL');
     const seen: Item[] = [];
     let drainer: Drainer | undefined;
     try {
+      expect(await inbox.depth()).toEqual({ waiting: 0, handling: 1, dead: 0 });
+      child.kill('SIGKILL');
       drainer = await inbox.drain(async (item) => void seen.push(item), (item) => item.thread);
       await until(() => seen.length === 1, 'the dead drainer\'s item');
       expect(seen[0]!.n).toBe(1);
       await until(async () => (await redis.scard('crash:inbox:drainers')) === 1, 'the dead drainer forgotten');
       expect(await inbox.depth()).toEqual({ waiting: 0, handling: 0, dead: 0 });
     } finally {
+      child.kill('SIGKILL');
       await drainer?.stop();
+    }
+  });
+
+  it('a drainer given up for dead while alive registers again, and what it takes later stays known', async () => {
+    const inbox = new Inbox<Item>(redis, Item, { prefix: 'lapse', log, heartbeatMs: 300 });
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const seen: number[] = [];
+    const drainer = await inbox.drain(
+      async (item) => {
+        if (item.n === 2) await held;
+        seen.push(item.n);
+      },
+      (item) => item.thread,
+    );
+    try {
+      const [id] = await redis.smembers('lapse:inbox:drainers');
+      // A pause past its heartbeat (a long GC, a blocked loop): another process gives it up.
+      await redis.del(`lapse:inbox:alive:${id}`);
+      expect(await new Inbox<Item>(redis, Item, { prefix: 'lapse', log }).reclaim()).toBe(0);
+      expect(await redis.smembers('lapse:inbox:drainers')).toEqual([]);
+      await until(async () => (await redis.sismember('lapse:inbox:drainers', id!)) === 1, 'the drainer registered again');
+      // An item it takes now is counted as handled by a known drainer, so a crash would give it back.
+      await inbox.push({ at: Date.now(), thread: 'a', n: 2 });
+      await until(async () => (await inbox.depth()).handling === 1, 'the item in hand');
+      // An item in its own list that it never got the answer for (a reconnect lost the reply).
+      await redis.rpush(`lapse:inbox:processing:${id}`, JSON.stringify({ at: Date.now(), thread: 'b', n: 3 }));
+      await until(() => seen.includes(3), 'the orphaned item handled');
+      release();
+      await until(() => seen.length === 2, 'both items');
+      expect(seen.sort()).toEqual([2, 3]);
+      expect(await inbox.depth()).toEqual({ waiting: 0, handling: 0, dead: 0 });
+    } finally {
+      release();
+      await drainer.stop();
     }
   });
 });

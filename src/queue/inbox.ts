@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
+import { KeyedSerial } from '../util/keyed-serial.js';
 
 // Puts every item a dead drainer held back at the head of the inbox (oldest first), unless
 // its heartbeat came back meanwhile; then forgets the drainer. Answers how many went back.
@@ -22,7 +23,7 @@ export interface InboxOptions {
   log: Logger;
   /** A drainer whose heartbeat is older than this is dead, and the items it held go back (default 30 s). */
   heartbeatMs?: number;
-  /** Items handled at once by one drainer; items of one thread always run in order (default 32). */
+  /** Items handled at once by one drainer; items of one thread always run in order (default 8). */
   concurrency?: number;
   /** Waits before each new try of an item whose handling threw; after the last, it goes to the dead list. */
   retryDelaysMs?: number[];
@@ -117,13 +118,31 @@ export class Inbox<T extends InboxItemBase> {
     const blocking = this.redis.duplicate();
     blocking.on('error', (err) => log.warn({ err: err.message }, 'inbox: redis connection error'));
 
-    const beat = () => this.redis.set(this.aliveKey(id), '1', 'PX', heartbeatMs);
+    // Registers again on each beat: a drainer that was paused past its heartbeat (and given
+    // up by another) is known again, so what it takes later is not lost if it dies.
+    const beat = () => this.redis.multi().set(this.aliveKey(id), '1', 'PX', heartbeatMs).sadd(this.drainersKey, id).exec();
     await beat();
-    await this.redis.sadd(this.drainersKey, id);
     await this.reclaim();
+    // An item in this drainer's own list that it does not hold: taken by a command whose
+    // answer a reconnect lost (ioredis sends it again, and the second takes the next item).
+    // Seen at two beats in a row, it is started, so a reply still on its way is not raced.
+    let suspects = new Set<string>();
+    const adopt = async () => {
+      const counts = new Map<string, number>();
+      for (const raw of await this.redis.lrange(mine, 0, -1)) counts.set(raw, (counts.get(raw) ?? 0) + 1);
+      const orphans = new Set<string>();
+      for (const [raw, n] of counts) if (n > (held.get(raw) ?? 0) + (removing.get(raw) ?? 0)) orphans.add(raw);
+      for (const raw of orphans) {
+        if (!suspects.has(raw) || stopping) continue;
+        log.warn('inbox: an item taken without its answer is handled now');
+        start(raw);
+      }
+      suspects = orphans;
+    };
     const timer = setInterval(() => {
       beat()
         .then(() => this.reclaim())
+        .then(() => adopt())
         .catch((err: unknown) => log.warn({ err }, 'inbox: heartbeat failed'));
     }, Math.max(50, Math.floor(heartbeatMs / 3)));
     timer.unref();
@@ -141,19 +160,37 @@ export class Inbox<T extends InboxItemBase> {
         const t = setTimeout(wake, ms);
         sleepers.add(wake);
       });
-    const threads = new Map<string, Promise<void>>();
+    const threads = new KeyedSerial();
+    // Items in hand by their text (the same text may be in the list twice: a redelivery).
+    const held = new Map<string, number>();
     let inHand = 0;
     let freed: (() => void) | undefined;
 
     const toDead = (raw: string) => this.redis.multi().lrem(mine, 1, raw).rpush(this.deadKey, raw).exec();
 
+    // Done work leaves the list; if Redis refuses now, the next beats try again (`adopt`
+    // skips items whose removal is pending), so the work itself never runs again for it.
+    const removing = new Map<string, number>();
+    const remove = async (raw: string) => {
+      removing.set(raw, (removing.get(raw) ?? 0) + 1);
+      for (let tries = 0; ; tries++) {
+        try {
+          await this.redis.lrem(mine, 1, raw);
+          break;
+        } catch (err) {
+          if (stopping || tries >= 5) return void log.warn({ err }, 'inbox: could not remove a done item; if it comes back, its work is done again (once per delivery)');
+          await sleep(1_000);
+        }
+      }
+      const n = removing.get(raw)! - 1;
+      if (n > 0) removing.set(raw, n);
+      else removing.delete(raw);
+    };
+
     const handleItem = async (raw: string, item: T): Promise<void> => {
       for (let tries = 0; ; tries++) {
         try {
           await handle(item);
-          await this.redis.lrem(mine, 1, raw);
-          this.opts.onHandled?.('done', (Date.now() - item.at) / 1000);
-          return;
         } catch (err) {
           // A stopping drainer leaves the item where it is: `stop` puts it back.
           if (stopping) return void log.warn({ err }, 'inbox: handling failed while stopping; the item goes back to the inbox');
@@ -165,7 +202,12 @@ export class Inbox<T extends InboxItemBase> {
           }
           log.warn({ err, thread: threadOf(item), retryInMs: delays[tries] }, 'inbox: handling failed; trying again');
           await sleep(delays[tries]!);
+          if (stopping) return;
+          continue;
         }
+        await remove(raw);
+        this.opts.onHandled?.('done', (Date.now() - item.at) / 1000);
+        return;
       }
     };
 
@@ -178,12 +220,13 @@ export class Inbox<T extends InboxItemBase> {
         void toDead(raw).catch((e: unknown) => log.error({ err: e }, 'inbox: could not move an item to the dead list'));
         return;
       }
-      const thread = threadOf(item);
       inHand++;
-      const run = (threads.get(thread) ?? Promise.resolve()).then(() => handleItem(raw, item)).catch((err: unknown) => log.error({ err }, 'inbox: could not finish an item'));
-      threads.set(thread, run);
+      held.set(raw, (held.get(raw) ?? 0) + 1);
+      const run = threads.run(threadOf(item), () => handleItem(raw, item)).catch((err: unknown) => log.error({ err }, 'inbox: could not finish an item'));
       void run.finally(() => {
-        if (threads.get(thread) === run) threads.delete(thread);
+        const n = held.get(raw)! - 1;
+        if (n > 0) held.set(raw, n);
+        else held.delete(raw);
         inHand--;
         freed?.();
       });
@@ -218,7 +261,7 @@ export class Inbox<T extends InboxItemBase> {
         // Ends a blocking wait at once; an item it took meanwhile is put back below.
         blocking.disconnect();
         await loop;
-        await Promise.allSettled([...threads.values()]);
+        await threads.idle();
         clearInterval(timer);
         // Whatever is left (a try cut short, an item taken as the loop ended) goes back.
         const back = await (this.redis as unknown as InboxCommands).agentInboxReclaim(mine, this.inboxKey, `${mine}:none`, this.drainersKey, id);

@@ -175,7 +175,9 @@ describe('stop requests', () => {
     const issue = { ...base, issueNumber: 300 };
     expect(await queue.requestStop('issue', issue, 'maintainer')).toEqual({ kind: 'nothing-running' });
     const { jobId: id } = (await queue.enqueue({ ...issue, deliveryId: 's-1' })) as { jobId: string };
-    expect(await queue.requestStop('issue', issue, 'maintainer')).toEqual({ kind: 'removed', jobId: id });
+    expect(await queue.requestStop('issue', issue, 'maintainer', 'stop-1')).toEqual({ kind: 'removed', jobId: id });
+    // The same delivery again (the inbox may do an item twice) is not a second stop.
+    expect(await queue.requestStop('issue', issue, 'maintainer', 'stop-1')).toEqual({ kind: 'duplicate-delivery', deliveryId: 'stop-1' });
     expect(await queue.queue.getJob(id)).toBeUndefined();
     expect(await queue.requestStop('issue', issue, 'maintainer')).toEqual({ kind: 'nothing-running' });
   });

@@ -18,7 +18,8 @@ export type ReviseResult =
 export type StopResult =
   | { kind: 'removed'; jobId: string }
   | { kind: 'stopping'; jobId: string }
-  | { kind: 'nothing-running' };
+  | { kind: 'nothing-running' }
+  | { kind: 'duplicate-delivery'; deliveryId: string };
 
 /** Review feedback waiting for a revise job: one submitted review, or a writer's `/agent retry` text. */
 export const FeedbackSchema = z.strictObject({
@@ -245,10 +246,12 @@ export class AgentQueue {
 
   /**
    * `/agent stop`: a queued job is removed; a running one is asked to stop at its next step.
-   * `kind` says whether the thread is an issue or one of the app's pull requests.
+   * `kind` says whether the thread is an issue or one of the app's pull requests. With a
+   * `deliveryId`, a second request from the same delivery answers `duplicate-delivery`
+   * (a stop done again must not then say that nothing was running).
    */
-  async requestStop(kind: JobData['kind'], d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>, by: string): Promise<StopResult> {
-    return this.lockedOnly(kind, d, async (attempt): Promise<StopResult> => {
+  async requestStop(kind: JobData['kind'], d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>, by: string, deliveryId?: string): Promise<StopResult> {
+    return this.locked(kind, d, { deliveryId }, async (attempt): Promise<StopResult> => {
       const id = kind === 'revise' ? await this.redis.get(this.keyOf('revise', d, 'active')) : attempt > 0 ? jobId({ ...d, attempt }) : null;
       if (!id) return { kind: 'nothing-running' };
       const state = await this.queue.getJobState(id);

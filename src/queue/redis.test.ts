@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { freePort, startTestRedis } from '../../test/helpers/redis.js';
-import { bullConnection, checkRedisSettings, redisAnswers, startRedisServer } from './redis.js';
+import { bullConnection, checkRedisSettings, redisAnswers, redisVersionProblem, startRedisServer } from './redis.js';
 
 describe('a redis-server of our own', () => {
   it('starts with a password that is required and never on its command line', async () => {
@@ -22,6 +22,15 @@ describe('a redis-server of our own', () => {
       await handle.stop();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('redisVersionProblem', () => {
+  it('refuses a Redis older than 6.2 and names the version', () => {
+    expect(redisVersionProblem('# Server\r\nredis_version:6.0.16\r\nredis_mode:standalone\r\n')).toMatch(/Redis 6\.0\.16 is too old: issue-agent needs 6\.2/);
+    expect(redisVersionProblem('redis_version:5.0.7\r\n')).toMatch(/5\.0\.7/);
+    expect(redisVersionProblem('redis_version:6.2.0\r\n')).toBeUndefined();
+    expect(redisVersionProblem('redis_version:7.0.15\r\n')).toBeUndefined();
   });
 });
 

@@ -121,6 +121,18 @@ async function configGet(redis: Redis, name: string): Promise<string | undefined
  * Warns once per problem with the fix; never throws, so a managed Redis that refuses CONFIG
  * only gets a warning that the settings could not be checked.
  */
+/** The oldest Redis the app runs on: the inbox moves items with LMOVE/BLMOVE (6.2). */
+export const MIN_REDIS_VERSION = [6, 2] as const;
+
+/** Why this Redis (its `INFO server` text) is too old for the app, or undefined when it is not. */
+export function redisVersionProblem(infoServer: string): string | undefined {
+  const version = /^redis_version:(\S+)/m.exec(infoServer)?.[1];
+  if (!version) return undefined;
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  if (major > MIN_REDIS_VERSION[0] || (major === MIN_REDIS_VERSION[0] && minor >= MIN_REDIS_VERSION[1])) return undefined;
+  return `Redis ${version} is too old: issue-agent needs ${MIN_REDIS_VERSION.join('.')} or later (for LMOVE); upgrade it, or point REDIS_URL at a newer one`;
+}
+
 export async function checkRedisSettings(redis: Redis, log: Pick<Logger, 'warn'>): Promise<RedisSettingsCheck> {
   let settings: Record<'appendonly' | 'appendfsync' | 'maxmemory-policy' | 'save', string | undefined>;
   try {

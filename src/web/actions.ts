@@ -78,8 +78,9 @@ export function actionRunner(deps: ActionDeps): (a: WebAction) => Promise<void> 
     const reactTo = (gh: GitHubRepo, id: number | undefined, confused: boolean) => (id ? gh.reactToComment(id, confused ? 'confused' : '+1') : Promise.resolve());
 
     if (a.op === 'stop') {
-      const stopped = await deps.queue.requestStop(a.kind, ref, a.sender);
+      const stopped = await deps.queue.requestStop(a.kind, ref, a.sender, a.deliveryId);
       log.info({ stopped }, 'stop handled');
+      if (stopped.kind === 'duplicate-delivery') return;
       deps.pending.later(log, 'answer the stop', async () => {
         const gh = await repoOf(a);
         await reactTo(gh, a.commentId, stopped.kind === 'nothing-running');

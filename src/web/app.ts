@@ -3,6 +3,8 @@ import type { Logger } from 'pino';
 import { parseRepoConfig, REPO_CONFIG_PATH, RepoConfigError, triggerLabelOf, type RepoConfig } from '../config/repo-config.js';
 import { GitHubRepo, LABEL_WORKING, type Permission } from '../github/facade.js';
 import { TtlCache } from './ttl-cache.js';
+import { KeyedSerial } from '../util/keyed-serial.js';
+import { issueKey } from '../queue/jobs.js';
 import type { Inbox } from '../queue/inbox.js';
 import type { NewAction, WebAction } from './actions.js';
 import type { PendingWork } from './pending.js';
@@ -49,6 +51,9 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
     // afresh at job start).
     const permissions = new TtlCache<Permission>(PERMISSION_TTL_MS);
     const configs = new TtlCache<RepoConfig | RepoConfigError>(CONFIG_TTL_MS);
+    // Events of one issue or PR are recorded in the order they arrived: a `/agent retry`
+    // still reading the config must not be overtaken by the `/agent stop` sent after it.
+    const inOrder = new KeyedSerial();
 
     const later = deps.pending.later.bind(deps.pending);
 
@@ -99,17 +104,20 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
       if (payload.issue.pull_request) return log.info('skipped: the label is on a pull request, not an issue');
       if (!payload.installation) return log.warn('skipped: event carries no installation');
       const gh = new GitHubRepo(context.octokit, { owner: payload.repository.owner.login, repo: payload.repository.name });
-      if (!(await mayTrigger(gh, sender, log))) return;
-      // Which label triggers is the repository's choice; an unreadable config is only
-      // reported for a label that would have triggered by default.
-      const config = await readConfig(gh, payload.repository);
-      if (config instanceof RepoConfigError) {
-        if (label.toLowerCase() === DEFAULT_TRIGGER_LABEL) explainConfig(gh, payload.repository, payload.issue.number, config, log);
-        return;
-      }
-      const gate = checkLabelEvent({ label, sender, triggerLabel: triggerLabelOf(config) });
-      if (!gate.run) return log.debug({ reason: gate.reason }, 'skipped');
-      await record({ op: 'trigger', installationId: payload.installation.id, ...gh.ref, issueNumber: payload.issue.number, deliveryId: context.id, sender: sender.login }, log);
+      const installationId = payload.installation.id;
+      await inOrder.run(issueKey({ ...gh.ref, issueNumber: payload.issue.number }), async () => {
+        if (!(await mayTrigger(gh, sender, log))) return;
+        // Which label triggers is the repository's choice; an unreadable config is only
+        // reported for a label that would have triggered by default.
+        const config = await readConfig(gh, payload.repository);
+        if (config instanceof RepoConfigError) {
+          if (label.toLowerCase() === DEFAULT_TRIGGER_LABEL) explainConfig(gh, payload.repository, payload.issue.number, config, log);
+          return;
+        }
+        const gate = checkLabelEvent({ label, sender, triggerLabel: triggerLabelOf(config) });
+        if (!gate.run) return log.debug({ reason: gate.reason }, 'skipped');
+        await record({ op: 'trigger', installationId, ...gh.ref, issueNumber: payload.issue.number, deliveryId: context.id, sender: sender.login }, log);
+      });
     });
 
     app.on('issue_comment.created', async (context: Context<'issue_comment.created'>) => {
@@ -122,33 +130,36 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
       if (isBot(sender) || isBot(payload.sender as Sender)) return log.debug('skipped: a bot wrote the command');
       if (!payload.installation) return log.warn('skipped: event carries no installation');
       const gh = new GitHubRepo(context.octokit, { owner: payload.repository.owner.login, repo: payload.repository.name });
-      if (!(await mayTrigger(gh, sender, log))) return;
-      // On a pull request, only the app's own ones take commands: they are the ones it revises.
-      const onPull = payload.issue.pull_request !== undefined && payload.issue.pull_request !== null;
-      if (onPull && payload.issue.user?.login.toLowerCase() !== (await identity()).botLogin.toLowerCase()) {
-        return log.info('skipped: a command on a pull request the app did not open');
-      }
-      const kind = onPull ? 'revise' : 'issue';
-      const commentId = payload.comment.id;
-      const common = { installationId: payload.installation.id, ...gh.ref, issueNumber: thread, deliveryId: context.id, sender: sender.login, commentId };
+      const installationId = payload.installation.id;
+      await inOrder.run(issueKey({ ...gh.ref, issueNumber: thread }), async () => {
+        if (!(await mayTrigger(gh, sender, log))) return;
+        // On a pull request, only the app's own ones take commands: they are the ones it revises.
+        const onPull = payload.issue.pull_request !== undefined && payload.issue.pull_request !== null;
+        if (onPull && payload.issue.user?.login.toLowerCase() !== (await identity()).botLogin.toLowerCase()) {
+          return log.info('skipped: a command on a pull request the app did not open');
+        }
+        const kind = onPull ? 'revise' : 'issue';
+        const commentId = payload.comment.id;
+        const common = { installationId, ...gh.ref, issueNumber: thread, deliveryId: context.id, sender: sender.login, commentId };
 
-      if (command.kind === 'help' || command.kind === 'unknown') {
-        later(log, 'answer the command', async () => {
-          await gh.reactToComment(commentId, command.kind === 'help' ? '+1' : 'confused');
-          await gh.comment(thread, helpText(command.kind === 'unknown' ? command.word : undefined));
-        });
-        return;
-      }
+        if (command.kind === 'help' || command.kind === 'unknown') {
+          later(log, 'answer the command', async () => {
+            await gh.reactToComment(commentId, command.kind === 'help' ? '+1' : 'confused');
+            await gh.comment(thread, helpText(command.kind === 'unknown' ? command.word : undefined));
+          });
+          return;
+        }
 
-      if (command.kind === 'stop') {
-        const working = payload.issue.labels?.some((l) => l.name === LABEL_WORKING) ?? false;
-        return record({ op: 'stop', ...common, kind, working }, log);
-      }
+        if (command.kind === 'stop') {
+          const working = payload.issue.labels?.some((l) => l.name === LABEL_WORKING) ?? false;
+          return record({ op: 'stop', ...common, kind, working }, log);
+        }
 
-      // retry
-      const config = await readConfig(gh, payload.repository);
-      if (config instanceof RepoConfigError) return explainConfig(gh, payload.repository, thread, config, log);
-      await record(kind === 'revise' ? { op: 'revise', ...common, feedback: { sender: sender.login, ...(command.text ? { text: command.text } : {}) } } : { op: 'trigger', ...common, ...(command.text ? { instructions: command.text } : {}) }, log);
+        // retry
+        const config = await readConfig(gh, payload.repository);
+        if (config instanceof RepoConfigError) return explainConfig(gh, payload.repository, thread, config, log);
+        await record(kind === 'revise' ? { op: 'revise', ...common, feedback: { sender: sender.login, ...(command.text ? { text: command.text } : {}) } } : { op: 'trigger', ...common, ...(command.text ? { instructions: command.text } : {}) }, log);
+      });
     });
 
     app.on('pull_request_review.submitted', async (context: Context<'pull_request_review.submitted'>) => {
@@ -162,13 +173,16 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
       if (!payload.installation) return log.warn('skipped: event carries no installation');
       if (pull.user?.login.toLowerCase() !== (await identity()).botLogin.toLowerCase()) return log.debug('skipped: a pull request the app did not open');
       const gh = new GitHubRepo(context.octokit, { owner: payload.repository.owner.login, repo: payload.repository.name });
-      if (!(await mayTrigger(gh, reviewer, log))) return;
-      // A "commented" review without a body is a revision request only if it has line comments.
-      const lineComments = (review.body ?? '').trim() === '' && review.state.toLowerCase() === 'commented' ? (await gh.reviewComments(pull.number, review.id)).length : 1;
-      if (!reviewAsksForChanges(review.state, review.body, lineComments)) return log.debug('skipped: an empty review');
-      const config = await readConfig(gh, payload.repository);
-      if (config instanceof RepoConfigError) return explainConfig(gh, payload.repository, pull.number, config, log);
-      await record({ op: 'revise', installationId: payload.installation.id, ...gh.ref, issueNumber: pull.number, deliveryId: context.id, sender: reviewer.login, feedback: { reviewId: review.id, sender: reviewer.login } }, log);
+      const installationId = payload.installation.id;
+      await inOrder.run(issueKey({ ...gh.ref, issueNumber: pull.number }), async () => {
+        if (!(await mayTrigger(gh, reviewer, log))) return;
+        // A "commented" review without a body is a revision request only if it has line comments.
+        const lineComments = (review.body ?? '').trim() === '' && review.state.toLowerCase() === 'commented' ? (await gh.reviewComments(pull.number, review.id)).length : 1;
+        if (!reviewAsksForChanges(review.state, review.body, lineComments)) return log.debug('skipped: an empty review');
+        const config = await readConfig(gh, payload.repository);
+        if (config instanceof RepoConfigError) return explainConfig(gh, payload.repository, pull.number, config, log);
+        await record({ op: 'revise', installationId, ...gh.ref, issueNumber: pull.number, deliveryId: context.id, sender: reviewer.login, feedback: { reviewId: review.id, sender: reviewer.login } }, log);
+      });
     });
   };
 }

@@ -83,8 +83,9 @@ if (!isMainThread && parentPort && (workerData as { role?: string } | undefined)
 }
 
 /**
- * Starts the drain thread and resolves once it drains. If it ends on its own (a crash),
- * it is started again: what it held goes back to the inbox when its heartbeat runs out.
+ * Starts the drain thread and resolves once it drains (it rejects if the thread ends before
+ * that). If it ends on its own later (a crash), it is started again, a second apart until
+ * one starts: what it held goes back to the inbox when its heartbeat runs out.
  */
 export async function startDrainThread(settings: DrainSettings, opts: { log: Logger; onHandled?: (outcome: 'done' | 'dead', seconds: number) => void }): Promise<{ stop(): Promise<void> }> {
   // The same module, as the thread's entry: compiled (.js), or the source under tsx (the
@@ -92,32 +93,56 @@ export async function startDrainThread(settings: DrainSettings, opts: { log: Log
   const entry: URL | string = import.meta.url.endsWith('.ts')
     ? `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(import.meta.url)}); });`
     : new URL(import.meta.url);
+  const { log } = opts;
   let stopping = false;
-  let current: Worker;
-  const spawn = () =>
-    new Promise<Worker>((resolve, reject) => {
+  /** The thread that is draining, while it runs. */
+  let current: Worker | undefined;
+  let starting: Promise<Worker> | undefined;
+  let restartTimer: NodeJS.Timeout | undefined;
+
+  const spawn = (): Promise<Worker> => {
+    starting = new Promise<Worker>((resolve, reject) => {
       const worker = new Worker(entry, { eval: typeof entry === 'string', workerData: { role: 'inbox-drain', settings } });
+      let ready = false;
       worker.on('message', (m: ToMain) => {
-        if (m.type === 'ready') resolve(worker);
-        else if (m.type === 'handled') opts.onHandled?.(m.outcome, m.seconds);
+        if (m.type === 'ready') {
+          ready = true;
+          current = worker;
+          resolve(worker);
+        } else if (m.type === 'handled') opts.onHandled?.(m.outcome, m.seconds);
       });
-      worker.once('error', (err) => {
-        opts.log.error({ err }, 'inbox thread failed');
-        reject(err);
-      });
+      worker.once('error', (err) => log.error({ err }, 'inbox thread failed'));
       worker.once('exit', (code) => {
-        if (stopping) return;
-        opts.log.error({ code }, 'inbox thread ended; starting it again');
-        setTimeout(() => {
-          if (!stopping) spawn().then((w) => (current = w), () => {});
-        }, 1_000).unref();
+        if (current === worker) current = undefined;
+        if (!ready) return reject(new Error(`the inbox thread ended (exit code ${code}) before it drained`));
+        if (!stopping) {
+          log.error({ code }, 'inbox thread ended; starting it again');
+          restart();
+        }
       });
     });
-  current = await spawn();
+    return starting;
+  };
+  const restart = () => {
+    restartTimer = setTimeout(() => {
+      restartTimer = undefined;
+      if (stopping) return;
+      spawn().catch((err: unknown) => {
+        log.error({ err }, 'inbox thread did not start; trying again');
+        restart();
+      });
+    }, 1_000);
+    restartTimer.unref();
+  };
+
+  await spawn();
   return {
     stop: async () => {
       stopping = true;
+      clearTimeout(restartTimer);
+      await starting?.catch(() => undefined);
       const w = current;
+      if (!w) return;
       await new Promise<void>((resolve) => {
         w.on('message', (m: ToMain) => m.type === 'stopped' && resolve());
         w.once('exit', () => resolve());
