@@ -7,9 +7,14 @@ import { FeedbackSchema, type AgentQueue } from '../queue/queue.js';
 import { statusComment } from '../report/status.js';
 import type { PendingWork } from './pending.js';
 import { TtlCache } from './ttl-cache.js';
+import { Limiter } from '../util/limiter.js';
 
 // An installation's client for acknowledgements; its token renews itself when it expires.
 const CLIENT_TTL_MS = 10 * 60_000;
+// Acknowledgements started at once per installation. GitHub's write pacing (about one a
+// second) holds the rest anyway; a burst of triggers waits here as closures rather than
+// as thousands of requests built and parked in the client's rate limiter.
+const ACKS_PER_INSTALLATION = 4;
 
 // Who, where, and which delivery: `issueNumber` is the thread (an issue, or a PR of the app's).
 const where = {
@@ -57,6 +62,13 @@ export interface ActionDeps {
  */
 export function actionRunner(deps: ActionDeps): (a: WebAction) => Promise<void> {
   const clients = new TtlCache<Awaited<ReturnType<Probot['auth']>>>(CLIENT_TTL_MS);
+  const ackLimits = new Map<number, Limiter>();
+  /** Runs an acknowledgement after the answer, when its installation has a turn free. */
+  const acknowledge = (a: WebAction, log: Logger, what: string, work: () => Promise<unknown>) => {
+    let limit = ackLimits.get(a.installationId);
+    if (!limit) ackLimits.set(a.installationId, (limit = new Limiter(ACKS_PER_INSTALLATION)));
+    deps.pending.later(log, what, () => limit.run(work));
+  };
   /** The status comment of a new job, unless a worker that waited already made it. */
   const statusFor = async (gh: GitHubRepo, threadNumber: number, jobId: string, kind: 'issue' | 'revise') => {
     if (await deps.queue.statusRefs.claim(jobId)) {
@@ -81,7 +93,7 @@ export function actionRunner(deps: ActionDeps): (a: WebAction) => Promise<void> 
       const stopped = await deps.queue.requestStop(a.kind, ref, a.sender, a.deliveryId);
       log.info({ stopped }, 'stop handled');
       if (stopped.kind === 'duplicate-delivery') return;
-      deps.pending.later(log, 'answer the stop', async () => {
+      acknowledge(a, log, 'answer the stop', async () => {
         const gh = await repoOf(a);
         await reactTo(gh, a.commentId, stopped.kind === 'nothing-running');
         if (stopped.kind === 'nothing-running') {
@@ -102,7 +114,7 @@ export function actionRunner(deps: ActionDeps): (a: WebAction) => Promise<void> 
       const result = await deps.queue.enqueueRevise({ ...common, feedback: a.feedback });
       log.info({ result }, a.commentId ? 'retry handled' : 'review handled');
       if (result.kind === 'duplicate-delivery') return;
-      deps.pending.later(log, 'acknowledge the revision request', async () => {
+      acknowledge(a, log, 'acknowledge the revision request', async () => {
         const gh = await repoOf(a);
         await reactTo(gh, a.commentId, false);
         if (result.kind === 'enqueued') await statusFor(gh, thread, result.jobId, 'revise');
@@ -113,7 +125,7 @@ export function actionRunner(deps: ActionDeps): (a: WebAction) => Promise<void> 
     const result = await deps.queue.enqueue({ ...common, ...(a.instructions ? { instructions: a.instructions } : {}) });
     log.info({ result }, a.commentId ? 'retry handled' : 'trigger handled');
     if (result.kind === 'duplicate-delivery') return;
-    deps.pending.later(log, 'acknowledge the trigger', async () => {
+    acknowledge(a, log, 'acknowledge the trigger', async () => {
       const gh = await repoOf(a);
       if (result.kind === 'already-active') {
         // Answered, not queued twice.
