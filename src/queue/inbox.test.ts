@@ -1,12 +1,10 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Redis } from 'ioredis';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { startTestRedis } from '../../test/helpers/redis.js';
-import type { RedisHandle } from './redis.js';
+import { useTestRedis } from '../../test/helpers/redis.js';
 import { Inbox, type Drainer } from './inbox.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -14,17 +12,7 @@ const Item = z.strictObject({ at: z.number(), thread: z.string(), n: z.number() 
 type Item = z.infer<typeof Item>;
 const log = pino({ level: 'silent' });
 
-let server: RedisHandle;
-let redis: Redis;
-
-beforeAll(async () => {
-  server = await startTestRedis();
-  redis = new Redis(server.url, { maxRetriesPerRequest: null });
-});
-afterAll(async () => {
-  redis.disconnect();
-  await server.stop();
-});
+const t = useTestRedis();
 
 const until = async (check: () => boolean | Promise<boolean>, what: string, ms = 10_000) => {
   for (const end = Date.now() + ms; !(await check()); ) {
@@ -35,7 +23,7 @@ const until = async (check: () => boolean | Promise<boolean>, what: string, ms =
 
 describe('inbox', () => {
   it('handles the items of one thread in order, and other threads meanwhile', async () => {
-    const inbox = new Inbox<Item>(redis, Item, { prefix: 'order', log });
+    const inbox = new Inbox<Item>(t.redis, Item, { prefix: 'order', log });
     const seen: string[] = [];
     let releaseA!: () => void;
     const aHeld = new Promise<void>((r) => (releaseA = r));
@@ -59,7 +47,7 @@ describe('inbox', () => {
 
   it('tries a failing item again, then moves it to the dead list', async () => {
     const outcomes: string[] = [];
-    const inbox = new Inbox<Item>(redis, Item, { prefix: 'dead', log, retryDelaysMs: [10, 10], onHandled: (o) => outcomes.push(o) });
+    const inbox = new Inbox<Item>(t.redis, Item, { prefix: 'dead', log, retryDelaysMs: [10, 10], onHandled: (o) => outcomes.push(o) });
     let tries = 0;
     const drainer = await inbox.drain(
       async (item) => {
@@ -71,7 +59,7 @@ describe('inbox', () => {
       (item) => item.thread,
     );
     await inbox.push({ at: Date.now(), thread: 'bad', n: 1 });
-    await redis.rpush('dead:inbox', '{"not": "an item"}');
+    await t.redis.rpush('dead:inbox', '{"not": "an item"}');
     await inbox.push({ at: Date.now(), thread: 'good', n: 1 });
     await until(async () => (await inbox.depth()).dead === 2 && outcomes.length === 2, 'the dead list');
     expect(tries).toBe(3);
@@ -83,7 +71,7 @@ describe('inbox', () => {
   it('puts back what a stopping drainer could not finish, without another try', async () => {
     const lines: string[] = [];
     const captured = pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) });
-    const inbox = new Inbox<Item>(redis, Item, { prefix: 'stop', log: captured, retryDelaysMs: [60_000] });
+    const inbox = new Inbox<Item>(t.redis, Item, { prefix: 'stop', log: captured, retryDelaysMs: [60_000] });
     let calls = 0;
     const drainer = await inbox.drain(
       async () => {
@@ -102,7 +90,7 @@ describe('inbox', () => {
     const next = await inbox.drain(async (item) => void seen.push(item.n), (item) => item.thread);
     await until(() => seen.length === 1, 'the item again');
     await next.stop();
-    expect(await redis.smembers('stop:inbox:drainers')).toEqual([]);
+    expect(await t.redis.smembers('stop:inbox:drainers')).toEqual([]);
   });
 
   it('hands the items of a drainer that died to another', async () => {
@@ -116,11 +104,11 @@ describe('inbox', () => {
       const inbox = new Inbox(redis, z.object({ at: z.number(), thread: z.string(), n: z.number() }), { prefix: 'crash', log: pino({ level: 'silent' }), heartbeatMs: 300 });
       await inbox.drain(async () => { console.log('holding'); await new Promise(() => {}); }, (i) => i.thread);
     `;
-    const inbox = new Inbox<Item>(redis, Item, { prefix: 'crash', log, heartbeatMs: 300 });
+    const inbox = new Inbox<Item>(t.redis, Item, { prefix: 'crash', log, heartbeatMs: 300 });
     await inbox.push({ at: Date.now(), thread: 'a', n: 1 });
     const child = spawn(process.execPath, ['--import', pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href, '--input-type=module', '-e', script], {
       cwd: ROOT,
-      env: { ...process.env, URL: server.url },
+      env: { ...process.env, URL: t.server.url },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     await new Promise<void>((resolve, reject) => {
@@ -135,7 +123,7 @@ describe('inbox', () => {
       drainer = await inbox.drain(async (item) => void seen.push(item), (item) => item.thread);
       await until(() => seen.length === 1, 'the dead drainer\'s item');
       expect(seen[0]!.n).toBe(1);
-      await until(async () => (await redis.scard('crash:inbox:drainers')) === 1, 'the dead drainer forgotten');
+      await until(async () => (await t.redis.scard('crash:inbox:drainers')) === 1, 'the dead drainer forgotten');
       expect(await inbox.depth()).toEqual({ waiting: 0, handling: 0, dead: 0 });
     } finally {
       child.kill('SIGKILL');
@@ -144,7 +132,7 @@ describe('inbox', () => {
   });
 
   it('a drainer given up for dead while alive registers again, and what it takes later stays known', async () => {
-    const inbox = new Inbox<Item>(redis, Item, { prefix: 'lapse', log, heartbeatMs: 300 });
+    const inbox = new Inbox<Item>(t.redis, Item, { prefix: 'lapse', log, heartbeatMs: 300 });
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
     const seen: number[] = [];
@@ -156,17 +144,17 @@ describe('inbox', () => {
       (item) => item.thread,
     );
     try {
-      const [id] = await redis.smembers('lapse:inbox:drainers');
+      const [id] = await t.redis.smembers('lapse:inbox:drainers');
       // A pause past its heartbeat (a long GC, a blocked loop): another process gives it up.
-      await redis.del(`lapse:inbox:alive:${id}`);
-      expect(await new Inbox<Item>(redis, Item, { prefix: 'lapse', log }).reclaim()).toBe(0);
-      expect(await redis.smembers('lapse:inbox:drainers')).toEqual([]);
-      await until(async () => (await redis.sismember('lapse:inbox:drainers', id!)) === 1, 'the drainer registered again');
+      await t.redis.del(`lapse:inbox:alive:${id}`);
+      expect(await new Inbox<Item>(t.redis, Item, { prefix: 'lapse', log }).reclaim()).toBe(0);
+      expect(await t.redis.smembers('lapse:inbox:drainers')).toEqual([]);
+      await until(async () => (await t.redis.sismember('lapse:inbox:drainers', id!)) === 1, 'the drainer registered again');
       // An item it takes now is counted as handled by a known drainer, so a crash would give it back.
       await inbox.push({ at: Date.now(), thread: 'a', n: 2 });
       await until(async () => (await inbox.depth()).handling === 1, 'the item in hand');
       // An item in its own list that it never got the answer for (a reconnect lost the reply).
-      await redis.rpush(`lapse:inbox:processing:${id}`, JSON.stringify({ at: Date.now(), thread: 'b', n: 3 }));
+      await t.redis.rpush(`lapse:inbox:processing:${id}`, JSON.stringify({ at: Date.now(), thread: 'b', n: 3 }));
       await until(() => seen.includes(3), 'the orphaned item handled');
       release();
       await until(() => seen.length === 2, 'both items');

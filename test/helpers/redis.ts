@@ -2,6 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll } from 'vitest';
 import { startRedisServer, type RedisHandle } from '../../src/queue/redis.js';
 
 export async function freePort(): Promise<number> {
@@ -51,4 +53,21 @@ export async function startTestRedis(opts: { extraConfig?: string[] } = {}): Pro
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A test file's own redis-server and a client to it, started before its tests and stopped
+ * after them: read `server` and `redis` inside the tests.
+ */
+export function useTestRedis(): { server: TestRedis; redis: Redis } {
+  const ctx = {} as { server: TestRedis; redis: Redis };
+  beforeAll(async () => {
+    ctx.server = await startTestRedis();
+    ctx.redis = new Redis(ctx.server.url, { maxRetriesPerRequest: null });
+  });
+  afterAll(async () => {
+    ctx.redis?.disconnect();
+    await ctx.server?.stop();
+  });
+  return ctx;
 }
