@@ -11,7 +11,7 @@ function commands(cmd: Command, names: string[] = []): Array<{ names: string[]; 
 describe('issue-agent --help', () => {
   it('lists every command, and each command lists its arguments and options', async () => {
     const all = commands(buildProgram());
-    expect(all.map((c) => c.names.join(' '))).toEqual(['', 'run', 'trace', 'config', 'config check']);
+    expect(all.map((c) => c.names.join(' '))).toEqual(['', 'run', 'trace', 'inbox', 'config', 'config check']);
     for (const { names, cmd } of all) {
       const r = await runCli([...names, '--help']);
       expect(r.status, names.join(' ')).toBe(0);

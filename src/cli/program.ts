@@ -50,7 +50,7 @@ Exit codes:
      "line N, field x: problem — expected: …"
   2  the file cannot be read`;
 
-/** The `issue-agent` command line: `run`, `trace`, `config check`. */
+/** The `issue-agent` command line: `run`, `trace`, `inbox`, `config check`. */
 export function buildProgram(): Command {
   const program = new Command()
     .name('issue-agent')
@@ -102,6 +102,21 @@ export function buildProgram(): Command {
         process.stdout.write(`${printTrace(job, { json: opts.json, dataDir: path.resolve(opts.dataDir ?? process.env.DATA_DIR ?? '.data') })}\n`);
       } catch (err) {
         process.stderr.write(`issue-agent trace: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.exitCode = 1;
+      }
+    });
+
+  program
+    .command('inbox')
+    .description('show the webhook work waiting in Redis, being handled and dead (failed every try), and put dead work back')
+    .option('--redis <url>', 'the Redis the app uses (default: $REDIS_URL or redis://127.0.0.1:6379)')
+    .option('--requeue-dead', 'move every dead item back to the inbox, for a running web process to do again')
+    .action(async (opts: { redis?: string; requeueDead?: boolean }) => {
+      const { inboxCommand } = await import('./inbox.js');
+      try {
+        process.exitCode = await inboxCommand({ redis: opts.redis ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', requeueDead: opts.requeueDead }, (t) => process.stdout.write(t));
+      } catch (err) {
+        process.stderr.write(`issue-agent inbox: ${err instanceof Error ? err.message : String(err)}\n`);
         process.exitCode = 1;
       }
     });

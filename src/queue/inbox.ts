@@ -91,6 +91,18 @@ export class Inbox<T extends InboxItemBase> {
     return { waiting: counts[0]!, dead: counts[1]!, handling: counts.slice(2).reduce((a, b) => a + b, 0) };
   }
 
+  /** The items that failed every try, oldest first (at most `limit`). */
+  async deadItems(limit = 100): Promise<string[]> {
+    return this.redis.lrange(this.deadKey, 0, limit - 1);
+  }
+
+  /** Moves every item of the dead list back to the inbox, to be tried afresh. Answers how many. */
+  async requeueDead(): Promise<number> {
+    let n = 0;
+    while ((await this.redis.lmove(this.deadKey, this.inboxKey, 'LEFT', 'RIGHT')) !== null) n++;
+    return n;
+  }
+
   /** Puts back what dead drainers held. Answers how many items went back. */
   async reclaim(): Promise<number> {
     let moved = 0;
