@@ -218,7 +218,7 @@ export async function webhookFigures(opts: { rate?: number; seconds?: number; ro
   // BENCH_APP_NODE_OPTIONS reaches the app's own process (e.g. `--import` of a profiler).
   // A short shutdown: acknowledgements (👀, status comments) still pending at the end are
   // spaced a second apart by GitHub-style write throttling and are not part of the figure.
-  const s = await startScenario({ role: 'web', env: { GHE_HOST: `127.0.0.1:${github.port}`, SHUTDOWN_TIMEOUT_MS: '1000', ...(process.env.BENCH_APP_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_APP_NODE_OPTIONS } : {}) } }).catch((err: unknown) => {
+  const s = await startScenario({ role: 'web', env: { GHE_HOST: `127.0.0.1:${github.port}`, SHUTDOWN_TIMEOUT_MS: '1000', ...(process.env.PROF_THREAD ? { PROF_THREAD: process.env.PROF_THREAD } : {}), ...(process.env.BENCH_APP_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_APP_NODE_OPTIONS } : {}) } }).catch((err: unknown) => {
     stopChildren();
     throw err;
   });
@@ -232,8 +232,8 @@ export async function webhookFigures(opts: { rate?: number; seconds?: number; ro
         make: (count) => Promise.all(Array.from({ length: count }, (_, i) => signed('issue_comment', issueCommentPayload({ ...base, issueNumber: 1, title: 'issue 1', body: 'x', commentId: 10_000 + i, commentBody: 'Thanks, looks good to me.' })))),
       },
       {
-        // A label that is not the trigger: permission and repo config are read first,
-        // because the trigger label is the repository's choice.
+        // A label that is not the trigger: recorded like the trigger label, because which
+        // label triggers is the repository's choice, read (cached) after the answer.
         name: 'label, not the trigger',
         make: (count) => Promise.all(Array.from({ length: count }, () => signed('issues', issueLabeledPayload({ ...base, issueNumber: 1, title: 'issue 1', body: 'x', label: 'bug' })))),
       },
@@ -247,7 +247,10 @@ export async function webhookFigures(opts: { rate?: number; seconds?: number; ro
     const figures: Figure[] = [];
     const appUrl = `${s.appUrl}/api/github/webhooks`;
     let sent = 0;
-    for (const kind of kinds) {
+    // BENCH_WEBHOOK_KINDS=trigger (a comma-separated list of words from the names) measures
+    // only those kinds: for repeated runs of one figure.
+    const only = process.env.BENCH_WEBHOOK_KINDS?.split(',').map((w) => w.trim()).filter(Boolean);
+    for (const kind of kinds.filter((k) => !only?.length || only.some((w) => k.name.includes(w)))) {
       // Warm both (JIT, the installation token, keep-alive sockets) at a gentle rate first.
       const warmup = await kind.make(warm, sent);
       sent += warm;

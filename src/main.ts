@@ -14,9 +14,8 @@ import { RedisStageStore } from './queue/stage-store.js';
 import { registerSecret, sanitise } from './report/sanitise.js';
 import { createRunner } from './sandbox/runner.js';
 import { agentApp } from './web/app.js';
-import { WebActionSchema, type WebAction } from './web/actions.js';
+import { WebEventSchema, type WebEvent } from './web/actions.js';
 import { startDrainThread } from './web/drain-thread.js';
-import { PendingWork } from './web/pending.js';
 import { Inbox } from './queue/inbox.js';
 import { healthHandler, startOpsServer, timeWebhooks, type HealthDeps } from './web/health.js';
 import { startWorker, type AgentWorker } from './worker/worker.js';
@@ -74,8 +73,7 @@ async function main(): Promise<void> {
       webhookProxy: env.WEBHOOK_PROXY_URL,
       log,
     });
-    const pending = new PendingWork();
-    const inbox = new Inbox<WebAction>(redis, WebActionSchema, { log });
+    const inbox = new Inbox<WebEvent>(redis, WebEventSchema, { log });
     metrics.watchQueue(queue.queue);
     metrics.watchInbox(inbox);
     // What webhooks record in the inbox is carried out by a thread of its own.
@@ -83,10 +81,10 @@ async function main(): Promise<void> {
       { redisUrl: redisHandle.url, appId: config.appId, privateKey: config.privateKey, githubApiUrl: config.githubApiUrl, logLevel: env.LOG_LEVEL, heartbeatMs: env.INBOX_HEARTBEAT_MS, secrets: [config.webhookSecret, config.anthropicApiKey].filter((x): x is string => !!x) },
       { log, onHandled: (outcome, seconds) => metrics.inboxHandled(outcome, seconds) },
     );
-    await server.load(agentApp({ inbox, health, log, pending }));
+    await server.load(agentApp({ inbox, health, log }));
     timeWebhooks(await server.start(), metrics);
-    // No new webhooks, then the inbox work in hand and its acknowledgements, then the web's own.
-    stops.push(() => server.stop(), () => drain.stop(), () => pending.settled());
+    // No new webhooks, then the inbox work in hand and its acknowledgements.
+    stops.push(() => server.stop(), () => drain.stop());
   }
   if (runner) {
     const probot = new Probot({ appId: config.appId, privateKey: config.privateKey, baseUrl: config.githubApiUrl, log, Octokit: AppOctokit });

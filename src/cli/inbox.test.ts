@@ -3,7 +3,7 @@ import { runCli } from '../../test/helpers/cli.js';
 import { freePort, useTestRedis } from '../../test/helpers/redis.js';
 
 const t = useTestRedis();
-const item = { op: 'trigger', installationId: 7, owner: 'octo', repo: 'calc', issueNumber: 12, deliveryId: 'd-1', sender: 'maintainer', at: Date.UTC(2026, 10, 24, 12) };
+const item = { op: 'label', installationId: 7, owner: 'octo', repo: 'calc', issueNumber: 12, deliveryId: 'd-1', sender: 'maintainer', defaultBranch: 'main', htmlUrl: 'https://github.com/octo/calc', label: 'agent', at: Date.UTC(2026, 10, 24, 12) };
 
 describe('issue-agent inbox', () => {
   it('shows the counts and the dead items, and puts them back with --requeue-dead', async () => {
@@ -12,7 +12,7 @@ describe('issue-agent inbox', () => {
     const shown = await runCli(['inbox'], { env: { REDIS_URL: t.server.url } });
     expect(shown.status).toBe(0);
     expect(shown.stdout).toContain('inbox: 1 waiting, 0 being handled, 2 dead');
-    expect(shown.stdout).toContain('trigger octo/calc#12  by maintainer  delivery d-1  at 2026-11-24T12:00:00.000Z');
+    expect(shown.stdout).toContain('label   octo/calc#12  by maintainer  delivery d-1  at 2026-11-24T12:00:00.000Z');
     expect(shown.stdout).toContain('(does not parse) not json');
     expect(shown.stdout).toContain('--requeue-dead');
 

@@ -1,16 +1,24 @@
 import type { Probot } from 'probot';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { GitHubRepo, LABEL_WORKING } from '../github/facade.js';
+import { parseRepoConfig, REPO_CONFIG_PATH, RepoConfigError, triggerLabelOf, type RepoConfig } from '../config/repo-config.js';
+import { GitHubRepo, LABEL_WORKING, type Permission } from '../github/facade.js';
 import { issueKey, JobFields } from '../queue/jobs.js';
-import { FeedbackSchema, type AgentQueue } from '../queue/queue.js';
+import { type AgentQueue } from '../queue/queue.js';
+import { configErrorComment } from '../report/config-error.js';
 import { statusComment } from '../report/status.js';
+import { helpText } from './commands.js';
 import type { PendingWork } from './pending.js';
+import { checkLabelEvent, checkPermission, isBot, reviewAsksForChanges, DEFAULT_TRIGGER_LABEL } from './triggers.js';
 import { TtlCache } from './ttl-cache.js';
 import { Limiter } from '../util/limiter.js';
 
-// An installation's client for acknowledgements; its token renews itself when it expires.
+// An installation's client; its token renews itself when it expires.
 const CLIENT_TTL_MS = 10 * 60_000;
+// Kept briefly so a burst of events costs few API calls: a changed permission or config
+// takes effect within these times (the worker reads the config afresh at job start).
+const PERMISSION_TTL_MS = 60_000;
+const CONFIG_TTL_MS = 30_000;
 // Acknowledgements started at once per installation. GitHub's write pacing (about one a
 // second) holds the rest anyway; a burst of triggers waits here as closures rather than
 // as thousands of requests built and parked in the client's rate limiter.
@@ -19,36 +27,56 @@ const ACKS_PER_INSTALLATION = 4;
 // Who, where, and which delivery: `issueNumber` is the thread (an issue, or a PR of the app's).
 const where = {
   ...JobFields.pick({ installationId: true, owner: true, repo: true, issueNumber: true, deliveryId: true, sender: true }).shape,
+  /** The repository's default branch, where its `.github/agent.yml` is read. */
+  defaultBranch: z.string().min(1).max(255),
+  /** The repository's page, for links in answers. */
+  htmlUrl: z.url().max(500),
   /** When the web answered the webhook (ms since the epoch). */
   at: z.number(),
 };
-const commentId = z.number().int().positive();
+const id = z.number().int().positive();
+const login = JobFields.shape.sender;
+
+/** A command as `parseCommand` read it from the comment. */
+const CommandSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('retry'), text: JobFields.shape.instructions }),
+  z.strictObject({ kind: z.literal('stop') }),
+  z.strictObject({ kind: z.literal('help') }),
+  z.strictObject({ kind: z.literal('unknown'), word: z.string().max(40) }),
+]);
 
 /**
- * What a webhook asks of the queue, recorded in the inbox before the webhook is answered
- * and carried out after (see `Inbox`): small, validated, and free of secrets, like job data.
- * The web has already checked who sent it and the repository's config.
+ * What a webhook said, recorded in the inbox before the webhook is answered and decided
+ * and carried out after (see `Inbox`): small, validated, and free of secrets, like job
+ * data. The web has dropped what it could tell from the payload alone (bots, the app's
+ * own state labels, approvals, pull requests that are not the app's); who may trigger and
+ * what the repository's config says are read here, after the answer, so an answer never
+ * waits on GitHub.
  */
-export const WebActionSchema = z.discriminatedUnion('op', [
-  /** The trigger label (no `commentId`), or a writer's `/agent retry` on an issue. */
-  z.strictObject({ op: z.literal('trigger'), ...where, commentId: commentId.optional(), instructions: JobFields.shape.instructions }),
-  /** A review of the app's PR (no `commentId`), or a writer's `/agent retry` on it. */
-  z.strictObject({ op: z.literal('revise'), ...where, commentId: commentId.optional(), feedback: FeedbackSchema }),
-  /** `/agent stop`; `working` says whether the thread carried `agent:working` when it was sent. */
-  z.strictObject({ op: z.literal('stop'), ...where, kind: JobFields.shape.kind, commentId, working: z.boolean() }),
+export const WebEventSchema = z.discriminatedUnion('op', [
+  /** A label added to an issue. */
+  z.strictObject({ op: z.literal('label'), ...where, label: z.string().min(1).max(100) }),
+  /**
+   * An `/agent` command in a comment. `pullAuthor`: who opened the thread when it is a pull
+   * request (commands there revise it, if it is the app's). `working`: whether the thread
+   * carried `agent:working` when the comment was written.
+   */
+  z.strictObject({ op: z.literal('command'), ...where, commentId: id, command: CommandSchema, pullAuthor: login.nullable(), working: z.boolean() }),
+  /** A review of an open pull request that is not an approval or a dismissal; `pullAuthor` opened it. */
+  z.strictObject({ op: z.literal('review'), ...where, reviewId: id, state: z.enum(['changes_requested', 'commented']), hasBody: z.boolean(), pullAuthor: login }),
 ]);
-export type WebAction = z.infer<typeof WebActionSchema>;
-/** An action before the web stamps it with the time. */
-export type NewAction = WebAction extends infer A ? (A extends WebAction ? Omit<A, 'at'> : never) : never;
+export type WebEvent = z.infer<typeof WebEventSchema>;
+/** An event before the web stamps it with the time. */
+export type NewEvent = WebEvent extends infer A ? (A extends WebEvent ? Omit<A, 'at'> : never) : never;
 
-/** The thread an action is about: actions on one thread are carried out in order. */
-export function threadOf(a: WebAction): string {
-  return issueKey(a);
+/** The thread an event is about: events on one thread are carried out in order. */
+export function threadOf(e: WebEvent): string {
+  return issueKey(e);
 }
 
-export interface ActionDeps {
+export interface EventDeps {
   queue: AgentQueue;
-  /** Authenticates as an installation for the acknowledgements. */
+  /** Authenticates as the app (who it is) and as an installation (checks, acknowledgements). */
   probot: Pick<Probot, 'auth'>;
   log: Logger;
   /** Acknowledgements in flight; shutdown waits for them. */
@@ -56,89 +84,177 @@ export interface ActionDeps {
 }
 
 /**
- * Carries out an action from the inbox: the queue work (enqueue, batch a review, stop),
- * then, without waiting for it, what people see: a reaction, the job's status comment,
- * or an answer. Doing an action twice does the queue work once (per delivery id).
+ * Carries out an event from the inbox: who sent it and the repository's config decide
+ * whether it asks anything; then the queue work (enqueue, batch a review, stop); then,
+ * without waiting for it, what people see: a reaction, the job's status comment, or an
+ * answer. Doing an event twice does the queue work once (per delivery id). A GitHub read
+ * that fails throws, and the inbox tries the event again.
  */
-export function actionRunner(deps: ActionDeps): (a: WebAction) => Promise<void> {
+export function eventHandler(deps: EventDeps): (e: WebEvent) => Promise<void> {
   const clients = new TtlCache<Awaited<ReturnType<Probot['auth']>>>(CLIENT_TTL_MS);
+  const permissions = new TtlCache<Permission>(PERMISSION_TTL_MS);
+  const configs = new TtlCache<RepoConfig | RepoConfigError>(CONFIG_TTL_MS);
+  const identity = appIdentity(deps.probot);
   const ackLimits = new Map<number, Limiter>();
-  /** Runs an acknowledgement after the answer, when its installation has a turn free. */
-  const acknowledge = (a: WebAction, log: Logger, what: string, work: () => Promise<unknown>) => {
-    let limit = ackLimits.get(a.installationId);
-    if (!limit) ackLimits.set(a.installationId, (limit = new Limiter(ACKS_PER_INSTALLATION)));
+
+  /** Runs an acknowledgement later, when its installation has a turn free. */
+  const acknowledge = (e: WebEvent, log: Logger, what: string, work: () => Promise<unknown>) => {
+    let limit = ackLimits.get(e.installationId);
+    if (!limit) ackLimits.set(e.installationId, (limit = new Limiter(ACKS_PER_INSTALLATION)));
     deps.pending.later(log, what, () => limit.run(work));
   };
   /** The status comment of a new job, unless a worker that waited already made it. */
   const statusFor = async (gh: GitHubRepo, threadNumber: number, jobId: string, kind: 'issue' | 'revise') => {
     if (await deps.queue.statusRefs.claim(jobId)) {
-      const id = await gh.comment(threadNumber, statusComment({ phase: 'queued', kind }));
+      const commentId = await gh.comment(threadNumber, statusComment({ phase: 'queued', kind }));
       // A worker that waited too long made the job's comment meanwhile: this one goes.
-      if ((await deps.queue.statusRefs.set(jobId, id)) !== id) await gh.deleteComment(id);
+      if ((await deps.queue.statusRefs.set(jobId, commentId)) !== commentId) await gh.deleteComment(commentId);
     }
   };
+  const repoOf = async (e: WebEvent) => new GitHubRepo(await clients.get(String(e.installationId), () => deps.probot.auth(e.installationId)), { owner: e.owner, repo: e.repo });
 
-  /** An installation's client for the acknowledgements, made only when one is written. */
-  const repoOf = async (a: WebAction) => new GitHubRepo(await clients.get(String(a.installationId), () => deps.probot.auth(a.installationId)), { owner: a.owner, repo: a.repo });
+  /** Who may trigger: a person (not this app) with write access. */
+  const mayTrigger = async (gh: GitHubRepo, sender: string, log: Logger): Promise<boolean> => {
+    const permission = await permissions.get(`${gh.ref.owner}/${gh.ref.repo}:${sender}`.toLowerCase(), () => gh.permission(sender));
+    const allowed = checkPermission(sender, permission);
+    if (!allowed.run) log.info({ reason: allowed.reason }, 'skipped');
+    return allowed.run;
+  };
+  /** The repository's config from its default branch, or why it cannot be used. */
+  const readConfig = (gh: GitHubRepo, e: WebEvent): Promise<RepoConfig | RepoConfigError> =>
+    configs.get(`${e.owner}/${e.repo}@${e.defaultBranch}`.toLowerCase(), async () => {
+      try {
+        return parseRepoConfig(await gh.fileText(REPO_CONFIG_PATH, e.defaultBranch));
+      } catch (err) {
+        if (err instanceof RepoConfigError) return err;
+        throw err;
+      }
+    });
+  /** An invalid config is answered with a comment that explains it, and nothing runs. */
+  const explainConfig = (gh: GitHubRepo, e: WebEvent, err: RepoConfigError, log: Logger) => {
+    log.info({ problems: err.problems }, `skipped: ${REPO_CONFIG_PATH} is invalid`);
+    const fileUrl = `${e.htmlUrl}/blob/${e.defaultBranch}/${REPO_CONFIG_PATH}`;
+    acknowledge(e, log, 'explain the invalid config', () => gh.comment(e.issueNumber, configErrorComment(err, { ref: e.defaultBranch, fileUrl })));
+  };
+  const reactTo = (gh: GitHubRepo, commentId: number | undefined, confused: boolean) => (commentId ? gh.reactToComment(commentId, confused ? 'confused' : '+1') : Promise.resolve());
 
-  /** Carries out an action from the inbox: the queue work, then (after) what people see. */
-  const act = async (a: WebAction): Promise<void> => {
-    const log = deps.log.child({ delivery: a.deliveryId, repo: `${a.owner}/${a.repo}`, issue: a.issueNumber, op: a.op });
-    const thread = a.issueNumber;
-    const ref = { owner: a.owner, repo: a.repo, issueNumber: thread };
-    const common = { installationId: a.installationId, ...ref, deliveryId: a.deliveryId, sender: a.sender };
-    const reactTo = (gh: GitHubRepo, id: number | undefined, confused: boolean) => (id ? gh.reactToComment(id, confused ? 'confused' : '+1') : Promise.resolve());
-
-    if (a.op === 'stop') {
-      const stopped = await deps.queue.requestStop(a.kind, ref, a.sender, a.deliveryId);
-      log.info({ stopped }, 'stop handled');
-      if (stopped.kind === 'duplicate-delivery') return;
-      acknowledge(a, log, 'answer the stop', async () => {
-        const gh = await repoOf(a);
-        await reactTo(gh, a.commentId, stopped.kind === 'nothing-running');
-        if (stopped.kind === 'nothing-running') {
-          await gh.comment(thread, `@${a.sender} nothing is running here, so there is nothing to stop.`);
-        } else if (stopped.kind === 'removed') {
-          // It never started: say so in its status comment; a running job says so itself.
-          const body = statusComment({ phase: 'stopped', stoppedBy: a.sender, kind: a.kind });
-          const id = await deps.queue.statusRefs.get(stopped.jobId, 0);
-          await (id ? gh.updateComment(id, body) : gh.comment(thread, body));
-          // A job sent back to the queue (a retry's backoff, a drained worker) had started.
-          if (a.working) await gh.removeLabel(thread, LABEL_WORKING);
-        }
-      });
-      return;
-    }
-
-    if (a.op === 'revise') {
-      const result = await deps.queue.enqueueRevise({ ...common, feedback: a.feedback });
-      log.info({ result }, a.commentId ? 'retry handled' : 'review handled');
-      if (result.kind === 'duplicate-delivery') return;
-      acknowledge(a, log, 'acknowledge the revision request', async () => {
-        const gh = await repoOf(a);
-        await reactTo(gh, a.commentId, false);
-        if (result.kind === 'enqueued') await statusFor(gh, thread, result.jobId, 'revise');
-      });
-      return;
-    }
-
-    const result = await deps.queue.enqueue({ ...common, ...(a.instructions ? { instructions: a.instructions } : {}) });
-    log.info({ result }, a.commentId ? 'retry handled' : 'trigger handled');
+  /** Enqueues an issue job (the trigger label, or `/agent retry` on an issue) and acknowledges it. */
+  const trigger = async (e: WebEvent, gh: GitHubRepo, log: Logger, from: { commentId?: number; instructions?: string }) => {
+    const result = await deps.queue.enqueue({ installationId: e.installationId, owner: e.owner, repo: e.repo, issueNumber: e.issueNumber, deliveryId: e.deliveryId, sender: e.sender, ...(from.instructions ? { instructions: from.instructions } : {}) });
+    log.info({ result }, from.commentId ? 'retry handled' : 'trigger handled');
     if (result.kind === 'duplicate-delivery') return;
-    acknowledge(a, log, 'acknowledge the trigger', async () => {
-      const gh = await repoOf(a);
+    acknowledge(e, log, 'acknowledge the trigger', async () => {
       if (result.kind === 'already-active') {
         // Answered, not queued twice.
-        await reactTo(gh, a.commentId, true);
-        const what = a.commentId ? 'Comment `/agent stop` first, then `/agent retry`.' : 'The label started nothing new. Comment `/agent stop` to stop it.';
-        await gh.comment(thread, `@${a.sender} attempt ${result.attempt} is still running on this issue. ${what}`);
+        await reactTo(gh, from.commentId, true);
+        const what = from.commentId ? 'Comment `/agent stop` first, then `/agent retry`.' : 'The label started nothing new. Comment `/agent stop` to stop it.';
+        await gh.comment(e.issueNumber, `@${e.sender} attempt ${result.attempt} is still running on this issue. ${what}`);
         return;
       }
-      if (a.commentId) await reactTo(gh, a.commentId, false);
-      else await gh.react(thread, 'eyes');
-      await statusFor(gh, thread, result.jobId, 'issue');
+      if (from.commentId) await reactTo(gh, from.commentId, false);
+      else await gh.react(e.issueNumber, 'eyes');
+      await statusFor(gh, e.issueNumber, result.jobId, 'issue');
     });
   };
 
-  return act;
+  /** Batches review feedback for a PR of the app's (a review, or `/agent retry` on it) and acknowledges it. */
+  const revise = async (e: WebEvent, gh: GitHubRepo, log: Logger, from: { commentId?: number; reviewId?: number; text?: string }) => {
+    const feedback = { sender: e.sender, ...(from.reviewId ? { reviewId: from.reviewId } : {}), ...(from.text ? { text: from.text } : {}) };
+    const result = await deps.queue.enqueueRevise({ installationId: e.installationId, owner: e.owner, repo: e.repo, issueNumber: e.issueNumber, deliveryId: e.deliveryId, sender: e.sender, feedback });
+    log.info({ result }, from.commentId ? 'retry handled' : 'review handled');
+    if (result.kind === 'duplicate-delivery') return;
+    acknowledge(e, log, 'acknowledge the revision request', async () => {
+      await reactTo(gh, from.commentId, false);
+      if (result.kind === 'enqueued') await statusFor(gh, e.issueNumber, result.jobId, 'revise');
+    });
+  };
+
+  const stop = async (e: Extract<WebEvent, { op: 'command' }>, gh: GitHubRepo, log: Logger) => {
+    const kind = e.pullAuthor !== null ? 'revise' : 'issue';
+    const ref = { owner: e.owner, repo: e.repo, issueNumber: e.issueNumber };
+    const stopped = await deps.queue.requestStop(kind, ref, e.sender, e.deliveryId);
+    log.info({ stopped }, 'stop handled');
+    if (stopped.kind === 'duplicate-delivery') return;
+    acknowledge(e, log, 'answer the stop', async () => {
+      await reactTo(gh, e.commentId, stopped.kind === 'nothing-running');
+      if (stopped.kind === 'nothing-running') {
+        await gh.comment(e.issueNumber, `@${e.sender} nothing is running here, so there is nothing to stop.`);
+      } else if (stopped.kind === 'removed') {
+        // It never started: say so in its status comment; a running job says so itself.
+        const body = statusComment({ phase: 'stopped', stoppedBy: e.sender, kind });
+        const commentId = await deps.queue.statusRefs.get(stopped.jobId, 0);
+        await (commentId ? gh.updateComment(commentId, body) : gh.comment(e.issueNumber, body));
+        // A job sent back to the queue (a retry's backoff, a drained worker) had started.
+        if (e.working) await gh.removeLabel(e.issueNumber, LABEL_WORKING);
+      }
+    });
+  };
+
+  return async (e: WebEvent): Promise<void> => {
+    const log = deps.log.child({ delivery: e.deliveryId, repo: `${e.owner}/${e.repo}`, issue: e.issueNumber, op: e.op, ...(e.op === 'command' ? { command: e.command.kind } : {}) });
+    const me = await identity();
+    // The web dropped bot accounts; an account named like the app is dropped here.
+    if (isBot({ login: e.sender, type: 'User' }, me.slug)) return log.debug('skipped: the app itself');
+    // On a pull request, only the app's own ones take commands and reviews: they are the ones it revises.
+    const pullAuthor = e.op === 'label' ? null : e.pullAuthor;
+    if (pullAuthor !== null && pullAuthor.toLowerCase() !== me.botLogin.toLowerCase()) return log.info(`skipped: a ${e.op} on a pull request the app did not open`);
+    const gh = await repoOf(e);
+    if (!(await mayTrigger(gh, e.sender, log))) return;
+
+    if (e.op === 'label') {
+      // Which label triggers is the repository's choice; an unreadable config is only
+      // reported for a label that would have triggered by default.
+      const config = await readConfig(gh, e);
+      if (config instanceof RepoConfigError) {
+        if (e.label.toLowerCase() === DEFAULT_TRIGGER_LABEL) explainConfig(gh, e, config, log);
+        return;
+      }
+      const gate = checkLabelEvent({ label: e.label, sender: { login: e.sender, type: 'User' }, triggerLabel: triggerLabelOf(config) });
+      if (!gate.run) return log.debug({ reason: gate.reason }, 'skipped');
+      return trigger(e, gh, log, {});
+    }
+
+    if (e.op === 'review') {
+      // A "commented" review without a body is a revision request only if it has line comments.
+      const lineComments = !e.hasBody && e.state === 'commented' ? (await gh.reviewComments(e.issueNumber, e.reviewId)).length : 1;
+      if (!reviewAsksForChanges(e.state, e.hasBody ? 'x' : '', lineComments)) return log.debug('skipped: an empty review');
+      const config = await readConfig(gh, e);
+      if (config instanceof RepoConfigError) return explainConfig(gh, e, config, log);
+      return revise(e, gh, log, { reviewId: e.reviewId });
+    }
+
+    const { command } = e;
+    if (command.kind === 'help' || command.kind === 'unknown') {
+      acknowledge(e, log, 'answer the command', async () => {
+        await gh.reactToComment(e.commentId, command.kind === 'help' ? '+1' : 'confused');
+        await gh.comment(e.issueNumber, helpText(command.kind === 'unknown' ? command.word : undefined));
+      });
+      return;
+    }
+    if (command.kind === 'stop') return stop(e, gh, log);
+    const config = await readConfig(gh, e);
+    if (config instanceof RepoConfigError) return explainConfig(gh, e, config, log);
+    if (e.pullAuthor !== null) return revise(e, gh, log, { commentId: e.commentId, ...(command.text ? { text: command.text } : {}) });
+    return trigger(e, gh, log, { commentId: e.commentId, ...(command.text ? { instructions: command.text } : {}) });
+  };
+}
+
+/** The app's slug and bot login, read once from `GET /app` (again after a failure). */
+function appIdentity(probot: Pick<Probot, 'auth'>): () => Promise<{ slug: string; botLogin: string }> {
+  let cached: Promise<{ slug: string; botLogin: string }> | undefined;
+  return () => {
+    cached ??= probot
+      .auth()
+      .then(async (octokit) => {
+        const { data } = await octokit.rest.apps.getAuthenticated();
+        const slug = data?.slug ?? '';
+        if (!slug) throw new Error('GET /app answered without a slug');
+        return { slug, botLogin: `${slug}[bot]` };
+      })
+      .catch((err: unknown) => {
+        cached = undefined;
+        throw err;
+      });
+    return cached;
+  };
 }

@@ -16,7 +16,7 @@ import { Inbox } from '../queue/inbox.js';
 import { AgentQueue } from '../queue/queue.js';
 import { bullConnection } from '../queue/redis.js';
 import { registerSecret } from '../report/sanitise.js';
-import { actionRunner, threadOf, WebActionSchema, type WebAction } from './actions.js';
+import { eventHandler, threadOf, WebEventSchema, type WebEvent } from './actions.js';
 import { PendingWork } from './pending.js';
 
 export interface DrainSettings {
@@ -57,8 +57,8 @@ async function runThread(settings: DrainSettings, port: NonNullable<typeof paren
   const probot = new Probot({ appId: settings.appId, privateKey: settings.privateKey, baseUrl: settings.githubApiUrl, log, Octokit: AppOctokit });
   const pending = new PendingWork();
   const send = (m: ToMain) => port.postMessage(m);
-  const inbox = new Inbox<WebAction>(redis, WebActionSchema, { log, heartbeatMs: settings.heartbeatMs, onHandled: (outcome, seconds) => send({ type: 'handled', outcome, seconds }) });
-  const drainer = await inbox.drain(actionRunner({ queue, probot, log, pending }), threadOf);
+  const inbox = new Inbox<WebEvent>(redis, WebEventSchema, { log, heartbeatMs: settings.heartbeatMs, onHandled: (outcome, seconds) => send({ type: 'handled', outcome, seconds }) });
+  const drainer = await inbox.drain(eventHandler({ queue, probot, log, pending }), threadOf);
   port.on('message', (m: ToThread) => {
     if (m.type !== 'stop') return;
     void (async () => {

@@ -190,6 +190,28 @@ describe('faults', () => {
     figures.push('1 delivery ×5 + a second label → 1 job, 1 PR');
   });
 
+  it('a webhook is answered without waiting on GitHub: the checks after it wait, then a refused read is tried again, and one job runs', async () => {
+    const repo = 'github-slow';
+    await issueIn(repo, 46);
+    s.anthropic.setModel(calcModel({ toolErrors: [] }));
+    const gate = s.github.hold({ route: 'repos/get-collaborator-permission-level' });
+    const sent = await s.label({ repo, issueNumber: 46, title: 'add() is wrong for negatives', body: 'x' });
+    // Answered while GitHub still holds the permission check the label needs.
+    expect(sent.status).toBe(200);
+    await gate.reached;
+    expect(s.github.reactions(OWNER, repo, 46)).toEqual([]);
+    // The config read after it is refused once (not a status Octokit retries): the inbox tries the event again.
+    s.github.failNext({ route: 'repos/get-content' }, { status: 403, body: { message: 'Resource not accessible by integration' } });
+    gate.release();
+    await s.waitFor('the PR', () => s.github.pulls(OWNER, repo)[0]);
+    await s.waitFor('the job to finish', () => statusComments(repo, 46)[0]?.body.includes('✅ done') || undefined);
+    expect(s.github.pulls(OWNER, repo)).toHaveLength(1);
+    expect(statusComments(repo, 46)).toHaveLength(1);
+    expect(s.github.reactions(OWNER, repo, 46).map((r) => r.content)).toEqual(['eyes']);
+    expect(s.logs()).toMatch(/inbox: handling failed; trying again.*Resource not accessible by integration|Resource not accessible by integration.*inbox: handling failed; trying again/);
+    figures.push('label while GitHub holds the permission check → answered 200 at once; a refused config read tried again by the inbox → 1 job, 1 PR');
+  });
+
   it('SIGTERM drains: the running command is killed, the process exits, and the job resumes on the next start', async () => {
     const repo = 'drain';
     await issueIn(repo, 41);
