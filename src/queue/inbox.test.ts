@@ -86,6 +86,8 @@ describe('inbox', () => {
     await drainer.stop();
     expect(calls).toBe(1);
     expect(await inbox.depth()).toEqual({ waiting: 1, handling: 0, dead: 0 });
+    // A stop is not a death: it counts nothing against the item.
+    expect(await t.redis.hlen('stop:inbox:reclaims')).toBe(0);
     const seen: number[] = [];
     const next = await inbox.drain(async (item) => void seen.push(item.n), (item) => item.thread);
     await until(() => seen.length === 1, 'the item again');
@@ -128,6 +130,48 @@ describe('inbox', () => {
     } finally {
       child.kill('SIGKILL');
       await drainer?.stop();
+    }
+  });
+
+  it('an item whose work kills its drainer goes to the dead list after three more drainers died on it', async () => {
+    // Real processes, one at a time, each killing itself (SIGKILL) when it handles the item.
+    const script = `
+      import { Redis } from 'ioredis';
+      import { pino } from 'pino';
+      import { z } from 'zod';
+      import { Inbox } from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'src/queue/inbox.ts')).href)};
+      const redis = new Redis(process.env.URL, { maxRetriesPerRequest: null });
+      const inbox = new Inbox(redis, z.object({ at: z.number(), thread: z.string(), n: z.number() }), { prefix: 'poison', log: pino({ level: 'silent' }), heartbeatMs: 300 });
+      await inbox.drain(async () => process.kill(process.pid, 'SIGKILL'), (i) => i.thread);
+      console.log('draining');
+    `;
+    const inbox = new Inbox<Item>(t.redis, Item, { prefix: 'poison', log });
+    const poison = { at: Date.now(), thread: 'a', n: 1 };
+    await inbox.push(poison);
+    let died = 0;
+    let survivor: ReturnType<typeof spawn> | undefined;
+    try {
+      for (let started = 0; started < 6 && (await inbox.depth()).dead === 0; started++) {
+        const child = spawn(process.execPath, ['--import', pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href, '--input-type=module', '-e', script], {
+          cwd: ROOT,
+          env: { ...process.env, URL: t.server.url },
+          stdio: ['ignore', 'pipe', 'inherit'],
+        });
+        survivor = child;
+        // Each one either dies on the item or, once the item is dead, drains on.
+        const signal = await new Promise<NodeJS.Signals | null>((resolve) => {
+          child.once('exit', (_code, sig) => resolve(sig));
+          void until(async () => (await inbox.depth()).dead === 1, 'the item in the dead list', 20_000).then(() => resolve(null), () => resolve(null));
+        });
+        if (signal === 'SIGKILL') died++;
+      }
+      expect(await inbox.deadItems()).toEqual([JSON.stringify(poison)]);
+      // The first drainer took it from the inbox; three more got it back and died; the fifth sent it to the dead list.
+      expect(died).toBe(4);
+      expect(await inbox.depth()).toEqual({ waiting: 0, handling: 0, dead: 1 });
+      expect(await t.redis.hlen('poison:inbox:reclaims')).toBe(0);
+    } finally {
+      survivor?.kill('SIGKILL');
     }
   });
 

@@ -5,16 +5,34 @@ import type { z } from 'zod';
 import { KeyedSerial } from '../util/keyed-serial.js';
 
 // Puts every item a dead drainer held back at the head of the inbox (oldest first), unless
-// its heartbeat came back meanwhile; then forgets the drainer. Answers how many went back.
+// its heartbeat came back meanwhile; then forgets the drainer. With a limit (ARGV[2] > 0),
+// each item's reclaims are counted, and one held by more dead drainers than the limit (an
+// item whose work kills the process) goes to the dead list instead. Answers how many went
+// back, then the items that went to the dead list; -1 when the drainer is alive.
 const RECLAIM = `
-if redis.call('exists', KEYS[3]) == 1 then return -1 end
-local n = 0
-while redis.call('lmove', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') do n = n + 1 end
+if redis.call('exists', KEYS[3]) == 1 then return {-1} end
+local limit = tonumber(ARGV[2])
+local back, dead = 0, {}
+while true do
+  local raw = redis.call('rpop', KEYS[1])
+  if not raw then break end
+  if limit > 0 and redis.call('hincrby', KEYS[6], raw, 1) > limit then
+    redis.call('hdel', KEYS[6], raw)
+    redis.call('rpush', KEYS[5], raw)
+    table.insert(dead, raw)
+  else
+    redis.call('lpush', KEYS[2], raw)
+    back = back + 1
+  end
+end
 redis.call('srem', KEYS[4], ARGV[1])
-return n`;
+return {back, unpack(dead)}`;
+
+/** Dead drainers an item may outlive; the next one that dies holding it sends it to the dead list. */
+const MAX_RECLAIMS = 3;
 
 interface InboxCommands {
-  agentInboxReclaim(processing: string, inbox: string, alive: string, drainers: string, id: string): Promise<number>;
+  agentInboxReclaim(processing: string, inbox: string, alive: string, drainers: string, dead: string, reclaims: string, id: string, limit: number): Promise<[number, ...string[]]>;
 }
 
 export interface InboxOptions {
@@ -53,6 +71,8 @@ export class Inbox<T extends InboxItemBase> {
   private readonly inboxKey: string;
   private readonly deadKey: string;
   private readonly drainersKey: string;
+  /** How many dead drainers held each item (by its text), for items that outlived one. */
+  private readonly reclaimsKey: string;
 
   constructor(
     private readonly redis: Redis,
@@ -63,7 +83,8 @@ export class Inbox<T extends InboxItemBase> {
     this.inboxKey = `${prefix}:inbox`;
     this.deadKey = `${prefix}:inbox:dead`;
     this.drainersKey = `${prefix}:inbox:drainers`;
-    redis.defineCommand('agentInboxReclaim', { numberOfKeys: 4, lua: RECLAIM });
+    this.reclaimsKey = `${prefix}:inbox:reclaims`;
+    redis.defineCommand('agentInboxReclaim', { numberOfKeys: 6, lua: RECLAIM });
   }
 
   private processingKey(id: string): string {
@@ -108,11 +129,30 @@ export class Inbox<T extends InboxItemBase> {
     let moved = 0;
     for (const id of await this.redis.smembers(this.drainersKey)) {
       if ((await this.redis.exists(this.aliveKey(id))) === 1) continue;
-      const n = await (this.redis as unknown as InboxCommands).agentInboxReclaim(this.processingKey(id), this.inboxKey, this.aliveKey(id), this.drainersKey, id);
+      const [n, ...dead] = await this.reclaimOf(id, this.aliveKey(id), MAX_RECLAIMS);
       if (n > 0) this.opts.log.warn({ drainer: id, items: n }, 'inbox: a drainer stopped answering; its items go back to the inbox');
+      for (const raw of dead) {
+        this.opts.log.error({ drainer: id, item: raw.slice(0, 500), drainers: MAX_RECLAIMS + 1 }, 'inbox: an item whose drainer died every time it was handled goes to the dead list');
+        this.opts.onHandled?.('dead', this.ageOf(raw));
+      }
       moved += Math.max(0, n);
     }
     return moved;
+  }
+
+  /** Seconds since an item was pushed (0 when it does not say). */
+  private ageOf(raw: string): number {
+    try {
+      const at = (JSON.parse(raw) as { at?: unknown }).at;
+      return typeof at === 'number' ? Math.max(0, (Date.now() - at) / 1000) : 0;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** Runs the reclaim script for one drainer; `limit` 0 puts everything back without counting. */
+  private reclaimOf(id: string, alive: string, limit: number): Promise<[number, ...string[]]> {
+    return (this.redis as unknown as InboxCommands).agentInboxReclaim(this.processingKey(id), this.inboxKey, alive, this.drainersKey, this.deadKey, this.reclaimsKey, id, limit);
   }
 
   /**
@@ -178,7 +218,7 @@ export class Inbox<T extends InboxItemBase> {
     let inHand = 0;
     let freed: (() => void) | undefined;
 
-    const toDead = (raw: string) => this.redis.multi().lrem(mine, 1, raw).rpush(this.deadKey, raw).exec();
+    const toDead = (raw: string) => this.redis.multi().lrem(mine, 1, raw).hdel(this.reclaimsKey, raw).rpush(this.deadKey, raw).exec();
 
     // Done work leaves the list; if Redis refuses now, the next beats try again (`adopt`
     // skips items whose removal is pending), so the work itself never runs again for it.
@@ -187,7 +227,7 @@ export class Inbox<T extends InboxItemBase> {
       removing.set(raw, (removing.get(raw) ?? 0) + 1);
       for (let tries = 0; ; tries++) {
         try {
-          await this.redis.lrem(mine, 1, raw);
+          await this.redis.multi().lrem(mine, 1, raw).hdel(this.reclaimsKey, raw).exec();
           break;
         } catch (err) {
           if (stopping || tries >= 5) return void log.warn({ err }, 'inbox: could not remove a done item; if it comes back, its work is done again (once per delivery)');
@@ -276,7 +316,8 @@ export class Inbox<T extends InboxItemBase> {
         await threads.idle();
         clearInterval(timer);
         // Whatever is left (a try cut short, an item taken as the loop ended) goes back.
-        const back = await (this.redis as unknown as InboxCommands).agentInboxReclaim(mine, this.inboxKey, `${mine}:none`, this.drainersKey, id);
+        // A stop is not a death: nothing is counted against the items.
+        const [back] = await this.reclaimOf(id, `${mine}:none`, 0);
         await this.redis.del(this.aliveKey(id));
         if (back > 0) log.info({ items: back }, 'inbox: items not finished go back to the inbox');
       },
