@@ -199,7 +199,7 @@ interface Kind {
 export async function webhookFigures(opts: { rate?: number; seconds?: number; rounds?: number; log?: (line: string) => void } = {}): Promise<Figure[]> {
   const rate = opts.rate ?? 200;
   // Five: a p99 of 500 answers is their 5th slowest, and the bare server's alone swings
-  // 1.3-4 ms between rounds of one run here; the median of 3 moved the ratio by 2x or more
+  // 1.1-4 ms between rounds of one run here; the median of 3 moved the ratio by 2x or more
   // from run to run.
   const rounds = opts.rounds ?? 5;
   const seconds = opts.seconds ?? 2.5;
@@ -221,7 +221,7 @@ export async function webhookFigures(opts: { rate?: number; seconds?: number; ro
   // BENCH_APP_NODE_OPTIONS reaches the app's own process (e.g. `--import` of a profiler).
   // A short shutdown: acknowledgements (👀, status comments) still pending at the end are
   // spaced a second apart by GitHub-style write throttling and are not part of the figure.
-  const s = await startScenario({ role: 'web', env: { GHE_HOST: `127.0.0.1:${github.port}`, SHUTDOWN_TIMEOUT_MS: '1000', ...(process.env.PROF_THREAD ? { PROF_THREAD: process.env.PROF_THREAD } : {}), ...(process.env.BENCH_APP_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_APP_NODE_OPTIONS } : {}) } }).catch((err: unknown) => {
+  const s = await startScenario({ role: 'web', env: { GHE_HOST: `127.0.0.1:${github.port}`, SHUTDOWN_TIMEOUT_MS: '1000', ...(process.env.BENCH_APP_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_APP_NODE_OPTIONS } : {}) } }).catch((err: unknown) => {
     stopChildren();
     throw err;
   });

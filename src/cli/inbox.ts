@@ -2,11 +2,11 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { Inbox } from '../queue/inbox.js';
 import { sanitise } from '../report/sanitise.js';
-import { WebEventSchema, type WebEvent } from '../web/actions.js';
+import { InboxItemSchema, type InboxItem } from '../web/actions.js';
 
 /** One line for a dead item: what it asked, where, which delivery, when; or why it does not parse. */
 function describe(raw: string): string {
-  const parsed = WebEventSchema.safeParse((() => {
+  const parsed = InboxItemSchema.safeParse((() => {
     try {
       return JSON.parse(raw) as unknown;
     } catch {
@@ -31,7 +31,7 @@ export async function inboxCommand(opts: { redis: string; requeueDead?: boolean 
     await redis.connect().catch((err: Error) => {
       throw new Error(`could not reach Redis at ${sanitise(opts.redis)}: ${lastError || err.message}`);
     });
-    const inbox = new Inbox<WebEvent>(redis, WebEventSchema, { log: pino({ level: 'silent' }) });
+    const inbox = new Inbox<InboxItem>(redis, InboxItemSchema, { log: pino({ level: 'silent' }) });
     if (opts.requeueDead) out(`moved ${await inbox.requeueDead()} dead item(s) back to the inbox; a running web process does them again (once per delivery)\n`);
     const depth = await inbox.depth();
     out(`inbox: ${depth.waiting} waiting, ${depth.handling} being handled, ${depth.dead} dead\n`);

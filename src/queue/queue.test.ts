@@ -170,6 +170,14 @@ describe('revise feedback', () => {
   });
 });
 
+describe('answers', () => {
+  it('claims an answer once per delivery', async () => {
+    expect(await queue.claimAnswer('help-1')).toBe(true);
+    expect(await queue.claimAnswer('help-1')).toBe(false);
+    expect(await queue.claimAnswer('help-2')).toBe(true);
+  });
+});
+
 describe('stop requests', () => {
   it('removes a queued job, and answers nothing-running when there is none', async () => {
     const issue = { ...base, issueNumber: 300 };

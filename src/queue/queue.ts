@@ -279,6 +279,14 @@ export class AgentQueue {
     return (await this.redis.set(`${this.prefix}:finalised:${id}`, '1', 'EX', MARKER_TTL_S, 'NX')) === 'OK';
   }
 
+  /**
+   * True once per delivery: for answers that are not queue work (help, an invalid config),
+   * so an event carried out twice (its drainer died after answering) answers once.
+   */
+  async claimAnswer(deliveryId: string): Promise<boolean> {
+    return (await this.redis.set(`${this.prefix}:answered:${deliveryId}`, '1', 'EX', DELIVERY_TTL_S, 'NX')) === 'OK';
+  }
+
   /** Who asked the job to stop, if anyone. */
   async stopRequestedBy(id: string): Promise<string | undefined> {
     return (await this.redis.get(`${this.prefix}:stop:${id}`)) ?? undefined;

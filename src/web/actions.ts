@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { parseRepoConfig, REPO_CONFIG_PATH, RepoConfigError, triggerLabelOf, type RepoConfig } from '../config/repo-config.js';
 import { GitHubRepo, LABEL_WORKING, type Permission } from '../github/facade.js';
 import { issueKey, JobFields } from '../queue/jobs.js';
-import { type AgentQueue } from '../queue/queue.js';
+import { FeedbackSchema, type AgentQueue } from '../queue/queue.js';
 import { configErrorComment } from '../report/config-error.js';
 import { statusComment } from '../report/status.js';
 import { helpText } from './commands.js';
@@ -49,9 +49,9 @@ const CommandSchema = z.discriminatedUnion('kind', [
  * What a webhook said, recorded in the inbox before the webhook is answered and decided
  * and carried out after (see `Inbox`): small, validated, and free of secrets, like job
  * data. The web has dropped what it could tell from the payload alone (bots, the app's
- * own state labels, approvals, pull requests that are not the app's); who may trigger and
- * what the repository's config says are read here, after the answer, so an answer never
- * waits on GitHub.
+ * own state labels, approvals, pull requests not opened by an app); who may trigger,
+ * whether a pull request is this app's, and what the repository's config says are
+ * decided here, after the answer, so an answer never waits on GitHub.
  */
 export const WebEventSchema = z.discriminatedUnion('op', [
   /** A label added to an issue. */
@@ -66,11 +66,28 @@ export const WebEventSchema = z.discriminatedUnion('op', [
   z.strictObject({ op: z.literal('review'), ...where, reviewId: id, state: z.enum(['changes_requested', 'commented']), hasBody: z.boolean(), pullAuthor: login }),
 ]);
 export type WebEvent = z.infer<typeof WebEventSchema>;
+
+// Items recorded by the web before events (stop 12): already checked by the web that
+// recorded them, so they are carried out as they say. Kept so that an upgrade carries out
+// what was waiting, or held by a process that died, instead of dead-listing it.
+const legacyWhere = { ...JobFields.pick({ installationId: true, owner: true, repo: true, issueNumber: true, deliveryId: true, sender: true }).shape, at: z.number() };
+const LegacyActionSchema = z.discriminatedUnion('op', [
+  z.strictObject({ op: z.literal('trigger'), ...legacyWhere, commentId: id.optional(), instructions: JobFields.shape.instructions }),
+  z.strictObject({ op: z.literal('revise'), ...legacyWhere, commentId: id.optional(), feedback: FeedbackSchema }),
+  z.strictObject({ op: z.literal('stop'), ...legacyWhere, kind: JobFields.shape.kind, commentId: id, working: z.boolean() }),
+]);
+type LegacyAction = z.infer<typeof LegacyActionSchema>;
+
+/** What the inbox holds: events, and actions an earlier version recorded. */
+export const InboxItemSchema = z.discriminatedUnion('op', [...WebEventSchema.options, ...LegacyActionSchema.options]);
+export type InboxItem = WebEvent | LegacyAction;
+/** Who, where and which delivery: what every inbox item says. */
+type Where = Pick<InboxItem, 'installationId' | 'owner' | 'repo' | 'issueNumber' | 'deliveryId' | 'sender'>;
 /** An event before the web stamps it with the time. */
 export type NewEvent = WebEvent extends infer A ? (A extends WebEvent ? Omit<A, 'at'> : never) : never;
 
 /** The thread an event is about: events on one thread are carried out in order. */
-export function threadOf(e: WebEvent): string {
+export function threadOf(e: InboxItem): string {
   return issueKey(e);
 }
 
@@ -90,7 +107,7 @@ export interface EventDeps {
  * answer. Doing an event twice does the queue work once (per delivery id). A GitHub read
  * that fails throws, and the inbox tries the event again.
  */
-export function eventHandler(deps: EventDeps): (e: WebEvent) => Promise<void> {
+export function eventHandler(deps: EventDeps): (e: InboxItem) => Promise<void> {
   const clients = new TtlCache<Awaited<ReturnType<Probot['auth']>>>(CLIENT_TTL_MS);
   const permissions = new TtlCache<Permission>(PERMISSION_TTL_MS);
   const configs = new TtlCache<RepoConfig | RepoConfigError>(CONFIG_TTL_MS);
@@ -98,7 +115,7 @@ export function eventHandler(deps: EventDeps): (e: WebEvent) => Promise<void> {
   const ackLimits = new Map<number, Limiter>();
 
   /** Runs an acknowledgement later, when its installation has a turn free. */
-  const acknowledge = (e: WebEvent, log: Logger, what: string, work: () => Promise<unknown>) => {
+  const acknowledge = (e: Where, log: Logger, what: string, work: () => Promise<unknown>) => {
     let limit = ackLimits.get(e.installationId);
     if (!limit) ackLimits.set(e.installationId, (limit = new Limiter(ACKS_PER_INSTALLATION)));
     deps.pending.later(log, what, () => limit.run(work));
@@ -111,7 +128,7 @@ export function eventHandler(deps: EventDeps): (e: WebEvent) => Promise<void> {
       if ((await deps.queue.statusRefs.set(jobId, commentId)) !== commentId) await gh.deleteComment(commentId);
     }
   };
-  const repoOf = async (e: WebEvent) => new GitHubRepo(await clients.get(String(e.installationId), () => deps.probot.auth(e.installationId)), { owner: e.owner, repo: e.repo });
+  const repoOf = async (e: Where) => new GitHubRepo(await clients.get(String(e.installationId), () => deps.probot.auth(e.installationId)), { owner: e.owner, repo: e.repo });
 
   /** Who may trigger: a person (not this app) with write access. */
   const mayTrigger = async (gh: GitHubRepo, sender: string, log: Logger): Promise<boolean> => {
@@ -131,15 +148,16 @@ export function eventHandler(deps: EventDeps): (e: WebEvent) => Promise<void> {
       }
     });
   /** An invalid config is answered with a comment that explains it, and nothing runs. */
-  const explainConfig = (gh: GitHubRepo, e: WebEvent, err: RepoConfigError, log: Logger) => {
+  const explainConfig = async (gh: GitHubRepo, e: WebEvent, err: RepoConfigError, log: Logger) => {
     log.info({ problems: err.problems }, `skipped: ${REPO_CONFIG_PATH} is invalid`);
+    if (!(await deps.queue.claimAnswer(e.deliveryId))) return;
     const fileUrl = `${e.htmlUrl}/blob/${e.defaultBranch}/${REPO_CONFIG_PATH}`;
     acknowledge(e, log, 'explain the invalid config', () => gh.comment(e.issueNumber, configErrorComment(err, { ref: e.defaultBranch, fileUrl })));
   };
   const reactTo = (gh: GitHubRepo, commentId: number | undefined, confused: boolean) => (commentId ? gh.reactToComment(commentId, confused ? 'confused' : '+1') : Promise.resolve());
 
   /** Enqueues an issue job (the trigger label, or `/agent retry` on an issue) and acknowledges it. */
-  const trigger = async (e: WebEvent, gh: GitHubRepo, log: Logger, from: { commentId?: number; instructions?: string }) => {
+  const trigger = async (e: Where, gh: GitHubRepo, log: Logger, from: { commentId?: number; instructions?: string }) => {
     const result = await deps.queue.enqueue({ installationId: e.installationId, owner: e.owner, repo: e.repo, issueNumber: e.issueNumber, deliveryId: e.deliveryId, sender: e.sender, ...(from.instructions ? { instructions: from.instructions } : {}) });
     log.info({ result }, from.commentId ? 'retry handled' : 'trigger handled');
     if (result.kind === 'duplicate-delivery') return;
@@ -158,7 +176,7 @@ export function eventHandler(deps: EventDeps): (e: WebEvent) => Promise<void> {
   };
 
   /** Batches review feedback for a PR of the app's (a review, or `/agent retry` on it) and acknowledges it. */
-  const revise = async (e: WebEvent, gh: GitHubRepo, log: Logger, from: { commentId?: number; reviewId?: number; text?: string }) => {
+  const revise = async (e: Where, gh: GitHubRepo, log: Logger, from: { commentId?: number; reviewId?: number; text?: string }) => {
     const feedback = { sender: e.sender, ...(from.reviewId ? { reviewId: from.reviewId } : {}), ...(from.text ? { text: from.text } : {}) };
     const result = await deps.queue.enqueueRevise({ installationId: e.installationId, owner: e.owner, repo: e.repo, issueNumber: e.issueNumber, deliveryId: e.deliveryId, sender: e.sender, feedback });
     log.info({ result }, from.commentId ? 'retry handled' : 'review handled');
@@ -169,14 +187,13 @@ export function eventHandler(deps: EventDeps): (e: WebEvent) => Promise<void> {
     });
   };
 
-  const stop = async (e: Extract<WebEvent, { op: 'command' }>, gh: GitHubRepo, log: Logger) => {
-    const kind = e.pullAuthor !== null ? 'revise' : 'issue';
+  const stop = async (e: Where, gh: GitHubRepo, log: Logger, { kind, commentId: fromComment, working }: { kind: 'issue' | 'revise'; commentId: number; working: boolean }) => {
     const ref = { owner: e.owner, repo: e.repo, issueNumber: e.issueNumber };
     const stopped = await deps.queue.requestStop(kind, ref, e.sender, e.deliveryId);
     log.info({ stopped }, 'stop handled');
     if (stopped.kind === 'duplicate-delivery') return;
     acknowledge(e, log, 'answer the stop', async () => {
-      await reactTo(gh, e.commentId, stopped.kind === 'nothing-running');
+      await reactTo(gh, fromComment, stopped.kind === 'nothing-running');
       if (stopped.kind === 'nothing-running') {
         await gh.comment(e.issueNumber, `@${e.sender} nothing is running here, so there is nothing to stop.`);
       } else if (stopped.kind === 'removed') {
@@ -185,13 +202,22 @@ export function eventHandler(deps: EventDeps): (e: WebEvent) => Promise<void> {
         const commentId = await deps.queue.statusRefs.get(stopped.jobId, 0);
         await (commentId ? gh.updateComment(commentId, body) : gh.comment(e.issueNumber, body));
         // A job sent back to the queue (a retry's backoff, a drained worker) had started.
-        if (e.working) await gh.removeLabel(e.issueNumber, LABEL_WORKING);
+        if (working) await gh.removeLabel(e.issueNumber, LABEL_WORKING);
       }
     });
   };
 
-  return async (e: WebEvent): Promise<void> => {
+  /** An action an earlier version recorded: it was checked before it was recorded. */
+  const legacy = async (a: LegacyAction, log: Logger): Promise<void> => {
+    const gh = await repoOf(a);
+    if (a.op === 'stop') return stop(a, gh, log, { kind: a.kind, commentId: a.commentId, working: a.working });
+    if (a.op === 'revise') return revise(a, gh, log, { ...(a.commentId ? { commentId: a.commentId } : {}), ...(a.feedback.reviewId ? { reviewId: a.feedback.reviewId } : {}), ...(a.feedback.text ? { text: a.feedback.text } : {}) });
+    return trigger(a, gh, log, { ...(a.commentId ? { commentId: a.commentId } : {}), ...(a.instructions ? { instructions: a.instructions } : {}) });
+  };
+
+  return async (e: InboxItem): Promise<void> => {
     const log = deps.log.child({ delivery: e.deliveryId, repo: `${e.owner}/${e.repo}`, issue: e.issueNumber, op: e.op, ...(e.op === 'command' ? { command: e.command.kind } : {}) });
+    if (e.op === 'trigger' || e.op === 'revise' || e.op === 'stop') return legacy(e, log);
     const me = await identity();
     // The web dropped bot accounts; an account named like the app is dropped here.
     if (isBot({ login: e.sender, type: 'User' }, me.slug)) return log.debug('skipped: the app itself');
@@ -206,7 +232,7 @@ export function eventHandler(deps: EventDeps): (e: WebEvent) => Promise<void> {
       // reported for a label that would have triggered by default.
       const config = await readConfig(gh, e);
       if (config instanceof RepoConfigError) {
-        if (e.label.toLowerCase() === DEFAULT_TRIGGER_LABEL) explainConfig(gh, e, config, log);
+        if (e.label.toLowerCase() === DEFAULT_TRIGGER_LABEL) await explainConfig(gh, e, config, log);
         return;
       }
       const gate = checkLabelEvent({ label: e.label, sender: { login: e.sender, type: 'User' }, triggerLabel: triggerLabelOf(config) });
@@ -225,13 +251,14 @@ export function eventHandler(deps: EventDeps): (e: WebEvent) => Promise<void> {
 
     const { command } = e;
     if (command.kind === 'help' || command.kind === 'unknown') {
+      if (!(await deps.queue.claimAnswer(e.deliveryId))) return;
       acknowledge(e, log, 'answer the command', async () => {
         await gh.reactToComment(e.commentId, command.kind === 'help' ? '+1' : 'confused');
         await gh.comment(e.issueNumber, helpText(command.kind === 'unknown' ? command.word : undefined));
       });
       return;
     }
-    if (command.kind === 'stop') return stop(e, gh, log);
+    if (command.kind === 'stop') return stop(e, gh, log, { kind: e.pullAuthor !== null ? 'revise' : 'issue', commentId: e.commentId, working: e.working });
     const config = await readConfig(gh, e);
     if (config instanceof RepoConfigError) return explainConfig(gh, e, config, log);
     if (e.pullAuthor !== null) return revise(e, gh, log, { commentId: e.commentId, ...(command.text ? { text: command.text } : {}) });

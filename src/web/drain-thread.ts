@@ -1,8 +1,9 @@
 /**
- * The web's second thread: it drains the inbox (the queue work each webhook asked for, then
- * the reactions and status comments), so the thread that answers webhooks does nothing
- * after recording an item. Each has an event loop of its own: at a burst of triggers the
- * answers do not wait behind BullMQ calls and GitHub writes.
+ * The web's second thread: it drains the inbox (for each webhook's event: who sent it and
+ * the repository's config, the queue work, then the reactions and status comments), so the
+ * thread that answers webhooks does nothing after recording an item. Each has an event loop
+ * of its own: at a burst of triggers the answers do not wait behind GitHub reads, BullMQ
+ * calls and GitHub writes.
  */
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
@@ -16,7 +17,7 @@ import { Inbox } from '../queue/inbox.js';
 import { AgentQueue } from '../queue/queue.js';
 import { bullConnection } from '../queue/redis.js';
 import { registerSecret } from '../report/sanitise.js';
-import { eventHandler, threadOf, WebEventSchema, type WebEvent } from './actions.js';
+import { eventHandler, InboxItemSchema, threadOf, type InboxItem } from './actions.js';
 import { PendingWork } from './pending.js';
 
 export interface DrainSettings {
@@ -57,7 +58,7 @@ async function runThread(settings: DrainSettings, port: NonNullable<typeof paren
   const probot = new Probot({ appId: settings.appId, privateKey: settings.privateKey, baseUrl: settings.githubApiUrl, log, Octokit: AppOctokit });
   const pending = new PendingWork();
   const send = (m: ToMain) => port.postMessage(m);
-  const inbox = new Inbox<WebEvent>(redis, WebEventSchema, { log, heartbeatMs: settings.heartbeatMs, onHandled: (outcome, seconds) => send({ type: 'handled', outcome, seconds }) });
+  const inbox = new Inbox<InboxItem>(redis, InboxItemSchema, { log, heartbeatMs: settings.heartbeatMs, onHandled: (outcome, seconds) => send({ type: 'handled', outcome, seconds }) });
   const drainer = await inbox.drain(eventHandler({ queue, probot, log, pending }), threadOf);
   port.on('message', (m: ToThread) => {
     if (m.type !== 'stop') return;

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ScriptedModel, ScriptedReply } from '../stand-ins/anthropic/server.js';
 import { secondaryRateLimit } from '../stand-ins/github/server.js';
@@ -210,6 +211,23 @@ describe('faults', () => {
     expect(s.github.reactions(OWNER, repo, 46).map((r) => r.content)).toEqual(['eyes']);
     expect(s.logs()).toMatch(/inbox: handling failed; trying again.*Resource not accessible by integration|Resource not accessible by integration.*inbox: handling failed; trying again/);
     figures.push('label while GitHub holds the permission check → answered 200 at once; a refused config read tried again by the inbox → 1 job, 1 PR');
+  });
+
+  it('an item an earlier version recorded in the inbox (an action, not an event) is carried out after an upgrade', async () => {
+    const repo = 'upgraded';
+    await issueIn(repo, 47);
+    s.anthropic.setModel(calcModel({ toolErrors: [] }));
+    const redis = new Redis(s.redis.url);
+    try {
+      // What stop 12's web recorded for a trigger label, already checked by it.
+      await redis.rpush('issue-agent:inbox', JSON.stringify({ op: 'trigger', installationId: s.github.installationId, owner: OWNER, repo, issueNumber: 47, deliveryId: 'pre-upgrade-1', sender: 'maintainer', at: Date.now() }));
+    } finally {
+      redis.disconnect();
+    }
+    await s.waitFor('the PR', () => s.github.pulls(OWNER, repo)[0]);
+    await s.waitFor('the job to finish', () => statusComments(repo, 47)[0]?.body.includes('✅ done') || undefined);
+    expect(s.github.reactions(OWNER, repo, 47).map((r) => r.content)).toEqual(['eyes']);
+    figures.push('a pre-upgrade inbox item → carried out: 1 job, 1 PR');
   });
 
   it('SIGTERM drains: the running command is killed, the process exits, and the job resumes on the next start', async () => {
