@@ -133,7 +133,7 @@ describe('inbox', () => {
     }
   });
 
-  it('an item whose work kills its drainer goes to the dead list after three more drainers died on it', async () => {
+  it('an item whose work kills its drainer goes to the dead list after three more drainers died on it; one held with it is done', async () => {
     // Real processes, one at a time, each killing itself (SIGKILL) when it handles the item.
     const script = `
       import { Redis } from 'ioredis';
@@ -142,11 +142,17 @@ describe('inbox', () => {
       import { Inbox } from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'src/queue/inbox.ts')).href)};
       const redis = new Redis(process.env.URL, { maxRetriesPerRequest: null });
       const inbox = new Inbox(redis, z.object({ at: z.number(), thread: z.string(), n: z.number() }), { prefix: 'poison', log: pino({ level: 'silent' }), heartbeatMs: 300 });
-      await inbox.drain(async () => process.kill(process.pid, 'SIGKILL'), (i) => i.thread);
+      await inbox.drain(async (item) => {
+        if (item.n === 1) process.kill(process.pid, 'SIGKILL');
+        await new Promise((r) => setTimeout(r, 300));
+        await redis.rpush('poison:handled', String(item.n));
+      }, (i) => i.thread);
       console.log('draining');
     `;
     const inbox = new Inbox<Item>(t.redis, Item, { prefix: 'poison', log });
     const poison = { at: Date.now(), thread: 'a', n: 1 };
+    // Another thread's item, still in hand when the first drainer dies: it is done, not dead-listed.
+    await inbox.push({ at: Date.now(), thread: 'b', n: 2 });
     await inbox.push(poison);
     let died = 0;
     let survivor: ReturnType<typeof spawn> | undefined;
@@ -166,6 +172,7 @@ describe('inbox', () => {
         if (signal === 'SIGKILL') died++;
       }
       expect(await inbox.deadItems()).toEqual([JSON.stringify(poison)]);
+      expect(await t.redis.lrange('poison:handled', 0, -1)).toEqual(['2']);
       // The first drainer took it from the inbox; three more got it back and died; the fifth sent it to the dead list.
       expect(died).toBe(4);
       expect(await inbox.depth()).toEqual({ waiting: 0, handling: 0, dead: 1 });

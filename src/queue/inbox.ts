@@ -4,11 +4,13 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { KeyedSerial } from '../util/keyed-serial.js';
 
-// Puts every item a dead drainer held back at the head of the inbox (oldest first), unless
-// its heartbeat came back meanwhile; then forgets the drainer. With a limit (ARGV[2] > 0),
-// each item's reclaims are counted, and one held by more dead drainers than the limit (an
-// item whose work kills the process) goes to the dead list instead. Answers how many went
-// back, then the items that went to the dead list; -1 when the drainer is alive.
+// Puts every item a dead drainer held back (oldest first), unless its heartbeat came back
+// meanwhile; then forgets the drainer. Without a limit (ARGV[2] = 0: a drainer that
+// stopped) they go to the head of the inbox. With one, each item's reclaims are counted:
+// it goes to the "again" list, whose items drainers handle one at a time (so the one whose
+// work kills the process is found, and the others held with it are done), or, held by
+// more dead drainers than the limit, to the dead list. Answers how many went back, then
+// the items that went to the dead list; -1 when the drainer is alive.
 const RECLAIM = `
 if redis.call('exists', KEYS[3]) == 1 then return {-1} end
 local limit = tonumber(ARGV[2])
@@ -16,12 +18,15 @@ local back, dead = 0, {}
 while true do
   local raw = redis.call('rpop', KEYS[1])
   if not raw then break end
-  if limit > 0 and redis.call('hincrby', KEYS[6], raw, 1) > limit then
+  if limit == 0 then
+    redis.call('lpush', KEYS[2], raw)
+    back = back + 1
+  elseif redis.call('hincrby', KEYS[6], raw, 1) > limit then
     redis.call('hdel', KEYS[6], raw)
     redis.call('rpush', KEYS[5], raw)
     table.insert(dead, raw)
   else
-    redis.call('lpush', KEYS[2], raw)
+    redis.call('lpush', KEYS[7], raw)
     back = back + 1
   end
 end
@@ -32,7 +37,7 @@ return {back, unpack(dead)}`;
 const MAX_RECLAIMS = 3;
 
 interface InboxCommands {
-  agentInboxReclaim(processing: string, inbox: string, alive: string, drainers: string, dead: string, reclaims: string, id: string, limit: number): Promise<[number, ...string[]]>;
+  agentInboxReclaim(processing: string, inbox: string, alive: string, drainers: string, dead: string, reclaims: string, again: string, id: string, limit: number): Promise<[number, ...string[]]>;
 }
 
 export interface InboxOptions {
@@ -73,6 +78,8 @@ export class Inbox<T extends InboxItemBase> {
   private readonly drainersKey: string;
   /** How many dead drainers held each item (by its text), for items that outlived one. */
   private readonly reclaimsKey: string;
+  /** Items a dead drainer held, to be handled one at a time before the inbox's. */
+  private readonly againKey: string;
 
   constructor(
     private readonly redis: Redis,
@@ -84,7 +91,8 @@ export class Inbox<T extends InboxItemBase> {
     this.deadKey = `${prefix}:inbox:dead`;
     this.drainersKey = `${prefix}:inbox:drainers`;
     this.reclaimsKey = `${prefix}:inbox:reclaims`;
-    redis.defineCommand('agentInboxReclaim', { numberOfKeys: 6, lua: RECLAIM });
+    this.againKey = `${prefix}:inbox:again`;
+    redis.defineCommand('agentInboxReclaim', { numberOfKeys: 7, lua: RECLAIM });
   }
 
   private processingKey(id: string): string {
@@ -103,13 +111,13 @@ export class Inbox<T extends InboxItemBase> {
   /** Items waiting, items being handled, and items that failed every try. */
   async depth(): Promise<{ waiting: number; handling: number; dead: number }> {
     const ids = await this.redis.smembers(this.drainersKey);
-    const m = this.redis.multi().llen(this.inboxKey).llen(this.deadKey);
+    const m = this.redis.multi().llen(this.inboxKey).llen(this.againKey).llen(this.deadKey);
     for (const id of ids) m.llen(this.processingKey(id));
     const counts = (await m.exec())!.map(([err, n]) => {
       if (err) throw err;
       return n as number;
     });
-    return { waiting: counts[0]!, dead: counts[1]!, handling: counts.slice(2).reduce((a, b) => a + b, 0) };
+    return { waiting: counts[0]! + counts[1]!, dead: counts[2]!, handling: counts.slice(3).reduce((a, b) => a + b, 0) };
   }
 
   /** The items that failed every try, oldest first (at most `limit`). */
@@ -152,7 +160,7 @@ export class Inbox<T extends InboxItemBase> {
 
   /** Runs the reclaim script for one drainer; `limit` 0 puts everything back without counting. */
   private reclaimOf(id: string, alive: string, limit: number): Promise<[number, ...string[]]> {
-    return (this.redis as unknown as InboxCommands).agentInboxReclaim(this.processingKey(id), this.inboxKey, alive, this.drainersKey, this.deadKey, this.reclaimsKey, id, limit);
+    return (this.redis as unknown as InboxCommands).agentInboxReclaim(this.processingKey(id), this.inboxKey, alive, this.drainersKey, this.deadKey, this.reclaimsKey, this.againKey, id, limit);
   }
 
   /**
@@ -172,9 +180,18 @@ export class Inbox<T extends InboxItemBase> {
 
     // Registers again on each beat: a drainer that was paused past its heartbeat (and given
     // up by another) is known again, so what it takes later is not lost if it dies.
-    const beat = () => this.redis.multi().set(this.aliveKey(id), '1', 'PX', heartbeatMs).sadd(this.drainersKey, id).exec();
+    // Items in the "again" list wait: until it is empty, this drainer handles them one at a
+    // time and nothing else. Set when a beat sees some, or when it put some there itself.
+    let again = false;
+    const beat = async () => {
+      const [, , waiting] = (await this.redis.multi().set(this.aliveKey(id), '1', 'PX', heartbeatMs).sadd(this.drainersKey, id).llen(this.againKey).exec())!;
+      if (Number(waiting?.[1]) > 0) again = true;
+    };
+    const reclaim = async () => {
+      if ((await this.reclaim()) > 0) again = true;
+    };
     await beat();
-    await this.reclaim();
+    await reclaim();
     // An item in this drainer's own list that it does not hold: taken by a command whose
     // answer a reconnect lost (ioredis sends it again, and the second takes the next item).
     // Seen at two beats in a row, it is started, so a reply still on its way is not raced.
@@ -193,7 +210,7 @@ export class Inbox<T extends InboxItemBase> {
     };
     const timer = setInterval(() => {
       beat()
-        .then(() => this.reclaim())
+        .then(() => reclaim())
         .then(() => adopt())
         .catch((err: unknown) => log.warn({ err }, 'inbox: heartbeat failed'));
     }, Math.max(50, Math.floor(heartbeatMs / 3)));
@@ -227,7 +244,8 @@ export class Inbox<T extends InboxItemBase> {
       removing.set(raw, (removing.get(raw) ?? 0) + 1);
       for (let tries = 0; ; tries++) {
         try {
-          await this.redis.multi().lrem(mine, 1, raw).hdel(this.reclaimsKey, raw).exec();
+          // A command that fails inside MULTI does not reject EXEC: each reply is checked.
+          for (const [err] of (await this.redis.multi().lrem(mine, 1, raw).hdel(this.reclaimsKey, raw).exec()) ?? []) if (err) throw err;
           break;
         } catch (err) {
           if (stopping || tries >= 5) return void log.warn({ err }, 'inbox: could not remove a done item; if it comes back, its work is done again (once per delivery)');
@@ -287,12 +305,19 @@ export class Inbox<T extends InboxItemBase> {
     const loop = (async () => {
       let idle = false;
       while (!stopping) {
-        if (inHand >= concurrency) {
+        // An item from the "again" list is handled alone: wait for the ones in hand first.
+        if (inHand >= (again ? 1 : concurrency)) {
           await new Promise<void>((resolve) => (freed = resolve));
           freed = undefined;
           continue;
         }
         try {
+          if (again) {
+            const raw = await this.redis.lmove(this.againKey, mine, 'LEFT', 'RIGHT');
+            if (raw === null) again = false;
+            else start(raw);
+            continue;
+          }
           // Non-blocking while there is work; blocking (on a connection of its own) when the inbox is empty.
           const raw: string | null = idle ? await blocking.blmove(this.inboxKey, mine, 'LEFT', 'RIGHT', 1) : await this.redis.lmove(this.inboxKey, mine, 'LEFT', 'RIGHT');
           idle = raw === null;
