@@ -335,6 +335,27 @@ describe('people direct the agent', () => {
     expect(s.anthropic.requests.length).toBe(calls);
   });
 
+  it('a writer\'s command on a pull request a person or another app opened is not taken', async () => {
+    const repo = 'others';
+    await newRepo(repo);
+    const calls = s.anthropic.requests.length;
+    const skipped = () => s.logs().match(/skipped: a command on a pull request the app did not open/g)?.length ?? 0;
+    const before = skipped();
+    s.github.addIssue(OWNER, repo, { number: 31, title: 'Refactor', body: 'x', user: 'maintainer' });
+    s.github.addIssue(OWNER, repo, { number: 32, title: 'Bump deps', body: 'x', user: 'renovate[bot]' });
+    // A person's pull request is dropped by the web; another app's (`…[bot]`, like this
+    // app's) only once its identity is known, after the answer.
+    const byPerson = await s.comment({ repo, issueNumber: 31, title: 'Refactor', body: '/agent retry', isPullRequest: true, author: { login: 'maintainer', type: 'User' } });
+    const byOtherApp = await s.comment({ repo, issueNumber: 32, title: 'Bump deps', body: '/agent retry', isPullRequest: true, author: { login: 'renovate[bot]', type: 'Bot' } });
+    for (const r of [byPerson, byOtherApp]) expect(r.status).toBe(200);
+    await s.waitFor('both commands skipped', () => skipped() - before === 2 || undefined, 15_000);
+    for (const [n, r] of [[31, byPerson], [32, byOtherApp]] as const) {
+      expect(botComments(repo, n)).toEqual([]);
+      expect(s.github.commentReactions(OWNER, repo, r.commentId)).toEqual([]);
+    }
+    expect(s.anthropic.requests.length).toBe(calls);
+  });
+
   it('an invalid .github/agent.yml gets a comment naming the line, the field and the expected form, and no model call', async () => {
     const repo = 'badconfig';
     await newRepo(repo, { ...CALC_REPO, '.github/agent.yml': 'commands:\n  test: npm test\nmax_rounds: lots\nbudgets:\n  max_cost_usd: "ten"\n' });
