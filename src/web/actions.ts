@@ -25,8 +25,9 @@ const CONFIG_TTL_MS = 30_000;
 const ACKS_PER_INSTALLATION = 4;
 
 // Who, where, and which delivery: `issueNumber` is the thread (an issue, or a PR of the app's).
+const who = JobFields.pick({ installationId: true, owner: true, repo: true, issueNumber: true, deliveryId: true, sender: true }).shape;
 const where = {
-  ...JobFields.pick({ installationId: true, owner: true, repo: true, issueNumber: true, deliveryId: true, sender: true }).shape,
+  ...who,
   /** The repository's default branch, where its `.github/agent.yml` is read. */
   defaultBranch: z.string().min(1).max(255),
   /** The repository's page, for links in answers. */
@@ -70,7 +71,7 @@ export type WebEvent = z.infer<typeof WebEventSchema>;
 // Items recorded by the web before events (stop 12): already checked by the web that
 // recorded them, so they are carried out as they say. Kept so that an upgrade carries out
 // what was waiting, or held by a process that died, instead of dead-listing it.
-const legacyWhere = { ...JobFields.pick({ installationId: true, owner: true, repo: true, issueNumber: true, deliveryId: true, sender: true }).shape, at: z.number() };
+const legacyWhere = { ...who, at: where.at };
 const LegacyActionSchema = z.discriminatedUnion('op', [
   z.strictObject({ op: z.literal('trigger'), ...legacyWhere, commentId: id.optional(), instructions: JobFields.shape.instructions }),
   z.strictObject({ op: z.literal('revise'), ...legacyWhere, commentId: id.optional(), feedback: FeedbackSchema }),
@@ -243,7 +244,7 @@ export function eventHandler(deps: EventDeps): (e: InboxItem) => Promise<void> {
     if (e.op === 'review') {
       // A "commented" review without a body is a revision request only if it has line comments.
       const lineComments = !e.hasBody && e.state === 'commented' ? (await gh.reviewComments(e.issueNumber, e.reviewId)).length : 1;
-      if (!reviewAsksForChanges(e.state, e.hasBody ? 'x' : '', lineComments)) return log.debug('skipped: an empty review');
+      if (!reviewAsksForChanges(e.state, e.hasBody, lineComments)) return log.debug('skipped: an empty review');
       const config = await readConfig(gh, e);
       if (config instanceof RepoConfigError) return explainConfig(gh, e, config, log);
       return revise(e, gh, log, { reviewId: e.reviewId });

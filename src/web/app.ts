@@ -4,7 +4,7 @@ import { LABEL_WORKING } from '../github/facade.js';
 import type { Inbox } from '../queue/inbox.js';
 import type { NewEvent, WebEvent } from './actions.js';
 import { parseCommand } from './commands.js';
-import { isBot, isStateLabel, type Sender } from './triggers.js';
+import { hasText, isBot, isStateLabel, type Sender } from './triggers.js';
 import { healthHandler, type HealthDeps } from './health.js';
 
 export interface WebDeps {
@@ -92,7 +92,7 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
       if (pull.state !== 'open') return log.info('skipped: the pull request is not open');
       if (!payload.installation) return log.warn('skipped: event carries no installation');
       if (!isAppLogin(pull.user?.login)) return log.debug('skipped: a pull request the app did not open');
-      await record({ op: 'review', ...common(payload.installation.id, payload.repository, pull.number, context.id, reviewer.login), reviewId: review.id, state, hasBody: (review.body ?? '').trim() !== '', pullAuthor: pull.user!.login }, log);
+      await record({ op: 'review', ...common(payload.installation.id, payload.repository, pull.number, context.id, reviewer.login), reviewId: review.id, state, hasBody: hasText(review.body), pullAuthor: pull.user!.login }, log);
     });
   };
 }

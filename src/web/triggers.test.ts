@@ -30,13 +30,14 @@ describe('trigger rules', () => {
 
 describe('review submissions', () => {
   it('revise on changes requested, or comments with a body or line comments', async () => {
-    const { reviewAsksForChanges } = await import('./triggers.js');
-    expect(reviewAsksForChanges('changes_requested', '', 0)).toBe(true);
-    expect(reviewAsksForChanges('commented', 'please rename', 0)).toBe(true);
-    expect(reviewAsksForChanges('commented', '  ', 2)).toBe(true);
-    expect(reviewAsksForChanges('commented', null, 0)).toBe(false);
-    expect(reviewAsksForChanges('approved', 'nit: rename', 3)).toBe(false);
-    expect(reviewAsksForChanges('dismissed', 'x', 1)).toBe(false);
+    const { reviewAsksForChanges, hasText } = await import('./triggers.js');
+    expect(reviewAsksForChanges('changes_requested', hasText(''), 0)).toBe(true);
+    expect(reviewAsksForChanges('commented', hasText('please rename'), 0)).toBe(true);
+    expect(reviewAsksForChanges('commented', hasText('  '), 2)).toBe(true);
+    expect(reviewAsksForChanges('commented', hasText(null), 0)).toBe(false);
+    expect(reviewAsksForChanges('commented', hasText(' \n '), 0)).toBe(false);
+    expect(reviewAsksForChanges('approved', hasText('nit: rename'), 3)).toBe(false);
+    expect(reviewAsksForChanges('dismissed', hasText('x'), 1)).toBe(false);
   });
 
   it('treats the app\'s state labels as never triggering', async () => {

@@ -32,10 +32,15 @@ export function isStateLabel(name: string | undefined): boolean {
  * Which review submissions ask for a revision: changes requested, or comments with a body
  * or line comments. Approvals and dismissals do not.
  */
-export function reviewAsksForChanges(state: string, body: string | null | undefined, lineComments: number): boolean {
+export function reviewAsksForChanges(state: string, hasBody: boolean, lineComments: number): boolean {
   const s = state.toLowerCase();
   if (s === 'changes_requested') return true;
-  return s === 'commented' && ((body ?? '').trim() !== '' || lineComments > 0);
+  return s === 'commented' && (hasBody || lineComments > 0);
+}
+
+/** Whether a review (or comment) body says anything. */
+export function hasText(body: string | null | undefined): boolean {
+  return (body ?? '').trim() !== '';
 }
 
 /** Only people who can push to the repository may spend the app's budget on it. */
