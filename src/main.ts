@@ -13,7 +13,7 @@ import { RedisPlanStore } from './queue/plan-store.js';
 import { RedisStageStore } from './queue/stage-store.js';
 import { registerSecret, sanitise } from './report/sanitise.js';
 import { createRunner } from './sandbox/runner.js';
-import { agentApp } from './web/app.js';
+import { ActingLabels, agentApp } from './web/app.js';
 import { WebEventSchema, type WebEvent } from './web/actions.js';
 import { startDrainThread } from './web/drain-thread.js';
 import { Inbox } from './queue/inbox.js';
@@ -74,14 +74,15 @@ async function main(): Promise<void> {
       log,
     });
     const inbox = new Inbox<WebEvent>(redis, WebEventSchema, { log });
+    const actingLabels = new ActingLabels();
     metrics.watchQueue(queue.queue);
     metrics.watchInbox(inbox);
     // What webhooks record in the inbox is carried out by a thread of its own.
     const drain = await startDrainThread(
       { redisUrl: redisHandle.url, appId: config.appId, privateKey: config.privateKey, githubApiUrl: config.githubApiUrl, logLevel: env.LOG_LEVEL, heartbeatMs: env.INBOX_HEARTBEAT_MS, secrets: [config.webhookSecret, config.anthropicApiKey].filter((x): x is string => !!x) },
-      { log, onHandled: (outcome, seconds) => metrics.inboxHandled(outcome, seconds) },
+      { log, onHandled: (outcome, seconds) => metrics.inboxHandled(outcome, seconds), onLabelRead: (repoKey, label) => actingLabels.set(repoKey, label) },
     );
-    await server.load(agentApp({ inbox, health, log }));
+    await server.load(agentApp({ inbox, health, log, actingLabels }));
     timeWebhooks(await server.start(), metrics);
     // No new webhooks, then the inbox work in hand and its acknowledgements.
     stops.push(() => server.stop(), () => drain.stop());

@@ -18,7 +18,7 @@ const CLIENT_TTL_MS = 10 * 60_000;
 // Kept briefly so a burst of events costs few API calls: a changed permission or config
 // takes effect within these times (the worker reads the config afresh at job start).
 const PERMISSION_TTL_MS = 60_000;
-const CONFIG_TTL_MS = 30_000;
+export const CONFIG_TTL_MS = 30_000;
 // Acknowledgements started at once per installation. GitHub's write pacing (about one a
 // second) holds the rest anyway; a burst of triggers waits here as closures rather than
 // as thousands of requests built and parked in the client's rate limiter.
@@ -99,6 +99,17 @@ export interface EventDeps {
   log: Logger;
   /** Acknowledgements in flight; shutdown waits for them. */
   pending: PendingWork;
+  /**
+   * Told, each time a repository's config is read, the one label that does anything there
+   * (its trigger label; the default one, answered with an explanation, while the config
+   * is invalid), so the web can drop other labels without recording them.
+   */
+  onLabelRead?: (repoKey: string, label: string) => void;
+}
+
+/** The key under which a repository's config (and its acting label) is kept. */
+export function repoKeyOf(r: { owner: string; repo: string; defaultBranch: string }): string {
+  return `${r.owner}/${r.repo}@${r.defaultBranch}`.toLowerCase();
 }
 
 /**
@@ -140,13 +151,16 @@ export function eventHandler(deps: EventDeps): (e: InboxItem) => Promise<void> {
   };
   /** The repository's config from its default branch, or why it cannot be used. */
   const readConfig = (gh: GitHubRepo, e: WebEvent): Promise<RepoConfig | RepoConfigError> =>
-    configs.get(`${e.owner}/${e.repo}@${e.defaultBranch}`.toLowerCase(), async () => {
+    configs.get(repoKeyOf(e), async () => {
+      let config: RepoConfig | RepoConfigError;
       try {
-        return parseRepoConfig(await gh.fileText(REPO_CONFIG_PATH, e.defaultBranch));
+        config = parseRepoConfig(await gh.fileText(REPO_CONFIG_PATH, e.defaultBranch));
       } catch (err) {
-        if (err instanceof RepoConfigError) return err;
-        throw err;
+        if (!(err instanceof RepoConfigError)) throw err;
+        config = err;
       }
+      deps.onLabelRead?.(repoKeyOf(e), config instanceof RepoConfigError ? DEFAULT_TRIGGER_LABEL : triggerLabelOf(config));
+      return config;
     });
   /** An invalid config is answered with a comment that explains it, and nothing runs. */
   const explainConfig = async (gh: GitHubRepo, e: WebEvent, err: RepoConfigError, log: Logger) => {

@@ -2,7 +2,7 @@ import type { ApplicationFunction, Context } from 'probot';
 import type { Logger } from 'pino';
 import { LABEL_WORKING } from '../github/facade.js';
 import type { Inbox } from '../queue/inbox.js';
-import type { NewEvent, WebEvent } from './actions.js';
+import { CONFIG_TTL_MS, repoKeyOf, type NewEvent, type WebEvent } from './actions.js';
 import { parseCommand } from './commands.js';
 import { hasText, isBot, isStateLabel, type Sender } from './triggers.js';
 import { healthHandler, type HealthDeps } from './health.js';
@@ -13,6 +13,37 @@ export interface WebDeps {
   /** What `/healthz`, `/readyz` and `/metrics` answer from. */
   health: HealthDeps;
   log: Logger;
+  /**
+   * The label that does anything in a repository, as the inbox thread last read its config
+   * (see `ActingLabels`): other labels there are dropped without being recorded.
+   */
+  actingLabels?: ActingLabels;
+}
+
+/**
+ * Per repository, the one label that does anything, kept for as long as the inbox thread
+ * keeps the config it came from: a changed trigger label takes effect within that time,
+ * as it did when the web read the config itself.
+ */
+export class ActingLabels {
+  private readonly labels = new Map<string, { label: string; until: number }>();
+
+  constructor(private readonly ttlMs = CONFIG_TTL_MS) {}
+
+  set(repoKey: string, label: string): void {
+    this.labels.set(repoKey, { label: label.toLowerCase(), until: Date.now() + this.ttlMs });
+  }
+
+  /** False only when the repository's acting label is known and is another one. */
+  mayAct(repoKey: string, label: string): boolean {
+    const known = this.labels.get(repoKey);
+    if (!known) return true;
+    if (known.until <= Date.now()) {
+      this.labels.delete(repoKey);
+      return true;
+    }
+    return known.label === label.toLowerCase();
+  }
 }
 
 interface Repository {
@@ -61,6 +92,8 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
       if (isBot(sender)) return log.debug('skipped: sender is a bot');
       if (payload.issue.pull_request) return log.info('skipped: the label is on a pull request, not an issue');
       if (!payload.installation) return log.warn('skipped: event carries no installation');
+      const repoKey = repoKeyOf({ owner: payload.repository.owner.login, repo: payload.repository.name, defaultBranch: payload.repository.default_branch });
+      if (deps.actingLabels && !deps.actingLabels.mayAct(repoKey, label)) return log.debug({ label }, 'skipped: not the label that acts in this repository');
       await record({ op: 'label', ...common(payload.installation.id, payload.repository, payload.issue.number, context.id, sender.login), label }, log);
     });
 

@@ -31,7 +31,7 @@ export interface DrainSettings {
   secrets: string[];
 }
 
-type ToMain = { type: 'ready' } | { type: 'handled'; outcome: 'done' | 'dead'; seconds: number } | { type: 'stopped' };
+type ToMain = { type: 'ready' } | { type: 'handled'; outcome: 'done' | 'dead'; seconds: number } | { type: 'label'; repoKey: string; label: string } | { type: 'stopped' };
 type ToThread = { type: 'stop' };
 
 /**
@@ -59,7 +59,7 @@ async function runThread(settings: DrainSettings, port: NonNullable<typeof paren
   const pending = new PendingWork();
   const send = (m: ToMain) => port.postMessage(m);
   const inbox = new Inbox<InboxItem>(redis, InboxItemSchema, { log, heartbeatMs: settings.heartbeatMs, onHandled: (outcome, seconds) => send({ type: 'handled', outcome, seconds }) });
-  const drainer = await inbox.drain(eventHandler({ queue, probot, log, pending }), threadOf);
+  const drainer = await inbox.drain(eventHandler({ queue, probot, log, pending, onLabelRead: (repoKey, label) => send({ type: 'label', repoKey, label }) }), threadOf);
   port.on('message', (m: ToThread) => {
     if (m.type !== 'stop') return;
     void (async () => {
@@ -88,7 +88,10 @@ if (!isMainThread && parentPort && (workerData as { role?: string } | undefined)
  * that). If it ends on its own later (a crash), it is started again, a second apart until
  * one starts: what it held goes back to the inbox when its heartbeat runs out.
  */
-export async function startDrainThread(settings: DrainSettings, opts: { log: Logger; onHandled?: (outcome: 'done' | 'dead', seconds: number) => void }): Promise<{ stop(): Promise<void> }> {
+export async function startDrainThread(
+  settings: DrainSettings,
+  opts: { log: Logger; onHandled?: (outcome: 'done' | 'dead', seconds: number) => void; onLabelRead?: (repoKey: string, label: string) => void },
+): Promise<{ stop(): Promise<void> }> {
   // The same module, as the thread's entry: compiled (.js), or the source under tsx (the
   // tests), whose loader a thread does not inherit: it registers it first.
   const entry: URL | string = import.meta.url.endsWith('.ts')
@@ -111,6 +114,7 @@ export async function startDrainThread(settings: DrainSettings, opts: { log: Log
           current = worker;
           resolve(worker);
         } else if (m.type === 'handled') opts.onHandled?.(m.outcome, m.seconds);
+        else if (m.type === 'label') opts.onLabelRead?.(m.repoKey, m.label);
       });
       worker.once('error', (err) => log.error({ err }, 'inbox thread failed'));
       worker.once('exit', (code) => {

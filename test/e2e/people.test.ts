@@ -356,6 +356,24 @@ describe('people direct the agent', () => {
     expect(s.anthropic.requests.length).toBe(calls);
   });
 
+  it('once a repository\'s config is known, a label that is not its trigger label is dropped by the web, not recorded', async () => {
+    const repo = 'labels';
+    await newRepo(repo, { ...CALC_REPO, '.github/agent.yml': 'trigger_label: go-agent\n' });
+    s.github.addIssue(OWNER, repo, { number: 5, title: 'add() is wrong for negatives', body: 'x', user: 'maintainer' });
+    const handled = async () => Number(/^issue_agent_inbox_wait_seconds_count\{outcome="done"\} (\d+)$/m.exec(await (await fetch(`${s.appUrl}/metrics`)).text())?.[1] ?? 0);
+    const start = await handled();
+    // The first label is recorded: the inbox thread reads the config and tells the web which label acts.
+    await s.label({ repo, issueNumber: 5, title: 'add() is wrong for negatives', body: 'x', label: 'agent' });
+    await s.waitFor('the first label handled', async () => ((await handled()) === start + 1 ? true : undefined));
+    // The same label again is dropped before the inbox; the help after it is recorded and answered.
+    await s.label({ repo, issueNumber: 5, title: 'add() is wrong for negatives', body: 'x', label: 'agent' });
+    await s.comment({ repo, issueNumber: 5, title: 'add() is wrong for negatives', body: '/agent help' });
+    await s.waitFor('the help reply', () => botComments(repo, 5).find((c) => c.body.includes('commands')), 15_000);
+    await s.waitFor('the help handled', async () => ((await handled()) >= start + 2 ? true : undefined));
+    expect(await handled()).toBe(start + 2);
+    expect(s.github.reactions(OWNER, repo, 5)).toEqual([]);
+  });
+
   it('an invalid .github/agent.yml gets a comment naming the line, the field and the expected form, and no model call', async () => {
     const repo = 'badconfig';
     await newRepo(repo, { ...CALC_REPO, '.github/agent.yml': 'commands:\n  test: npm test\nmax_rounds: lots\nbudgets:\n  max_cost_usd: "ten"\n' });
