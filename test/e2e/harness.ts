@@ -233,7 +233,11 @@ export async function startScenario(opts: ScenarioOptions = {}): Promise<Scenari
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
-  await healthy();
+  // An app that never answers leaves nothing running behind it: its redis-server and stand-ins stop too.
+  await healthy().catch(async (err: unknown) => {
+    await scenario.stop();
+    throw err;
+  });
   return scenario;
 }
 
