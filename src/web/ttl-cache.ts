@@ -1,8 +1,8 @@
 /**
- * A small time-bounded cache for the web's per-event reads (a sender's permission, the
- * repository's config): at hundreds of events a second, two API calls before each answer
- * would hold the webhook up for GitHub's round trips. Concurrent reads of one key share
- * one load; a failed load is not kept.
+ * A small time-bounded cache for the per-event reads the inbox thread makes (a sender's
+ * permission, the repository's config, an installation's client): at hundreds of events a
+ * second, API calls for each would spend GitHub's rate limit and hold the thread's work
+ * up. Concurrent reads of one key share one load; a failed load is not kept.
  */
 export class TtlCache<V> {
   private readonly entries = new Map<string, { value: Promise<V>; expires: number }>();
