@@ -587,9 +587,10 @@ export function createBwrapRunner(log: Logger, opts: RunnerOptions = {}): BwrapR
           async afterExit(output): Promise<LimitHit | undefined> {
             const ev = cgroup ? await cgroup.events() : undefined;
             if (ev && ev.oomKills > 0) return memoryMarker(ev.oomKills, limits);
-            // Without a pids cgroup, the shells' and runtimes' own words for a refused fork.
-            const refused = cgroup?.hasPids ? (ev?.pidsMaxHits ?? 0) > 0 : FORK_REFUSED.test(output);
-            if (refused) return refusedMarker(limits, cgroup?.hasPids ? ev?.pidsMaxHits : undefined);
+            // The pids cgroup counts what it refused; RLIMIT_NPROC (a host uid of its own) can
+            // refuse first, and then only the shells' and runtimes' own words show it.
+            const hits = cgroup?.hasPids ? (ev?.pidsMaxHits ?? 0) : 0;
+            if (hits > 0 || FORK_REFUSED.test(output)) return refusedMarker(limits, hits > 0 ? hits : undefined);
             const used = await diskUsage(workTree);
             return used !== undefined && used > limits.maxWorkTreeBytes ? diskMarker(used, limits, false) : undefined;
           },
