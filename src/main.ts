@@ -12,6 +12,7 @@ import { RedisDailySpend } from './queue/daily-spend.js';
 import { RedisPlanStore } from './queue/plan-store.js';
 import { RedisStageStore } from './queue/stage-store.js';
 import { registerSecret, sanitise } from './report/sanitise.js';
+import { operatorInstallPolicy } from './sandbox/egress/policy.js';
 import { createRunner } from './sandbox/runner.js';
 import { ActingLabels, agentApp } from './web/app.js';
 import { WebEventSchema, type WebEvent } from './web/actions.js';
@@ -44,6 +45,7 @@ async function main(): Promise<void> {
   // The sandbox is checked before anything starts: a worker without bubblewrap must not
   // come up half-way (unless SANDBOX=none says so).
   const runner = roles.includes('worker') ? createRunner(env.SANDBOX, log) : undefined;
+  const installNetwork = runner ? await operatorInstallPolicy(env, log) : undefined;
   const redisHandle = await resolveRedis({ url: env.REDIS_URL, dataDir: config.dataDir, log });
   const redis = new Redis(redisHandle.url, { maxRetriesPerRequest: null });
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
@@ -79,7 +81,7 @@ async function main(): Promise<void> {
     metrics.watchInbox(inbox);
     // What webhooks record in the inbox is carried out by a thread of its own.
     const drain = await startDrainThread(
-      { redisUrl: redisHandle.url, appId: config.appId, privateKey: config.privateKey, githubApiUrl: config.githubApiUrl, logLevel: env.LOG_LEVEL, heartbeatMs: env.INBOX_HEARTBEAT_MS, secrets: [config.webhookSecret, config.anthropicApiKey].filter((x): x is string => !!x) },
+      { redisUrl: redisHandle.url, appId: config.appId, privateKey: config.privateKey, githubApiUrl: config.githubApiUrl, logLevel: env.LOG_LEVEL, heartbeatMs: env.INBOX_HEARTBEAT_MS, allowHostNetwork: env.SANDBOX_ALLOW_HOST_NETWORK, secrets: [config.webhookSecret, config.anthropicApiKey].filter((x): x is string => !!x) },
       { log, onHandled: (outcome, seconds) => metrics.inboxHandled(outcome, seconds), onLabelRead: (repoKey, label) => actingLabels.set(repoKey, label) },
     );
     await server.load(agentApp({ inbox, health, log, actingLabels }));
@@ -93,6 +95,7 @@ async function main(): Promise<void> {
       config,
       probot,
       runner,
+      installNetwork: installNetwork!,
       redisUrl: redisHandle.url,
       queue,
       stages: new RedisStageStore(redis),

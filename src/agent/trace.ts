@@ -1,3 +1,4 @@
+import type { EgressReport } from '../sandbox/egress/proxy.js';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { sanitise } from '../report/sanitise.js';
@@ -6,7 +7,7 @@ export type TraceEvent =
   | { type: 'stage'; stage: string; phase: 'start' | 'end'; result?: string; durationMs?: number; detail?: unknown }
   | { type: 'model'; stage: string; model: string; tier: string; usage: Record<string, number>; costUsd: number; durationMs: number; stopReason: string | null }
   | { type: 'tool'; stage: string; tool: string; ok: boolean; errorCode?: string; durationMs: number; input: unknown }
-  | { type: 'command'; stage: string; name: string; command: string; exitCode: number | null; timedOut: boolean; durationMs: number; output: string }
+  | { type: 'command'; stage: string; name: string; command: string; exitCode: number | null; timedOut: boolean; durationMs: number; output: string; egress?: EgressReport }
   | { type: 'note'; message: string; detail?: unknown };
 
 /** The file name of a job's trace. */

@@ -24,7 +24,7 @@ describe('issue-agent config check', () => {
       '.github/agent.yml: valid',
       '  trigger label: "agent" (default)',
       '  commands: test "npm test" (the rest detected)',
-      '  install network: full (default)',
+      '  install network: registries (default)',
       '  paths: every file; deny .github/**',
       '  rounds: 2',
       '  checkpoint after planning: confidence below 0.5, more than 10 files or 400 lines (default)',

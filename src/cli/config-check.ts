@@ -20,7 +20,7 @@ export function summarise(c: RepoConfig): string[] {
   return [
     `trigger label: ${quote(triggerLabelOf(c))}${set(c.trigger_label)}`,
     `commands: ${commands.length ? commands.map(([k, v]) => `${k} ${quote(v)}`).join(', ') : 'none named, detected from the repository'}${commands.length && commands.length < 4 ? ' (the rest detected)' : ''}`,
-    `install network: ${c.install_network ?? 'full'}${set(c.install_network)}`,
+    `install network: ${c.install_network ?? 'registries'}${set(c.install_network)}${c.install_network === 'full' ? ' (honoured only where the app\'s operator sets SANDBOX_ALLOW_HOST_NETWORK=1)' : ''}${c.install_registries ? `; registries narrowed to ${c.install_registries.join(', ')}` : ''}`,
     `paths: ${c.paths?.allow ? `allow ${c.paths.allow.join(', ')}` : 'every file'}${c.paths?.deny?.length ? `; deny ${c.paths.deny.join(', ')}` : ''}${set(c.paths)}`,
     `rounds: ${c.max_rounds ?? 3}${set(c.max_rounds)}`,
     `checkpoint after planning: confidence below ${cp.minConfidence}, more than ${cp.maxFiles} files or ${cp.maxLines} lines${set(c.checkpoint)}`,
@@ -56,7 +56,8 @@ export function checkConfigFile(target: string | undefined, cwd = process.cwd())
   const rel = path.relative(cwd, file);
   const shown = rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : file;
   try {
-    const config = parseRepoConfig(text);
+    // The operator's policy is not known here: "full" is valid for a host that allows it, and said so.
+    const config = parseRepoConfig(text, { allowHostNetwork: true });
     return { code: 0, stdout: `${shown}: valid\n${summarise(config).map((l) => `  ${l}\n`).join('')}`, stderr: '' };
   } catch (err) {
     if (!(err instanceof RepoConfigError)) throw err;

@@ -11,6 +11,7 @@ import { createLogger } from '../logger.js';
 import { branchName, jobId, type JobData } from '../queue/jobs.js';
 import { registerSecret, sanitise } from '../report/sanitise.js';
 import { git } from '../sandbox/git.js';
+import { operatorInstallPolicy } from '../sandbox/egress/policy.js';
 import { createRunner, type Runner } from '../sandbox/runner.js';
 import { runPipeline, type Outcome } from '../worker/pipeline.js';
 import { problemLine } from './config-check.js';
@@ -161,7 +162,7 @@ async function run(opts: RunOptions, io: RunIo): Promise<number> {
   // The pipeline would explain an invalid file in a comment; here it is said before anything starts.
   let repoConfig: RepoConfig;
   try {
-    repoConfig = parseRepoConfig(await host.fileText(REPO_CONFIG_PATH, checkout.base));
+    repoConfig = parseRepoConfig(await host.fileText(REPO_CONFIG_PATH, checkout.base), { allowHostNetwork: env.SANDBOX_ALLOW_HOST_NETWORK });
   } catch (err) {
     if (!(err instanceof RepoConfigError)) throw err;
     const lines = err.problems.map((p) => `  ${problemLine(p)}`);
@@ -179,6 +180,7 @@ async function run(opts: RunOptions, io: RunIo): Promise<number> {
     io.err('issue-agent run: WARNING: --sandbox none: the repository\'s install, tests and the agent\'s commands run on this machine without isolation, with network and your files in reach. Use it only for code you trust.\n');
   }
 
+  const installNetwork = await operatorInstallPolicy(env, log);
   const progress = new Progress({ write: io.out, tty: io.tty });
   const say = (line: string) => progress.line(line);
   say(`issue-agent run: task #${number} "${task.title}" on ${checkout.base} (${checkout.baseSha.slice(0, 12)}) of ${checkout.dir}`);
@@ -198,6 +200,7 @@ async function run(opts: RunOptions, io: RunIo): Promise<number> {
     outcome = await runPipeline(job, {
       config: { dataDir, models: { frontier: env.MODEL_FRONTIER, mid: env.MODEL_MID, fast: env.MODEL_FAST }, anthropicApiKey: env.ANTHROPIC_API_KEY, anthropicBaseUrl: env.ANTHROPIC_BASE_URL },
       runner,
+      installNetwork,
       gh: host,
       bot: { name: 'issue-agent', email: 'issue-agent@localhost' },
       statusRef: { get: async () => undefined, set: async (id) => id },

@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { sanitise } from '../report/sanitise.js';
+import { parseRules } from '../sandbox/egress/allowlist.js';
+import { privateNetworkList } from '../sandbox/egress/forbidden-addresses.js';
 
 /** Model tiers: each stage asks for a tier, config maps it to a model id. */
 export const TIERS = ['frontier', 'mid', 'fast'] as const;
@@ -9,6 +11,13 @@ export type Tier = (typeof TIERS)[number];
 
 const port = z.coerce.number({ error: 'expected a port number from 0 to 65535' }).int().min(0).max(65535);
 const nonEmpty = z.string().trim().min(1);
+const egressList = nonEmpty.superRefine((list, ctx) => {
+  try {
+    parseRules(list);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
+});
 
 /**
  * The process environment, as the app reads it. Names follow Probot where Probot has one,
@@ -41,6 +50,23 @@ export const EnvSchema = z
       .default('bwrap')
       .transform((v) => (v === 'none' ? 'unsandboxed' : v))
       .describe('none (or unsandboxed) runs repository code on the host: an explicit, logged opt-in'),
+    SANDBOX_ALLOW_HOST_NETWORK: z
+      .enum(['0', '1', 'false', 'true'])
+      .default('0')
+      .transform((v) => v === '1' || v === 'true')
+      .describe('1 lets a repository ask for install_network: full (the worker host\'s own network, its loopback services and metadata included)'),
+    SANDBOX_EGRESS_ALLOW: egressList.optional().describe('the registries the install step may reach, replacing those read from this host\'s package managers: comma-separated host, host:port, *.domain or URL'),
+    SANDBOX_EGRESS_ALLOW_EXTRA: egressList.optional().describe('registries added to those read from this host\'s package managers (or to SANDBOX_EGRESS_ALLOW)'),
+    SANDBOX_EGRESS_PRIVATE_NETWORKS: nonEmpty
+      .superRefine((list, ctx) => {
+        try {
+          privateNetworkList(list.split(/[\s,]+/).filter(Boolean));
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        }
+      })
+      .optional()
+      .describe('private networks (CIDRs, e.g. 10.20.0.0/16) where the registries on the list live, such as a corporate mirror; loopback, link-local and metadata addresses stay refused'),
     WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(1),
     WORKER_LOCK_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(60_000).describe('BullMQ lock duration: a crashed worker\'s job is free again after this'),
     WORKER_STALLED_INTERVAL_MS: z.coerce.number().int().min(500).max(3_600_000).default(30_000).describe('how often workers look for jobs whose worker is gone'),

@@ -115,10 +115,30 @@ describe('.github/agent.yml', () => {
     ]);
     const [top] = problems('comands: {}\n');
     expect(top).toMatchObject({ line: 1, field: 'comands', problem: expect.stringContaining('did you mean commands?') });
-    expect(top?.expected).toBe('one of the keys trigger_label, commands, install_network, paths, max_rounds, checkpoint, models, stuck, budgets, instructions');
+    expect(top?.expected).toBe('one of the keys trigger_label, commands, install_network, install_registries, paths, max_rounds, checkpoint, models, stuck, budgets, instructions');
     expect(problems('stuck:\n  retries: 3\n  whatever: 1\n').map((p) => [p.line, p.field])).toEqual([
       [2, 'stuck.retries'],
       [3, 'stuck.whatever'],
+    ]);
+  });
+
+  it('refuses install_network: full unless the operator allows the host\'s network, naming the line and how', () => {
+    const text = 'max_rounds: 2\ninstall_network: full\n';
+    expect(problems(text)).toEqual([
+      {
+        line: 2,
+        field: 'install_network',
+        problem: '"full" (the worker host\'s own network) is not allowed by this app\'s operator',
+        expected: '"registries" (the package registries, through the egress proxy) or "none"; an operator allows "full" with SANDBOX_ALLOW_HOST_NETWORK=1',
+      },
+    ]);
+    expect(parseRepoConfig(text, { allowHostNetwork: true }).install_network).toBe('full');
+    expect(parseRepoConfig('install_network: registries\ninstall_registries: [registry.npmjs.org, "https://npm.corp.example:8443/"]\n')).toEqual({
+      install_network: 'registries',
+      install_registries: ['registry.npmjs.org', 'https://npm.corp.example:8443/'],
+    });
+    expect(problems('install_registries: ["file:///opt/pypi"]\n')).toEqual([
+      expect.objectContaining({ line: 1, field: 'install_registries[0]', problem: '"file:///opt/pypi": is not reachable through the egress proxy: only http and https registries are' }),
     ]);
   });
 

@@ -1,3 +1,4 @@
+import { ruleProblem } from '../sandbox/egress/allowlist.js';
 import { editDistance } from '../util/edit-distance.js';
 import picomatch from 'picomatch';
 import { z } from 'zod';
@@ -54,18 +55,29 @@ export const RepoConfigSchema = z
       .strict()
       .optional()
       .describe('the commands that validate a change, each run in the sandbox (default: detected from the repository)'),
-    // Default 'full', on purpose: fetching dependencies is what the step is for, and with
-    // 'none' nearly every repository's install (npm ci, pip install) would fail until someone
-    // set this. The step runs before the agent edits anything in the job, with the command
-    // from the default branch's config (detected ones skip lifecycle scripts), and with no
-    // credentials or host files in reach; the agent's commands and the tests never have
-    // network, whatever this says. Repositories that vendor dependencies should say 'none'.
+    // The install step never gets the worker host's network unless the operator allows it:
+    // a repository's install (or a dependency's build step) in the host's network reaches
+    // its loopback services, Redis among them, and the cloud metadata service.
     install_network: z
-      .enum(['none', 'full'])
+      .enum(['none', 'registries', 'full'])
       .optional()
       .describe(
-        'network for the install command only: "full" (the host\'s whole network, so package registries and anything else the host reaches) or "none" (for vendored or cached dependencies; no egress at all). Registries-only egress would need a filtering proxy, which this host does not run. The agent\'s commands and the tests never have network (default "full")',
+        'network for the install command only: "registries" (a network of its own whose one way out is the app\'s egress proxy, to the package registries the operator allows), "none" (vendored or cached dependencies; no egress at all) or "full" (the worker host\'s own network: only where the operator allows it, and never for a revision of a pull request). The agent\'s commands and the tests never have network (default "registries")',
       ),
+    install_registries: z
+      .array(
+        z
+          .string()
+          .max(300)
+          .superRefine((entry, ctx) => {
+            const problem = ruleProblem(entry);
+            if (problem) ctx.addIssue({ code: 'custom', message: problem });
+          }),
+      )
+      .max(50)
+      .optional()
+      .describe('narrows the registries the install step may reach to these hosts ("host", "host:port", "*.domain" or a registry URL); hosts the operator does not allow stay refused (default: every registry the operator allows)')
+      .meta({ examples: [['registry.npmjs.org']] }),
     paths: z
       .strictObject({
         allow: z
@@ -458,7 +470,17 @@ const SYNTAX_EXPECTED: Record<string, string> = {
 };
 
 /** Parses the file's text; a YAML or schema error names the line and the field. */
-export function parseRepoConfig(text: string | undefined): RepoConfig {
+/** What the operator, not the repository, decides about a repository's config. */
+export interface OperatorPolicy {
+  /** SANDBOX_ALLOW_HOST_NETWORK: whether `install_network: full` may be honoured. */
+  allowHostNetwork?: boolean;
+}
+
+/**
+ * Parses `.github/agent.yml`; throws RepoConfigError naming each problem and its line. A
+ * setting the operator does not allow is a problem of the file too, so it is explained the same way.
+ */
+export function parseRepoConfig(text: string | undefined, operator: OperatorPolicy = {}): RepoConfig {
   if (text === undefined || text.trim() === '') return {};
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: true });
@@ -489,6 +511,17 @@ export function parseRepoConfig(text: string | undefined): RepoConfig {
       }),
     );
     throw new RepoConfigError(problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)));
+  }
+  if (parsed.data.install_network === 'full' && !operator.allowHostNetwork) {
+    const range = rangeAt(doc, ['install_network'], false);
+    throw new RepoConfigError([
+      {
+        ...(range ? { line: lineOf(text, lineCounter, range[0]) } : {}),
+        field: 'install_network',
+        problem: '"full" (the worker host\'s own network) is not allowed by this app\'s operator',
+        expected: '"registries" (the package registries, through the egress proxy) or "none"; an operator allows "full" with SANDBOX_ALLOW_HOST_NETWORK=1',
+      },
+    ]);
   }
   return parsed.data;
 }

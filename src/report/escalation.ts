@@ -1,3 +1,5 @@
+import type { EgressReport } from '../sandbox/egress/proxy.js';
+import { firewallSection } from './firewall.js';
 import { fence, STATUS_MARKER } from './status.js';
 
 export interface EscalationReport {
@@ -10,6 +12,8 @@ export interface EscalationReport {
   failingCommand?: string;
   failureExcerpt?: string;
   filesTouched: string[];
+  /** The install step's firewall report: destinations its egress refused. */
+  firewall?: EgressReport;
   /** The pushed work-in-progress branch, when there was a diff. */
   wip?: { branch: string; url: string };
   spend: { modelCalls: number; inputTokens: number; outputTokens: number; costUsd: number; seconds: number };
@@ -17,7 +21,7 @@ export interface EscalationReport {
 
 
 /** What a maintainer can do next, specific to why the job stopped. */
-export function nextSteps(reason: string, e: Pick<EscalationReport, 'wip' | 'failingCommand'>): string[] {
+export function nextSteps(reason: string, e: Pick<EscalationReport, 'wip' | 'failingCommand' | 'firewall'>): string[] {
   const relabel = 're-add the `agent` label to try again';
   const fromWip = e.wip ? `continue by hand from \`${e.wip.branch}\`` : 'make the change by hand';
   switch (reason) {
@@ -46,6 +50,13 @@ export function nextSteps(reason: string, e: Pick<EscalationReport, 'wip' | 'fai
     case 'push-rejected':
       return ['delete or merge the existing branch, then ' + relabel];
     case 'install-failed':
+      if (e.firewall?.refused.length) {
+        return [
+          'if the install needs a host the firewall refused, ask the app\'s operator to allow it (SANDBOX_EGRESS_ALLOW_EXTRA), or vendor the dependency, then ' + relabel,
+          'fix the install or check commands under `commands:` in `.github/agent.yml`, then ' + relabel,
+        ];
+      }
+      return ['fix the install or check commands under `commands:` in `.github/agent.yml`, then ' + relabel];
     case 'no-checks':
     case 'invalid-config':
       return ['fix the install or check commands under `commands:` in `.github/agent.yml`, then ' + relabel];
@@ -75,6 +86,8 @@ export function escalationComment(e: EscalationReport): string {
   ];
   if (e.failingCommand) parts.push('', `**Failing command:** \`${e.failingCommand}\``);
   if (e.failureExcerpt) parts.push('', fence(e.failureExcerpt));
+  const firewall = firewallSection(e.firewall);
+  if (firewall.length > 0) parts.push('', ...firewall.slice(0, -1));
   parts.push('', '### Files touched', ...(e.filesTouched.length ? e.filesTouched.map((f) => `- \`${f}\``) : ['- none']));
   if (e.wip) parts.push('', `Work in progress: [\`${e.wip.branch}\`](${e.wip.url})`);
   parts.push('', '### What to decide', ...nextSteps(e.reason, e).map((n, i) => `${i + 1}. ${n}`));

@@ -1,5 +1,6 @@
 import type { Plan } from '../agent/tools/submit-plan.js';
 import type { CheckResult, ValidationReport } from '../stages/validate.js';
+import { firewallSection } from './firewall.js';
 
 function resultLine(r: CheckResult): string {
   const verdict = r.ok ? '✅ passed' : r.timedOut ? '⏱️ timed out' : `❌ failed (exit ${r.exitCode})`;
@@ -31,7 +32,7 @@ export function prBody(p: PrBodyInput): string {
     const b = before.find((x) => x.name === r.name);
     return `${resultLine(r)} ${b ? (b.ok ? 'passed' : 'failed') : '—'} |`;
   });
-  if (p.install) rows.unshift(`${resultLine(p.install)} (install, with network) |`);
+  if (p.install) rows.unshift(`${resultLine(p.install)} (install${p.install.egress ? ', registries only' : ''}) |`);
   return [
     p.summary,
     '',
@@ -54,6 +55,7 @@ export function prBody(p: PrBodyInput): string {
     '| --- | --- | --- | --- |',
     ...rows,
     '',
+    ...firewallSection(p.install?.egress),
     '### Change',
     '```',
     p.diffStat.trim() || '(no files)',

@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { createRunCgroup, detectCgroups, type CgroupSupport, type RunCgroup } from './cgroup.js';
 import { diskMarker, diskUsage, formatBytes, memoryMarker, processesMarker, refusedMarker, resolveLimits, type LimitHit, type SandboxLimits } from './limits.js';
+import { EGRESS_FORWARDER, EGRESS_SOCKET, FORWARDER_SOURCE, behindForwarder, proxyEnv } from './egress/inside.js';
+import { openEgress, type EgressSession } from './egress/proxy.js';
 import { isInside, resolveRunRequest } from './run-request.js';
 import { DEFAULT_MAX_OUTPUT_BYTES, sandboxEnv, type RunnerOptions, type RunRequest, type RunResult, type Runner } from './runner.js';
 import { spawnCapped, type Watcher } from './spawn-capped.js';
@@ -145,6 +147,7 @@ function generatedEtc(): string {
   );
   writeIfChanged(path.join(dir, 'group'), `root:x:0:\nsandbox:x:${SANDBOX_GID}:\nnogroup:x:65534:\n`);
   writeIfChanged(path.join(dir, 'gitconfig'), '[safe]\n\tdirectory = *\n');
+  writeIfChanged(path.join(dir, 'egress-forward.cjs'), FORWARDER_SOURCE);
   etcDir = dir;
   return dir;
 }
@@ -241,6 +244,8 @@ export interface SandboxPlan {
   cwd: string;
   command: string;
   network: RunRequest['network'];
+  /** With network 'registries': the host path of the egress proxy's socket. */
+  egressSocket?: string;
   env: Record<string, string>;
   readOnlyPaths: string[];
   limits: Required<SandboxLimits>;
@@ -267,8 +272,10 @@ export function sandboxArgv(plan: SandboxPlan): string[] {
     }
     return real;
   });
+  if (plan.network === 'registries' && !plan.egressSocket) throw new Error('internal: network "registries" without the egress proxy\'s socket');
+  const egressSocket = plan.network === 'registries' ? plan.egressSocket : undefined;
   // In 'host-uid' mode every host path the sandbox gets goes through the portal.
-  const sources = hostUid ? [plan.workTree, ...readOnly] : [];
+  const sources = hostUid ? [plan.workTree, ...readOnly, ...(egressSocket ? [egressSocket] : [])] : [];
   const source = (real: string): string => {
     if (!hostUid) return real;
     for (const [i, s] of sources.entries()) {
@@ -342,9 +349,15 @@ export function sandboxArgv(plan: SandboxPlan): string[] {
   if (gitStat) argv.push('--ro-bind', source(dotGit), dotGit);
 
   for (const real of readOnly) argv.push('--ro-bind', source(real), real);
+  // The install egress: the sandbox keeps its own network namespace (loopback only); the
+  // proxy's socket is its one way out, through a forwarder on its loopback.
+  if (egressSocket) {
+    argv.push('--bind', source(egressSocket), EGRESS_SOCKET);
+    argv.push('--ro-bind', path.join(etc, 'egress-forward.cjs'), EGRESS_FORWARDER);
+  }
   // Nothing else may appear on the root tmpfs; /tmp and the work tree stay writable.
   argv.push('--remount-ro', '/');
-  argv.push('--chdir', plan.cwd, '--', '/bin/sh', '-c', plan.command);
+  argv.push('--chdir', plan.cwd, '--', ...(egressSocket ? behindForwarder(realpathSync(process.execPath), plan.command) : ['/bin/sh', '-c', plan.command]));
   return argv;
 }
 
@@ -520,6 +533,7 @@ export function createBwrapRunner(log: Logger, opts: RunnerOptions = {}): BwrapR
       const { workTree, cwd } = resolveRunRequest(req);
       const limits = resolveLimits(req.timeoutMs, cores, opts.limits, req.limits);
       if (mode === 'host-uid') await handTreeTo(workTree, hostUidFor(workTree));
+      let egress: EgressSession | undefined;
       let cgroup: RunCgroup | undefined;
       if (cgroups) {
         try {
@@ -529,6 +543,7 @@ export function createBwrapRunner(log: Logger, opts: RunnerOptions = {}): BwrapR
         }
       }
       try {
+        if (req.network === 'registries') egress = await openEgress({ rules: req.egress?.rules ?? [], privateNetworks: req.egress?.privateNetworks ?? [], log });
         const argv = sandboxArgv({
           tools,
           mode,
@@ -536,7 +551,8 @@ export function createBwrapRunner(log: Logger, opts: RunnerOptions = {}): BwrapR
           cwd,
           command: req.command,
           network: req.network,
-          env: sandboxEnv(req.env),
+          ...(egress ? { egressSocket: egress.socketPath } : {}),
+          env: egress ? { ...sandboxEnv(req.env), ...proxyEnv() } : sandboxEnv(req.env),
           readOnlyPaths: req.readOnlyPaths ?? [],
           limits,
           ...(cgroup ? { cgroupProcs: cgroup.procsFiles, cgroupHasPids: cgroup.hasPids } : {}),
@@ -571,7 +587,7 @@ export function createBwrapRunner(log: Logger, opts: RunnerOptions = {}): BwrapR
           });
         }
 
-        return await spawnCapped({
+        const result = await spawnCapped({
           command: req.command,
           file: file!,
           args,
@@ -595,7 +611,9 @@ export function createBwrapRunner(log: Logger, opts: RunnerOptions = {}): BwrapR
             return used !== undefined && used > limits.maxWorkTreeBytes ? diskMarker(used, limits, false) : undefined;
           },
         });
+        return egress ? { ...result, egress: egress.report() } : result;
       } finally {
+        await egress?.close();
         await cgroup?.remove();
       }
     },

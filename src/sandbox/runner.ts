@@ -1,12 +1,18 @@
 import type { Logger } from 'pino';
 import { createBwrapRunner } from './bwrap.js';
+import type { EgressRule } from './egress/allowlist.js';
+import type { EgressReport } from './egress/proxy.js';
 import type { LimitKind, SandboxLimits } from './limits.js';
 import { createUnsandboxedRunner } from './unsandboxed.js';
 
 export { DEFAULT_LIMITS, type LimitKind, type SandboxLimits } from './limits.js';
 
-/** 'none' for tests and the agent's commands; 'full' only for the install step. */
-export type NetworkPolicy = 'none' | 'full';
+/**
+ * 'none' for tests and the agent's commands. For the install step: 'registries' (a network
+ * namespace of its own whose only way out is the egress proxy, to the hosts of `egress`), or
+ * 'full' (the worker host's own network: only where the operator allows it).
+ */
+export type NetworkPolicy = 'none' | 'registries' | 'full';
 
 export interface RunRequest {
   /** Absolute path of the job's work tree: bound read-write, its `.git` read-only. */
@@ -17,6 +23,8 @@ export interface RunRequest {
   command: string;
   timeoutMs: number;
   network: NetworkPolicy;
+  /** With network 'registries': where the egress proxy lets the command go. */
+  egress?: EgressPolicy;
   /** Default 256 KiB of combined stdout+stderr; beyond it head and tail halves are kept. */
   maxOutputBytes?: number;
   /** Extra non-secret variables (e.g. CI=true). */
@@ -29,6 +37,14 @@ export interface RunRequest {
   limits?: Partial<SandboxLimits>;
 }
 
+/** Where the install step's egress may go. */
+export interface EgressPolicy {
+  /** The destinations on the list. */
+  rules: readonly EgressRule[];
+  /** Private networks (CIDRs) those destinations may resolve into; see EgressOptions. */
+  privateNetworks?: readonly string[];
+}
+
 export interface RunResult {
   command: string;
   exitCode: number | null;
@@ -39,6 +55,8 @@ export interface RunResult {
   omittedBytes: number;
   /** The limit that killed the command (or, for memory and disk, cut part of it short); its "[killed: …]" line ends the output. */
   limit?: LimitKind;
+  /** With network 'registries': what the egress proxy let through and refused. */
+  egress?: EgressReport;
 }
 
 export interface Runner {

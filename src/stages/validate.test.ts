@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Trace } from '../agent/trace.js';
 import type { RunRequest, Runner } from '../sandbox/runner.js';
+import { parseRules } from '../sandbox/egress/allowlist.js';
+import { installNetworkFor } from '../sandbox/egress/policy.js';
 import { detectChecks, failureExcerpt, runCheck } from './validate.js';
 
 const reader = (files: Record<string, string>) => async (p: string) => files[p];
@@ -18,7 +20,10 @@ describe('detecting the checks', () => {
     });
     const placeholder = await detectChecks(reader({ 'package.json': pkg({ test: 'echo "Error: no test specified" && exit 1' }), 'pnpm-lock.yaml': '' }), {});
     expect(placeholder.checks).toEqual([]);
-    expect(placeholder.install?.command).toBe('pnpm install --frozen-lockfile --ignore-scripts');
+    // Neither the repository's .pnpmfile.cjs nor a yarn-path/yarnPath file of its own runs.
+    expect(placeholder.install?.command).toBe('pnpm install --frozen-lockfile --ignore-scripts --ignore-pnpmfile');
+    const yarn = await detectChecks(reader({ 'package.json': pkg({ test: 'jest' }), 'yarn.lock': '' }), {});
+    expect(yarn.install?.command).toBe('YARN_IGNORE_PATH=1 yarn install --frozen-lockfile --ignore-scripts');
   });
 
   it('prefers .github/agent.yml commands over detection', async () => {
@@ -36,7 +41,7 @@ describe('detecting the checks', () => {
 });
 
 describe('the install step\'s network', () => {
-  it('follows install_network for the install command, and is always none for the other checks', async () => {
+  it('follows install_network for the install command (default: the registries), and is always none for the other checks', async () => {
     const asked: RunRequest[] = [];
     const runner: Runner = {
       backend: 'unsandboxed',
@@ -45,14 +50,35 @@ describe('the install step\'s network', () => {
         return { command: req.command, exitCode: 0, signal: null, timedOut: false, durationMs: 1, output: '', omittedBytes: 0 };
       },
     };
-    const deps = { runner, workTree: '/w', sandboxReadOnlyPaths: [], trace: { write: () => undefined } as unknown as Trace, stage: 'validate' };
+    const egress = { rules: parseRules('registry.npmjs.org') };
+    const deps = { runner, workTree: '/w', sandboxReadOnlyPaths: [], trace: { write: () => undefined } as unknown as Trace, stage: 'validate', egress };
     const files = reader({ 'package.json': JSON.stringify({ scripts: { test: 'node --test' }, dependencies: { x: '1' } }) });
-    for (const [config, expected] of [[{}, 'full'], [{ install_network: 'none' as const }, 'none'], [{ install_network: 'full' as const }, 'full']] as const) {
+    for (const [config, expected] of [[{}, 'registries'], [{ install_network: 'none' as const }, 'none'], [{ install_network: 'registries' as const }, 'registries'], [{ install_network: 'full' as const }, 'full']] as const) {
       const { install, checks } = await detectChecks(files, config);
       await runCheck(deps, install!);
       await runCheck(deps, checks[0]!);
-      expect(asked.splice(0).map((r) => r.network)).toEqual([expected, 'none']);
+      const [i, t] = asked.splice(0);
+      expect([i?.network, t?.network]).toEqual([expected, 'none']);
+      // Only the install step is told where egress may go.
+      expect([i?.egress, t?.egress]).toEqual([egress, undefined]);
     }
+  });
+
+  it('bounds what the repository asks by the operator\'s policy', () => {
+    const operator = { allowHostNetwork: false, registries: parseRules('registry.npmjs.org, pypi.org, files.pythonhosted.org') };
+    expect(installNetworkFor(operator, {}, { changesInTree: false })).toEqual({ network: 'registries', egress: { rules: operator.registries, privateNetworks: [] }, notes: [] });
+    const full = installNetworkFor(operator, { install_network: 'full' }, { changesInTree: false });
+    expect(full.network).toBe('registries');
+    expect(full.notes[0]).toMatch(/not allowed by the operator/);
+    expect(installNetworkFor({ ...operator, allowHostNetwork: true }, { install_network: 'full' }, { changesInTree: false }).network).toBe('full');
+    // A revision's tree holds commits nobody with write access may have read: never the host's network.
+    const revision = installNetworkFor({ ...operator, allowHostNetwork: true }, { install_network: 'full' }, { changesInTree: true });
+    expect(revision.network).toBe('registries');
+    expect(revision.notes[0]).toMatch(/registries only/);
+    expect(installNetworkFor(operator, { install_network: 'none' }, { changesInTree: true }).network).toBe('none');
+    const narrowed = installNetworkFor(operator, { install_registries: ['pypi.org', 'evil.example'] }, { changesInTree: false });
+    expect(narrowed.egress.rules).toEqual(parseRules('pypi.org'));
+    expect(narrowed.notes[0]).toContain('evil.example');
   });
 });
 

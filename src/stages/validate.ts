@@ -1,7 +1,8 @@
 import type { BaseFileReader } from '../agent/context.js';
 import type { RepoConfig } from '../config/repo-config.js';
 import type { Trace } from '../agent/trace.js';
-import type { NetworkPolicy, Runner, RunResult } from '../sandbox/runner.js';
+import type { EgressReport } from '../sandbox/egress/proxy.js';
+import type { EgressPolicy, NetworkPolicy, Runner, RunResult } from '../sandbox/runner.js';
 
 export interface Check {
   name: 'install' | 'lint' | 'typecheck' | 'test';
@@ -12,8 +13,8 @@ export interface Check {
   network?: NetworkPolicy;
 }
 
-/** `install_network`'s default; see the schema for why it is 'full'. */
-export const DEFAULT_INSTALL_NETWORK: NetworkPolicy = 'full';
+/** `install_network`'s default: the package registries, through the egress proxy. */
+export const DEFAULT_INSTALL_NETWORK: NetworkPolicy = 'registries';
 
 export interface CheckResult {
   name: Check['name'];
@@ -26,6 +27,8 @@ export interface CheckResult {
   tail: string;
   /** The whole (sandbox-capped) output, for the failure parsers: a failure may be mid-log. */
   output: string;
+  /** The install step's firewall report: what its egress let through and refused. */
+  egress?: EgressReport;
 }
 
 export interface ValidationReport {
@@ -59,9 +62,11 @@ export async function detectChecks(read: BaseFileReader, config: RepoConfig): Pr
     if (hasDeps) {
       detected.install =
         run === 'pnpm'
-          ? 'pnpm install --frozen-lockfile --ignore-scripts'
+          ? // --ignore-pnpmfile: the repository's .pnpmfile.cjs is code pnpm would run.
+            'pnpm install --frozen-lockfile --ignore-scripts --ignore-pnpmfile'
           : run === 'yarn'
-            ? 'yarn install --frozen-lockfile --ignore-scripts'
+            ? // YARN_IGNORE_PATH: yarn would otherwise run the file the repository's yarn-path / yarnPath names.
+              'YARN_IGNORE_PATH=1 yarn install --frozen-lockfile --ignore-scripts'
             : (await exists('package-lock.json')) || (await exists('npm-shrinkwrap.json'))
               ? 'npm ci --ignore-scripts --no-audit --no-fund'
               : 'npm install --ignore-scripts --no-audit --no-fund';
@@ -98,7 +103,7 @@ function tailOf(output: string, lines = 60): string {
 }
 
 export function toCheckResult(check: Check, r: RunResult): CheckResult {
-  return { name: check.name, command: check.command, ok: r.exitCode === 0 && !r.timedOut, exitCode: r.exitCode, timedOut: r.timedOut, durationMs: r.durationMs, tail: tailOf(r.output), output: r.output };
+  return { name: check.name, command: check.command, ok: r.exitCode === 0 && !r.timedOut, exitCode: r.exitCode, timedOut: r.timedOut, durationMs: r.durationMs, tail: tailOf(r.output), output: r.output, ...(r.egress ? { egress: r.egress } : {}) };
 }
 
 export interface ValidateDeps {
@@ -110,6 +115,8 @@ export interface ValidateDeps {
   timeoutMs?: number;
   /** Kills the running check when the job is asked to stop. */
   signal?: AbortSignal;
+  /** Where the install step's egress may go (network 'registries'): the operator's list, narrowed by the repository's. */
+  egress?: EgressPolicy;
 }
 
 /** Runs one check in the sandbox; only the install step may reach the network, and only as the repository's install_network allows. */
@@ -119,10 +126,11 @@ export async function runCheck(deps: ValidateDeps, check: Check): Promise<CheckR
     command: check.command,
     timeoutMs: deps.timeoutMs ?? 15 * 60 * 1000,
     network: check.name === 'install' ? (check.network ?? DEFAULT_INSTALL_NETWORK) : 'none',
+    ...(check.name === 'install' && deps.egress ? { egress: deps.egress } : {}),
     readOnlyPaths: deps.sandboxReadOnlyPaths,
     signal: deps.signal,
   });
-  deps.trace.write({ type: 'command', stage: deps.stage, name: check.name, command: check.command, exitCode: r.exitCode, timedOut: r.timedOut, durationMs: r.durationMs, output: r.output });
+  deps.trace.write({ type: 'command', stage: deps.stage, name: check.name, command: check.command, exitCode: r.exitCode, timedOut: r.timedOut, durationMs: r.durationMs, output: r.output, ...(r.egress ? { egress: r.egress } : {}) });
   // Paths are shown relative to the repository: shorter for the model, and the host's
   // directory layout stays out of comments.
   return toCheckResult(check, { ...r, output: r.output.split(`${deps.workTree}/`).join('').split(deps.workTree).join('.') });

@@ -99,6 +99,8 @@ export interface EventDeps {
   log: Logger;
   /** Acknowledgements in flight; shutdown waits for them. */
   pending: PendingWork;
+  /** SANDBOX_ALLOW_HOST_NETWORK: whether a config's `install_network: full` is valid here. */
+  allowHostNetwork?: boolean;
   /**
    * Told, each time a repository's config is read, the one label that does anything there
    * (its trigger label; the default one, answered with an explanation, while the config
@@ -154,7 +156,7 @@ export function eventHandler(deps: EventDeps): (e: InboxItem) => Promise<void> {
     configs.get(repoKeyOf(e), async () => {
       let config: RepoConfig | RepoConfigError;
       try {
-        config = parseRepoConfig(await gh.fileText(REPO_CONFIG_PATH, e.defaultBranch));
+        config = parseRepoConfig(await gh.fileText(REPO_CONFIG_PATH, e.defaultBranch), { allowHostNetwork: deps.allowHostNetwork ?? false });
       } catch (err) {
         if (!(err instanceof RepoConfigError)) throw err;
         config = err;

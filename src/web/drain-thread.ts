@@ -27,6 +27,8 @@ export interface DrainSettings {
   githubApiUrl: string;
   logLevel: string;
   heartbeatMs: number;
+  /** SANDBOX_ALLOW_HOST_NETWORK, so a config asking for the host's network is explained here as the worker would. */
+  allowHostNetwork: boolean;
   /** What the sanitiser redacts in this thread too (its module state is the thread's own). */
   secrets: string[];
 }
@@ -59,7 +61,7 @@ async function runThread(settings: DrainSettings, port: NonNullable<typeof paren
   const pending = new PendingWork();
   const send = (m: ToMain) => port.postMessage(m);
   const inbox = new Inbox<InboxItem>(redis, InboxItemSchema, { log, heartbeatMs: settings.heartbeatMs, onHandled: (outcome, seconds) => send({ type: 'handled', outcome, seconds }) });
-  const drainer = await inbox.drain(eventHandler({ queue, probot, log, pending, onLabelRead: (repoKey, label) => send({ type: 'label', repoKey, label }) }), threadOf);
+  const drainer = await inbox.drain(eventHandler({ queue, probot, log, pending, allowHostNetwork: settings.allowHostNetwork, onLabelRead: (repoKey, label) => send({ type: 'label', repoKey, label }) }), threadOf);
   port.on('message', (m: ToThread) => {
     if (m.type !== 'stop') return;
     void (async () => {

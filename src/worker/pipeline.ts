@@ -18,6 +18,8 @@ import type { Feedback } from '../queue/queue.js';
 import type { Checkpoints, StageStore } from '../queue/stage-store.js';
 import { configErrorComment } from '../report/config-error.js';
 import { escalationComment } from '../report/escalation.js';
+import type { EgressReport } from '../sandbox/egress/proxy.js';
+import { installNetworkFor, type InstallNetworkPolicy } from '../sandbox/egress/policy.js';
 import { prBody } from '../report/pr-body.js';
 import { checkpointComment, plain, questionsComment, STATUS_MARKER, statusComment, type StatusCheck, type StatusState } from '../report/status.js';
 import type { IssueText } from '../agent/context.js';
@@ -68,6 +70,8 @@ export interface DailySpend {
 export interface PipelineDeps {
   config: Pick<AppConfig, 'dataDir' | 'models' | 'anthropicApiKey'> & { anthropicBaseUrl?: string };
   runner: Runner;
+  /** What the operator allows the install step (default: no registries, no host network). */
+  installNetwork?: InstallNetworkPolicy;
   /** GitHubRepo in the app; the CLI's LocalRepo for a local checkout. */
   gh: RepoHost;
   bot: { name: string; email: string };
@@ -223,6 +227,8 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
   let wt: WorkTree | undefined;
   let threads: ReviewTask['threads'] = [];
   let enforcePaths: (tree: WorkTree) => Promise<void> = async () => {};
+  /** The install step's firewall report, for the PR body and the escalation. */
+  let firewall: EgressReport | undefined;
 
   await postStatus({});
   // A job retried after a crash finds what its finished stages produced.
@@ -254,7 +260,8 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
   try {
     // Rules and config come from the default branch, never from a branch anyone can push.
     const readDefault = (p: string) => gh.fileText(p, repo.defaultBranch);
-    const repoConfig = parseRepoConfig(await readDefault(REPO_CONFIG_PATH));
+    const installPolicy: InstallNetworkPolicy = deps.installNetwork ?? { allowHostNetwork: false, registries: [] };
+    const repoConfig = parseRepoConfig(await readDefault(REPO_CONFIG_PATH), { allowHostNetwork: installPolicy.allowHostNetwork });
     const budgets = budgetsOf(repoConfig);
     const spentToday = (await deps.dailySpend?.spentToday(repoKey)) ?? 0;
     if (spentToday >= budgets.dailyCostUsd) {
@@ -305,12 +312,17 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
         pathPolicy: pathPolicyOf(repoConfig),
         signal: abort,
       };
-      const validateDeps = { runner: deps.runner, workTree: tree.path, sandboxReadOnlyPaths: [mirrorPath], trace, stage: 'validate', signal: abort };
+      // A revision's tree holds the agent's and contributors' commits.
+      const installNet = installNetworkFor(installPolicy, repoConfig, { changesInTree: revising });
+      for (const message of installNet.notes) trace.write({ type: 'note', message });
+      const validateDeps = { runner: deps.runner, workTree: tree.path, sandboxReadOnlyPaths: [mirrorPath], trace, stage: 'validate', signal: abort, egress: installNet.egress };
       const { install, checks } = await detectChecks((p) => readBaseFile(tree, p), repoConfig);
+      if (install) install.network = installNet.network;
       if (checks.length === 0) {
         throw new Escalation({ reason: 'no-checks', evidence: `no test, lint or typecheck command was found; name them under commands in ${REPO_CONFIG_PATH}` });
       }
       const installed = install ? await stage('install', () => runCheck({ ...validateDeps, stage: 'install' }, install)) : undefined;
+      firewall = installed?.egress;
       if (installed && !installed.ok) throw new Escalation({ reason: 'install-failed', evidence: 'the install command failed before any change' }, installed);
       return { tree, stageDeps, validateDeps, checks, installed };
     };
@@ -681,6 +693,7 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
         failingCommand: esc.failure?.command,
         failureExcerpt: esc.failure ? failureExcerpt(esc.failure) : undefined,
         filesTouched: [...touched].sort(),
+        ...(firewall ? { firewall } : {}),
         wip,
         spend: { modelCalls: spend.calls, inputTokens: spend.totalInput, outputTokens: spend.outputTokens, costUsd: spend.costUsd, seconds: (Date.now() - started) / 1000 },
       }),

@@ -9,6 +9,7 @@ import type { AgentQueue } from '../queue/queue.js';
 import { bullConnection } from '../queue/redis.js';
 import type { StageStore } from '../queue/stage-store.js';
 import { statusComment } from '../report/status.js';
+import type { InstallNetworkPolicy } from '../sandbox/egress/policy.js';
 import type { Runner } from '../sandbox/runner.js';
 import { Interrupted, LABEL_STUCK, LABEL_WORKING, runPipeline, type DailySpend, type Outcome, type PlanStore } from './pipeline.js';
 
@@ -16,6 +17,8 @@ export interface WorkerDeps {
   config: AppConfig;
   probot: Probot;
   runner: Runner;
+  /** What the operator allows the install step: the registries, and whether the host's network may be asked for. */
+  installNetwork: InstallNetworkPolicy;
   redisUrl: string;
   /** The queue's Redis-side state: status comments, stop requests, review feedback. */
   queue: AgentQueue;
@@ -116,6 +119,7 @@ export function startWorker(deps: WorkerDeps): AgentWorker {
         stages: deps.stages,
         config: { ...config, anthropicBaseUrl: config.env.ANTHROPIC_BASE_URL },
         runner: deps.runner,
+        installNetwork: deps.installNetwork,
         gh,
         bot: await bot,
         log,

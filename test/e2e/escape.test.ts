@@ -15,6 +15,11 @@ import { search } from '../../src/agent/tools/search.js';
 import { callTool, type Tool, type ToolAnswer, type ToolContext } from '../../src/agent/tools/tool.js';
 import { hostUidFor, type BwrapRunner } from '../../src/sandbox/bwrap.js';
 import { createRunner } from '../../src/sandbox/runner.js';
+import { Redis } from 'ioredis';
+import { Trace } from '../../src/agent/trace.js';
+import { parseRules } from '../../src/sandbox/egress/allowlist.js';
+import { runCheck } from '../../src/stages/validate.js';
+import { startTestRedis } from '../helpers/redis.js';
 
 /**
  * A scripted model through the real tools: every attempt below is a list of tool calls a
@@ -315,4 +320,51 @@ describe('escape attempts through the real tools and the real sandbox', () => {
     expect(succeeded).toEqual([]);
     expect(verdicts.length).toBeGreaterThanOrEqual(16);
   }, 120_000);
+
+  /**
+   * The install step as the pipeline runs it (runCheck, the default install network), with
+   * the host's own services put on the egress list: the worst an operator could write. The
+   * install is repository code; it must reach neither the host's loopback, nor Redis (where
+   * a forged stage checkpoint would make the worker push as the App), nor the metadata service.
+   */
+  it('lets the install step reach neither the host\'s loopback, Redis, nor the metadata service', async () => {
+    const redis = await startTestRedis();
+    const client = new Redis(redis.url, { maxRetriesPerRequest: null });
+    const forged = `issue-agent:stages:forged-${tag}`;
+    const installVerdicts: Verdict[] = [];
+    const before = connections.local;
+    const install = async (name: string, command: string, hostCheck: (output: string) => string | undefined) => {
+      const result = await runCheck(
+        { runner, workTree, sandboxReadOnlyPaths: [mirror], trace: new Trace(data, `escape-install-${tag}`), stage: 'install', egress: { rules: parseRules(`127.0.0.1:${port}, localhost:${redis.port}, 169.254.169.254:80`), privateNetworks: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'] } },
+        { name: 'install', command, source: 'config' },
+      );
+      const side = hostCheck(result.output);
+      installVerdicts.push({ name, escaped: side !== undefined, evidence: side ? `${side}; output ends: ${result.output.slice(-300)}` : 'blocked' });
+    };
+    // Ends within 3 s even when a connection stays open (it would, where the install escaped).
+    const node = (body: string) => `node -e ${JSON.stringify(`setTimeout(()=>process.exit(0),3000).unref();${body}`)}`;
+    // `send` is a JavaScript expression for what to write once through; NL is CR LF.
+    const viaProxy = (target: string, send: string) =>
+      `const NL=String.fromCharCode(13,10);require('http').request({host:'127.0.0.1',port:3128,method:'CONNECT',path:'${target}'}).on('connect',(r,s)=>{console.log('PROXY',r.statusCode);if(r.statusCode===200){s.write(${send});s.on('data',d=>console.log('GOT',String(d)))}}).on('error',e=>console.log('ERR',e.code)).end()`;
+    const setForged = `'SET ${forged} x'+NL`;
+    try {
+      await install('install: connect to the host\'s loopback port, directly and through the proxy', [node(`require('net').connect(${port},'127.0.0.1').on('data',d=>console.log(String(d))).on('error',e=>console.log('ERR',e.code))`), node(viaProxy(`127.0.0.1:${port}`, "''"))].join('; '), (out) =>
+        connections.local > before || leaked(out).length > 0 ? 'reached the host\'s loopback port' : undefined,
+      );
+      await install('install: write a forged stage checkpoint into Redis, directly and through the proxy', [node(`const NL=String.fromCharCode(13,10);const s=require('net').connect(${redis.port},'127.0.0.1');s.on('connect',()=>s.write(${setForged}));s.on('data',d=>console.log('REDIS',String(d)));s.on('error',e=>console.log('ERR',e.code))`), node(viaProxy(`localhost:${redis.port}`, setForged))].join('; '), (out) =>
+        /REDIS|GOT/.test(out) ? 'Redis answered the install step' : undefined,
+      );
+      await install('install: ask the cloud metadata service for credentials', node(viaProxy('169.254.169.254:80', "'GET /latest/meta-data/iam/security-credentials/ HTTP/1.0'+NL+NL")), (out) => (/PROXY 200/.test(out) ? 'the proxy opened a tunnel to the metadata address' : undefined));
+      if (await client.exists(forged)) installVerdicts.push({ name: 'install: forged checkpoint', escaped: true, evidence: `${forged} exists in Redis` });
+      console.log(['install-step attempts:', ...installVerdicts.map((v) => `  ${v.escaped ? 'ESCAPED' : 'blocked'}  ${v.name}${v.escaped ? ` — ${v.evidence}` : ''}`)].join('\n'));
+      expect(installVerdicts.filter((v) => v.escaped)).toEqual([]);
+      expect(installVerdicts).toHaveLength(3);
+      // The control: the same Redis takes the write from the host, so "blocked" above is the sandbox's doing.
+      await client.set(forged, 'x');
+      expect(await client.exists(forged)).toBe(1);
+    } finally {
+      client.disconnect();
+      await redis.stop();
+    }
+  }, 60_000);
 });
