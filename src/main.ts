@@ -6,7 +6,8 @@ import { ConfigError, loadConfig, parseEnv, type Role } from './config/env.js';
 import { createLogger } from './logger.js';
 import { connectedWorkers, Metrics } from './metrics.js';
 import { AgentQueue } from './queue/queue.js';
-import { bullConnection, checkRedisSettings, redisVersionProblem, resolveRedis } from './queue/redis.js';
+import { RecordSeal } from './queue/record-seal.js';
+import { bullConnection, checkRedisSettings, noAuthProblem, redisAcceptsWithoutAuth, redisVersionProblem, resolveRedis, withPassword } from './queue/redis.js';
 import { AppOctokit } from './github/octokit-options.js';
 import { RedisDailySpend } from './queue/daily-spend.js';
 import { RedisPlanStore } from './queue/plan-store.js';
@@ -46,7 +47,16 @@ async function main(): Promise<void> {
   // come up half-way (unless SANDBOX=none says so).
   const runner = roles.includes('worker') ? createRunner(env.SANDBOX, log) : undefined;
   const installNetwork = runner ? await operatorInstallPolicy(env, log) : undefined;
-  const redisHandle = await resolveRedis({ url: env.REDIS_URL, dataDir: config.dataDir, log });
+  const redisHandle = await resolveRedis({ url: env.REDIS_URL && withPassword(env.REDIS_URL, env.REDIS_PASSWORD), password: env.REDIS_PASSWORD, dataDir: config.dataDir, log });
+  registerSecret(env.REDIS_PASSWORD);
+  // Redis is not a trust root: one that anybody may write to is refused unless the operator says so.
+  if (await redisAcceptsWithoutAuth(redisHandle.url)) {
+    if (!env.REDIS_ALLOW_NO_AUTH) {
+      await redisHandle.stop();
+      throw new ConfigError([noAuthProblem(redisHandle.url)]);
+    }
+    log.warn('REDIS_ALLOW_NO_AUTH=1: the app runs on a Redis without a password; anything that reaches it can forge jobs');
+  }
   const redis = new Redis(redisHandle.url, { maxRetriesPerRequest: null });
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
   // Jobs must survive a Redis restart and never be evicted: warn (do not stop) when they could be.
@@ -54,7 +64,9 @@ async function main(): Promise<void> {
   const tooOld = redisVersionProblem(await redis.info('server'));
   if (tooOld) throw new ConfigError([tooOld]);
   const stops: Array<() => Promise<unknown>> = [];
-  const queue = new AgentQueue(bullConnection(redisHandle.url), redis);
+  // What the app writes to Redis and acts on later is sealed with a key Redis never sees.
+  const seal = RecordSeal.fromPrivateKey(config.privateKey);
+  const queue = new AgentQueue(bullConnection(redisHandle.url), redis, seal);
   // One registry per process: its worker's jobs, stages, model and tool calls (from the
   // traces), its webhooks; the queue's gauges where the web runs, so they are read once.
   const metrics = new Metrics();
@@ -98,9 +110,10 @@ async function main(): Promise<void> {
       installNetwork: installNetwork!,
       redisUrl: redisHandle.url,
       queue,
-      stages: new RedisStageStore(redis),
+      seal,
+      stages: new RedisStageStore(redis, seal, undefined, log),
       dailySpend: new RedisDailySpend(redis),
-      planStore: new RedisPlanStore(redis),
+      planStore: new RedisPlanStore(redis, seal, undefined, log),
       log,
       onJobEnd: (kind, outcome, seconds) => metrics.jobFinished(kind, outcome, seconds),
     });

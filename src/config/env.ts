@@ -39,6 +39,12 @@ export const EnvSchema = z
     GHE_PROTOCOL: z.enum(['https', 'http']).default('https'),
     LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
     REDIS_URL: z.url().optional(),
+    REDIS_PASSWORD: nonEmpty.optional().describe('the password for REDIS_URL when the URL carries none (how a compose file passes it without writing it in a URL)'),
+    REDIS_ALLOW_NO_AUTH: z
+      .enum(['0', '1', 'false', 'true'])
+      .default('0')
+      .transform((v) => v === '1' || v === 'true')
+      .describe('1 lets the app run on a Redis that needs no password (refused by default: its jobs decide what workers do)'),
     ANTHROPIC_API_KEY: nonEmpty.optional(),
     ANTHROPIC_BASE_URL: z.url().optional(),
     DATA_DIR: nonEmpty.default('.data'),

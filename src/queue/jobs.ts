@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { RecordSeal } from './record-seal.js';
 
 export const QUEUE_NAME = 'agent-run';
 
@@ -27,6 +28,24 @@ export const JobFields = z.object({
 export const JobDataSchema = JobFields.refine((d) => d.kind !== 'revise' || d.prNumber === d.issueNumber, { message: 'a revise job names its pull request in both issueNumber and prNumber', path: ['prNumber'] });
 export type JobData = z.infer<typeof JobDataSchema>;
 
+/** Job data as stored: the fields and their seal, bound to the job's id. */
+export function sealJob(seal: RecordSeal, id: string, data: JobData): JobData & { seal: string } {
+  return { ...data, seal: seal.mac('job', id, JSON.stringify(data)) };
+}
+
+/**
+ * The job's data when it is well formed and its seal holds for this job id; else why not.
+ * A job someone else wrote into Redis (or copied from another job) is never run.
+ */
+export function openJob(seal: RecordSeal, id: string, stored: unknown): { ok: true; data: JobData } | { ok: false; why: string } {
+  const parsed = JobDataSchema.safeParse(stored);
+  if (!parsed.success) return { ok: false, why: `its data does not fit the schema (${parsed.error.issues[0]?.message ?? 'invalid'})` };
+  // The fields in the schema's order, as they were sealed when the job was added.
+  const mac = (stored as { seal?: unknown }).seal;
+  if (!seal.verify('job', id, JSON.stringify(parsed.data), mac)) return { ok: false, why: mac === undefined ? 'its data carries no seal' : 'its seal does not match its data' };
+  return { ok: true, data: parsed.data };
+}
+
 /** Identifies one issue across attempts. */
 export function issueKey(d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>): string {
   return `${d.owner}/${d.repo}#${d.issueNumber}`.toLowerCase();
@@ -41,6 +60,18 @@ export function jobId(d: Pick<JobData, 'owner' | 'repo' | 'issueNumber' | 'attem
   return d.kind === 'revise'
     ? `${d.owner}/${d.repo}/pulls/${d.issueNumber}/revise-${d.attempt}`.toLowerCase()
     : `${d.owner}/${d.repo}/issues/${d.issueNumber}/attempt-${d.attempt}`.toLowerCase();
+}
+
+/**
+ * Whether the app may push `branch` for this job: an issue job only to its own issue's
+ * branches (`agent/issue-<n>-…`, `agent/wip/issue-<n>-…`), a revision only to one of the
+ * app's issue branches (the pull request's head). Nothing read back from Redis or GitHub
+ * can point a push at any other ref.
+ */
+export function isOwnBranch(job: Pick<JobData, 'kind' | 'issueNumber'>, branch: string): boolean {
+  if (job.kind === 'revise') return /^agent\/issue-\d+(-[a-z0-9-]+)?$/.test(branch);
+  const n = job.issueNumber;
+  return new RegExp(`^agent/issue-${n}(-[a-z0-9-]+)?$`).test(branch) || new RegExp(`^agent/wip/issue-${n}-attempt-\\d+$`).test(branch);
 }
 
 /** The issue a branch of ours was made for: `agent/issue-<n>-…` → n. */

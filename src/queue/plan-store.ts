@@ -1,7 +1,9 @@
 import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
 import { z } from 'zod';
 import { PlanSchema } from '../agent/tools/submit-plan.js';
 import type { PlanCheckpoint, PlanStore } from '../worker/pipeline.js';
+import type { RecordSeal } from './record-seal.js';
 
 const CheckpointSchema = z.object({ plan: PlanSchema, acceptanceCriteria: z.array(z.string()), baseSha: z.string() });
 const TTL_S = 30 * 24 * 3600;
@@ -10,7 +12,10 @@ const TTL_S = 30 * 24 * 3600;
 export class RedisPlanStore implements PlanStore {
   constructor(
     private readonly redis: Redis,
+    /** Seals each plan for its issue: a plan someone else wrote into Redis is never resumed. */
+    private readonly seal: RecordSeal,
     private readonly prefix = 'issue-agent',
+    private readonly log?: Pick<Logger, 'error'>,
   ) {}
 
   private key(issue: string): string {
@@ -18,13 +23,18 @@ export class RedisPlanStore implements PlanStore {
   }
 
   async save(issue: string, c: PlanCheckpoint): Promise<void> {
-    await this.redis.set(this.key(issue), JSON.stringify(c), 'EX', TTL_S);
+    await this.redis.set(this.key(issue), this.seal.seal('plan', issue, JSON.stringify(c)), 'EX', TTL_S);
   }
 
   /** The checkpoint; it stays until clear(), so a retried job still resumes from it. */
   async load(issue: string): Promise<PlanCheckpoint | undefined> {
-    const raw = await this.redis.get(this.key(issue));
-    if (!raw) return undefined;
+    const stored = await this.redis.get(this.key(issue));
+    if (!stored) return undefined;
+    const raw = this.seal.open('plan', issue, stored);
+    if (raw === undefined) {
+      this.log?.error({ issue, key: this.key(issue) }, 'saved plan refused: its seal does not hold (written into Redis by something other than this app?); planning runs again');
+      return undefined;
+    }
     try {
       const parsed = CheckpointSchema.safeParse(JSON.parse(raw));
       return parsed.success ? parsed.data : undefined;

@@ -1,3 +1,4 @@
+import { RecordSeal } from './record-seal.js';
 import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -5,17 +6,18 @@ import { startTestRedis } from '../../test/helpers/redis.js';
 import type { RedisHandle } from './redis.js';
 import { bullConnection } from './redis.js';
 import { AgentQueue } from './queue.js';
-import { branchName, issueKey, jobId, JobDataSchema } from './jobs.js';
+import { branchName, isOwnBranch, issueKey, jobId, JobDataSchema, openJob, type JobData } from './jobs.js';
 
 let server: RedisHandle;
 let redis: Redis;
 let queue: AgentQueue;
+const seal = RecordSeal.ephemeral();
 const base = { kind: 'issue' as const, installationId: 7, owner: 'octo', repo: 'demo', issueNumber: 12, sender: 'maintainer' };
 
 beforeAll(async () => {
   server = await startTestRedis();
   redis = new Redis(server.url, { maxRetriesPerRequest: null });
-  queue = new AgentQueue(bullConnection(server.url), redis, 'test');
+  queue = new AgentQueue(bullConnection(server.url), redis, seal, 'test');
 });
 afterAll(async () => {
   await queue.close();
@@ -81,7 +83,15 @@ describe('enqueue', () => {
     expect(await queue.enqueue({ ...base, deliveryId: 'd-1' })).toEqual({ kind: 'duplicate-delivery', deliveryId: 'd-1' });
     expect(await queue.enqueue({ ...base, deliveryId: 'd-2' })).toMatchObject({ kind: 'already-active', attempt: 1 });
     const job = await queue.queue.getJob(jobId({ ...base, attempt: 1 }));
-    expect(job?.data).toEqual({ ...base, attempt: 1, deliveryId: 'd-1' });
+    const { seal: mac, ...fields } = job!.data as JobData & { seal: string };
+    expect(fields).toEqual({ ...base, attempt: 1, deliveryId: 'd-1' });
+    // Sealed for this job: it opens here, and not under another job's id or with a field changed.
+    expect(mac).toMatch(/^[0-9a-f]{64}$/);
+    expect(openJob(seal, job!.id!, job!.data)).toEqual({ ok: true, data: { ...base, attempt: 1, deliveryId: 'd-1' } });
+    expect(openJob(seal, jobId({ ...base, attempt: 2 }), job!.data)).toEqual({ ok: false, why: 'its seal does not match its data' });
+    expect(openJob(seal, job!.id!, { ...job!.data, owner: 'victim-org' })).toEqual({ ok: false, why: 'its seal does not match its data' });
+    expect(openJob(seal, job!.id!, fields)).toEqual({ ok: false, why: 'its data carries no seal' });
+    expect(openJob(RecordSeal.ephemeral(), job!.id!, job!.data).ok).toBe(false);
     expect(await queue.queue.getJobCounts('waiting')).toMatchObject({ waiting: 1 });
   });
 
@@ -193,7 +203,7 @@ describe('stop requests', () => {
   it('flags a running job with who asked', async () => {
     const issue = { ...base, issueNumber: 301 };
     // A queue of its own, so the only waiting job is this one.
-    const own = new AgentQueue(bullConnection(server.url), redis, 'stoptest');
+    const own = new AgentQueue(bullConnection(server.url), redis, RecordSeal.ephemeral(), 'stoptest');
     const { jobId: id } = (await own.enqueue({ ...issue, deliveryId: 's-2' })) as { jobId: string };
     // Take the job as a worker would, so its state is active.
     const worker = new Worker('agent-run', null, { connection: bullConnection(server.url), prefix: 'stoptest' });
@@ -205,5 +215,21 @@ describe('stop requests', () => {
     expect(await own.stopRequestedBy(id)).toBeUndefined();
     await worker.close();
     await own.close();
+  });
+});
+
+describe('the branches a job may push', () => {
+  it('are its own issue\'s, and for a revision only the app\'s issue branches', () => {
+    const issue = { kind: 'issue' as const, issueNumber: 12 };
+    expect(isOwnBranch(issue, branchName(12, 'Fix the parser: handle “quotes”'))).toBe(true);
+    expect(isOwnBranch(issue, 'agent/issue-12')).toBe(true);
+    expect(isOwnBranch(issue, 'agent/wip/issue-12-attempt-3')).toBe(true);
+    for (const other of ['deploy/prod', 'main', 'agent/issue-13-x', 'agent/issue-120-x', 'agent/wip/issue-13-attempt-1', 'agent/issue-12-x/../../main', 'refs/heads/main', 'agent/issue-12-X', 'agent/issue-12-x:main']) {
+      expect(isOwnBranch(issue, other), other).toBe(false);
+    }
+    const revise = { kind: 'revise' as const, issueNumber: 40 };
+    expect(isOwnBranch(revise, 'agent/issue-12-fix-the-parser')).toBe(true);
+    expect(isOwnBranch(revise, 'agent/wip/issue-12-attempt-1')).toBe(false);
+    expect(isOwnBranch(revise, 'release/1.x')).toBe(false);
   });
 });

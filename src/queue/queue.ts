@@ -2,7 +2,8 @@ import { Queue, type ConnectionOptions } from 'bullmq';
 import type { ChainableCommander, Redis } from 'ioredis';
 import { StatusRefs } from './status-ref.js';
 import { z } from 'zod';
-import { JobDataSchema, QUEUE_NAME, issueKey, jobId, type JobData } from './jobs.js';
+import { JobDataSchema, QUEUE_NAME, issueKey, jobId, sealJob, type JobData } from './jobs.js';
+import type { RecordSeal } from './record-seal.js';
 
 export type EnqueueResult =
   | { kind: 'enqueued'; jobId: string; attempt: number }
@@ -71,6 +72,8 @@ export class AgentQueue {
   constructor(
     connection: ConnectionOptions,
     private readonly redis: Redis,
+    /** Seals each job's data, so workers run only jobs this app added. */
+    private readonly seal: RecordSeal,
     private readonly prefix = 'issue-agent',
   ) {
     this.statusRefs = new StatusRefs(redis, prefix);
@@ -153,7 +156,7 @@ export class AgentQueue {
     if (webComments) this.statusRefs.markPendingIn(before, id);
     extra?.(before);
     await before.exec();
-    await this.queue.add(full.kind, full, { jobId: id });
+    await this.queue.add(full.kind, sealJob(this.seal, id, full), { jobId: id });
     return id;
   }
 

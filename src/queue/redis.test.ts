@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { freePort, startTestRedis } from '../../test/helpers/redis.js';
-import { bullConnection, checkRedisSettings, redisAnswers, redisVersionProblem, startRedisServer } from './redis.js';
+import { bullConnection, checkRedisSettings, noAuthProblem, redisAcceptsWithoutAuth, redisAnswers, redisVersionProblem, startRedisServer, withPassword } from './redis.js';
 
 describe('a redis-server of our own', () => {
   it('starts with a password that is required and never on its command line', async () => {
@@ -22,6 +22,32 @@ describe('a redis-server of our own', () => {
       await handle.stop();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('a Redis without a password', () => {
+  it('is told apart from one that asks for its password, whatever credentials the URL carries', async () => {
+    const open = await startTestRedis({ noPassword: true });
+    const closed = await startTestRedis();
+    try {
+      expect(await redisAcceptsWithoutAuth(open.url)).toBe(true);
+      expect(await redisAcceptsWithoutAuth(`redis://:anything@127.0.0.1:${open.port}`)).toBe(true);
+      expect(await redisAcceptsWithoutAuth(closed.url)).toBe(false);
+      expect(closed.url).toMatch(/^redis:\/\/:[0-9a-f]{24}@/);
+      // Unreachable is not "no password": the caller hears why.
+      await expect(redisAcceptsWithoutAuth(`redis://127.0.0.1:${await freePort()}`)).rejects.toThrow(/ECONNREFUSED|Connection is closed/);
+      expect(noAuthProblem(`redis://:pw@127.0.0.1:${open.port}`)).toMatch(new RegExp(`^REDIS_ALLOW_NO_AUTH: the Redis at redis://127\\.0\\.0\\.1:${open.port} runs commands without a password.*requirepass.*REDIS_PASSWORD.*REDIS_ALLOW_NO_AUTH=1$`));
+      expect(noAuthProblem('redis://:secret-pw@h:1')).not.toContain('secret-pw');
+    } finally {
+      await open.stop();
+      await closed.stop();
+    }
+  });
+
+  it('gets the password from REDIS_PASSWORD when the URL has none', () => {
+    expect(withPassword('redis://redis:6379', 's3cret/+')).toBe('redis://:s3cret%2F+@redis:6379');
+    expect(withPassword('redis://:own@redis:6379', 'other')).toBe('redis://:own@redis:6379');
+    expect(withPassword('redis://redis:6379', undefined)).toBe('redis://redis:6379');
   });
 });
 

@@ -74,11 +74,12 @@ export async function startRedisServer(opts: { port: number; dir: string; passwo
  * REDIS_URL when set; otherwise the local default, and when nothing answers there, a
  * redis-server of our own if one is installed.
  */
-export async function resolveRedis(opts: { url?: string; dataDir: string; log: Logger }): Promise<RedisHandle> {
+export async function resolveRedis(opts: { url?: string; password?: string; dataDir: string; log: Logger }): Promise<RedisHandle> {
   if (opts.url) return { url: opts.url, stop: async () => {} };
-  if (await redisAnswers(DEFAULT_REDIS_URL)) return { url: DEFAULT_REDIS_URL, stop: async () => {} };
-  // Our own server has a password: the install step's sandbox shares the host network and
-  // must not be able to write jobs into the queue.
+  const local = withPassword(DEFAULT_REDIS_URL, opts.password);
+  if (await redisAnswers(local)) return { url: local, stop: async () => {} };
+  // Our own server has a password: Redis is not a trust root, and whatever reaches the
+  // host's loopback must not be able to write jobs into the queue.
   const dir = path.join(opts.dataDir, 'redis');
   const passwordFile = path.join(dir, 'password');
   mkdirSync(dir, { recursive: true });
@@ -94,6 +95,50 @@ export async function resolveRedis(opts: { url?: string; dataDir: string; log: L
     );
   }
   return startRedisServer({ port: 6379, dir, password, log: opts.log });
+}
+
+/** `url` with `password` put in, unless the URL carries credentials of its own. */
+export function withPassword(url: string, password: string | undefined): string {
+  if (!password) return url;
+  const u = new URL(url);
+  if (u.password) return url;
+  u.password = password;
+  return u.toString();
+}
+
+/**
+ * Whether the Redis at `url` runs commands for a client that never authenticated: the URL's
+ * credentials are dropped and PING is sent. A server with a password answers NOAUTH.
+ */
+export async function redisAcceptsWithoutAuth(url: string, timeoutMs = 3_000): Promise<boolean> {
+  const bare = new URL(url);
+  bare.username = '';
+  bare.password = '';
+  const client = new Redis(bare.toString(), { lazyConnect: true, enableReadyCheck: false, connectTimeout: timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    return (await client.ping()) === 'PONG';
+  } catch (err) {
+    if (/NOAUTH|WRONGPASS|NOPERM/.test((err as Error).message)) return false;
+    throw err;
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** What to say when the app's Redis needs no password, with how to set one. */
+export function noAuthProblem(url: string): string {
+  const where = new URL(url);
+  where.username = '';
+  where.password = '';
+  return (
+    `REDIS_ALLOW_NO_AUTH: the Redis at ${where.toString()} runs commands without a password, so anything that reaches it ` +
+    '(another machine on its network, any process on this one) could forge jobs and stage outputs that workers act on with the App\'s rights ' +
+    'on every repository. Set a password (requirepass in redis.conf, or CONFIG SET requirepass … then CONFIG REWRITE) and give it to the app ' +
+    'in REDIS_URL (redis://:PASSWORD@host:6379) or REDIS_PASSWORD; or leave REDIS_URL unset with nothing on 127.0.0.1:6379, and the app starts ' +
+    'its own redis-server with a generated password. To run on it anyway, set REDIS_ALLOW_NO_AUTH=1'
+  );
 }
 
 /** BullMQ's connection options for a redis:// URL (workers need maxRetriesPerRequest: null). */

@@ -1,6 +1,8 @@
 import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
 import { z } from 'zod';
 import { PlanSchema } from '../agent/tools/submit-plan.js';
+import type { RecordSeal } from './record-seal.js';
 
 const TTL_S = 7 * 24 * 3600;
 /** A change bigger than this is not checkpointed: a retry then codes it again. */
@@ -58,11 +60,17 @@ export interface StageStore {
   save<K extends keyof Checkpoints>(jobId: string, stage: K, value: NonNullable<Checkpoints[K]>): Promise<boolean>;
 }
 
-/** Stage checkpoints in one Redis hash per job, a field per stage. */
+/**
+ * Stage checkpoints in one Redis hash per job, a field per stage, each sealed (RecordSeal)
+ * for its job and stage: a field that fails the seal is dropped with an error naming it,
+ * and that stage runs again.
+ */
 export class RedisStageStore implements StageStore {
   constructor(
     private readonly redis: Redis,
+    private readonly seal: RecordSeal,
     private readonly prefix = 'issue-agent',
+    private readonly log?: Pick<Logger, 'error'>,
   ) {}
 
   private key(jobId: string): string {
@@ -73,8 +81,13 @@ export class RedisStageStore implements StageStore {
     const raw = await this.redis.hgetall(this.key(jobId));
     const out: Record<string, unknown> = {};
     for (const [field, value] of Object.entries(raw)) {
+      const text = this.seal.open(`stage:${field}`, jobId, value);
+      if (text === undefined) {
+        this.log?.error({ job: jobId, stage: field, key: this.key(jobId) }, 'stage checkpoint refused: its seal does not hold (written into Redis by something other than this app?); the stage runs again');
+        continue;
+      }
       try {
-        out[field] = JSON.parse(value);
+        out[field] = JSON.parse(text);
       } catch {
         // A damaged field only costs that stage again.
       }
@@ -91,7 +104,7 @@ export class RedisStageStore implements StageStore {
   async save<K extends keyof Checkpoints>(jobId: string, stage: K, value: NonNullable<Checkpoints[K]>): Promise<boolean> {
     const text = JSON.stringify(value);
     if (Buffer.byteLength(text) > MAX_PATCH_BYTES) return false;
-    await this.redis.multi().hset(this.key(jobId), stage, text).expire(this.key(jobId), TTL_S).exec();
+    await this.redis.multi().hset(this.key(jobId), stage, this.seal.seal(`stage:${stage}`, jobId, text)).expire(this.key(jobId), TTL_S).exec();
     return true;
   }
 }

@@ -47,6 +47,8 @@ export function nextSteps(reason: string, e: Pick<EscalationReport, 'wip' | 'fai
     case 'cycle':
     case 'monologue':
       return ['name the file and function to change in the issue, then ' + relabel, fromWip];
+    case 'not-authorised':
+      return ['a person with write access to the repository re-adds the `agent` label, if the work should still be done'];
     case 'push-rejected':
       return ['delete or merge the existing branch, then ' + relabel];
     case 'install-failed':

@@ -17,6 +17,7 @@ import { Inbox } from '../queue/inbox.js';
 import { AgentQueue } from '../queue/queue.js';
 import { bullConnection } from '../queue/redis.js';
 import { registerSecret } from '../report/sanitise.js';
+import { RecordSeal } from '../queue/record-seal.js';
 import { eventHandler, InboxItemSchema, threadOf, type InboxItem } from './actions.js';
 import { PendingWork } from './pending.js';
 
@@ -56,7 +57,7 @@ async function runThread(settings: DrainSettings, port: NonNullable<typeof paren
   lowerPriority(log);
   const redis = new Redis(settings.redisUrl, { maxRetriesPerRequest: null });
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
-  const queue = new AgentQueue(bullConnection(settings.redisUrl), redis);
+  const queue = new AgentQueue(bullConnection(settings.redisUrl), redis, RecordSeal.fromPrivateKey(settings.privateKey));
   const probot = new Probot({ appId: settings.appId, privateKey: settings.privateKey, baseUrl: settings.githubApiUrl, log, Octokit: AppOctokit });
   const pending = new PendingWork();
   const send = (m: ToMain) => port.postMessage(m);

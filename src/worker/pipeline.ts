@@ -13,7 +13,7 @@ import type { AppConfig } from '../config/env.js';
 import { budgetsOf, checkPathPolicy, checkpointOf, pathPolicyOf, stuckLimitsOf, parseRepoConfig, REPO_CONFIG_PATH, RepoConfigError } from '../config/repo-config.js';
 import { LABEL_NEEDS_INFO, LABEL_STUCK, LABEL_WORKING, WRITE_PERMISSIONS, type IssueComment, type RepoInfo } from '../github/facade.js';
 import type { RepoHost } from '../github/repo-host.js';
-import { branchName, issueKey, issueOfBranch, jobId, type JobData } from '../queue/jobs.js';
+import { branchName, isOwnBranch, issueKey, issueOfBranch, jobId, type JobData } from '../queue/jobs.js';
 import type { Feedback } from '../queue/queue.js';
 import type { Checkpoints, StageStore } from '../queue/stage-store.js';
 import { configErrorComment } from '../report/config-error.js';
@@ -260,6 +260,12 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
   try {
     // Rules and config come from the default branch, never from a branch anyone can push.
     const readDefault = (p: string) => gh.fileText(p, repo.defaultBranch);
+    // Permissions change between the trigger and the start (a queue may be long): the
+    // sender must still be able to write, or nothing runs.
+    const permission = await gh.permission(job.sender);
+    if (!WRITE_PERMISSIONS.has(permission)) {
+      throw new Escalation({ reason: 'not-authorised', evidence: `@${job.sender}, who asked for this job, has ${permission} access now, not write; nothing was run` });
+    }
     const installPolicy: InstallNetworkPolicy = deps.installNetwork ?? { allowHostNetwork: false, registries: [] };
     const repoConfig = parseRepoConfig(await readDefault(REPO_CONFIG_PATH), { allowHostNetwork: installPolicy.allowHostNetwork });
     const budgets = budgetsOf(repoConfig);
@@ -591,6 +597,7 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     }
 
     async function pushOrEscalate(tree: WorkTree, branch: string, what: string, next: string): Promise<void> {
+      assertOwnBranch(branch);
       try {
         await push(tree, { remoteUrl: repo.cloneUrl, branch, token: await gh.gitToken() });
       } catch (err) {
@@ -652,6 +659,11 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       .map((c) => ({ author: c.author, body: c.body, trusted: ours(c) || writers.has(c.author) }));
   }
 
+  /** The app never pushes to a ref that is not this job's own, whatever a stored record says. */
+  function assertOwnBranch(branch: string): void {
+    if (!isOwnBranch(job, branch)) throw new UnrecoverableError(`refusing to push ${JSON.stringify(branch)}: not a branch of ${job.kind === 'revise' ? 'the app' : `issue #${job.issueNumber}`}`);
+  }
+
   async function askForInformation(issue: IssueText, questions: string[]): Promise<Outcome> {
     await gh.addLabels(thread, [LABEL_NEEDS_INFO]);
     await gh.removeLabel(thread, LABEL_WORKING);
@@ -671,6 +683,7 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
         await enforcePaths(wt);
         const sha = (await commitPaths(wt, [...touched], { message: `WIP: ${asked[0] ?? key}\n\nStopped: ${esc.stuck.reason}`, authorName: deps.bot.name, authorEmail: deps.bot.email })) ?? (await headIfCommitted(wt));
         if (sha) {
+          assertOwnBranch(wipBranch);
           await push(wt, { remoteUrl: repo.cloneUrl, branch: wipBranch, token: await gh.gitToken() });
           wip = { branch: wipBranch, url: `${repo.htmlUrl}/tree/${wipBranch}` };
         }

@@ -4,7 +4,8 @@ import type { Probot } from 'probot';
 import type { AppConfig } from '../config/env.js';
 import { botIdentity, type BotIdentity } from '../github/app-identity.js';
 import { GitHubRepo } from '../github/facade.js';
-import { JobDataSchema, QUEUE_NAME, type JobData } from '../queue/jobs.js';
+import { openJob, QUEUE_NAME, type JobData } from '../queue/jobs.js';
+import type { RecordSeal } from '../queue/record-seal.js';
 import type { AgentQueue } from '../queue/queue.js';
 import { bullConnection } from '../queue/redis.js';
 import type { StageStore } from '../queue/stage-store.js';
@@ -17,6 +18,8 @@ export interface WorkerDeps {
   config: AppConfig;
   probot: Probot;
   runner: Runner;
+  /** Opens the seals of job data (see RecordSeal); the same key as the queue's. */
+  seal: RecordSeal;
   /** What the operator allows the install step: the registries, and whether the host's network may be asked for. */
   installNetwork: InstallNetworkPolicy;
   redisUrl: string;
@@ -84,8 +87,14 @@ export function startWorker(deps: WorkerDeps): AgentWorker {
   };
 
   const process = async (job: Job<JobData, Outcome>, token?: string): Promise<Outcome> => {
-    const data = JobDataSchema.parse(job.data);
     const id = job.id!;
+    const opened = openJob(deps.seal, id, job.data);
+    if (!opened.ok) {
+      // Not this app's job: nothing is read or written on GitHub for it, not even a comment.
+      deps.log.error({ job: id, why: opened.why }, 'job refused: its data failed the authentication check (written into Redis by something other than this app?); not run');
+      throw new UnrecoverableError(`job data failed the authentication check: ${opened.why}`);
+    }
+    const data = opened.data;
     const log = deps.log.child({ job: id, repo: `${data.owner}/${data.repo}`, issue: data.issueNumber, attempt: data.attempt });
     const { octokit, gh } = await installationRepo(data);
     bot ??= deps.probot
@@ -179,8 +188,8 @@ export function startWorker(deps: WorkerDeps): AgentWorker {
     void (async () => {
       if (!(await queue.claimFinalisation(jobId))) return;
       const job = await queue.queue.getJob(jobId);
-      const parsed = JobDataSchema.safeParse(job?.data);
-      if (!parsed.success) return;
+      const parsed = openJob(deps.seal, jobId, job?.data);
+      if (!parsed.ok) return;
       const log = deps.log.child({ job: jobId });
       log.error({ failedReason }, 'job stalled too often');
       deps.onJobEnd?.(parsed.data.kind, 'failed');

@@ -57,6 +57,8 @@ export interface ScenarioOptions {
   env?: Record<string, string>;
   /** The main process's role argument; default both. */
   role?: 'web' | 'worker';
+  /** The test's redis-server runs without a password (the app refuses it unless REDIS_ALLOW_NO_AUTH=1). */
+  redisNoPassword?: boolean;
 }
 
 type Actor = { login: string; type: 'User' | 'Bot' };
@@ -64,7 +66,7 @@ type Actor = { login: string; type: 'User' | 'Bot' };
 /** Starts the stand-ins, a redis-server of the test's own and the real app process. */
 export async function startScenario(opts: ScenarioOptions = {}): Promise<Scenario> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'ia-e2e-'));
-  const [github, anthropic, redis] = await Promise.all([startGitHubStandIn(), startAnthropicStandIn(), startTestRedis()]);
+  const [github, anthropic, redis] = await Promise.all([startGitHubStandIn(), startAnthropicStandIn(), startTestRedis({ noPassword: opts.redisNoPassword })]);
   const port = await freePort();
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',

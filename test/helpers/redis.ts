@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -28,12 +29,15 @@ export interface TestRedis extends RedisHandle {
 /**
  * A real redis-server of the test's own, on a free port, never the machine's 6379. It runs
  * as the app's own does: AOF on (appendfsync everysec), maxmemory-policy noeviction.
- * `extraConfig` lines go into its config (e.g. `rename-command CONFIG ""`).
+ * `extraConfig` lines go into its config (e.g. `rename-command CONFIG ""`). It has a
+ * password unless `noPassword`; `url` carries it.
  */
-export async function startTestRedis(opts: { extraConfig?: string[] } = {}): Promise<TestRedis> {
+export async function startTestRedis(opts: { extraConfig?: string[]; noPassword?: boolean } = {}): Promise<TestRedis> {
   const dir = mkdtempSync(path.join(tmpdir(), 'ia-redis-'));
   const port = await freePort();
-  const start = () => startRedisServer({ port, dir, extraConfig: opts.extraConfig });
+  // A password, as the app requires of any Redis it runs on (REDIS_ALLOW_NO_AUTH aside).
+  const password = opts.noPassword ? undefined : randomBytes(12).toString('hex');
+  const start = () => startRedisServer({ port, dir, extraConfig: opts.extraConfig, ...(password ? { password } : {}) });
   let current = await start();
   return {
     port,

@@ -306,6 +306,9 @@ function composeProblems(text: string): string[] {
     const at = cmd.indexOf(flag);
     if (at < 0 || cmd[at + 1] !== value) problems.push(`redis: command lacks ${flag} ${value}`);
   }
+  // Redis is not a trust root: a password, from .env, never written here.
+  const pass = cmd.indexOf('--requirepass');
+  if (pass < 0 || !/^\$\{REDIS_PASSWORD(:?\?[^}]*)?\}$/.test(cmd[pass + 1] ?? '')) problems.push('redis: command lacks --requirepass ${REDIS_PASSWORD} (a password from .env)');
   if (!redis.image || /:latest$|^[^:]+$/.test(redis.image)) problems.push(`redis: image ${redis.image} is not pinned to a version`);
   if (!(redis.volumes ?? []).some((v) => (typeof v === 'string' ? v.split(':')[1] : v.target) === '/data')) problems.push('redis: /data (the append-only file) is not on a volume');
 
@@ -448,7 +451,7 @@ describe('docker-compose.yml (Compose Specification schema; no Docker engine her
   });
 
   it('runs redis with the persistence the app requires (REDIS_PERSISTENCE_ARGS)', () => {
-    expect(doc.services.redis!.command).toEqual(['redis-server', ...REDIS_PERSISTENCE_ARGS]);
+    expect(doc.services.redis!.command).toEqual(['redis-server', ...REDIS_PERSISTENCE_ARGS, '--requirepass', '${REDIS_PASSWORD:?set REDIS_PASSWORD in .env, e.g. openssl rand -hex 24}']);
   });
 
   it('builds web and worker from the Dockerfile; the worker scales and keeps DATA_DIR on a volume', () => {
@@ -471,6 +474,8 @@ describe('docker-compose.yml (Compose Specification schema; no Docker engine her
     expect(broken('WORKER_CONCURRENCY: "1"', 'WORKER_CONCURRENCY: "1"\n      ANTHROPIC_API_KEY: sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789')).toMatch(/literal value/);
     expect(broken('WORKER_CONCURRENCY: "1"', 'WORKER_CONCURRENCY: "1"\n      ANTHROPIC_API_KEY: ${ANTHROPIC_API_KEY}')).toBe('');
     expect(broken('REDIS_URL: redis://redis:6379\n      HOST', 'REDIS_URL: redis://:hunter2@redis:6379\n      HOST')).toMatch(/credentials in a URL/);
+    expect(broken(/, "--requirepass", "[^"]+"/, '')).toMatch(/--requirepass/);
+    expect(broken(/"--requirepass", "[^"]+"/, '"--requirepass", "hunter2"')).toMatch(/a password from \.env/);
     expect(broken('WORKER_CONCURRENCY: "1"', 'WORKER_CONCURRENCY: "1"\n      WORKERS: "3"')).toMatch(/WORKERS is not a variable/);
     expect(broken('env_file: .env', 'env_file: secrets.env')).toMatch(/env_file \.env/);
     expect(broken('      - systempaths=unconfined\n', '')).toMatch(/systempaths=unconfined/);
