@@ -13,6 +13,7 @@ import { RedisDailySpend } from './queue/daily-spend.js';
 import { RedisPlanStore } from './queue/plan-store.js';
 import { RedisStageStore } from './queue/stage-store.js';
 import { registerSecret, sanitise } from './report/sanitise.js';
+import { limitRequests } from './web/http-limits.js';
 import { operatorInstallPolicy } from './sandbox/egress/policy.js';
 import { createRunner } from './sandbox/runner.js';
 import { ActingLabels, agentApp } from './web/app.js';
@@ -97,7 +98,10 @@ async function main(): Promise<void> {
       { log, onHandled: (outcome, seconds) => metrics.inboxHandled(outcome, seconds), onLabelRead: (repoKey, label) => actingLabels.set(repoKey, label) },
     );
     await server.load(agentApp({ inbox, health, log, actingLabels }));
-    timeWebhooks(await server.start(), metrics);
+    const httpServer = await server.start();
+    // Before the first request is read: body size and time limits ahead of Probot's own reading.
+    limitRequests(httpServer, { log });
+    timeWebhooks(httpServer, metrics);
     // No new webhooks, then the inbox work in hand and its acknowledgements.
     stops.push(() => server.stop(), () => drain.stop());
   }

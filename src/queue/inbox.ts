@@ -11,6 +11,15 @@ import { KeyedSerial } from '../util/keyed-serial.js';
 // work kills the process is found, and the others held with it are done), or, held by
 // more dead drainers than the limit, to the dead list. Answers how many went back, then
 // the items that went to the dead list; -1 when the drainer is alive.
+// Records an item unless the same content was recorded under another owner (a delivery id)
+// within the TTL: a signed body replayed under a new delivery id is recorded once.
+const PUSH_ONCE = `
+local set = redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[3])
+if not set and redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+return 1
+`;
+
 const RECLAIM = `
 if redis.call('exists', KEYS[3]) == 1 then return {-1} end
 local limit = tonumber(ARGV[2])
@@ -37,6 +46,7 @@ return {back, unpack(dead)}`;
 const MAX_RECLAIMS = 3;
 
 interface InboxCommands {
+  agentInboxPushOnce(inbox: string, seen: string, item: string, owner: string, ttlS: number): Promise<number>;
   agentInboxReclaim(processing: string, inbox: string, alive: string, drainers: string, dead: string, reclaims: string, again: string, id: string, limit: number): Promise<[number, ...string[]]>;
 }
 
@@ -80,6 +90,7 @@ export class Inbox<T extends InboxItemBase> {
   private readonly reclaimsKey: string;
   /** Items a dead drainer held, to be handled one at a time before the inbox's. */
   private readonly againKey: string;
+  private readonly seenPrefix: string;
 
   constructor(
     private readonly redis: Redis,
@@ -93,6 +104,8 @@ export class Inbox<T extends InboxItemBase> {
     this.reclaimsKey = `${prefix}:inbox:reclaims`;
     this.againKey = `${prefix}:inbox:again`;
     redis.defineCommand('agentInboxReclaim', { numberOfKeys: 7, lua: RECLAIM });
+    redis.defineCommand('agentInboxPushOnce', { numberOfKeys: 2, lua: PUSH_ONCE });
+    this.seenPrefix = `${prefix}:inbox:seen:`;
   }
 
   private processingKey(id: string): string {
@@ -106,6 +119,16 @@ export class Inbox<T extends InboxItemBase> {
   /** Records an item; once this resolves, the item will be handled even if this process dies. */
   async push(item: T): Promise<void> {
     await this.redis.rpush(this.inboxKey, JSON.stringify(item));
+  }
+
+  /**
+   * Records an item unless content with the same `digest` was recorded for another `owner`
+   * in the last `ttlS` seconds (one round trip, like push). False when it was not recorded.
+   * The same owner again (a webhook GitHub redelivers keeps its delivery id) is recorded.
+   */
+  async pushOnce(item: T, digest: string, owner: string, ttlS: number): Promise<boolean> {
+    const done = await (this.redis as unknown as InboxCommands).agentInboxPushOnce(this.inboxKey, this.seenPrefix + digest, JSON.stringify(item), owner, ttlS);
+    return done === 1;
   }
 
   /** Items waiting, items being handled, and items that failed every try. */

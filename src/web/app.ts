@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { ApplicationFunction, Context } from 'probot';
 import type { Logger } from 'pino';
 import { LABEL_WORKING } from '../github/facade.js';
@@ -53,6 +54,9 @@ interface Repository {
   owner: { login: string };
 }
 
+/** How long a delivered body is remembered against replays: as long as a delivery id is (the queue's 7 days). */
+export const REPLAY_WINDOW_S = 7 * 24 * 3600;
+
 /** Whether a login is an app's (`name[bot]`): only those can be the author of the app's PRs. */
 const isAppLogin = (login: string | undefined) => (login ?? '').toLowerCase().endsWith('[bot]');
 
@@ -67,9 +71,17 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
   return (app, { addHandler }) => {
     addHandler(healthHandler(deps.health));
 
-    /** Records an event; the webhook is answered once it is in Redis. */
-    const record = async (event: NewEvent, log: Logger) => {
-      await deps.inbox.push({ ...event, at: Date.now() } as WebEvent);
+    /**
+     * Records an event; the webhook is answered once it is in Redis. The signature covers
+     * only the body, so a captured body could be sent again under a new delivery id: the
+     * same payload is recorded once per REPLAY_WINDOW_S, whatever the delivery id says.
+     */
+    const record = async (event: NewEvent, payload: unknown, log: Logger) => {
+      const digest = createHash('sha256').update(JSON.stringify(payload)).digest('hex');
+      if (!(await deps.inbox.pushOnce({ ...event, at: Date.now() } as WebEvent, digest, event.deliveryId, REPLAY_WINDOW_S))) {
+        log.warn({ op: event.op, body: digest }, 'skipped: this signed body was already delivered under another delivery id (a replay)');
+        return;
+      }
       log.debug({ op: event.op }, 'recorded for after the answer');
     };
     const common = (installationId: number, repository: Repository, issueNumber: number, deliveryId: string, sender: string) => ({
@@ -94,7 +106,7 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
       if (!payload.installation) return log.warn('skipped: event carries no installation');
       const repoKey = repoKeyOf({ owner: payload.repository.owner.login, repo: payload.repository.name, defaultBranch: payload.repository.default_branch });
       if (deps.actingLabels && !deps.actingLabels.mayAct(repoKey, label)) return log.debug({ label }, 'skipped: not the label that acts in this repository');
-      await record({ op: 'label', ...common(payload.installation.id, payload.repository, payload.issue.number, context.id, sender.login), label }, log);
+      await record({ op: 'label', ...common(payload.installation.id, payload.repository, payload.issue.number, context.id, sender.login), label }, payload, log);
     });
 
     app.on('issue_comment.created', async (context: Context<'issue_comment.created'>) => {
@@ -111,7 +123,7 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
       // Only the app's own pull requests take commands; a person's is dropped at once.
       if (pullAuthor !== null && !isAppLogin(pullAuthor)) return log.info('skipped: a command on a pull request the app did not open');
       const working = payload.issue.labels?.some((l) => l.name === LABEL_WORKING) ?? false;
-      await record({ op: 'command', ...common(payload.installation.id, payload.repository, thread, context.id, sender.login), commentId: payload.comment.id, command, pullAuthor, working }, log);
+      await record({ op: 'command', ...common(payload.installation.id, payload.repository, thread, context.id, sender.login), commentId: payload.comment.id, command, pullAuthor, working }, payload, log);
     });
 
     app.on('pull_request_review.submitted', async (context: Context<'pull_request_review.submitted'>) => {
@@ -125,7 +137,7 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
       if (pull.state !== 'open') return log.info('skipped: the pull request is not open');
       if (!payload.installation) return log.warn('skipped: event carries no installation');
       if (!isAppLogin(pull.user?.login)) return log.debug('skipped: a pull request the app did not open');
-      await record({ op: 'review', ...common(payload.installation.id, payload.repository, pull.number, context.id, reviewer.login), reviewId: review.id, state, hasBody: hasText(review.body), pullAuthor: pull.user!.login }, log);
+      await record({ op: 'review', ...common(payload.installation.id, payload.repository, pull.number, context.id, reviewer.login), reviewId: review.id, state, hasBody: hasText(review.body), pullAuthor: pull.user!.login }, payload, log);
     });
   };
 }

@@ -184,6 +184,17 @@ export interface IssueLabeledOptions extends RepoTarget {
   author?: Actor;
 }
 
+let lastStamp = 0;
+/**
+ * GitHub's timestamp (whole seconds) of an event that changes the issue: a label bumps its
+ * `updated_at`, so two label events never carry the same body. Strictly increasing here,
+ * even for events sent within one second.
+ */
+function nextStamp(): string {
+  lastStamp = Math.max(Math.floor(Date.now() / 1000), lastStamp + 1);
+  return new Date(lastStamp * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
 /** The real `issues.labeled` example, rewritten to describe one issue in one stand-in repository. */
 export function issueLabeledPayload(o: IssueLabeledOptions): Payload {
   const w = exampleFor('issues', 'labeled', o);
@@ -196,6 +207,7 @@ export function issueLabeledPayload(o: IssueLabeledOptions): Payload {
   };
   w.payload.label = label;
   issue.labels = [label];
+  issue.updated_at = nextStamp();
   return w.payload;
 }
 
