@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { existsSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { Probot, Server, run } from 'probot';
@@ -46,7 +47,9 @@ async function main(): Promise<void> {
   const log = createLogger(env.LOG_LEVEL);
   // The sandbox is checked before anything starts: a worker without bubblewrap must not
   // come up half-way (unless SANDBOX=none says so).
-  const runner = roles.includes('worker') ? createRunner(env.SANDBOX, log) : undefined;
+  const runner = roles.includes('worker')
+    ? createRunner(env.SANDBOX, log, { allowRootMapped: env.SANDBOX_ALLOW_ROOT_MAPPED, secretFiles: [...(env.PRIVATE_KEY_PATH ? [env.PRIVATE_KEY_PATH] : []), path.resolve('.env')] })
+    : undefined;
   const installNetwork = runner ? await operatorInstallPolicy(env, log) : undefined;
   const redisHandle = await resolveRedis({ url: env.REDIS_URL && withPassword(env.REDIS_URL, env.REDIS_PASSWORD), password: env.REDIS_PASSWORD, dataDir: config.dataDir, log });
   registerSecret(env.REDIS_PASSWORD);

@@ -3,6 +3,9 @@ import type { Stuck } from './stuck.js';
 
 /** Spend so far for a job: tokens and dollars, added up over every model call. */
 export class Spend {
+  /** Told the dollars of each call as it is paid (the repository's daily spend adds them up at once). */
+  constructor(private readonly onPaid?: (usd: number) => void) {}
+
   inputTokens = 0;
   outputTokens = 0;
   cacheWriteTokens = 0;
@@ -18,6 +21,7 @@ export class Spend {
     this.cacheReadTokens += u.cache_read_input_tokens ?? 0;
     this.costUsd += cost;
     this.calls += 1;
+    this.onPaid?.(cost);
     return cost;
   }
 
@@ -62,4 +66,21 @@ export function budgetStop(spend: Spend, b: Budgets, startedAt: number, now = Da
   if (spend.costUsd >= b.maxCostUsd) return { reason: 'budget-cost', evidence: `$${spend.costUsd.toFixed(4)} spent of a budget of $${b.maxCostUsd}` };
   if (minutes >= b.maxMinutes) return { reason: 'timeout', evidence: `${minutes.toFixed(1)} minutes elapsed of a limit of ${b.maxMinutes}` };
   return undefined;
+}
+
+/** What the operator allows any repository's config to ask for (SANDBOX-independent money caps). */
+export interface CostCaps {
+  /** MAX_JOB_COST_USD: the most one job may spend. */
+  jobUsd: number;
+  /** MAX_DAILY_COST_USD: the most one repository may spend in a day. */
+  dailyUsd: number;
+}
+
+/** The budgets a repository asked for, bounded by the operator's caps; `capped` names what was lowered. */
+export function capBudgets(b: Budgets, caps: CostCaps | undefined): { budgets: Budgets; capped: string[] } {
+  if (!caps) return { budgets: b, capped: [] };
+  const capped: string[] = [];
+  if (b.maxCostUsd > caps.jobUsd) capped.push(`max_cost_usd $${b.maxCostUsd} → $${caps.jobUsd} (MAX_JOB_COST_USD)`);
+  if (b.dailyCostUsd > caps.dailyUsd) capped.push(`daily_cost_usd $${b.dailyCostUsd} → $${caps.dailyUsd} (MAX_DAILY_COST_USD)`);
+  return { budgets: { ...b, maxCostUsd: Math.min(b.maxCostUsd, caps.jobUsd), dailyCostUsd: Math.min(b.dailyCostUsd, caps.dailyUsd) }, capped };
 }

@@ -172,7 +172,7 @@ async function run(opts: RunOptions, io: RunIo): Promise<number> {
   const log = createLogger(opts.verbose ? 'debug' : io.env.LOG_LEVEL ? env.LOG_LEVEL : 'warn', pino.destination({ fd: 2, sync: true }));
   let runner: Runner;
   try {
-    runner = createRunner(opts.sandbox === 'none' ? 'unsandboxed' : 'bwrap', log);
+    runner = createRunner(opts.sandbox === 'none' ? 'unsandboxed' : 'bwrap', log, { allowRootMapped: env.SANDBOX_ALLOW_ROOT_MAPPED });
   } catch (err) {
     throw new CannotStart(`${err instanceof Error ? err.message : String(err)}\n(--sandbox none runs without isolation, for trusted repositories only)`);
   }
@@ -205,6 +205,8 @@ async function run(opts: RunOptions, io: RunIo): Promise<number> {
       bot: { name: 'issue-agent', email: 'issue-agent@localhost' },
       statusRef: { get: async () => undefined, set: async (id) => id },
       closesIssue: false,
+      alwaysKeepWip: true,
+      costCaps: { jobUsd: env.MAX_JOB_COST_USD, dailyUsd: env.MAX_DAILY_COST_USD },
       log,
       signal: stop.signal,
       statusIntervalMs: 0,

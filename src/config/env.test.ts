@@ -43,6 +43,17 @@ describe('environment', () => {
     expect(loadConfig({ ...rest, ANTHROPIC_API_KEY: 'k' }, ['worker']).webhookSecret).toBe('');
   });
 
+  it('refuses a worker whose model has no known price (it would be costed at $0), and reads the cost caps', () => {
+    expect(problemsOf(() => loadConfig({ ...complete, MODEL_MID: 'claude-unreleased-9' }, ['worker']))).toEqual([
+      'MODEL_MID: no price is known for claude-unreleased-9, so its spend could not be counted or bounded; use a model on the price list (src/agent/pricing.ts)',
+    ]);
+    expect(loadConfig({ ...complete, MODEL_MID: 'claude-unreleased-9' }, ['web']).models.mid).toBe('claude-unreleased-9');
+    expect(loadConfig(complete, ['worker']).env).toMatchObject({ MAX_JOB_COST_USD: 25, MAX_DAILY_COST_USD: 100, REDIS_ALLOW_NO_AUTH: false, SANDBOX_ALLOW_HOST_NETWORK: false, SANDBOX_ALLOW_ROOT_MAPPED: false });
+    expect(problemsOf(() => loadConfig({ ...complete, MAX_JOB_COST_USD: '0' }, ['worker']))[0]).toMatch(/^MAX_JOB_COST_USD:/);
+    expect(problemsOf(() => parseEnv({ SANDBOX_EGRESS_ALLOW: 'registry.npmjs.org, file:///x' }))[0]).toMatch(/^SANDBOX_EGRESS_ALLOW: "file:\/\/\/x" is not reachable through the egress proxy/);
+    expect(problemsOf(() => parseEnv({ SANDBOX_EGRESS_PRIVATE_NETWORKS: '127.0.0.0/8' }))[0]).toMatch(/^SANDBOX_EGRESS_PRIVATE_NETWORKS: "127\.0\.0\.0\/8" is not in a private range/);
+  });
+
   it('reads the key from PRIVATE_KEY_PATH and says when the file is missing or not a key', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'ia-env-'));
     const file = path.join(dir, 'key.pem');

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { priceOf } from '../agent/pricing.js';
 import { sanitise } from '../report/sanitise.js';
 import { parseRules } from '../sandbox/egress/allowlist.js';
 import { privateNetworkList } from '../sandbox/egress/forbidden-addresses.js';
@@ -56,6 +57,11 @@ export const EnvSchema = z
       .default('bwrap')
       .transform((v) => (v === 'none' ? 'unsandboxed' : v))
       .describe('none (or unsandboxed) runs repository code on the host: an explicit, logged opt-in'),
+    SANDBOX_ALLOW_ROOT_MAPPED: z
+      .enum(['0', '1', 'false', 'true'])
+      .default('0')
+      .transform((v) => v === '1' || v === 'true')
+      .describe('1 runs the sandbox even when the worker is root and cannot give it a uid of its own (its commands then read root-only files in bound directories)'),
     SANDBOX_ALLOW_HOST_NETWORK: z
       .enum(['0', '1', 'false', 'true'])
       .default('0')
@@ -73,6 +79,8 @@ export const EnvSchema = z
       })
       .optional()
       .describe('private networks (CIDRs, e.g. 10.20.0.0/16) where the registries on the list live, such as a corporate mirror; loopback, link-local and metadata addresses stay refused'),
+    MAX_JOB_COST_USD: z.coerce.number().positive().max(1000).default(25).describe('the most one job may spend, whatever a repository\'s budgets.max_cost_usd asks'),
+    MAX_DAILY_COST_USD: z.coerce.number().positive().max(100_000).default(100).describe('the most one repository may spend in a day, whatever its budgets.daily_cost_usd asks'),
     WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(1),
     WORKER_LOCK_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(60_000).describe('BullMQ lock duration: a crashed worker\'s job is free again after this'),
     WORKER_STALLED_INTERVAL_MS: z.coerce.number().int().min(500).max(3_600_000).default(30_000).describe('how often workers look for jobs whose worker is gone'),
@@ -156,6 +164,11 @@ export function loadConfig(raw: Record<string, string | undefined>, roles: Role[
   }
   if (roles.includes('web') && !env.WEBHOOK_SECRET) problems.push('WEBHOOK_SECRET: required, the secret set on the GitHub App for webhooks');
   if (roles.includes('worker') && !env.ANTHROPIC_API_KEY) problems.push('ANTHROPIC_API_KEY: required by the worker to call the model');
+  if (roles.includes('worker')) {
+    for (const [name, model] of [['MODEL_FRONTIER', env.MODEL_FRONTIER], ['MODEL_MID', env.MODEL_MID], ['MODEL_FAST', env.MODEL_FAST]] as const) {
+      if (!priceOf(model)) problems.push(`${name}: no price is known for ${model}, so its spend could not be counted or bounded; use a model on the price list (src/agent/pricing.ts)`);
+    }
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   const githubApiUrl = env.GHE_HOST ? `${env.GHE_PROTOCOL}://${env.GHE_HOST}/api/v3` : 'https://api.github.com';

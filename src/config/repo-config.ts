@@ -97,6 +97,10 @@ export const RepoConfigSchema = z
       .optional()
       .describe('which files the agent may edit: picomatch globs relative to the repository root, matching dotfiles too; a glob without "/" matches the file name at any depth (default: every file)'),
     max_rounds: z.number().int().min(1).max(10).optional().describe('code ⇄ validate rounds before escalating (default 3)'),
+    push_wip_branch: z
+      .boolean()
+      .optional()
+      .describe('when a job stops without a pull request, push its work to agent/wip/issue-<n>-attempt-<k>. A pushed branch runs the repository\'s push workflows, with their secrets, on code the agent wrote: exclude agent/** there first (on: push: branches-ignore: [\'agent/**\']) (default false)'),
     checkpoint: z
       .strictObject({
         min_confidence: z.number().min(0).max(1).optional().describe('below this plan confidence, stop after planning and ask to go ahead (default 0.5)'),

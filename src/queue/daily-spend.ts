@@ -16,9 +16,13 @@ export class RedisDailySpend implements DailySpend {
     return Number((await this.redis.get(this.key(repo))) ?? 0);
   }
 
-  async add(repo: string, usd: number): Promise<void> {
-    if (usd <= 0) return;
+  /** Adds one paid call atomically (workers share the key); answers the day's total across them. */
+  async add(repo: string, usd: number): Promise<number> {
     const key = this.key(repo);
-    await this.redis.multi().incrbyfloat(key, usd).expire(key, 3 * 24 * 3600).exec();
+    if (usd <= 0) return this.spentToday(repo);
+    const replies = await this.redis.multi().incrbyfloat(key, usd).expire(key, 3 * 24 * 3600).exec();
+    const [err, total] = replies?.[0] ?? [new Error('no reply from Redis')];
+    if (err) throw err;
+    return Number(total);
   }
 }

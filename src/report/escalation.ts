@@ -39,9 +39,11 @@ export function nextSteps(reason: string, e: Pick<EscalationReport, 'wip' | 'fai
     case 'timeout':
       return [
         'split the issue into smaller issues, each with one verifiable outcome',
-        'raise the matching limit under `budgets:` in `.github/agent.yml`, then ' + relabel,
+        'raise the matching limit under `budgets:` in `.github/agent.yml` (dollars only up to the app operator\'s MAX_JOB_COST_USD and MAX_DAILY_COST_USD), then ' + relabel,
         fromWip,
       ];
+    case 'unpriced-model':
+      return ['name a model with a known price under `models:` in `.github/agent.yml` (or ask the app\'s operator to), then ' + relabel];
     case 'retry-limit':
     case 'repeated-action':
     case 'cycle':

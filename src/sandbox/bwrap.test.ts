@@ -5,7 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { hostUidFor, probeBwrap, sandboxArgv, type BwrapRunner } from './bwrap.js';
+import { hostUidFor, probeBwrap, sandboxArgv, SHM_SIZE_BYTES, type BwrapRunner } from './bwrap.js';
 import { resolveLimits } from './limits.js';
 import { createRunner, SAFE_ENV_BASE, type RunRequest } from './runner.js';
 import { tempDir } from '../../test/helpers/git-fixtures.js';
@@ -113,6 +113,18 @@ describe('bwrap runner', () => {
       delete process.env.PRIVATE_KEY;
       delete process.env.WEBHOOK_SECRET;
     }
+  });
+
+  it('keeps /dev read-only, /dev/shm small, and /etc/ssl to its certificates', async () => {
+    const res = await runner.run(req('head -c 100000000 /dev/zero 2>&1 >/dev/shm/fill; du -sb /dev/shm; echo x > /dev/planted; echo ok > /dev/null && echo NULL-OK; ls /etc/ssl'));
+    // Filled to its size (du counts the directory's own few bytes too), and no further.
+    const used = Number(/^(\d+)\s+\/dev\/shm$/m.exec(res.output)?.[1]);
+    expect(used).toBeGreaterThanOrEqual(SHM_SIZE_BYTES);
+    expect(used).toBeLessThan(SHM_SIZE_BYTES + 4096);
+    expect(res.output).toMatch(/No space left on device/);
+    expect(res.output).toMatch(/cannot create \/dev\/planted: Read-only file system/);
+    expect(res.output).toContain('NULL-OK');
+    expect(res.output).not.toMatch(/^private$/m);
   });
 
   it('hides /root and the app directory', async () => {
@@ -301,6 +313,16 @@ describe('bwrap runner', () => {
 });
 
 describe('start-up', () => {
+  it('refuses to start when the App\'s key or .env would be visible in the sandbox, naming the file', () => {
+    const lines: string[] = [];
+    const capture = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
+    // /usr is bound read-only into every sandbox; a key kept under it would be readable there.
+    expect(() => createRunner('bwrap', capture, { secretFiles: ['/usr/share/issue-agent/app.pem'] })).toThrow('/usr/share/issue-agent/app.pem is inside /usr, which the sandbox binds read-only');
+    expect(() => createRunner('bwrap', capture, { secretFiles: ['/etc/ssl/certs/app.pem'] })).toThrow(/inside \/etc\/ssl\/certs/);
+    // The app's own directory is hidden from the sandbox, and /etc/ssl/private is not bound.
+    expect(() => createRunner('bwrap', capture, { secretFiles: [path.join(APP_DIR, '.env'), '/etc/ssl/private/app.pem', '/root/app.pem'] })).not.toThrow();
+  });
+
   it('fails naming the install commands when bwrap is missing, and the opt-out', () => {
     const empty = tempDir('no-bwrap');
     try {
@@ -324,7 +346,11 @@ describe('without setpriv (util-linux too old or trimmed)', () => {
       for (const tool of ['bwrap', 'prlimit']) symlinkSync(execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim(), path.join(bin.dir, tool));
       const lines: string[] = [];
       const capture = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
-      const r = createRunner('bwrap', capture, { searchPath: bin.dir }) as BwrapRunner;
+      if (isRoot) {
+        // Root-only files in bound directories would be readable: refused unless the operator allows it.
+        expect(() => createRunner('bwrap', capture, { searchPath: bin.dir })).toThrow(/cannot start the sandbox as an unprivileged uid .* set SANDBOX_ALLOW_ROOT_MAPPED=1/);
+      }
+      const r = createRunner('bwrap', capture, { searchPath: bin.dir, allowRootMapped: true }) as BwrapRunner;
       expect(r.mode).toBe(isRoot ? 'root-mapped' : 'self');
       if (isRoot) {
         expect(r.enforcement.processes).toMatch(/^NOT by RLIMIT_NPROC/);

@@ -29,6 +29,7 @@ export const HOST_UID_BASE = 0x70000000;
 export const HOST_UID_RANGE = 1 << 20;
 
 const TMP_SIZE_BYTES = 2 * 1024 * 1024 * 1024;
+export const SHM_SIZE_BYTES = 64 * 1024 * 1024;
 
 // dash, bash, Node and Python when fork/clone fails with EAGAIN.
 const FORK_REFUSED = /Cannot fork|fork: (retry: )?Resource temporarily unavailable|spawn EAGAIN|BlockingIOError: \[Errno 11\]/;
@@ -38,7 +39,9 @@ const ETC_FILES = [
   '/etc/resolv.conf',
   '/etc/hosts',
   '/etc/nsswitch.conf',
-  '/etc/ssl',
+  // The certificates and OpenSSL's config, never /etc/ssl/private.
+  '/etc/ssl/certs',
+  '/etc/ssl/openssl.cnf',
   '/etc/ca-certificates',
   '/etc/alternatives',
   '/etc/ld.so.cache',
@@ -77,6 +80,31 @@ function assertBindable(p: string, what: string): void {
   for (const root of forbiddenRoots()) {
     if (isInside(p, root)) throw new Error(`refusing to bind ${what} ${p} into the sandbox: it is or contains ${root}`);
   }
+}
+
+/**
+ * The bound directory that makes `file` visible in the sandbox, or undefined when none does
+ * (or the app's own directory hides it): for the secrets that must never be there.
+ */
+export function exposedToSandbox(file: string): string | undefined {
+  let real: string;
+  try {
+    real = realpathSync(file);
+  } catch {
+    real = path.resolve(file);
+  }
+  const prefix = path.dirname(path.dirname(realpathSync(process.execPath)));
+  const sources = ['/usr', ...SYSTEM_DIRS, ...ETC_FILES, ...(isInside('/usr', prefix) ? [] : [prefix])];
+  // What sandboxArgv covers with an empty tmpfs: a forbidden root inside /usr or the node prefix.
+  const hidden = forbiddenRoots().filter((r) => r !== '/' && ['/usr', ...(isInside('/usr', prefix) ? [] : [prefix])].some((src) => isInside(src, r)));
+  if (hidden.some((h) => isInside(h, real))) return undefined;
+  return sources.find((src) => {
+    try {
+      return isInside(realpathSync(src), real);
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** The system directories: symlinks recreated as symlinks (merged /usr), real directories bound read-only. */
@@ -332,7 +360,10 @@ export function sandboxArgv(plan: SandboxPlan): string[] {
     if (secret !== '/' && boundSources.some((src) => isInside(src, secret))) argv.push('--tmpfs', secret);
   }
   // A fresh /proc of the sandbox's own pid namespace: no host process, no host environ.
-  argv.push('--proc', '/proc', '--dev', '/dev');
+  // bwrap's /dev is a tmpfs of half the RAM owned by the sandbox user: it is made read-only
+  // (its device nodes still work), and /dev/shm, where programs expect to write, gets a
+  // tmpfs with a size of its own, so filling either stops early.
+  argv.push('--proc', '/proc', '--dev', '/dev', '--perms', '1777', '--size', String(SHM_SIZE_BYTES), '--tmpfs', '/dev/shm', '--remount-ro', '/dev');
   argv.push('--size', String(TMP_SIZE_BYTES), '--tmpfs', '/tmp', '--dir', '/tmp/home');
 
   argv.push('--bind', source(plan.workTree), plan.workTree);
@@ -513,7 +544,18 @@ export function createBwrapRunner(log: Logger, opts: RunnerOptions = {}): BwrapR
     wallTime: 'timer, whole process group killed',
   };
   if (mode === 'root-mapped') {
+    if (!opts.allowRootMapped) {
+      throw new Error(
+        `the worker runs as root but cannot start the sandbox as an unprivileged uid (${probe.fallbackReason ?? 'unknown reason'}): its commands would run as host root without capabilities, ` +
+          'able to read root-only files in the directories bound into it, and with no process-count limit. Install util-linux\'s setpriv, unshare and mount, or run the worker as a user other than root; ' +
+          'to run like this anyway, set SANDBOX_ALLOW_ROOT_MAPPED=1.',
+      );
+    }
     log.warn({ sandbox: 'bwrap', mode, reason: probe.fallbackReason }, 'the worker runs as root and cannot start the sandbox as an unprivileged uid: the process-count limit is NOT enforced (a fork bomb is bounded only by the time limit)');
+  }
+  for (const file of opts.secretFiles ?? []) {
+    const bound = exposedToSandbox(file);
+    if (bound) throw new Error(`${file} is inside ${bound}, which the sandbox binds read-only: repository code could read it. Move it out of ${bound} (the App's key and .env must never be visible in the sandbox).`);
   }
   log.info(
     {

@@ -52,6 +52,21 @@ describe('mirror and work tree', () => {
     await second.remove();
   });
 
+  it('lists the paths a change touches exactly, whatever git would quote in a patch', async () => {
+    const mirrorPath = await ensureMirror({ dataDir, cloneUrl: remote, token: TOKEN, log });
+    const wt = await createWorkTree({ dataDir, mirrorPath, jobKey: 'quoted-1', baseBranch: 'main', branch: 'agent/issue-2-q' });
+    // Names a patch header quotes ("a/caf\303\251.txt") or splits wrongly (" b/" inside a name).
+    const names = ['café.txt', 'say "hi".txt', 'tab\there.txt', 'dir x/a b/c.txt', 'new\nline.txt'];
+    for (const n of names) {
+      mkdirSync(path.dirname(path.join(wt.path, n)), { recursive: true });
+      writeFileSync(path.join(wt.path, n), 'x\n');
+    }
+    expect((await changedPaths(wt, names)).sort()).toEqual([...names].sort());
+    await revertPaths(wt, names);
+    for (const n of names) expect(existsSync(path.join(wt.path, n))).toBe(false);
+    await wt.remove();
+  });
+
   it('lists the paths a change touches, undoes some of them, and leaves ignored files out of commits', async () => {
     const mirrorPath = await ensureMirror({ dataDir, cloneUrl: remote, token: TOKEN, log });
     const wt = await createWorkTree({ dataDir, mirrorPath, jobKey: 'paths-1', baseBranch: 'main', branch: 'agent/issue-2-x' });

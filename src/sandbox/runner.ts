@@ -109,6 +109,13 @@ export interface RunnerOptions {
   limits?: Partial<SandboxLimits>;
   /** Where to look for bwrap and the util-linux tools (default: process.env.PATH, then /usr/bin:/bin). */
   searchPath?: string;
+  /**
+   * SANDBOX_ALLOW_ROOT_MAPPED: run even when the worker is root and the sandbox cannot get a
+   * uid of its own ('root-mapped'), where root-only files in bound directories are readable.
+   */
+  allowRootMapped?: boolean;
+  /** Files that must never be visible in the sandbox (the App's key, .env): start-up refuses when one is. */
+  secretFiles?: string[];
 }
 
 /**

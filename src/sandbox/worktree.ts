@@ -166,8 +166,29 @@ async function addable(wt: WorkTree, paths: string[]): Promise<string[]> {
  * that will be committed), relative to the work tree.
  */
 export async function changedPaths(wt: WorkTree, created: string[]): Promise<string[]> {
-  const patch = await changePatch(wt, created);
-  return [...new Set([...patch.matchAll(/^diff --git a\/(.+?) b\/(.+)$/gm)].flatMap((m) => [m[1]!, m[2]!]))];
+  // git's NUL-separated names, never the patch's headers: those quote names with non-ASCII
+  // bytes, quotes or control characters ("a/caf\303\251"), which a paths rule would miss.
+  return withChangeIndex(wt, created, async (env) => {
+    // Submodule pointers count as changes whatever .gitmodules says: they are committed too.
+    const out = (await git(['diff', '--cached', '--name-only', '-z', '--no-renames', '--ignore-submodules=none', wt.baseSha, '--'], { cwd: wt.path, env })).stdout;
+    return [...new Set(out.split('\0').filter(Boolean))];
+  });
+}
+
+/** Runs `fn` with an index of its own holding the change: tracked files plus the given new paths. */
+async function withChangeIndex<T>(wt: WorkTree, paths: string[], fn: (env: Record<string, string>) => Promise<T>): Promise<T> {
+  await assertGitIntact(wt);
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'issue-agent-index-'));
+  const env = { GIT_INDEX_FILE: path.join(dir, 'index') };
+  try {
+    await git(['read-tree', wt.baseSha], { cwd: wt.path, env });
+    await git(['add', '-u'], { cwd: wt.path, env });
+    const created = await addable(wt, paths);
+    if (created.length > 0) await git(['add', '-A', '--', ...created], { cwd: wt.path, env: { ...env, GIT_LITERAL_PATHSPECS: '1' } });
+    return await fn(env);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** Puts paths back as they are at the base commit (removing the ones that did not exist). */
@@ -185,18 +206,7 @@ export async function revertPaths(wt: WorkTree, paths: string[]): Promise<void> 
  * the same set `commitPaths` would commit. What a job checkpoints to resume from.
  */
 export async function changePatch(wt: WorkTree, paths: string[]): Promise<string> {
-  await assertGitIntact(wt);
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'issue-agent-index-'));
-  const env = { GIT_INDEX_FILE: path.join(dir, 'index') };
-  try {
-    await git(['read-tree', wt.baseSha], { cwd: wt.path, env });
-    await git(['add', '-u'], { cwd: wt.path, env });
-    const created = await addable(wt, paths);
-    if (created.length > 0) await git(['add', '-A', '--', ...created], { cwd: wt.path, env: { ...env, GIT_LITERAL_PATHSPECS: '1' } });
-    return (await git(['diff', '--cached', '--binary', ...DIFF_FLAGS, wt.baseSha, '--'], { cwd: wt.path, env })).stdout;
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  return withChangeIndex(wt, paths, async (env) => (await git(['diff', '--cached', '--binary', ...DIFF_FLAGS, wt.baseSha, '--'], { cwd: wt.path, env })).stdout);
 }
 
 /** Applies a patch from `changePatch` to a fresh work tree on the same base. */

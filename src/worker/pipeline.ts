@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { UnrecoverableError } from 'bullmq';
 import type { Logger } from 'pino';
-import { budgetStop, Spend } from '../agent/budget.js';
+import { budgetStop, capBudgets, Spend, type CostCaps } from '../agent/budget.js';
+import { priceOf } from '../agent/pricing.js';
 import { repositoryRules } from '../agent/context.js';
 import { ModelCallAborted, ModelClient, ModelError } from '../agent/model.js';
 import type { Stuck } from '../agent/stuck.js';
@@ -9,7 +10,7 @@ import { describeTallies, tallyToolCalls } from '../agent/tools/stats.js';
 import type { Plan } from '../agent/tools/submit-plan.js';
 import type { Finish } from '../agent/tools/finish-change.js';
 import { Trace } from '../agent/trace.js';
-import type { AppConfig } from '../config/env.js';
+import type { AppConfig, Tier } from '../config/env.js';
 import { budgetsOf, checkPathPolicy, checkpointOf, pathPolicyOf, stuckLimitsOf, parseRepoConfig, REPO_CONFIG_PATH, RepoConfigError } from '../config/repo-config.js';
 import { LABEL_NEEDS_INFO, LABEL_STUCK, LABEL_WORKING, WRITE_PERMISSIONS, type IssueComment, type RepoInfo } from '../github/facade.js';
 import type { RepoHost } from '../github/repo-host.js';
@@ -64,7 +65,8 @@ export interface PlanStore {
 /** Dollars spent per repository per day, across jobs and workers. */
 export interface DailySpend {
   spentToday(repo: string): Promise<number>;
-  add(repo: string, usd: number): Promise<void>;
+  /** Adds one paid call; answers the repository's total for the day, every worker's included. */
+  add(repo: string, usd: number): Promise<number>;
 }
 
 export interface PipelineDeps {
@@ -78,6 +80,8 @@ export interface PipelineDeps {
   /** Where the job's one status comment is: made by the web, or here when it did not. */
   statusRef: { get(): Promise<number | undefined>; set(commentId: number): Promise<number> };
   dailySpend?: DailySpend;
+  /** The operator's caps on what a repository's budgets may ask for (default: none). */
+  costCaps?: CostCaps;
   planStore?: PlanStore;
   log: Logger;
   onToolCall?: (tool: string, ok: boolean, errorCode?: string) => void;
@@ -101,9 +105,16 @@ export interface PipelineDeps {
    * close an unrelated issue when the branch is pushed.
    */
   closesIssue?: boolean;
+  /**
+   * Keep a stopped job's work on its `agent/wip/…` branch whatever the repository's
+   * `push_wip_branch` says: the CLI's branches are local and run no CI.
+   */
+  alwaysKeepWip?: boolean;
 }
 
 const DEFAULT_STATUS_INTERVAL_MS = 10_000;
+/** Distinct commenters whose permission scope reads at most, per job. */
+const MAX_PERMISSION_READS = 30;
 
 /** Thrown at the next step after the worker began shutting down; the job is resumed later. */
 export class Interrupted extends Error {
@@ -149,7 +160,26 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
   const revising = job.kind === 'revise';
   const started = Date.now();
   const trace = new Trace(deps.config.dataDir, key);
-  const spend = new Spend();
+  const repoKey = `${gh.ref.owner}/${gh.ref.repo}`.toLowerCase();
+  /**
+   * The repository's spend today, every worker's: added as each call is paid (so a job that
+   * crashes has counted what it spent) and read back from the atomic add, so the check
+   * before each call sees the other jobs' spend up to this job's last call.
+   */
+  let spentToday = 0;
+  let dailyWrites: Promise<void> = Promise.resolve();
+  const spend = new Spend((usd) => {
+    spentToday += usd;
+    if (!deps.dailySpend) return;
+    dailyWrites = dailyWrites.then(async () => {
+      const total = await deps.dailySpend!.add(repoKey, usd).catch((err: unknown) => {
+        log.warn({ err }, 'could not record the daily spend');
+        return spentToday;
+      });
+      // Never lower than what this job knows it added since (a reply may come after the next call's cost).
+      spentToday = Math.max(total, spentToday);
+    });
+  });
   const toolCalls: Array<{ tool: string; ok: boolean }> = [];
   const onToolCall = (tool: string, ok: boolean, errorCode?: string) => {
     toolCalls.push({ tool, ok });
@@ -227,6 +257,8 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
   let wt: WorkTree | undefined;
   let threads: ReviewTask['threads'] = [];
   let enforcePaths: (tree: WorkTree) => Promise<void> = async () => {};
+  /** `push_wip_branch` of the repository's config: whether a stopped job's work is pushed. */
+  let pushWip = false;
   /** The install step's firewall report, for the PR body and the escalation. */
   let firewall: EgressReport | undefined;
 
@@ -253,7 +285,6 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
   const repo = await gh.repoInfo();
   // A pull request is an issue too: its labels are read the same way.
   const labels = (await gh.issue(thread)).labels;
-  const repoKey = `${gh.ref.owner}/${gh.ref.repo}`.toLowerCase();
   await gh.addLabels(thread, [LABEL_WORKING]);
   // A new attempt starts clean. Writes are throttled a second apart, so only what is there.
   for (const stale of [LABEL_STUCK, LABEL_NEEDS_INFO]) if (labels.includes(stale)) await gh.removeLabel(thread, stale);
@@ -268,18 +299,30 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     }
     const installPolicy: InstallNetworkPolicy = deps.installNetwork ?? { allowHostNetwork: false, registries: [] };
     const repoConfig = parseRepoConfig(await readDefault(REPO_CONFIG_PATH), { allowHostNetwork: installPolicy.allowHostNetwork });
-    const budgets = budgetsOf(repoConfig);
-    const spentToday = (await deps.dailySpend?.spentToday(repoKey)) ?? 0;
-    if (spentToday >= budgets.dailyCostUsd) {
-      throw new Escalation({ reason: 'budget-cost', evidence: `this repository has spent $${spentToday.toFixed(2)} today, its daily budget is $${budgets.dailyCostUsd}` });
-    }
+    pushWip = deps.alwaysKeepWip === true || repoConfig.push_wip_branch === true;
+    const { budgets, capped } = capBudgets(budgetsOf(repoConfig), deps.costCaps);
+    if (capped.length > 0) trace.write({ type: 'note', message: 'budgets lowered to the operator\'s caps', detail: capped });
+    spentToday = (await deps.dailySpend?.spentToday(repoKey)) ?? 0;
+    // Fails closed: a total that is not a number (a damaged or forged Redis value) stops the job.
+    const dailyStop = (): Stuck | undefined =>
+      !(spentToday < budgets.dailyCostUsd) || !(spentToday >= 0) ? { reason: 'budget-cost', evidence: `this repository has spent $${spentToday.toFixed(4)} today, its daily budget is $${budgets.dailyCostUsd}` } : undefined;
+    const overToday = dailyStop();
+    if (overToday) throw new Escalation(overToday);
     const guard = () => {
       checkStop();
-      return budgetStop(spend, budgets, started);
+      return budgetStop(spend, budgets, started) ?? dailyStop();
     };
     const repoRules = await repositoryRules(readDefault, repoConfig.instructions);
     // The repository may pick other models per tier; the key and gateway stay the operator's.
     const models = { ...deps.config.models, ...repoConfig.models };
+    // A model without a price would be counted at $0: no budget or daily cap could hold.
+    const unpriced = (Object.entries(models) as Array<[string, string]>).filter(([, m]) => !priceOf(m));
+    if (unpriced.length > 0) {
+      throw new Escalation({
+        reason: 'unpriced-model',
+        evidence: `no price is known for ${unpriced.map(([tier, m]) => `${m} (${tier}${repoConfig.models?.[tier as Tier] ? `, from ${REPO_CONFIG_PATH}` : ''})`).join(', ')}, so its spend could not be counted or bounded; nothing was run`,
+      });
+    }
     const model = new ModelClient({ apiKey: deps.config.anthropicApiKey, baseURL: deps.config.anthropicBaseUrl, models, log, spend, trace, signal: abort });
     const maxRounds = repoConfig.max_rounds ?? DEFAULT_MAX_ROUNDS;
     const policy = pathPolicyOf(repoConfig);
@@ -636,27 +679,35 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
   } finally {
     writer.close();
     summariseTrace();
-    await deps.dailySpend?.add(repoKey, spend.costUsd).catch((err: unknown) => log.warn({ err }, 'could not record the daily spend'));
+    // Each call was added as it was paid; the last adds finish before the job does.
+    await dailyWrites;
     await wt?.remove().catch((err: unknown) => log.warn({ err }, 'could not remove the work tree'));
   }
 
   /**
-   * The issue's comments as scope reads them: people's comments, trusted when the author
-   * can write to the repository (or opened the issue), and our own earlier questions, so
-   * the answers can be read against them. Other bots are left out.
+   * The issue's comments as scope reads them: people's comments, trusted only when their
+   * author can write to the repository now (the issue's author too: opening an issue gives
+   * no write access; their comments are marked as the author's, which may answer and narrow
+   * but never widen the task), and our own earlier questions, so the answers can be read against
+   * them. Other bots are left out. Permissions are read for a bounded number of people,
+   * those GitHub associates with the repository first (only they can have write access),
+   * so a flood of outsiders' comments costs no reads and hides no writer.
    */
-  async function scopeComments(issue: Pick<IssueText, 'author'>, comments: IssueComment[]): Promise<Array<{ author: string; body: string; trusted: boolean }>> {
+  async function scopeComments(issue: Pick<IssueText, 'author'>, comments: IssueComment[]): Promise<Array<{ author: string; body: string; trusted: boolean; byIssueAuthor: boolean }>> {
     const ours = (c: IssueComment) => c.authorType === 'Bot' && c.body.startsWith(STATUS_MARKER) && c.body.includes('needs more information');
     const people = comments.filter((c) => c.authorType !== 'Bot' && !c.author.endsWith('[bot]'));
-    const writers = new Set<string>([issue.author]);
-    // One permission read per distinct commenter, newest first, a bounded number.
-    for (const author of [...new Set(people.map((c) => c.author).reverse())].slice(0, 10)) {
+    // The sender's write access was checked when the job started.
+    const writers = new Set<string>([job.sender.toLowerCase()]);
+    const associated = (c: IssueComment) => ['OWNER', 'MEMBER', 'COLLABORATOR'].includes(c.association);
+    const newestFirst = [...people].reverse();
+    const candidates = [...new Set([...newestFirst.filter(associated), ...newestFirst].map((c) => c.author.toLowerCase()))];
+    for (const author of candidates.slice(0, MAX_PERMISSION_READS)) {
       if (writers.has(author)) continue;
       if (WRITE_PERMISSIONS.has(await gh.permission(author))) writers.add(author);
     }
     return comments
       .filter((c) => ours(c) || people.includes(c))
-      .map((c) => ({ author: c.author, body: c.body, trusted: ours(c) || writers.has(c.author) }));
+      .map((c) => ({ author: c.author, body: c.body, trusted: ours(c) || writers.has(c.author.toLowerCase()), byIssueAuthor: !ours(c) && c.author.toLowerCase() === issue.author.toLowerCase() }));
   }
 
   /** The app never pushes to a ref that is not this job's own, whatever a stored record says. */
@@ -675,8 +726,9 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
   /** Pushes what there is to a work-in-progress branch, then posts the report. */
   async function escalate(esc: Escalation, repo: RepoInfo): Promise<void> {
     let wip: { branch: string; url: string } | undefined;
-    // A revision never pushes half-done work: the PR's branch is what reviewers read.
-    if (wt && touched.size > 0 && !revising) {
+    // A revision never pushes half-done work: the PR's branch is what reviewers read. An
+    // issue's only where the repository asks: a pushed branch runs its push workflows.
+    if (wt && touched.size > 0 && !revising && pushWip) {
       const wipBranch = `agent/wip/issue-${job.issueNumber}-attempt-${job.attempt}`;
       try {
         // A change that passed the checks may already be committed (a rejected push).

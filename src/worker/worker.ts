@@ -124,6 +124,7 @@ export function startWorker(deps: WorkerDeps): AgentWorker {
       const outcome = await runPipeline(data, {
         statusRef,
         dailySpend: deps.dailySpend,
+        costCaps: { jobUsd: config.env.MAX_JOB_COST_USD, dailyUsd: config.env.MAX_DAILY_COST_USD },
         planStore: deps.planStore,
         stages: deps.stages,
         config: { ...config, anthropicBaseUrl: config.env.ANTHROPIC_BASE_URL },

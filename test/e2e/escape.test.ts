@@ -293,6 +293,12 @@ describe('escape attempts through the real tools and the real sandbox', () => {
       return used > 1024 ** 3 ? `the work tree grew to ${used} bytes` : undefined;
     });
     await calls([sh('rm -f fill-*.bin')]);
+    await attempt('fill /dev and /dev/shm (tmpfs of half the RAM)', [sh('head -c 200000000 /dev/zero > /dev/shm/fill; echo shm:$?; head -c 200000000 /dev/zero > /dev/fill; echo dev:$?; du -sb /dev/shm', 60)], (out) => {
+      const used = Number(/^(\d+)\s+\/dev\/shm$/m.exec(out)?.[1] ?? NaN);
+      if (!(used < 64 * 1024 * 1024 + 4096)) return `/dev/shm took ${used} bytes`;
+      if (!/dev:[1-9]/.test(out) || !/Read-only file system/.test(out)) return 'wrote into /dev';
+      return undefined;
+    });
     await attempt('kill the host process, the canary and pid 1 outside', [sh(`kill -9 ${process.pid} ${canary.pid} 1; kill -9 -1; pkill -9 node; pkill -9 sleep; echo done`)], () => {
       if (!canaryAlive()) return 'the host canary process was killed';
       return undefined;

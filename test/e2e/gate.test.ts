@@ -91,7 +91,7 @@ describe('the scope gate and checkpoints', () => {
     const token = s.github.issuedTokens[0]!;
     const secrets = { apiKey: 'sk-ant-e2e-key-0123456789', webhook: WEBHOOK_SECRET, key: s.github.privateKey.trim(), token };
     const leakyTest = `${CALC_REPO['test/add.test.js']}\nconsole.log(${JSON.stringify(Object.values(secrets).join('\n'))});\ntest('leaks', () => { throw new Error(${JSON.stringify(`token ${token} key ${secrets.apiKey}`)}); });\n`;
-    await s.github.addRepo({ owner: OWNER, repo, files: { ...CALC_REPO, 'test/add.test.js': leakyTest, '.github/agent.yml': 'max_rounds: 2\n' } });
+    await s.github.addRepo({ owner: OWNER, repo, files: { ...CALC_REPO, 'test/add.test.js': leakyTest, '.github/agent.yml': 'max_rounds: 2\npush_wip_branch: true\n' } });
     s.github.setPermission(OWNER, repo, 'maintainer', 'write');
     s.github.addIssue(OWNER, repo, { number: 6, title: 'add() is wrong for negative numbers', body: '`npm test` fails on "adds a negative number"', user: 'maintainer' });
     s.anthropic.setModel(calcModel({ wrongFix: true, toolErrors: [] }));

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ScriptedBlock, ScriptedModel } from '../stand-ins/anthropic/server.js';
 import { CALC_FAILURE_SUMMARY, CALC_PLAN, CALC_REPO, CALC_SCOPE, OWNER, stageOf, startScenario, use, type Scenario, leakCheck } from './harness.js';
@@ -94,7 +95,7 @@ describe('the system notices when the model is stuck', () => {
   });
 
   it('same failure: two rounds that fail the same way', async () => {
-    const { body, spend } = await runToEscalation(
+    const { body, spend, repo } = await runToEscalation(
       modelWith({
         code: (turn, repair) =>
           repair
@@ -105,6 +106,9 @@ describe('the system notices when the model is stuck', () => {
     expect(body).toContain('**same-failure**');
     expect(body).toMatch(/rounds 1 and 2 failed the same way/);
     expect(body).toContain('**Failing command:** `npm test`');
+    // Without push_wip_branch nothing is pushed: a branch would run the repository's push CI.
+    expect(body).not.toContain('Work in progress');
+    expect(await s.github.branches(OWNER, repo)).toEqual(['main']);
     record('same-failure', spend);
   });
 
@@ -136,6 +140,31 @@ describe('the system notices when the model is stuck', () => {
     // Checked before each call: at most one call past the line.
     expect(spend.costUsd).toBeLessThan(0.01 + 0.01);
     record('budget-cost', spend);
+  });
+
+  it('daily budget: each call is added to the repository\'s day as it is paid, and checked before the next', async () => {
+    const { body, spend, repo } = await runToEscalation(modelWith({ plan: (turn) => [readAdd(10 + turn)] }), 'budgets:\n  daily_cost_usd: 0.000001\n');
+    expect(body).toContain('**budget-cost**');
+    expect(body).toMatch(/this repository has spent \$0\.\d{4} today, its daily budget is \$0\.000001/);
+    // One call paid, then the check before the next one stopped the job.
+    expect(spend.modelCalls).toBe(1);
+    const redis = new Redis(s.redis.url, { maxRetriesPerRequest: null });
+    try {
+      const day = Number(await redis.get(`issue-agent:spend:${OWNER}/${repo}:${new Date().toISOString().slice(0, 10)}`.toLowerCase()));
+      expect(day).toBeCloseTo(spend.costUsd, 10);
+      expect(day).toBeGreaterThan(0);
+    } finally {
+      redis.disconnect();
+    }
+    record('daily budget', spend);
+  });
+
+  it('a model without a price: refused before any call, never costed at $0', async () => {
+    const before = s.anthropic.requests.length;
+    const { body } = await runToEscalation(modelWith({}), 'models:\n  mid: claude-unpriced-1\n');
+    expect(body).toContain('**unpriced-model**');
+    expect(body).toContain('no price is known for claude-unpriced-1 (mid, from .github/agent.yml)');
+    expect(s.anthropic.requests.length).toBe(before);
   });
 
   it('wall-clock timeout', async () => {

@@ -254,6 +254,8 @@ interface Service {
   cap_add?: string[];
   privileged?: boolean;
   stop_grace_period?: string;
+  mem_limit?: string | number;
+  pids_limit?: number;
 }
 interface Compose {
   services: Record<string, Service>;
@@ -334,6 +336,10 @@ function composeProblems(text: string): string[] {
     const files = [s.env_file ?? []].flat().map((f) => (typeof f === 'string' ? f : f.path));
     if (!files.includes('.env')) problems.push(`${name}: secrets must come from env_file .env`);
   }
+
+  // A worker container is bounded as a whole, whatever escapes the sandbox's per-command limits.
+  if (!worker.mem_limit) problems.push('worker: no mem_limit');
+  if (!worker.pids_limit || Number(worker.pids_limit) <= 0) problems.push('worker: no pids_limit');
 
   // Workers scale: replicas, and nothing that pins one container (a name, a host port).
   if ((worker.deploy?.replicas ?? 1) < 2) problems.push('worker: deploy.replicas must be 2 or more');
@@ -480,6 +486,8 @@ describe('docker-compose.yml (Compose Specification schema; no Docker engine her
     expect(broken('env_file: .env', 'env_file: secrets.env')).toMatch(/env_file \.env/);
     expect(broken('      - systempaths=unconfined\n', '')).toMatch(/systempaths=unconfined/);
     expect(broken('    stop_grace_period: 75s\n', '')).toMatch(/stop_grace_period/);
+    expect(broken('    mem_limit: 12g\n', '')).toMatch(/mem_limit/);
+    expect(broken('    pids_limit: 4096\n', '')).toMatch(/pids_limit/);
     expect(broken('      - agent-data:/data\n', '      - agent-data:/var/agent\n')).toMatch(/DATA_DIR/);
     expect(broken('      - agent-data:/data\n', '      - ./data:/data\n')).toMatch(/named volume/);
     expect(broken('condition: service_healthy', 'condition: service_started')).toMatch(/redis being healthy/);
