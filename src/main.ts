@@ -44,15 +44,18 @@ async function main(): Promise<void> {
   const { env } = config;
   registerSecret(config.webhookSecret);
   registerSecret(config.anthropicApiKey);
+  registerSecret(env.REDIS_PASSWORD);
   const log = createLogger(env.LOG_LEVEL);
   // The sandbox is checked before anything starts: a worker without bubblewrap must not
   // come up half-way (unless SANDBOX=none says so).
   const runner = roles.includes('worker')
     ? createRunner(env.SANDBOX, log, { allowRootMapped: env.SANDBOX_ALLOW_ROOT_MAPPED, secretFiles: [...(env.PRIVATE_KEY_PATH ? [env.PRIVATE_KEY_PATH] : []), path.resolve('.env')] })
     : undefined;
-  const installNetwork = runner ? await operatorInstallPolicy(env, log) : undefined;
+  // Asking this host's package managers for their registries takes a second or so: it runs
+  // while Redis is found and checked, and the worker waits for it below.
+  const installNetwork = runner ? operatorInstallPolicy(env, log) : undefined;
+  installNetwork?.catch(() => {});
   const redisHandle = await resolveRedis({ url: env.REDIS_URL && withPassword(env.REDIS_URL, env.REDIS_PASSWORD), password: env.REDIS_PASSWORD, dataDir: config.dataDir, log });
-  registerSecret(env.REDIS_PASSWORD);
   // Redis is not a trust root: one that anybody may write to is refused unless the operator says so.
   if (await redisAcceptsWithoutAuth(redisHandle.url)) {
     if (!env.REDIS_ALLOW_NO_AUTH) {
@@ -114,7 +117,7 @@ async function main(): Promise<void> {
       config,
       probot,
       runner,
-      installNetwork: installNetwork!,
+      installNetwork: await installNetwork!,
       redisUrl: redisHandle.url,
       queue,
       seal,

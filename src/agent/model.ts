@@ -3,7 +3,6 @@ import type { Logger } from 'pino';
 import { sanitise } from '../report/sanitise.js';
 import type { Tier } from '../config/env.js';
 import type { Spend } from './budget.js';
-import { priceOf } from './pricing.js';
 import type { Trace } from './trace.js';
 
 export type MessageParam = Anthropic.MessageParam;
@@ -197,9 +196,6 @@ export class ModelClient {
       streamRetries: opts.streamRetries ?? MODEL_DEFAULTS.streamRetries,
       streamRetryDelayMs: opts.streamRetryDelayMs ?? MODEL_DEFAULTS.streamRetryDelayMs,
     };
-    for (const [tier, model] of Object.entries(opts.models)) {
-      if (!priceOf(model)) opts.log.warn({ tier, model }, 'no price known for this model; its cost is counted as 0');
-    }
   }
 
   modelFor(tier: Tier): string {

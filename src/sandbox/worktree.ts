@@ -97,20 +97,25 @@ export async function createWorkTree(opts: CreateWorkTreeOptions): Promise<WorkT
 }
 
 /**
- * Runs fn with a throwaway index holding the whole working tree (untracked files
- * included), so diffs see new files without touching the real index later commits use.
+ * Runs fn with a throwaway index on the base commit, filled by `fill`, so diffs see what
+ * it adds without touching the real index later commits use.
  */
-async function withSnapshotIndex<T>(wt: WorkTree, fn: (env: Record<string, string>) => Promise<T>): Promise<T> {
+async function withTempIndex<T>(wt: WorkTree, fill: (env: Record<string, string>) => Promise<void>, fn: (env: Record<string, string>) => Promise<T>): Promise<T> {
   await assertGitIntact(wt);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'issue-agent-index-'));
   const env = { GIT_INDEX_FILE: path.join(dir, 'index') };
   try {
     await git(['read-tree', wt.baseSha], { cwd: wt.path, env });
-    await git(['add', '-A'], { cwd: wt.path, env });
+    await fill(env);
     return await fn(env);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** fn with a throwaway index holding the whole working tree, untracked files included. */
+function withSnapshotIndex<T>(wt: WorkTree, fn: (env: Record<string, string>) => Promise<T>): Promise<T> {
+  return withTempIndex(wt, async (env) => void (await git(['add', '-A'], { cwd: wt.path, env })), fn);
 }
 
 const DIFF_FLAGS = ['--no-color', '--no-ext-diff', '--no-textconv', '--ignore-submodules=all'];
@@ -176,19 +181,16 @@ export async function changedPaths(wt: WorkTree, created: string[]): Promise<str
 }
 
 /** Runs `fn` with an index of its own holding the change: tracked files plus the given new paths. */
-async function withChangeIndex<T>(wt: WorkTree, paths: string[], fn: (env: Record<string, string>) => Promise<T>): Promise<T> {
-  await assertGitIntact(wt);
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'issue-agent-index-'));
-  const env = { GIT_INDEX_FILE: path.join(dir, 'index') };
-  try {
-    await git(['read-tree', wt.baseSha], { cwd: wt.path, env });
-    await git(['add', '-u'], { cwd: wt.path, env });
-    const created = await addable(wt, paths);
-    if (created.length > 0) await git(['add', '-A', '--', ...created], { cwd: wt.path, env: { ...env, GIT_LITERAL_PATHSPECS: '1' } });
-    return await fn(env);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+function withChangeIndex<T>(wt: WorkTree, paths: string[], fn: (env: Record<string, string>) => Promise<T>): Promise<T> {
+  return withTempIndex(
+    wt,
+    async (env) => {
+      await git(['add', '-u'], { cwd: wt.path, env });
+      const created = await addable(wt, paths);
+      if (created.length > 0) await git(['add', '-A', '--', ...created], { cwd: wt.path, env: { ...env, GIT_LITERAL_PATHSPECS: '1' } });
+    },
+    fn,
+  );
 }
 
 /** Puts paths back as they are at the base commit (removing the ones that did not exist). */
