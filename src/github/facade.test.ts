@@ -2,7 +2,7 @@ import { ProbotOctokit } from 'probot';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadOpenApi } from '../../test/stand-ins/github/openapi.js';
 import { startGitHubStandIn, type GitHubStandIn } from '../../test/stand-ins/github/server.js';
-import { GitHubRepo } from './facade.js';
+import { GitHubRepo, MAX_COMMENT_PAGES } from './facade.js';
 
 const OWNER = 'acme';
 const REPO = 'widgets';
@@ -49,7 +49,7 @@ describe('GitHub facade: issue comments and root entries', () => {
   it('lists an issue\'s comments with author, author type, body and time', async () => {
     gh.addComment(OWNER, REPO, 7, { user: 'alice', body: 'The test is test/add.test.js' });
     gh.addComment(OWNER, REPO, 7, { user: 'renovate[bot]', body: 'beep' });
-    const comments = await repo.issueComments(7);
+    const { comments } = await repo.issueComments(7);
     expect(comments.map(({ author, authorType, body }) => ({ author, authorType, body }))).toEqual([
       { author: 'alice', authorType: 'User', body: 'The test is test/add.test.js' },
       { author: 'renovate[bot]', authorType: 'Bot', body: 'beep' },
@@ -60,18 +60,32 @@ describe('GitHub facade: issue comments and root entries', () => {
     expect(responseProblems).toEqual([]);
   });
 
-  it('keeps the 100 newest comments of a long thread, oldest first', async () => {
+  it('reads every comment of a long thread, oldest first, so a flood hides no older comment', async () => {
+    gh.addComment(OWNER, REPO, 8, { user: 'maintainer', body: 'Only add.js may change.' });
     for (let i = 1; i <= 230; i++) gh.addComment(OWNER, REPO, 8, { user: 'bob', body: `comment ${i}` });
-    const comments = await repo.issueComments(8);
-    expect(comments).toHaveLength(100);
-    expect(comments[0]!.body).toBe('comment 131');
-    expect(comments.at(-1)!.body).toBe('comment 230');
-    expect(await repo.issueComments(7)).toHaveLength(2);
-    for (let i = 231; i <= 300; i++) gh.addComment(OWNER, REPO, 8, { user: 'bob', body: `comment ${i}` });
-    const full = await repo.issueComments(8);
-    expect([full[0]!.body, full.at(-1)!.body, full.length]).toEqual(['comment 201', 'comment 300', 100]);
+    const read = await repo.issueComments(8);
+    expect(read.unread).toBe(0);
+    expect(read.comments).toHaveLength(231);
+    expect(read.comments[0]).toMatchObject({ author: 'maintainer', body: 'Only add.js may change.' });
+    expect(read.comments.at(-1)!.body).toBe('comment 230');
+    expect((await repo.issueComments(7)).comments).toHaveLength(2);
     expect(gh.violations).toEqual([]);
     expect(responseProblems).toEqual([]);
+  });
+
+  it('reads a thread over MAX_COMMENT_PAGES pages at both ends, says how much it left, and cuts huge bodies', async () => {
+    gh.addIssue(OWNER, REPO, { number: 9, title: 'Flooded', body: 'x', user: 'alice' });
+    gh.addComment(OWNER, REPO, 9, { user: 'maintainer', body: 'The first word.' });
+    const total = MAX_COMMENT_PAGES * 100 + 250;
+    for (let i = 2; i <= total; i++) gh.addComment(OWNER, REPO, 9, { user: 'bob', body: i === total ? 'y'.repeat(70_000) : `comment ${i}` });
+    const read = await repo.issueComments(9);
+    // Ten pages of 13: the first and 5..13; pages 2 to 4 are the unread middle.
+    expect(read.unread).toBe(300);
+    expect(read.comments).toHaveLength(total - 300);
+    expect(read.comments[0]!.body).toBe('The first word.');
+    expect(read.comments[100]!.body).toBe('comment 401');
+    expect(read.comments.at(-1)!.body.length).toBe(20_000);
+    expect(gh.violations).toEqual([]);
   });
 
   it('lists the top-level entries of a ref, directories with a trailing slash', async () => {

@@ -1,5 +1,6 @@
 import type { ProbotOctokit } from 'probot';
 import { registerSecret, sanitise } from '../report/sanitise.js';
+import { Limiter } from '../util/limiter.js';
 
 export type Permission = 'admin' | 'maintain' | 'write' | 'triage' | 'read' | 'none';
 export const WRITE_PERMISSIONS: ReadonlySet<Permission> = new Set(['admin', 'maintain', 'write']);
@@ -57,6 +58,54 @@ export interface ReviewComment {
   inReplyTo?: number;
 }
 
+/** One change of an issue's title or body, as GitHub's history records it. */
+export interface IssueEdit {
+  what: 'title' | 'body';
+  /** Who made it; null when GitHub no longer knows (a deleted account). */
+  editor: string | null;
+  /** An app's login carries `[bot]`, as in REST. */
+  editorIsBot: boolean;
+  at: string;
+}
+
+/** The edits of an issue made at or after a time, and whether that list is whole. */
+export interface IssueEdits {
+  edits: IssueEdit[];
+  /** False when GitHub holds more edits than one read returns: some may be missing. */
+  complete: boolean;
+}
+
+/** How many edits of each kind one read asks for; an issue with more is not judged by a part. */
+const EDITS_READ = 100;
+
+const ISSUE_EDITS_QUERY = `query IssueEdits($owner: String!, $repo: String!, $number: Int!, $since: DateTime!, $count: Int!) {
+  repository(owner: $owner, name: $repo) {
+    issue(number: $number) {
+      userContentEdits(first: $count) { totalCount nodes { editedAt editor { __typename login } } }
+      timelineItems(first: $count, since: $since, itemTypes: [RENAMED_TITLE_EVENT]) {
+        totalCount
+        nodes { ... on RenamedTitleEvent { createdAt actor { __typename login } } }
+      }
+    }
+  }
+}`;
+
+interface IssueEditsAnswer {
+  repository: {
+    issue: {
+      userContentEdits: { totalCount: number; nodes: Array<{ editedAt: string; editor: { __typename: string; login: string } | null } | null> | null };
+      timelineItems: { totalCount: number; nodes: Array<{ createdAt?: string; actor?: { __typename: string; login: string } | null } | null> | null };
+    } | null;
+  } | null;
+}
+
+/** A GraphQL actor as the REST login: a Bot's GraphQL login lacks `[bot]`. */
+function actorLogin(a: { __typename: string; login: string } | null | undefined): { editor: string | null; editorIsBot: boolean } {
+  if (!a) return { editor: null, editorIsBot: false };
+  const isBot = a.__typename === 'Bot';
+  return { editor: isBot && !a.login.endsWith('[bot]') ? `${a.login}[bot]` : a.login, editorIsBot: isBot };
+}
+
 export const LABEL_WORKING = 'agent:working';
 export const LABEL_STUCK = 'agent:stuck';
 export const LABEL_NEEDS_INFO = 'agent:needs-info';
@@ -84,6 +133,13 @@ function lastPage(link: string | undefined): number {
   const m = link ? /<[^>]*[?&]page=(\d+)[^>]*>;\s*rel="last"/.exec(link) : null;
   return m ? Number(m[1]) : 1;
 }
+
+/** Pages of an issue's comments read at most (100 each); a longer thread is read at both ends. */
+export const MAX_COMMENT_PAGES = 10;
+/** Comment pages read at once. */
+const COMMENT_PAGES_AT_ONCE = 4;
+/** A comment's body is read up to this many characters (scope quotes far less of it). */
+const COMMENT_BODY_CHARS = 20_000;
 
 /** A token handed to git has at least this long to live; a shorter-lived cached one is replaced. */
 export const GIT_TOKEN_MIN_LIFETIME_MS = 10 * 60_000;
@@ -128,6 +184,23 @@ export class GitHubRepo {
       author: data.user?.login ?? 'ghost',
       labels: data.labels.map((l) => (typeof l === 'string' ? l : (l.name ?? ''))).filter(Boolean),
       htmlUrl: data.html_url,
+    };
+  }
+
+  /**
+   * The issue's title and body edits made at or after `since` (GraphQL: the body's
+   * `userContentEdits`, the title's `RenamedTitleEvent`s; REST has no body history).
+   */
+  async issueEdits(issueNumber: number, since: string): Promise<IssueEdits> {
+    const answer = await this.octokit.graphql<IssueEditsAnswer>(ISSUE_EDITS_QUERY, { ...this.ref, number: issueNumber, since, count: EDITS_READ });
+    const issue = answer.repository?.issue;
+    if (!issue) throw new Error(`GitHub's GraphQL API did not find issue #${issueNumber} of ${this.ref.owner}/${this.ref.repo}`);
+    const from = Date.parse(since);
+    const body = (issue.userContentEdits.nodes ?? []).flatMap((n) => (n ? [{ what: 'body' as const, ...actorLogin(n.editor), at: n.editedAt }] : []));
+    const title = (issue.timelineItems.nodes ?? []).flatMap((n) => (n?.createdAt ? [{ what: 'title' as const, ...actorLogin(n.actor), at: n.createdAt }] : []));
+    return {
+      edits: [...body, ...title].filter((e) => !(Date.parse(e.at) < from)),
+      complete: issue.userContentEdits.totalCount <= body.length && issue.timelineItems.totalCount <= title.length,
     };
   }
 
@@ -272,23 +345,31 @@ export class GitHubRepo {
    * The issue's comments, oldest first: the 100 newest at most. Comments are listed oldest
    * first by the API, so this reads the last page (and the one before when it is short).
    */
-  async issueComments(issueNumber: number): Promise<IssueComment[]> {
+  /**
+   * The issue's comments, oldest first: every one, up to MAX_COMMENT_PAGES pages. A longer
+   * thread is read at both ends (its first page and its newest pages), and `unread` says
+   * about how many comments in the middle were not. Reading whole threads is what keeps a
+   * flood of one person's comments from hiding a writer's older ones; bodies are cut at
+   * COMMENT_BODY_CHARS so a hostile thread costs bounded memory.
+   */
+  async issueComments(issueNumber: number): Promise<{ comments: IssueComment[]; unread: number }> {
     const perPage = 100;
     const list = (page: number) => this.octokit.rest.issues.listComments({ ...this.ref, issue_number: issueNumber, per_page: perPage, page });
     const first = await list(1);
     const last = lastPage(first.headers.link);
-    let items = first.data;
-    if (last > 1) {
-      const [before, final] = await Promise.all([last - 1 === 1 ? first : list(last - 1), list(last)]);
-      items = [...before.data, ...final.data];
-    }
-    return items.slice(-perPage).map((c) => ({
-      author: c.user?.login ?? 'ghost',
-      authorType: c.user?.type ?? 'User',
-      body: c.body ?? '',
-      createdAt: c.created_at,
-      association: c.author_association,
-    }));
+    const from = last <= MAX_COMMENT_PAGES ? 2 : last - MAX_COMMENT_PAGES + 2;
+    const limit = new Limiter(COMMENT_PAGES_AT_ONCE);
+    const rest = await Promise.all(Array.from({ length: Math.max(0, last - from + 1) }, (_, i) => limit.run(() => list(from + i))));
+    const comments = [first, ...rest].flatMap((page) =>
+      page.data.map((c) => ({
+        author: c.user?.login ?? 'ghost',
+        authorType: c.user?.type ?? 'User',
+        body: (c.body ?? '').slice(0, COMMENT_BODY_CHARS),
+        createdAt: c.created_at,
+        association: c.author_association,
+      })),
+    );
+    return { comments, unread: (from - 2) * perPage };
   }
 
   /** The top-level entries of the repository on `ref`; directories end in '/'. */

@@ -39,7 +39,7 @@ describe('LocalRepo', () => {
     expect(await host.issue(3)).toMatchObject({ number: 3, title: 'Fix add', body: 'It is wrong', author: 'me', labels: [] });
     await expect(host.issue(4)).rejects.toThrow('the local task is #3');
     expect(await host.permission()).toBe('write');
-    expect(await host.issueComments()).toEqual([]);
+    expect(await host.issueComments()).toEqual({ comments: [], unread: 0 });
     expect(await host.gitToken()).toBe('');
     await expect(host.pull()).rejects.toThrow('the local CLI runs issue tasks only');
   });

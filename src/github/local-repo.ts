@@ -5,7 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { sanitise } from '../report/sanitise.js';
 import { STATUS_MARKER } from '../report/status.js';
 import { git } from '../sandbox/git.js';
-import type { IssueComment, IssueInfo, Permission, PullInfo, RepoInfo, RepoRef } from './facade.js';
+import type { IssueComment, IssueEdits, IssueInfo, Permission, PullInfo, RepoInfo, RepoRef } from './facade.js';
 import type { RepoHost } from './repo-host.js';
 
 export interface LocalTask {
@@ -67,6 +67,11 @@ export class LocalRepo implements RepoHost {
     return { number, title, body, author, labels: [], htmlUrl: pathToFileURL(this.opts.reportPath).href };
   }
 
+  /** A local task has no edit history: it is the text the person at the terminal gave. */
+  async issueEdits(): Promise<IssueEdits> {
+    return { edits: [], complete: true };
+  }
+
   async comment(_issueNumber: number, body: string): Promise<number> {
     this.record(body);
     return 1;
@@ -91,8 +96,8 @@ export class LocalRepo implements RepoHost {
     return (await git(['cat-file', 'blob', entry[2]!], { cwd: this.opts.dir })).stdout;
   }
 
-  async issueComments(): Promise<IssueComment[]> {
-    return [];
+  async issueComments(): Promise<{ comments: IssueComment[]; unread: number }> {
+    return { comments: [], unread: 0 };
   }
 
   /** The top-level entries on `ref`; directories end in '/'. */

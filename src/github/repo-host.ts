@@ -9,6 +9,7 @@ export type RepoHost = Pick<
   | 'ref'
   | 'repoInfo'
   | 'issue'
+  | 'issueEdits'
   | 'permission'
   | 'comment'
   | 'updateComment'

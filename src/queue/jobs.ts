@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { RecordSeal } from './record-seal.js';
 
@@ -5,6 +6,22 @@ export const QUEUE_NAME = 'agent-run';
 
 const login = z.string().min(1).max(100);
 const repoPart = z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, 'a GitHub owner or repository name');
+
+/**
+ * The issue's text as the writer who triggered saw it: a digest of its title and body, and
+ * GitHub's `updated_at` of the trigger. At job start an issue whose text differs was edited
+ * since; who edited it decides whether the job may run (`worker/task-approval.ts`).
+ */
+export const IssueSnapshotSchema = z.strictObject({
+  digest: z.string().regex(/^[0-9a-f]{64}$/, 'a SHA-256 in hex'),
+  updatedAt: z.iso.datetime({ offset: true }),
+});
+export type IssueSnapshot = z.infer<typeof IssueSnapshotSchema>;
+
+/** The digest of an issue's text: its title and body (null and empty are one). */
+export function issueDigest(issue: { title: string; body?: string | null }): string {
+  return createHash('sha256').update(JSON.stringify([issue.title, issue.body ?? ''])).digest('hex');
+}
 
 /**
  * Job data: small, validated, and free of secrets (tokens are minted by the worker).
@@ -24,6 +41,8 @@ export const JobFields = z.object({
   attempt: z.number().int().positive(),
   /** Extra text from a writer's `/agent retry …`: part of the task. */
   instructions: z.string().max(4_000).optional(),
+  /** For `issue`: the issue's text when the trigger was recorded (absent in jobs of older versions). */
+  snapshot: IssueSnapshotSchema.optional(),
 });
 export const JobDataSchema = JobFields.refine((d) => d.kind !== 'revise' || d.prNumber === d.issueNumber, { message: 'a revise job names its pull request in both issueNumber and prNumber', path: ['prNumber'] });
 export type JobData = z.infer<typeof JobDataSchema>;

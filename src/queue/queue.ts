@@ -58,7 +58,7 @@ interface QueueCommands {
 }
 
 type IssueTrigger = Omit<JobData, 'attempt' | 'kind' | 'prNumber'> & { kind?: 'issue' };
-type ReviseTrigger = Omit<JobData, 'attempt' | 'kind' | 'prNumber' | 'instructions'> & { feedback: Feedback };
+type ReviseTrigger = Omit<JobData, 'attempt' | 'kind' | 'prNumber' | 'instructions' | 'snapshot'> & { feedback: Feedback };
 
 /**
  * The agent-run queue with the rules that keep one result per trigger: a delivery id is

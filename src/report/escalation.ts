@@ -51,6 +51,8 @@ export function nextSteps(reason: string, e: Pick<EscalationReport, 'wip' | 'fai
       return ['name the file and function to change in the issue, then ' + relabel, fromWip];
     case 'not-authorised':
       return ['a person with write access to the repository re-adds the `agent` label, if the work should still be done'];
+    case 'edited-after-trigger':
+      return ['a person with write access reads the issue as it is now and, if it is the task to do, re-adds the `agent` label (or comments `/agent retry`)'];
     case 'push-rejected':
       return ['delete or merge the existing branch, then ' + relabel];
     case 'install-failed':

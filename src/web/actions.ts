@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { parseRepoConfig, REPO_CONFIG_PATH, RepoConfigError, triggerLabelOf, type RepoConfig } from '../config/repo-config.js';
 import { GitHubRepo, LABEL_WORKING, type Permission } from '../github/facade.js';
-import { issueKey, JobFields } from '../queue/jobs.js';
+import { issueKey, IssueSnapshotSchema, JobFields, type IssueSnapshot } from '../queue/jobs.js';
 import { FeedbackSchema, type AgentQueue } from '../queue/queue.js';
 import { configErrorComment } from '../report/config-error.js';
 import { statusComment } from '../report/status.js';
@@ -55,14 +55,15 @@ const CommandSchema = z.discriminatedUnion('kind', [
  * decided here, after the answer, so an answer never waits on GitHub.
  */
 export const WebEventSchema = z.discriminatedUnion('op', [
-  /** A label added to an issue. */
-  z.strictObject({ op: z.literal('label'), ...where, label: z.string().min(1).max(100) }),
+  /** A label added to an issue; `snapshot`, the issue's text as the payload showed it. */
+  z.strictObject({ op: z.literal('label'), ...where, label: z.string().min(1).max(100), snapshot: IssueSnapshotSchema.optional() }),
   /**
    * An `/agent` command in a comment. `pullAuthor`: who opened the thread when it is a pull
    * request (commands there revise it, if it is the app's). `working`: whether the thread
-   * carried `agent:working` when the comment was written.
+   * carried `agent:working` when the comment was written. `snapshot`: on an issue, its text
+   * as the payload showed it.
    */
-  z.strictObject({ op: z.literal('command'), ...where, commentId: id, command: CommandSchema, pullAuthor: login.nullable(), working: z.boolean() }),
+  z.strictObject({ op: z.literal('command'), ...where, commentId: id, command: CommandSchema, pullAuthor: login.nullable(), working: z.boolean(), snapshot: IssueSnapshotSchema.optional() }),
   /** A review of an open pull request that is not an approval or a dismissal; `pullAuthor` opened it. */
   z.strictObject({ op: z.literal('review'), ...where, reviewId: id, state: z.enum(['changes_requested', 'commented']), hasBody: z.boolean(), pullAuthor: login }),
 ]);
@@ -174,8 +175,17 @@ export function eventHandler(deps: EventDeps): (e: InboxItem) => Promise<void> {
   const reactTo = (gh: GitHubRepo, commentId: number | undefined, confused: boolean) => (commentId ? gh.reactToComment(commentId, confused ? 'confused' : '+1') : Promise.resolve());
 
   /** Enqueues an issue job (the trigger label, or `/agent retry` on an issue) and acknowledges it. */
-  const trigger = async (e: Where, gh: GitHubRepo, log: Logger, from: { commentId?: number; instructions?: string }) => {
-    const result = await deps.queue.enqueue({ installationId: e.installationId, owner: e.owner, repo: e.repo, issueNumber: e.issueNumber, deliveryId: e.deliveryId, sender: e.sender, ...(from.instructions ? { instructions: from.instructions } : {}) });
+  const trigger = async (e: Where, gh: GitHubRepo, log: Logger, from: { commentId?: number; instructions?: string; snapshot?: IssueSnapshot }) => {
+    const result = await deps.queue.enqueue({
+      installationId: e.installationId,
+      owner: e.owner,
+      repo: e.repo,
+      issueNumber: e.issueNumber,
+      deliveryId: e.deliveryId,
+      sender: e.sender,
+      ...(from.instructions ? { instructions: from.instructions } : {}),
+      ...(from.snapshot ? { snapshot: from.snapshot } : {}),
+    });
     log.info({ result }, from.commentId ? 'retry handled' : 'trigger handled');
     if (result.kind === 'duplicate-delivery') return;
     acknowledge(e, log, 'acknowledge the trigger', async () => {
@@ -254,7 +264,7 @@ export function eventHandler(deps: EventDeps): (e: InboxItem) => Promise<void> {
       }
       const gate = checkLabelEvent({ label: e.label, sender: { login: e.sender, type: 'User' }, triggerLabel: triggerLabelOf(config) });
       if (!gate.run) return log.debug({ reason: gate.reason }, 'skipped');
-      return trigger(e, gh, log, {});
+      return trigger(e, gh, log, e.snapshot ? { snapshot: e.snapshot } : {});
     }
 
     if (e.op === 'review') {
@@ -279,7 +289,7 @@ export function eventHandler(deps: EventDeps): (e: InboxItem) => Promise<void> {
     const config = await readConfig(gh, e);
     if (config instanceof RepoConfigError) return explainConfig(gh, e, config, log);
     if (e.pullAuthor !== null) return revise(e, gh, log, { commentId: e.commentId, ...(command.text ? { text: command.text } : {}) });
-    return trigger(e, gh, log, { commentId: e.commentId, ...(command.text ? { instructions: command.text } : {}) });
+    return trigger(e, gh, log, { commentId: e.commentId, ...(command.text ? { instructions: command.text } : {}), ...(e.snapshot ? { snapshot: e.snapshot } : {}) });
   };
 }
 

@@ -3,6 +3,7 @@ import type { ApplicationFunction, Context } from 'probot';
 import type { Logger } from 'pino';
 import { LABEL_WORKING } from '../github/facade.js';
 import type { Inbox } from '../queue/inbox.js';
+import { issueDigest, type IssueSnapshot } from '../queue/jobs.js';
 import { CONFIG_TTL_MS, repoKeyOf, type NewEvent, type WebEvent } from './actions.js';
 import { parseCommand } from './commands.js';
 import { hasText, isBot, isStateLabel, type Sender } from './triggers.js';
@@ -57,6 +58,14 @@ interface Repository {
 /** How long a delivered body is remembered against replays: as long as a delivery id is (the queue's 7 days). */
 export const REPLAY_WINDOW_S = 7 * 24 * 3600;
 
+/**
+ * The issue's text as this payload shows it, which the job later compares with the issue
+ * as it then is: the task is what the writer who triggered saw.
+ */
+function snapshotOf(issue: { title: string; body?: string | null; updated_at: string }): IssueSnapshot | undefined {
+  return Number.isNaN(Date.parse(issue.updated_at)) ? undefined : { digest: issueDigest(issue), updatedAt: issue.updated_at };
+}
+
 /** Whether a login is an app's (`name[bot]`): only those can be the author of the app's PRs. */
 const isAppLogin = (login: string | undefined) => (login ?? '').toLowerCase().endsWith('[bot]');
 
@@ -106,7 +115,8 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
       if (!payload.installation) return log.warn('skipped: event carries no installation');
       const repoKey = repoKeyOf({ owner: payload.repository.owner.login, repo: payload.repository.name, defaultBranch: payload.repository.default_branch });
       if (deps.actingLabels && !deps.actingLabels.mayAct(repoKey, label)) return log.debug({ label }, 'skipped: not the label that acts in this repository');
-      await record({ op: 'label', ...common(payload.installation.id, payload.repository, payload.issue.number, context.id, sender.login), label }, payload, log);
+      const snapshot = snapshotOf(payload.issue);
+      await record({ op: 'label', ...common(payload.installation.id, payload.repository, payload.issue.number, context.id, sender.login), label, ...(snapshot ? { snapshot } : {}) }, payload, log);
     });
 
     app.on('issue_comment.created', async (context: Context<'issue_comment.created'>) => {
@@ -123,7 +133,8 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
       // Only the app's own pull requests take commands; a person's is dropped at once.
       if (pullAuthor !== null && !isAppLogin(pullAuthor)) return log.info('skipped: a command on a pull request the app did not open');
       const working = payload.issue.labels?.some((l) => l.name === LABEL_WORKING) ?? false;
-      await record({ op: 'command', ...common(payload.installation.id, payload.repository, thread, context.id, sender.login), commentId: payload.comment.id, command, pullAuthor, working }, payload, log);
+      const snapshot = pullAuthor === null ? snapshotOf(payload.issue) : undefined;
+      await record({ op: 'command', ...common(payload.installation.id, payload.repository, thread, context.id, sender.login), commentId: payload.comment.id, command, pullAuthor, working, ...(snapshot ? { snapshot } : {}) }, payload, log);
     });
 
     app.on('pull_request_review.submitted', async (context: Context<'pull_request_review.submitted'>) => {

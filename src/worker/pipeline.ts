@@ -35,6 +35,7 @@ import { scopeStage } from '../stages/scope.js';
 import { summariseFailures } from '../stages/failure-summary.js';
 import type { StageDeps } from '../stages/types.js';
 import { detectChecks, failureExcerpt, failureSignature, runCheck, validateStage, type CheckResult, type ValidationReport } from '../stages/validate.js';
+import { unapprovedEdit } from './task-approval.js';
 
 export { LABEL_NEEDS_INFO, LABEL_STUCK, LABEL_WORKING };
 const DEFAULT_MAX_ROUNDS = 3;
@@ -458,6 +459,9 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
 
     async function solveIssue(): Promise<Outcome> {
       const issueInfo = await gh.issue(thread);
+      // The task is what a writer approved: the text of the trigger, or edited since only by writers.
+      const edited = job.snapshot && (await unapprovedEdit(gh, thread, job.snapshot, issueInfo));
+      if (edited) throw new Escalation({ reason: 'edited-after-trigger', evidence: `${edited}; nothing was run` });
       // An issue opened by someone without write access is data from outside: say so to the model.
       const issue: IssueText & { labels: string[] } = {
         ...issueInfo,
@@ -475,7 +479,8 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       } else if (done.scope) {
         asked.splice(0, asked.length, ...done.scope.acceptanceCriteria);
       } else {
-        const [comments, layout] = await Promise.all([gh.issueComments(thread), gh.rootEntries(repo.defaultBranch)]);
+        const [{ comments, unread }, layout] = await Promise.all([gh.issueComments(thread), gh.rootEntries(repo.defaultBranch)]);
+        if (unread > 0) trace.write({ type: 'note', message: `the thread is long: about ${unread} comments in its middle were not read`, detail: { read: comments.length } });
         const scoped = await stage('scope', async () =>
           scopeStage({ model, trace, log, onToolCall, guard }, { issue, comments: await scopeComments(issue, comments), layout, rules: repoRules }),
         );

@@ -114,7 +114,7 @@ describe('faults', () => {
       await s.label({ repo: b.repo, issueNumber: b.issue, title: 'add() is wrong for negatives', body: 'x' });
       await s.waitFor(`the ${b.name} boundary`, () => (gate ? reached : b.hold ? held : b.killWhen!()) || undefined);
       crashed = true;
-      if (b.retitle) s.github.editIssue(OWNER, b.repo, b.issue, { title: 'Negative numbers: add() is still wrong' });
+      if (b.retitle) s.github.editIssue(OWNER, b.repo, b.issue, { title: 'Negative numbers: add() is still wrong' }, 'maintainer');
       await s.crashAndRestart();
       gate?.release();
       const pr = await s.waitFor(`the PR of ${b.repo} after the crash`, () => s.github.pulls(OWNER, b.repo)[0]);

@@ -140,12 +140,15 @@ export async function startScenario(opts: ScenarioOptions = {}): Promise<Scenari
     logs: () => output,
     waitFor,
     label: async (p) => {
+      // The payload shows the issue as GitHub holds it, whatever text the test passed.
+      const now = github.markLabeled(OWNER, p.repo, p.issueNumber);
       const payload = issueLabeledPayload({
         owner: OWNER,
         repo: p.repo,
         issueNumber: p.issueNumber,
-        title: p.title,
-        body: p.body,
+        title: now?.title ?? p.title,
+        body: now?.body ?? p.body,
+        ...(now ? { updatedAt: now.updatedAt } : {}),
         label: p.label ?? 'agent',
         sender: p.sender ?? { login: 'maintainer', type: 'User' },
         installationId: github.installationId,
@@ -157,12 +160,14 @@ export async function startScenario(opts: ScenarioOptions = {}): Promise<Scenari
     comment: async (p) => {
       const sender = p.sender ?? { login: 'maintainer', type: 'User' };
       const commentId = github.addComment(OWNER, p.repo, p.issueNumber, { user: sender.login, body: p.body });
+      const now = github.issueText(OWNER, p.repo, p.issueNumber);
       const payload = issueCommentPayload({
         owner: OWNER,
         repo: p.repo,
         issueNumber: p.issueNumber,
-        title: p.title,
-        body: '',
+        title: now?.title ?? p.title,
+        body: now?.body ?? '',
+        ...(now ? { updatedAt: now.updatedAt } : {}),
         isPullRequest: p.isPullRequest,
         commentId,
         commentBody: p.body,

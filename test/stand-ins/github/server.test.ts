@@ -544,6 +544,49 @@ describe('GitHub stand-in', () => {
   });
 });
 
+describe('GitHub stand-in: GraphQL', () => {
+  let gh: GitHubStandIn;
+  let octokit: InstanceType<typeof ProbotOctokit>;
+  beforeAll(async () => {
+    gh = await startGitHubStandIn();
+    await gh.addRepo({ owner: OWNER, repo: REPO, files: { 'README.md': '# widgets\n' } });
+    gh.addIssue(OWNER, REPO, { number: 3, title: 'Old title', body: 'old body', user: 'alice' });
+    octokit = new ProbotOctokit({ baseUrl: gh.apiUrl, auth: { appId: gh.appId, privateKey: gh.privateKey, installationId: gh.installationId }, throttle: { enabled: false }, retry: { enabled: false } });
+  });
+  afterAll(async () => {
+    await gh?.close();
+  });
+
+  it('serves an issue\'s edit history at /api/graphql, as GitHub orders and names it', async () => {
+    gh.editIssue(OWNER, REPO, 3, { body: 'new body' }, 'bob');
+    gh.editIssue(OWNER, REPO, 3, { title: 'New title' }, 'ci-helper[bot]');
+    const data = await octokit.graphql<{ repository: { issue: Record<string, { totalCount: number; nodes: Array<Record<string, unknown>> }> } }>(
+      `query($owner: String!, $repo: String!) { repository(owner: $owner, name: $repo) { issue(number: 3) {
+        userContentEdits(first: 10) { totalCount nodes { editedAt editor { __typename login } diff } }
+        timelineItems(first: 10, itemTypes: [RENAMED_TITLE_EVENT]) { totalCount nodes { __typename ... on RenamedTitleEvent { previousTitle currentTitle actor { __typename login } } } }
+      } } }`,
+      { owner: OWNER, repo: REPO },
+    );
+    const issue = data.repository.issue;
+    // The edit, newest first, then the first version by its author.
+    expect(issue.userContentEdits!.nodes.map((n) => [(n.editor as { login: string }).login, n.diff])).toEqual([['bob', 'new body'], ['alice', 'old body']]);
+    expect(issue.timelineItems!.nodes).toEqual([{ __typename: 'RenamedTitleEvent', previousTitle: 'Old title', currentTitle: 'New title', actor: { __typename: 'Bot', login: 'ci-helper' } }]);
+    expect(gh.violations).toEqual([]);
+  });
+
+  it('refuses a query GitHub\'s schema refuses, and records it as a violation', async () => {
+    await expect(octokit.graphql('query { repository(owner: "acme", name: "widgets") { issue(number: 3) { editHistory } } }')).rejects.toThrow(/Cannot query field "editHistory" on type "Issue"/);
+    expect(gh.violations.some((v) => v.includes('editHistory'))).toBe(true);
+    gh.violations.length = 0;
+  });
+
+  it('answers NOT_FOUND for a missing issue, and 401 without a token', async () => {
+    await expect(octokit.graphql('query { repository(owner: "acme", name: "widgets") { issue(number: 99) { title } } }')).rejects.toThrow(/Could not resolve to an Issue with the number of 99/);
+    const res = await fetch(`${gh.url}/api/graphql`, { method: 'POST', body: JSON.stringify({ query: '{ viewer { login } }' }) });
+    expect(res.status).toBe(401);
+  });
+});
+
 describe('GitHub stand-in: injected faults and token lifetime', () => {
   let gh: GitHubStandIn;
   const appJwt = () => jwt(gh.privateKey, { iss: String(gh.appId), iat: nowSeconds() - 30, exp: nowSeconds() + 540 });

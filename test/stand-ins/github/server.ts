@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { gitOk, runGit, serveGitHttpBackend } from './git.js';
+import { answerGraphql, GraphqlNotFound } from './graphql.js';
 import { loadOpenApi, type GitHubFieldError, type RouteMatch } from './openapi.js';
 import { isBotLogin, nodeId, userId, userObject } from './users.js';
 
@@ -134,8 +135,19 @@ export interface GitHubStandIn {
   addRepo(p: { owner: string; repo: string; files: Record<string, string>; defaultBranch?: string }): Promise<{ barePath: string }>;
   setPermission(owner: string, repo: string, login: string, permission: Permission): void;
   addIssue(owner: string, repo: string, issue: { number: number; title: string; body: string; user: string }): void;
-  /** Someone edits the issue's title or body, as on github.com (no webhook is sent). */
-  editIssue(owner: string, repo: string, issueNumber: number, edit: { title?: string; body?: string }): void;
+  /**
+   * `by` edits the issue's title or body, as on github.com (no webhook is sent): the edit
+   * shows in GraphQL's `userContentEdits` (body) and `RenamedTitleEvent`s (title).
+   */
+  editIssue(owner: string, repo: string, issueNumber: number, edit: { title?: string; body?: string }, by: string): void;
+  /**
+   * GitHub's side of a person adding a label, as far as the webhook shows it: the issue's
+   * `updated_at` moves on. Returns the issue's text and that time for the payload, or
+   * undefined when the stand-in has no such issue. (The label list is left to the app's calls.)
+   */
+  markLabeled(owner: string, repo: string, issueNumber: number): { title: string; body: string; updatedAt: string } | undefined;
+  /** The issue's text and `updated_at` now, or undefined when the stand-in has no such issue. */
+  issueText(owner: string, repo: string, issueNumber: number): { title: string; body: string; updatedAt: string } | undefined;
   /** A comment written by `user` (not the app), e.g. the issue author answering questions. */
   /**
    * A comment written by `user` (not the app), e.g. the issue author answering questions or a
@@ -222,6 +234,16 @@ interface IssueRec {
   updatedAt: string;
   closedAt: string | null;
   isPull: boolean;
+  /** Edits of the title or body, oldest first. */
+  edits: EditRec[];
+}
+
+interface EditRec {
+  what: 'title' | 'body';
+  editor: string;
+  at: string;
+  from: string;
+  to: string;
 }
 
 interface PullRec {
@@ -346,6 +368,17 @@ function permissionFlags(role: string): Record<'admin' | 'maintain' | 'push' | '
 
 function now(): string {
   return new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+let lastTick = 0;
+/**
+ * A strictly increasing time in milliseconds, for what must order exactly against each
+ * other: label events and edits. (GitHub's own stamps are whole seconds; a finer one is
+ * still a valid date-time and keeps two quick labels from carrying one body.)
+ */
+function tick(): string {
+  lastTick = Math.max(Date.now(), lastTick + 1);
+  return new Date(lastTick).toISOString();
 }
 
 function repoKey(owner: string, repo: string): string {
@@ -593,6 +626,77 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       reactions: reactionRollup(`${api}/reactions`, i.reactions),
       performed_via_github_app: viaApp(i.user),
     };
+  };
+
+  /** Changes an issue's title or body as `editor`, recording each change as GitHub's history does. */
+  const editText = (i: IssueRec, edit: { title?: string; body?: string }, editor: string): void => {
+    const at = tick();
+    if (edit.title !== undefined && edit.title !== i.title) {
+      i.edits.push({ what: 'title', editor, at, from: i.title, to: edit.title });
+      i.title = edit.title;
+    }
+    if (edit.body !== undefined && edit.body !== i.body) {
+      i.edits.push({ what: 'body', editor, at, from: i.body, to: edit.body });
+      i.body = edit.body;
+    }
+    i.updatedAt = at;
+  };
+
+  /** GraphQL's `Actor` for a login: a `Bot` (whose login drops `[bot]`) or a `User`. */
+  const actorNode = (login: string) => (isBotLogin(login) ? { __typename: 'Bot', login: login.slice(0, -'[bot]'.length) } : { __typename: 'User', login });
+
+  /** A connection's `first`/`last` window over `all`, with the counts GitHub gives. */
+  const connection = <T>(all: T[], args: { first?: number; last?: number }) => {
+    const nodes = args.first !== undefined ? all.slice(0, args.first) : args.last !== undefined ? all.slice(Math.max(0, all.length - args.last)) : all.slice(0, 100);
+    return { totalCount: all.length, nodes, pageInfo: { hasNextPage: args.first !== undefined && all.length > nodes.length, hasPreviousPage: args.last !== undefined && all.length > nodes.length, startCursor: null, endCursor: null } };
+  };
+
+  /** An issue as a GraphQL `Issue`: the fields the app reads (its edit history), more as needed. */
+  const issueNode = (i: IssueRec) => {
+    const bodyEdits = i.edits.filter((e) => e.what === 'body');
+    return {
+      __typename: 'Issue',
+      number: i.number,
+      title: i.title,
+      body: i.body,
+      createdAt: i.createdAt,
+      updatedAt: i.updatedAt,
+      lastEditedAt: i.edits.at(-1)?.at ?? null,
+      // Newest first, as github.com lists them; once a body is edited, its first version shows
+      // as an entry by the author at creation.
+      userContentEdits: (args: { first?: number; last?: number }) =>
+        connection(
+          bodyEdits.length === 0
+            ? []
+            : [...bodyEdits.map((e) => ({ editedAt: e.at, createdAt: e.at, updatedAt: e.at, editor: actorNode(e.editor), diff: e.to })).reverse(), { editedAt: i.createdAt, createdAt: i.createdAt, updatedAt: i.createdAt, editor: actorNode(i.user), diff: bodyEdits[0]!.from }],
+          args,
+        ),
+      timelineItems: (args: { first?: number; last?: number; since?: string; itemTypes?: string[] }) => {
+        // Only title renames are kept as timeline items here; asking for any other type gets none.
+        const wanted = (t: string) => !args.itemTypes || args.itemTypes.includes(t);
+        const renames = i.edits
+          .filter((e) => e.what === 'title' && wanted('RENAMED_TITLE_EVENT') && (!args.since || Date.parse(e.at) >= Date.parse(args.since)))
+          .map((e) => ({ __typename: 'RenamedTitleEvent', createdAt: e.at, actor: actorNode(e.editor), previousTitle: e.from, currentTitle: e.to }));
+        return { ...connection(renames, args), filteredCount: renames.length, pageCount: 1, updatedAt: i.updatedAt };
+      },
+    };
+  };
+
+  /** The top-level GraphQL fields the stand-in serves. */
+  const graphqlRoot = {
+    repository: ({ owner, name }: { owner: string; name: string }) => {
+      const r = repos.get(repoKey(owner, name));
+      if (!r) throw new GraphqlNotFound(`Could not resolve to a Repository with the name '${owner}/${name}'.`);
+      return {
+        __typename: 'Repository',
+        name: r.name,
+        issue: ({ number }: { number: number }) => {
+          const i = r.issues.get(number);
+          if (!i || i.isPull) throw new GraphqlNotFound(`Could not resolve to an Issue with the number of ${number}.`);
+          return issueNode(i);
+        },
+      };
+    },
   };
 
   const commentObject = (r: RepoState, c: CommentRec): Record<string, unknown> => ({
@@ -1060,8 +1164,7 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       const r = getRepo(ctx.params.owner!, ctx.params.repo!);
       const i = getIssue(r, ctx.params.issue_number!);
       const b = objectBody(ctx);
-      if (typeof b.title === 'string') i.title = b.title;
-      if (typeof b.body === 'string' || b.body === null) i.body = (b.body as string | null) ?? '';
+      editText(i, { ...(typeof b.title === 'string' ? { title: b.title } : {}), ...(typeof b.body === 'string' || b.body === null ? { body: (b.body as string | null) ?? '' } : {}) }, ctx.actor);
       if (b.state === 'open' || b.state === 'closed') setState(i, b.state, (b.state_reason as string | undefined) ?? null);
       if (Array.isArray(b.labels)) i.labels = labelNames(b.labels).map((n) => ensureLabel(r, n).name);
       i.updatedAt = now();
@@ -1286,6 +1389,7 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
         updatedAt: t,
         closedAt: null,
         isPull: true,
+        edits: [],
       });
       const p: PullRec = {
         id: newId(),
@@ -1630,6 +1734,20 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
     return handler(ctx);
   }
 
+  /** `POST /api/graphql`: an installation's query, answered against GitHub's schema. */
+  async function handleGraphql(req: IncomingMessage): Promise<Reply> {
+    if (req.method !== 'POST') return { status: 404, body: { message: 'Not Found', documentation_url: DOCS } };
+    const raw = await readBody(req);
+    authenticate(req, false);
+    let body: unknown;
+    try {
+      body = JSON.parse(raw.toString('utf8'));
+    } catch {
+      return { status: 400, body: { message: 'Problems parsing JSON', documentation_url: DOCS } };
+    }
+    return answerGraphql(body, graphqlRoot, violations);
+  }
+
   async function handleGit(req: IncomingMessage, res: ServerResponse, owner: string, repo: string, service: string, query: string): Promise<number> {
     const token = gitToken(req);
     if (!token) {
@@ -1663,7 +1781,17 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       requests.push({ method: req.method ?? 'GET', path: pathname, query: parsed.search.slice(1) || undefined, status, body });
     };
     const gitMatch = /^\/([^/]+)\/([^/]+?)(?:\.git)?\/(info\/refs|git-upload-pack|git-receive-pack)$/.exec(pathname);
-    if (pathname === '/api/v3' || pathname.startsWith('/api/v3/')) {
+    if (pathname === '/api/graphql') {
+      handleGraphql(req)
+        .catch((err: unknown): Reply => {
+          if (err instanceof HttpError) return { status: err.status, body: err.body };
+          return { status: 500, body: { message: `stand-in error: ${err instanceof Error ? err.stack : String(err)}` } };
+        })
+        .then((reply) => {
+          record(reply.status, reply.body);
+          send(res, reply);
+        });
+    } else if (pathname === '/api/v3' || pathname.startsWith('/api/v3/')) {
       handleRest(req, res, pathname, parsed.searchParams)
         .catch((err: unknown): Reply => {
           if (err instanceof HttpError) return { status: err.status, body: err.body };
@@ -1772,15 +1900,26 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
         updatedAt: t,
         closedAt: null,
         isPull: false,
+        edits: [],
       });
     },
 
-    editIssue(owner, repo, issueNumber, edit) {
+    editIssue(owner, repo, issueNumber, edit, by) {
       const i = mustRepo(owner, repo).issues.get(issueNumber);
       if (!i) throw new Error(`${owner}/${repo}#${issueNumber} does not exist in the stand-in; call addIssue first`);
-      if (edit.title !== undefined) i.title = edit.title;
-      if (edit.body !== undefined) i.body = edit.body;
-      i.updatedAt = now();
+      editText(i, edit, by);
+    },
+
+    markLabeled(owner, repo, issueNumber) {
+      const i = repos.get(repoKey(owner, repo))?.issues.get(issueNumber);
+      if (!i) return undefined;
+      i.updatedAt = tick();
+      return { title: i.title, body: i.body, updatedAt: i.updatedAt };
+    },
+
+    issueText(owner, repo, issueNumber) {
+      const i = repos.get(repoKey(owner, repo))?.issues.get(issueNumber);
+      return i ? { title: i.title, body: i.body, updatedAt: i.updatedAt } : undefined;
     },
 
     addComment(owner, repo, issueNumber, comment) {

@@ -182,6 +182,8 @@ export interface IssueLabeledOptions extends RepoTarget {
   installationId: number;
   /** Who opened the issue; the sender when not given. */
   author?: Actor;
+  /** The issue's `updated_at` after the label (the stand-in's `markLabeled`); a fresh stamp when not given. */
+  updatedAt?: string;
 }
 
 let lastStamp = 0;
@@ -207,7 +209,7 @@ export function issueLabeledPayload(o: IssueLabeledOptions): Payload {
   };
   w.payload.label = label;
   issue.labels = [label];
-  issue.updated_at = nextStamp();
+  issue.updated_at = o.updatedAt ?? nextStamp();
   return w.payload;
 }
 
@@ -228,6 +230,8 @@ export interface IssueCommentOptions extends RepoTarget {
   author?: Actor;
   /** Names of the labels the issue carries; none when not given. */
   labels?: string[];
+  /** The issue's `updated_at` (the stand-in's `issueText`); the example's when not given. */
+  updatedAt?: string;
 }
 
 /** The real `issue_comment.created` example, rewritten to describe one comment on a stand-in issue or pull request. */
@@ -248,6 +252,8 @@ export function issueCommentPayload(o: IssueCommentOptions): Payload {
   }));
 
   const stamp = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+  // A comment moves the issue's `updated_at` on, as on GitHub.
+  issue.updated_at = o.updatedAt ?? stamp;
   const url = `${w.api}/repos/${w.fullName}/issues/comments/${o.commentId}`;
   w.payload.comment = {
     ...(w.payload.comment as Record<string, unknown>),
