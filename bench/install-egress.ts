@@ -12,7 +12,8 @@ import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { hostRegistries } from '../src/sandbox/egress/host-registries.js';
 import { parseRule } from '../src/sandbox/egress/allowlist.js';
-import { createRunner, type NetworkPolicy } from '../src/sandbox/runner.js';
+import { createRunner } from '../src/sandbox/create-runner.js';
+import { type NetworkPolicy } from '../src/sandbox/runner.js';
 import { median, type Figure } from './table.js';
 
 const run = promisify(execFile);

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Tier } from '../config/env.js';
+import type { Tier } from './tiers.js';
 import type { ModelClient, MessageParam, ToolSpec } from './model.js';
 import { maybeCompact, type CompactionOptions } from './compaction.js';
 import { StuckDetector, type Stuck, type StuckLimits } from './stuck.js';

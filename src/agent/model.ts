@@ -1,7 +1,7 @@
 import Anthropic from '@anthropic-ai/sdk';
 import type { Logger } from 'pino';
-import { sanitise } from '../report/sanitise.js';
-import type { Tier } from '../config/env.js';
+import { sanitise } from '../util/sanitise.js';
+import type { Tier } from './tiers.js';
 import type { Spend } from './budget.js';
 import type { Trace } from './trace.js';
 

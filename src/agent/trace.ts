@@ -1,7 +1,7 @@
 import type { EgressReport } from '../sandbox/egress/proxy.js';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { sanitise } from '../report/sanitise.js';
+import { sanitise } from '../util/sanitise.js';
 
 export type TraceEvent =
   | { type: 'stage'; stage: string; phase: 'start' | 'end'; result?: string; durationMs?: number; detail?: unknown }

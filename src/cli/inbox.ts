@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { Inbox } from '../queue/inbox.js';
-import { sanitise } from '../report/sanitise.js';
+import { sanitise } from '../util/sanitise.js';
 import { InboxItemSchema, type InboxItem } from '../web/actions.js';
 
 /** One line for a dead item: what it asked, where, which delivery, when; or why it does not parse. */

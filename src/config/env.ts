@@ -2,13 +2,10 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { priceOf } from '../agent/pricing.js';
-import { sanitise } from '../report/sanitise.js';
+import { TIERS, type Tier } from '../agent/tiers.js';
+import { sanitise } from '../util/sanitise.js';
 import { parseRules } from '../sandbox/egress/allowlist.js';
 import { privateNetworkList } from '../sandbox/egress/forbidden-addresses.js';
-
-/** Model tiers: each stage asks for a tier, config maps it to a model id. */
-export const TIERS = ['frontier', 'mid', 'fast'] as const;
-export type Tier = (typeof TIERS)[number];
 
 const port = z.coerce.number({ error: 'expected a port number from 0 to 65535' }).int().min(0).max(65535);
 const nonEmpty = z.string().trim().min(1);

@@ -1,5 +1,5 @@
 import type { ProbotOctokit } from 'probot';
-import { registerSecret, sanitise } from '../report/sanitise.js';
+import { registerSecret, sanitise } from '../util/sanitise.js';
 import { Limiter } from '../util/limiter.js';
 
 export type Permission = 'admin' | 'maintain' | 'write' | 'triage' | 'read' | 'none';

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { sanitise } from '../report/sanitise.js';
+import { sanitise } from '../util/sanitise.js';
 import { STATUS_MARKER } from '../report/status.js';
 import { git } from '../sandbox/git.js';
 import type { IssueComment, IssueEdits, IssueInfo, Permission, PullInfo, RepoInfo, RepoRef } from './facade.js';

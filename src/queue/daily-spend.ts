@@ -1,5 +1,11 @@
 import type { Redis } from 'ioredis';
-import type { DailySpend } from '../worker/pipeline.js';
+
+/** Dollars spent per repository per day, across jobs and workers. */
+export interface DailySpend {
+  spentToday(repo: string): Promise<number>;
+  /** Adds one paid call; answers the repository's total for the day, every worker's included. */
+  add(repo: string, usd: number): Promise<number>;
+}
 
 /** Dollars per repository per UTC day, in Redis so every worker adds to the same sum. */
 export class RedisDailySpend implements DailySpend {

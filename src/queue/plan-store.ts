@@ -2,10 +2,18 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { PlanSchema } from '../agent/tools/submit-plan.js';
-import type { PlanCheckpoint, PlanStore } from '../worker/pipeline.js';
 import type { RecordSeal } from './record-seal.js';
 
 const CheckpointSchema = z.object({ plan: PlanSchema, acceptanceCriteria: z.array(z.string()), baseSha: z.string() });
+/** A plan that waits for a writer's go, with what it was made for and on. */
+export type PlanCheckpoint = z.infer<typeof CheckpointSchema>;
+
+export interface PlanStore {
+  save(issue: string, c: PlanCheckpoint): Promise<void>;
+  load(issue: string): Promise<PlanCheckpoint | undefined>;
+  /** Drops the checkpoint once a job that used it has ended (PR or escalation). */
+  clear(issue: string): Promise<void>;
+}
 const TTL_S = 30 * 24 * 3600;
 
 /** Plans that wait for a writer's go, per issue, so the next attempt resumes from them. */

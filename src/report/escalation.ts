@@ -1,6 +1,7 @@
 import type { EgressReport } from '../sandbox/egress/proxy.js';
 import { firewallSection } from './firewall.js';
-import { fence, STATUS_MARKER } from './status.js';
+import { fence } from '../util/fence.js';
+import { STATUS_MARKER } from './status.js';
 
 export interface EscalationReport {
   /** What was asked: the acceptance criteria, or the issue title when there are none yet. */

@@ -1,5 +1,6 @@
 import type { Plan } from '../agent/tools/submit-plan.js';
-import { sanitise } from './sanitise.js';
+import { fence } from '../util/fence.js';
+import { sanitise } from '../util/sanitise.js';
 
 /** Marks the app's status comment so it can be found and edited in place. */
 export const STATUS_MARKER = '<!-- issue-agent:status -->';
@@ -68,13 +69,6 @@ const MAX_REASON = 300;
 const MAX_COMMAND = 80;
 const MAX_CHECKS = 8;
 const MAX_EXCERPT_LINES = 20;
-
-/** A code fence long enough that the text's own backticks cannot close it. */
-export function fence(text: string): string {
-  const longest = Math.max(2, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
-  const ticks = '`'.repeat(longest + 1);
-  return `${ticks}\n${text}\n${ticks}`;
-}
 
 // Invisible and bidi characters could make rendered text read differently from what it is.
 const INVISIBLE = /[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g;

@@ -7,7 +7,8 @@ import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hostUidFor, probeBwrap, sandboxArgv, SHM_SIZE_BYTES, type BwrapRunner } from './bwrap.js';
 import { resolveLimits } from './limits.js';
-import { createRunner, SAFE_ENV_BASE, type RunRequest } from './runner.js';
+import { createRunner } from './create-runner.js';
+import { SAFE_ENV_BASE, type RunRequest } from './runner.js';
 import { tempDir } from '../../test/helpers/git-fixtures.js';
 
 // The project's own checkout, wherever it is cloned (CI clones it elsewhere).

@@ -4,7 +4,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authEnv, git, GitError } from './git.js';
 import { ensureMirror, mirrorPathFor } from './mirror.js';
-import { createRunner } from './runner.js';
+import { createRunner } from './create-runner.js';
 import { tempDir, sh } from '../../test/helpers/git-fixtures.js';
 import { applyPatch, changePatch, changedPaths, commitPaths, revertPaths, committedStat, createWorkTree, diff, diffStat, push, PushRejectedError, readBaseFile } from './worktree.js';
 

@@ -1,9 +1,6 @@
-import type { Logger } from 'pino';
-import { createBwrapRunner } from './bwrap.js';
 import type { EgressRule } from './egress/allowlist.js';
 import type { EgressReport } from './egress/proxy.js';
 import type { LimitKind, SandboxLimits } from './limits.js';
-import { createUnsandboxedRunner } from './unsandboxed.js';
 
 export { DEFAULT_LIMITS, type LimitKind, type SandboxLimits } from './limits.js';
 
@@ -118,12 +115,3 @@ export interface RunnerOptions {
   secretFiles?: string[];
 }
 
-/**
- * The runner the app uses, made once at start-up: bwrap fails here, naming the install
- * command, when bubblewrap is missing or unusable; 'unsandboxed' (also spelled 'none') is
- * the explicit opt-in to no isolation and says so loudly.
- */
-export function createRunner(backend: 'bwrap' | 'unsandboxed' | 'none', log: Logger, opts: RunnerOptions = {}): Runner {
-  if (backend === 'bwrap') return createBwrapRunner(log, opts);
-  return createUnsandboxedRunner(log, opts);
-}

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { sanitise } from '../report/sanitise.js';
+import { sanitise } from '../util/sanitise.js';
 import { authEnv, git, GitError } from './git.js';
 import { assertNoTokenInConfig } from './mirror.js';
 import { withRetries } from './retry.js';

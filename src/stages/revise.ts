@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { fence } from '../report/status.js';
+import { fence } from '../util/fence.js';
 import { quote, stripHidden } from '../agent/context.js';
 import { defineTool, ToolFailure, type Tool } from '../agent/tools/tool.js';
 

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parsePrometheus } from '../../test/helpers/prometheus.js';
-import { Metrics } from '../metrics.js';
+import { Metrics } from '../telemetry/metrics.js';
 import { healthHandler, startOpsServer, timeWebhooks, type HealthDeps, type WorkerState } from './health.js';
 
 const servers: Server[] = [];

@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { within, type Metrics } from '../metrics.js';
+import { within, type Metrics } from '../telemetry/metrics.js';
 
 /**
  * What this process's worker is doing: taking jobs, paused, shutting down (`closing`),

@@ -10,12 +10,16 @@ import { describeTallies, tallyToolCalls } from '../agent/tools/stats.js';
 import type { Plan } from '../agent/tools/submit-plan.js';
 import type { Finish } from '../agent/tools/finish-change.js';
 import { Trace } from '../agent/trace.js';
-import type { AppConfig, Tier } from '../config/env.js';
+import type { AppConfig } from '../config/env.js';
+import type { Tier } from '../agent/tiers.js';
 import { budgetsOf, checkPathPolicy, checkpointOf, pathPolicyOf, stuckLimitsOf, parseRepoConfig, REPO_CONFIG_PATH, RepoConfigError } from '../config/repo-config.js';
 import { LABEL_NEEDS_INFO, LABEL_STUCK, LABEL_WORKING, WRITE_PERMISSIONS, type IssueComment, type RepoInfo } from '../github/facade.js';
 import type { RepoHost } from '../github/repo-host.js';
 import { branchName, isOwnBranch, issueKey, issueOfBranch, jobId, type JobData } from '../queue/jobs.js';
 import type { Feedback } from '../queue/queue.js';
+import type { DailySpend } from '../queue/daily-spend.js';
+import type { Outcome } from '../queue/outcome.js';
+import type { PlanStore } from '../queue/plan-store.js';
 import type { Checkpoints, StageStore } from '../queue/stage-store.js';
 import { configErrorComment } from '../report/config-error.js';
 import { escalationComment } from '../report/escalation.js';
@@ -39,36 +43,6 @@ import { unapprovedEdit } from './task-approval.js';
 
 export { LABEL_NEEDS_INFO, LABEL_STUCK, LABEL_WORKING };
 const DEFAULT_MAX_ROUNDS = 3;
-
-export type Outcome =
-  | { kind: 'pr'; url: string; number: number; created: boolean }
-  | { kind: 'stuck'; reason: string; evidence: string; failingCommand?: string }
-  | { kind: 'needs-info'; questions: string[] }
-  | { kind: 'checkpoint'; reasons: string[] }
-  | { kind: 'revised'; sha: string | null; threads: number }
-  | { kind: 'stopped'; by: string }
-  | { kind: 'invalid-config'; problems: number };
-
-/** A plan that stopped for a writer's go, with what it was planned against. */
-export interface PlanCheckpoint {
-  plan: Plan;
-  acceptanceCriteria: string[];
-  baseSha: string;
-}
-
-export interface PlanStore {
-  save(issue: string, c: PlanCheckpoint): Promise<void>;
-  load(issue: string): Promise<PlanCheckpoint | undefined>;
-  /** Drops the checkpoint once a job that used it has ended (PR or escalation). */
-  clear(issue: string): Promise<void>;
-}
-
-/** Dollars spent per repository per day, across jobs and workers. */
-export interface DailySpend {
-  spentToday(repo: string): Promise<number>;
-  /** Adds one paid call; answers the repository's total for the day, every worker's included. */
-  add(repo: string, usd: number): Promise<number>;
-}
 
 export interface PipelineDeps {
   config: Pick<AppConfig, 'dataDir' | 'models' | 'anthropicApiKey'> & { anthropicBaseUrl?: string };

@@ -12,7 +12,10 @@ import type { StageStore } from '../queue/stage-store.js';
 import { statusComment } from '../report/status.js';
 import type { InstallNetworkPolicy } from '../sandbox/egress/policy.js';
 import type { Runner } from '../sandbox/runner.js';
-import { Interrupted, LABEL_STUCK, LABEL_WORKING, runPipeline, type DailySpend, type Outcome, type PlanStore } from './pipeline.js';
+import type { DailySpend } from '../queue/daily-spend.js';
+import type { PlanStore } from '../queue/plan-store.js';
+import type { Outcome } from '../queue/outcome.js';
+import { Interrupted, LABEL_STUCK, LABEL_WORKING, runPipeline } from './pipeline.js';
 
 export interface WorkerDeps {
   config: AppConfig;

@@ -14,7 +14,7 @@ import { runCommand } from '../../src/agent/tools/run-command.js';
 import { search } from '../../src/agent/tools/search.js';
 import { callTool, type Tool, type ToolAnswer, type ToolContext } from '../../src/agent/tools/tool.js';
 import { hostUidFor, type BwrapRunner } from '../../src/sandbox/bwrap.js';
-import { createRunner } from '../../src/sandbox/runner.js';
+import { createRunner } from '../../src/sandbox/create-runner.js';
 import { Redis } from 'ioredis';
 import { Trace } from '../../src/agent/trace.js';
 import { parseRules } from '../../src/sandbox/egress/allowlist.js';

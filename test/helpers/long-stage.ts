@@ -7,7 +7,7 @@ import { startAnthropicStandIn, type AnthropicStandIn, type ScriptedBlock } from
 import { Spend } from '../../src/agent/budget.js';
 import { ModelClient } from '../../src/agent/model.js';
 import { Trace } from '../../src/agent/trace.js';
-import { createRunner } from '../../src/sandbox/runner.js';
+import { createRunner } from '../../src/sandbox/create-runner.js';
 import { codeStage } from '../../src/stages/code.js';
 import type { StageResult } from '../../src/stages/types.js';
 

@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { EnvSchema } from '../../src/config/env.js';
 import { REDIS_PERSISTENCE_ARGS } from '../../src/queue/redis.js';
-import { sanitise } from '../../src/report/sanitise.js';
+import { sanitise } from '../../src/util/sanitise.js';
 import { healthHandler, startOpsServer } from '../../src/web/health.js';
 import { freePort } from '../helpers/redis.js';
 

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createRunner } from '../../sandbox/runner.js';
+import { createRunner } from '../../sandbox/create-runner.js';
 import { createFile } from './create-file.js';
 import { editFile } from './edit-file.js';
 import { finishChange } from './finish-change.js';

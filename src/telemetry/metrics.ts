@@ -1,7 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { TraceEvent } from './agent/trace.js';
-import type { JobData } from './queue/jobs.js';
-import type { Outcome } from './worker/pipeline.js';
+import type { TraceEvent } from '../agent/trace.js';
+import type { JobData } from '../queue/jobs.js';
+import type { Outcome } from '../queue/outcome.js';
 
 /** How a job ended, as the `outcome` label names it: a closed set, so series stay few. */
 export const JOB_OUTCOMES = ['pr', 'revised', 'stuck', 'needs_info', 'checkpoint', 'stopped', 'invalid_config', 'failed'] as const;

@@ -3,11 +3,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Queue, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parsePrometheus } from '../test/helpers/prometheus.js';
-import { startTestRedis, type TestRedis } from '../test/helpers/redis.js';
-import { Trace, type TraceEvent } from './agent/trace.js';
+import { parsePrometheus } from '../../test/helpers/prometheus.js';
+import { startTestRedis, type TestRedis } from '../../test/helpers/redis.js';
+import { Trace, type TraceEvent } from '../agent/trace.js';
 import { connectedWorkers, JOB_OUTCOMES, Metrics, type QueueSource } from './metrics.js';
-import { bullConnection } from './queue/redis.js';
+import { bullConnection } from '../queue/redis.js';
 
 const scrape = async (m: Metrics) => parsePrometheus((await m.text()).body);
 

@@ -1,0 +1,9 @@
+/** How a job ended, as the worker, the metrics and the CLI read it. */
+export type Outcome =
+  | { kind: 'pr'; url: string; number: number; created: boolean }
+  | { kind: 'stuck'; reason: string; evidence: string; failingCommand?: string }
+  | { kind: 'needs-info'; questions: string[] }
+  | { kind: 'checkpoint'; reasons: string[] }
+  | { kind: 'revised'; sha: string | null; threads: number }
+  | { kind: 'stopped'; by: string }
+  | { kind: 'invalid-config'; problems: number };
