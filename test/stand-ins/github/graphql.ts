@@ -3,8 +3,7 @@
 // GitHub's error shape, and recorded as a violation. Answers are executed by graphql-js
 // against that schema, so a field the stand-in does not serve answers null (or an error for
 // a non-null field), never a made-up shape.
-import { readFileSync } from 'node:fs';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildSchema, execute, parse, validate, type DocumentNode, type GraphQLError, type GraphQLSchema } from 'graphql';

@@ -1781,26 +1781,22 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       requests.push({ method: req.method ?? 'GET', path: pathname, query: parsed.search.slice(1) || undefined, status, body });
     };
     const gitMatch = /^\/([^/]+)\/([^/]+?)(?:\.git)?\/(info\/refs|git-upload-pack|git-receive-pack)$/.exec(pathname);
+    /** Sends an API answer (REST or GraphQL), GitHub's error shape for a throw, and records it. */
+    const answer = (reply: Promise<Reply>): void => {
+      void reply
+        .catch((err: unknown): Reply => {
+          if (err instanceof HttpError) return { status: err.status, body: err.body };
+          return { status: 500, body: { message: `stand-in error: ${err instanceof Error ? err.stack : String(err)}` } };
+        })
+        .then((r) => {
+          record(r.status, r.body);
+          send(res, r);
+        });
+    };
     if (pathname === '/api/graphql') {
-      handleGraphql(req)
-        .catch((err: unknown): Reply => {
-          if (err instanceof HttpError) return { status: err.status, body: err.body };
-          return { status: 500, body: { message: `stand-in error: ${err instanceof Error ? err.stack : String(err)}` } };
-        })
-        .then((reply) => {
-          record(reply.status, reply.body);
-          send(res, reply);
-        });
+      answer(handleGraphql(req));
     } else if (pathname === '/api/v3' || pathname.startsWith('/api/v3/')) {
-      handleRest(req, res, pathname, parsed.searchParams)
-        .catch((err: unknown): Reply => {
-          if (err instanceof HttpError) return { status: err.status, body: err.body };
-          return { status: 500, body: { message: `stand-in error: ${err instanceof Error ? err.stack : String(err)}` } };
-        })
-        .then((reply) => {
-          record(reply.status, reply.body);
-          send(res, reply);
-        });
+      answer(handleRest(req, res, pathname, parsed.searchParams));
     } else if (gitMatch) {
       const [, owner, repo, service] = gitMatch as unknown as [string, string, string, string];
       void passHold((m) => m.git === service && req.method === 'POST').then(() => handleGit(req, res, decodeURIComponent(owner), decodeURIComponent(repo), service, parsed.search.slice(1)).then(
