@@ -13,7 +13,7 @@ import { pino } from 'pino';
 import { hostRegistries } from '../src/sandbox/egress/host-registries.js';
 import { parseRule } from '../src/sandbox/egress/allowlist.js';
 import { createRunner } from '../src/sandbox/create-runner.js';
-import { type NetworkPolicy } from '../src/sandbox/runner.js';
+import type { NetworkPolicy } from '../src/sandbox/runner.js';
 import { median, type Figure } from './table.js';
 
 const run = promisify(execFile);

@@ -113,7 +113,8 @@ async function scenarioFigures(): Promise<void> {
       const jobCalls = events.filter((e) => e.type === 'tool').map((e) => ({ tool: e.tool!, ok: e.ok! }));
       calls.push(...jobCalls);
       for (const [tool, t] of Object.entries(tallyToolCalls(jobCalls))) {
-        const sum = (tallies[tool] ??= { calls: 0, firstTry: 0, recovered: 0, failed: 0, errors: 0 });
+        tallies[tool] ??= { calls: 0, firstTry: 0, recovered: 0, failed: 0, errors: 0 };
+        const sum = tallies[tool];
         for (const k of Object.keys(t) as Array<keyof ToolTally>) sum[k] += t[k];
       }
       for (const e of events) {

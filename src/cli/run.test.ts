@@ -72,7 +72,7 @@ describe('issue-agent run', () => {
     expect(r.stdout).not.toMatch(/\x1b|\r/);
 
     // The branch is in the checkout, with the fix; the checkout itself is as it was.
-    expect(sh(repo, 'show', `${BRANCH}:add.js`) + '\n').toBe(FIXED);
+    expect(`${sh(repo, 'show', `${BRANCH}:add.js`)}\n`).toBe(FIXED);
     expect(sh(repo, 'log', '-1', '--format=%an <%ae>%n%s', BRANCH)).toBe(`issue-agent <issue-agent@localhost>\n${TITLE}`);
     expect(sh(repo, 'symbolic-ref', '--short', 'HEAD')).toBe('main');
     expect(sh(repo, 'status', '--porcelain')).toBe('');

@@ -13,7 +13,7 @@ import { registerSecret, sanitise } from '../util/sanitise.js';
 import { git } from '../sandbox/git.js';
 import { operatorInstallPolicy } from '../sandbox/egress/policy.js';
 import { createRunner } from '../sandbox/create-runner.js';
-import { type Runner } from '../sandbox/runner.js';
+import type { Runner } from '../sandbox/runner.js';
 import type { Outcome } from '../queue/outcome.js';
 import { runPipeline } from '../worker/pipeline.js';
 import { problemLine } from './config-check.js';
@@ -256,7 +256,7 @@ async function noBranch(outcome: Outcome, job: JobData, dir: string, say: (line:
     }
     case 'needs-info':
       say('needs more information before it can start:');
-      outcome.questions.forEach((q, i) => say(`  ${i + 1}. ${q}`));
+      for (const [i, q] of outcome.questions.entries()) say(`  ${i + 1}. ${q}`);
       say('  Answer them in the task text and run again.');
       return 'No branch: the task needs more information.';
     case 'stopped':

@@ -23,15 +23,15 @@ describe('issue-agent trace', () => {
     const r = cli('trace', job, '--data-dir', dataDir);
     expect(r.status).toBe(0);
     const lines = r.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^\+\s+0\.0s  ── plan start$/);
-    expect(lines[1]).toMatch(/plan\s+#1\s+model claude-opus-5-5 \[frontier\]  1000 in \(900 cached\) \/ 20 out  \$0\.0012  800 ms/);
-    expect(lines[2]).toMatch(/read_file\s+error not_found  3 ms/);
-    expect(lines[3]).toMatch(/\$ npm test  → exit 1  900 ms/);
+    expect(lines[0]).toMatch(/^\+\s+0\.0s {2}── plan start$/);
+    expect(lines[1]).toMatch(/plan\s+#1\s+model claude-opus-5-5 \[frontier\] {2}1000 in \(900 cached\) \/ 20 out {2}\$0\.0012 {2}800 ms/);
+    expect(lines[2]).toMatch(/read_file\s+error not_found {2}3 ms/);
+    expect(lines[3]).toMatch(/\$ npm test {2}→ exit 1 {2}900 ms/);
     expect(lines.at(-1)).toBe('total: 1 model calls, $0.0012');
   });
 
   it('passes the raw JSONL through with --json, and names a missing job', () => {
-    expect(cli('trace', job, '--data-dir', dataDir, '--json').stdout).toBe(readFileSync(trace.file, 'utf8') + '\n');
+    expect(cli('trace', job, '--data-dir', dataDir, '--json').stdout).toBe(`${readFileSync(trace.file, 'utf8')}\n`);
     const missing = cli('trace', 'octo/calc/issues/99/attempt-1', '--data-dir', dataDir);
     expect(missing.status).toBe(1);
     expect(missing.stderr).toMatch(/no trace for job "octo\/calc\/issues\/99\/attempt-1" at .*job ids look like/);

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { priceOf } from '../agent/pricing.js';
-import { TIERS, type Tier } from '../agent/tiers.js';
+import type { Tier } from '../agent/tiers.js';
 import { sanitise } from '../util/sanitise.js';
 import { parseRules } from '../sandbox/egress/allowlist.js';
 import { privateNetworkList } from '../sandbox/egress/forbidden-addresses.js';

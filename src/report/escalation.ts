@@ -31,7 +31,7 @@ export function nextSteps(reason: string, e: Pick<EscalationReport, 'wip' | 'fai
     case 'no-progress':
       return [
         `${fromWip}: the failing check is \`${e.failingCommand ?? 'shown above'}\``,
-        'say in the issue which behaviour is right when the test and the code disagree, then ' + relabel,
+        `say in the issue which behaviour is right when the test and the code disagree, then ${relabel}`,
         'raise `max_rounds` in `.github/agent.yml` if more attempts would likely help',
       ];
     case 'budget-turns':
@@ -40,36 +40,36 @@ export function nextSteps(reason: string, e: Pick<EscalationReport, 'wip' | 'fai
     case 'timeout':
       return [
         'split the issue into smaller issues, each with one verifiable outcome',
-        'raise the matching limit under `budgets:` in `.github/agent.yml` (dollars only up to the app operator\'s MAX_JOB_COST_USD and MAX_DAILY_COST_USD), then ' + relabel,
+        `raise the matching limit under \`budgets:\` in \`.github/agent.yml\` (dollars only up to the app operator's MAX_JOB_COST_USD and MAX_DAILY_COST_USD), then ${relabel}`,
         fromWip,
       ];
     case 'unpriced-model':
-      return ['name a model with a known price under `models:` in `.github/agent.yml` (or ask the app\'s operator to), then ' + relabel];
+      return [`name a model with a known price under \`models:\` in \`.github/agent.yml\` (or ask the app's operator to), then ${relabel}`];
     case 'retry-limit':
     case 'repeated-action':
     case 'cycle':
     case 'monologue':
-      return ['name the file and function to change in the issue, then ' + relabel, fromWip];
+      return [`name the file and function to change in the issue, then ${relabel}`, fromWip];
     case 'not-authorised':
       return ['a person with write access to the repository re-adds the `agent` label, if the work should still be done'];
     case 'edited-after-trigger':
       return ['a person with write access reads the issue as it is now and, if it is the task to do, re-adds the `agent` label (or comments `/agent retry`)'];
     case 'push-rejected':
-      return ['delete or merge the existing branch, then ' + relabel];
+      return [`delete or merge the existing branch, then ${relabel}`];
     case 'install-failed':
       if (e.firewall?.refused.length) {
         return [
-          'if the install needs a host the firewall refused, ask the app\'s operator to allow it (SANDBOX_EGRESS_ALLOW_EXTRA), or vendor the dependency, then ' + relabel,
-          'fix the install or check commands under `commands:` in `.github/agent.yml`, then ' + relabel,
+          `if the install needs a host the firewall refused, ask the app's operator to allow it (SANDBOX_EGRESS_ALLOW_EXTRA), or vendor the dependency, then ${relabel}`,
+          `fix the install or check commands under \`commands:\` in \`.github/agent.yml\`, then ${relabel}`,
         ];
       }
-      return ['fix the install or check commands under `commands:` in `.github/agent.yml`, then ' + relabel];
+      return [`fix the install or check commands under \`commands:\` in \`.github/agent.yml\`, then ${relabel}`];
     case 'no-checks':
     case 'invalid-config':
-      return ['fix the install or check commands under `commands:` in `.github/agent.yml`, then ' + relabel];
+      return [`fix the install or check commands under \`commands:\` in \`.github/agent.yml\`, then ${relabel}`];
     case 'model-refused':
     case 'model-unavailable':
-      return ['check the model key, model ids and the provider status, then ' + relabel];
+      return [`check the model key, model ids and the provider status, then ${relabel}`];
     default:
       return [fromWip, relabel];
   }

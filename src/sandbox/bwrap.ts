@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { accessSync, chmodSync, chownSync, constants, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, chownSync, constants, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, renameSync, statSync, writeFileSync , type Stats } from 'node:fs';
 import { chmod, chown, lchown, lstat, readdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -111,7 +111,7 @@ export function exposedToSandbox(file: string): string | undefined {
 function systemArgs(): string[] {
   const args = ['--ro-bind', '/usr', '/usr'];
   for (const dir of SYSTEM_DIRS) {
-    let st;
+    let st: Stats;
     try {
       st = lstatSync(dir);
     } catch {
@@ -370,7 +370,7 @@ export function sandboxArgv(plan: SandboxPlan): string[] {
   // .git read-only: otherwise repository code could plant hooks or config (core.fsmonitor,
   // filters) that the host's git would run later with our privileges.
   const dotGit = path.join(plan.workTree, '.git');
-  let gitStat;
+  let gitStat: Stats | undefined;
   try {
     gitStat = lstatSync(dotGit);
   } catch {

@@ -161,7 +161,7 @@ async function addable(wt: WorkTree, paths: string[]): Promise<string[]> {
   const present: string[] = [];
   for (const p of paths) if (await lstat(path.join(wt.path, p)).then(() => true, () => false)) present.push(p);
   if (present.length === 0) return [];
-  const ignored = await git(['check-ignore', '--no-index', '-z', '--stdin'], { cwd: wt.path, input: present.join('\0') + '\0' }).catch(() => ({ stdout: '' }));
+  const ignored = await git(['check-ignore', '--no-index', '-z', '--stdin'], { cwd: wt.path, input: `${present.join('\0')}\0` }).catch(() => ({ stdout: '' }));
   const skip = new Set(ignored.stdout.split('\0').filter(Boolean));
   return present.filter((p) => !skip.has(p));
 }

@@ -350,9 +350,10 @@ describe('cargo test', () => {
   });
 });
 
-// eslint and jest are not this repository's dependencies: fixtures unless on the PATH.
+// eslint and jest are not this repository's dependencies: the saved fixtures were made from the
+// sources below (kept, unused, so a fixture can be made again).
 
-const ESLINT_FILES = {
+const _ESLINT_FILES = {
   'eslint.config.mjs': `export default [{ files: ['src/**/*.js'], rules: { 'no-unused-vars': 'error', 'no-undef': 'error', eqeqeq: 'warn' } }];\n`,
   'src/a.js': 'const unused = 1;\nexport function f(x) {\n  if (x == 2) return missing;\n  return x;\n}\n',
   'src/b.js': 'export const y = notDefined + 1;\n',
@@ -377,7 +378,7 @@ describe('eslint', () => {
   });
 });
 
-const JEST_FILES = {
+const _JEST_FILES = {
   'package.json': '{ "name": "tiny", "private": true, "jest": { "testEnvironment": "node" } }\n',
   'sum.test.js': `const sum = (a, b) => a + b;
 describe('sum', () => {

@@ -132,7 +132,10 @@ export function eventHandler(deps: EventDeps): (e: InboxItem) => Promise<void> {
   /** Runs an acknowledgement later, when its installation has a turn free. */
   const acknowledge = (e: Where, log: Logger, what: string, work: () => Promise<unknown>) => {
     let limit = ackLimits.get(e.installationId);
-    if (!limit) ackLimits.set(e.installationId, (limit = new Limiter(ACKS_PER_INSTALLATION)));
+    if (!limit) {
+      limit = new Limiter(ACKS_PER_INSTALLATION);
+      ackLimits.set(e.installationId, limit);
+    }
     deps.pending.later(log, what, () => limit.run(work));
   };
   /** The status comment of a new job, unless a worker that waited already made it. */

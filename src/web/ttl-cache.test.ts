@@ -20,7 +20,10 @@ describe('TtlCache', () => {
     const cache = new TtlCache<string>(60_000, 2, () => 0);
     for (const k of ['a', 'b', 'c']) await cache.get(k, async () => k);
     let reloaded = false;
-    await cache.get('a', async () => ((reloaded = true), 'a'));
+    await cache.get('a', async () => {
+      reloaded = true;
+      return 'a';
+    });
     expect(reloaded).toBe(true);
   });
 });

@@ -109,7 +109,10 @@ export class StatusWriter {
       this.sentSeq = this.latest.seq;
       this.pending = false;
     }
-    if (!this.pending || !this.latest) return this.notifyIfIdle();
+    if (!this.pending || !this.latest) {
+      this.notifyIfIdle();
+      return;
+    }
     const wait = this.lastStart + this.deps.minIntervalMs - this.now();
     if (wait > 0) {
       this.timer = setTimeout(() => {

@@ -60,7 +60,7 @@ const CLEAN = { scope: 1, plan: 3, code: 4 };
 
 describe('faults', () => {
   it('a worker killed at each stage boundary resumes there: one PR each, finished stages not paid again', async () => {
-    const slowTests = { ...CALC_REPO, 'package.json': JSON.stringify({ name: 'calc', private: true, scripts: { test: 'sleep 3 && node --test' } }) + '\n' };
+    const slowTests = { ...CALC_REPO, 'package.json': `${JSON.stringify({ name: 'calc', private: true, scripts: { test: 'sleep 3 && node --test' } })}\n` };
     const boundaries: Array<{
       name: string;
       repo: string;

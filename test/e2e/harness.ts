@@ -8,7 +8,6 @@ import { startAnthropicStandIn, type AnthropicStandIn, type ScriptedBlock, type 
 import { startGitHubStandIn, type GitHubStandIn, type ReviewState } from '../stand-ins/github/server.js';
 import { issueCommentPayload, issueLabeledPayload, pullRequestReviewPayload, sendWebhook } from '../stand-ins/github/webhooks.js';
 import { freePort, startTestRedis, type TestRedis } from '../helpers/redis.js';
-import type { RedisHandle } from '../../src/queue/redis.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const WEBHOOK_SECRET = 'e2e-webhook-secret';
@@ -16,7 +15,7 @@ export const OWNER = 'octo-org';
 
 /** The small Node repository of the scenario: add() is wrong for negative numbers. */
 export const CALC_REPO: Record<string, string> = {
-  'package.json': JSON.stringify({ name: 'calc', version: '1.0.0', private: true, scripts: { test: 'node --test' } }, null, 2) + '\n',
+  'package.json': `${JSON.stringify({ name: 'calc', version: '1.0.0', private: true, scripts: { test: 'node --test' } }, null, 2)}\n`,
   'add.js': 'function add(a, b) {\n  if (b < 0) return a - b;\n  return a + b;\n}\n\nmodule.exports = { add };\n',
   'test/add.test.js':
     "const test = require('node:test');\nconst assert = require('node:assert');\nconst { add } = require('../add.js');\n\n" +

@@ -43,7 +43,7 @@ describe('a labeled issue becomes a tested pull request', () => {
   it('refuses a webhook with a bad signature', async () => {
     const r = await fetch(`${s.appUrl}/api/github/webhooks`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-github-event': 'issues', 'x-github-delivery': 'forged', 'x-hub-signature-256': 'sha256=' + '0'.repeat(64) },
+      headers: { 'content-type': 'application/json', 'x-github-event': 'issues', 'x-github-delivery': 'forged', 'x-hub-signature-256': `sha256=${'0'.repeat(64)}` },
       body: JSON.stringify({ action: 'labeled' }),
     });
     expect(r.status).toBeGreaterThanOrEqual(400);

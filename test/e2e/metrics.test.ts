@@ -48,7 +48,7 @@ describe('metrics after an end-to-end run', () => {
     // A forged delivery is answered 400 and timed as such.
     const forged = await fetch(`${s.appUrl}/api/github/webhooks`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-github-event': 'issues', 'x-github-delivery': 'forged', 'x-hub-signature-256': 'sha256=' + '0'.repeat(64) },
+      headers: { 'content-type': 'application/json', 'x-github-event': 'issues', 'x-github-delivery': 'forged', 'x-hub-signature-256': `sha256=${'0'.repeat(64)}` },
       body: JSON.stringify({ action: 'labeled' }),
     });
     expect(forged.status).toBe(400);

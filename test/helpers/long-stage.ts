@@ -41,7 +41,7 @@ export async function runLongStage(opts: { compaction: boolean; api?: AnthropicS
   const log = pino({ level: 'silent' });
   try {
     for (let f = 0; f < 40; f++) {
-      writeFileSync(path.join(root, `module${f}.js`), Array.from({ length: 150 }, (_, i) => `export const value${f}_${i} = ${i}; // line ${i + 1} of module ${f}`).join('\n') + '\n');
+      writeFileSync(path.join(root, `module${f}.js`), `${Array.from({ length: 150 }, (_, i) => `export const value${f}_${i} = ${i}; // line ${i + 1} of module ${f}`).join('\n')}\n`);
     }
     execFileSync('git', ['init', '-q', root]);
     const spend = new Spend();

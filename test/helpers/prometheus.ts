@@ -20,7 +20,7 @@ export interface Exposition {
 const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$/;
 const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?\s*/gy;
 
-function unescape(v: string): string {
+function unescapeLabel(v: string): string {
   return v.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
 }
 
@@ -48,7 +48,7 @@ export function parsePrometheus(text: string): Exposition {
     LABEL.lastIndex = 0;
     let consumed = 0;
     for (let l = LABEL.exec(body); l; l = LABEL.exec(body)) {
-      labels[l[1]!] = unescape(l[2]!);
+      labels[l[1]!] = unescapeLabel(l[2]!);
       consumed = LABEL.lastIndex;
     }
     if (consumed !== body.length) throw new Error(`bad labels in: ${line}`);

@@ -10,7 +10,7 @@ const MAX_MATCHES = 200;
 
 export const search = defineTool({
   name: 'search',
-  example: { pattern: 'function add\(', path: '.' },
+  example: { pattern: 'function add(', path: '.' },
   description: 'Search file contents with a regular expression (ripgrep syntax), returning path:line:text for each match.',
   input: z.strictObject({
     pattern: z.string().min(1).describe('regular expression (Rust regex syntax, as ripgrep); escape literal parentheses and dots'),

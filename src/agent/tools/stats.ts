@@ -15,7 +15,8 @@ export function tallyToolCalls(calls: ReadonlyArray<{ tool: string; ok: boolean 
   const tallies: Record<string, ToolTally> = {};
   const failing = new Map<string, boolean>();
   for (const { tool, ok } of calls) {
-    const t = (tallies[tool] ??= { calls: 0, firstTry: 0, recovered: 0, failed: 0, errors: 0 });
+    tallies[tool] ??= { calls: 0, firstTry: 0, recovered: 0, failed: 0, errors: 0 };
+    const t = tallies[tool];
     t.calls += 1;
     if (ok) {
       if (failing.get(tool)) t.recovered += 1;

@@ -158,7 +158,7 @@ describe('read_file', () => {
   });
 
   it('reads windows of huge files and says how to find the lines', async () => {
-    writeFileSync(path.join(root, 'big.txt'), Array.from({ length: 300_000 }, (_, i) => `line ${i + 1}`).join('\n') + '\n');
+    writeFileSync(path.join(root, 'big.txt'), `${Array.from({ length: 300_000 }, (_, i) => `line ${i + 1}`).join('\n')}\n`);
     const out = outputOf(await call('read_file', { path: 'big.txt', start_line: 150_000, end_line: 150_001 }));
     expect(out).toMatch(/^150000│line 150000\n150001│line 150001\n\[lines 150000-150001 of 300000; read from 150002 for more\]\n\[big\.txt is large \(\d+ bytes\): search it/);
   });

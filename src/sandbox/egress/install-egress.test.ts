@@ -9,7 +9,7 @@ import { startTestRedis, type TestRedis } from '../../../test/helpers/redis.js';
 import { sandboxArgv, probeBwrap } from '../bwrap.js';
 import { resolveLimits } from '../limits.js';
 import { createRunner } from '../create-runner.js';
-import { type RunRequest } from '../runner.js';
+import type { RunRequest } from '../runner.js';
 import { parseRules } from './allowlist.js';
 import { EGRESS_SOCKET } from './inside.js';
 

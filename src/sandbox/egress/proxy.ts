@@ -94,11 +94,11 @@ export async function openEgress(opts: EgressOptions): Promise<EgressSession> {
   // counted under one line, so a flood of names cannot grow the report or the host's memory.
   const refuse = (asked: string, reason: string) => {
     let destination = asked.length > MAX_DESTINATION ? `${asked.slice(0, MAX_DESTINATION)}…` : asked;
-    if (refused.size >= MAX_DISTINCT_REFUSALS && !refused.has(destination + '\0' + reason)) {
+    if (refused.size >= MAX_DISTINCT_REFUSALS && !refused.has(`${destination}\0${reason}`)) {
       destination = 'other destinations';
       reason = `more than ${MAX_DISTINCT_REFUSALS} distinct refusals`;
     }
-    const key = destination + '\0' + reason;
+    const key = `${destination}\0${reason}`;
     const seen = refused.get(key);
     if (seen) seen.count++;
     else {
@@ -215,7 +215,7 @@ export async function openEgress(opts: EgressOptions): Promise<EgressSession> {
       refuse(destination, reason);
       res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' }).end(`issue-agent egress: refused ${destination}: ${reason}\n`);
     };
-    if (!url || url.protocol !== 'http:') {
+    if (url?.protocol !== 'http:') {
       fail(400, String(req.url), 'not an absolute http:// URL (https goes by CONNECT)');
       return;
     }

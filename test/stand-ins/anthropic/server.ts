@@ -381,7 +381,9 @@ function validateRequest(body: unknown, opts: { countTokens: boolean }): void {
       if (m.content.length === 0 && !(last && m.role === 'assistant')) {
         throw bad(`messages.${i}: all messages must have non-empty content except for the optional final assistant message`);
       }
-      m.content.forEach((b: unknown, j) => validateBlock(b, m.role as 'user' | 'assistant', `messages.${i}.content.${j}`));
+      for (const [j, b] of (m.content as unknown[]).entries()) {
+        validateBlock(b, m.role as 'user' | 'assistant', `messages.${i}.content.${j}`);
+      }
     } else {
       throw bad(`messages.${i}.content: Input should be a valid string or list`);
     }
@@ -520,7 +522,7 @@ class PromptCache {
     let h: Hash = createHash('sha256').update(String(req.model));
     let total = 0;
     for (const s of segs) {
-      h = h.update(s.key + '\u0000');
+      h = h.update(`${s.key}\u0000`);
       hashes.push(h.copy().digest('hex'));
       total += s.tokens;
       cumTokens.push(total);

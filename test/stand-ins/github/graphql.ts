@@ -16,7 +16,10 @@ function githubSchema(): GraphQLSchema {
   // The package exports only its ESM entry (which parses a 5 MB JSON on import); its SDL sits next to it.
   for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
     const candidate = join(dir, 'node_modules', '@octokit', 'graphql-schema', 'schema.graphql');
-    if (existsSync(candidate)) return (schema = buildSchema(readFileSync(candidate, 'utf8'), { assumeValidSDL: true }));
+    if (existsSync(candidate)) {
+      schema = buildSchema(readFileSync(candidate, 'utf8'), { assumeValidSDL: true });
+      return schema;
+    }
     if (dirname(dir) === dir) throw new Error('@octokit/graphql-schema is not installed (npm ci)');
   }
 }

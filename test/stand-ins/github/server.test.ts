@@ -312,7 +312,7 @@ describe('GitHub stand-in', () => {
 
   describe('pull request diffs and reviews', () => {
     const branch = 'feature/reviews';
-    const longFile = Array.from({ length: 30 }, (_, k) => `export const l${k + 1} = ${k + 1};`).join('\n') + '\n';
+    const longFile = `${Array.from({ length: 30 }, (_, k) => `export const l${k + 1} = ${k + 1};`).join('\n')}\n`;
     let pr: number;
     let mainBefore: string;
 

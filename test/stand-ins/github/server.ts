@@ -1054,7 +1054,7 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       header = JSON.parse(b64url(h).toString('utf8')) as typeof header;
       payload = JSON.parse(b64url(p).toString('utf8')) as typeof payload;
     } catch {
-      return fail('A JSON web token could not be decoded');
+      throw new HttpError(401, { message: 'A JSON web token could not be decoded', documentation_url: DOCS });
     }
     if (header.alg !== 'RS256') fail(`JWT algorithm must be RS256, got ${String(header.alg)}`);
     const ok = verify('RSA-SHA256', Buffer.from(`${h}.${p}`), publicKey as KeyObject, b64url(s));
