@@ -27,7 +27,10 @@ const layerRules = LAYERS.map((layer, i) => ({
   comment: `src/${layer}/ may import only ${['its own', ...LAYERS.slice(0, i).map((l) => `src/${l}/`)].join(', ')}`,
   severity: 'error',
   from: { path: `^src/${layer}/`, pathNot: notTest },
-  to: { path: `^src/(${[...LAYERS.slice(i + 1)].join('|') || '\\b\\B'})/|^src/[^/]+\\.ts$`, ...(EXCEPTIONS[layer] ? { pathNot: EXCEPTIONS[layer] } : {}) },
+  to: {
+    path: `^src/(${[...LAYERS.slice(i + 1)].join('|') || '\\b\\B'})/|^src/[^/]+\\.ts$`,
+    ...(EXCEPTIONS[layer] ? { pathNot: EXCEPTIONS[layer] } : {}),
+  },
 }));
 
 module.exports = {

@@ -37,7 +37,24 @@ function random(seed: number): () => number {
   };
 }
 
-const WORDS = ['const', 'value', 'return', 'export', 'function', 'items', 'index', 'result', 'count', 'await', 'config', 'handler', 'error', 'async', 'string', 'number'];
+const WORDS = [
+  'const',
+  'value',
+  'return',
+  'export',
+  'function',
+  'items',
+  'index',
+  'result',
+  'count',
+  'await',
+  'config',
+  'handler',
+  'error',
+  'async',
+  'string',
+  'number',
+];
 
 function fileText(rand: () => number, lines: number): string {
   const out: string[] = [];
@@ -56,7 +73,10 @@ function fileText(rand: () => number, lines: number): string {
  */
 export function generateHistory(opts: { files: number; commits: number; seed?: number }): Buffer {
   const rand = random(opts.seed ?? 42);
-  const paths = Array.from({ length: opts.files }, (_, i) => `src/m${String(Math.floor(i / 100)).padStart(2, '0')}/f${String(i).padStart(4, '0')}.ts`);
+  const paths = Array.from(
+    { length: opts.files },
+    (_, i) => `src/m${String(Math.floor(i / 100)).padStart(2, '0')}/f${String(i).padStart(4, '0')}.ts`,
+  );
   const chunks: Buffer[] = [];
   const text = (s: string) => chunks.push(Buffer.from(s));
   const data = (s: string) => {
@@ -84,7 +104,9 @@ function pipeInto(cmd: string, args: string[], input: Buffer): Promise<void> {
     let err = '';
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')} failed (${code}): ${err}`))));
+    child.on('close', (code) =>
+      code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')} failed (${code}): ${err}`)),
+    );
     child.stdin.end(input);
   });
 }
@@ -116,15 +138,20 @@ async function mintToken(gh: GitHubStandIn): Promise<string> {
 }
 
 /** A pass-through HTTP proxy that counts the body bytes each way. */
-async function countingProxy(target: string): Promise<{ url: string; counts: { up: number; down: number }; reset(): void; server: Server }> {
+async function countingProxy(
+  target: string,
+): Promise<{ url: string; counts: { up: number; down: number }; reset(): void; server: Server }> {
   const t = new URL(target);
   const counts = { up: 0, down: 0 };
   const server = createServer((req, res) => {
-    const upstream = request({ host: t.hostname, port: t.port, path: req.url, method: req.method, headers: req.headers }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      up.on('data', (d: Buffer) => (counts.down += d.length));
-      up.pipe(res);
-    });
+    const upstream = request(
+      { host: t.hostname, port: t.port, path: req.url, method: req.method, headers: req.headers },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.on('data', (d: Buffer) => (counts.down += d.length));
+        up.pipe(res);
+      },
+    );
     upstream.on('error', () => res.destroy());
     req.on('data', (d: Buffer) => (counts.up += d.length));
     req.pipe(upstream);
@@ -147,14 +174,18 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
   return performance.now() - t;
 }
 
-export async function gitFigures(opts: { files?: number; commits?: number; runs?: number; log?: (line: string) => void } = {}): Promise<Figure[]> {
+export async function gitFigures(
+  opts: { files?: number; commits?: number; runs?: number; log?: (line: string) => void } = {},
+): Promise<Figure[]> {
   const files = opts.files ?? 5_000;
   const commits = opts.commits ?? 2_000;
   const runs = opts.runs ?? 5;
   const log = opts.log ?? ((l: string) => console.log(l));
   // On tmpfs where there is one: on this kind of VM, disk write-back makes a 5,000-file
   // checkout take anywhere from 0.2 to 4 s, which would drown the difference being measured.
-  const work = mkdtempSync(path.join(process.env.BENCH_TMP ?? (existsSync('/dev/shm') ? '/dev/shm' : tmpdir()), 'ia-bench-git-'));
+  const work = mkdtempSync(
+    path.join(process.env.BENCH_TMP ?? (existsSync('/dev/shm') ? '/dev/shm' : tmpdir()), 'ia-bench-git-'),
+  );
   const gh = await startGitHubStandIn({ dataDir: path.join(work, 'stand-in') });
   const proxy = await countingProxy(gh.url);
   const silent = pino({ level: 'silent' });
@@ -163,15 +194,28 @@ export async function gitFigures(opts: { files?: number; commits?: number; runs?
     // long-lived server repository is.
     let t = performance.now();
     const { barePath } = await gh.addRepo({ owner: OWNER, repo: REPO, files: { 'README.md': '# big\n' } });
-    await pipeInto('git', ['--git-dir', barePath, 'fast-import', '--force', '--quiet'], generateHistory({ files, commits }));
+    await pipeInto(
+      'git',
+      ['--git-dir', barePath, 'fast-import', '--force', '--quiet'],
+      generateHistory({ files, commits }),
+    );
     await run('git', ['--git-dir', barePath, 'repack', '-a', '-d', '-q']);
     const count = (await run('git', ['--git-dir', barePath, 'rev-list', '--count', 'main'])).stdout.trim();
-    const tracked = (await run('git', ['--git-dir', barePath, 'ls-tree', '-r', '--name-only', 'main'], { maxBuffer: 64 << 20 })).stdout.trim().split('\n').length;
-    log(`git: in ${path.dirname(work)}; generated ${tracked} files, ${count} commits in ${((performance.now() - t) / 1000).toFixed(1)} s (fast-import + repack)`);
+    const tracked = (
+      await run('git', ['--git-dir', barePath, 'ls-tree', '-r', '--name-only', 'main'], { maxBuffer: 64 << 20 })
+    ).stdout
+      .trim()
+      .split('\n').length;
+    log(
+      `git: in ${path.dirname(work)}; generated ${tracked} files, ${count} commits in ${((performance.now() - t) / 1000).toFixed(1)} s (fast-import + repack)`,
+    );
 
     const token = await mintToken(gh);
     const cloneUrl = `${proxy.url}/${OWNER}/${REPO}.git`;
-    const auth = ['-c', `http.extraHeader=Authorization: Basic ${Buffer.from(`x-access-token:${token}`).toString('base64')}`];
+    const auth = [
+      '-c',
+      `http.extraHeader=Authorization: Basic ${Buffer.from(`x-access-token:${token}`).toString('base64')}`,
+    ];
     const gitEnv = { ...process.env, GIT_TERMINAL_PROMPT: '0' };
     const dataDir = path.join(work, 'data');
 
@@ -194,17 +238,36 @@ export async function gitFigures(opts: { files?: number; commits?: number; runs?
     for (let i = 0; i < runs; i++) {
       // Interleaved, so drift on a shared machine hits all three alike; removal is not timed.
       let wt: WorkTree | undefined;
-      ours.push(await timed(async () => (wt = await createWorkTree({ dataDir, mirrorPath: mirror, jobKey: `bench-${i}`, baseBranch: 'main', branch: `agent/bench-${i}` }))));
+      ours.push(
+        await timed(
+          async () =>
+            (wt = await createWorkTree({
+              dataDir,
+              mirrorPath: mirror,
+              jobKey: `bench-${i}`,
+              baseBranch: 'main',
+              branch: `agent/bench-${i}`,
+            })),
+        ),
+      );
       await wt!.remove();
       repeatCheckout.push(
         await timed(async () => {
           await ensureMirror({ dataDir, cloneUrl, token, log: silent });
-          wt = await createWorkTree({ dataDir, mirrorPath: mirror, jobKey: `bench-r${i}`, baseBranch: 'main', branch: `agent/bench-r${i}` });
+          wt = await createWorkTree({
+            dataDir,
+            mirrorPath: mirror,
+            jobKey: `bench-r${i}`,
+            baseBranch: 'main',
+            branch: `agent/bench-r${i}`,
+          });
         }),
       );
       await wt!.remove();
       const wtDir = path.join(work, `wt-${i}`);
-      worktreeAdd.push(await timed(() => run('git', ['--git-dir', plain, 'worktree', 'add', '-q', '--detach', wtDir, 'main'])));
+      worktreeAdd.push(
+        await timed(() => run('git', ['--git-dir', plain, 'worktree', 'add', '-q', '--detach', wtDir, 'main'])),
+      );
       await run('git', ['--git-dir', plain, 'worktree', 'remove', '--force', wtDir]);
       const cloneDir = path.join(work, `clone-${i}`);
       proxy.reset();
@@ -212,7 +275,9 @@ export async function gitFigures(opts: { files?: number; commits?: number; runs?
       cloneBytes = proxy.counts.down;
       rmSync(cloneDir, { recursive: true, force: true });
     }
-    log(`git: work tree from the warm mirror [${ours.map((x) => x.toFixed(0)).join(', ')}] ms; git worktree add [${worktreeAdd.map((x) => x.toFixed(0)).join(', ')}] ms; fresh clone over HTTP [${clones.map((x) => x.toFixed(0)).join(', ')}] ms; mirror's first clone ${mirrorCloneMs.toFixed(0)} ms, ${mirrorCloneBytes} bytes`);
+    log(
+      `git: work tree from the warm mirror [${ours.map((x) => x.toFixed(0)).join(', ')}] ms; git worktree add [${worktreeAdd.map((x) => x.toFixed(0)).join(', ')}] ms; fresh clone over HTTP [${clones.map((x) => x.toFixed(0)).join(', ')}] ms; mirror's first clone ${mirrorCloneMs.toFixed(0)} ms, ${mirrorCloneBytes} bytes`,
+    );
 
     // One new commit upstream (one file changed), then the repeat job's mirror fetch.
     const old = (await run('git', ['--git-dir', barePath, 'rev-parse', 'main'])).stdout.trim();
@@ -222,9 +287,15 @@ export async function gitFigures(opts: { files?: number; commits?: number; runs?
     );
     await pipeInto('git', ['--git-dir', barePath, 'fast-import', '--quiet'], change);
     const head = (await run('git', ['--git-dir', barePath, 'rev-parse', 'main'])).stdout.trim();
-    const newObjects = (await run('git', ['--git-dir', barePath, 'rev-list', '--objects', `${old}..${head}`])).stdout.trim().split('\n').length;
+    const newObjects = (await run('git', ['--git-dir', barePath, 'rev-list', '--objects', `${old}..${head}`])).stdout
+      .trim()
+      .split('\n').length;
     // What the new objects weigh as the thin pack upload-pack sends a client that has the old ones.
-    const minimalPack = await outputBytes('git', ['--git-dir', barePath, 'pack-objects', '--stdout', '--revs', '--thin', '-q'], `${head}\n^${old}\n`);
+    const minimalPack = await outputBytes(
+      'git',
+      ['--git-dir', barePath, 'pack-objects', '--stdout', '--revs', '--thin', '-q'],
+      `${head}\n^${old}\n`,
+    );
     proxy.reset();
     const fetchMs = await timed(() => ensureMirror({ dataDir, cloneUrl, token, log: silent }));
     const fetchBytes = proxy.counts.down;
@@ -235,16 +306,43 @@ export async function gitFigures(opts: { files?: number; commits?: number; runs?
     proxy.reset();
     await ensureMirror({ dataDir, cloneUrl, token, log: silent });
     const noopBytes = proxy.counts.down;
-    log(`git: after 1 new commit (${newObjects} new objects): mirror fetch ${fetchBytes} bytes down, ${fetchUp} up, ${fetchMs.toFixed(0)} ms; the same fetch with nothing new: ${noopBytes} bytes; thin pack of the new objects: ${minimalPack} bytes; fresh clone ${cloneBytes} bytes`);
+    log(
+      `git: after 1 new commit (${newObjects} new objects): mirror fetch ${fetchBytes} bytes down, ${fetchUp} up, ${fetchMs.toFixed(0)} ms; the same fetch with nothing new: ${noopBytes} bytes; thin pack of the new objects: ${minimalPack} bytes; fresh clone ${cloneBytes} bytes`,
+    );
 
     const wt = median(ours);
     const add = median(worktreeAdd);
     const clone = median(clones);
     return [
-      { figure: 'work tree from the warm mirror', ours: wt, baseline: add, baselineName: 'git worktree add', unit: 'ms', goal: { text: '≤ 1.3× git worktree add', met: wt <= 1.3 * add } },
-      { figure: 'work tree from the warm mirror vs fresh clone', ours: wt, baseline: clone, baselineName: 'git clone over HTTP', unit: 'ms' },
-      { figure: 'repeat job checkout (fetch + work tree)', ours: median(repeatCheckout), baseline: clone, baselineName: 'git clone over HTTP', unit: 'ms' },
-      { figure: 'repeat job fetch after 1 new commit', ours: fetchBytes, baseline: cloneBytes, baselineName: 'fresh clone', unit: 'bytes' },
+      {
+        figure: 'work tree from the warm mirror',
+        ours: wt,
+        baseline: add,
+        baselineName: 'git worktree add',
+        unit: 'ms',
+        goal: { text: '≤ 1.3× git worktree add', met: wt <= 1.3 * add },
+      },
+      {
+        figure: 'work tree from the warm mirror vs fresh clone',
+        ours: wt,
+        baseline: clone,
+        baselineName: 'git clone over HTTP',
+        unit: 'ms',
+      },
+      {
+        figure: 'repeat job checkout (fetch + work tree)',
+        ours: median(repeatCheckout),
+        baseline: clone,
+        baselineName: 'git clone over HTTP',
+        unit: 'ms',
+      },
+      {
+        figure: 'repeat job fetch after 1 new commit',
+        ours: fetchBytes,
+        baseline: cloneBytes,
+        baselineName: 'fresh clone',
+        unit: 'bytes',
+      },
       {
         figure: 'repeat job fetch vs the new objects',
         ours: fetchBytes,

@@ -29,7 +29,9 @@ export async function installFigures(opts: { log: (line: string) => void }): Pro
     writeFileSync(path.join(seed, 'package.json'), JSON.stringify(PACKAGE));
     await run('npm', ['install', '--package-lock-only', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: seed });
     const runner = createRunner('bwrap', pino({ level: 'silent' }));
-    const egress = (await hostRegistries()).registries.filter((r) => r.ecosystem === 'npm').map((r) => parseRule(r.url));
+    const egress = (await hostRegistries()).registries
+      .filter((r) => r.ecosystem === 'npm')
+      .map((r) => parseRule(r.url));
     const times: Record<'registries' | 'full', number[]> = { registries: [], full: [] };
     let packages = 0;
     for (let i = 0; i < ROUNDS; i++) {
@@ -40,20 +42,40 @@ export async function installFigures(opts: { log: (line: string) => void }): Pro
         await run('mkdir', ['-p', tree]);
         await run('git', ['init', '-q', tree]);
         await run('cp', [path.join(seed, 'package.json'), path.join(seed, 'package-lock.json'), tree]);
-        const r = await runner.run({ workTree: tree, command: 'npm ci --ignore-scripts --no-audit --no-fund', timeoutMs: 300_000, network: network as NetworkPolicy, egress: { rules: egress } });
+        const r = await runner.run({
+          workTree: tree,
+          command: 'npm ci --ignore-scripts --no-audit --no-fund',
+          timeoutMs: 300_000,
+          network: network as NetworkPolicy,
+          egress: { rules: egress },
+        });
         if (r.exitCode !== 0) throw new Error(`npm ci (${network}) failed: ${r.output.slice(-1500)}`);
-        if (network === 'registries' && r.egress?.refused.length) throw new Error(`the proxy refused: ${JSON.stringify(r.egress.refused)}`);
+        if (network === 'registries' && r.egress?.refused.length)
+          throw new Error(`the proxy refused: ${JSON.stringify(r.egress.refused)}`);
         packages = Number(/added (\d+) packages/.exec(r.output)?.[1] ?? packages);
         times[network].push(r.durationMs);
-        opts.log(`  round ${i + 1}: ${network.padEnd(10)} ${r.durationMs.toFixed(0)} ms${r.egress ? ` (${r.egress.allowed} connections through the proxy)` : ''}`);
+        opts.log(
+          `  round ${i + 1}: ${network.padEnd(10)} ${r.durationMs.toFixed(0)} ms${r.egress ? ` (${r.egress.allowed} connections through the proxy)` : ''}`,
+        );
         rmSync(tree, { recursive: true, force: true });
       }
     }
     const ours = median(times.registries);
     const baseline = median(times.full);
     const ratio = ours / baseline;
-    opts.log(`npm ci of ${packages} packages: through the egress proxy ${ours.toFixed(0)} ms, host network ${baseline.toFixed(0)} ms (median of ${ROUNDS}), ${ratio.toFixed(2)}×`);
-    return [{ figure: `npm ci, ${packages} packages, through the egress proxy`, ours, baseline, baselineName: 'host network', unit: 'ms', goal: { text: 'within 1.2×', met: ratio <= 1.2 } }];
+    opts.log(
+      `npm ci of ${packages} packages: through the egress proxy ${ours.toFixed(0)} ms, host network ${baseline.toFixed(0)} ms (median of ${ROUNDS}), ${ratio.toFixed(2)}×`,
+    );
+    return [
+      {
+        figure: `npm ci, ${packages} packages, through the egress proxy`,
+        ours,
+        baseline,
+        baselineName: 'host network',
+        unit: 'ms',
+        goal: { text: 'within 1.2×', met: ratio <= 1.2 },
+      },
+    ];
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -25,7 +25,11 @@ function show(v: number, unit: Figure['unit']): string {
     case 'ms':
       return v < 10 ? `${v.toFixed(2)} ms` : `${v.toFixed(0)} ms`;
     case 'bytes':
-      return v >= 1024 * 1024 ? `${(v / 1024 / 1024).toFixed(2)} MiB` : v >= 1024 ? `${(v / 1024).toFixed(1)} KiB` : `${v} B`;
+      return v >= 1024 * 1024
+        ? `${(v / 1024 / 1024).toFixed(2)} MiB`
+        : v >= 1024
+          ? `${(v / 1024).toFixed(1)} KiB`
+          : `${v} B`;
     case '%':
       return `${v.toFixed(0)}%`;
     case 'tokens':
@@ -39,13 +43,21 @@ function show(v: number, unit: Figure['unit']): string {
 export function formatTable(rows: Figure[]): string {
   const cells = rows.map((r) => {
     const x = r.ours / r.baseline;
-    const ratio = Number.isFinite(x) ? `${x >= 100 ? x.toFixed(0) : x >= 0.01 ? x.toFixed(2) : x.toPrecision(2)}×` : '—';
-    const baseline = Number.isFinite(r.baseline) ? `${show(r.baseline, r.unit)}${r.baselineName ? ` (${r.baselineName})` : ''}` : '—';
+    const ratio = Number.isFinite(x)
+      ? `${x >= 100 ? x.toFixed(0) : x >= 0.01 ? x.toFixed(2) : x.toPrecision(2)}×`
+      : '—';
+    const baseline = Number.isFinite(r.baseline)
+      ? `${show(r.baseline, r.unit)}${r.baselineName ? ` (${r.baselineName})` : ''}`
+      : '—';
     const goal = r.goal ? `${r.goal.met ? 'yes' : 'NO'} (${r.goal.text})` : '—';
     return [r.figure, show(r.ours, r.unit), baseline, ratio, goal];
   });
   const head = ['figure', 'ours', 'baseline', 'ratio', 'goal met?'];
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-  const line = (c: string[]) => c.map((x, i) => (i === 3 ? x.padStart(widths[i]!) : x.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (c: string[]) =>
+    c
+      .map((x, i) => (i === 3 ? x.padStart(widths[i]!) : x.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.map(line)].join('\n');
 }

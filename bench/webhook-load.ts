@@ -148,8 +148,15 @@ server.listen(0, '127.0.0.1', () => console.log(String(server.address().port)));
 `;
 
 /** Starts a child process from inline code that prints its port; resolves with the port. */
-async function startChild(code: string, env: Record<string, string>, ipc = false): Promise<{ port: number; child: ChildProcess }> {
-  const child = spawn(process.execPath, ['-e', code], { env, stdio: ['ignore', 'pipe', 'inherit', ...(ipc ? (['ipc'] as const) : [])] });
+async function startChild(
+  code: string,
+  env: Record<string, string>,
+  ipc = false,
+): Promise<{ port: number; child: ChildProcess }> {
+  const child = spawn(process.execPath, ['-e', code], {
+    env,
+    stdio: ['ignore', 'pipe', 'inherit', ...(ipc ? (['ipc'] as const) : [])],
+  });
   const port = await new Promise<number>((resolve, reject) => {
     child.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
     child.once('exit', (code) => reject(new Error(`a benchmark server exited (${code})`)));
@@ -196,7 +203,9 @@ interface Kind {
  * The webhook figures: p50 and p99 of the time to the answer, per kind of event, for the app
  * and for the bare server, each at `rate` requests per second for `seconds`.
  */
-export async function webhookFigures(opts: { rate?: number; seconds?: number; rounds?: number; log?: (line: string) => void } = {}): Promise<Figure[]> {
+export async function webhookFigures(
+  opts: { rate?: number; seconds?: number; rounds?: number; log?: (line: string) => void } = {},
+): Promise<Figure[]> {
   const rate = opts.rate ?? 200;
   // Five: a p99 of 500 answers is their 5th slowest, and the bare server's alone swings
   // 1.1-4 ms between rounds of one run here; the median of 3 moved the ratio by 2x or more
@@ -221,29 +230,79 @@ export async function webhookFigures(opts: { rate?: number; seconds?: number; ro
   // BENCH_APP_NODE_OPTIONS reaches the app's own process (e.g. `--import` of a profiler).
   // A short shutdown: acknowledgements (👀, status comments) still pending at the end are
   // spaced a second apart by GitHub-style write throttling and are not part of the figure.
-  const s = await startScenario({ role: 'web', env: { GHE_HOST: `127.0.0.1:${github.port}`, SHUTDOWN_TIMEOUT_MS: '1000', ...(process.env.BENCH_APP_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_APP_NODE_OPTIONS } : {}) } }).catch((err: unknown) => {
+  const s = await startScenario({
+    role: 'web',
+    env: {
+      GHE_HOST: `127.0.0.1:${github.port}`,
+      SHUTDOWN_TIMEOUT_MS: '1000',
+      ...(process.env.BENCH_APP_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_APP_NODE_OPTIONS } : {}),
+    },
+  }).catch((err: unknown) => {
     stopChildren();
     throw err;
   });
   try {
-    const base = { owner: OWNER, repo, installationId: s.github.installationId, url: s.github.url, sender: { login: 'maintainer', type: 'User' as const } };
+    const base = {
+      owner: OWNER,
+      repo,
+      installationId: s.github.installationId,
+      url: s.github.url,
+      sender: { login: 'maintainer', type: 'User' as const },
+    };
 
     const kinds: Kind[] = [
       {
         // Answered before any API call: the framework's own cost (verify, parse, route).
         name: 'comment, no command',
-        make: (count) => Promise.all(Array.from({ length: count }, (_, i) => signed('issue_comment', issueCommentPayload({ ...base, issueNumber: 1, title: 'issue 1', body: 'x', commentId: 10_000 + i, commentBody: 'Thanks, looks good to me.' })))),
+        make: (count) =>
+          Promise.all(
+            Array.from({ length: count }, (_, i) =>
+              signed(
+                'issue_comment',
+                issueCommentPayload({
+                  ...base,
+                  issueNumber: 1,
+                  title: 'issue 1',
+                  body: 'x',
+                  commentId: 10_000 + i,
+                  commentBody: 'Thanks, looks good to me.',
+                }),
+              ),
+            ),
+          ),
       },
       {
         // A label that is not the trigger: recorded like the trigger label, because which
         // label triggers is the repository's choice, read (cached) after the answer.
         name: 'label, not the trigger',
-        make: (count) => Promise.all(Array.from({ length: count }, () => signed('issues', issueLabeledPayload({ ...base, issueNumber: 1, title: 'issue 1', body: 'x', label: 'bug' })))),
+        make: (count) =>
+          Promise.all(
+            Array.from({ length: count }, () =>
+              signed(
+                'issues',
+                issueLabeledPayload({ ...base, issueNumber: 1, title: 'issue 1', body: 'x', label: 'bug' }),
+              ),
+            ),
+          ),
       },
       {
         // The trigger label on distinct issues: each enqueues a job.
         name: 'trigger label',
-        make: (count, offset) => Promise.all(Array.from({ length: count }, (_, i) => signed('issues', issueLabeledPayload({ ...base, issueNumber: offset + i + 1, title: `issue ${offset + i + 1}`, body: 'x', label: 'agent' })))),
+        make: (count, offset) =>
+          Promise.all(
+            Array.from({ length: count }, (_, i) =>
+              signed(
+                'issues',
+                issueLabeledPayload({
+                  ...base,
+                  issueNumber: offset + i + 1,
+                  title: `issue ${offset + i + 1}`,
+                  body: 'x',
+                  label: 'agent',
+                }),
+              ),
+            ),
+          ),
       },
     ];
 
@@ -252,7 +311,9 @@ export async function webhookFigures(opts: { rate?: number; seconds?: number; ro
     let sent = 0;
     // BENCH_WEBHOOK_KINDS=trigger (a comma-separated list of words from the names) measures
     // only those kinds: for repeated runs of one figure.
-    const only = process.env.BENCH_WEBHOOK_KINDS?.split(',').map((w) => w.trim()).filter(Boolean);
+    const only = process.env.BENCH_WEBHOOK_KINDS?.split(',')
+      .map((w) => w.trim())
+      .filter(Boolean);
     for (const kind of kinds.filter((k) => !only?.length || only.some((w) => k.name.includes(w)))) {
       // Warm both (JIT, the installation token, keep-alive sockets) at a gentle rate first.
       const warmup = await kind.make(warm, sent);
@@ -281,20 +342,34 @@ export async function webhookFigures(opts: { rate?: number; seconds?: number; ro
         for (const r of rs) for (const [k, v] of Object.entries(r.statuses)) sum[k] = (sum[k] ?? 0) + v;
         return sum;
       };
-      const ok = (st: Record<string, number>) => Object.entries(st).map(([k, v]) => `${v}×${k}`).join(' ');
+      const ok = (st: Record<string, number>) =>
+        Object.entries(st)
+          .map(([k, v]) => `${v}×${k}`)
+          .join(' ');
       const maxLag = Math.max(...appRounds.map((r) => r.maxLagMs));
-      log(`webhooks, ${kind.name}: ${rounds} rounds of ${n} at ${rate}/s; app p50 ${p(appRounds, 50).toFixed(2)} ms p99 ${p(appRounds, 99).toFixed(2)} ms (rounds: ${all(appRounds)}) [${ok(statuses(appRounds))}], app CPU ${(100 * appCpu).toFixed(0)}%, sender lag ≤ ${maxLag.toFixed(1)} ms; bare p50 ${p(bareRounds, 50).toFixed(2)} ms p99 ${p(bareRounds, 99).toFixed(2)} ms (rounds: ${all(bareRounds)}) [${ok(statuses(bareRounds))}]; app at 50/s (warm-up, ${warm}) p50 ${percentile(gentle.latencies, 50).toFixed(2)} ms max ${Math.max(...gentle.latencies).toFixed(1)} ms`);
+      log(
+        `webhooks, ${kind.name}: ${rounds} rounds of ${n} at ${rate}/s; app p50 ${p(appRounds, 50).toFixed(2)} ms p99 ${p(appRounds, 99).toFixed(2)} ms (rounds: ${all(appRounds)}) [${ok(statuses(appRounds))}], app CPU ${(100 * appCpu).toFixed(0)}%, sender lag ≤ ${maxLag.toFixed(1)} ms; bare p50 ${p(bareRounds, 50).toFixed(2)} ms p99 ${p(bareRounds, 99).toFixed(2)} ms (rounds: ${all(bareRounds)}) [${ok(statuses(bareRounds))}]; app at 50/s (warm-up, ${warm}) p50 ${percentile(gentle.latencies, 50).toFixed(2)} ms max ${Math.max(...gentle.latencies).toFixed(1)} ms`,
+      );
       const p99 = p(appRounds, 99);
       const bareP99 = p(bareRounds, 99);
       figures.push(
-        { figure: `webhook ack p50, ${kind.name}`, ours: p(appRounds, 50), baseline: p(bareRounds, 50), baselineName: 'bare server', unit: 'ms' },
+        {
+          figure: `webhook ack p50, ${kind.name}`,
+          ours: p(appRounds, 50),
+          baseline: p(bareRounds, 50),
+          baselineName: 'bare server',
+          unit: 'ms',
+        },
         {
           figure: `webhook ack p99, ${kind.name} (median of ${rounds})`,
           ours: p99,
           baseline: bareP99,
           baselineName: 'bare server',
           unit: 'ms',
-          goal: { text: '< 20 ms and ≤ 3× bare', met: p99 < 20 && p99 <= 3 * bareP99 && Object.keys(statuses(appRounds)).every((k) => k.startsWith('2')) },
+          goal: {
+            text: '< 20 ms and ≤ 3× bare',
+            met: p99 < 20 && p99 <= 3 * bareP99 && Object.keys(statuses(appRounds)).every((k) => k.startsWith('2')),
+          },
         },
       );
     }
@@ -306,7 +381,9 @@ export async function webhookFigures(opts: { rate?: number; seconds?: number; ro
       github.child.once('message', (m) => resolve(m as Record<string, number>));
       github.child.send?.('counts');
     });
-    log(`webhooks: ${counts.waiting} jobs waiting (expected ${(n * rounds + warm)}); GitHub API requests the app made: ${JSON.stringify(asked)}`);
+    log(
+      `webhooks: ${counts.waiting} jobs waiting (expected ${n * rounds + warm}); GitHub API requests the app made: ${JSON.stringify(asked)}`,
+    );
     return figures;
   } finally {
     await s.stop();

@@ -8,7 +8,15 @@ import { createLogger } from './telemetry/logger.js';
 import { connectedWorkers, Metrics } from './telemetry/metrics.js';
 import { AgentQueue } from './queue/queue.js';
 import { RecordSeal } from './queue/record-seal.js';
-import { bullConnection, checkRedisSettings, noAuthProblem, redisAcceptsWithoutAuth, redisVersionProblem, resolveRedis, withPassword } from './queue/redis.js';
+import {
+  bullConnection,
+  checkRedisSettings,
+  noAuthProblem,
+  redisAcceptsWithoutAuth,
+  redisVersionProblem,
+  resolveRedis,
+  withPassword,
+} from './queue/redis.js';
 import { AppOctokit } from './github/octokit-options.js';
 import { RedisDailySpend } from './queue/daily-spend.js';
 import { RedisPlanStore } from './queue/plan-store.js';
@@ -49,20 +57,30 @@ async function main(): Promise<void> {
   // The sandbox is checked before anything starts: a worker without bubblewrap must not
   // come up half-way (unless SANDBOX=none says so).
   const runner = roles.includes('worker')
-    ? createRunner(env.SANDBOX, log, { allowRootMapped: env.SANDBOX_ALLOW_ROOT_MAPPED, secretFiles: [...(env.PRIVATE_KEY_PATH ? [env.PRIVATE_KEY_PATH] : []), path.resolve('.env')] })
+    ? createRunner(env.SANDBOX, log, {
+        allowRootMapped: env.SANDBOX_ALLOW_ROOT_MAPPED,
+        secretFiles: [...(env.PRIVATE_KEY_PATH ? [env.PRIVATE_KEY_PATH] : []), path.resolve('.env')],
+      })
     : undefined;
   // Asking this host's package managers for their registries takes a second or so: it runs
   // while Redis is found and checked, and the worker waits for it below.
   const installNetwork = runner ? operatorInstallPolicy(env, log) : undefined;
   installNetwork?.catch(() => {});
-  const redisHandle = await resolveRedis({ url: env.REDIS_URL && withPassword(env.REDIS_URL, env.REDIS_PASSWORD), password: env.REDIS_PASSWORD, dataDir: config.dataDir, log });
+  const redisHandle = await resolveRedis({
+    url: env.REDIS_URL && withPassword(env.REDIS_URL, env.REDIS_PASSWORD),
+    password: env.REDIS_PASSWORD,
+    dataDir: config.dataDir,
+    log,
+  });
   // Redis is not a trust root: one that anybody may write to is refused unless the operator says so.
   if (await redisAcceptsWithoutAuth(redisHandle.url)) {
     if (!env.REDIS_ALLOW_NO_AUTH) {
       await redisHandle.stop();
       throw new ConfigError([noAuthProblem(redisHandle.url)]);
     }
-    log.warn('REDIS_ALLOW_NO_AUTH=1: the app runs on a Redis without a password; anything that reaches it can forge jobs');
+    log.warn(
+      'REDIS_ALLOW_NO_AUTH=1: the app runs on a Redis without a password; anything that reaches it can forge jobs',
+    );
   }
   const redis = new Redis(redisHandle.url, { maxRetriesPerRequest: null });
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
@@ -88,7 +106,14 @@ async function main(): Promise<void> {
 
   if (roles.includes('web')) {
     const server = new Server({
-      Probot: Probot.defaults({ appId: config.appId, privateKey: config.privateKey, secret: config.webhookSecret, baseUrl: config.githubApiUrl, log, Octokit: AppOctokit }),
+      Probot: Probot.defaults({
+        appId: config.appId,
+        privateKey: config.privateKey,
+        secret: config.webhookSecret,
+        baseUrl: config.githubApiUrl,
+        log,
+        Octokit: AppOctokit,
+      }),
       port: env.PORT,
       host: env.HOST,
       webhookProxy: env.WEBHOOK_PROXY_URL,
@@ -100,8 +125,21 @@ async function main(): Promise<void> {
     metrics.watchInbox(inbox);
     // What webhooks record in the inbox is carried out by a thread of its own.
     const drain = await startDrainThread(
-      { redisUrl: redisHandle.url, appId: config.appId, privateKey: config.privateKey, githubApiUrl: config.githubApiUrl, logLevel: env.LOG_LEVEL, heartbeatMs: env.INBOX_HEARTBEAT_MS, allowHostNetwork: env.SANDBOX_ALLOW_HOST_NETWORK, secrets: [config.webhookSecret, config.anthropicApiKey].filter((x): x is string => !!x) },
-      { log, onHandled: (outcome, seconds) => metrics.inboxHandled(outcome, seconds), onLabelRead: (repoKey, label) => actingLabels.set(repoKey, label) },
+      {
+        redisUrl: redisHandle.url,
+        appId: config.appId,
+        privateKey: config.privateKey,
+        githubApiUrl: config.githubApiUrl,
+        logLevel: env.LOG_LEVEL,
+        heartbeatMs: env.INBOX_HEARTBEAT_MS,
+        allowHostNetwork: env.SANDBOX_ALLOW_HOST_NETWORK,
+        secrets: [config.webhookSecret, config.anthropicApiKey].filter((x): x is string => !!x),
+      },
+      {
+        log,
+        onHandled: (outcome, seconds) => metrics.inboxHandled(outcome, seconds),
+        onLabelRead: (repoKey, label) => actingLabels.set(repoKey, label),
+      },
     );
     await server.load(agentApp({ inbox, health, log, actingLabels }));
     const httpServer = await server.start();
@@ -109,10 +147,19 @@ async function main(): Promise<void> {
     limitRequests(httpServer, { log });
     timeWebhooks(httpServer, metrics);
     // No new webhooks, then the inbox work in hand and its acknowledgements.
-    stops.push(() => server.stop(), () => drain.stop());
+    stops.push(
+      () => server.stop(),
+      () => drain.stop(),
+    );
   }
   if (runner) {
-    const probot = new Probot({ appId: config.appId, privateKey: config.privateKey, baseUrl: config.githubApiUrl, log, Octokit: AppOctokit });
+    const probot = new Probot({
+      appId: config.appId,
+      privateKey: config.privateKey,
+      baseUrl: config.githubApiUrl,
+      log,
+      Octokit: AppOctokit,
+    });
     const worker = startWorker({
       config,
       probot,
@@ -130,7 +177,14 @@ async function main(): Promise<void> {
     agentWorker = worker;
     stops.unshift(() => worker.drain());
     log.info(
-      { sandbox: runner.backend, models: config.models, concurrency: env.WORKER_CONCURRENCY, lockMs: env.WORKER_LOCK_MS, stalledIntervalMs: env.WORKER_STALLED_INTERVAL_MS, maxStalled: env.WORKER_MAX_STALLED },
+      {
+        sandbox: runner.backend,
+        models: config.models,
+        concurrency: env.WORKER_CONCURRENCY,
+        lockMs: env.WORKER_LOCK_MS,
+        stalledIntervalMs: env.WORKER_STALLED_INTERVAL_MS,
+        maxStalled: env.WORKER_MAX_STALLED,
+      },
       'worker consuming agent-run',
     );
   }
@@ -140,16 +194,25 @@ async function main(): Promise<void> {
     log.info({ port: env.METRICS_PORT }, 'serving /metrics, /healthz and /readyz');
   }
   stops.push(() => queue.close());
-  log.info({ roles, redis: sanitise(redisHandle.url), github: config.githubApiUrl, dataDir: config.dataDir }, 'issue-agent started');
+  log.info(
+    { roles, redis: sanitise(redisHandle.url), github: config.githubApiUrl, dataDir: config.dataDir },
+    'issue-agent started',
+  );
 
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal, timeoutMs: env.SHUTDOWN_TIMEOUT_MS }, 'stopping: no new jobs; a running job stops at its next step and goes back to the queue');
+    log.info(
+      { signal, timeoutMs: env.SHUTDOWN_TIMEOUT_MS },
+      'stopping: no new jobs; a running job stops at its next step and goes back to the queue',
+    );
     // Bounded: a step that does not end in time is left to another worker's stalled-job check.
     setTimeout(() => {
-      log.error({ timeoutMs: env.SHUTDOWN_TIMEOUT_MS }, 'shutdown took too long: exiting; the job resumes on another worker');
+      log.error(
+        { timeoutMs: env.SHUTDOWN_TIMEOUT_MS },
+        'shutdown took too long: exiting; the job resumes on another worker',
+      );
       process.exit(1);
     }, env.SHUTDOWN_TIMEOUT_MS).unref();
     for (const stop of stops) await stop().catch((err: unknown) => log.warn({ err }, 'error while stopping'));

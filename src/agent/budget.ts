@@ -60,11 +60,22 @@ export const DEFAULT_BUDGETS: Budgets = {
 /** The first budget a job has used up, as a stuck reason with the numbers; checked before each model call. */
 export function budgetStop(spend: Spend, b: Budgets, startedAt: number, now = Date.now()): Stuck | undefined {
   const minutes = (now - startedAt) / 60_000;
-  if (spend.calls >= b.maxModelCalls) return { reason: 'budget-turns', evidence: `${spend.calls} model calls used of a budget of ${b.maxModelCalls}` };
-  if (spend.totalInput >= b.maxInputTokens) return { reason: 'budget-tokens', evidence: `${spend.totalInput} input tokens used of a budget of ${b.maxInputTokens}` };
-  if (spend.outputTokens >= b.maxOutputTokens) return { reason: 'budget-tokens', evidence: `${spend.outputTokens} output tokens used of a budget of ${b.maxOutputTokens}` };
-  if (spend.costUsd >= b.maxCostUsd) return { reason: 'budget-cost', evidence: `$${spend.costUsd.toFixed(4)} spent of a budget of $${b.maxCostUsd}` };
-  if (minutes >= b.maxMinutes) return { reason: 'timeout', evidence: `${minutes.toFixed(1)} minutes elapsed of a limit of ${b.maxMinutes}` };
+  if (spend.calls >= b.maxModelCalls)
+    return { reason: 'budget-turns', evidence: `${spend.calls} model calls used of a budget of ${b.maxModelCalls}` };
+  if (spend.totalInput >= b.maxInputTokens)
+    return {
+      reason: 'budget-tokens',
+      evidence: `${spend.totalInput} input tokens used of a budget of ${b.maxInputTokens}`,
+    };
+  if (spend.outputTokens >= b.maxOutputTokens)
+    return {
+      reason: 'budget-tokens',
+      evidence: `${spend.outputTokens} output tokens used of a budget of ${b.maxOutputTokens}`,
+    };
+  if (spend.costUsd >= b.maxCostUsd)
+    return { reason: 'budget-cost', evidence: `$${spend.costUsd.toFixed(4)} spent of a budget of $${b.maxCostUsd}` };
+  if (minutes >= b.maxMinutes)
+    return { reason: 'timeout', evidence: `${minutes.toFixed(1)} minutes elapsed of a limit of ${b.maxMinutes}` };
   return undefined;
 }
 
@@ -81,6 +92,14 @@ export function capBudgets(b: Budgets, caps: CostCaps | undefined): { budgets: B
   if (!caps) return { budgets: b, capped: [] };
   const capped: string[] = [];
   if (b.maxCostUsd > caps.jobUsd) capped.push(`max_cost_usd $${b.maxCostUsd} → $${caps.jobUsd} (MAX_JOB_COST_USD)`);
-  if (b.dailyCostUsd > caps.dailyUsd) capped.push(`daily_cost_usd $${b.dailyCostUsd} → $${caps.dailyUsd} (MAX_DAILY_COST_USD)`);
-  return { budgets: { ...b, maxCostUsd: Math.min(b.maxCostUsd, caps.jobUsd), dailyCostUsd: Math.min(b.dailyCostUsd, caps.dailyUsd) }, capped };
+  if (b.dailyCostUsd > caps.dailyUsd)
+    capped.push(`daily_cost_usd $${b.dailyCostUsd} → $${caps.dailyUsd} (MAX_DAILY_COST_USD)`);
+  return {
+    budgets: {
+      ...b,
+      maxCostUsd: Math.min(b.maxCostUsd, caps.jobUsd),
+      dailyCostUsd: Math.min(b.dailyCostUsd, caps.dailyUsd),
+    },
+    capped,
+  };
 }

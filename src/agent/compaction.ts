@@ -61,7 +61,10 @@ export function compactMessages(messages: MessageParam[], keepRecentTurns: numbe
       m.content = m.content.map((b): Block => {
         if (b.type !== 'tool_use' || estimateTokens(b.input) * 4 < BIG_INPUT_CHARS) return b;
         const input = Object.fromEntries(
-          Object.entries(b.input as Record<string, unknown>).map(([k, v]) => [k, typeof v === 'string' && v.length > BIG_INPUT_CHARS ? `[compacted: ${v.length} chars]` : v]),
+          Object.entries(b.input as Record<string, unknown>).map(([k, v]) => [
+            k,
+            typeof v === 'string' && v.length > BIG_INPUT_CHARS ? `[compacted: ${v.length} chars]` : v,
+          ]),
         );
         return { ...b, input };
       });
@@ -102,7 +105,12 @@ export async function maybeCompact(messages: MessageParam[], o: CompactionOption
       // Only the newest snapshot is kept whole: an older one is superseded, wherever it is.
       for (const m of messages) {
         if (typeof m.content === 'string') continue;
-        m.content = m.content.map((b): Block => (b.type === 'text' && b.text.startsWith('<current-state>') ? { type: 'text', text: '[an earlier state snapshot, superseded by a later one]' } : b));
+        m.content = m.content.map(
+          (b): Block =>
+            b.type === 'text' && b.text.startsWith('<current-state>')
+              ? { type: 'text', text: '[an earlier state snapshot, superseded by a later one]' }
+              : b,
+        );
       }
       last.content.push({ type: 'text', text: `<current-state>\n${state}\n</current-state>` });
     }

@@ -1,4 +1,3 @@
-
 const RULE_FILES = ['AGENTS.md', 'CLAUDE.md', '.github/copilot-instructions.md', 'CONTRIBUTING.md'];
 const RULE_FILE_CAP = 8_000;
 
@@ -42,10 +41,14 @@ export async function repositoryRules(read: BaseFileReader, instructions?: strin
   for (const file of RULE_FILES) {
     const text = await read(file);
     if (text === undefined) continue;
-    const capped = text.length > RULE_FILE_CAP ? `${text.slice(0, RULE_FILE_CAP)}\n[… ${text.length - RULE_FILE_CAP} characters omitted]` : text;
+    const capped =
+      text.length > RULE_FILE_CAP
+        ? `${text.slice(0, RULE_FILE_CAP)}\n[… ${text.length - RULE_FILE_CAP} characters omitted]`
+        : text;
     parts.push(quote('repository-rules', stripHidden(capped), { file }));
   }
-  if (instructions) parts.push(quote('repository-rules', stripHidden(instructions), { file: '.github/agent.yml instructions' }));
+  if (instructions)
+    parts.push(quote('repository-rules', stripHidden(instructions), { file: '.github/agent.yml instructions' }));
   return parts.join('\n\n');
 }
 
@@ -61,11 +64,15 @@ export interface IssueText {
 }
 
 export function issueBlock(issue: IssueText): string {
-  const block = quote('issue', `# ${stripHidden(issue.title)}\n\n${stripHidden(issue.body).trim() || '(no description)'}`, {
-    number: String(issue.number),
-    author: issue.author,
-    ...(issue.authorIsWriter === false ? { trust: 'untrusted' } : {}),
-  });
+  const block = quote(
+    'issue',
+    `# ${stripHidden(issue.title)}\n\n${stripHidden(issue.body).trim() || '(no description)'}`,
+    {
+      number: String(issue.number),
+      author: issue.author,
+      ...(issue.authorIsWriter === false ? { trust: 'untrusted' } : {}),
+    },
+  );
   if (!issue.note) return block;
   return `${block}\n\nA maintainer asked for this attempt with more to go on; it refines the issue:\n${quote('maintainer-note', stripHidden(issue.note.text).trim(), { author: issue.note.author })}`;
 }

@@ -29,7 +29,11 @@ export interface LoopOptions {
 }
 
 export function toolSpecs(tools: readonly Tool[]): ToolSpec[] {
-  return tools.map((t) => ({ name: t.name, description: t.description, input_schema: inputJsonSchema(t) as ToolSpec['input_schema'] }));
+  return tools.map((t) => ({
+    name: t.name,
+    description: t.description,
+    input_schema: inputJsonSchema(t) as ToolSpec['input_schema'],
+  }));
 }
 
 /**
@@ -51,7 +55,10 @@ export async function runLoop(o: LoopOptions): Promise<LoopResult> {
     const silent = stuck.observeTurn(uses.length);
     if (silent) return { kind: 'stuck', ...silent };
     if (uses.length === 0) {
-      const nudge = `Act with a tool. When you are done, call ${o.tools.filter((t) => t.terminal).map((t) => t.name).join(' or ')}.`;
+      const nudge = `Act with a tool. When you are done, call ${o.tools
+        .filter((t) => t.terminal)
+        .map((t) => t.name)
+        .join(' or ')}.`;
       const last = messages.at(-1);
       if (last?.role === 'user' && Array.isArray(last.content)) last.content.push({ type: 'text', text: nudge });
       else messages.push({ role: 'user', content: [{ type: 'text', text: nudge }] });
@@ -63,15 +70,29 @@ export async function runLoop(o: LoopOptions): Promise<LoopResult> {
     for (const use of uses) {
       if (done || stop) {
         // Every tool_use needs its tool_result, even the ones we do not run.
-        results.push({ type: 'tool_result', tool_use_id: use.id, content: 'not run: the stage ended with an earlier call', is_error: true });
+        results.push({
+          type: 'tool_result',
+          tool_use_id: use.id,
+          content: 'not run: the stage ended with an earlier call',
+          is_error: true,
+        });
         continue;
       }
       const answer = await callTool(o.tools, use.name, use.input, o.ctx, (r) => {
         o.trace?.write({ type: 'tool', stage: o.stage, ...r });
         o.onToolCall?.(r.tool, r.ok, r.errorCode);
       });
-      results.push({ type: 'tool_result', tool_use_id: use.id, content: answerText(answer), ...(answer.ok ? {} : { is_error: true }) });
-      stop = stuck.observeCall(use.name, use.input, answer.ok ? { ok: true } : { ok: false, code: answer.error.code, message: answer.error.message });
+      results.push({
+        type: 'tool_result',
+        tool_use_id: use.id,
+        content: answerText(answer),
+        ...(answer.ok ? {} : { is_error: true }),
+      });
+      stop = stuck.observeCall(
+        use.name,
+        use.input,
+        answer.ok ? { ok: true } : { ok: false, code: answer.error.code, message: answer.error.message },
+      );
       const tool = o.tools.find((t) => t.name === use.name);
       if (answer.ok && tool?.terminal) done = { kind: 'done', tool: use.name, input: tool.input.parse(use.input) };
     }
@@ -80,8 +101,13 @@ export async function runLoop(o: LoopOptions): Promise<LoopResult> {
     messages.push({ role: 'user', content: results });
     if (o.compaction) {
       const compacted = await maybeCompact(messages, o.compaction);
-      if (compacted > 0) o.trace?.write({ type: 'note', message: 'compacted', detail: { stage: o.stage, turn, outputs: compacted } });
+      if (compacted > 0)
+        o.trace?.write({ type: 'note', message: 'compacted', detail: { stage: o.stage, turn, outputs: compacted } });
     }
   }
-  return { kind: 'stuck', reason: 'budget-turns', evidence: `${o.maxTurns} model turns used without finishing the ${o.stage} stage` };
+  return {
+    kind: 'stuck',
+    reason: 'budget-turns',
+    evidence: `${o.maxTurns} model turns used without finishing the ${o.stage} stage`,
+  };
 }

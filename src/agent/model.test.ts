@@ -8,13 +8,27 @@ const log = pino({ level: 'silent' });
 const MODELS = { frontier: 'claude-opus-5-5', mid: 'claude-sonnet-5-5', fast: 'claude-haiku-5-5' };
 // The stand-in asks the SDK to wait 1 ms between its retries (as the API's retry-after does).
 const QUICK = { 'retry-after-ms': '1' };
-const REQUEST: ModelRequest = { stage: 'scope', tier: 'fast', system: 'rules', tools: [], messages: [{ role: 'user', content: 'hi' }] };
+const REQUEST: ModelRequest = {
+  stage: 'scope',
+  tier: 'fast',
+  system: 'rules',
+  tools: [],
+  messages: [{ role: 'user', content: 'hi' }],
+};
 
 let api: AnthropicStandIn;
 let spend: Spend;
 
 function client(opts: Partial<ModelClientOptions> = {}): ModelClient {
-  return new ModelClient({ apiKey: 'sk-ant-test', baseURL: api.url, models: MODELS, log, spend, streamRetryDelayMs: 0, ...opts });
+  return new ModelClient({
+    apiKey: 'sk-ant-test',
+    baseURL: api.url,
+    models: MODELS,
+    log,
+    spend,
+    streamRetryDelayMs: 0,
+    ...opts,
+  });
 }
 
 async function failure(p: Promise<unknown>): Promise<ModelError> {
@@ -102,7 +116,12 @@ describe('ModelClient against an unreliable model API', () => {
       const stop = new AbortController();
       setTimeout(() => stop.abort('maintainer'), 200);
       // Without the signal the SDK would time out after a minute and its retry would succeed.
-      const err = await client({ signal: stop.signal, timeoutMs: 60_000, streamIdleTimeoutMs: 60_000 }).call(REQUEST).then(() => undefined, (e: unknown) => e);
+      const err = await client({ signal: stop.signal, timeoutMs: 60_000, streamIdleTimeoutMs: 60_000 })
+        .call(REQUEST)
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
       expect(err).toBeInstanceOf(ModelCallAborted);
     }
     expect(attempts()).toBe(2);
@@ -120,7 +139,9 @@ describe('ModelClient against an unreliable model API', () => {
       const err = await failure(client({ maxRetries: 2 }).call(REQUEST));
       expect(err.kind).toBe('unavailable');
       expect(err.status).toBe(529);
-      expect(err.message).toBe('the model API kept failing for claude-haiku-5-5 (529 overloaded_error), 3 attempt(s) with backoff and retry-after: Overloaded');
+      expect(err.message).toBe(
+        'the model API kept failing for claude-haiku-5-5 (529 overloaded_error), 3 attempt(s) with backoff and retry-after: Overloaded',
+      );
       expect(attempts()).toBe(3);
       expect(api.requests).toHaveLength(0);
     } finally {
@@ -132,13 +153,18 @@ describe('ModelClient against an unreliable model API', () => {
     for (let i = 0; i < 3; i++) api.failNextMidStream('api_error', 'Internal server error');
     const err = await failure(client({ streamRetries: 2 }).call(REQUEST));
     expect(err.kind).toBe('unavailable');
-    expect(err.message).toBe("the model API's reply from claude-haiku-5-5 broke off 3 time(s) after it started streaming (last: api_error: Internal server error); giving up");
+    expect(err.message).toBe(
+      "the model API's reply from claude-haiku-5-5 broke off 3 time(s) after it started streaming (last: api_error: Internal server error); giving up",
+    );
     expect(attempts()).toBe(3);
     expect(spend.calls).toBe(3);
   });
 
   it('does not repeat a request the API refused', async () => {
-    api.failNext(400, { type: 'error', error: { type: 'invalid_request_error', message: 'prompt is too long: 210000 tokens > 200000 maximum' } });
+    api.failNext(400, {
+      type: 'error',
+      error: { type: 'invalid_request_error', message: 'prompt is too long: 210000 tokens > 200000 maximum' },
+    });
     const err = await failure(client().call(REQUEST));
     expect(err.kind).toBe('refused');
     expect(err.status).toBe(400);

@@ -58,8 +58,11 @@ export function withCacheBreakpoints(req: Pick<ModelRequest, 'system' | 'tools' 
   const tools = req.tools.map((t, i) => (i === req.tools.length - 1 ? { ...t, cache_control: EPHEMERAL } : t));
   const system: Anthropic.TextBlockParam[] = [{ type: 'text', text: sanitise(req.system), cache_control: EPHEMERAL }];
   const mark = (m: MessageParam): MessageParam => {
-    const blocks: Anthropic.ContentBlockParam[] = typeof m.content === 'string' ? [{ type: 'text', text: m.content }] : [...m.content];
-    const marked = blocks.map((b, i) => (i === blocks.length - 1 ? ({ ...b, cache_control: EPHEMERAL } as typeof b) : b));
+    const blocks: Anthropic.ContentBlockParam[] =
+      typeof m.content === 'string' ? [{ type: 'text', text: m.content }] : [...m.content];
+    const marked = blocks.map((b, i) =>
+      i === blocks.length - 1 ? ({ ...b, cache_control: EPHEMERAL } as typeof b) : b,
+    );
     return { ...m, content: marked } as MessageParam;
   };
   const last = req.messages.length - 1;
@@ -93,7 +96,13 @@ export class ModelCallAborted extends Error {
 }
 
 /** Error types the API sends for a request that would fail again unchanged. */
-const REFUSAL_TYPES = new Set(['invalid_request_error', 'authentication_error', 'permission_error', 'not_found_error', 'request_too_large']);
+const REFUSAL_TYPES = new Set([
+  'invalid_request_error',
+  'authentication_error',
+  'permission_error',
+  'not_found_error',
+  'request_too_large',
+]);
 
 function oneLine(s: string): string {
   return s.replace(/\s+/g, ' ').slice(0, 300);
@@ -111,18 +120,33 @@ function apiErrorDetail(err: InstanceType<typeof Anthropic.APIError>): { type?: 
 function toModelError(err: unknown, model: string, attempts: number, timeoutMs: number): unknown {
   if (err instanceof ModelError) return err;
   if (err instanceof Anthropic.APIConnectionTimeoutError) {
-    return new ModelError('unavailable', undefined, `the model API did not start answering a request to ${model} within ${timeoutMs} ms, ${attempts} attempt(s) with backoff`);
+    return new ModelError(
+      'unavailable',
+      undefined,
+      `the model API did not start answering a request to ${model} within ${timeoutMs} ms, ${attempts} attempt(s) with backoff`,
+    );
   }
   if (err instanceof Anthropic.APIConnectionError) {
-    return new ModelError('unavailable', undefined, `the model API could not be reached for ${model}, ${attempts} attempt(s) with backoff: ${oneLine(err.message)}`);
+    return new ModelError(
+      'unavailable',
+      undefined,
+      `the model API could not be reached for ${model}, ${attempts} attempt(s) with backoff: ${oneLine(err.message)}`,
+    );
   }
   if (err instanceof Anthropic.APIError) {
     const status = err.status;
     const { type, message } = apiErrorDetail(err);
-    const retryable = status !== undefined ? status === 408 || status === 409 || status === 429 || status >= 500 : type === undefined || !REFUSAL_TYPES.has(type);
+    const retryable =
+      status !== undefined
+        ? status === 408 || status === 409 || status === 429 || status >= 500
+        : type === undefined || !REFUSAL_TYPES.has(type);
     const what = [status, type].filter((x) => x !== undefined).join(' ') || 'no status';
     return retryable
-      ? new ModelError('unavailable', status, `the model API kept failing for ${model} (${what}), ${attempts} attempt(s) with backoff and retry-after: ${message}`)
+      ? new ModelError(
+          'unavailable',
+          status,
+          `the model API kept failing for ${model} (${what}), ${attempts} attempt(s) with backoff and retry-after: ${message}`,
+        )
       : new ModelError('refused', status, `the model API refused a request to ${model} (${what}): ${message}`);
   }
   return err;
@@ -232,8 +256,15 @@ export class ModelClient {
           `the model API's reply from ${model} broke off ${attempt + 1} time(s) after it started streaming (last: ${reason}); giving up`,
         );
       }
-      this.opts.log.warn({ stage: req.stage, model, attempt: attempt + 1, reason }, 'model stream broke off after it started; requesting it again');
-      this.opts.trace?.write({ type: 'note', message: 'model stream broke off; requesting it again', detail: { stage: req.stage, model, attempt: attempt + 1, reason } });
+      this.opts.log.warn(
+        { stage: req.stage, model, attempt: attempt + 1, reason },
+        'model stream broke off after it started; requesting it again',
+      );
+      this.opts.trace?.write({
+        type: 'note',
+        message: 'model stream broke off; requesting it again',
+        detail: { stage: req.stage, model, attempt: attempt + 1, reason },
+      });
       await new Promise((r) => setTimeout(r, this.limits.streamRetryDelayMs * (attempt + 1)));
     }
     this.account(req, model, message.usage, message.stop_reason, started);
@@ -241,7 +272,13 @@ export class ModelClient {
   }
 
   /** Adds one reply's usage to the job's spend and trace; `stopReason` null for a reply that broke off. */
-  private account(req: ModelRequest, model: string, u: Anthropic.Usage, stopReason: Anthropic.Message['stop_reason'], started: number): void {
+  private account(
+    req: ModelRequest,
+    model: string,
+    u: Anthropic.Usage,
+    stopReason: Anthropic.Message['stop_reason'],
+    started: number,
+  ): void {
     const usage = {
       input_tokens: u.input_tokens,
       output_tokens: u.output_tokens,
@@ -249,7 +286,16 @@ export class ModelClient {
       cache_read_input_tokens: u.cache_read_input_tokens ?? 0,
     };
     const costUsd = this.opts.spend.add(model, usage);
-    this.opts.trace?.write({ type: 'model', stage: req.stage, model, tier: req.tier, usage, costUsd, durationMs: Date.now() - started, stopReason });
+    this.opts.trace?.write({
+      type: 'model',
+      stage: req.stage,
+      model,
+      tier: req.tier,
+      usage,
+      costUsd,
+      durationMs: Date.now() - started,
+      stopReason,
+    });
   }
 
   /**
@@ -259,7 +305,10 @@ export class ModelClient {
    */
   private async streamOnce(
     params: Anthropic.MessageStreamParams,
-  ): Promise<{ ok: true; message: Anthropic.Message } | { ok: false; error: unknown; started: boolean; idle: boolean; usage?: Anthropic.Usage }> {
+  ): Promise<
+    | { ok: true; message: Anthropic.Message }
+    | { ok: false; error: unknown; started: boolean; idle: boolean; usage?: Anthropic.Usage }
+  > {
     const stream = this.client.messages.stream(params, this.opts.signal ? { signal: this.opts.signal } : undefined);
     let started = false;
     let idle = false;

@@ -7,7 +7,12 @@ export interface Price {
 }
 
 /** Cache multipliers of the published price list: 5-minute writes 1.25× input, reads 0.1× (0.05× on the 5.5 family). */
-const price = (input: number, output: number, readFactor = 0.1): Price => ({ input, output, cacheWrite: input * 1.25, cacheRead: input * readFactor });
+const price = (input: number, output: number, readFactor = 0.1): Price => ({
+  input,
+  output,
+  cacheWrite: input * 1.25,
+  cacheRead: input * readFactor,
+});
 
 // From the published price list (November 2026); first match wins, so newer and more
 // specific ids come first. Haiku 5.5 is priced for prompts up to 100k tokens.
@@ -41,7 +46,10 @@ export function costOf(model: string, u: Usage): number {
   const p = priceOf(model);
   if (!p) return 0;
   return (
-    (u.input_tokens * p.input + u.output_tokens * p.output + (u.cache_creation_input_tokens ?? 0) * p.cacheWrite + (u.cache_read_input_tokens ?? 0) * p.cacheRead) /
+    (u.input_tokens * p.input +
+      u.output_tokens * p.output +
+      (u.cache_creation_input_tokens ?? 0) * p.cacheWrite +
+      (u.cache_read_input_tokens ?? 0) * p.cacheRead) /
     1_000_000
   );
 }

@@ -31,7 +31,12 @@ export interface StuckLimits {
   cycleRepeats: number;
 }
 
-export const DEFAULT_STUCK_LIMITS: StuckLimits = { toolFailuresInARow: 5, sameFailingCall: 3, turnsWithoutAction: 3, cycleRepeats: 3 };
+export const DEFAULT_STUCK_LIMITS: StuckLimits = {
+  toolFailuresInARow: 5,
+  sameFailingCall: 3,
+  turnsWithoutAction: 3,
+  cycleRepeats: 3,
+};
 
 /** Tools whose success changes the work tree; any other call leaves it as it was. */
 const MUTATING = new Set(['edit_file', 'create_file']);
@@ -57,7 +62,11 @@ export class StuckDetector {
     return undefined;
   }
 
-  observeCall(tool: string, input: unknown, outcome: { ok: true } | { ok: false; code: string; message: string }): Stuck | undefined {
+  observeCall(
+    tool: string,
+    input: unknown,
+    outcome: { ok: true } | { ok: false; code: string; message: string },
+  ): Stuck | undefined {
     if (outcome.ok && MUTATING.has(tool)) this.sinceChange = [];
     else this.sinceChange.push(`${tool} ${JSON.stringify(input)}`);
     if (outcome.ok) {
@@ -70,10 +79,16 @@ export class StuckDetector {
     const same = (this.failingCalls.get(key) ?? 0) + 1;
     this.failingCalls.set(key, same);
     if (same >= this.limits.sameFailingCall) {
-      return { reason: 'repeated-action', evidence: `${tool} called ${same} times with the same input, failing each time with ${outcome.code}: ${outcome.message.split('\n')[0]}` };
+      return {
+        reason: 'repeated-action',
+        evidence: `${tool} called ${same} times with the same input, failing each time with ${outcome.code}: ${outcome.message.split('\n')[0]}`,
+      };
     }
     if (inARow >= this.limits.toolFailuresInARow) {
-      return { reason: 'retry-limit', evidence: `${tool} failed ${inARow} times in a row; last error ${outcome.code}: ${outcome.message.split('\n')[0]}` };
+      return {
+        reason: 'retry-limit',
+        evidence: `${tool} failed ${inARow} times in a row; last error ${outcome.code}: ${outcome.message.split('\n')[0]}`,
+      };
     }
     return this.findCycle();
   }

@@ -5,9 +5,28 @@ import { sanitise } from '../util/sanitise.js';
 
 export type TraceEvent =
   | { type: 'stage'; stage: string; phase: 'start' | 'end'; result?: string; durationMs?: number; detail?: unknown }
-  | { type: 'model'; stage: string; model: string; tier: string; usage: Record<string, number>; costUsd: number; durationMs: number; stopReason: string | null }
+  | {
+      type: 'model';
+      stage: string;
+      model: string;
+      tier: string;
+      usage: Record<string, number>;
+      costUsd: number;
+      durationMs: number;
+      stopReason: string | null;
+    }
   | { type: 'tool'; stage: string; tool: string; ok: boolean; errorCode?: string; durationMs: number; input: unknown }
-  | { type: 'command'; stage: string; name: string; command: string; exitCode: number | null; timedOut: boolean; durationMs: number; output: string; egress?: EgressReport }
+  | {
+      type: 'command';
+      stage: string;
+      name: string;
+      command: string;
+      exitCode: number | null;
+      timedOut: boolean;
+      durationMs: number;
+      output: string;
+      egress?: EgressReport;
+    }
   | { type: 'note'; message: string; detail?: unknown };
 
 /** The file name of a job's trace. */

@@ -16,7 +16,19 @@ function file(rel: string, text: string): string {
 
 describe('issue-agent config check', () => {
   it('says a valid file is valid and what it sets; reads .github/agent.yml of the working directory by default', async () => {
-    file('repo/.github/agent.yml', ['commands:', '  test: npm test', 'paths:', '  deny: [".github/**"]', 'max_rounds: 2', 'budgets:', '  max_cost_usd: 2.5', ''].join('\n'));
+    file(
+      'repo/.github/agent.yml',
+      [
+        'commands:',
+        '  test: npm test',
+        'paths:',
+        '  deny: [".github/**"]',
+        'max_rounds: 2',
+        'budgets:',
+        '  max_cost_usd: 2.5',
+        '',
+      ].join('\n'),
+    );
     const r = await runCli(['config', 'check'], { cwd: path.join(tmp.dir, 'repo') });
     expect(r.status).toBe(0);
     expect(r.stderr).toBe('');
@@ -40,14 +52,25 @@ describe('issue-agent config check', () => {
   });
 
   it('explains each problem with its line and field and exits 1', async () => {
-    const p = file('bad.yml', ['trigger_label: agent', 'max_rounds: 12', 'budgets:', '  max_cost: 3', 'paths:', '  allow: "src/**"', ''].join('\n'));
+    const p = file(
+      'bad.yml',
+      ['trigger_label: agent', 'max_rounds: 12', 'budgets:', '  max_cost: 3', 'paths:', '  allow: "src/**"', ''].join(
+        '\n',
+      ),
+    );
     const r = await runCli(['config', 'check', p]);
     expect(r.status).toBe(1);
     expect(r.stdout.split('\n')).toEqual([
       `${p}: invalid, 3 problems`,
-      expect.stringMatching(/^ {2}line 2, field max_rounds: 12 is above the maximum of 10 — expected: a whole number from 1 to 10 \(code ⇄ validate rounds before escalating \(default 3\)\)$/),
-      expect.stringMatching(/^ {2}line 4, field budgets\.max_cost: unknown key "max_cost" in budgets \(did you mean max_cost_usd\?\) — expected: one of the keys max_model_calls, /),
-      expect.stringMatching(/^ {2}line 6, field paths\.allow: is text \("src\/\*\*"\), not a list — expected: a list of strings/),
+      expect.stringMatching(
+        /^ {2}line 2, field max_rounds: 12 is above the maximum of 10 — expected: a whole number from 1 to 10 \(code ⇄ validate rounds before escalating \(default 3\)\)$/,
+      ),
+      expect.stringMatching(
+        /^ {2}line 4, field budgets\.max_cost: unknown key "max_cost" in budgets \(did you mean max_cost_usd\?\) — expected: one of the keys max_model_calls, /,
+      ),
+      expect.stringMatching(
+        /^ {2}line 6, field paths\.allow: is text \("src\/\*\*"\), not a list — expected: a list of strings/,
+      ),
       '',
     ]);
   });
@@ -60,6 +83,8 @@ describe('issue-agent config check', () => {
 
     const missing = await runCli(['config', 'check', path.join(tmp.dir, 'nothing.yml')]);
     expect(missing.status).toBe(2);
-    expect(missing.stderr).toContain(`cannot read ${path.join(tmp.dir, 'nothing.yml')}: no such file. A repository without .github/agent.yml runs with the defaults.`);
+    expect(missing.stderr).toContain(
+      `cannot read ${path.join(tmp.dir, 'nothing.yml')}: no such file. A repository without .github/agent.yml runs with the defaults.`,
+    );
   });
 });

@@ -1,10 +1,24 @@
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { budgetsOf, checkpointOf, parseRepoConfig, REPO_CONFIG_PATH, RepoConfigError, triggerLabelOf, type ConfigProblem, type RepoConfig } from '../config/repo-config.js';
+import {
+  budgetsOf,
+  checkpointOf,
+  parseRepoConfig,
+  REPO_CONFIG_PATH,
+  RepoConfigError,
+  triggerLabelOf,
+  type ConfigProblem,
+  type RepoConfig,
+} from '../config/repo-config.js';
 
 /** `line 4, field budgets.max_cost_usd: "ten" is text, not a number — expected: …` */
 export function problemLine(p: ConfigProblem): string {
-  const where = [p.line !== undefined ? `line ${p.line}` : undefined, p.field === '(top level)' ? 'top level' : `field ${p.field}`].filter(Boolean).join(', ');
+  const where = [
+    p.line !== undefined ? `line ${p.line}` : undefined,
+    p.field === '(top level)' ? 'top level' : `field ${p.field}`,
+  ]
+    .filter(Boolean)
+    .join(', ');
   return `${where}: ${p.problem}${p.expected ? ` — expected: ${p.expected}` : ''}`;
 }
 
@@ -20,7 +34,7 @@ export function summarise(c: RepoConfig): string[] {
   return [
     `trigger label: ${quote(triggerLabelOf(c))}${set(c.trigger_label)}`,
     `commands: ${commands.length ? commands.map(([k, v]) => `${k} ${quote(v)}`).join(', ') : 'none named, detected from the repository'}${commands.length && commands.length < 4 ? ' (the rest detected)' : ''}`,
-    `install network: ${c.install_network ?? 'registries'}${set(c.install_network)}${c.install_network === 'full' ? ' (honoured only where the app\'s operator sets SANDBOX_ALLOW_HOST_NETWORK=1)' : ''}${c.install_registries ? `; registries narrowed to ${c.install_registries.join(', ')}` : ''}`,
+    `install network: ${c.install_network ?? 'registries'}${set(c.install_network)}${c.install_network === 'full' ? " (honoured only where the app's operator sets SANDBOX_ALLOW_HOST_NETWORK=1)" : ''}${c.install_registries ? `; registries narrowed to ${c.install_registries.join(', ')}` : ''}`,
     `paths: ${c.paths?.allow ? `allow ${c.paths.allow.join(', ')}` : 'every file'}${c.paths?.deny?.length ? `; deny ${c.paths.deny.join(', ')}` : ''}${set(c.paths)}`,
     `rounds: ${c.max_rounds ?? 3}${set(c.max_rounds)}`,
     `checkpoint after planning: confidence below ${cp.minConfidence}, more than ${cp.maxFiles} files or ${cp.maxLines} lines${set(c.checkpoint)}`,
@@ -51,17 +65,31 @@ export function checkConfigFile(target: string | undefined, cwd = process.cwd())
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : (code ?? String(err));
-    return { code: 2, stdout: '', stderr: `issue-agent config check: cannot read ${file}: ${why}. A repository without ${REPO_CONFIG_PATH} runs with the defaults.\n` };
+    return {
+      code: 2,
+      stdout: '',
+      stderr: `issue-agent config check: cannot read ${file}: ${why}. A repository without ${REPO_CONFIG_PATH} runs with the defaults.\n`,
+    };
   }
   const rel = path.relative(cwd, file);
   const shown = rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : file;
   try {
     // The operator's policy is not known here: "full" is valid for a host that allows it, and said so.
     const config = parseRepoConfig(text, { allowHostNetwork: true });
-    return { code: 0, stdout: `${shown}: valid\n${summarise(config).map((l) => `  ${l}\n`).join('')}`, stderr: '' };
+    return {
+      code: 0,
+      stdout: `${shown}: valid\n${summarise(config)
+        .map((l) => `  ${l}\n`)
+        .join('')}`,
+      stderr: '',
+    };
   } catch (err) {
     if (!(err instanceof RepoConfigError)) throw err;
     const n = err.problems.length;
-    return { code: 1, stdout: `${shown}: invalid, ${n} problem${n === 1 ? '' : 's'}\n${err.problems.map((p) => `  ${problemLine(p)}\n`).join('')}`, stderr: '' };
+    return {
+      code: 1,
+      stdout: `${shown}: invalid, ${n} problem${n === 1 ? '' : 's'}\n${err.problems.map((p) => `  ${problemLine(p)}\n`).join('')}`,
+      stderr: '',
+    };
   }
 }

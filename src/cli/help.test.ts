@@ -24,16 +24,28 @@ describe('issue-agent --help', () => {
 
   it('says what run needs and what its exit codes mean', async () => {
     const r = await runCli(['run', '--help']);
-    for (const text of ['--repo <path>', '--task <text>', '--issue-file <file>', '--sandbox <backend>', 'ANTHROPIC_API_KEY', 'ANTHROPIC_BASE_URL', 'agent/issue-<n>-<slug>']) {
+    for (const text of [
+      '--repo <path>',
+      '--task <text>',
+      '--issue-file <file>',
+      '--sandbox <backend>',
+      'ANTHROPIC_API_KEY',
+      'ANTHROPIC_BASE_URL',
+      'agent/issue-<n>-<slug>',
+    ]) {
       expect(r.stdout).toContain(text);
     }
     expect(r.stdout).toMatch(/\(choices: "bwrap",\s+"none", default: "bwrap"\)/);
-    expect(r.stdout).toMatch(/Exit codes:\n {2}0 +a branch and its report were left\n {2}1 +the job stopped without a branch/);
+    expect(r.stdout).toMatch(
+      /Exit codes:\n {2}0 +a branch and its report were left\n {2}1 +the job stopped without a branch/,
+    );
   });
 
   it('exits 2 on a usage error and names it', async () => {
     const r = await runCli(['run', '--sandbox', 'docker', '--task', 'x']);
     expect(r.status).toBe(2);
-    expect(r.stderr).toContain("error: option '--sandbox <backend>' argument 'docker' is invalid. Allowed choices are bwrap, none.");
+    expect(r.stderr).toContain(
+      "error: option '--sandbox <backend>' argument 'docker' is invalid. Allowed choices are bwrap, none.",
+    );
   });
 });

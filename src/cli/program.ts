@@ -8,11 +8,14 @@ import type { RunOptions } from './run.js';
 import { printTrace } from './trace.js';
 
 // src/cli/ and dist/cli/ are both two levels below the package root.
-const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const VERSION = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 function positiveInt(value: string): number {
   const n = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number above 0');
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1)
+    throw new InvalidArgumentError('expected a whole number above 0');
   return n;
 }
 
@@ -55,21 +58,41 @@ export function buildProgram(): Command {
   const program = new Command()
     .name('issue-agent')
     .version(VERSION)
-    .description('Turns scoped GitHub issues into tested pull requests. `npm start` runs the GitHub App; these commands run a task on a local checkout and inspect jobs and config.')
+    .description(
+      'Turns scoped GitHub issues into tested pull requests. `npm start` runs the GitHub App; these commands run a task on a local checkout and inspect jobs and config.',
+    )
     .showHelpAfterError('(add --help for usage)')
     // Usage errors exit 2, like "nothing ran" of `run`; help and --version exit 0.
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT.cannotStart));
 
   program
     .command('run')
-    .description('run scope → plan → code → validate on a local checkout, without GitHub or Redis; leaves a branch and a report')
+    .description(
+      'run scope → plan → code → validate on a local checkout, without GitHub or Redis; leaves a branch and a report',
+    )
     .option('--repo <path>', 'the git checkout to work on', '.')
-    .addOption(new Option('--task <text>', 'the task: first line the title, the rest the description').conflicts('issueFile'))
+    .addOption(
+      new Option('--task <text>', 'the task: first line the title, the rest the description').conflicts('issueFile'),
+    )
     .option('--issue-file <file>', 'read the task from a file ("-" reads standard input)')
-    .option('--base <branch>', 'the branch to start from and read rules and config from (default: the checked-out branch)')
-    .option('--number <n>', 'the task number in the branch name agent/issue-<n>-<slug> (default: one more than the highest agent/issue-N branch)', positiveInt)
+    .option(
+      '--base <branch>',
+      'the branch to start from and read rules and config from (default: the checked-out branch)',
+    )
+    .option(
+      '--number <n>',
+      'the task number in the branch name agent/issue-<n>-<slug> (default: one more than the highest agent/issue-N branch)',
+      positiveInt,
+    )
     .option('--report <file>', 'where to write the report (default: <git dir>/issue-agent/report-<branch>.md)')
-    .addOption(new Option('--sandbox <backend>', 'how repository commands run: bwrap (bubblewrap) or none (no isolation: trusted code only)').choices(['bwrap', 'none']).default('bwrap'))
+    .addOption(
+      new Option(
+        '--sandbox <backend>',
+        'how repository commands run: bwrap (bubblewrap) or none (no isolation: trusted code only)',
+      )
+        .choices(['bwrap', 'none'])
+        .default('bwrap'),
+    )
     .option('--data-dir <dir>', 'mirrors, work trees and traces (default: $DATA_DIR or <git dir>/issue-agent)')
     .option('--verbose', "log the pipeline's details (pino JSON) to stderr")
     .addHelpText('after', RUN_HELP)
@@ -94,12 +117,17 @@ export function buildProgram(): Command {
   program
     .command('trace')
     .description("print a job's trace as a timeline (stage, step, tool, outcome, tokens, cost)")
-    .argument('<job>', 'a job id such as owner/repo/issues/12/attempt-1, or a trace file (`run` prints the path of its own)')
+    .argument(
+      '<job>',
+      'a job id such as owner/repo/issues/12/attempt-1, or a trace file (`run` prints the path of its own)',
+    )
     .option('--json', 'print the raw JSONL trace')
     .option('--data-dir <dir>', 'where traces are kept (default: $DATA_DIR or .data)')
     .action((job: string, opts: { json?: boolean; dataDir?: string }) => {
       try {
-        process.stdout.write(`${printTrace(job, { json: opts.json, dataDir: path.resolve(opts.dataDir ?? process.env.DATA_DIR ?? '.data') })}\n`);
+        process.stdout.write(
+          `${printTrace(job, { json: opts.json, dataDir: path.resolve(opts.dataDir ?? process.env.DATA_DIR ?? '.data') })}\n`,
+        );
       } catch (err) {
         process.stderr.write(`issue-agent trace: ${err instanceof Error ? err.message : String(err)}\n`);
         process.exitCode = 1;
@@ -108,13 +136,18 @@ export function buildProgram(): Command {
 
   program
     .command('inbox')
-    .description('show the webhook work waiting in Redis, being handled and dead (failed every try), and put dead work back')
+    .description(
+      'show the webhook work waiting in Redis, being handled and dead (failed every try), and put dead work back',
+    )
     .option('--redis <url>', 'the Redis the app uses (default: $REDIS_URL or redis://127.0.0.1:6379)')
     .option('--requeue-dead', 'move every dead item back to the inbox, for a running web process to do again')
     .action(async (opts: { redis?: string; requeueDead?: boolean }) => {
       const { inboxCommand } = await import('./inbox.js');
       try {
-        process.exitCode = await inboxCommand({ redis: opts.redis ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', requeueDead: opts.requeueDead }, (t) => process.stdout.write(t));
+        process.exitCode = await inboxCommand(
+          { redis: opts.redis ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', requeueDead: opts.requeueDead },
+          (t) => process.stdout.write(t),
+        );
       } catch (err) {
         process.stderr.write(`issue-agent inbox: ${err instanceof Error ? err.message : String(err)}\n`);
         process.exitCode = 1;
@@ -124,7 +157,9 @@ export function buildProgram(): Command {
   const config = program.command('config').description(`work with a repository's ${REPO_CONFIG_PATH}`);
   config
     .command('check')
-    .description(`validate a ${REPO_CONFIG_PATH} exactly as the app reads it, and explain each problem with its line and field`)
+    .description(
+      `validate a ${REPO_CONFIG_PATH} exactly as the app reads it, and explain each problem with its line and field`,
+    )
     .argument('[path]', `the file, or a checkout to read ${REPO_CONFIG_PATH} from`, REPO_CONFIG_PATH)
     .addHelpText('after', CONFIG_CHECK_HELP)
     .action((target: string) => {

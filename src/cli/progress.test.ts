@@ -11,7 +11,15 @@ describe('Progress', () => {
     p.status({ phase: 'planning', spend: '1 model calls, 10 input tokens (0 cached), 5 output tokens, $0.0001' });
     p.status({ phase: 'planning', checks: [{ command: 'npm test', before: false }] });
     p.status({ phase: 'coding', round: { n: 1, of: 3 }, spend, checks: [{ command: 'npm test', before: false }] });
-    p.status({ phase: 'validating', round: { n: 1, of: 3 }, spend, checks: [{ command: 'npm test', before: false, after: true }, { command: 'npm run lint', after: false }] });
+    p.status({
+      phase: 'validating',
+      round: { n: 1, of: 3 },
+      spend,
+      checks: [
+        { command: 'npm test', before: false, after: true },
+        { command: 'npm run lint', after: false },
+      ],
+    });
     p.stop();
     expect(out).toBe(
       [
@@ -36,7 +44,9 @@ describe('Progress', () => {
   });
 
   it('shortens the spend to calls and dollars', () => {
-    expect(shortSpend('12 model calls, 9 input tokens (0 cached), 1 output tokens, $1.5000')).toBe('12 model calls, $1.5000');
+    expect(shortSpend('12 model calls, 9 input tokens (0 cached), 1 output tokens, $1.5000')).toBe(
+      '12 model calls, $1.5000',
+    );
     expect(shortSpend('something else')).toBe('something else');
   });
 });

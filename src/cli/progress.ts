@@ -2,7 +2,13 @@ import type { StatusCheck, StatusState } from '../report/status.js';
 
 type Stage = 'scoping' | 'planning' | 'coding' | 'validating' | 'delivering';
 const STAGES: readonly Stage[] = ['scoping', 'planning', 'coding', 'validating', 'delivering'];
-const LABEL: Record<Stage, string> = { scoping: 'scope', planning: 'plan', coding: 'code', validating: 'validate', delivering: 'deliver' };
+const LABEL: Record<Stage, string> = {
+  scoping: 'scope',
+  planning: 'plan',
+  coding: 'code',
+  validating: 'validate',
+  delivering: 'deliver',
+};
 const FRAMES = '⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏';
 
 export interface ProgressOptions {
@@ -29,7 +35,8 @@ function verdict(ok: boolean | undefined): string {
 /** The checks as one line: the baseline before any change, or the latest results with the baseline beside them. */
 export function describeChecks(checks: readonly StatusCheck[] | undefined): string | undefined {
   if (!checks?.length) return undefined;
-  if (checks.every((c) => c.after === undefined)) return `checks before the change: ${checks.map((c) => `${c.command} ${verdict(c.before)}`).join('; ')}`;
+  if (checks.every((c) => c.after === undefined))
+    return `checks before the change: ${checks.map((c) => `${c.command} ${verdict(c.before)}`).join('; ')}`;
   return `checks: ${checks.map((c) => `${c.command} ${verdict(c.after)}${c.before === undefined ? '' : ` (before the change: ${verdict(c.before)})`}`).join('; ')}`;
 }
 
@@ -53,7 +60,8 @@ export class Progress {
   /** The pipeline's status hook: prints what changed. */
   status(s: Readonly<StatusState>): void {
     if (isStage(s.phase)) {
-      const round = (s.phase === 'coding' || s.phase === 'validating') && s.round ? ` (round ${s.round.n}/${s.round.of})` : '';
+      const round =
+        (s.phase === 'coding' || s.phase === 'validating') && s.round ? ` (round ${s.round.n}/${s.round.of})` : '';
       const label = `[${STAGES.indexOf(s.phase) + 1}/${STAGES.length}] ${LABEL[s.phase]}${round}`;
       if (label !== this.label) {
         this.label = label;

@@ -66,22 +66,32 @@ describe('issue-agent run', () => {
       /^ {2}report: .*report-agent-issue-1-add-returns-the-wrong-sum\.md$/,
       /^ {2}spend: 8 model calls, [\d,]+ input tokens, [\d,]+ output tokens, \$\d+\.\d{4}, [\d.]+ s$/,
     ].map(at);
-    expect(order.every((i) => i >= 0), r.stdout).toBe(true);
+    expect(
+      order.every((i) => i >= 0),
+      r.stdout,
+    ).toBe(true);
     expect([...order].sort((a, b) => a - b)).toEqual(order);
     // Not a terminal: no escape codes, no spinner.
     expect(r.stdout).not.toMatch(/\x1b|\r/);
 
     // The branch is in the checkout, with the fix; the checkout itself is as it was.
     expect(`${sh(repo, 'show', `${BRANCH}:add.js`)}\n`).toBe(FIXED);
-    expect(sh(repo, 'log', '-1', '--format=%an <%ae>%n%s', BRANCH)).toBe(`issue-agent <issue-agent@localhost>\n${TITLE}`);
+    expect(sh(repo, 'log', '-1', '--format=%an <%ae>%n%s', BRANCH)).toBe(
+      `issue-agent <issue-agent@localhost>\n${TITLE}`,
+    );
     expect(sh(repo, 'symbolic-ref', '--short', 'HEAD')).toBe('main');
     expect(sh(repo, 'status', '--porcelain')).toBe('');
     expect(readFileSync(path.join(repo, 'add.js'), 'utf8')).toBe(CALC_REPO['add.js']);
     // The job's work tree is gone; mirror and trace stay under .git.
     expect(readdirSync(path.join(repo, '.git/issue-agent/worktrees'))).toEqual([]);
 
-    const report = readFileSync(path.join(repo, '.git/issue-agent/report-agent-issue-1-add-returns-the-wrong-sum.md'), 'utf8');
-    expect(report).toMatch(new RegExp(`^# ${TITLE.replace(/[()]/g, '\\$&')}\n\nBranch \`${BRANCH}\` \\([0-9a-f]{12}\\) from \`main\``));
+    const report = readFileSync(
+      path.join(repo, '.git/issue-agent/report-agent-issue-1-add-returns-the-wrong-sum.md'),
+      'utf8',
+    );
+    expect(report).toMatch(
+      new RegExp(`^# ${TITLE.replace(/[()]/g, '\\$&')}\n\nBranch \`${BRANCH}\` \\([0-9a-f]{12}\\) from \`main\``),
+    );
     expect(report).toContain(`### Plan\n${CALC_PLAN.summary}\n\n1. ${CALC_PLAN.steps[0]}`);
     expect(report).toMatch(/\| `npm test` \| ✅ passed \| [\d.]+ s \| failed \|/);
     expect(report).toMatch(/### Change\n```\nadd\.js \| 1 -\n 1 file changed, 1 deletion\(-\)\n```/);
@@ -100,7 +110,9 @@ describe('issue-agent run', () => {
     expect(traceCommand).toBeDefined();
     const trace = await runCli(['trace', traceCommand!]);
     expect(trace.status).toBe(0);
-    expect(trace.stdout).toMatch(/── scope start[\s\S]*── plan start[\s\S]*── code start[\s\S]*── validate end \(passed\)/);
+    expect(trace.stdout).toMatch(
+      /── scope start[\s\S]*── plan start[\s\S]*── code start[\s\S]*── validate end \(passed\)/,
+    );
     expect(readFileSync(traceCommand!, 'utf8')).not.toContain(KEY);
   });
 
@@ -115,7 +127,9 @@ describe('issue-agent run', () => {
     expect(r.stdout).toMatch(/^ {2}failing command: npm test$/m);
     expect(r.stdout).toMatch(/^ {2}work in progress: branch agent\/wip\/issue-1-attempt-1 \([0-9a-f]{12}\) in /m);
 
-    expect(sh(repo, 'for-each-ref', '--format=%(refname:short)', 'refs/heads/agent/')).toBe('agent/wip/issue-1-attempt-1');
+    expect(sh(repo, 'for-each-ref', '--format=%(refname:short)', 'refs/heads/agent/')).toBe(
+      'agent/wip/issue-1-attempt-1',
+    );
     expect(sh(repo, 'symbolic-ref', '--short', 'HEAD')).toBe('main');
     const reportPath = /^ {2}report: (.+)$/m.exec(r.stdout)?.[1];
     const report = readFileSync(reportPath!, 'utf8');
@@ -134,7 +148,9 @@ describe('issue-agent run', () => {
     const repo = checkout({ '.github/agent.yml': 'max_rounds: 12\nbudgets:\n  max_cost: 3\n' });
     const before = anthropic.attempts;
 
-    const noKey = await runCli(['run', '--repo', repo, '--task', TITLE], { env: { ANTHROPIC_BASE_URL: anthropic.url } });
+    const noKey = await runCli(['run', '--repo', repo, '--task', TITLE], {
+      env: { ANTHROPIC_BASE_URL: anthropic.url },
+    });
     expect(noKey.status).toBe(2);
     expect(noKey.stderr).toMatch(/^issue-agent run: ANTHROPIC_API_KEY is not set/);
 
@@ -142,7 +158,9 @@ describe('issue-agent run', () => {
     expect(invalid.status).toBe(2);
     expect(invalid.stderr).toContain('.github/agent.yml on main is invalid, so nothing ran');
     expect(invalid.stderr).toMatch(/^ {2}line 1, field max_rounds: 12 is above the maximum of 10 — expected: /m);
-    expect(invalid.stderr).toMatch(/^ {2}line 3, field budgets\.max_cost: unknown key "max_cost" in budgets \(did you mean max_cost_usd\?\)/m);
+    expect(invalid.stderr).toMatch(
+      /^ {2}line 3, field budgets\.max_cost: unknown key "max_cost" in budgets \(did you mean max_cost_usd\?\)/m,
+    );
 
     const both = await runCli(['run', '--repo', repo, '--task', TITLE, '--issue-file', 'x.md'], { env: modelEnv() });
     expect(both.status).toBe(2);

@@ -59,7 +59,10 @@ async function gitOut(args: string[], cwd: string): Promise<string> {
 }
 
 /** The checkout's top directory, its git directory and the branch to start from. */
-async function resolveCheckout(repo: string, base: string | undefined): Promise<{ dir: string; gitDir: string; base: string; baseSha: string; dirty: boolean }> {
+async function resolveCheckout(
+  repo: string,
+  base: string | undefined,
+): Promise<{ dir: string; gitDir: string; base: string; baseSha: string; dirty: boolean }> {
   const at = path.resolve(repo);
   if (!existsSync(at)) throw new CannotStart(`--repo ${repo}: no such directory`);
   let dir: string;
@@ -72,10 +75,14 @@ async function resolveCheckout(repo: string, base: string | undefined): Promise<
   let branch = base;
   if (branch === undefined) {
     branch = await gitOut(['symbolic-ref', '--short', '-q', 'HEAD'], dir).catch(() => '');
-    if (!branch) throw new CannotStart(`${dir} has a detached HEAD: check out the branch to start from, or name it with --base`);
+    if (!branch)
+      throw new CannotStart(`${dir} has a detached HEAD: check out the branch to start from, or name it with --base`);
   }
   const baseSha = await gitOut(['rev-parse', '--verify', '-q', `refs/heads/${branch}^{commit}`], dir).catch(() => '');
-  if (!baseSha) throw new CannotStart(`${dir} has no branch "${branch}" with a commit${base === undefined ? ' yet: commit something first' : ''}`);
+  if (!baseSha)
+    throw new CannotStart(
+      `${dir} has no branch "${branch}" with a commit${base === undefined ? ' yet: commit something first' : ''}`,
+    );
   const dirty = (await gitOut(['status', '--porcelain', '--untracked-files=no'], dir)) !== '';
   return { dir, gitDir, base: branch, baseSha, dirty };
 }
@@ -83,7 +90,10 @@ async function resolveCheckout(repo: string, base: string | undefined): Promise<
 /** One more than the highest `agent/issue-N-…` (or `agent/wip/issue-N-…`) branch in the checkout. */
 async function nextTaskNumber(dir: string): Promise<number> {
   const refs = (await gitOut(['for-each-ref', '--format=%(refname:short)', 'refs/heads/agent/'], dir)).split('\n');
-  const numbers = refs.map((r) => /^agent\/(?:wip\/)?issue-(\d+)(?:-|$)/.exec(r)?.[1]).filter((n): n is string => n !== undefined).map(Number);
+  const numbers = refs
+    .map((r) => /^agent\/(?:wip\/)?issue-(\d+)(?:-|$)/.exec(r)?.[1])
+    .filter((n): n is string => n !== undefined)
+    .map(Number);
   return Math.max(0, ...numbers) + 1;
 }
 
@@ -103,7 +113,12 @@ function spendOf(traceFile: string): string | undefined {
   const notes = readFileSync(traceFile, 'utf8')
     .split('\n')
     .filter((l) => l.includes('"message":"spend"'))
-    .map((l) => JSON.parse(l) as { detail?: { modelCalls: number; inputTokens: number; outputTokens: number; costUsd: number; seconds: number } });
+    .map(
+      (l) =>
+        JSON.parse(l) as {
+          detail?: { modelCalls: number; inputTokens: number; outputTokens: number; costUsd: number; seconds: number };
+        },
+    );
   const d = notes.at(-1)?.detail;
   if (!d) return undefined;
   return `${d.modelCalls} model call${d.modelCalls === 1 ? '' : 's'}, ${d.inputTokens.toLocaleString('en-US')} input tokens, ${d.outputTokens.toLocaleString('en-US')} output tokens, $${d.costUsd.toFixed(4)}, ${d.seconds.toFixed(1)} s`;
@@ -127,69 +142,117 @@ export async function runLocal(opts: RunOptions, io: RunIo): Promise<number> {
 }
 
 async function run(opts: RunOptions, io: RunIo): Promise<number> {
-  if ((opts.task === undefined) === (opts.issueFile === undefined)) throw new CannotStart('give the task with exactly one of --task TEXT or --issue-file FILE');
+  if ((opts.task === undefined) === (opts.issueFile === undefined))
+    throw new CannotStart('give the task with exactly one of --task TEXT or --issue-file FILE');
   let text = opts.task ?? '';
   if (opts.issueFile !== undefined) {
     try {
       text = opts.issueFile === '-' ? io.stdin() : readFileSync(opts.issueFile, 'utf8');
     } catch (err) {
-      throw new CannotStart(`--issue-file ${opts.issueFile}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : String(err)}`);
+      throw new CannotStart(
+        `--issue-file ${opts.issueFile}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : String(err)}`,
+      );
     }
   }
   const task = taskFrom(text);
-  if (opts.number !== undefined && !(Number.isInteger(opts.number) && opts.number > 0)) throw new CannotStart(`--number ${opts.number}: expected a whole number above 0`);
+  if (opts.number !== undefined && !(Number.isInteger(opts.number) && opts.number > 0))
+    throw new CannotStart(`--number ${opts.number}: expected a whole number above 0`);
 
   // Only what the CLI uses is read, so an unrelated variable of the app's cannot stop it.
   const pick = (names: string[]) => Object.fromEntries(names.map((n) => [n, io.env[n]]));
-  const env = parseEnv(pick(['ANTHROPIC_API_KEY', 'ANTHROPIC_BASE_URL', 'MODEL_FRONTIER', 'MODEL_MID', 'MODEL_FAST', 'LOG_LEVEL']));
+  const env = parseEnv(
+    pick(['ANTHROPIC_API_KEY', 'ANTHROPIC_BASE_URL', 'MODEL_FRONTIER', 'MODEL_MID', 'MODEL_FAST', 'LOG_LEVEL']),
+  );
   if (!env.ANTHROPIC_API_KEY) {
-    throw new CannotStart('ANTHROPIC_API_KEY is not set: the pipeline calls the model with it. Export it (and ANTHROPIC_BASE_URL for a gateway or proxy), then run again.');
+    throw new CannotStart(
+      'ANTHROPIC_API_KEY is not set: the pipeline calls the model with it. Export it (and ANTHROPIC_BASE_URL for a gateway or proxy), then run again.',
+    );
   }
   registerSecret(env.ANTHROPIC_API_KEY);
 
   const checkout = await resolveCheckout(opts.repo, opts.base);
-  const name = path.basename(checkout.dir).replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 100) || 'repo';
+  const name =
+    path
+      .basename(checkout.dir)
+      .replace(/[^A-Za-z0-9_.-]/g, '-')
+      .slice(0, 100) || 'repo';
   const number = opts.number ?? (await nextTaskNumber(checkout.dir));
   const branch = branchName(number, task.title);
   const dataDir = path.resolve(opts.dataDir ?? io.env.DATA_DIR ?? path.join(checkout.gitDir, 'issue-agent'));
-  const reportPath = path.resolve(opts.report ?? path.join(checkout.gitDir, 'issue-agent', `report-${branch.replace(/\//g, '-')}.md`));
+  const reportPath = path.resolve(
+    opts.report ?? path.join(checkout.gitDir, 'issue-agent', `report-${branch.replace(/\//g, '-')}.md`),
+  );
   const owner = 'local';
   const sender = localUser(io.env);
   let attempt = 1;
-  while (existsSync(path.join(dataDir, 'traces', traceFileName(jobId({ owner, repo: name, issueNumber: number, attempt }))))) attempt++;
-  const job: JobData = { kind: 'issue', installationId: 1, owner, repo: name, issueNumber: number, deliveryId: 'cli', sender, attempt };
+  while (
+    existsSync(path.join(dataDir, 'traces', traceFileName(jobId({ owner, repo: name, issueNumber: number, attempt }))))
+  )
+    attempt++;
+  const job: JobData = {
+    kind: 'issue',
+    installationId: 1,
+    owner,
+    repo: name,
+    issueNumber: number,
+    deliveryId: 'cli',
+    sender,
+    attempt,
+  };
   const traceFile = path.join(dataDir, 'traces', traceFileName(jobId(job)));
 
-  const host = new LocalRepo({ dir: checkout.dir, ref: { owner, repo: name }, baseBranch: checkout.base, task: { number, ...task, author: sender }, reportPath });
+  const host = new LocalRepo({
+    dir: checkout.dir,
+    ref: { owner, repo: name },
+    baseBranch: checkout.base,
+    task: { number, ...task, author: sender },
+    reportPath,
+  });
   // The pipeline would explain an invalid file in a comment; here it is said before anything starts.
   let repoConfig: RepoConfig;
   try {
-    repoConfig = parseRepoConfig(await host.fileText(REPO_CONFIG_PATH, checkout.base), { allowHostNetwork: env.SANDBOX_ALLOW_HOST_NETWORK });
+    repoConfig = parseRepoConfig(await host.fileText(REPO_CONFIG_PATH, checkout.base), {
+      allowHostNetwork: env.SANDBOX_ALLOW_HOST_NETWORK,
+    });
   } catch (err) {
     if (!(err instanceof RepoConfigError)) throw err;
     const lines = err.problems.map((p) => `  ${problemLine(p)}`);
-    throw new CannotStart(`${REPO_CONFIG_PATH} on ${checkout.base} is invalid, so nothing ran:\n${lines.join('\n')}\nFix it (issue-agent config check checks the file), commit, and run again.`);
+    throw new CannotStart(
+      `${REPO_CONFIG_PATH} on ${checkout.base} is invalid, so nothing ran:\n${lines.join('\n')}\nFix it (issue-agent config check checks the file), commit, and run again.`,
+    );
   }
 
-  const log = createLogger(opts.verbose ? 'debug' : io.env.LOG_LEVEL ? env.LOG_LEVEL : 'warn', pino.destination({ fd: 2, sync: true }));
+  const log = createLogger(
+    opts.verbose ? 'debug' : io.env.LOG_LEVEL ? env.LOG_LEVEL : 'warn',
+    pino.destination({ fd: 2, sync: true }),
+  );
   let runner: Runner;
   try {
-    runner = createRunner(opts.sandbox === 'none' ? 'unsandboxed' : 'bwrap', log, { allowRootMapped: env.SANDBOX_ALLOW_ROOT_MAPPED });
+    runner = createRunner(opts.sandbox === 'none' ? 'unsandboxed' : 'bwrap', log, {
+      allowRootMapped: env.SANDBOX_ALLOW_ROOT_MAPPED,
+    });
   } catch (err) {
-    throw new CannotStart(`${err instanceof Error ? err.message : String(err)}\n(--sandbox none runs without isolation, for trusted repositories only)`);
+    throw new CannotStart(
+      `${err instanceof Error ? err.message : String(err)}\n(--sandbox none runs without isolation, for trusted repositories only)`,
+    );
   }
   if (opts.sandbox === 'none') {
-    io.err('issue-agent run: WARNING: --sandbox none: the repository\'s install, tests and the agent\'s commands run on this machine without isolation, with network and your files in reach. Use it only for code you trust.\n');
+    io.err(
+      "issue-agent run: WARNING: --sandbox none: the repository's install, tests and the agent's commands run on this machine without isolation, with network and your files in reach. Use it only for code you trust.\n",
+    );
   }
 
   const installNetwork = await operatorInstallPolicy(env, log);
   const progress = new Progress({ write: io.out, tty: io.tty });
   const say = (line: string) => progress.line(line);
-  say(`issue-agent run: task #${number} "${task.title}" on ${checkout.base} (${checkout.baseSha.slice(0, 12)}) of ${checkout.dir}`);
+  say(
+    `issue-agent run: task #${number} "${task.title}" on ${checkout.base} (${checkout.baseSha.slice(0, 12)}) of ${checkout.dir}`,
+  );
   // What the pipeline will use: the repository's models over the environment's.
   const models = { frontier: env.MODEL_FRONTIER, mid: env.MODEL_MID, fast: env.MODEL_FAST, ...repoConfig.models };
   say(`  branch ${branch} · sandbox ${runner.backend} · models ${models.frontier} / ${models.mid} / ${models.fast}`);
-  if (checkout.dirty) say(`  note: uncommitted changes are not part of the run; it starts from the last commit on ${checkout.base}`);
+  if (checkout.dirty)
+    say(`  note: uncommitted changes are not part of the run; it starts from the last commit on ${checkout.base}`);
 
   const stop = new AbortController();
   const offInterrupt = io.onInterrupt(() => {
@@ -200,7 +263,12 @@ async function run(opts: RunOptions, io: RunIo): Promise<number> {
   let outcome: Outcome;
   try {
     outcome = await runPipeline(job, {
-      config: { dataDir, models: { frontier: env.MODEL_FRONTIER, mid: env.MODEL_MID, fast: env.MODEL_FAST }, anthropicApiKey: env.ANTHROPIC_API_KEY, anthropicBaseUrl: env.ANTHROPIC_BASE_URL },
+      config: {
+        dataDir,
+        models: { frontier: env.MODEL_FRONTIER, mid: env.MODEL_MID, fast: env.MODEL_FAST },
+        anthropicApiKey: env.ANTHROPIC_API_KEY,
+        anthropicBaseUrl: env.ANTHROPIC_BASE_URL,
+      },
       runner,
       installNetwork,
       gh: host,
@@ -240,7 +308,11 @@ async function run(opts: RunOptions, io: RunIo): Promise<number> {
   await writeFile(reportPath, sanitise(`# ${task.title}\n\n${headline}\n\n${host.finalStatus ?? ''}\n`));
   say(`  report: ${reportPath}`);
   for (const l of tail) say(l);
-  return outcome.kind === 'stopped' ? EXIT.interrupted : outcome.kind === 'invalid-config' ? EXIT.cannotStart : EXIT.noBranch;
+  return outcome.kind === 'stopped'
+    ? EXIT.interrupted
+    : outcome.kind === 'invalid-config'
+      ? EXIT.cannotStart
+      : EXIT.noBranch;
 }
 
 /** Says why there is no branch; answers the report's first line. */

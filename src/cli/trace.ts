@@ -28,7 +28,8 @@ interface Event {
 export function resolveTraceFile(job: string, dataDir: string): string {
   if (existsSync(job)) return job;
   const file = path.join(dataDir, 'traces', traceFileName(job));
-  if (!existsSync(file)) throw new Error(`no trace for job "${job}" at ${file}; job ids look like owner/repo/issues/12/attempt-1`);
+  if (!existsSync(file))
+    throw new Error(`no trace for job "${job}" at ${file}; job ids look like owner/repo/issues/12/attempt-1`);
   return file;
 }
 

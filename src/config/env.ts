@@ -30,19 +30,25 @@ export const EnvSchema = z
     WEBHOOK_PROXY_URL: z.url().optional().describe('smee.io-style proxy for local development'),
     PORT: port.default(3000),
     HOST: nonEmpty.optional(),
-    METRICS_PORT: port.optional().describe('a port of its own for /metrics, /healthz and /readyz (how a worker-only process is scraped)'),
-    GHE_HOST: nonEmpty
-      .regex(/^[^/\s]+$/, 'a host name with an optional :port, no scheme or path')
-      .optional(),
+    METRICS_PORT: port
+      .optional()
+      .describe('a port of its own for /metrics, /healthz and /readyz (how a worker-only process is scraped)'),
+    GHE_HOST: nonEmpty.regex(/^[^/\s]+$/, 'a host name with an optional :port, no scheme or path').optional(),
     GHE_PROTOCOL: z.enum(['https', 'http']).default('https'),
     LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
     REDIS_URL: z.url().optional(),
-    REDIS_PASSWORD: nonEmpty.optional().describe('the password for REDIS_URL when the URL carries none (how a compose file passes it without writing it in a URL)'),
+    REDIS_PASSWORD: nonEmpty
+      .optional()
+      .describe(
+        'the password for REDIS_URL when the URL carries none (how a compose file passes it without writing it in a URL)',
+      ),
     REDIS_ALLOW_NO_AUTH: z
       .enum(['0', '1', 'false', 'true'])
       .default('0')
       .transform((v) => v === '1' || v === 'true')
-      .describe('1 lets the app run on a Redis that needs no password (refused by default: its jobs decide what workers do)'),
+      .describe(
+        '1 lets the app run on a Redis that needs no password (refused by default: its jobs decide what workers do)',
+      ),
     ANTHROPIC_API_KEY: nonEmpty.optional(),
     ANTHROPIC_BASE_URL: z.url().optional(),
     DATA_DIR: nonEmpty.default('.data'),
@@ -58,14 +64,24 @@ export const EnvSchema = z
       .enum(['0', '1', 'false', 'true'])
       .default('0')
       .transform((v) => v === '1' || v === 'true')
-      .describe('1 runs the sandbox even when the worker is root and cannot give it a uid of its own (its commands then read root-only files in bound directories)'),
+      .describe(
+        '1 runs the sandbox even when the worker is root and cannot give it a uid of its own (its commands then read root-only files in bound directories)',
+      ),
     SANDBOX_ALLOW_HOST_NETWORK: z
       .enum(['0', '1', 'false', 'true'])
       .default('0')
       .transform((v) => v === '1' || v === 'true')
-      .describe('1 lets a repository ask for install_network: full (the worker host\'s own network, its loopback services and metadata included)'),
-    SANDBOX_EGRESS_ALLOW: egressList.optional().describe('the registries the install step may reach, replacing those read from this host\'s package managers: comma-separated host, host:port, *.domain or URL'),
-    SANDBOX_EGRESS_ALLOW_EXTRA: egressList.optional().describe('registries added to those read from this host\'s package managers (or to SANDBOX_EGRESS_ALLOW)'),
+      .describe(
+        "1 lets a repository ask for install_network: full (the worker host's own network, its loopback services and metadata included)",
+      ),
+    SANDBOX_EGRESS_ALLOW: egressList
+      .optional()
+      .describe(
+        "the registries the install step may reach, replacing those read from this host's package managers: comma-separated host, host:port, *.domain or URL",
+      ),
+    SANDBOX_EGRESS_ALLOW_EXTRA: egressList
+      .optional()
+      .describe("registries added to those read from this host's package managers (or to SANDBOX_EGRESS_ALLOW)"),
     SANDBOX_EGRESS_PRIVATE_NETWORKS: nonEmpty
       .superRefine((list, ctx) => {
         try {
@@ -75,20 +91,66 @@ export const EnvSchema = z
         }
       })
       .optional()
-      .describe('private networks (CIDRs, e.g. 10.20.0.0/16) where the registries on the list live, such as a corporate mirror; loopback, link-local and metadata addresses stay refused'),
-    MAX_JOB_COST_USD: z.coerce.number().positive().max(1000).default(25).describe('the most one job may spend, whatever a repository\'s budgets.max_cost_usd asks'),
-    MAX_DAILY_COST_USD: z.coerce.number().positive().max(100_000).default(100).describe('the most one repository may spend in a day, whatever its budgets.daily_cost_usd asks'),
+      .describe(
+        'private networks (CIDRs, e.g. 10.20.0.0/16) where the registries on the list live, such as a corporate mirror; loopback, link-local and metadata addresses stay refused',
+      ),
+    MAX_JOB_COST_USD: z.coerce
+      .number()
+      .positive()
+      .max(1000)
+      .default(25)
+      .describe("the most one job may spend, whatever a repository's budgets.max_cost_usd asks"),
+    MAX_DAILY_COST_USD: z.coerce
+      .number()
+      .positive()
+      .max(100_000)
+      .default(100)
+      .describe('the most one repository may spend in a day, whatever its budgets.daily_cost_usd asks'),
     WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(1),
-    WORKER_LOCK_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(60_000).describe('BullMQ lock duration: a crashed worker\'s job is free again after this'),
-    WORKER_STALLED_INTERVAL_MS: z.coerce.number().int().min(500).max(3_600_000).default(30_000).describe('how often workers look for jobs whose worker is gone'),
-    WORKER_MAX_STALLED: z.coerce.number().int().min(0).max(100).default(2).describe('crashes a job may survive before it fails'),
-    INBOX_HEARTBEAT_MS: z.coerce.number().int().min(300).max(600_000).default(30_000).describe('webhook work a dead web process had taken goes back to the inbox this long after its last heartbeat'),
-    SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(60_000).describe('on SIGTERM, exit after this even if a step has not finished'),
+    WORKER_LOCK_MS: z.coerce
+      .number()
+      .int()
+      .min(1_000)
+      .max(3_600_000)
+      .default(60_000)
+      .describe("BullMQ lock duration: a crashed worker's job is free again after this"),
+    WORKER_STALLED_INTERVAL_MS: z.coerce
+      .number()
+      .int()
+      .min(500)
+      .max(3_600_000)
+      .default(30_000)
+      .describe('how often workers look for jobs whose worker is gone'),
+    WORKER_MAX_STALLED: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .max(100)
+      .default(2)
+      .describe('crashes a job may survive before it fails'),
+    INBOX_HEARTBEAT_MS: z.coerce
+      .number()
+      .int()
+      .min(300)
+      .max(600_000)
+      .default(30_000)
+      .describe('webhook work a dead web process had taken goes back to the inbox this long after its last heartbeat'),
+    SHUTDOWN_TIMEOUT_MS: z.coerce
+      .number()
+      .int()
+      .min(1_000)
+      .max(3_600_000)
+      .default(60_000)
+      .describe('on SIGTERM, exit after this even if a step has not finished'),
     GIT_COMMITTER_NAME: nonEmpty.optional().describe('defaults to the app bot login'),
   })
   .superRefine((env, ctx) => {
     if (env.PRIVATE_KEY && env.PRIVATE_KEY_PATH) {
-      ctx.addIssue({ code: 'custom', path: ['PRIVATE_KEY_PATH'], message: 'set PRIVATE_KEY or PRIVATE_KEY_PATH, not both' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['PRIVATE_KEY_PATH'],
+        message: 'set PRIVATE_KEY or PRIVATE_KEY_PATH, not both',
+      });
     }
   });
 
@@ -145,13 +207,16 @@ export function parseEnv(raw: Record<string, string | undefined>): Env {
 export function loadConfig(raw: Record<string, string | undefined>, roles: Role[]): AppConfig {
   const env = parseEnv(raw);
   const problems: string[] = [];
-  if (env.APP_ID === undefined) problems.push('APP_ID: required (run `npm start` without it to register the app through the setup page)');
+  if (env.APP_ID === undefined)
+    problems.push('APP_ID: required (run `npm start` without it to register the app through the setup page)');
   let privateKey = env.PRIVATE_KEY?.replace(/\\n/g, '\n');
   if (!privateKey && env.PRIVATE_KEY_PATH) {
     try {
       privateKey = readFileSync(env.PRIVATE_KEY_PATH, 'utf8');
     } catch (err) {
-      problems.push(`PRIVATE_KEY_PATH: cannot read ${env.PRIVATE_KEY_PATH} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+      problems.push(
+        `PRIVATE_KEY_PATH: cannot read ${env.PRIVATE_KEY_PATH} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      );
     }
   }
   if (!privateKey && !problems.some((p) => p.startsWith('PRIVATE_KEY_PATH'))) {
@@ -159,11 +224,20 @@ export function loadConfig(raw: Record<string, string | undefined>, roles: Role[
   } else if (privateKey && !/-----BEGIN (RSA )?PRIVATE KEY-----/.test(privateKey)) {
     problems.push('PRIVATE_KEY: expected a PEM private key ("-----BEGIN RSA PRIVATE KEY-----")');
   }
-  if (roles.includes('web') && !env.WEBHOOK_SECRET) problems.push('WEBHOOK_SECRET: required, the secret set on the GitHub App for webhooks');
-  if (roles.includes('worker') && !env.ANTHROPIC_API_KEY) problems.push('ANTHROPIC_API_KEY: required by the worker to call the model');
+  if (roles.includes('web') && !env.WEBHOOK_SECRET)
+    problems.push('WEBHOOK_SECRET: required, the secret set on the GitHub App for webhooks');
+  if (roles.includes('worker') && !env.ANTHROPIC_API_KEY)
+    problems.push('ANTHROPIC_API_KEY: required by the worker to call the model');
   if (roles.includes('worker')) {
-    for (const [name, model] of [['MODEL_FRONTIER', env.MODEL_FRONTIER], ['MODEL_MID', env.MODEL_MID], ['MODEL_FAST', env.MODEL_FAST]] as const) {
-      if (!priceOf(model)) problems.push(`${name}: no price is known for ${model}, so its spend could not be counted or bounded; use a model on the price list (src/agent/pricing.ts)`);
+    for (const [name, model] of [
+      ['MODEL_FRONTIER', env.MODEL_FRONTIER],
+      ['MODEL_MID', env.MODEL_MID],
+      ['MODEL_FAST', env.MODEL_FAST],
+    ] as const) {
+      if (!priceOf(model))
+        problems.push(
+          `${name}: no price is known for ${model}, so its spend could not be counted or bounded; use a model on the price list (src/agent/pricing.ts)`,
+        );
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);

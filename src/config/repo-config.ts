@@ -2,13 +2,24 @@ import { ruleProblem } from '../sandbox/egress/allowlist.js';
 import { editDistance } from '../util/edit-distance.js';
 import picomatch from 'picomatch';
 import { z } from 'zod';
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode, type Range } from 'yaml';
+import {
+  isMap,
+  isPair,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseDocument,
+  type Document,
+  type Node as YamlNode,
+  type Range,
+} from 'yaml';
 import { DEFAULT_BUDGETS, type Budgets } from '../agent/budget.js';
 import { DEFAULT_STUCK_LIMITS, type StuckLimits } from '../agent/stuck.js';
 
 export const REPO_CONFIG_PATH = '.github/agent.yml';
 /** Where editors fetch the config's JSON Schema (`schema/agent.schema.json` in this repository). */
-export const REPO_CONFIG_SCHEMA_ID = 'https://raw.githubusercontent.com/issue-agent/issue-agent/main/schema/agent.schema.json';
+export const REPO_CONFIG_SCHEMA_ID =
+  'https://raw.githubusercontent.com/issue-agent/issue-agent/main/schema/agent.schema.json';
 /** The same schema as a page for people. */
 export const REPO_CONFIG_SCHEMA_PAGE = 'https://github.com/issue-agent/issue-agent/blob/main/schema/agent.schema.json';
 /** The label that starts a job when the file names none; the web side's default too. */
@@ -31,7 +42,10 @@ const glob = z
   .refine((g) => !g.startsWith('/'), 'globs are relative to the repository root: drop the leading "/"')
   .refine((g) => !g.startsWith('!'), 'negated globs are not supported: list those files under deny instead')
   // picomatch compiles a malformed glob (an unclosed brace, a reversed range) to a regex that matches nothing.
-  .refine((g) => picomatch.makeRe(g, GLOB_OPTIONS).source !== '$^', 'is not a valid glob: it can never match a path (an unclosed brace or a reversed range?)');
+  .refine(
+    (g) => picomatch.makeRe(g, GLOB_OPTIONS).source !== '$^',
+    'is not a valid glob: it can never match a path (an unclosed brace or a reversed range?)',
+  );
 
 /** `.github/agent.yml`: every field optional; read from the default branch only. */
 export const RepoConfigSchema = z
@@ -43,14 +57,26 @@ export const RepoConfigSchema = z
       .regex(/^[^,]*$/)
       .refine((l) => l.trim() === l, 'must not start or end with a space')
       .optional()
-      .describe('the label that starts a job when added to an issue: a GitHub label name of 1 to 50 characters without commas, compared ignoring case (default "agent")')
+      .describe(
+        'the label that starts a job when added to an issue: a GitHub label name of 1 to 50 characters without commas, compared ignoring case (default "agent")',
+      )
       .meta({ examples: ['agent', 'ai: fix'] }),
     commands: z
       .object({
-        install: command.optional().describe('installs dependencies; the only step that may reach package registries (default: from the lock file)'),
-        test: command.optional().describe('runs the tests (default: detected, e.g. the package.json test script, make test, pytest, cargo test, go test ./...)'),
+        install: command
+          .optional()
+          .describe(
+            'installs dependencies; the only step that may reach package registries (default: from the lock file)',
+          ),
+        test: command
+          .optional()
+          .describe(
+            'runs the tests (default: detected, e.g. the package.json test script, make test, pytest, cargo test, go test ./...)',
+          ),
         lint: command.optional().describe('runs the linter (default: the package.json lint script, if any)'),
-        typecheck: command.optional().describe('runs the type-checker (default: the package.json typecheck script, if any)'),
+        typecheck: command
+          .optional()
+          .describe('runs the type-checker (default: the package.json typecheck script, if any)'),
       })
       .strict()
       .optional()
@@ -76,7 +102,9 @@ export const RepoConfigSchema = z
       )
       .max(50)
       .optional()
-      .describe('narrows the registries the install step may reach to these hosts ("host", "host:port", "*.domain" or a registry URL); hosts the operator does not allow stay refused (default: every registry the operator allows)')
+      .describe(
+        'narrows the registries the install step may reach to these hosts ("host", "host:port", "*.domain" or a registry URL); hosts the operator does not allow stay refused (default: every registry the operator allows)',
+      )
       .meta({ examples: [['registry.npmjs.org']] }),
     paths: z
       .strictObject({
@@ -85,7 +113,9 @@ export const RepoConfigSchema = z
           .min(1)
           .max(200)
           .optional()
-          .describe('globs of the files the agent may edit or create; when set, no other file may be (default: every file)')
+          .describe(
+            'globs of the files the agent may edit or create; when set, no other file may be (default: every file)',
+          )
           .meta({ examples: [['src/**', 'test/**']] }),
         deny: z
           .array(glob)
@@ -95,45 +125,118 @@ export const RepoConfigSchema = z
           .meta({ examples: [['.github/**', '*.lock', 'vendor/**']] }),
       })
       .optional()
-      .describe('which files the agent may edit: picomatch globs relative to the repository root, matching dotfiles too; a glob without "/" matches the file name at any depth (default: every file)'),
-    max_rounds: z.number().int().min(1).max(10).optional().describe('code ⇄ validate rounds before escalating (default 3)'),
+      .describe(
+        'which files the agent may edit: picomatch globs relative to the repository root, matching dotfiles too; a glob without "/" matches the file name at any depth (default: every file)',
+      ),
+    max_rounds: z
+      .number()
+      .int()
+      .min(1)
+      .max(10)
+      .optional()
+      .describe('code ⇄ validate rounds before escalating (default 3)'),
     push_wip_branch: z
       .boolean()
       .optional()
-      .describe('when a job stops without a pull request, push its work to agent/wip/issue-<n>-attempt-<k>. A pushed branch runs the repository\'s push workflows, with their secrets, on code the agent wrote: exclude agent/** there first (on: push: branches-ignore: [\'agent/**\']) (default false)'),
+      .describe(
+        "when a job stops without a pull request, push its work to agent/wip/issue-<n>-attempt-<k>. A pushed branch runs the repository's push workflows, with their secrets, on code the agent wrote: exclude agent/** there first (on: push: branches-ignore: ['agent/**']) (default false)",
+      ),
     checkpoint: z
       .strictObject({
-        min_confidence: z.number().min(0).max(1).optional().describe('below this plan confidence, stop after planning and ask to go ahead (default 0.5)'),
-        max_files: z.number().int().min(1).optional().describe('above this many files to change, ask first (default 10)'),
-        max_lines: z.number().int().min(1).optional().describe('above this many estimated changed lines, ask first (default 400)'),
+        min_confidence: z
+          .number()
+          .min(0)
+          .max(1)
+          .optional()
+          .describe('below this plan confidence, stop after planning and ask to go ahead (default 0.5)'),
+        max_files: z
+          .number()
+          .int()
+          .min(1)
+          .optional()
+          .describe('above this many files to change, ask first (default 10)'),
+        max_lines: z
+          .number()
+          .int()
+          .min(1)
+          .optional()
+          .describe('above this many estimated changed lines, ask first (default 400)'),
       })
       .optional()
       .describe('when to stop after planning and ask a person to go ahead'),
     models: z
       .strictObject({
-        frontier: modelId.optional().describe('model id for planning').meta({ examples: ['claude-opus-4-1'] }),
-        mid: modelId.optional().describe('model id for coding').meta({ examples: ['claude-sonnet-4-5'] }),
-        fast: modelId.optional().describe('model id for scoping and log summaries').meta({ examples: ['claude-haiku-4-5'] }),
+        frontier: modelId
+          .optional()
+          .describe('model id for planning')
+          .meta({ examples: ['claude-opus-4-1'] }),
+        mid: modelId
+          .optional()
+          .describe('model id for coding')
+          .meta({ examples: ['claude-sonnet-4-5'] }),
+        fast: modelId
+          .optional()
+          .describe('model id for scoping and log summaries')
+          .meta({ examples: ['claude-haiku-4-5'] }),
       })
       .optional()
-      .describe('the model for each tier (default: the app\'s configured models)'),
+      .describe("the model for each tier (default: the app's configured models)"),
     stuck: z
       .strictObject({
-        tool_failures_in_a_row: z.number().int().min(2).max(50).optional().describe('one tool failing this many times in a row (default 5)'),
-        same_failing_call: z.number().int().min(2).max(50).optional().describe('the same failing call this many times (default 3)'),
-        turns_without_action: z.number().int().min(1).max(20).optional().describe('model turns in a row without a tool call (default 3)'),
-        cycle_repeats: z.number().int().min(2).max(20).optional().describe('repetitions of a call cycle with no edit (default 3)'),
+        tool_failures_in_a_row: z
+          .number()
+          .int()
+          .min(2)
+          .max(50)
+          .optional()
+          .describe('one tool failing this many times in a row (default 5)'),
+        same_failing_call: z
+          .number()
+          .int()
+          .min(2)
+          .max(50)
+          .optional()
+          .describe('the same failing call this many times (default 3)'),
+        turns_without_action: z
+          .number()
+          .int()
+          .min(1)
+          .max(20)
+          .optional()
+          .describe('model turns in a row without a tool call (default 3)'),
+        cycle_repeats: z
+          .number()
+          .int()
+          .min(2)
+          .max(20)
+          .optional()
+          .describe('repetitions of a call cycle with no edit (default 3)'),
       })
       .optional()
       .describe('when the system, not the model, calls a job stuck'),
     budgets: z
       .strictObject({
         max_model_calls: z.number().int().min(1).max(2000).optional().describe('model calls per job (default 120)'),
-        max_input_tokens: z.number().int().min(1000).optional().describe('input tokens per job, cached included (default 6,000,000)'),
+        max_input_tokens: z
+          .number()
+          .int()
+          .min(1000)
+          .optional()
+          .describe('input tokens per job, cached included (default 6,000,000)'),
         max_output_tokens: z.number().int().min(100).optional().describe('output tokens per job (default 200,000)'),
         max_cost_usd: z.number().positive().max(1000).optional().describe('dollars per job (default 10)'),
-        max_minutes: z.number().positive().max(24 * 60).optional().describe('wall-clock minutes per job (default 45)'),
-        daily_cost_usd: z.number().positive().max(100_000).optional().describe('dollars per repository per day (default 50)'),
+        max_minutes: z
+          .number()
+          .positive()
+          .max(24 * 60)
+          .optional()
+          .describe('wall-clock minutes per job (default 45)'),
+        daily_cost_usd: z
+          .number()
+          .positive()
+          .max(100_000)
+          .optional()
+          .describe('dollars per repository per day (default 50)'),
       })
       .optional()
       .describe('limits per job, checked before every model call'),
@@ -207,7 +310,8 @@ function matches(globText: string, relPath: string): boolean {
 export function checkPathPolicy(policy: PathPolicy, relPath: string): { ok: true } | { ok: false; reason: string } {
   const p = relPath.replace(/\\/g, '/').replace(/^(\.\/)+/, '');
   const denied = policy.deny.find((g) => matches(g, p));
-  if (denied !== undefined) return { ok: false, reason: `${p} matches the deny glob "${denied}" in ${REPO_CONFIG_PATH}` };
+  if (denied !== undefined)
+    return { ok: false, reason: `${p} matches the deny glob "${denied}" in ${REPO_CONFIG_PATH}` };
   if (policy.allow.length > 0 && !policy.allow.some((g) => matches(g, p))) {
     const globs = policy.allow.map((g) => `"${g}"`).join(', ');
     return { ok: false, reason: `${p} matches none of the allow globs in ${REPO_CONFIG_PATH} (${globs})` };
@@ -219,7 +323,10 @@ export function checkPathPolicy(policy: PathPolicy, relPath: string): { ok: true
 
 /** The config's JSON Schema (draft 2020-12), for editors and for the `expected` of errors. */
 export function repoConfigJsonSchema(): Record<string, unknown> {
-  const { $schema, ...rest } = z.toJSONSchema(RepoConfigSchema, { target: 'draft-2020-12', io: 'input' }) as Record<string, unknown>;
+  const { $schema, ...rest } = z.toJSONSchema(RepoConfigSchema, { target: 'draft-2020-12', io: 'input' }) as Record<
+    string,
+    unknown
+  >;
   return {
     $schema,
     $id: REPO_CONFIG_SCHEMA_ID,
@@ -279,7 +386,14 @@ function describeValue(value: unknown): string {
   return `is ${typeof value === 'boolean' ? 'a boolean' : 'a number'} (${quote(value)})`;
 }
 
-const TYPE_NOUN: Record<string, string> = { number: 'a number', int: 'a whole number', string: 'text', object: 'a mapping', array: 'a list', boolean: 'true or false' };
+const TYPE_NOUN: Record<string, string> = {
+  number: 'a number',
+  int: 'a whole number',
+  string: 'text',
+  object: 'a mapping',
+  array: 'a list',
+  boolean: 'true or false',
+};
 
 type JsonNode = Record<string, unknown>;
 let jsonSchemaCache: JsonNode | undefined;
@@ -318,7 +432,14 @@ function expectedOf(node: JsonNode | undefined, withDescription = true): string 
   } else if (type === 'string') {
     const min = typeof node.minLength === 'number' ? node.minLength : 0;
     const max = typeof node.maxLength === 'number' ? node.maxLength : undefined;
-    what = max !== undefined ? (min > 0 ? `text of ${fmt(min)} to ${fmt(max)} characters` : `text of at most ${fmt(max)} characters`) : min > 0 ? 'text that is not empty' : 'text';
+    what =
+      max !== undefined
+        ? min > 0
+          ? `text of ${fmt(min)} to ${fmt(max)} characters`
+          : `text of at most ${fmt(max)} characters`
+        : min > 0
+          ? 'text that is not empty'
+          : 'text';
     if (typeof node.pattern === 'string') what += ` matching ${node.pattern}`;
   } else if (type === 'array') {
     const item = node.items as JsonNode | undefined;
@@ -343,7 +464,6 @@ function valueAt(data: unknown, path: readonly PropertyKey[]): unknown {
   return v;
 }
 
-
 /** The allowed key a misspelt one most likely meant: same letters, a prefix, or a typo or two away. */
 function closestKey(key: string, allowed: string[]): string | undefined {
   const norm = (s: string) => s.toLowerCase().replace(/[^a-z0-9]/g, '');
@@ -360,7 +480,10 @@ function closestKey(key: string, allowed: string[]): string | undefined {
 }
 
 /** Problem and expectation for one zod issue; an unknown-keys issue becomes one problem per key. */
-function describeIssue(issue: z.core.$ZodIssue, data: unknown): Array<{ path: PropertyKey[]; key?: boolean; problem: string; expected?: string }> {
+function describeIssue(
+  issue: z.core.$ZodIssue,
+  data: unknown,
+): Array<{ path: PropertyKey[]; key?: boolean; problem: string; expected?: string }> {
   const path = issue.path;
   const value = valueAt(data, path);
   const node = schemaAt(path);
@@ -381,23 +504,59 @@ function describeIssue(issue: z.core.$ZodIssue, data: unknown): Array<{ path: Pr
     }
     case 'invalid_type':
       if (issue.expected === 'int') return [{ path, problem: `${quote(value)} is not a whole number`, expected }];
-      return [{ path, problem: `${describeValue(value)}, not ${TYPE_NOUN[issue.expected] ?? issue.expected}`, expected }];
+      return [
+        { path, problem: `${describeValue(value)}, not ${TYPE_NOUN[issue.expected] ?? issue.expected}`, expected },
+      ];
     case 'too_small': {
       const n = Number(issue.minimum);
-      if (issue.origin === 'string') return [{ path, problem: n <= 1 ? 'is empty' : `is shorter than ${fmt(n)} characters`, expected }];
-      if (issue.origin === 'array') return [{ path, problem: n <= 1 ? 'is an empty list' : `has fewer than ${fmt(n)} items`, expected }];
-      return [{ path, problem: issue.inclusive ? `${quote(value)} is below the minimum of ${fmt(n)}` : `${quote(value)} is not above ${fmt(n)}`, expected }];
+      if (issue.origin === 'string')
+        return [{ path, problem: n <= 1 ? 'is empty' : `is shorter than ${fmt(n)} characters`, expected }];
+      if (issue.origin === 'array')
+        return [{ path, problem: n <= 1 ? 'is an empty list' : `has fewer than ${fmt(n)} items`, expected }];
+      return [
+        {
+          path,
+          problem: issue.inclusive
+            ? `${quote(value)} is below the minimum of ${fmt(n)}`
+            : `${quote(value)} is not above ${fmt(n)}`,
+          expected,
+        },
+      ];
     }
     case 'too_big': {
       const n = Number(issue.maximum);
-      if (issue.origin === 'string') return [{ path, problem: `is ${typeof value === 'string' ? fmt(value.length) : 'more than'} characters long, over the limit of ${fmt(n)}`, expected }];
-      if (issue.origin === 'array') return [{ path, problem: `has ${Array.isArray(value) ? fmt(value.length) : 'more than'} items, over the limit of ${fmt(n)}`, expected }];
-      return [{ path, problem: issue.inclusive ? `${quote(value)} is above the maximum of ${fmt(n)}` : `${quote(value)} is not below ${fmt(n)}`, expected }];
+      if (issue.origin === 'string')
+        return [
+          {
+            path,
+            problem: `is ${typeof value === 'string' ? fmt(value.length) : 'more than'} characters long, over the limit of ${fmt(n)}`,
+            expected,
+          },
+        ];
+      if (issue.origin === 'array')
+        return [
+          {
+            path,
+            problem: `has ${Array.isArray(value) ? fmt(value.length) : 'more than'} items, over the limit of ${fmt(n)}`,
+            expected,
+          },
+        ];
+      return [
+        {
+          path,
+          problem: issue.inclusive
+            ? `${quote(value)} is above the maximum of ${fmt(n)}`
+            : `${quote(value)} is not below ${fmt(n)}`,
+          expected,
+        },
+      ];
     }
     case 'invalid_format':
       return [{ path, problem: `${quote(value)} does not have the expected form`, expected }];
     case 'invalid_value':
-      return [{ path, problem: `${quote(value)} is not one of ${issue.values.map((v) => quote(v)).join(', ')}`, expected }];
+      return [
+        { path, problem: `${quote(value)} is not one of ${issue.values.map((v) => quote(v)).join(', ')}`, expected },
+      ];
     case 'custom':
       return [{ path, problem: `${quote(value)}: ${issue.message}`, expected }];
     default:
@@ -504,14 +663,21 @@ export function parseRepoConfig(text: string | undefined, operator: OperatorPoli
     data = doc.toJS() ?? {};
   } catch (err) {
     // An unresolved alias or an alias bomb only shows when the document is built.
-    throw new RepoConfigError([{ field: TOP_LEVEL, problem: `YAML: ${err instanceof Error ? err.message : String(err)}` }]);
+    throw new RepoConfigError([
+      { field: TOP_LEVEL, problem: `YAML: ${err instanceof Error ? err.message : String(err)}` },
+    ]);
   }
   const parsed = RepoConfigSchema.safeParse(data);
   if (!parsed.success) {
     const problems = parsed.error.issues.flatMap((issue) =>
       describeIssue(issue, data).map(({ path, key, problem, expected }) => {
         const range = rangeAt(doc, path, key ?? false);
-        return { ...(range ? { line: lineOf(text, lineCounter, range[0]) } : {}), field: fieldName(path), problem, ...(expected ? { expected } : {}) };
+        return {
+          ...(range ? { line: lineOf(text, lineCounter, range[0]) } : {}),
+          field: fieldName(path),
+          problem,
+          ...(expected ? { expected } : {}),
+        };
       }),
     );
     throw new RepoConfigError(problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)));
@@ -523,7 +689,8 @@ export function parseRepoConfig(text: string | undefined, operator: OperatorPoli
         ...(range ? { line: lineOf(text, lineCounter, range[0]) } : {}),
         field: 'install_network',
         problem: '"full" (the worker host\'s own network) is not allowed by this app\'s operator',
-        expected: '"registries" (the package registries, through the egress proxy) or "none"; an operator allows "full" with SANDBOX_ALLOW_HOST_NETWORK=1',
+        expected:
+          '"registries" (the package registries, through the egress proxy) or "none"; an operator allows "full" with SANDBOX_ALLOW_HOST_NETWORK=1',
       },
     ]);
   }

@@ -19,7 +19,13 @@ describe('GitHub facade: issue comments and root entries', () => {
     await gh.addRepo({
       owner: OWNER,
       repo: REPO,
-      files: { 'package.json': '{}\n', 'README.md': '# widgets\n', 'src/index.ts': 'export const x = 1;\n', 'test/a.test.ts': '\n', '.github/agent.yml': 'instructions: hi\n' },
+      files: {
+        'package.json': '{}\n',
+        'README.md': '# widgets\n',
+        'src/index.ts': 'export const x = 1;\n',
+        'test/a.test.ts': '\n',
+        '.github/agent.yml': 'instructions: hi\n',
+      },
     });
     await gh.addRepo({ owner: OWNER, repo: 'empty', files: {} });
     gh.addIssue(OWNER, REPO, { number: 7, title: 'Fix add()', body: 'add(2, -3) is wrong', user: 'alice' });
@@ -46,7 +52,7 @@ describe('GitHub facade: issue comments and root entries', () => {
     responseProblems.length = 0;
   });
 
-  it('lists an issue\'s comments with author, author type, body and time', async () => {
+  it("lists an issue's comments with author, author type, body and time", async () => {
     gh.addComment(OWNER, REPO, 7, { user: 'alice', body: 'The test is test/add.test.js' });
     gh.addComment(OWNER, REPO, 7, { user: 'renovate[bot]', body: 'beep' });
     const { comments } = await repo.issueComments(7);
@@ -77,7 +83,8 @@ describe('GitHub facade: issue comments and root entries', () => {
     gh.addIssue(OWNER, REPO, { number: 9, title: 'Flooded', body: 'x', user: 'alice' });
     gh.addComment(OWNER, REPO, 9, { user: 'maintainer', body: 'The first word.' });
     const total = MAX_COMMENT_PAGES * 100 + 250;
-    for (let i = 2; i <= total; i++) gh.addComment(OWNER, REPO, 9, { user: 'bob', body: i === total ? 'y'.repeat(70_000) : `comment ${i}` });
+    for (let i = 2; i <= total; i++)
+      gh.addComment(OWNER, REPO, 9, { user: 'bob', body: i === total ? 'y'.repeat(70_000) : `comment ${i}` });
     const read = await repo.issueComments(9);
     // Ten pages of 13: the first and 5..13; pages 2 to 4 are the unread middle.
     expect(read.unread).toBe(300);
@@ -99,7 +106,9 @@ describe('GitHub facade: issue comments and root entries', () => {
   it('answers the root with and without the trailing slash, as GitHub does', async () => {
     const auth = await repo.gitToken();
     for (const suffix of ['contents', 'contents/']) {
-      const res = await fetch(`${gh.apiUrl}/repos/${OWNER}/${REPO}/${suffix}?ref=main`, { headers: { authorization: `token ${auth}` } });
+      const res = await fetch(`${gh.apiUrl}/repos/${OWNER}/${REPO}/${suffix}?ref=main`, {
+        headers: { authorization: `token ${auth}` },
+      });
       expect(res.status).toBe(200);
       const body = (await res.json()) as Array<{ name: string; type: string }>;
       expect(body.find((e) => e.name === 'src')?.type).toBe('dir');

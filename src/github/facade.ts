@@ -93,14 +93,23 @@ const ISSUE_EDITS_QUERY = `query IssueEdits($owner: String!, $repo: String!, $nu
 interface IssueEditsAnswer {
   repository: {
     issue: {
-      userContentEdits: { totalCount: number; nodes: Array<{ editedAt: string; editor: { __typename: string; login: string } | null } | null> | null };
-      timelineItems: { totalCount: number; nodes: Array<{ createdAt?: string; actor?: { __typename: string; login: string } | null } | null> | null };
+      userContentEdits: {
+        totalCount: number;
+        nodes: Array<{ editedAt: string; editor: { __typename: string; login: string } | null } | null> | null;
+      };
+      timelineItems: {
+        totalCount: number;
+        nodes: Array<{ createdAt?: string; actor?: { __typename: string; login: string } | null } | null> | null;
+      };
     } | null;
   } | null;
 }
 
 /** A GraphQL actor as the REST login: a Bot's GraphQL login lacks `[bot]`. */
-function actorLogin(a: { __typename: string; login: string } | null | undefined): { editor: string | null; editorIsBot: boolean } {
+function actorLogin(a: { __typename: string; login: string } | null | undefined): {
+  editor: string | null;
+  editorIsBot: boolean;
+} {
   if (!a) return { editor: null, editorIsBot: false };
   const isBot = a.__typename === 'Bot';
   return { editor: isBot && !a.login.endsWith('[bot]') ? `${a.login}[bot]` : a.login, editorIsBot: isBot };
@@ -192,12 +201,22 @@ export class GitHubRepo {
    * `userContentEdits`, the title's `RenamedTitleEvent`s; REST has no body history).
    */
   async issueEdits(issueNumber: number, since: string): Promise<IssueEdits> {
-    const answer = await this.octokit.graphql<IssueEditsAnswer>(ISSUE_EDITS_QUERY, { ...this.ref, number: issueNumber, since, count: EDITS_READ });
+    const answer = await this.octokit.graphql<IssueEditsAnswer>(ISSUE_EDITS_QUERY, {
+      ...this.ref,
+      number: issueNumber,
+      since,
+      count: EDITS_READ,
+    });
     const issue = answer.repository?.issue;
-    if (!issue) throw new Error(`GitHub's GraphQL API did not find issue #${issueNumber} of ${this.ref.owner}/${this.ref.repo}`);
+    if (!issue)
+      throw new Error(`GitHub's GraphQL API did not find issue #${issueNumber} of ${this.ref.owner}/${this.ref.repo}`);
     const from = Date.parse(since);
-    const body = (issue.userContentEdits.nodes ?? []).flatMap((n) => (n ? [{ what: 'body' as const, ...actorLogin(n.editor), at: n.editedAt }] : []));
-    const title = (issue.timelineItems.nodes ?? []).flatMap((n) => (n?.createdAt ? [{ what: 'title' as const, ...actorLogin(n.actor), at: n.createdAt }] : []));
+    const body = (issue.userContentEdits.nodes ?? []).flatMap((n) =>
+      n ? [{ what: 'body' as const, ...actorLogin(n.editor), at: n.editedAt }] : [],
+    );
+    const title = (issue.timelineItems.nodes ?? []).flatMap((n) =>
+      n?.createdAt ? [{ what: 'title' as const, ...actorLogin(n.actor), at: n.createdAt }] : [],
+    );
     return {
       edits: [...body, ...title].filter((e) => !(Date.parse(e.at) < from)),
       complete: issue.userContentEdits.totalCount <= body.length && issue.timelineItems.totalCount <= title.length,
@@ -213,7 +232,11 @@ export class GitHubRepo {
   }
 
   async comment(issueNumber: number, body: string): Promise<number> {
-    const { data } = await this.octokit.rest.issues.createComment({ ...this.ref, issue_number: issueNumber, body: sanitise(body) });
+    const { data } = await this.octokit.rest.issues.createComment({
+      ...this.ref,
+      issue_number: issueNumber,
+      body: sanitise(body),
+    });
     return data.id;
   }
 
@@ -245,7 +268,12 @@ export class GitHubRepo {
     } catch (err) {
       if (!isStatus(err, 404)) throw err;
       try {
-        await this.octokit.rest.issues.createLabel({ ...this.ref, name, color: spec.color, description: spec.description });
+        await this.octokit.rest.issues.createLabel({
+          ...this.ref,
+          name,
+          color: spec.color,
+          description: spec.description,
+        });
       } catch (createErr) {
         // Someone (another job) created it meanwhile.
         if (!isStatus(createErr, 422)) throw createErr;
@@ -265,13 +293,23 @@ export class GitHubRepo {
 
   /** The open PR whose head is `branch` in this repository, if any. */
   async findOpenPull(branch: string): Promise<PullInfo | undefined> {
-    const { data } = await this.octokit.rest.pulls.list({ ...this.ref, head: `${this.ref.owner}:${branch}`, state: 'open', per_page: 10 });
+    const { data } = await this.octokit.rest.pulls.list({
+      ...this.ref,
+      head: `${this.ref.owner}:${branch}`,
+      state: 'open',
+      per_page: 10,
+    });
     const pr = data[0];
     return pr ? { number: pr.number, htmlUrl: pr.html_url } : undefined;
   }
 
   /** Opens the PR for `head`, or updates the one that is already open for it. */
-  async openOrUpdatePull(p: { head: string; base: string; title: string; body: string }): Promise<PullInfo & { created: boolean }> {
+  async openOrUpdatePull(p: {
+    head: string;
+    base: string;
+    title: string;
+    body: string;
+  }): Promise<PullInfo & { created: boolean }> {
     const existing = await this.findOpenPull(p.head);
     const body = sanitise(p.body);
     const title = sanitise(p.title);
@@ -300,18 +338,31 @@ export class GitHubRepo {
 
   /** The paths a pull request changes (the first 300, as GitHub lists them). */
   async pullFiles(pullNumber: number): Promise<string[]> {
-    const files = await this.octokit.paginate(this.octokit.rest.pulls.listFiles, { ...this.ref, pull_number: pullNumber, per_page: 100 });
+    const files = await this.octokit.paginate(this.octokit.rest.pulls.listFiles, {
+      ...this.ref,
+      pull_number: pullNumber,
+      per_page: 100,
+    });
     return files.map((f) => f.filename);
   }
 
   async review(pullNumber: number, reviewId: number): Promise<Review> {
-    const { data } = await this.octokit.rest.pulls.getReview({ ...this.ref, pull_number: pullNumber, review_id: reviewId });
+    const { data } = await this.octokit.rest.pulls.getReview({
+      ...this.ref,
+      pull_number: pullNumber,
+      review_id: reviewId,
+    });
     return { id: data.id, author: data.user?.login ?? 'ghost', state: data.state, body: data.body ?? '' };
   }
 
   /** The line comments of one review, each the start of a thread. */
   async reviewComments(pullNumber: number, reviewId: number): Promise<ReviewComment[]> {
-    const list = await this.octokit.paginate(this.octokit.rest.pulls.listCommentsForReview, { ...this.ref, pull_number: pullNumber, review_id: reviewId, per_page: 100 });
+    const list = await this.octokit.paginate(this.octokit.rest.pulls.listCommentsForReview, {
+      ...this.ref,
+      pull_number: pullNumber,
+      review_id: reviewId,
+      per_page: 100,
+    });
     return list.map((c) => ({
       id: c.id,
       path: c.path,
@@ -325,7 +376,12 @@ export class GitHubRepo {
 
   /** Replies in a review comment's thread. */
   async replyToReviewComment(pullNumber: number, commentId: number, body: string): Promise<number> {
-    const { data } = await this.octokit.rest.pulls.createReplyForReviewComment({ ...this.ref, pull_number: pullNumber, comment_id: commentId, body: sanitise(body) });
+    const { data } = await this.octokit.rest.pulls.createReplyForReviewComment({
+      ...this.ref,
+      pull_number: pullNumber,
+      comment_id: commentId,
+      body: sanitise(body),
+    });
     return data.id;
   }
 
@@ -354,12 +410,15 @@ export class GitHubRepo {
    */
   async issueComments(issueNumber: number): Promise<{ comments: IssueComment[]; unread: number }> {
     const perPage = 100;
-    const list = (page: number) => this.octokit.rest.issues.listComments({ ...this.ref, issue_number: issueNumber, per_page: perPage, page });
+    const list = (page: number) =>
+      this.octokit.rest.issues.listComments({ ...this.ref, issue_number: issueNumber, per_page: perPage, page });
     const first = await list(1);
     const last = lastPage(first.headers.link);
     const from = last <= MAX_COMMENT_PAGES ? 2 : last - MAX_COMMENT_PAGES + 2;
     const limit = new Limiter(COMMENT_PAGES_AT_ONCE);
-    const rest = await Promise.all(Array.from({ length: Math.max(0, last - from + 1) }, (_, i) => limit.run(() => list(from + i))));
+    const rest = await Promise.all(
+      Array.from({ length: Math.max(0, last - from + 1) }, (_, i) => limit.run(() => list(from + i))),
+    );
     const comments = [first, ...rest].flatMap((page) =>
       page.data.map((c) => ({
         author: c.user?.login ?? 'ghost',
@@ -387,7 +446,10 @@ export class GitHubRepo {
     let auth = (await this.octokit.auth({ type: 'installation' })) as { token: string; expiresAt?: string };
     // Probot caches a token for 59 minutes; a push or fetch must not start on one about to expire.
     if (!auth.expiresAt || Date.parse(auth.expiresAt) - Date.now() < GIT_TOKEN_MIN_LIFETIME_MS) {
-      auth = (await this.octokit.auth({ type: 'installation', refresh: true })) as { token: string; expiresAt?: string };
+      auth = (await this.octokit.auth({ type: 'installation', refresh: true })) as {
+        token: string;
+        expiresAt?: string;
+      };
     }
     registerSecret(auth.token);
     return auth.token;

@@ -20,7 +20,13 @@ function repo(): { dir: string; host: LocalRepo; reportPath: string } {
   // Uncommitted text is not what the agent reads: rules come from the commit.
   writeFileSync(path.join(dir, 'AGENTS.md'), 'uncommitted rules\n');
   const reportPath = path.join(dir, '.git/issue-agent/report.md');
-  const host = new LocalRepo({ dir, ref: { owner: 'local', repo: 'calc' }, baseBranch: 'main', task: { number: 3, title: 'Fix add', body: 'It is wrong', author: 'me' }, reportPath });
+  const host = new LocalRepo({
+    dir,
+    ref: { owner: 'local', repo: 'calc' },
+    baseBranch: 'main',
+    task: { number: 3, title: 'Fix add', body: 'It is wrong', author: 'me' },
+    reportPath,
+  });
   return { dir, host, reportPath };
 }
 
@@ -36,7 +42,13 @@ describe('LocalRepo', () => {
 
   it('answers the task as the issue, the checkout as the clone URL, and the local user as a writer', async () => {
     expect(await host.repoInfo()).toEqual({ defaultBranch: 'main', cloneUrl: dir, htmlUrl: `file://${dir}` });
-    expect(await host.issue(3)).toMatchObject({ number: 3, title: 'Fix add', body: 'It is wrong', author: 'me', labels: [] });
+    expect(await host.issue(3)).toMatchObject({
+      number: 3,
+      title: 'Fix add',
+      body: 'It is wrong',
+      author: 'me',
+      labels: [],
+    });
     await expect(host.issue(4)).rejects.toThrow('the local task is #3');
     expect(await host.permission()).toBe('write');
     expect(await host.issueComments()).toEqual({ comments: [], unread: 0 });
@@ -52,13 +64,23 @@ describe('LocalRepo', () => {
 
     sh(dir, 'branch', 'agent/issue-3-fix-add');
     const sha = sh(dir, 'rev-parse', 'agent/issue-3-fix-add');
-    const pr = await host.openOrUpdatePull({ head: 'agent/issue-3-fix-add', base: 'main', title: 'Fix add', body: 'The body, with a token ghp_0123456789abcdefghijklmnopqrstuvwxyzAB in it' });
+    const pr = await host.openOrUpdatePull({
+      head: 'agent/issue-3-fix-add',
+      base: 'main',
+      title: 'Fix add',
+      body: 'The body, with a token ghp_0123456789abcdefghijklmnopqrstuvwxyzAB in it',
+    });
     expect(pr).toEqual({ number: 3, htmlUrl: `file://${reportPath}`, created: true });
     expect(host.delivered).toBe(true);
     const report = readFileSync(reportPath, 'utf8');
-    expect(report).toContain(`# Fix add\n\nBranch \`agent/issue-3-fix-add\` (${sha.slice(0, 12)}) from \`main\` in \`${dir}\``);
+    expect(report).toContain(
+      `# Fix add\n\nBranch \`agent/issue-3-fix-add\` (${sha.slice(0, 12)}) from \`main\` in \`${dir}\``,
+    );
     expect(report).toContain('The body, with a token');
     expect(report).not.toContain('ghp_0123456789abcdefghijklmnopqrstuvwxyzAB');
-    expect((await host.openOrUpdatePull({ head: 'agent/issue-3-fix-add', base: 'main', title: 'Fix add', body: 'again' })).created).toBe(false);
+    expect(
+      (await host.openOrUpdatePull({ head: 'agent/issue-3-fix-add', base: 'main', title: 'Fix add', body: 'again' }))
+        .created,
+    ).toBe(false);
   });
 });

@@ -62,7 +62,8 @@ export class LocalRepo implements RepoHost {
   }
 
   async issue(issueNumber: number): Promise<IssueInfo> {
-    if (issueNumber !== this.opts.task.number) throw new Error(`the local task is #${this.opts.task.number}, not #${issueNumber}`);
+    if (issueNumber !== this.opts.task.number)
+      throw new Error(`the local task is #${this.opts.task.number}, not #${issueNumber}`);
     const { number, title, body, author } = this.opts.task;
     return { number, title, body, author, labels: [], htmlUrl: pathToFileURL(this.opts.reportPath).href };
   }
@@ -90,7 +91,12 @@ export class LocalRepo implements RepoHost {
 
   /** A regular file's text on `ref` of the checkout, or undefined (missing, a symlink, a submodule). */
   async fileText(relPath: string, ref: string): Promise<string | undefined> {
-    const listing = (await git(['ls-tree', '-z', `refs/heads/${ref}`, '--', relPath], { cwd: this.opts.dir, env: { GIT_LITERAL_PATHSPECS: '1' } })).stdout;
+    const listing = (
+      await git(['ls-tree', '-z', `refs/heads/${ref}`, '--', relPath], {
+        cwd: this.opts.dir,
+        env: { GIT_LITERAL_PATHSPECS: '1' },
+      })
+    ).stdout;
     const entry = /^(\d{6}) blob ([0-9a-f]{40,64})\t/.exec(listing);
     if (!entry || (entry[1] !== '100644' && entry[1] !== '100755')) return undefined;
     return (await git(['cat-file', 'blob', entry[2]!], { cwd: this.opts.dir })).stdout;
@@ -118,9 +124,18 @@ export class LocalRepo implements RepoHost {
   }
 
   /** Writes the report: a header naming the branch and its commit, then the body the pipeline rendered. */
-  async openOrUpdatePull(p: { head: string; base: string; title: string; body: string }): Promise<PullInfo & { created: boolean }> {
+  async openOrUpdatePull(p: {
+    head: string;
+    base: string;
+    title: string;
+    body: string;
+  }): Promise<PullInfo & { created: boolean }> {
     const created = !existsSync(this.opts.reportPath);
-    const sha = (await git(['rev-parse', '--verify', '-q', `refs/heads/${p.head}`], { cwd: this.opts.dir }).catch(() => ({ stdout: '' }))).stdout.trim();
+    const sha = (
+      await git(['rev-parse', '--verify', '-q', `refs/heads/${p.head}`], { cwd: this.opts.dir }).catch(() => ({
+        stdout: '',
+      }))
+    ).stdout.trim();
     const header = [
       `# ${p.title}`,
       '',

@@ -38,7 +38,9 @@ export const refreshInstallationToken: OctokitPlugin = (octokit: PluginOctokit) 
     } catch (err) {
       const opts = options as RequestLike;
       if (!isRejectedInstallationToken(err) || opts.request?.installationTokenRefreshed) throw err;
-      octokit.log.warn(`GitHub refused the installation token (401) for "${opts.method} ${opts.url}"; minting a new one and trying once more.`);
+      octokit.log.warn(
+        `GitHub refused the installation token (401) for "${opts.method} ${opts.url}"; minting a new one and trying once more.`,
+      );
       await octokit.auth({ type: 'installation', refresh: true });
       return request({ ...options, request: { ...opts.request, installationTokenRefreshed: true } } as typeof options);
     }
@@ -47,7 +49,12 @@ export const refreshInstallationToken: OctokitPlugin = (octokit: PluginOctokit) 
 
 /** Octokit's throttling handlers with bounds: Probot 14's own ones never retry a secondary rate limit. */
 export const throttleHandlers = {
-  onSecondaryRateLimit: (retryAfter: number, options: RequestLike, octokit: PluginOctokit, retryCount: number): boolean => {
+  onSecondaryRateLimit: (
+    retryAfter: number,
+    options: RequestLike,
+    octokit: PluginOctokit,
+    retryCount: number,
+  ): boolean => {
     const retry = retryCount < GITHUB_RETRY_LIMITS.secondaryRateLimitRetries;
     octokit.log.warn(
       `GitHub secondary rate limit on "${options.method} ${options.url}": ${retry ? `retrying in ${retryAfter} s (retry ${retryCount + 1} of ${GITHUB_RETRY_LIMITS.secondaryRateLimitRetries})` : 'giving up'}`,
@@ -56,7 +63,9 @@ export const throttleHandlers = {
   },
   onRateLimit: (retryAfter: number, options: RequestLike, octokit: PluginOctokit, retryCount: number): boolean => {
     const retry = retryCount < 1 && retryAfter <= GITHUB_RETRY_LIMITS.maxRateLimitWaitSeconds;
-    octokit.log.warn(`GitHub rate limit exhausted on "${options.method} ${options.url}": ${retry ? `retrying in ${retryAfter} s` : `resets in ${retryAfter} s; giving up`}`);
+    octokit.log.warn(
+      `GitHub rate limit exhausted on "${options.method} ${options.url}": ${retry ? `retrying in ${retryAfter} s` : `resets in ${retryAfter} s; giving up`}`,
+    );
     return retry;
   },
 };
@@ -84,7 +93,11 @@ export function createAppOctokit(opts: { retryBaseMs?: number } = {}) {
   return ProbotOctokit.plugin(refreshInstallationToken).defaults((instance: Record<string, unknown> = {}) => ({
     ...instance,
     auth: withBaseUrl(instance.auth, instance.baseUrl),
-    retry: { retries: GITHUB_RETRY_LIMITS.retries, retryAfterBaseValue: base, ...(instance.retry as object | undefined) },
+    retry: {
+      retries: GITHUB_RETRY_LIMITS.retries,
+      retryAfterBaseValue: base,
+      ...(instance.retry as object | undefined),
+    },
     // `enabled: false` (e.g. tests) survives the spread; the handlers and the wait scale are ours.
     throttle: { ...(instance.throttle as object | undefined), ...throttleHandlers, retryAfterBaseValue: base },
   }));

@@ -41,13 +41,22 @@ beforeEach(() => {
 
 /** An installation client as the worker gets it: `new Probot(...)`, then `probot.auth(id)`. */
 async function installationClient(Octokit?: typeof AppOctokit) {
-  const probot = new Probot({ appId: gh.appId, privateKey: gh.privateKey, baseUrl: gh.apiUrl, log, ...(Octokit ? { Octokit } : {}) });
+  const probot = new Probot({
+    appId: gh.appId,
+    privateKey: gh.privateKey,
+    baseUrl: gh.apiUrl,
+    log,
+    ...(Octokit ? { Octokit } : {}),
+  });
   return probot.auth(gh.installationId);
 }
 
 /** Statuses the stand-in answered to GET issue #7 since `from`. */
 function issueStatuses(from: number): number[] {
-  return gh.requests.slice(from).filter((r) => r.path === ISSUE_PATH).map((r) => r.status);
+  return gh.requests
+    .slice(from)
+    .filter((r) => r.path === ISSUE_PATH)
+    .map((r) => r.status);
 }
 
 function mints(from: number): number {
@@ -107,9 +116,15 @@ describe("the app's client (Probot with Octokit: AppOctokit)", () => {
 
   it('retries when minting the installation token fails with a 502', async () => {
     const from = gh.requests.length;
-    gh.failNext({ method: 'POST', route: 'apps/create-installation-access-token' }, { status: 502, body: { message: 'Server Error' } });
+    gh.failNext(
+      { method: 'POST', route: 'apps/create-installation-access-token' },
+      { status: 502, body: { message: 'Server Error' } },
+    );
     await getIssue(await installationClient(AppOctokit));
-    const mintStatuses = gh.requests.slice(from).filter((r) => r.path.endsWith('/access_tokens')).map((r) => r.status);
+    const mintStatuses = gh.requests
+      .slice(from)
+      .filter((r) => r.path.endsWith('/access_tokens'))
+      .map((r) => r.status);
     expect(mintStatuses).toEqual([502, 201]);
     expect(issueStatuses(from)).toEqual([200]);
   });
@@ -151,7 +166,11 @@ describe("the app's client (Probot with Octokit: AppOctokit)", () => {
     // Past auth-app's own 401 retries, which only cover the first seconds after minting.
     advanceClock(60_000);
     const from = gh.requests.length;
-    gh.failNext({ route: 'issues/get' }, { status: 401, body: { message: 'Bad credentials', documentation_url: 'https://docs.github.com/rest' } }, 5);
+    gh.failNext(
+      { route: 'issues/get' },
+      { status: 401, body: { message: 'Bad credentials', documentation_url: 'https://docs.github.com/rest' } },
+      5,
+    );
     expect(await statusOf(getIssue(octokit))).toBe(401);
     // One refresh: the stale token's 401, then the fresh one's, which auth-app itself retries
     // for the first five seconds after minting (replication delay: 1 s, 2 s, 3 s apart).

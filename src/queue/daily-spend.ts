@@ -26,7 +26,11 @@ export class RedisDailySpend implements DailySpend {
   async add(repo: string, usd: number): Promise<number> {
     const key = this.key(repo);
     if (usd <= 0) return this.spentToday(repo);
-    const replies = await this.redis.multi().incrbyfloat(key, usd).expire(key, 3 * 24 * 3600).exec();
+    const replies = await this.redis
+      .multi()
+      .incrbyfloat(key, usd)
+      .expire(key, 3 * 24 * 3600)
+      .exec();
     const [err, total] = replies?.[0] ?? [new Error('no reply from Redis')];
     if (err) throw err;
     return Number(total);

@@ -34,7 +34,14 @@ describe('inbox', () => {
       },
       (item) => item.thread,
     );
-    for (const [thread, n] of [['a', 1], ['a', 2], ['b', 1], ['a', 3], ['b', 2]] as const) await inbox.push({ at: Date.now(), thread, n });
+    for (const [thread, n] of [
+      ['a', 1],
+      ['a', 2],
+      ['b', 1],
+      ['a', 3],
+      ['b', 2],
+    ] as const)
+      await inbox.push({ at: Date.now(), thread, n });
     // Thread a is held at its first item: b goes on, a waits in order.
     await until(() => seen.length === 2, 'thread b');
     expect(seen).toEqual(['b1', 'b2']);
@@ -47,7 +54,12 @@ describe('inbox', () => {
 
   it('tries a failing item again, then moves it to the dead list', async () => {
     const outcomes: string[] = [];
-    const inbox = new Inbox<Item>(t.redis, Item, { prefix: 'dead', log, retryDelaysMs: [10, 10], onHandled: (o) => outcomes.push(o) });
+    const inbox = new Inbox<Item>(t.redis, Item, {
+      prefix: 'dead',
+      log,
+      retryDelaysMs: [10, 10],
+      onHandled: (o) => outcomes.push(o),
+    });
     let tries = 0;
     const drainer = await inbox.drain(
       async (item) => {
@@ -89,7 +101,10 @@ describe('inbox', () => {
     // A stop is not a death: it counts nothing against the item.
     expect(await t.redis.hlen('stop:inbox:reclaims')).toBe(0);
     const seen: number[] = [];
-    const next = await inbox.drain(async (item) => void seen.push(item.n), (item) => item.thread);
+    const next = await inbox.drain(
+      async (item) => void seen.push(item.n),
+      (item) => item.thread,
+    );
     await until(() => seen.length === 1, 'the item again');
     await next.stop();
     expect(await t.redis.smembers('stop:inbox:drainers')).toEqual([]);
@@ -108,11 +123,21 @@ describe('inbox', () => {
     `;
     const inbox = new Inbox<Item>(t.redis, Item, { prefix: 'crash', log, heartbeatMs: 300 });
     await inbox.push({ at: Date.now(), thread: 'a', n: 1 });
-    const child = spawn(process.execPath, ['--import', pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href, '--input-type=module', '-e', script], {
-      cwd: ROOT,
-      env: { ...process.env, URL: t.server.url },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href,
+        '--input-type=module',
+        '-e',
+        script,
+      ],
+      {
+        cwd: ROOT,
+        env: { ...process.env, URL: t.server.url },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     await new Promise<void>((resolve, reject) => {
       child.stdout!.on('data', (d: Buffer) => d.toString().includes('holding') && resolve());
       child.once('exit', (code) => reject(new Error(`the drainer exited early (${code})`)));
@@ -122,8 +147,11 @@ describe('inbox', () => {
     try {
       expect(await inbox.depth()).toEqual({ waiting: 0, handling: 1, dead: 0 });
       child.kill('SIGKILL');
-      drainer = await inbox.drain(async (item) => void seen.push(item), (item) => item.thread);
-      await until(() => seen.length === 1, 'the dead drainer\'s item');
+      drainer = await inbox.drain(
+        async (item) => void seen.push(item),
+        (item) => item.thread,
+      );
+      await until(() => seen.length === 1, "the dead drainer's item");
       expect(seen[0]!.n).toBe(1);
       await until(async () => (await t.redis.scard('crash:inbox:drainers')) === 1, 'the dead drainer forgotten');
       expect(await inbox.depth()).toEqual({ waiting: 0, handling: 0, dead: 0 });
@@ -158,16 +186,29 @@ describe('inbox', () => {
     let survivor: ReturnType<typeof spawn> | undefined;
     try {
       for (let started = 0; started < 6 && (await inbox.depth()).dead === 0; started++) {
-        const child = spawn(process.execPath, ['--import', pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href, '--input-type=module', '-e', script], {
-          cwd: ROOT,
-          env: { ...process.env, URL: t.server.url },
-          stdio: ['ignore', 'pipe', 'inherit'],
-        });
+        const child = spawn(
+          process.execPath,
+          [
+            '--import',
+            pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href,
+            '--input-type=module',
+            '-e',
+            script,
+          ],
+          {
+            cwd: ROOT,
+            env: { ...process.env, URL: t.server.url },
+            stdio: ['ignore', 'pipe', 'inherit'],
+          },
+        );
         survivor = child;
         // Each one either dies on the item or, once the item is dead, drains on.
         const signal = await new Promise<NodeJS.Signals | null>((resolve) => {
           child.once('exit', (_code, sig) => resolve(sig));
-          void until(async () => (await inbox.depth()).dead === 1, 'the item in the dead list', 20_000).then(() => resolve(null), () => resolve(null));
+          void until(async () => (await inbox.depth()).dead === 1, 'the item in the dead list', 20_000).then(
+            () => resolve(null),
+            () => resolve(null),
+          );
         });
         if (signal === 'SIGKILL') died++;
       }
@@ -200,7 +241,10 @@ describe('inbox', () => {
       await t.redis.del(`lapse:inbox:alive:${id}`);
       expect(await new Inbox<Item>(t.redis, Item, { prefix: 'lapse', log }).reclaim()).toBe(0);
       expect(await t.redis.smembers('lapse:inbox:drainers')).toEqual([]);
-      await until(async () => (await t.redis.sismember('lapse:inbox:drainers', id!)) === 1, 'the drainer registered again');
+      await until(
+        async () => (await t.redis.sismember('lapse:inbox:drainers', id!)) === 1,
+        'the drainer registered again',
+      );
       // An item it takes now is counted as handled by a known drainer, so a crash would give it back.
       await inbox.push({ at: Date.now(), thread: 'a', n: 2 });
       await until(async () => (await inbox.depth()).handling === 1, 'the item in hand');

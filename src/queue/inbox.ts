@@ -47,7 +47,17 @@ const MAX_RECLAIMS = 3;
 
 interface InboxCommands {
   agentInboxPushOnce(inbox: string, seen: string, item: string, owner: string, ttlS: number): Promise<number>;
-  agentInboxReclaim(processing: string, inbox: string, alive: string, drainers: string, dead: string, reclaims: string, again: string, id: string, limit: number): Promise<[number, ...string[]]>;
+  agentInboxReclaim(
+    processing: string,
+    inbox: string,
+    alive: string,
+    drainers: string,
+    dead: string,
+    reclaims: string,
+    again: string,
+    id: string,
+    limit: number,
+  ): Promise<[number, ...string[]]>;
 }
 
 export interface InboxOptions {
@@ -127,7 +137,13 @@ export class Inbox<T extends InboxItemBase> {
    * The same owner again (a webhook GitHub redelivers keeps its delivery id) is recorded.
    */
   async pushOnce(item: T, digest: string, owner: string, ttlS: number): Promise<boolean> {
-    const done = await (this.redis as unknown as InboxCommands).agentInboxPushOnce(this.inboxKey, this.seenPrefix + digest, JSON.stringify(item), owner, ttlS);
+    const done = await (this.redis as unknown as InboxCommands).agentInboxPushOnce(
+      this.inboxKey,
+      this.seenPrefix + digest,
+      JSON.stringify(item),
+      owner,
+      ttlS,
+    );
     return done === 1;
   }
 
@@ -161,9 +177,16 @@ export class Inbox<T extends InboxItemBase> {
     for (const id of await this.redis.smembers(this.drainersKey)) {
       if ((await this.redis.exists(this.aliveKey(id))) === 1) continue;
       const [n, ...dead] = await this.reclaimOf(id, this.aliveKey(id), MAX_RECLAIMS);
-      if (n > 0) this.opts.log.warn({ drainer: id, items: n }, 'inbox: a drainer stopped answering; its items go back to the inbox');
+      if (n > 0)
+        this.opts.log.warn(
+          { drainer: id, items: n },
+          'inbox: a drainer stopped answering; its items go back to the inbox',
+        );
       for (const raw of dead) {
-        this.opts.log.error({ drainer: id, item: raw.slice(0, 500), drainers: MAX_RECLAIMS + 1 }, 'inbox: an item whose drainer died every time it was handled goes to the dead list');
+        this.opts.log.error(
+          { drainer: id, item: raw.slice(0, 500), drainers: MAX_RECLAIMS + 1 },
+          'inbox: an item whose drainer died every time it was handled goes to the dead list',
+        );
         this.opts.onHandled?.('dead', this.ageOf(raw));
       }
       moved += Math.max(0, n);
@@ -183,7 +206,17 @@ export class Inbox<T extends InboxItemBase> {
 
   /** Runs the reclaim script for one drainer; `limit` 0 puts everything back without counting. */
   private reclaimOf(id: string, alive: string, limit: number): Promise<[number, ...string[]]> {
-    return (this.redis as unknown as InboxCommands).agentInboxReclaim(this.processingKey(id), this.inboxKey, alive, this.drainersKey, this.deadKey, this.reclaimsKey, this.againKey, id, limit);
+    return (this.redis as unknown as InboxCommands).agentInboxReclaim(
+      this.processingKey(id),
+      this.inboxKey,
+      alive,
+      this.drainersKey,
+      this.deadKey,
+      this.reclaimsKey,
+      this.againKey,
+      id,
+      limit,
+    );
   }
 
   /**
@@ -207,7 +240,12 @@ export class Inbox<T extends InboxItemBase> {
     // time and nothing else. Set when a beat sees some, or when it put some there itself.
     let again = false;
     const beat = async () => {
-      const [, , waiting] = (await this.redis.multi().set(this.aliveKey(id), '1', 'PX', heartbeatMs).sadd(this.drainersKey, id).llen(this.againKey).exec())!;
+      const [, , waiting] = (await this.redis
+        .multi()
+        .set(this.aliveKey(id), '1', 'PX', heartbeatMs)
+        .sadd(this.drainersKey, id)
+        .llen(this.againKey)
+        .exec())!;
       if (Number(waiting?.[1]) > 0) again = true;
     };
     const reclaim = async () => {
@@ -231,12 +269,15 @@ export class Inbox<T extends InboxItemBase> {
       }
       suspects = orphans;
     };
-    const timer = setInterval(() => {
-      beat()
-        .then(() => reclaim())
-        .then(() => adopt())
-        .catch((err: unknown) => log.warn({ err }, 'inbox: heartbeat failed'));
-    }, Math.max(50, Math.floor(heartbeatMs / 3)));
+    const timer = setInterval(
+      () => {
+        beat()
+          .then(() => reclaim())
+          .then(() => adopt())
+          .catch((err: unknown) => log.warn({ err }, 'inbox: heartbeat failed'));
+      },
+      Math.max(50, Math.floor(heartbeatMs / 3)),
+    );
     timer.unref();
 
     let stopping = false;
@@ -258,7 +299,8 @@ export class Inbox<T extends InboxItemBase> {
     let inHand = 0;
     let freed: (() => void) | undefined;
 
-    const toDead = (raw: string) => this.redis.multi().lrem(mine, 1, raw).hdel(this.reclaimsKey, raw).rpush(this.deadKey, raw).exec();
+    const toDead = (raw: string) =>
+      this.redis.multi().lrem(mine, 1, raw).hdel(this.reclaimsKey, raw).rpush(this.deadKey, raw).exec();
 
     // Done work leaves the list; if Redis refuses now, the next beats try again (`adopt`
     // skips items whose removal is pending), so the work itself never runs again for it.
@@ -268,10 +310,15 @@ export class Inbox<T extends InboxItemBase> {
       for (let tries = 0; ; tries++) {
         try {
           // A command that fails inside MULTI does not reject EXEC: each reply is checked.
-          for (const [err] of (await this.redis.multi().lrem(mine, 1, raw).hdel(this.reclaimsKey, raw).exec()) ?? []) if (err) throw err;
+          for (const [err] of (await this.redis.multi().lrem(mine, 1, raw).hdel(this.reclaimsKey, raw).exec()) ?? [])
+            if (err) throw err;
           break;
         } catch (err) {
-          if (stopping || tries >= 5) return void log.warn({ err }, 'inbox: could not remove a done item; if it comes back, its work is done again (once per delivery)');
+          if (stopping || tries >= 5)
+            return void log.warn(
+              { err },
+              'inbox: could not remove a done item; if it comes back, its work is done again (once per delivery)',
+            );
           await sleep(1_000);
         }
       }
@@ -286,9 +333,13 @@ export class Inbox<T extends InboxItemBase> {
           await handle(item);
         } catch (err) {
           // A stopping drainer leaves the item where it is: `stop` puts it back.
-          if (stopping) return void log.warn({ err }, 'inbox: handling failed while stopping; the item goes back to the inbox');
+          if (stopping)
+            return void log.warn({ err }, 'inbox: handling failed while stopping; the item goes back to the inbox');
           if (tries >= delays.length) {
-            log.error({ err, thread: threadOf(item), tries: tries + 1 }, 'inbox: an item failed every try and goes to the dead list');
+            log.error(
+              { err, thread: threadOf(item), tries: tries + 1 },
+              'inbox: an item failed every try and goes to the dead list',
+            );
             await toDead(raw);
             this.opts.onHandled?.('dead', (Date.now() - item.at) / 1000);
             return;
@@ -315,7 +366,9 @@ export class Inbox<T extends InboxItemBase> {
       }
       inHand++;
       held.set(raw, (held.get(raw) ?? 0) + 1);
-      const run = threads.run(threadOf(item), () => handleItem(raw, item)).catch((err: unknown) => log.error({ err }, 'inbox: could not finish an item'));
+      const run = threads
+        .run(threadOf(item), () => handleItem(raw, item))
+        .catch((err: unknown) => log.error({ err }, 'inbox: could not finish an item'));
       void run.finally(() => {
         const n = held.get(raw)! - 1;
         if (n > 0) held.set(raw, n);
@@ -342,7 +395,9 @@ export class Inbox<T extends InboxItemBase> {
             continue;
           }
           // Non-blocking while there is work; blocking (on a connection of its own) when the inbox is empty.
-          const raw: string | null = idle ? await blocking.blmove(this.inboxKey, mine, 'LEFT', 'RIGHT', 1) : await this.redis.lmove(this.inboxKey, mine, 'LEFT', 'RIGHT');
+          const raw: string | null = idle
+            ? await blocking.blmove(this.inboxKey, mine, 'LEFT', 'RIGHT', 1)
+            : await this.redis.lmove(this.inboxKey, mine, 'LEFT', 'RIGHT');
           idle = raw === null;
           if (raw !== null) start(raw);
         } catch (err) {

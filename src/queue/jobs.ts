@@ -20,7 +20,9 @@ export type IssueSnapshot = z.infer<typeof IssueSnapshotSchema>;
 
 /** The digest of an issue's text: its title and body (null and empty are one). */
 export function issueDigest(issue: { title: string; body?: string | null }): string {
-  return createHash('sha256').update(JSON.stringify([issue.title, issue.body ?? ''])).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify([issue.title, issue.body ?? '']))
+    .digest('hex');
 }
 
 /**
@@ -44,7 +46,10 @@ export const JobFields = z.object({
   /** For `issue`: the issue's text when the trigger was recorded (absent in jobs of older versions). */
   snapshot: IssueSnapshotSchema.optional(),
 });
-export const JobDataSchema = JobFields.refine((d) => d.kind !== 'revise' || d.prNumber === d.issueNumber, { message: 'a revise job names its pull request in both issueNumber and prNumber', path: ['prNumber'] });
+export const JobDataSchema = JobFields.refine((d) => d.kind !== 'revise' || d.prNumber === d.issueNumber, {
+  message: 'a revise job names its pull request in both issueNumber and prNumber',
+  path: ['prNumber'],
+});
 export type JobData = z.infer<typeof JobDataSchema>;
 
 /** Job data as stored: the fields and their seal, bound to the job's id. */
@@ -56,12 +61,18 @@ export function sealJob(seal: RecordSeal, id: string, data: JobData): JobData & 
  * The job's data when it is well formed and its seal holds for this job id; else why not.
  * A job someone else wrote into Redis (or copied from another job) is never run.
  */
-export function openJob(seal: RecordSeal, id: string, stored: unknown): { ok: true; data: JobData } | { ok: false; why: string } {
+export function openJob(
+  seal: RecordSeal,
+  id: string,
+  stored: unknown,
+): { ok: true; data: JobData } | { ok: false; why: string } {
   const parsed = JobDataSchema.safeParse(stored);
-  if (!parsed.success) return { ok: false, why: `its data does not fit the schema (${parsed.error.issues[0]?.message ?? 'invalid'})` };
+  if (!parsed.success)
+    return { ok: false, why: `its data does not fit the schema (${parsed.error.issues[0]?.message ?? 'invalid'})` };
   // The fields in the schema's order, as they were sealed when the job was added.
   const mac = (stored as { seal?: unknown }).seal;
-  if (!seal.verify('job', id, JSON.stringify(parsed.data), mac)) return { ok: false, why: mac === undefined ? 'its data carries no seal' : 'its seal does not match its data' };
+  if (!seal.verify('job', id, JSON.stringify(parsed.data), mac))
+    return { ok: false, why: mac === undefined ? 'its data carries no seal' : 'its seal does not match its data' };
   return { ok: true, data: parsed.data };
 }
 
@@ -75,7 +86,9 @@ export function issueKey(d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>): st
  * label for the same attempt finds the existing job instead of adding one. BullMQ refuses
  * ':' in custom ids, hence the slashes.
  */
-export function jobId(d: Pick<JobData, 'owner' | 'repo' | 'issueNumber' | 'attempt'> & { kind?: JobData['kind'] }): string {
+export function jobId(
+  d: Pick<JobData, 'owner' | 'repo' | 'issueNumber' | 'attempt'> & { kind?: JobData['kind'] },
+): string {
   return d.kind === 'revise'
     ? `${d.owner}/${d.repo}/pulls/${d.issueNumber}/revise-${d.attempt}`.toLowerCase()
     : `${d.owner}/${d.repo}/issues/${d.issueNumber}/attempt-${d.attempt}`.toLowerCase();
@@ -90,7 +103,10 @@ export function jobId(d: Pick<JobData, 'owner' | 'repo' | 'issueNumber' | 'attem
 export function isOwnBranch(job: Pick<JobData, 'kind' | 'issueNumber'>, branch: string): boolean {
   if (job.kind === 'revise') return /^agent\/issue-\d+(-[a-z0-9-]+)?$/.test(branch);
   const n = job.issueNumber;
-  return new RegExp(`^agent/issue-${n}(-[a-z0-9-]+)?$`).test(branch) || new RegExp(`^agent/wip/issue-${n}-attempt-\\d+$`).test(branch);
+  return (
+    new RegExp(`^agent/issue-${n}(-[a-z0-9-]+)?$`).test(branch) ||
+    new RegExp(`^agent/wip/issue-${n}-attempt-\\d+$`).test(branch)
+  );
 }
 
 /** The issue a branch of ours was made for: `agent/issue-<n>-…` → n. */

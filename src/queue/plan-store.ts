@@ -40,7 +40,10 @@ export class RedisPlanStore implements PlanStore {
     if (!stored) return undefined;
     const raw = this.seal.open('plan', issue, stored);
     if (raw === undefined) {
-      this.log?.error({ issue, key: this.key(issue) }, 'saved plan refused: its seal does not hold (written into Redis by something other than this app?); planning runs again');
+      this.log?.error(
+        { issue, key: this.key(issue) },
+        'saved plan refused: its seal does not hold (written into Redis by something other than this app?); planning runs again',
+      );
       return undefined;
     }
     try {

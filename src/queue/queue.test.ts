@@ -12,7 +12,14 @@ let server: RedisHandle;
 let redis: Redis;
 let queue: AgentQueue;
 const seal = RecordSeal.ephemeral();
-const base = { kind: 'issue' as const, installationId: 7, owner: 'octo', repo: 'demo', issueNumber: 12, sender: 'maintainer' };
+const base = {
+  kind: 'issue' as const,
+  installationId: 7,
+  owner: 'octo',
+  repo: 'demo',
+  issueNumber: 12,
+  sender: 'maintainer',
+};
 
 beforeAll(async () => {
   server = await startTestRedis();
@@ -32,13 +39,15 @@ describe('job data', () => {
   });
 
   it('names branches agent/issue-<n>-<slug>', () => {
-    expect(branchName(12, 'add() returns the wrong sum when one number is negative')).toBe('agent/issue-12-add-returns-the-wrong-sum');
+    expect(branchName(12, 'add() returns the wrong sum when one number is negative')).toBe(
+      'agent/issue-12-add-returns-the-wrong-sum',
+    );
     expect(branchName(3, '🔥🔥')).toBe('agent/issue-3');
   });
 });
 
 describe('status comment refs', () => {
-  it('waits for the web\'s comment, and answers at once when none is coming', async () => {
+  it("waits for the web's comment, and answers at once when none is coming", async () => {
     const refs = queue.statusRefs;
     expect(await refs.get('nobody', 5_000)).toBeUndefined();
     await refs.markPending('j1');
@@ -59,7 +68,7 @@ describe('status comment refs', () => {
     expect(claims.filter(Boolean)).toHaveLength(1);
   });
 
-  it('keeps the first comment recorded when a worker gave up on the web\'s and both made one', async () => {
+  it("keeps the first comment recorded when a worker gave up on the web's and both made one", async () => {
     const refs = queue.statusRefs;
     await refs.markPending('j4');
     expect(await refs.claim('j4')).toBe(true);
@@ -80,7 +89,10 @@ describe('enqueue', () => {
   it('makes one job per attempt: a redelivery and a second label while active are not new jobs', async () => {
     const first = await queue.enqueue({ ...base, deliveryId: 'd-1' });
     expect(first).toEqual({ kind: 'enqueued', jobId: jobId({ ...base, attempt: 1 }), attempt: 1 });
-    expect(await queue.enqueue({ ...base, deliveryId: 'd-1' })).toEqual({ kind: 'duplicate-delivery', deliveryId: 'd-1' });
+    expect(await queue.enqueue({ ...base, deliveryId: 'd-1' })).toEqual({
+      kind: 'duplicate-delivery',
+      deliveryId: 'd-1',
+    });
     expect(await queue.enqueue({ ...base, deliveryId: 'd-2' })).toMatchObject({ kind: 'already-active', attempt: 1 });
     const job = await queue.queue.getJob(jobId({ ...base, attempt: 1 }));
     const { seal: mac, ...fields } = job!.data as JobData & { seal: string };
@@ -88,8 +100,14 @@ describe('enqueue', () => {
     // Sealed for this job: it opens here, and not under another job's id or with a field changed.
     expect(mac).toMatch(/^[0-9a-f]{64}$/);
     expect(openJob(seal, job!.id!, job!.data)).toEqual({ ok: true, data: { ...base, attempt: 1, deliveryId: 'd-1' } });
-    expect(openJob(seal, jobId({ ...base, attempt: 2 }), job!.data)).toEqual({ ok: false, why: 'its seal does not match its data' });
-    expect(openJob(seal, job!.id!, { ...job!.data, owner: 'victim-org' })).toEqual({ ok: false, why: 'its seal does not match its data' });
+    expect(openJob(seal, jobId({ ...base, attempt: 2 }), job!.data)).toEqual({
+      ok: false,
+      why: 'its seal does not match its data',
+    });
+    expect(openJob(seal, job!.id!, { ...job!.data, owner: 'victim-org' })).toEqual({
+      ok: false,
+      why: 'its seal does not match its data',
+    });
     expect(openJob(seal, job!.id!, fields)).toEqual({ ok: false, why: 'its data carries no seal' });
     expect(openJob(RecordSeal.ephemeral(), job!.id!, job!.data).ok).toBe(false);
     expect(await queue.queue.getJobCounts('waiting')).toMatchObject({ waiting: 1 });
@@ -146,18 +164,28 @@ describe('revise jobs', () => {
   const pr = { installationId: 7, owner: 'octo', repo: 'demo', issueNumber: 40, sender: 'reviewer' };
 
   it('batches feedback that arrives while a revise job is queued, and starts the next one after it', async () => {
-    const first = await queue.enqueueRevise({ ...pr, deliveryId: 'r-1', feedback: { reviewId: 1, sender: 'reviewer' } });
+    const first = await queue.enqueueRevise({
+      ...pr,
+      deliveryId: 'r-1',
+      feedback: { reviewId: 1, sender: 'reviewer' },
+    });
     expect(first).toMatchObject({ kind: 'enqueued', attempt: 1 });
     const id = jobId({ ...pr, kind: 'revise', attempt: 1 });
     expect(first).toMatchObject({ jobId: id });
-    expect(await queue.enqueueRevise({ ...pr, deliveryId: 'r-1', feedback: { reviewId: 1, sender: 'reviewer' } })).toMatchObject({ kind: 'duplicate-delivery' });
-    expect(await queue.enqueueRevise({ ...pr, deliveryId: 'r-2', feedback: { reviewId: 2, sender: 'reviewer' } })).toEqual({ kind: 'batched', jobId: id });
+    expect(
+      await queue.enqueueRevise({ ...pr, deliveryId: 'r-1', feedback: { reviewId: 1, sender: 'reviewer' } }),
+    ).toMatchObject({ kind: 'duplicate-delivery' });
+    expect(
+      await queue.enqueueRevise({ ...pr, deliveryId: 'r-2', feedback: { reviewId: 2, sender: 'reviewer' } }),
+    ).toEqual({ kind: 'batched', jobId: id });
     // The job starts and takes both reviews at once.
     expect((await queue.takeFeedback(pr, id)).map((f) => f.reviewId)).toEqual([1, 2]);
     // The same job, retried after a crash, addresses the same feedback.
     expect((await queue.takeFeedback(pr, id)).map((f) => f.reviewId)).toEqual([1, 2]);
     // A review while it runs waits for the next job, which the ending job starts.
-    expect(await queue.enqueueRevise({ ...pr, deliveryId: 'r-3', feedback: { text: 'also rename x', sender: 'reviewer' } })).toEqual({ kind: 'batched', jobId: id });
+    expect(
+      await queue.enqueueRevise({ ...pr, deliveryId: 'r-3', feedback: { text: 'also rename x', sender: 'reviewer' } }),
+    ).toEqual({ kind: 'batched', jobId: id });
     const job = await queue.queue.getJob(id);
     const { next } = await queue.finishRevise(job!.data);
     expect(next).toBe(jobId({ ...pr, kind: 'revise', attempt: 2 }));
@@ -166,14 +194,20 @@ describe('revise jobs', () => {
     // With nothing waiting, the PR has no revise job any more and the next review starts one.
     const second = await queue.queue.getJob(next!);
     expect(await queue.finishRevise(second!.data)).toEqual({});
-    expect(await queue.enqueueRevise({ ...pr, deliveryId: 'r-4', feedback: { reviewId: 4, sender: 'reviewer' } })).toMatchObject({ kind: 'enqueued', attempt: 3 });
+    expect(
+      await queue.enqueueRevise({ ...pr, deliveryId: 'r-4', feedback: { reviewId: 4, sender: 'reviewer' } }),
+    ).toMatchObject({ kind: 'enqueued', attempt: 3 });
   });
 });
 
 describe('revise feedback', () => {
   it('addresses a review GitHub delivered twice once', async () => {
     const pr = { installationId: 7, owner: 'octo', repo: 'demo', issueNumber: 41, sender: 'reviewer' };
-    const first = (await queue.enqueueRevise({ ...pr, deliveryId: 'dd-1', feedback: { reviewId: 9, sender: 'reviewer' } })) as { jobId: string };
+    const first = (await queue.enqueueRevise({
+      ...pr,
+      deliveryId: 'dd-1',
+      feedback: { reviewId: 9, sender: 'reviewer' },
+    })) as { jobId: string };
     await queue.enqueueRevise({ ...pr, deliveryId: 'dd-2', feedback: { reviewId: 9, sender: 'reviewer' } });
     await queue.enqueueRevise({ ...pr, deliveryId: 'dd-3', feedback: { text: 'and this', sender: 'reviewer' } });
     expect((await queue.takeFeedback(pr, first.jobId)).map((f) => f.reviewId ?? f.text)).toEqual([9, 'and this']);
@@ -195,7 +229,10 @@ describe('stop requests', () => {
     const { jobId: id } = (await queue.enqueue({ ...issue, deliveryId: 's-1' })) as { jobId: string };
     expect(await queue.requestStop('issue', issue, 'maintainer', 'stop-1')).toEqual({ kind: 'removed', jobId: id });
     // The same delivery again (the inbox may do an item twice) is not a second stop.
-    expect(await queue.requestStop('issue', issue, 'maintainer', 'stop-1')).toEqual({ kind: 'duplicate-delivery', deliveryId: 'stop-1' });
+    expect(await queue.requestStop('issue', issue, 'maintainer', 'stop-1')).toEqual({
+      kind: 'duplicate-delivery',
+      deliveryId: 'stop-1',
+    });
     expect(await queue.queue.getJob(id)).toBeUndefined();
     expect(await queue.requestStop('issue', issue, 'maintainer')).toEqual({ kind: 'nothing-running' });
   });
@@ -219,12 +256,22 @@ describe('stop requests', () => {
 });
 
 describe('the branches a job may push', () => {
-  it('are its own issue\'s, and for a revision only the app\'s issue branches', () => {
+  it("are its own issue's, and for a revision only the app's issue branches", () => {
     const issue = { kind: 'issue' as const, issueNumber: 12 };
     expect(isOwnBranch(issue, branchName(12, 'Fix the parser: handle “quotes”'))).toBe(true);
     expect(isOwnBranch(issue, 'agent/issue-12')).toBe(true);
     expect(isOwnBranch(issue, 'agent/wip/issue-12-attempt-3')).toBe(true);
-    for (const other of ['deploy/prod', 'main', 'agent/issue-13-x', 'agent/issue-120-x', 'agent/wip/issue-13-attempt-1', 'agent/issue-12-x/../../main', 'refs/heads/main', 'agent/issue-12-X', 'agent/issue-12-x:main']) {
+    for (const other of [
+      'deploy/prod',
+      'main',
+      'agent/issue-13-x',
+      'agent/issue-120-x',
+      'agent/wip/issue-13-attempt-1',
+      'agent/issue-12-x/../../main',
+      'refs/heads/main',
+      'agent/issue-12-X',
+      'agent/issue-12-x:main',
+    ]) {
       expect(isOwnBranch(issue, other), other).toBe(false);
     }
     const revise = { kind: 'revise' as const, issueNumber: 40 };

@@ -52,13 +52,24 @@ const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call
 
 /** The Lua commands above, defined on the connection so they travel as EVALSHA (ioredis loads them again after a Redis restart). */
 interface QueueCommands {
-  agentBegin(delivery: string, lock: string, attempt: string, token: string, lockMs: number, deliveryTtl: number, what: string, dedupe: '0' | '1'): Promise<number>;
+  agentBegin(
+    delivery: string,
+    lock: string,
+    attempt: string,
+    token: string,
+    lockMs: number,
+    deliveryTtl: number,
+    what: string,
+    dedupe: '0' | '1',
+  ): Promise<number>;
   agentRelease(lock: string, token: string): Promise<number>;
   agentTakeFeedback(waiting: string, taken: string, ttlS: string): Promise<string[]>;
 }
 
 type IssueTrigger = Omit<JobData, 'attempt' | 'kind' | 'prNumber'> & { kind?: 'issue' };
-type ReviseTrigger = Omit<JobData, 'attempt' | 'kind' | 'prNumber' | 'instructions' | 'snapshot'> & { feedback: Feedback };
+type ReviseTrigger = Omit<JobData, 'attempt' | 'kind' | 'prNumber' | 'instructions' | 'snapshot'> & {
+  feedback: Feedback;
+};
 
 /**
  * The agent-run queue with the rules that keep one result per trigger: a delivery id is
@@ -123,9 +134,19 @@ export class AgentQueue {
     const token = `${process.pid}-${Date.now()}-${Math.random()}`;
     let last = -2;
     for (let waited = 0; last === -2; waited += LOCK_RETRY_MS) {
-      if (waited >= LOCK_MS) throw new Error(`could not lock ${lockKey} within ${LOCK_MS / 1000}s; is another process stuck?`);
+      if (waited >= LOCK_MS)
+        throw new Error(`could not lock ${lockKey} within ${LOCK_MS / 1000}s; is another process stuck?`);
       if (waited > 0) await new Promise((r) => setTimeout(r, LOCK_RETRY_MS));
-      last = await this.commands.agentBegin(deliveryKey ?? lockKey, lockKey, this.keyOf(kind, d, 'attempt'), token, LOCK_MS, DELIVERY_TTL_S, opts.what ?? key, deliveryKey ? '1' : '0');
+      last = await this.commands.agentBegin(
+        deliveryKey ?? lockKey,
+        lockKey,
+        this.keyOf(kind, d, 'attempt'),
+        token,
+        LOCK_MS,
+        DELIVERY_TTL_S,
+        opts.what ?? key,
+        deliveryKey ? '1' : '0',
+      );
     }
     if (last === -1) return { kind: 'duplicate-delivery', deliveryId: opts.deliveryId! };
     try {
@@ -139,7 +160,11 @@ export class AgentQueue {
   }
 
   /** `locked` without a delivery id: nothing to deduplicate, so no duplicate answer. */
-  private async lockedOnly<T>(kind: JobData['kind'], d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>, fn: (lastAttempt: number) => Promise<T>): Promise<T> {
+  private async lockedOnly<T>(
+    kind: JobData['kind'],
+    d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>,
+    fn: (lastAttempt: number) => Promise<T>,
+  ): Promise<T> {
     return (await this.locked(kind, d, {}, fn)) as T;
   }
 
@@ -160,7 +185,6 @@ export class AgentQueue {
     return id;
   }
 
-
   /**
    * Enqueues the next attempt for an issue unless this delivery was seen or the issue has
    * an unfinished job.
@@ -171,7 +195,10 @@ export class AgentQueue {
         const id = jobId({ ...data, attempt: current });
         // A job that has posted its last word is over for people, though BullMQ may not
         // have recorded it as completed yet.
-        const [state, ending] = await Promise.all([this.queue.getJobState(id), this.redis.exists(`${this.prefix}:ending:${id}`)]);
+        const [state, ending] = await Promise.all([
+          this.queue.getJobState(id),
+          this.redis.exists(`${this.prefix}:ending:${id}`),
+        ]);
         if (ACTIVE_STATES.has(state) && ending !== 1) return { kind: 'already-active', jobId: id, attempt: current };
       }
       const attempt = current + 1;
@@ -187,24 +214,36 @@ export class AgentQueue {
    */
   async enqueueRevise(data: ReviseTrigger): Promise<ReviseResult> {
     const { feedback, ...trigger } = data;
-    return this.locked('revise', data, { deliveryId: data.deliveryId, what: `${issueKey(data)}:revise` }, async (last): Promise<ReviseResult> => {
-      const [, running] = (await this.redis
-        .multi()
-        .rpush(this.keyOf('revise', data, 'feedback'), JSON.stringify(FeedbackSchema.parse(feedback)))
-        .get(this.keyOf('revise', data, 'active'))
-        .exec())!.map(([err, value]) => {
-        if (err) throw err;
-        return value;
-      }) as [number, string | null];
-      if (running && ACTIVE_STATES.has(await this.queue.getJobState(running))) return { kind: 'batched', jobId: running };
-      return this.startRevise(trigger, last);
-    });
+    return this.locked(
+      'revise',
+      data,
+      { deliveryId: data.deliveryId, what: `${issueKey(data)}:revise` },
+      async (last): Promise<ReviseResult> => {
+        const [, running] = (await this.redis
+          .multi()
+          .rpush(this.keyOf('revise', data, 'feedback'), JSON.stringify(FeedbackSchema.parse(feedback)))
+          .get(this.keyOf('revise', data, 'active'))
+          .exec())!.map(([err, value]) => {
+          if (err) throw err;
+          return value;
+        }) as [number, string | null];
+        if (running && ACTIVE_STATES.has(await this.queue.getJobState(running)))
+          return { kind: 'batched', jobId: running };
+        return this.startRevise(trigger, last);
+      },
+    );
   }
 
-  private async startRevise(trigger: Omit<ReviseTrigger, 'feedback'>, last: number, webComments = true): Promise<{ kind: 'enqueued'; jobId: string; attempt: number }> {
+  private async startRevise(
+    trigger: Omit<ReviseTrigger, 'feedback'>,
+    last: number,
+    webComments = true,
+  ): Promise<{ kind: 'enqueued'; jobId: string; attempt: number }> {
     const attempt = last + 1;
     const data: JobData = { ...trigger, kind: 'revise', prNumber: trigger.issueNumber, attempt };
-    const id = await this.add(data, webComments, (m) => m.set(this.keyOf('revise', trigger, 'active'), jobId(data), 'EX', MARKER_TTL_S));
+    const id = await this.add(data, webComments, (m) =>
+      m.set(this.keyOf('revise', trigger, 'active'), jobId(data), 'EX', MARKER_TTL_S),
+    );
     return { kind: 'enqueued', jobId: id, attempt };
   }
 
@@ -239,7 +278,18 @@ export class AgentQueue {
       const activeKey = this.keyOf('revise', job, 'active');
       if ((await this.redis.get(activeKey)) !== jobId(job)) return {};
       if ((await this.redis.llen(this.keyOf('revise', job, 'feedback'))) > 0) {
-        const next = await this.startRevise({ installationId: job.installationId, owner: job.owner, repo: job.repo, issueNumber: job.issueNumber, deliveryId: `after-${jobId(job)}`, sender: job.sender }, last, false);
+        const next = await this.startRevise(
+          {
+            installationId: job.installationId,
+            owner: job.owner,
+            repo: job.repo,
+            issueNumber: job.issueNumber,
+            deliveryId: `after-${jobId(job)}`,
+            sender: job.sender,
+          },
+          last,
+          false,
+        );
         return { next: next.jobId };
       }
       await this.redis.del(activeKey);
@@ -253,15 +303,26 @@ export class AgentQueue {
    * `deliveryId`, a second request from the same delivery answers `duplicate-delivery`
    * (a stop done again must not then say that nothing was running).
    */
-  async requestStop(kind: JobData['kind'], d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>, by: string, deliveryId?: string): Promise<StopResult> {
+  async requestStop(
+    kind: JobData['kind'],
+    d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>,
+    by: string,
+    deliveryId?: string,
+  ): Promise<StopResult> {
     return this.locked(kind, d, { deliveryId }, async (attempt): Promise<StopResult> => {
-      const id = kind === 'revise' ? await this.redis.get(this.keyOf('revise', d, 'active')) : attempt > 0 ? jobId({ ...d, attempt }) : null;
+      const id =
+        kind === 'revise'
+          ? await this.redis.get(this.keyOf('revise', d, 'active'))
+          : attempt > 0
+            ? jobId({ ...d, attempt })
+            : null;
       if (!id) return { kind: 'nothing-running' };
       const state = await this.queue.getJobState(id);
       // A job that a worker took between the two reads is locked: remove() answers 0, and
       // the job is asked to stop instead.
       if (QUEUED_STATES.has(state) && (await this.queue.remove(id).catch(() => 0)) === 1) {
-        if (kind === 'revise') await this.redis.del(this.keyOf('revise', d, 'active'), this.keyOf('revise', d, 'feedback'));
+        if (kind === 'revise')
+          await this.redis.del(this.keyOf('revise', d, 'active'), this.keyOf('revise', d, 'feedback'));
         return { kind: 'removed', jobId: id };
       }
       if (!QUEUED_STATES.has(state) && state !== 'active') {

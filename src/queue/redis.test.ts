@@ -6,7 +6,16 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { freePort, startTestRedis } from '../../test/helpers/redis.js';
-import { bullConnection, checkRedisSettings, noAuthProblem, redisAcceptsWithoutAuth, redisAnswers, redisVersionProblem, startRedisServer, withPassword } from './redis.js';
+import {
+  bullConnection,
+  checkRedisSettings,
+  noAuthProblem,
+  redisAcceptsWithoutAuth,
+  redisAnswers,
+  redisVersionProblem,
+  startRedisServer,
+  withPassword,
+} from './redis.js';
 
 describe('a redis-server of our own', () => {
   it('starts with a password that is required and never on its command line', async () => {
@@ -35,8 +44,14 @@ describe('a Redis without a password', () => {
       expect(await redisAcceptsWithoutAuth(closed.url)).toBe(false);
       expect(closed.url).toMatch(/^redis:\/\/:[0-9a-f]{24}@/);
       // Unreachable is not "no password": the caller hears why.
-      await expect(redisAcceptsWithoutAuth(`redis://127.0.0.1:${await freePort()}`)).rejects.toThrow(/ECONNREFUSED|Connection is closed/);
-      expect(noAuthProblem(`redis://:pw@127.0.0.1:${open.port}`)).toMatch(new RegExp(`^REDIS_ALLOW_NO_AUTH: the Redis at redis://127\\.0\\.0\\.1:${open.port} runs commands without a password.*requirepass.*REDIS_PASSWORD.*REDIS_ALLOW_NO_AUTH=1$`));
+      await expect(redisAcceptsWithoutAuth(`redis://127.0.0.1:${await freePort()}`)).rejects.toThrow(
+        /ECONNREFUSED|Connection is closed/,
+      );
+      expect(noAuthProblem(`redis://:pw@127.0.0.1:${open.port}`)).toMatch(
+        new RegExp(
+          `^REDIS_ALLOW_NO_AUTH: the Redis at redis://127\\.0\\.0\\.1:${open.port} runs commands without a password.*requirepass.*REDIS_PASSWORD.*REDIS_ALLOW_NO_AUTH=1$`,
+        ),
+      );
       expect(noAuthProblem('redis://:secret-pw@h:1')).not.toContain('secret-pw');
     } finally {
       await open.stop();
@@ -53,7 +68,9 @@ describe('a Redis without a password', () => {
 
 describe('redisVersionProblem', () => {
   it('refuses a Redis older than 6.2 and names the version', () => {
-    expect(redisVersionProblem('# Server\r\nredis_version:6.0.16\r\nredis_mode:standalone\r\n')).toMatch(/Redis 6\.0\.16 is too old: issue-agent needs 6\.2/);
+    expect(redisVersionProblem('# Server\r\nredis_version:6.0.16\r\nredis_mode:standalone\r\n')).toMatch(
+      /Redis 6\.0\.16 is too old: issue-agent needs 6\.2/,
+    );
     expect(redisVersionProblem('redis_version:5.0.7\r\n')).toMatch(/5\.0\.7/);
     expect(redisVersionProblem('redis_version:6.2.0\r\n')).toBeUndefined();
     expect(redisVersionProblem('redis_version:7.0.15\r\n')).toBeUndefined();
@@ -99,8 +116,12 @@ describe('checkRedisSettings', () => {
       expect(result.ok).toBe(false);
       expect(result.checked).toBe(true);
       expect(result.problems).toHaveLength(2);
-      expect(result.problems[0]).toMatch(/appendonly is "no": nothing is written to disk, so a Redis restart loses queued and running jobs; set "appendonly yes"/);
-      expect(result.problems[1]).toMatch(/maxmemory-policy is "allkeys-lru": .*BullMQ loses jobs; set "maxmemory-policy noeviction"/);
+      expect(result.problems[0]).toMatch(
+        /appendonly is "no": nothing is written to disk, so a Redis restart loses queued and running jobs; set "appendonly yes"/,
+      );
+      expect(result.problems[1]).toMatch(
+        /maxmemory-policy is "allkeys-lru": .*BullMQ loses jobs; set "maxmemory-policy noeviction"/,
+      );
       expect(lines).toEqual(result.problems);
     } finally {
       redis.disconnect();
@@ -115,7 +136,11 @@ describe('checkRedisSettings', () => {
       const { lines, log } = recordingLog();
       const result = await checkRedisSettings(redis, log);
       expect(result).toMatchObject({ ok: false, checked: false });
-      expect(result.problems).toEqual([expect.stringMatching(/^could not read the Redis settings \(CONFIG GET: ERR unknown command 'CONFIG'.*appendonly yes.*maxmemory-policy noeviction/)]);
+      expect(result.problems).toEqual([
+        expect.stringMatching(
+          /^could not read the Redis settings \(CONFIG GET: ERR unknown command 'CONFIG'.*appendonly yes.*maxmemory-policy noeviction/,
+        ),
+      ]);
       expect(lines).toEqual(result.problems);
       // The connection is still usable.
       expect(await redis.ping()).toBe('PONG');
@@ -167,7 +192,12 @@ describe('a Redis restart', () => {
       await server.restart();
       await queue.add('job', { n: 50 }, { jobId: 'after-restart' });
       expect(await finished('after-restart')).toBe(100);
-      expect(await queue.getJobCounts('completed', 'waiting', 'active', 'failed')).toMatchObject({ completed: 2, waiting: 0, active: 0, failed: 0 });
+      expect(await queue.getJobCounts('completed', 'waiting', 'active', 'failed')).toMatchObject({
+        completed: 2,
+        waiting: 0,
+        active: 0,
+        failed: 0,
+      });
     } finally {
       await worker?.close();
       await queue.close();

@@ -16,7 +16,12 @@ export interface RedisHandle {
 
 /** Answers whether a Redis server replies to PING at `url` within `timeoutMs`. */
 export async function redisAnswers(url: string, timeoutMs = 1_500): Promise<boolean> {
-  const client = new Redis(url, { lazyConnect: true, connectTimeout: timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const client = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: timeoutMs,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
   client.on('error', () => {});
   try {
     await client.connect();
@@ -32,24 +37,51 @@ export async function redisAnswers(url: string, timeoutMs = 1_500): Promise<bool
  * The settings the app's Redis needs so that a restart loses no job: the append-only file
  * (fsync once a second) and no eviction (BullMQ's keys must never be dropped for memory).
  */
-export const REDIS_PERSISTENCE_ARGS = ['--appendonly', 'yes', '--appendfsync', 'everysec', '--maxmemory-policy', 'noeviction'] as const;
+export const REDIS_PERSISTENCE_ARGS = [
+  '--appendonly',
+  'yes',
+  '--appendfsync',
+  'everysec',
+  '--maxmemory-policy',
+  'noeviction',
+] as const;
 
 /**
  * Starts a redis-server child on `port` with data (the append-only file) under `dir`, with
  * REDIS_PERSISTENCE_ARGS. `extraConfig` lines go into its config as they are. Resolves once
  * it answers PING.
  */
-export async function startRedisServer(opts: { port: number; dir: string; password?: string; extraConfig?: string[]; log?: Logger }): Promise<RedisHandle> {
+export async function startRedisServer(opts: {
+  port: number;
+  dir: string;
+  password?: string;
+  extraConfig?: string[];
+  log?: Logger;
+}): Promise<RedisHandle> {
   mkdirSync(opts.dir, { recursive: true });
-  const args = ['--port', String(opts.port), '--bind', '127.0.0.1', '--dir', opts.dir, ...REDIS_PERSISTENCE_ARGS, '--save', ''];
+  const args = [
+    '--port',
+    String(opts.port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    opts.dir,
+    ...REDIS_PERSISTENCE_ARGS,
+    '--save',
+    '',
+  ];
   // The password goes in through stdin's config, not argv, where any local user could read it.
   const stdinConfig = [...(opts.password ? [`requirepass ${opts.password}`] : []), ...(opts.extraConfig ?? [])];
-  const child = spawn('redis-server', stdinConfig.length > 0 ? ['-', ...args] : args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn('redis-server', stdinConfig.length > 0 ? ['-', ...args] : args, {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   child.stdin?.end(stdinConfig.map((l) => `${l}\n`).join(''));
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4_000)));
   child.stderr?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4_000)));
-  const url = opts.password ? `redis://:${encodeURIComponent(opts.password)}@127.0.0.1:${opts.port}` : `redis://127.0.0.1:${opts.port}`;
+  const url = opts.password
+    ? `redis://:${encodeURIComponent(opts.password)}@127.0.0.1:${opts.port}`
+    : `redis://127.0.0.1:${opts.port}`;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   for (let i = 0; i < 100; i++) {
     if (child.exitCode !== null) break;
@@ -74,7 +106,12 @@ export async function startRedisServer(opts: { port: number; dir: string; passwo
  * REDIS_URL when set; otherwise the local default, and when nothing answers there, a
  * redis-server of our own if one is installed.
  */
-export async function resolveRedis(opts: { url?: string; password?: string; dataDir: string; log: Logger }): Promise<RedisHandle> {
+export async function resolveRedis(opts: {
+  url?: string;
+  password?: string;
+  dataDir: string;
+  log: Logger;
+}): Promise<RedisHandle> {
   if (opts.url) return { url: opts.url, stop: async () => {} };
   const local = withPassword(DEFAULT_REDIS_URL, opts.password);
   if (await redisAnswers(local)) return { url: local, stop: async () => {} };
@@ -114,7 +151,13 @@ export async function redisAcceptsWithoutAuth(url: string, timeoutMs = 3_000): P
   const bare = new URL(url);
   bare.username = '';
   bare.password = '';
-  const client = new Redis(bare.toString(), { lazyConnect: true, enableReadyCheck: false, connectTimeout: timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const client = new Redis(bare.toString(), {
+    lazyConnect: true,
+    enableReadyCheck: false,
+    connectTimeout: timeoutMs,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
   client.on('error', () => {});
   try {
     await client.connect();
@@ -134,7 +177,7 @@ export function noAuthProblem(url: string): string {
   where.password = '';
   return (
     `REDIS_ALLOW_NO_AUTH: the Redis at ${where.toString()} runs commands without a password, so anything that reaches it ` +
-    '(another machine on its network, any process on this one) could forge jobs and stage outputs that workers act on with the App\'s rights ' +
+    "(another machine on its network, any process on this one) could forge jobs and stage outputs that workers act on with the App's rights " +
     'on every repository. Set a password (requirepass in redis.conf, or CONFIG SET requirepass … then CONFIG REWRITE) and give it to the app ' +
     'in REDIS_URL (redis://:PASSWORD@host:6379) or REDIS_PASSWORD; or leave REDIS_URL unset with nothing on 127.0.0.1:6379, and the app starts ' +
     'its own redis-server with a generated password. To run on it anyway, set REDIS_ALLOW_NO_AUTH=1'
@@ -174,7 +217,8 @@ export function redisVersionProblem(infoServer: string): string | undefined {
   const version = /^redis_version:(\S+)/m.exec(infoServer)?.[1];
   if (!version) return undefined;
   const [major = 0, minor = 0] = version.split('.').map(Number);
-  if (major > MIN_REDIS_VERSION[0] || (major === MIN_REDIS_VERSION[0] && minor >= MIN_REDIS_VERSION[1])) return undefined;
+  if (major > MIN_REDIS_VERSION[0] || (major === MIN_REDIS_VERSION[0] && minor >= MIN_REDIS_VERSION[1]))
+    return undefined;
   return `Redis ${version} is too old: issue-agent needs ${MIN_REDIS_VERSION.join('.')} or later (for LMOVE); upgrade it, or point REDIS_URL at a newer one`;
 }
 
@@ -194,13 +238,17 @@ export async function checkRedisSettings(redis: Redis, log: Pick<Logger, 'warn'>
   }
   const problems: string[] = [];
   if (settings.appendonly !== 'yes') {
-    const snapshots = settings.save ? `only the RDB snapshots (save "${settings.save}") are kept, so` : 'nothing is written to disk, so';
+    const snapshots = settings.save
+      ? `only the RDB snapshots (save "${settings.save}") are kept, so`
+      : 'nothing is written to disk, so';
     problems.push(
       `Redis appendonly is "${settings.appendonly ?? 'unknown'}": ${snapshots} a Redis restart loses queued and running jobs; ` +
         'set "appendonly yes" in redis.conf (or CONFIG SET appendonly yes, then CONFIG REWRITE)',
     );
   } else if (settings.appendfsync === 'no') {
-    problems.push('Redis appendfsync is "no": the OS decides when jobs reach the disk, so a crash can lose many seconds of them; set "appendfsync everysec"');
+    problems.push(
+      'Redis appendfsync is "no": the OS decides when jobs reach the disk, so a crash can lose many seconds of them; set "appendfsync everysec"',
+    );
   }
   if (settings['maxmemory-policy'] !== 'noeviction') {
     problems.push(

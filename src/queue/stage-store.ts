@@ -19,7 +19,11 @@ const CheckResultSchema = z.object({
   output: z.string(),
 });
 
-const ReportSchema = z.object({ ok: z.boolean(), results: z.array(CheckResultSchema), failed: CheckResultSchema.optional() });
+const ReportSchema = z.object({
+  ok: z.boolean(),
+  results: z.array(CheckResultSchema),
+  failed: CheckResultSchema.optional(),
+});
 
 /**
  * What each finished stage of one job produced. Saved as each stage finishes, so a job
@@ -38,7 +42,9 @@ export const CheckpointsSchema = z.object({
       patch: z.string(),
       baseSha: z.string(),
       summary: z.string(),
-      threads: z.array(z.object({ comment_id: z.number(), outcome: z.enum(['addressed', 'not_addressed']), reply: z.string() })).optional(),
+      threads: z
+        .array(z.object({ comment_id: z.number(), outcome: z.enum(['addressed', 'not_addressed']), reply: z.string() }))
+        .optional(),
       touched: z.array(z.string()),
       scopeRequests: z.array(z.object({ path: z.string(), reason: z.string() })),
       tried: z.array(z.string()),
@@ -83,7 +89,10 @@ export class RedisStageStore implements StageStore {
     for (const [field, value] of Object.entries(raw)) {
       const text = this.seal.open(`stage:${field}`, jobId, value);
       if (text === undefined) {
-        this.log?.error({ job: jobId, stage: field, key: this.key(jobId) }, 'stage checkpoint refused: its seal does not hold (written into Redis by something other than this app?); the stage runs again');
+        this.log?.error(
+          { job: jobId, stage: field, key: this.key(jobId) },
+          'stage checkpoint refused: its seal does not hold (written into Redis by something other than this app?); the stage runs again',
+        );
         continue;
       }
       try {
@@ -101,10 +110,18 @@ export class RedisStageStore implements StageStore {
     return checked;
   }
 
-  async save<K extends keyof Checkpoints>(jobId: string, stage: K, value: NonNullable<Checkpoints[K]>): Promise<boolean> {
+  async save<K extends keyof Checkpoints>(
+    jobId: string,
+    stage: K,
+    value: NonNullable<Checkpoints[K]>,
+  ): Promise<boolean> {
     const text = JSON.stringify(value);
     if (Buffer.byteLength(text) > MAX_PATCH_BYTES) return false;
-    await this.redis.multi().hset(this.key(jobId), stage, this.seal.seal(`stage:${stage}`, jobId, text)).expire(this.key(jobId), TTL_S).exec();
+    await this.redis
+      .multi()
+      .hset(this.key(jobId), stage, this.seal.seal(`stage:${stage}`, jobId, text))
+      .expire(this.key(jobId), TTL_S)
+      .exec();
     return true;
   }
 }

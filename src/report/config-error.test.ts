@@ -4,7 +4,6 @@ import { configErrorComment } from './config-error.js';
 import { STATUS_MARKER } from './status.js';
 import { configErrorOf as errorOf } from '../../test/helpers/repo-config.js';
 
-
 const FILE_URL = 'https://github.com/o/r/blob/main/.github/agent.yml';
 
 describe('the invalid-config comment', () => {
@@ -16,14 +15,16 @@ describe('the invalid-config comment', () => {
 
   it('lists each problem with its line, field and expectation', () => {
     const err = errorOf('max_rounds: 2\nbudgets:\n  max_cost_usd: "ten"\ncommands:\n  tests: npm test\n');
-    const lines = configErrorComment(err, { ref: 'main' }).split('\n').filter((l) => l.startsWith('- '));
+    const lines = configErrorComment(err, { ref: 'main' })
+      .split('\n')
+      .filter((l) => l.startsWith('- '));
     expect(lines).toEqual([
       '- line 3, field `budgets.max_cost_usd`: is text ("ten"), not a number — expected: a number above 0 and at most 1,000 (dollars per job (default 10))',
       '- line 5, field `commands.tests`: unknown key "tests" in commands (did you mean test?) — expected: one of the keys install, test, lint, typecheck',
     ]);
   });
 
-  it('links each line into the file when it has the file\'s address', () => {
+  it("links each line into the file when it has the file's address", () => {
     const body = configErrorComment(errorOf('\n\nmax_rounds: 0\n'), { ref: 'main', fileUrl: FILE_URL });
     expect(body).toContain(`- [line 3](${FILE_URL}#L3), field \`max_rounds\`: 0 is below the minimum of 1`);
     expect(body).toContain(`[\`.github/agent.yml\`](${FILE_URL}) on \`main\``);

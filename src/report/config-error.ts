@@ -1,4 +1,10 @@
-import { REPO_CONFIG_PATH, REPO_CONFIG_SCHEMA_ID, REPO_CONFIG_SCHEMA_PAGE, type ConfigProblem, type RepoConfigError } from '../config/repo-config.js';
+import {
+  REPO_CONFIG_PATH,
+  REPO_CONFIG_SCHEMA_ID,
+  REPO_CONFIG_SCHEMA_PAGE,
+  type ConfigProblem,
+  type RepoConfigError,
+} from '../config/repo-config.js';
 import { STATUS_MARKER } from './status.js';
 
 /** More problems than this are counted, not listed: one comment should stay readable. */
@@ -6,7 +12,9 @@ const MAX_LISTED = 20;
 
 /** One line, with control, invisible and bidi characters shown as escapes so text cannot start a new block. */
 function oneLine(text: string): string {
-  return text.replace(/[\p{Cc}\p{Cf}\u2028\u2029]/gu, (c) => (c === '\t' ? ' ' : `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`));
+  return text.replace(/[\p{Cc}\p{Cf}\u2028\u2029]/gu, (c) =>
+    c === '\t' ? ' ' : `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`,
+  );
 }
 
 /**

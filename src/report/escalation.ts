@@ -20,7 +20,6 @@ export interface EscalationReport {
   spend: { modelCalls: number; inputTokens: number; outputTokens: number; costUsd: number; seconds: number };
 }
 
-
 /** What a maintainer can do next, specific to why the job stopped. */
 export function nextSteps(reason: string, e: Pick<EscalationReport, 'wip' | 'failingCommand' | 'firewall'>): string[] {
   const relabel = 're-add the `agent` label to try again';
@@ -44,16 +43,22 @@ export function nextSteps(reason: string, e: Pick<EscalationReport, 'wip' | 'fai
         fromWip,
       ];
     case 'unpriced-model':
-      return [`name a model with a known price under \`models:\` in \`.github/agent.yml\` (or ask the app's operator to), then ${relabel}`];
+      return [
+        `name a model with a known price under \`models:\` in \`.github/agent.yml\` (or ask the app's operator to), then ${relabel}`,
+      ];
     case 'retry-limit':
     case 'repeated-action':
     case 'cycle':
     case 'monologue':
       return [`name the file and function to change in the issue, then ${relabel}`, fromWip];
     case 'not-authorised':
-      return ['a person with write access to the repository re-adds the `agent` label, if the work should still be done'];
+      return [
+        'a person with write access to the repository re-adds the `agent` label, if the work should still be done',
+      ];
     case 'edited-after-trigger':
-      return ['a person with write access reads the issue as it is now and, if it is the task to do, re-adds the `agent` label (or comments `/agent retry`)'];
+      return [
+        'a person with write access reads the issue as it is now and, if it is the task to do, re-adds the `agent` label (or comments `/agent retry`)',
+      ];
     case 'push-rejected':
       return [`delete or merge the existing branch, then ${relabel}`];
     case 'install-failed':
@@ -95,7 +100,11 @@ export function escalationComment(e: EscalationReport): string {
   if (e.failureExcerpt) parts.push('', fence(e.failureExcerpt));
   const firewall = firewallSection(e.firewall);
   if (firewall.length > 0) parts.push('', ...firewall.slice(0, -1));
-  parts.push('', '### Files touched', ...(e.filesTouched.length ? e.filesTouched.map((f) => `- \`${f}\``) : ['- none']));
+  parts.push(
+    '',
+    '### Files touched',
+    ...(e.filesTouched.length ? e.filesTouched.map((f) => `- \`${f}\``) : ['- none']),
+  );
   if (e.wip) parts.push('', `Work in progress: [\`${e.wip.branch}\`](${e.wip.url})`);
   parts.push('', '### What to decide', ...nextSteps(e.reason, e).map((n, i) => `${i + 1}. ${n}`));
   parts.push(

@@ -21,7 +21,14 @@ describe('the firewall report', () => {
       "- install tried `a'b](http://x)@team:443` — not an allowed registry",
       '',
     ]);
-    const many = firewallSection({ allowed: 0, refused: Array.from({ length: 25 }, (_, i) => ({ destination: `h${i}.example:443`, reason: 'not an allowed registry', count: 1 })) });
+    const many = firewallSection({
+      allowed: 0,
+      refused: Array.from({ length: 25 }, (_, i) => ({
+        destination: `h${i}.example:443`,
+        reason: 'not an allowed registry',
+        count: 1,
+      })),
+    });
     expect(many.filter((l) => l.startsWith('- install tried'))).toHaveLength(20);
     expect(many.at(-2)).toBe("- and 5 more destinations (in the job's trace)");
   });
@@ -33,10 +40,15 @@ describe('the firewall report', () => {
       reason: 'install-failed',
       evidence: 'the install command failed before any change',
       filesTouched: [],
-      firewall: { allowed: 0, refused: [{ destination: 'evil.example:443', reason: 'not an allowed registry', count: 1 }] },
+      firewall: {
+        allowed: 0,
+        refused: [{ destination: 'evil.example:443', reason: 'not an allowed registry', count: 1 }],
+      },
       spend: { modelCalls: 0, inputTokens: 0, outputTokens: 0, costUsd: 0, seconds: 1 },
     });
-    expect(body).toContain('### Firewall\nThe install step was refused 1 connection (0 to allowed registries went through):\n\n- install tried `evil.example:443` — not an allowed registry\n\n### Files touched');
-    expect(body).toContain('ask the app\'s operator to allow it (SANDBOX_EGRESS_ALLOW_EXTRA)');
+    expect(body).toContain(
+      '### Firewall\nThe install step was refused 1 connection (0 to allowed registries went through):\n\n- install tried `evil.example:443` — not an allowed registry\n\n### Files touched',
+    );
+    expect(body).toContain("ask the app's operator to allow it (SANDBOX_EGRESS_ALLOW_EXTRA)");
   });
 });

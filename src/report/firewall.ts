@@ -14,8 +14,15 @@ export function firewallSection(report: EgressReport | undefined): string[] {
     '### Firewall',
     `The install step was refused ${total} connection${total === 1 ? '' : 's'} (${report.allowed} to allowed registries went through):`,
     '',
-    ...report.refused.slice(0, MAX_LINES).map((r) => `- install tried \`${r.destination.replace(/[`\r\n]/g, "'")}\` — ${r.reason}${r.count > 1 ? ` (${r.count} times)` : ''}`),
-    ...(report.refused.length > MAX_LINES ? [`- and ${report.refused.length - MAX_LINES} more destinations (in the job's trace)`] : []),
+    ...report.refused
+      .slice(0, MAX_LINES)
+      .map(
+        (r) =>
+          `- install tried \`${r.destination.replace(/[`\r\n]/g, "'")}\` — ${r.reason}${r.count > 1 ? ` (${r.count} times)` : ''}`,
+      ),
+    ...(report.refused.length > MAX_LINES
+      ? [`- and ${report.refused.length - MAX_LINES} more destinations (in the job's trace)`]
+      : []),
     '',
   ];
 }

@@ -37,7 +37,9 @@ export function prBody(p: PrBodyInput): string {
     p.summary,
     '',
     ...(p.closes !== undefined ? [`Closes #${p.closes}`, ''] : []),
-    ...(p.acceptanceCriteria?.length ? ['### Acceptance criteria', ...p.acceptanceCriteria.map((c) => `- ${c}`), ''] : []),
+    ...(p.acceptanceCriteria?.length
+      ? ['### Acceptance criteria', ...p.acceptanceCriteria.map((c) => `- ${c}`), '']
+      : []),
     '### Plan',
     p.plan.summary,
     '',
@@ -61,7 +63,9 @@ export function prBody(p: PrBodyInput): string {
     p.diffStat.trim() || '(no files)',
     '```',
     '',
-    ...(p.toolCalls?.length ? ['<details><summary>Tool calls</summary>', '', ...p.toolCalls.map((l) => `- ${l}`), '', '</details>', ''] : []),
+    ...(p.toolCalls?.length
+      ? ['<details><summary>Tool calls</summary>', '', ...p.toolCalls.map((l) => `- ${l}`), '', '</details>', '']
+      : []),
     `<sub>issue-agent · spend: ${p.spend}</sub>`,
   ].join('\n');
 }

@@ -1,15 +1,31 @@
 import { describe, expect, it } from 'vitest';
-import { inlineCode, isTerminal, plain, STATUS_MARKER, statusComment, type StatusPhase, type StatusState } from './status.js';
+import {
+  inlineCode,
+  isTerminal,
+  plain,
+  STATUS_MARKER,
+  statusComment,
+  type StatusPhase,
+  type StatusState,
+} from './status.js';
 
 const checklistOf = (body: string) => body.split('\n').filter((l) => /^- \[[ x]\] /.test(l));
-const ticked = (body: string) => checklistOf(body).filter((l) => l.startsWith('- [x]')).map((l) => l.replace(/^- \[x\] /, '').split(' ')[0] ?? '');
+const ticked = (body: string) =>
+  checklistOf(body)
+    .filter((l) => l.startsWith('- [x]'))
+    .map((l) => l.replace(/^- \[x\] /, '').split(' ')[0] ?? '');
 const currentLine = (body: string) => checklistOf(body).find((l) => /← now|here$/.test(l));
 /** The rows of the first table, split the way GFM splits them: on pipes not escaped by a backslash. */
 const tableRows = (body: string) =>
   body
     .split('\n')
     .filter((l) => l.startsWith('|'))
-    .map((l) => l.slice(1, -1).match(/(?:\\.|[^|\\])+/g)!.map((c) => c.trim()));
+    .map((l) =>
+      l
+        .slice(1, -1)
+        .match(/(?:\\.|[^|\\])+/g)!
+        .map((c) => c.trim()),
+    );
 
 describe('statusComment', () => {
   it('starts with the marker and a headline', () => {
@@ -43,7 +59,11 @@ describe('statusComment', () => {
   });
 
   it('links the pull request when done and keeps the words the issue thread is searched for', () => {
-    const body = statusComment({ phase: 'done', pullUrl: 'https://github.com/o/r/pull/12', spend: '3 model calls, $0.0100' });
+    const body = statusComment({
+      phase: 'done',
+      pullUrl: 'https://github.com/o/r/pull/12',
+      spend: '3 model calls, $0.0100',
+    });
     expect(body).toContain('✅ done: pull request https://github.com/o/r/pull/12');
     expect(body).toContain('<sub>spend: 3 model calls, $0.0100</sub>');
   });
@@ -112,7 +132,10 @@ describe('statusComment', () => {
   });
 
   it('waits for answers without claiming to be the questions comment', () => {
-    const body = statusComment({ phase: 'needs-info', escalationUrl: 'https://github.com/o/r/issues/3#issuecomment-10' });
+    const body = statusComment({
+      phase: 'needs-info',
+      escalationUrl: 'https://github.com/o/r/issues/3#issuecomment-10',
+    });
     expect(body).toContain('❓ waiting for answers');
     expect(body).not.toContain('needs more information');
     expect(currentLine(body)).toBe('- [ ] **scope** ❓ waiting here');
@@ -120,12 +143,25 @@ describe('statusComment', () => {
   });
 
   it('addresses reviews on a revise job: code, validate, push', () => {
-    const working = statusComment({ phase: 'validating', kind: 'revise', reviewCount: 2, pullUrl: 'https://github.com/o/r/pull/12', round: { n: 1, of: 2 } });
-    expect(working.split('\n')[1]).toBe('**issue-agent** ⏳ addressing 2 reviews on https://github.com/o/r/pull/12: validating (round 1/2)…');
+    const working = statusComment({
+      phase: 'validating',
+      kind: 'revise',
+      reviewCount: 2,
+      pullUrl: 'https://github.com/o/r/pull/12',
+      round: { n: 1, of: 2 },
+    });
+    expect(working.split('\n')[1]).toBe(
+      '**issue-agent** ⏳ addressing 2 reviews on https://github.com/o/r/pull/12: validating (round 1/2)…',
+    );
     expect(checklistOf(working)).toEqual(['- [x] code', '- [ ] **validate** (round 1/2) ← now', '- [ ] push']);
     const one = statusComment({ phase: 'coding', kind: 'revise', reviewCount: 1 });
     expect(one).toContain('addressing 1 review: coding…');
-    const done = statusComment({ phase: 'done', kind: 'revise', reviewCount: 3, pullUrl: 'https://github.com/o/r/pull/12' });
+    const done = statusComment({
+      phase: 'done',
+      kind: 'revise',
+      reviewCount: 3,
+      pullUrl: 'https://github.com/o/r/pull/12',
+    });
     expect(done).toContain('✅ done: addressed 3 reviews, pushed to https://github.com/o/r/pull/12');
     expect(checklistOf(done)).toEqual(['- [x] code', '- [x] validate', '- [x] push']);
     const stuck = statusComment({ phase: 'stuck', kind: 'revise', stoppedAt: 'coding', reason: 'budget-turns' });
@@ -138,7 +174,11 @@ describe('statusComment', () => {
       phase: 'validating',
       round: { n: 3, of: 3 },
       planSummary: 'x'.repeat(5000),
-      checks: Array.from({ length: 30 }, (_, i) => ({ command: `npm run check-${i} ${'y'.repeat(300)}`, before: true, after: false })),
+      checks: Array.from({ length: 30 }, (_, i) => ({
+        command: `npm run check-${i} ${'y'.repeat(300)}`,
+        before: true,
+        after: false,
+      })),
       spend: '12 model calls, $0.1234',
     };
     const body = statusComment(s);
@@ -148,7 +188,8 @@ describe('statusComment', () => {
   });
 
   describe('input that would break the markdown stays contained', () => {
-    const hostile = 'a `tick` and ``` fence </details> <!-- hidden --> [link](http://x) ![img](http://y) *bold* _em_ ~~gone~~ | pipe & &lt; \\| done\n\n# heading\n- item';
+    const hostile =
+      'a `tick` and ``` fence </details> <!-- hidden --> [link](http://x) ![img](http://y) *bold* _em_ ~~gone~~ | pipe & &lt; \\| done\n\n# heading\n- item';
 
     it('keeps a hostile plan summary and reason on one inert line', () => {
       const body = statusComment({ phase: 'stuck', stoppedAt: 'planning', planSummary: hostile, reason: hostile });
@@ -167,7 +208,10 @@ describe('statusComment', () => {
     });
 
     it('puts a command with backticks and pipes into one table cell', () => {
-      const body = statusComment({ phase: 'validating', checks: [{ command: 'echo "``" | tee out ` </details>', before: true, after: false }] });
+      const body = statusComment({
+        phase: 'validating',
+        checks: [{ command: 'echo "``" | tee out ` </details>', before: true, after: false }],
+      });
       const rows = tableRows(body);
       expect(rows[2]).toHaveLength(3);
       expect(rows[2]).toEqual(['```echo "``" \\| tee out ` </details>```', '✅', '❌']);

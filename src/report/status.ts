@@ -20,7 +20,12 @@ export type StatusPhase =
   | 'needs-info';
 
 /** Phases after which the comment no longer changes: write these at once (`StatusWriter.flush`). */
-export const TERMINAL_PHASES: ReadonlySet<StatusPhase> = new Set<StatusPhase>(['done', 'stuck', 'stopped', 'needs-info']);
+export const TERMINAL_PHASES: ReadonlySet<StatusPhase> = new Set<StatusPhase>([
+  'done',
+  'stuck',
+  'stopped',
+  'needs-info',
+]);
 
 export function isTerminal(phase: StatusPhase): boolean {
   return TERMINAL_PHASES.has(phase);
@@ -61,7 +66,13 @@ export interface StatusState {
 type Stage = 'scoping' | 'planning' | 'coding' | 'validating' | 'delivering';
 const ISSUE_STAGES: Stage[] = ['scoping', 'planning', 'coding', 'validating', 'delivering'];
 const REVISE_STAGES: Stage[] = ['coding', 'validating', 'delivering'];
-const STAGE_LABEL: Record<Stage, string> = { scoping: 'scope', planning: 'plan', coding: 'code', validating: 'validate', delivering: 'deliver' };
+const STAGE_LABEL: Record<Stage, string> = {
+  scoping: 'scope',
+  planning: 'plan',
+  coding: 'code',
+  validating: 'validate',
+  delivering: 'deliver',
+};
 
 // Bounds that keep the comment readable on a phone, whatever the model or a person wrote.
 const MAX_SUMMARY = 280;
@@ -78,9 +89,17 @@ const INVISIBLE = /[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g;
  * patterns), whitespace and control characters collapsed, cut to `max` characters.
  */
 function oneLine(text: string, max: number): string {
-  const flat = sanitise(text).replace(INVISIBLE, '').replace(/[\s\u0000-\u001f\u007f]+/g, ' ').trim();
+  const flat = sanitise(text)
+    .replace(INVISIBLE, '')
+    .replace(/[\s\u0000-\u001f\u007f]+/g, ' ')
+    .trim();
   const chars = [...flat];
-  return chars.length <= max ? flat : `${chars.slice(0, max - 1).join('').trimEnd()}…`;
+  return chars.length <= max
+    ? flat
+    : `${chars
+        .slice(0, max - 1)
+        .join('')
+        .trimEnd()}…`;
 }
 
 /**
@@ -132,7 +151,9 @@ function headline(s: StatusState): string {
   const pr = s.pullUrl ? link(s.pullUrl) : undefined;
   switch (s.phase) {
     case 'queued':
-      return revise ? `👀 queued: ${reviews}${pr ? ` on ${pr}` : ''}; a worker will pick this up shortly` : '👀 queued: a worker will pick this up shortly';
+      return revise
+        ? `👀 queued: ${reviews}${pr ? ` on ${pr}` : ''}; a worker will pick this up shortly`
+        : '👀 queued: a worker will pick this up shortly';
     case 'done':
       if (revise) return `✅ done: addressed ${reviews}${pr ? `, pushed to ${pr}` : ''}`;
       return `✅ done: ${pr ? `pull request ${pr}` : 'finished'}`;
@@ -154,9 +175,18 @@ function checklist(s: StatusState): string[] {
   const revise = s.kind === 'revise';
   const stages = revise ? REVISE_STAGES : ISSUE_STAGES;
   const ended = s.phase === 'stuck' || s.phase === 'stopped' || s.phase === 'needs-info';
-  const at: StatusPhase | undefined = ended ? (s.stoppedAt ?? (s.phase === 'needs-info' ? 'scoping' : undefined)) : s.phase;
+  const at: StatusPhase | undefined = ended
+    ? (s.stoppedAt ?? (s.phase === 'needs-info' ? 'scoping' : undefined))
+    : s.phase;
   const current = isStage(at) ? stages.indexOf(at) : -1;
-  const mark = s.phase === 'stuck' ? '✗ stuck here' : s.phase === 'stopped' ? '⏹ stopped here' : s.phase === 'needs-info' ? '❓ waiting here' : '← now';
+  const mark =
+    s.phase === 'stuck'
+      ? '✗ stuck here'
+      : s.phase === 'stopped'
+        ? '⏹ stopped here'
+        : s.phase === 'needs-info'
+          ? '❓ waiting here'
+          : '← now';
   return stages.map((stage, i) => {
     const ticked = s.phase === 'done' || (current >= 0 && i < current);
     const name = revise && stage === 'delivering' ? 'push' : STAGE_LABEL[stage];
@@ -179,14 +209,18 @@ function checksTable(s: StatusState): string[] {
   });
   const more = checks.length > MAX_CHECKS ? [`<sub>and ${checks.length - MAX_CHECKS} more</sub>`] : [];
   const title = `**Checks**${s.round && s.phase !== 'done' ? roundText(s) : ''}`;
-  const header = baseline ? ['| check | before | after |', '| --- | :-: | :-: |'] : ['| check | result |', '| --- | :-: |'];
+  const header = baseline
+    ? ['| check | before | after |', '| --- | :-: | :-: |']
+    : ['| check | result |', '| --- | :-: |'];
   return [title, '', ...header, ...rows, ...more];
 }
 
 function excerpt(text: string): string {
   const lines = text.split('\n');
   if (lines.length <= MAX_EXCERPT_LINES) return fence(text);
-  return fence([...lines.slice(0, MAX_EXCERPT_LINES), `… ${lines.length - MAX_EXCERPT_LINES} lines omitted`].join('\n'));
+  return fence(
+    [...lines.slice(0, MAX_EXCERPT_LINES), `… ${lines.length - MAX_EXCERPT_LINES} lines omitted`].join('\n'),
+  );
 }
 
 /** The one status comment of a job, rendered from its state: short enough to read on a phone. */
@@ -208,7 +242,10 @@ export function statusComment(s: StatusState): string {
         : 'No pull request was opened. A maintainer can fix what is described above, clarify the issue, and re-add the `agent` label to try again.',
     ]);
   }
-  if (s.phase === 'stopped') section([`Nothing more will run for this job${revise ? ' and nothing was pushed' : ''}. \`/agent retry\` starts a new attempt.`]);
+  if (s.phase === 'stopped')
+    section([
+      `Nothing more will run for this job${revise ? ' and nothing was pushed' : ''}. \`/agent retry\` starts a new attempt.`,
+    ]);
   if (s.phase === 'needs-info' && s.escalationUrl) section([`The questions: ${link(s.escalationUrl)}`]);
   if (s.spend) section([`<sub>spend: ${plain(s.spend, 200)}</sub>`]);
   return parts.join('\n');

@@ -74,7 +74,9 @@ describe('bwrap runner', () => {
   it('cannot see or write host files outside the work tree; .git is read-only', async () => {
     const secret = path.join(outside.dir, 'host-secret.txt');
     const res = await runner.run(
-      req(`cat ${secret}; echo pwned > ${secret}; echo new > ${outside.dir}/planted; echo hook > .git/hooks/post-checkout; echo '[core]' >> .git/config; echo ok > inside.txt; cat inside.txt`),
+      req(
+        `cat ${secret}; echo pwned > ${secret}; echo new > ${outside.dir}/planted; echo hook > .git/hooks/post-checkout; echo '[core]' >> .git/config; echo ok > inside.txt; cat inside.txt`,
+      ),
     );
     expect(res.output).not.toContain('host-only');
     expect(res.output).toContain('.git/hooks/post-checkout');
@@ -91,7 +93,11 @@ describe('bwrap runner', () => {
   it('binds readOnlyPaths read-only', async () => {
     // Like the git mirror: readable by others. Its parents (mkdtemp, 0700) need not be.
     chmodSync(outside.dir, 0o755);
-    const res = await runner.run(req(`cat ${outside.dir}/host-secret.txt; echo x > ${outside.dir}/w && echo WROTE`, { readOnlyPaths: [outside.dir] }));
+    const res = await runner.run(
+      req(`cat ${outside.dir}/host-secret.txt; echo x > ${outside.dir}/w && echo WROTE`, {
+        readOnlyPaths: [outside.dir],
+      }),
+    );
     expect(res.output).toContain('host-only');
     expect(res.output).not.toContain('WROTE');
   });
@@ -102,8 +108,18 @@ describe('bwrap runner', () => {
     process.env.PRIVATE_KEY = '-----BEGIN RSA PRIVATE KEY-----xyz';
     process.env.WEBHOOK_SECRET = 'whsec-789';
     try {
-      const res = await runner.run(req('env; cat /proc/1/environ 2>/dev/null | tr "\\0" "\\n"', { env: { EXTRA_FLAG: 'yes' } }));
-      for (const s of ['ghs_secret', 'sk-ant-secret', 'PRIVATE KEY', 'whsec-789', 'GITHUB_TOKEN', 'ANTHROPIC', '/root']) {
+      const res = await runner.run(
+        req('env; cat /proc/1/environ 2>/dev/null | tr "\\0" "\\n"', { env: { EXTRA_FLAG: 'yes' } }),
+      );
+      for (const s of [
+        'ghs_secret',
+        'sk-ant-secret',
+        'PRIVATE KEY',
+        'whsec-789',
+        'GITHUB_TOKEN',
+        'ANTHROPIC',
+        '/root',
+      ]) {
         expect(res.output).not.toContain(s);
       }
       expect(res.output).toContain('EXTRA_FLAG=yes');
@@ -117,7 +133,11 @@ describe('bwrap runner', () => {
   });
 
   it('keeps /dev read-only, /dev/shm small, and /etc/ssl to its certificates', async () => {
-    const res = await runner.run(req('head -c 100000000 /dev/zero 2>&1 >/dev/shm/fill; du -sb /dev/shm; echo x > /dev/planted; echo ok > /dev/null && echo NULL-OK; ls /etc/ssl'));
+    const res = await runner.run(
+      req(
+        'head -c 100000000 /dev/zero 2>&1 >/dev/shm/fill; du -sb /dev/shm; echo x > /dev/planted; echo ok > /dev/null && echo NULL-OK; ls /etc/ssl',
+      ),
+    );
     // Filled to its size (du counts the directory's own few bytes too), and no further.
     const used = Number(/^(\d+)\s+\/dev\/shm$/m.exec(res.output)?.[1]);
     expect(used).toBeGreaterThanOrEqual(SHM_SIZE_BYTES);
@@ -129,19 +149,27 @@ describe('bwrap runner', () => {
   });
 
   it('hides /root and the app directory', async () => {
-    const res = await runner.run(req(`ls /root && echo ROOT_VISIBLE; ls ${APP_DIR}/package.json && echo APP_VISIBLE; ls ${APP_DIR}/.env.example && echo APP_VISIBLE; ls /etc/shadow && echo SHADOW; true`));
+    const res = await runner.run(
+      req(
+        `ls /root && echo ROOT_VISIBLE; ls ${APP_DIR}/package.json && echo APP_VISIBLE; ls ${APP_DIR}/.env.example && echo APP_VISIBLE; ls /etc/shadow && echo SHADOW; true`,
+      ),
+    );
     expect(res.output).not.toMatch(/ROOT_VISIBLE|APP_VISIBLE|WORK_VISIBLE|SHADOW/);
   });
 
   it('refuses to bind /, the app directory or its parents, and a cwd outside the work tree', async () => {
     await expect(runner.run(req('true', { workTree: '/' }))).rejects.toThrow(/must not be \/|refusing/);
     await expect(runner.run(req('true', { readOnlyPaths: [APP_DIR] }))).rejects.toThrow(/refusing to bind/);
-    await expect(runner.run(req('true', { readOnlyPaths: [path.dirname(APP_DIR)] }))).rejects.toThrow(/refusing to bind/);
+    await expect(runner.run(req('true', { readOnlyPaths: [path.dirname(APP_DIR)] }))).rejects.toThrow(
+      /refusing to bind/,
+    );
     await expect(runner.run(req('true', { readOnlyPaths: ['/root'] }))).rejects.toThrow(/refusing to bind/);
     await expect(runner.run(req('true', { cwd: outside.dir }))).rejects.toThrow(/outside the work tree/);
     mkdirSync(path.join(work.dir, 'sub'), { recursive: true });
     symlinkSync(outside.dir, path.join(work.dir, 'escape'));
-    await expect(runner.run(req('true', { cwd: path.join(work.dir, 'escape') }))).rejects.toThrow(/outside the work tree/);
+    await expect(runner.run(req('true', { cwd: path.join(work.dir, 'escape') }))).rejects.toThrow(
+      /outside the work tree/,
+    );
     const sub = await runner.run(req('pwd', { cwd: path.join(work.dir, 'sub') }));
     expect(sub.output.trim()).toBe(path.join(work.dir, 'sub'));
   });
@@ -194,7 +222,9 @@ describe('bwrap runner', () => {
   });
 
   it('caps output, keeping head and tail around an omitted-bytes marker', async () => {
-    const res = await runner.run(req("printf START; head -c 300000 /dev/zero | tr '\\0' x; printf END", { maxOutputBytes: 1000 }));
+    const res = await runner.run(
+      req("printf START; head -c 300000 /dev/zero | tr '\\0' x; printf END", { maxOutputBytes: 1000 }),
+    );
     expect(res.exitCode).toBe(0);
     expect(res.omittedBytes).toBe(300_000 + 8 - 1000);
     expect(res.output.startsWith('START')).toBe(true);
@@ -204,7 +234,9 @@ describe('bwrap runner', () => {
 
   it('runs as a host uid of its own when the worker is root, and the host still reads, commits and removes the tree', async () => {
     expect(runner.mode).toBe(isRoot ? 'host-uid' : 'self');
-    const res = await runner.run(req('mkdir -p made/deep && echo sandbox > made/deep/file.txt && git status --short made && id -u'));
+    const res = await runner.run(
+      req('mkdir -p made/deep && echo sandbox > made/deep/file.txt && git status --short made && id -u'),
+    );
     expect(res.exitCode).toBe(0);
     // git inside trusts the host-owned .git (the generated /etc/gitconfig).
     expect(res.output).toContain('?? made/');
@@ -216,7 +248,10 @@ describe('bwrap runner', () => {
     } else {
       expect(owner).toBe(process.getuid?.());
     }
-    const git = (...args: string[]) => execFileSync('git', ['-C', work.dir, '-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], { encoding: 'utf8' });
+    const git = (...args: string[]) =>
+      execFileSync('git', ['-C', work.dir, '-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], {
+        encoding: 'utf8',
+      });
     git('add', 'made');
     git('commit', '-qm', 'from the sandbox');
     expect(git('show', '--stat', 'HEAD')).toContain('made/deep/file.txt');
@@ -229,7 +264,11 @@ describe('bwrap runner', () => {
   });
 
   it('shows only its own processes in /proc', async () => {
-    const res = await runner.run(req(`ls /proc | grep -cE '^[0-9]+$'; cat /proc/1/cmdline | tr '\\0' ' '; echo; test -e /proc/${process.pid}/environ && echo SAW_PID; ps -e -o comm= 2>/dev/null | sort -u | tr '\\n' ' '`));
+    const res = await runner.run(
+      req(
+        `ls /proc | grep -cE '^[0-9]+$'; cat /proc/1/cmdline | tr '\\0' ' '; echo; test -e /proc/${process.pid}/environ && echo SAW_PID; ps -e -o comm= 2>/dev/null | sort -u | tr '\\n' ' '`,
+      ),
+    );
     const [count] = res.output.split('\n');
     // bwrap's init, the shell and its pipeline: a handful, not the host's hundreds.
     expect(Number(count)).toBeLessThan(10);
@@ -241,16 +280,22 @@ describe('bwrap runner', () => {
     it('a fork bomb dies alone: contained at the process limit, killed with a marker, the host unharmed and nothing left behind', async () => {
       let hostForked = false;
       const probe = setTimeout(() => (hostForked = spawnSync('true').status === 0), 500);
-      const res = await runner.run(req(`bash -c ':(){ :|:& };:'; sleep 30`, { timeoutMs: 20_000, limits: { maxProcesses: 200 } }));
+      const res = await runner.run(
+        req(`bash -c ':(){ :|:& };:'; sleep 30`, { timeoutMs: 20_000, limits: { maxProcesses: 200 } }),
+      );
       clearTimeout(probe);
       expect(res.limit).toBe('processes');
       // Killed by the watchdog, or ended when the command's own shell could not fork `sleep`.
-      expect(res.output).toMatch(/\[killed: the command reached its limit of 200 processes|\[limit: .*refused at the limit of 200 processes/);
+      expect(res.output).toMatch(
+        /\[killed: the command reached its limit of 200 processes|\[limit: .*refused at the limit of 200 processes/,
+      );
       expect(res.timedOut).toBe(false);
       expect(hostForked || spawnSync('true').status === 0).toBe(true);
       if (isRoot) {
         // Nothing of the sandbox's host uid still runs (a zombie waiting for the host's init to reap it is not running).
-        const states = spawnSync('ps', ['-o', 'stat=', '-U', String(hostUidFor(work.dir))], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+        const states = spawnSync('ps', ['-o', 'stat=', '-U', String(hostUidFor(work.dir))], { encoding: 'utf8' })
+          .stdout.split('\n')
+          .filter(Boolean);
         expect(states.filter((st) => !st.startsWith('Z'))).toEqual([]);
       }
     });
@@ -261,7 +306,9 @@ describe('bwrap runner', () => {
         const res = await runner.run(req(alloc, { limits: { maxMemoryBytes: 256 * 1024 * 1024 } }));
         expect(res.output).not.toContain('ALLOCATED');
         expect(res.limit).toBe('memory');
-        expect(res.output).toContain("[killed: out of memory: a process was killed for passing the command's 256 MiB memory limit");
+        expect(res.output).toContain(
+          "[killed: out of memory: a process was killed for passing the command's 256 MiB memory limit",
+        );
       } else {
         // Without a cgroup only the address space of each process is capped.
         const res = await runner.run(req(alloc, { limits: { maxAddressSpaceBytes: 1024 * 1024 * 1024 } }));
@@ -271,7 +318,9 @@ describe('bwrap runner', () => {
     });
 
     it('file size: a write past RLIMIT_FSIZE stops there, with a marker', async () => {
-      const res = await runner.run(req('head -c 5000000 /dev/zero > big.bin; echo after', { limits: { maxFileBytes: 1024 * 1024 } }));
+      const res = await runner.run(
+        req('head -c 5000000 /dev/zero > big.bin; echo after', { limits: { maxFileBytes: 1024 * 1024 } }),
+      );
       expect(res.limit).toBe('file-size');
       expect(res.output).toContain('[killed: a process wrote a file past the 1 MiB file size limit (RLIMIT_FSIZE)]');
       expect(statSync(path.join(work.dir, 'big.bin')).size).toBeLessThanOrEqual(1024 * 1024);
@@ -285,7 +334,12 @@ describe('bwrap runner', () => {
     });
 
     it('disk: a command that fills the work tree past its limit is killed, with a marker', async () => {
-      const res = await runner.run(req('mkdir -p fill; i=0; while :; do i=$((i+1)); head -c 2000000 /dev/zero > fill/f$i; sleep 0.02; done', { timeoutMs: 30_000, limits: { maxWorkTreeBytes: 40 * 1024 * 1024 } }));
+      const res = await runner.run(
+        req('mkdir -p fill; i=0; while :; do i=$((i+1)); head -c 2000000 /dev/zero > fill/f$i; sleep 0.02; done', {
+          timeoutMs: 30_000,
+          limits: { maxWorkTreeBytes: 40 * 1024 * 1024 },
+        }),
+      );
       expect(res.limit).toBe('disk');
       expect(res.timedOut).toBe(false);
       expect(res.output).toMatch(/\[killed: the work tree uses [\d.]+ MiB, over its disk limit of 40 MiB/);
@@ -294,15 +348,35 @@ describe('bwrap runner', () => {
 
     it('defaults are set and requests may tighten them', () => {
       const d = resolveLimits(60_000, 2);
-      expect(d).toMatchObject({ maxProcesses: 1024, maxMemoryBytes: 8 * 1024 ** 3, maxAddressSpaceBytes: 16 * 1024 ** 3, maxFileBytes: 1024 ** 3, maxWorkTreeBytes: 10 * 1024 ** 3, maxCpuSeconds: 121 });
-      expect(resolveLimits(60_000, 2, { maxProcesses: 100 }, { maxCpuSeconds: 5 })).toMatchObject({ maxProcesses: 100, maxCpuSeconds: 5 });
+      expect(d).toMatchObject({
+        maxProcesses: 1024,
+        maxMemoryBytes: 8 * 1024 ** 3,
+        maxAddressSpaceBytes: 16 * 1024 ** 3,
+        maxFileBytes: 1024 ** 3,
+        maxWorkTreeBytes: 10 * 1024 ** 3,
+        maxCpuSeconds: 121,
+      });
+      expect(resolveLimits(60_000, 2, { maxProcesses: 100 }, { maxCpuSeconds: 5 })).toMatchObject({
+        maxProcesses: 100,
+        maxCpuSeconds: 5,
+      });
       expect(() => resolveLimits(1_000, 1, { maxFileBytes: 0 })).toThrow(/maxFileBytes must be a positive number/);
     });
   });
 
   it('builds an argv that binds nothing broad', () => {
     const { tools, mode } = probeBwrap(process.env.PATH ?? '/usr/bin:/bin');
-    const argv = sandboxArgv({ tools, mode, workTree: work.dir, cwd: work.dir, command: 'true', network: 'none', env: {}, readOnlyPaths: [], limits: resolveLimits(5_000, 2) });
+    const argv = sandboxArgv({
+      tools,
+      mode,
+      workTree: work.dir,
+      cwd: work.dir,
+      command: 'true',
+      network: 'none',
+      env: {},
+      readOnlyPaths: [],
+      limits: resolveLimits(5_000, 2),
+    });
     expect(argv).not.toContain('--share-net');
     expect(argv).toContain('--unshare-all');
     for (let i = 0; i < argv.length; i++) {
@@ -314,24 +388,37 @@ describe('bwrap runner', () => {
 });
 
 describe('start-up', () => {
-  it('refuses to start when the App\'s key or .env would be visible in the sandbox, naming the file', () => {
+  it("refuses to start when the App's key or .env would be visible in the sandbox, naming the file", () => {
     const lines: string[] = [];
     const capture = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
     // /usr is bound read-only into every sandbox; a key kept under it would be readable there.
-    expect(() => createRunner('bwrap', capture, { secretFiles: ['/usr/share/issue-agent/app.pem'] })).toThrow('/usr/share/issue-agent/app.pem is inside /usr, which the sandbox binds read-only');
-    expect(() => createRunner('bwrap', capture, { secretFiles: ['/etc/ssl/certs/app.pem'] })).toThrow(/inside \/etc\/ssl\/certs/);
+    expect(() => createRunner('bwrap', capture, { secretFiles: ['/usr/share/issue-agent/app.pem'] })).toThrow(
+      '/usr/share/issue-agent/app.pem is inside /usr, which the sandbox binds read-only',
+    );
+    expect(() => createRunner('bwrap', capture, { secretFiles: ['/etc/ssl/certs/app.pem'] })).toThrow(
+      /inside \/etc\/ssl\/certs/,
+    );
     // The app's own directory is hidden from the sandbox, and /etc/ssl/private is not bound.
-    expect(() => createRunner('bwrap', capture, { secretFiles: [path.join(APP_DIR, '.env'), '/etc/ssl/private/app.pem', '/root/app.pem'] })).not.toThrow();
+    expect(() =>
+      createRunner('bwrap', capture, {
+        secretFiles: [path.join(APP_DIR, '.env'), '/etc/ssl/private/app.pem', '/root/app.pem'],
+      }),
+    ).not.toThrow();
   });
 
   it('fails naming the install commands when bwrap is missing, and the opt-out', () => {
     const empty = tempDir('no-bwrap');
     try {
-      expect(() => createRunner('bwrap', log, { searchPath: empty.dir })).toThrow(/apt-get install bubblewrap.*dnf install bubblewrap.*SANDBOX=unsandboxed/s);
+      expect(() => createRunner('bwrap', log, { searchPath: empty.dir })).toThrow(
+        /apt-get install bubblewrap.*dnf install bubblewrap.*SANDBOX=unsandboxed/s,
+      );
       // bwrap alone is not enough: the limits need util-linux's prlimit.
       const onlyBwrap = path.join(empty.dir, 'only-bwrap');
       mkdirSync(onlyBwrap);
-      symlinkSync(execFileSync('sh', ['-c', 'command -v bwrap'], { encoding: 'utf8' }).trim(), path.join(onlyBwrap, 'bwrap'));
+      symlinkSync(
+        execFileSync('sh', ['-c', 'command -v bwrap'], { encoding: 'utf8' }).trim(),
+        path.join(onlyBwrap, 'bwrap'),
+      );
       expect(() => createRunner('bwrap', log, { searchPath: onlyBwrap })).toThrow(/prlimit.*util-linux/);
     } finally {
       empty.cleanup();
@@ -344,12 +431,18 @@ describe('without setpriv (util-linux too old or trimmed)', () => {
     const bin = tempDir('no-setpriv');
     const work = tempDir('no-setpriv-wt');
     try {
-      for (const tool of ['bwrap', 'prlimit']) symlinkSync(execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim(), path.join(bin.dir, tool));
+      for (const tool of ['bwrap', 'prlimit'])
+        symlinkSync(
+          execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim(),
+          path.join(bin.dir, tool),
+        );
       const lines: string[] = [];
       const capture = pino({ level: 'info' }, { write: (l: string) => void lines.push(l) });
       if (isRoot) {
         // Root-only files in bound directories would be readable: refused unless the operator allows it.
-        expect(() => createRunner('bwrap', capture, { searchPath: bin.dir })).toThrow(/cannot start the sandbox as an unprivileged uid .* set SANDBOX_ALLOW_ROOT_MAPPED=1/);
+        expect(() => createRunner('bwrap', capture, { searchPath: bin.dir })).toThrow(
+          /cannot start the sandbox as an unprivileged uid .* set SANDBOX_ALLOW_ROOT_MAPPED=1/,
+        );
       }
       const r = createRunner('bwrap', capture, { searchPath: bin.dir, allowRootMapped: true }) as BwrapRunner;
       expect(r.mode).toBe(isRoot ? 'root-mapped' : 'self');
@@ -357,7 +450,12 @@ describe('without setpriv (util-linux too old or trimmed)', () => {
         expect(r.enforcement.processes).toMatch(/^NOT by RLIMIT_NPROC/);
         expect(lines.join('\n')).toMatch(/process-count limit is NOT enforced/);
       }
-      const res = await r.run({ workTree: work.dir, command: 'id -u; echo ok > f', timeoutMs: 10_000, network: 'none' });
+      const res = await r.run({
+        workTree: work.dir,
+        command: 'id -u; echo ok > f',
+        timeoutMs: 10_000,
+        network: 'none',
+      });
       expect(res.output).toContain('1000');
       expect(readFileSync(path.join(work.dir, 'f'), 'utf8')).toBe('ok\n');
     } finally {
@@ -387,7 +485,12 @@ describe('unsandboxed runner', () => {
       const env = await runner2.run({ workTree: work.dir, command: 'env', timeoutMs: 5_000, network: 'none' });
       expect(env.output).not.toContain('ghs_secret');
       expect(env.output).toContain('CI=true');
-      const res = await runner2.run({ workTree: work.dir, command: `trap "" TERM; sh -c 'trap "" TERM; sleep ${marker}' & sleep ${marker}`, timeoutMs: 800, network: 'none' });
+      const res = await runner2.run({
+        workTree: work.dir,
+        command: `trap "" TERM; sh -c 'trap "" TERM; sleep ${marker}' & sleep ${marker}`,
+        timeoutMs: 800,
+        network: 'none',
+      });
       expect(res.timedOut).toBe(true);
       await new Promise((r) => setTimeout(r, 300));
       expect(pgrep(marker)).toBe('');

@@ -1,17 +1,50 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { accessSync, chmodSync, chownSync, constants, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, realpathSync, renameSync, statSync, writeFileSync , type Stats } from 'node:fs';
+import {
+  accessSync,
+  chmodSync,
+  chownSync,
+  constants,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+  type Stats,
+} from 'node:fs';
 import { chmod, chown, lchown, lstat, readdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { createRunCgroup, detectCgroups, type CgroupSupport, type RunCgroup } from './cgroup.js';
-import { diskMarker, diskUsage, formatBytes, memoryMarker, processesMarker, refusedMarker, resolveLimits, type LimitHit, type SandboxLimits } from './limits.js';
+import {
+  diskMarker,
+  diskUsage,
+  formatBytes,
+  memoryMarker,
+  processesMarker,
+  refusedMarker,
+  resolveLimits,
+  type LimitHit,
+  type SandboxLimits,
+} from './limits.js';
 import { EGRESS_FORWARDER, EGRESS_SOCKET, FORWARDER_SOURCE, behindForwarder, proxyEnv } from './egress/inside.js';
 import { openEgress, type EgressSession } from './egress/proxy.js';
 import { isInside, resolveRunRequest } from './run-request.js';
-import { DEFAULT_MAX_OUTPUT_BYTES, sandboxEnv, type RunnerOptions, type RunRequest, type RunResult, type Runner } from './runner.js';
+import {
+  DEFAULT_MAX_OUTPUT_BYTES,
+  sandboxEnv,
+  type RunnerOptions,
+  type RunRequest,
+  type RunResult,
+  type Runner,
+} from './runner.js';
 import { spawnCapped, type Watcher } from './spawn-capped.js';
 
 /** The uid and gid commands see inside the sandbox. */
@@ -32,7 +65,8 @@ const TMP_SIZE_BYTES = 2 * 1024 * 1024 * 1024;
 export const SHM_SIZE_BYTES = 64 * 1024 * 1024;
 
 // dash, bash, Node and Python when fork/clone fails with EAGAIN.
-const FORK_REFUSED = /Cannot fork|fork: (retry: )?Resource temporarily unavailable|spawn EAGAIN|BlockingIOError: \[Errno 11\]/;
+const FORK_REFUSED =
+  /Cannot fork|fork: (retry: )?Resource temporarily unavailable|spawn EAGAIN|BlockingIOError: \[Errno 11\]/;
 
 /** Only what programs need to resolve names, verify TLS and find libraries; nothing with secrets. */
 const ETC_FILES = [
@@ -96,7 +130,9 @@ export function exposedToSandbox(file: string): string | undefined {
   const prefix = path.dirname(path.dirname(realpathSync(process.execPath)));
   const sources = ['/usr', ...SYSTEM_DIRS, ...ETC_FILES, ...(isInside('/usr', prefix) ? [] : [prefix])];
   // What sandboxArgv covers with an empty tmpfs: a forbidden root inside /usr or the node prefix.
-  const hidden = forbiddenRoots().filter((r) => r !== '/' && ['/usr', ...(isInside('/usr', prefix) ? [] : [prefix])].some((src) => isInside(src, r)));
+  const hidden = forbiddenRoots().filter(
+    (r) => r !== '/' && ['/usr', ...(isInside('/usr', prefix) ? [] : [prefix])].some((src) => isInside(src, r)),
+  );
   if (hidden.some((h) => isInside(h, real))) return undefined;
   return sources.find((src) => {
     try {
@@ -237,9 +273,15 @@ const OPT_OUT = 'or, to run repository code with NO isolation, set SANDBOX=unsan
 /** The helpers the sandbox needs, found on searchPath; throws naming the install command. */
 export function findTools(searchPath: string): Tools {
   const bwrap = findOnPath('bwrap', searchPath);
-  if (!bwrap) throw new Error(`bubblewrap (bwrap) is not installed (not found on PATH ${searchPath}). Install it (${INSTALL_BWRAP}), ${OPT_OUT}.`);
+  if (!bwrap)
+    throw new Error(
+      `bubblewrap (bwrap) is not installed (not found on PATH ${searchPath}). Install it (${INSTALL_BWRAP}), ${OPT_OUT}.`,
+    );
   const prlimit = findOnPath('prlimit', searchPath);
-  if (!prlimit) throw new Error(`prlimit is not installed (not found on PATH ${searchPath}). Install util-linux (apt-get install util-linux / dnf install util-linux), ${OPT_OUT}.`);
+  if (!prlimit)
+    throw new Error(
+      `prlimit is not installed (not found on PATH ${searchPath}). Install util-linux (apt-get install util-linux / dnf install util-linux), ${OPT_OUT}.`,
+    );
   const tools: Tools = { bwrap, prlimit };
   for (const name of ['setpriv', 'unshare', 'mount'] as const) {
     const p = findOnPath(name, searchPath);
@@ -295,12 +337,15 @@ export function sandboxArgv(plan: SandboxPlan): string[] {
       const st = statSync(real);
       const needed = st.isDirectory() ? 0o005 : 0o004;
       if ((st.mode & needed) !== needed) {
-        throw new Error(`the sandbox runs as an unprivileged uid and cannot read ${real} (mode ${(st.mode & 0o777).toString(8)}); make it readable by others (chmod o+rX) to bind it`);
+        throw new Error(
+          `the sandbox runs as an unprivileged uid and cannot read ${real} (mode ${(st.mode & 0o777).toString(8)}); make it readable by others (chmod o+rX) to bind it`,
+        );
       }
     }
     return real;
   });
-  if (plan.network === 'registries' && !plan.egressSocket) throw new Error('internal: network "registries" without the egress proxy\'s socket');
+  if (plan.network === 'registries' && !plan.egressSocket)
+    throw new Error('internal: network "registries" without the egress proxy\'s socket');
   const egressSocket = plan.network === 'registries' ? plan.egressSocket : undefined;
   // In 'host-uid' mode every host path the sandbox gets goes through the portal.
   const sources = hostUid ? [plan.workTree, ...readOnly, ...(egressSocket ? [egressSocket] : [])] : [];
@@ -332,11 +377,31 @@ export function sandboxArgv(plan: SandboxPlan): string[] {
     argv.push(tools.unshare, '--mount', '--');
   }
   if (hostUid || procs.length > 0) {
-    argv.push('/bin/sh', '-c', SETUP_SCRIPT, 'sandbox-setup', tools.mount ?? 'mount', hostUid ? portal() : '', String(procs.length), String(sources.length), ...procs, ...sources);
+    argv.push(
+      '/bin/sh',
+      '-c',
+      SETUP_SCRIPT,
+      'sandbox-setup',
+      tools.mount ?? 'mount',
+      hostUid ? portal() : '',
+      String(procs.length),
+      String(sources.length),
+      ...procs,
+      ...sources,
+    );
   }
   if (hostUid) {
     const uid = String(hostUidFor(plan.workTree));
-    argv.push(tools.setpriv!, `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--');
+    argv.push(
+      tools.setpriv!,
+      `--reuid=${uid}`,
+      `--regid=${uid}`,
+      '--clear-groups',
+      '--inh-caps=-all',
+      '--bounding-set=-all',
+      '--no-new-privs',
+      '--',
+    );
   }
 
   argv.push(tools.bwrap, '--unshare-all', '--unshare-user', '--disable-userns');
@@ -363,7 +428,20 @@ export function sandboxArgv(plan: SandboxPlan): string[] {
   // bwrap's /dev is a tmpfs of half the RAM owned by the sandbox user: it is made read-only
   // (its device nodes still work), and /dev/shm, where programs expect to write, gets a
   // tmpfs with a size of its own, so filling either stops early.
-  argv.push('--proc', '/proc', '--dev', '/dev', '--perms', '1777', '--size', String(SHM_SIZE_BYTES), '--tmpfs', '/dev/shm', '--remount-ro', '/dev');
+  argv.push(
+    '--proc',
+    '/proc',
+    '--dev',
+    '/dev',
+    '--perms',
+    '1777',
+    '--size',
+    String(SHM_SIZE_BYTES),
+    '--tmpfs',
+    '/dev/shm',
+    '--remount-ro',
+    '/dev',
+  );
   argv.push('--size', String(TMP_SIZE_BYTES), '--tmpfs', '/tmp', '--dir', '/tmp/home');
 
   argv.push('--bind', source(plan.workTree), plan.workTree);
@@ -376,7 +454,8 @@ export function sandboxArgv(plan: SandboxPlan): string[] {
   } catch {
     gitStat = undefined;
   }
-  if (gitStat?.isSymbolicLink()) throw new Error(`refusing to run: ${dotGit} is a symlink (bwrap would bind its target)`);
+  if (gitStat?.isSymbolicLink())
+    throw new Error(`refusing to run: ${dotGit} is a symlink (bwrap would bind its target)`);
   if (gitStat) argv.push('--ro-bind', source(dotGit), dotGit);
 
   for (const real of readOnly) argv.push('--ro-bind', source(real), real);
@@ -388,7 +467,12 @@ export function sandboxArgv(plan: SandboxPlan): string[] {
   }
   // Nothing else may appear on the root tmpfs; /tmp and the work tree stay writable.
   argv.push('--remount-ro', '/');
-  argv.push('--chdir', plan.cwd, '--', ...(egressSocket ? behindForwarder(realpathSync(process.execPath), plan.command) : ['/bin/sh', '-c', plan.command]));
+  argv.push(
+    '--chdir',
+    plan.cwd,
+    '--',
+    ...(egressSocket ? behindForwarder(realpathSync(process.execPath), plan.command) : ['/bin/sh', '-c', plan.command]),
+  );
   return argv;
 }
 
@@ -403,17 +487,46 @@ async function handTreeTo(workTree: string, uid: number): Promise<void> {
   if (top.gid !== uid) await chown(workTree, top.uid, uid);
   if ((top.mode & 0o070) !== 0o070) await chmod(workTree, (top.mode & 0o7777) | 0o070);
   const list = await new Promise<string[]>((resolve, reject) => {
-    const child = spawn('find', ['.', '-path', './.git', '-prune', '-o', '(', '!', '-uid', String(uid), '-o', '!', '-gid', String(uid), ')', '-print0'], {
-      cwd: workTree,
-      env: { PATH: '/usr/bin:/bin' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      'find',
+      [
+        '.',
+        '-path',
+        './.git',
+        '-prune',
+        '-o',
+        '(',
+        '!',
+        '-uid',
+        String(uid),
+        '-o',
+        '!',
+        '-gid',
+        String(uid),
+        ')',
+        '-print0',
+      ],
+      {
+        cwd: workTree,
+        env: { PATH: '/usr/bin:/bin' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     const chunks: Buffer[] = [];
     let err = '';
     child.stdout.on('data', (c: Buffer) => chunks.push(c));
     child.stderr.on('data', (c: Buffer) => (err += c.toString('utf8')));
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(Buffer.concat(chunks).toString('utf8').split('\0').filter((p) => p && p !== '.')) : reject(new Error(`find in ${workTree} failed: ${err.trim()}`))));
+    child.on('close', (code) =>
+      code === 0
+        ? resolve(
+            Buffer.concat(chunks)
+              .toString('utf8')
+              .split('\0')
+              .filter((p) => p && p !== '.'),
+          )
+        : reject(new Error(`find in ${workTree} failed: ${err.trim()}`)),
+    );
   });
   // No sandbox process of this tree is alive here, so nothing can swap a path for a link
   // between find and lchown; lchown never follows the last component anyway.
@@ -492,7 +605,10 @@ export function probeBwrap(searchPath: string): BwrapProbe {
       let why = '';
       let failure: string | undefined;
       if (mode === 'host-uid') {
-        why = !tools.setpriv || !tools.unshare || !tools.mount ? 'setpriv, unshare or mount (util-linux) is missing' : (trySandbox(tools, 'host-uid') ?? '');
+        why =
+          !tools.setpriv || !tools.unshare || !tools.mount
+            ? 'setpriv, unshare or mount (util-linux) is missing'
+            : (trySandbox(tools, 'host-uid') ?? '');
         if (why) {
           mode = 'root-mapped';
           failure = trySandbox(tools, mode);
@@ -522,7 +638,14 @@ export interface BwrapRunner extends Runner {
   readonly backend: 'bwrap';
   readonly mode: SandboxMode;
   /** How each limit is enforced on this host, for logs and tests. */
-  readonly enforcement: { processes: string; memory: string; fileSize: string; cpu: string; disk: string; wallTime: string };
+  readonly enforcement: {
+    processes: string;
+    memory: string;
+    fileSize: string;
+    cpu: string;
+    disk: string;
+    wallTime: string;
+  };
 }
 
 /** Runs repository commands in bubblewrap: no host files but the system, the work tree and what the caller names. */
@@ -534,10 +657,14 @@ export function createBwrapRunner(log: Logger, opts: RunnerOptions = {}): BwrapR
   const defaults = resolveLimits(60_000, cores, opts.limits);
   const enforcement = {
     processes: [
-      mode === 'root-mapped' ? 'NOT by RLIMIT_NPROC (the sandbox is host root)' : `RLIMIT_NPROC${mode === 'host-uid' ? ' under a host uid of its own' : ' (shared with the worker\'s uid)'}`,
+      mode === 'root-mapped'
+        ? 'NOT by RLIMIT_NPROC (the sandbox is host root)'
+        : `RLIMIT_NPROC${mode === 'host-uid' ? ' under a host uid of its own' : " (shared with the worker's uid)"}`,
       ...(cgroups?.pidsParent ? [`cgroup v${cgroups.version} pids.max`] : []),
     ].join(' + '),
-    memory: cgroups?.memoryParent ? `cgroup v${cgroups.version} memory limit + RLIMIT_AS per process` : 'RLIMIT_AS per process only (no writable cgroup memory controller)',
+    memory: cgroups?.memoryParent
+      ? `cgroup v${cgroups.version} memory limit + RLIMIT_AS per process`
+      : 'RLIMIT_AS per process only (no writable cgroup memory controller)',
     fileSize: 'RLIMIT_FSIZE',
     cpu: 'RLIMIT_CPU per process',
     disk: 'work-tree watchdog (du while the command runs)',
@@ -547,21 +674,33 @@ export function createBwrapRunner(log: Logger, opts: RunnerOptions = {}): BwrapR
     if (!opts.allowRootMapped) {
       throw new Error(
         `the worker runs as root but cannot start the sandbox as an unprivileged uid (${probe.fallbackReason ?? 'unknown reason'}): its commands would run as host root without capabilities, ` +
-          'able to read root-only files in the directories bound into it, and with no process-count limit. Install util-linux\'s setpriv, unshare and mount, or run the worker as a user other than root; ' +
+          "able to read root-only files in the directories bound into it, and with no process-count limit. Install util-linux's setpriv, unshare and mount, or run the worker as a user other than root; " +
           'to run like this anyway, set SANDBOX_ALLOW_ROOT_MAPPED=1.',
       );
     }
-    log.warn({ sandbox: 'bwrap', mode, reason: probe.fallbackReason }, 'the worker runs as root and cannot start the sandbox as an unprivileged uid: the process-count limit is NOT enforced (a fork bomb is bounded only by the time limit)');
+    log.warn(
+      { sandbox: 'bwrap', mode, reason: probe.fallbackReason },
+      'the worker runs as root and cannot start the sandbox as an unprivileged uid: the process-count limit is NOT enforced (a fork bomb is bounded only by the time limit)',
+    );
   }
   for (const file of opts.secretFiles ?? []) {
     const bound = exposedToSandbox(file);
-    if (bound) throw new Error(`${file} is inside ${bound}, which the sandbox binds read-only: repository code could read it. Move it out of ${bound} (the App's key and .env must never be visible in the sandbox).`);
+    if (bound)
+      throw new Error(
+        `${file} is inside ${bound}, which the sandbox binds read-only: repository code could read it. Move it out of ${bound} (the App's key and .env must never be visible in the sandbox).`,
+      );
   }
   log.info(
     {
       sandbox: 'bwrap',
       mode,
-      limits: { processes: defaults.maxProcesses, memory: formatBytes(defaults.maxMemoryBytes), addressSpace: formatBytes(defaults.maxAddressSpaceBytes), fileSize: formatBytes(defaults.maxFileBytes), workTree: formatBytes(defaults.maxWorkTreeBytes) },
+      limits: {
+        processes: defaults.maxProcesses,
+        memory: formatBytes(defaults.maxMemoryBytes),
+        addressSpace: formatBytes(defaults.maxAddressSpaceBytes),
+        fileSize: formatBytes(defaults.maxFileBytes),
+        workTree: formatBytes(defaults.maxWorkTreeBytes),
+      },
       enforcement,
     },
     'sandbox ready',
@@ -585,7 +724,12 @@ export function createBwrapRunner(log: Logger, opts: RunnerOptions = {}): BwrapR
         }
       }
       try {
-        if (req.network === 'registries') egress = await openEgress({ rules: req.egress?.rules ?? [], privateNetworks: req.egress?.privateNetworks ?? [], log });
+        if (req.network === 'registries')
+          egress = await openEgress({
+            rules: req.egress?.rules ?? [],
+            privateNetworks: req.egress?.privateNetworks ?? [],
+            log,
+          });
         const argv = sandboxArgv({
           tools,
           mode,
@@ -616,7 +760,11 @@ export function createBwrapRunner(log: Logger, opts: RunnerOptions = {}): BwrapR
         ];
         // Fork refusals alone do not stop a fork bomb: it spins at the limit until the
         // timer. Two looks in a row at the limit end it at once.
-        const countTasks = cgroup?.hasPids ? () => cgroup!.pidsCurrent() : mode === 'host-uid' ? () => tasksOfUid(hostUidFor(workTree)) : undefined;
+        const countTasks = cgroup?.hasPids
+          ? () => cgroup!.pidsCurrent()
+          : mode === 'host-uid'
+            ? () => tasksOfUid(hostUidFor(workTree))
+            : undefined;
         if (countTasks) {
           let strikes = 0;
           watchers.push({

@@ -47,7 +47,12 @@ function mounts(): Mount[] {
     const l = left.split(' ');
     const r = right.split(' ');
     if (!l[3] || !l[4] || !r[0]) continue;
-    out.push({ root: unescapeMount(l[3]), mountPoint: unescapeMount(l[4]), fsType: r[0], superOptions: (r[2] ?? '').split(',') });
+    out.push({
+      root: unescapeMount(l[3]),
+      mountPoint: unescapeMount(l[4]),
+      fsType: r[0],
+      superOptions: (r[2] ?? '').split(','),
+    });
   }
   return out;
 }
@@ -208,7 +213,10 @@ async function killAndRemove(dir: string, version: 1 | 2): Promise<void> {
 }
 
 /** A fresh cgroup for one command, with its memory and process limits written. */
-export async function createRunCgroup(support: CgroupSupport, limits: { maxMemoryBytes: number; maxProcesses: number }): Promise<RunCgroup> {
+export async function createRunCgroup(
+  support: CgroupSupport,
+  limits: { maxMemoryBytes: number; maxProcesses: number },
+): Promise<RunCgroup> {
   const name = `${PREFIX}${process.pid}-${++counter}`;
   const dirs = new Set<string>();
   const made: string[] = [];
@@ -231,7 +239,9 @@ export async function createRunCgroup(support: CgroupSupport, limits: { maxMemor
         await writeFile(path.join(memDir, 'memory.swap.max'), '0').catch(() => undefined);
       } else {
         await writeFile(path.join(memDir, 'memory.limit_in_bytes'), String(limits.maxMemoryBytes));
-        await writeFile(path.join(memDir, 'memory.memsw.limit_in_bytes'), String(limits.maxMemoryBytes)).catch(() => undefined);
+        await writeFile(path.join(memDir, 'memory.memsw.limit_in_bytes'), String(limits.maxMemoryBytes)).catch(
+          () => undefined,
+        );
       }
     }
     if (pidsDir) await writeFile(path.join(pidsDir, 'pids.max'), String(limits.maxProcesses));
@@ -245,7 +255,12 @@ export async function createRunCgroup(support: CgroupSupport, limits: { maxMemor
         return Number.isFinite(n) ? n : undefined;
       },
       async events() {
-        const oomKills = memDir ? await readNumberField(path.join(memDir, support.version === 2 ? 'memory.events' : 'memory.oom_control'), 'oom_kill') : 0;
+        const oomKills = memDir
+          ? await readNumberField(
+              path.join(memDir, support.version === 2 ? 'memory.events' : 'memory.oom_control'),
+              'oom_kill',
+            )
+          : 0;
         const pidsMaxHits = pidsDir ? await readNumberField(path.join(pidsDir, 'pids.events'), 'max') : 0;
         return { oomKills, pidsMaxHits };
       },

@@ -13,7 +13,9 @@ export class GitError extends Error {
     readonly stderrTail: string,
     readonly timedOut = false,
   ) {
-    super(`${command} failed${timedOut ? ' (timed out)' : ` with exit code ${exitCode}`}: ${stderrTail || '(no stderr)'}`);
+    super(
+      `${command} failed${timedOut ? ' (timed out)' : ` with exit code ${exitCode}`}: ${stderrTail || '(no stderr)'}`,
+    );
   }
 }
 
@@ -60,7 +62,17 @@ function gitHome(): string {
 }
 
 // Proxies are the only host variables git legitimately needs to reach the remote.
-const PASSTHROUGH_ENV = ['PATH', 'http_proxy', 'https_proxy', 'no_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'SSL_CERT_FILE', 'SSL_CERT_DIR'];
+const PASSTHROUGH_ENV = [
+  'PATH',
+  'http_proxy',
+  'https_proxy',
+  'no_proxy',
+  'HTTP_PROXY',
+  'HTTPS_PROXY',
+  'NO_PROXY',
+  'SSL_CERT_FILE',
+  'SSL_CERT_DIR',
+];
 
 function baseEnv(): Record<string, string> {
   const env: Record<string, string> = {};

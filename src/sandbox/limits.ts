@@ -39,10 +39,12 @@ export function resolveLimits(
 ): Required<SandboxLimits> {
   const merged: SandboxLimits = { ...DEFAULT_LIMITS };
   for (const layer of layers) {
-    for (const [k, v] of Object.entries(layer ?? {})) if (v !== undefined) (merged as unknown as Record<string, number>)[k] = v;
+    for (const [k, v] of Object.entries(layer ?? {}))
+      if (v !== undefined) (merged as unknown as Record<string, number>)[k] = v;
   }
   for (const [k, v] of Object.entries(merged)) {
-    if (v !== undefined && (!Number.isFinite(v) || v <= 0)) throw new Error(`limit ${k} must be a positive number, got ${v}`);
+    if (v !== undefined && (!Number.isFinite(v) || v <= 0))
+      throw new Error(`limit ${k} must be a positive number, got ${v}`);
   }
   // RLIMIT_CPU sums all threads of a process, so a multi-threaded build would hit a
   // wall-clock-sized budget early; scaled by the cores it only catches a spinning process
@@ -78,14 +80,25 @@ export const SIGXFSZ = 25;
  * Limits the kernel enforces by signal: the command's shell (or bwrap) reports a child
  * killed by signal N as exit code 128+N.
  */
-export function signalLimit(exitCode: number | null, signal: string | null, output: string, limits: Required<SandboxLimits>): LimitHit | undefined {
+export function signalLimit(
+  exitCode: number | null,
+  signal: string | null,
+  output: string,
+  limits: Required<SandboxLimits>,
+): LimitHit | undefined {
   // A shell whose child died of the signal prints strsignal()'s text and may carry on, so
   // the output tells even when the final exit code does not.
   if (exitCode === 128 + SIGXCPU || signal === 'SIGXCPU' || output.includes('CPU time limit exceeded')) {
-    return { kind: 'cpu', marker: `[killed: a process used its ${limits.maxCpuSeconds} s of CPU time (RLIMIT_CPU); look for a busy loop, or run less at once]` };
+    return {
+      kind: 'cpu',
+      marker: `[killed: a process used its ${limits.maxCpuSeconds} s of CPU time (RLIMIT_CPU); look for a busy loop, or run less at once]`,
+    };
   }
   if (exitCode === 128 + SIGXFSZ || signal === 'SIGXFSZ' || output.includes('File size limit exceeded')) {
-    return { kind: 'file-size', marker: `[killed: a process wrote a file past the ${formatBytes(limits.maxFileBytes)} file size limit (RLIMIT_FSIZE)]` };
+    return {
+      kind: 'file-size',
+      marker: `[killed: a process wrote a file past the ${formatBytes(limits.maxFileBytes)} file size limit (RLIMIT_FSIZE)]`,
+    };
   }
   return undefined;
 }
@@ -126,7 +139,10 @@ export function memoryMarker(oomKills: number, limits: Required<SandboxLimits>):
 export function diskUsage(dir: string): Promise<number | undefined> {
   return new Promise((resolve) => {
     // du is in coreutils on every host bubblewrap runs on, and walks far faster than a JS loop.
-    const child = spawn('du', ['-s', '-x', '-B1', '--', dir], { env: { PATH: '/usr/bin:/bin' }, stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawn('du', ['-s', '-x', '-B1', '--', dir], {
+      env: { PATH: '/usr/bin:/bin' },
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
     child.on('error', () => resolve(undefined));

@@ -6,7 +6,20 @@ import { authEnv, git, GitError } from './git.js';
 import { ensureMirror, mirrorPathFor } from './mirror.js';
 import { createRunner } from './create-runner.js';
 import { tempDir, sh } from '../../test/helpers/git-fixtures.js';
-import { applyPatch, changePatch, changedPaths, commitPaths, revertPaths, committedStat, createWorkTree, diff, diffStat, push, PushRejectedError, readBaseFile } from './worktree.js';
+import {
+  applyPatch,
+  changePatch,
+  changedPaths,
+  commitPaths,
+  revertPaths,
+  committedStat,
+  createWorkTree,
+  diff,
+  diffStat,
+  push,
+  PushRejectedError,
+  readBaseFile,
+} from './worktree.js';
 
 const log = pino({ level: 'silent' });
 const TOKEN = 'ghs_testtokentesttokentesttoken1234';
@@ -32,7 +45,13 @@ describe('mirror and work tree', () => {
 
   it('checkpoints a change as a patch that a fresh work tree on the same base takes back exactly', async () => {
     const mirrorPath = await ensureMirror({ dataDir, cloneUrl: remote, token: TOKEN, log });
-    const first = await createWorkTree({ dataDir, mirrorPath, jobKey: 'patch-1', baseBranch: 'main', branch: 'agent/issue-1-x' });
+    const first = await createWorkTree({
+      dataDir,
+      mirrorPath,
+      jobKey: 'patch-1',
+      baseBranch: 'main',
+      branch: 'agent/issue-1-x',
+    });
     writeFileSync(path.join(first.path, 'README.md'), 'changed\n');
     mkdirSync(path.join(first.path, 'src'), { recursive: true });
     writeFileSync(path.join(first.path, 'src', 'new.bin'), Buffer.from([0, 1, 2, 255]));
@@ -44,7 +63,13 @@ describe('mirror and work tree', () => {
     expect(patch).not.toContain('stray.log');
     const before = await diff(first);
     await first.remove();
-    const second = await createWorkTree({ dataDir, mirrorPath, jobKey: 'patch-2', baseBranch: 'main', branch: 'agent/issue-1-x' });
+    const second = await createWorkTree({
+      dataDir,
+      mirrorPath,
+      jobKey: 'patch-2',
+      baseBranch: 'main',
+      branch: 'agent/issue-1-x',
+    });
     await applyPatch(second, patch);
     expect(readFileSync(path.join(second.path, 'README.md'), 'utf8')).toBe('changed\n');
     expect([...readFileSync(path.join(second.path, 'src', 'new.bin'))]).toEqual([0, 1, 2, 255]);
@@ -54,7 +79,13 @@ describe('mirror and work tree', () => {
 
   it('lists the paths a change touches exactly, whatever git would quote in a patch', async () => {
     const mirrorPath = await ensureMirror({ dataDir, cloneUrl: remote, token: TOKEN, log });
-    const wt = await createWorkTree({ dataDir, mirrorPath, jobKey: 'quoted-1', baseBranch: 'main', branch: 'agent/issue-2-q' });
+    const wt = await createWorkTree({
+      dataDir,
+      mirrorPath,
+      jobKey: 'quoted-1',
+      baseBranch: 'main',
+      branch: 'agent/issue-2-q',
+    });
     // Names a patch header quotes ("a/caf\303\251.txt") or splits wrongly (" b/" inside a name).
     const names = ['café.txt', 'say "hi".txt', 'tab\there.txt', 'dir x/a b/c.txt', 'new\nline.txt'];
     for (const n of names) {
@@ -69,25 +100,46 @@ describe('mirror and work tree', () => {
 
   it('lists the paths a change touches, undoes some of them, and leaves ignored files out of commits', async () => {
     const mirrorPath = await ensureMirror({ dataDir, cloneUrl: remote, token: TOKEN, log });
-    const wt = await createWorkTree({ dataDir, mirrorPath, jobKey: 'paths-1', baseBranch: 'main', branch: 'agent/issue-2-x' });
+    const wt = await createWorkTree({
+      dataDir,
+      mirrorPath,
+      jobKey: 'paths-1',
+      baseBranch: 'main',
+      branch: 'agent/issue-2-x',
+    });
     writeFileSync(path.join(wt.path, '.gitignore'), '*.log\n');
     writeFileSync(path.join(wt.path, 'README.md'), 'edited by a command\n');
     writeFileSync(path.join(wt.path, 'new.txt'), 'new\n');
     writeFileSync(path.join(wt.path, 'debug.log'), 'ignored\n');
     // debug.log was "created" by a tool but is ignored: it is neither listed nor committed, and no error.
-    expect((await changedPaths(wt, ['new.txt', 'debug.log', '.gitignore', 'gone.txt'])).sort()).toEqual(['.gitignore', 'README.md', 'new.txt']);
+    expect((await changedPaths(wt, ['new.txt', 'debug.log', '.gitignore', 'gone.txt'])).sort()).toEqual([
+      '.gitignore',
+      'README.md',
+      'new.txt',
+    ]);
     await revertPaths(wt, ['README.md', 'new.txt']);
-    expect(readFileSync(path.join(wt.path, 'README.md'), 'utf8')).toBe(readFileSync(path.join(seed, 'README.md'), 'utf8'));
+    expect(readFileSync(path.join(wt.path, 'README.md'), 'utf8')).toBe(
+      readFileSync(path.join(seed, 'README.md'), 'utf8'),
+    );
     expect(existsSync(path.join(wt.path, 'new.txt'))).toBe(false);
-    const sha = await commitPaths(wt, ['.gitignore', 'debug.log', 'new.txt'], { message: 'only the ignore file', authorName: 'Bot', authorEmail: 'bot@example.com', date: '2026-11-24T12:00:00.000Z' });
+    const sha = await commitPaths(wt, ['.gitignore', 'debug.log', 'new.txt'], {
+      message: 'only the ignore file',
+      authorName: 'Bot',
+      authorEmail: 'bot@example.com',
+      date: '2026-11-24T12:00:00.000Z',
+    });
     expect(sha).toMatch(/^[0-9a-f]{40}$/);
-    expect(sh(wt.path, 'show', '--name-only', '--format=%ad', '--date=iso-strict', 'HEAD').split('\n').filter(Boolean)).toEqual(['2026-11-24T12:00:00+00:00', '.gitignore']);
+    expect(
+      sh(wt.path, 'show', '--name-only', '--format=%ad', '--date=iso-strict', 'HEAD').split('\n').filter(Boolean),
+    ).toEqual(['2026-11-24T12:00:00+00:00', '.gitignore']);
     await wt.remove();
   });
 
   it('derives a sanitised mirror path and refuses credentials and ..', () => {
     expect(mirrorPathFor('/d', 'https://github.com/acme/widget.git')).toBe('/d/mirrors/github.com/acme/widget.git');
-    expect(mirrorPathFor('/d', 'http://127.0.0.1:8080/acme/wid get')).toBe('/d/mirrors/127.0.0.1_8080/acme/wid_get.git');
+    expect(mirrorPathFor('/d', 'http://127.0.0.1:8080/acme/wid get')).toBe(
+      '/d/mirrors/127.0.0.1_8080/acme/wid_get.git',
+    );
     expect(mirrorPathFor('/d', '/srv/git/acme/widget.git')).toBe('/d/mirrors/local/acme/widget.git');
     expect(() => mirrorPathFor('/d', 'https://x-access-token:abc@github.com/acme/widget.git')).toThrow(/credentials/);
     expect(() => mirrorPathFor('/d', '/srv/../..')).toThrow(/\.\./);
@@ -123,19 +175,29 @@ describe('mirror and work tree', () => {
   });
 
   it('fails after bounded retries on an unreachable remote', async () => {
-    await expect(ensureMirror({ dataDir, cloneUrl: path.join(tmp.dir, 'nope', 'x', 'y.git'), log, retryDelayMs: 10 })).rejects.toBeInstanceOf(GitError);
+    await expect(
+      ensureMirror({ dataDir, cloneUrl: path.join(tmp.dir, 'nope', 'x', 'y.git'), log, retryDelayMs: 10 }),
+    ).rejects.toBeInstanceOf(GitError);
     expect(existsSync(path.join(dataDir, 'mirrors/local/x/y.git'))).toBe(false);
   });
 
   it('creates a work tree, diffs untracked files, commits, pushes, and is removed', async () => {
     const mirrorPath = await ensureMirror({ dataDir, cloneUrl: remote, token: TOKEN, log });
-    const wt = await createWorkTree({ dataDir, mirrorPath, jobKey: 'acme/widget#7:attempt 1', baseBranch: 'main', branch: 'agent/issue-7-fix' });
+    const wt = await createWorkTree({
+      dataDir,
+      mirrorPath,
+      jobKey: 'acme/widget#7:attempt 1',
+      baseBranch: 'main',
+      branch: 'agent/issue-7-fix',
+    });
     expect(wt.path.startsWith(path.join(dataDir, 'worktrees'))).toBe(true);
     expect(wt.baseSha).toBe(sh(remote, 'rev-parse', 'refs/heads/main'));
     expect(sh(wt.path, 'rev-parse', '--abbrev-ref', 'HEAD')).toBe('agent/issue-7-fix');
     expect(readFileSync(path.join(wt.path, 'README.md'), 'utf8')).toBe('hello again\n');
 
-    expect(await commitPaths(wt, ['README.md'], { message: 'nothing', authorName: 'bot', authorEmail: 'bot@example.com' })).toBeNull();
+    expect(
+      await commitPaths(wt, ['README.md'], { message: 'nothing', authorName: 'bot', authorEmail: 'bot@example.com' }),
+    ).toBeNull();
 
     writeFileSync(path.join(wt.path, 'README.md'), 'changed\n');
     writeFileSync(path.join(wt.path, 'new-file.txt'), 'brand new\n');
@@ -149,7 +211,13 @@ describe('mirror and work tree', () => {
 
     // Commands in the sandbox can use the clone: its objects come from the read-only mirror.
     const runner = createRunner('bwrap', log);
-    const inside = await runner.run({ workTree: wt.path, command: 'git log -1 --format=%H && git status --short', timeoutMs: 15_000, network: 'none', readOnlyPaths: [mirrorPath] });
+    const inside = await runner.run({
+      workTree: wt.path,
+      command: 'git log -1 --format=%H && git status --short',
+      timeoutMs: 15_000,
+      network: 'none',
+      readOnlyPaths: [mirrorPath],
+    });
     expect(inside.output).toContain(wt.baseSha);
     expect(inside.output).toContain('?? new-file.txt');
 
@@ -157,10 +225,17 @@ describe('mirror and work tree', () => {
     // build output stay out.
     mkdirSync(path.join(wt.path, 'node_modules/dep'), { recursive: true });
     writeFileSync(path.join(wt.path, 'node_modules/dep/index.js'), 'x\n');
-    const sha = await commitPaths(wt, ['new-file.txt'], { message: 'Fix the thing\n\nCloses #7', authorName: 'issue-agent[bot]', authorEmail: 'bot@example.com' });
+    const sha = await commitPaths(wt, ['new-file.txt'], {
+      message: 'Fix the thing\n\nCloses #7',
+      authorName: 'issue-agent[bot]',
+      authorEmail: 'bot@example.com',
+    });
     expect(sha).toMatch(/^[0-9a-f]{40}$/);
     expect(sh(wt.path, 'log', '-1', '--format=%an <%ae>|%s')).toBe('issue-agent[bot] <bot@example.com>|Fix the thing');
-    expect(sh(wt.path, 'show', '--name-only', '--format=', 'HEAD').split('\n').sort()).toEqual(['README.md', 'new-file.txt']);
+    expect(sh(wt.path, 'show', '--name-only', '--format=', 'HEAD').split('\n').sort()).toEqual([
+      'README.md',
+      'new-file.txt',
+    ]);
     expect(await committedStat(wt)).toMatch(/2 files changed/);
     expect(await commitPaths(wt, ['README.md'], { message: 'again', authorName: 'b', authorEmail: 'b@e' })).toBeNull();
 
@@ -179,7 +254,9 @@ describe('mirror and work tree', () => {
 
     sh(seed, 'commit', '-q', '--allow-empty', '-m', 'unrelated');
     sh(seed, 'push', '-q', '-f', remote, `HEAD:refs/heads/${wt.branch}`);
-    await expect(push(wt, { remoteUrl: remote, branch: wt.branch, retryDelayMs: 600_000 })).rejects.toThrow(PushRejectedError);
+    await expect(push(wt, { remoteUrl: remote, branch: wt.branch, retryDelayMs: 600_000 })).rejects.toThrow(
+      PushRejectedError,
+    );
 
     await wt.remove();
     expect(existsSync(wt.path)).toBe(false);
@@ -193,7 +270,13 @@ describe('mirror and work tree', () => {
     sh(seed, 'commit', '-q', '-m', 'rules');
     sh(seed, 'push', '-q', remote, 'HEAD:refs/heads/main');
     const mirrorPath = await ensureMirror({ dataDir, cloneUrl: remote, log });
-    const wt = await createWorkTree({ dataDir, mirrorPath, jobKey: 'job-rules', baseBranch: 'main', branch: 'b-rules' });
+    const wt = await createWorkTree({
+      dataDir,
+      mirrorPath,
+      jobKey: 'job-rules',
+      baseBranch: 'main',
+      branch: 'b-rules',
+    });
     writeFileSync(path.join(wt.path, 'AGENTS.md'), 'changed by the job\n');
     expect(await readBaseFile(wt, 'AGENTS.md')).toBe('rules\n');
     expect(await readBaseFile(wt, 'CLAUDE.md')).toBeUndefined();
@@ -203,12 +286,20 @@ describe('mirror and work tree', () => {
 
   it('refuses to run git on a work tree whose .git config was changed', async () => {
     const mirrorPath = await ensureMirror({ dataDir, cloneUrl: remote, log });
-    const wt = await createWorkTree({ dataDir, mirrorPath, jobKey: 'job-tamper', baseBranch: 'main', branch: 'b-tamper' });
+    const wt = await createWorkTree({
+      dataDir,
+      mirrorPath,
+      jobKey: 'job-tamper',
+      baseBranch: 'main',
+      branch: 'b-tamper',
+    });
     writeFileSync(path.join(wt.path, 'README.md'), 'changed\n');
     writeFileSync(path.join(wt.path, '.gitattributes'), '* filter=x\n');
     const marker = path.join(dataDir, 'filter-ran');
     appendFileSync(path.join(wt.path, '.git/config'), `[filter "x"]\n\tclean = touch ${marker}; cat\n`);
-    await expect(commitPaths(wt, ['README.md', '.gitattributes'], { message: 'm', authorName: 'b', authorEmail: 'b@e' })).rejects.toThrow(/\.git was modified/);
+    await expect(
+      commitPaths(wt, ['README.md', '.gitattributes'], { message: 'm', authorName: 'b', authorEmail: 'b@e' }),
+    ).rejects.toThrow(/\.git was modified/);
     await expect(diff(wt)).rejects.toThrow(/\.git was modified/);
     await expect(push(wt, { remoteUrl: remote, branch: wt.branch })).rejects.toThrow(/\.git was modified/);
     expect(existsSync(marker)).toBe(false);
@@ -222,7 +313,9 @@ describe('mirror and work tree', () => {
     const b = await createWorkTree({ dataDir, mirrorPath, jobKey: 'job-2', baseBranch: 'main', branch: 'b1' });
     expect(b.path).toBe(a.path);
     expect(existsSync(path.join(b.path, 'leftover.txt'))).toBe(false);
-    await expect(createWorkTree({ dataDir, mirrorPath, jobKey: 'job-3', baseBranch: '--upload-pack=evil', branch: 'b' })).rejects.toThrow(/invalid branch/);
+    await expect(
+      createWorkTree({ dataDir, mirrorPath, jobKey: 'job-3', baseBranch: '--upload-pack=evil', branch: 'b' }),
+    ).rejects.toThrow(/invalid branch/);
     await b.remove();
   });
 });
@@ -231,7 +324,9 @@ describe('git helper', () => {
   it('passes credentials only in the environment, scoped to the origin', () => {
     const env = authEnv(TOKEN, 'https://github.example.com/acme/widget.git');
     expect(env.GIT_CONFIG_KEY_0).toBe('http.https://github.example.com/.extraHeader');
-    expect(env.GIT_CONFIG_VALUE_0).toBe(`Authorization: Basic ${Buffer.from(`x-access-token:${TOKEN}`).toString('base64')}`);
+    expect(env.GIT_CONFIG_VALUE_0).toBe(
+      `Authorization: Basic ${Buffer.from(`x-access-token:${TOKEN}`).toString('base64')}`,
+    );
     expect(authEnv(TOKEN).GIT_CONFIG_KEY_0).toBe('http.extraHeader');
   });
 
@@ -244,7 +339,10 @@ describe('git helper', () => {
       writeFileSync(hook, `#!/bin/sh\ntouch ${tmp.dir}/HOOK_RAN\n`, { mode: 0o755 });
       process.env.GIT_DIR = '/nonexistent';
       try {
-        await git(['commit', '-q', '--allow-empty', '-m', 'x'], { cwd: repo, env: { GIT_AUTHOR_NAME: 'a', GIT_AUTHOR_EMAIL: 'a@b', GIT_COMMITTER_NAME: 'a', GIT_COMMITTER_EMAIL: 'a@b' } });
+        await git(['commit', '-q', '--allow-empty', '-m', 'x'], {
+          cwd: repo,
+          env: { GIT_AUTHOR_NAME: 'a', GIT_AUTHOR_EMAIL: 'a@b', GIT_COMMITTER_NAME: 'a', GIT_COMMITTER_EMAIL: 'a@b' },
+        });
       } finally {
         delete process.env.GIT_DIR;
       }

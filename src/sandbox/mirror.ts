@@ -33,7 +33,8 @@ export function mirrorPathFor(dataDir: string, cloneUrl: string): string {
   let pathname: string;
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(cloneUrl)) {
     const u = new URL(cloneUrl);
-    if (u.username || u.password) throw new Error('cloneUrl must not carry credentials; the token travels in the environment of each git command');
+    if (u.username || u.password)
+      throw new Error('cloneUrl must not carry credentials; the token travels in the environment of each git command');
     if (u.protocol !== 'file:') host = u.host;
     pathname = decodeURIComponent(u.pathname);
   } else if (path.isAbsolute(cloneUrl)) {
@@ -41,7 +42,9 @@ export function mirrorPathFor(dataDir: string, cloneUrl: string): string {
   } else if (!cloneUrl.includes(':')) {
     pathname = path.resolve(cloneUrl);
   } else {
-    throw new Error(`unsupported clone URL ${JSON.stringify(cloneUrl)}: expected http(s)://, file:// or an absolute path`);
+    throw new Error(
+      `unsupported clone URL ${JSON.stringify(cloneUrl)}: expected http(s)://, file:// or an absolute path`,
+    );
   }
   const parts = pathname.split('/').filter((p) => p !== '');
   if (parts.some((p) => p === '..')) throw new Error(`refusing clone URL with '..' in its path: ${cloneUrl}`);
@@ -65,7 +68,9 @@ export async function assertNoTokenInConfig(gitDir: string, token: string | unde
   } catch {
     return;
   }
-  const leaked = /extraheader|x-access-token|authorization:/i.test(config) || (token ? tokenFingerprints(token).some((t) => config.includes(t)) : false);
+  const leaked =
+    /extraheader|x-access-token|authorization:/i.test(config) ||
+    (token ? tokenFingerprints(token).some((t) => config.includes(t)) : false);
   if (leaked) throw new Error(`credentials found in ${path.join(gitDir, 'config')}; refusing to continue`);
 }
 

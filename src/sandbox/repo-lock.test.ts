@@ -11,7 +11,9 @@ describe('the mirror lock across processes', () => {
       const lock = path.join(tmp.dir, 'm.git.lock');
       const order: string[] = [];
       // Another process takes the lock first and holds it until told to exit.
-      const other = spawn('flock', ['-x', lock, 'sh', '-c', 'echo held; exec cat >/dev/null'], { stdio: ['pipe', 'pipe', 'ignore'] });
+      const other = spawn('flock', ['-x', lock, 'sh', '-c', 'echo held; exec cat >/dev/null'], {
+        stdio: ['pipe', 'pipe', 'ignore'],
+      });
       await new Promise<void>((r) => other.stdout.on('data', () => r()));
       const ours = withFileLock(lock, async () => {
         order.push('ours');
@@ -33,7 +35,9 @@ describe('the mirror lock across processes', () => {
     const tmp = tempDir('lock2');
     try {
       const lock = path.join(tmp.dir, 'busy.lock');
-      const other = spawn('flock', ['-x', lock, 'sh', '-c', 'echo held; exec cat >/dev/null'], { stdio: ['pipe', 'pipe', 'ignore'] });
+      const other = spawn('flock', ['-x', lock, 'sh', '-c', 'echo held; exec cat >/dev/null'], {
+        stdio: ['pipe', 'pipe', 'ignore'],
+      });
       await new Promise<void>((r) => other.stdout.on('data', () => r()));
       await expect(withFileLock(lock, async () => 'never', 1)).rejects.toThrow(/could not lock .*busy\.lock within 1s/);
       other.kill('SIGKILL');

@@ -28,10 +28,14 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, ti
   await mkdir(path.dirname(lockPath), { recursive: true });
   // `flock -w` gives up after the timeout with exit code 1; `cat` holds the lock until we
   // close its stdin. "locked" on stdout is the moment the lock is ours.
-  const child = spawn('flock', ['-x', '-w', String(timeoutSeconds), lockPath, 'sh', '-c', 'echo locked; exec cat >/dev/null'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-  });
+  const child = spawn(
+    'flock',
+    ['-x', '-w', String(timeoutSeconds), lockPath, 'sh', '-c', 'echo locked; exec cat >/dev/null'],
+    {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    },
+  );
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   await new Promise<void>((resolve, reject) => {
@@ -40,8 +44,16 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, ti
       out += d.toString();
       if (out.includes('locked')) resolve();
     });
-    child.once('error', (err) => reject(new Error(`could not run flock to lock ${lockPath} (is util-linux installed?): ${err.message}`)));
-    child.once('exit', (code) => reject(new Error(`could not lock ${lockPath} within ${timeoutSeconds}s (flock exit ${code}): ${stderr.trim() || 'another process holds it'}`)));
+    child.once('error', (err) =>
+      reject(new Error(`could not run flock to lock ${lockPath} (is util-linux installed?): ${err.message}`)),
+    );
+    child.once('exit', (code) =>
+      reject(
+        new Error(
+          `could not lock ${lockPath} within ${timeoutSeconds}s (flock exit ${code}): ${stderr.trim() || 'another process holds it'}`,
+        ),
+      ),
+    );
   });
   try {
     return await fn();

@@ -4,7 +4,12 @@
  */
 export async function withRetries<T>(
   fn: (attempt: number) => Promise<T>,
-  opts: { attempts: number; baseDelayMs: number; retryable?: (err: unknown) => boolean; onRetry?: (err: unknown, attempt: number) => void },
+  opts: {
+    attempts: number;
+    baseDelayMs: number;
+    retryable?: (err: unknown) => boolean;
+    onRetry?: (err: unknown, attempt: number) => void;
+  },
 ): Promise<T> {
   let lastError: unknown;
   for (let attempt = 1; attempt <= opts.attempts; attempt++) {

@@ -30,7 +30,8 @@ export function resolveRunRequest(req: RunRequest): ResolvedPaths {
   }
   const cwd = realpathSync(wanted);
   if (!isInside(workTree, cwd)) throw new Error(`cwd ${wanted} resolves to ${cwd}, outside the work tree ${workTree}`);
-  if (!Number.isFinite(req.timeoutMs) || req.timeoutMs <= 0) throw new Error(`timeoutMs must be a positive number, got ${req.timeoutMs}`);
+  if (!Number.isFinite(req.timeoutMs) || req.timeoutMs <= 0)
+    throw new Error(`timeoutMs must be a positive number, got ${req.timeoutMs}`);
   for (const [name, value] of Object.entries(req.env ?? {})) {
     if (!ENV_NAME.test(name)) throw new Error(`invalid environment variable name ${JSON.stringify(name)}`);
     if (value.includes('\0')) throw new Error(`environment variable ${name} contains a NUL byte`);

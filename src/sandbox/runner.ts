@@ -114,4 +114,3 @@ export interface RunnerOptions {
   /** Files that must never be visible in the sandbox (the App's key, .env): start-up refuses when one is. */
   secretFiles?: string[];
 }
-

@@ -62,7 +62,16 @@ export function spawnCapped(opts: SpawnCappedOptions): Promise<RunResult> {
     let exited = false;
 
     if (opts.signal?.aborted) {
-      resolve({ command: opts.command, exitCode: null, signal: null, timedOut: false, durationMs: 0, output: '[aborted before start]', omittedBytes: 0, limit: 'aborted' });
+      resolve({
+        command: opts.command,
+        exitCode: null,
+        signal: null,
+        timedOut: false,
+        durationMs: 0,
+        output: '[aborted before start]',
+        omittedBytes: 0,
+        limit: 'aborted',
+      });
       return;
     }
 
@@ -84,7 +93,10 @@ export function spawnCapped(opts: SpawnCappedOptions): Promise<RunResult> {
       killGroup(pid);
     };
 
-    const timer = setTimeout(() => fire({ kind: 'timeout', marker: `[killed: timed out after ${opts.timeoutMs} ms]` }), opts.timeoutMs);
+    const timer = setTimeout(
+      () => fire({ kind: 'timeout', marker: `[killed: timed out after ${opts.timeoutMs} ms]` }),
+      opts.timeoutMs,
+    );
     const onAbort = (): void => fire({ kind: 'aborted', marker: '[killed: aborted]' });
     opts.signal?.addEventListener('abort', onAbort, { once: true });
 

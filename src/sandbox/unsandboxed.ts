@@ -3,7 +3,14 @@ import os from 'node:os';
 import type { Logger } from 'pino';
 import { diskMarker, diskUsage, resolveLimits } from './limits.js';
 import { resolveRunRequest } from './run-request.js';
-import { DEFAULT_MAX_OUTPUT_BYTES, sandboxEnv, type RunnerOptions, type RunRequest, type RunResult, type Runner } from './runner.js';
+import {
+  DEFAULT_MAX_OUTPUT_BYTES,
+  sandboxEnv,
+  type RunnerOptions,
+  type RunRequest,
+  type RunResult,
+  type Runner,
+} from './runner.js';
 import { spawnCapped } from './spawn-capped.js';
 
 let warned = false;
@@ -19,7 +26,7 @@ export function createUnsandboxedRunner(log: Logger, opts: RunnerOptions = {}): 
     warned = true;
     log.warn(
       { sandbox: 'unsandboxed' },
-      '!!! SANDBOX=unsandboxed: NO SANDBOX. Repository code (install, tests, the agent\'s commands) runs WITHOUT isolation, with network, and can read and write anything this process can (including .env, the private key and DATA_DIR). Use only for trusted repositories. !!!',
+      "!!! SANDBOX=unsandboxed: NO SANDBOX. Repository code (install, tests, the agent's commands) runs WITHOUT isolation, with network, and can read and write anything this process can (including .env, the private key and DATA_DIR). Use only for trusted repositories. !!!",
     );
   }
   const cores = os.availableParallelism();
@@ -53,4 +60,3 @@ export function createUnsandboxedRunner(log: Logger, opts: RunnerOptions = {}): 
     },
   };
 }
-

@@ -32,7 +32,10 @@ const PUSH_ATTEMPTS = 3;
 
 /** Directory name for a job key: readable, but collision-free thanks to the hash suffix. */
 export function safeJobDir(jobKey: string): string {
-  const readable = jobKey.replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[.-]+/, '').slice(0, 80);
+  const readable = jobKey
+    .replace(/[^A-Za-z0-9._-]/g, '-')
+    .replace(/^[.-]+/, '')
+    .slice(0, 80);
   const hash = createHash('sha256').update(jobKey).digest('hex').slice(0, 10);
   return readable ? `${readable}-${hash}` : hash;
 }
@@ -42,7 +45,15 @@ export function safeJobDir(jobKey: string): string {
  * by spawning git twice per work tree; a leading '-' would also be read as an option.
  */
 export function isValidBranchName(name: string): boolean {
-  if (name === '' || name === '@' || name.startsWith('-') || name.startsWith('/') || name.endsWith('/') || name.endsWith('.')) return false;
+  if (
+    name === '' ||
+    name === '@' ||
+    name.startsWith('-') ||
+    name.startsWith('/') ||
+    name.endsWith('/') ||
+    name.endsWith('.')
+  )
+    return false;
   if (name.includes('..') || name.includes('//') || name.includes('@{')) return false;
   if (/[\x00-\x20\x7f~^:?*[\\]/.test(name)) return false;
   return name.split('/').every((part) => part !== '' && !part.startsWith('.') && !part.endsWith('.lock'));
@@ -69,7 +80,9 @@ async function gitControlDigest(wtPath: string): Promise<string> {
 /** Refuses to run the host's git on a work tree whose .git control files changed. */
 export async function assertGitIntact(wt: WorkTree): Promise<void> {
   if ((await gitControlDigest(wt.path)) !== wt.gitControlDigest) {
-    throw new Error(`${wt.path}/.git was modified during the job (config, attributes or alternates); refusing to run git on it`);
+    throw new Error(
+      `${wt.path}/.git was modified during the job (config, attributes or alternates); refusing to run git on it`,
+    );
   }
 }
 
@@ -82,8 +95,11 @@ export async function createWorkTree(opts: CreateWorkTreeOptions): Promise<WorkT
   // A leftover from a crashed attempt of the same job must not leak into this one.
   await rm(wtPath, { recursive: true, force: true });
   await git(['clone', '--shared', '--no-checkout', '--', opts.mirrorPath, wtPath], { cwd: root });
-  if (opts.baseSha !== undefined && !/^[0-9a-f]{40}(?:[0-9a-f]{24})?$/.test(opts.baseSha)) throw new Error(`not a commit id: ${opts.baseSha}`);
-  await git(['checkout', '-q', '-b', opts.branch, opts.baseSha ?? `refs/remotes/origin/${opts.baseBranch}`], { cwd: wtPath });
+  if (opts.baseSha !== undefined && !/^[0-9a-f]{40}(?:[0-9a-f]{24})?$/.test(opts.baseSha))
+    throw new Error(`not a commit id: ${opts.baseSha}`);
+  await git(['checkout', '-q', '-b', opts.branch, opts.baseSha ?? `refs/remotes/origin/${opts.baseBranch}`], {
+    cwd: wtPath,
+  });
   const baseSha = (await git(['rev-parse', 'HEAD'], { cwd: wtPath })).stdout.trim();
   await assertNoTokenInConfig(path.join(wtPath, '.git'), undefined);
   return {
@@ -100,7 +116,11 @@ export async function createWorkTree(opts: CreateWorkTreeOptions): Promise<WorkT
  * Runs fn with a throwaway index on the base commit, filled by `fill`, so diffs see what
  * it adds without touching the real index later commits use.
  */
-async function withTempIndex<T>(wt: WorkTree, fill: (env: Record<string, string>) => Promise<void>, fn: (env: Record<string, string>) => Promise<T>): Promise<T> {
+async function withTempIndex<T>(
+  wt: WorkTree,
+  fill: (env: Record<string, string>) => Promise<void>,
+  fn: (env: Record<string, string>) => Promise<T>,
+): Promise<T> {
   await assertGitIntact(wt);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'issue-agent-index-'));
   const env = { GIT_INDEX_FILE: path.join(dir, 'index') };
@@ -122,7 +142,10 @@ const DIFF_FLAGS = ['--no-color', '--no-ext-diff', '--no-textconv', '--ignore-su
 
 /** The whole change since the base commit: commits, staged, unstaged and untracked files. */
 export function diff(wt: WorkTree): Promise<string> {
-  return withSnapshotIndex(wt, async (env) => (await git(['diff', '--cached', ...DIFF_FLAGS, wt.baseSha, '--'], { cwd: wt.path, env })).stdout);
+  return withSnapshotIndex(
+    wt,
+    async (env) => (await git(['diff', '--cached', ...DIFF_FLAGS, wt.baseSha, '--'], { cwd: wt.path, env })).stdout,
+  );
 }
 
 /**
@@ -130,8 +153,13 @@ export function diff(wt: WorkTree): Promise<string> {
  * through the work tree, so symlinks (to /proc/self/environ, to ../../.env) and anything
  * the job wrote are not followed. Undefined for a missing file, a link or a submodule.
  */
-export async function readBaseFile(wt: Pick<WorkTree, 'path' | 'baseSha'>, relPath: string): Promise<string | undefined> {
-  const listing = (await git(['ls-tree', '-z', wt.baseSha, '--', relPath], { cwd: wt.path, env: { GIT_LITERAL_PATHSPECS: '1' } })).stdout;
+export async function readBaseFile(
+  wt: Pick<WorkTree, 'path' | 'baseSha'>,
+  relPath: string,
+): Promise<string | undefined> {
+  const listing = (
+    await git(['ls-tree', '-z', wt.baseSha, '--', relPath], { cwd: wt.path, env: { GIT_LITERAL_PATHSPECS: '1' } })
+  ).stdout;
   const entry = /^(\d{6}) blob ([0-9a-f]{40,64})\t/.exec(listing);
   if (!entry || (entry[1] !== '100644' && entry[1] !== '100755')) return undefined;
   return (await git(['cat-file', 'blob', entry[2]!], { cwd: wt.path })).stdout;
@@ -150,7 +178,11 @@ export async function committedStat(wt: WorkTree): Promise<string> {
 }
 
 export function diffStat(wt: WorkTree): Promise<string> {
-  return withSnapshotIndex(wt, async (env) => (await git(['diff', '--cached', '--stat', ...DIFF_FLAGS, wt.baseSha, '--'], { cwd: wt.path, env })).stdout);
+  return withSnapshotIndex(
+    wt,
+    async (env) =>
+      (await git(['diff', '--cached', '--stat', ...DIFF_FLAGS, wt.baseSha, '--'], { cwd: wt.path, env })).stdout,
+  );
 }
 
 /**
@@ -159,9 +191,19 @@ export function diffStat(wt: WorkTree): Promise<string> {
  */
 async function addable(wt: WorkTree, paths: string[]): Promise<string[]> {
   const present: string[] = [];
-  for (const p of paths) if (await lstat(path.join(wt.path, p)).then(() => true, () => false)) present.push(p);
+  for (const p of paths)
+    if (
+      await lstat(path.join(wt.path, p)).then(
+        () => true,
+        () => false,
+      )
+    )
+      present.push(p);
   if (present.length === 0) return [];
-  const ignored = await git(['check-ignore', '--no-index', '-z', '--stdin'], { cwd: wt.path, input: `${present.join('\0')}\0` }).catch(() => ({ stdout: '' }));
+  const ignored = await git(['check-ignore', '--no-index', '-z', '--stdin'], {
+    cwd: wt.path,
+    input: `${present.join('\0')}\0`,
+  }).catch(() => ({ stdout: '' }));
   const skip = new Set(ignored.stdout.split('\0').filter(Boolean));
   return present.filter((p) => !skip.has(p));
 }
@@ -175,19 +217,29 @@ export async function changedPaths(wt: WorkTree, created: string[]): Promise<str
   // bytes, quotes or control characters ("a/caf\303\251"), which a paths rule would miss.
   return withChangeIndex(wt, created, async (env) => {
     // Submodule pointers count as changes whatever .gitmodules says: they are committed too.
-    const out = (await git(['diff', '--cached', '--name-only', '-z', '--no-renames', '--ignore-submodules=none', wt.baseSha, '--'], { cwd: wt.path, env })).stdout;
+    const out = (
+      await git(
+        ['diff', '--cached', '--name-only', '-z', '--no-renames', '--ignore-submodules=none', wt.baseSha, '--'],
+        { cwd: wt.path, env },
+      )
+    ).stdout;
     return [...new Set(out.split('\0').filter(Boolean))];
   });
 }
 
 /** Runs `fn` with an index of its own holding the change: tracked files plus the given new paths. */
-function withChangeIndex<T>(wt: WorkTree, paths: string[], fn: (env: Record<string, string>) => Promise<T>): Promise<T> {
+function withChangeIndex<T>(
+  wt: WorkTree,
+  paths: string[],
+  fn: (env: Record<string, string>) => Promise<T>,
+): Promise<T> {
   return withTempIndex(
     wt,
     async (env) => {
       await git(['add', '-u'], { cwd: wt.path, env });
       const created = await addable(wt, paths);
-      if (created.length > 0) await git(['add', '-A', '--', ...created], { cwd: wt.path, env: { ...env, GIT_LITERAL_PATHSPECS: '1' } });
+      if (created.length > 0)
+        await git(['add', '-A', '--', ...created], { cwd: wt.path, env: { ...env, GIT_LITERAL_PATHSPECS: '1' } });
     },
     fn,
   );
@@ -197,7 +249,10 @@ function withChangeIndex<T>(wt: WorkTree, paths: string[], fn: (env: Record<stri
 export async function revertPaths(wt: WorkTree, paths: string[]): Promise<void> {
   await assertGitIntact(wt);
   for (const p of paths) {
-    const existed = await git(['cat-file', '-e', `${wt.baseSha}:${p}`], { cwd: wt.path }).then(() => true, () => false);
+    const existed = await git(['cat-file', '-e', `${wt.baseSha}:${p}`], { cwd: wt.path }).then(
+      () => true,
+      () => false,
+    );
     if (existed) await git(['checkout', wt.baseSha, '--', p], { cwd: wt.path, env: { GIT_LITERAL_PATHSPECS: '1' } });
     else await rm(path.join(wt.path, p), { force: true });
   }
@@ -208,7 +263,12 @@ export async function revertPaths(wt: WorkTree, paths: string[]): Promise<void> 
  * the same set `commitPaths` would commit. What a job checkpoints to resume from.
  */
 export async function changePatch(wt: WorkTree, paths: string[]): Promise<string> {
-  return withChangeIndex(wt, paths, async (env) => (await git(['diff', '--cached', '--binary', ...DIFF_FLAGS, wt.baseSha, '--'], { cwd: wt.path, env })).stdout);
+  return withChangeIndex(
+    wt,
+    paths,
+    async (env) =>
+      (await git(['diff', '--cached', '--binary', ...DIFF_FLAGS, wt.baseSha, '--'], { cwd: wt.path, env })).stdout,
+  );
 }
 
 /** Applies a patch from `changePatch` to a fresh work tree on the same base. */
@@ -223,12 +283,17 @@ export async function applyPatch(wt: WorkTree, patch: string): Promise<void> {
  * and no other untracked file, so installed dependencies, build output or files a test
  * wrote never reach the branch. Null when nothing changed.
  */
-export async function commitPaths(wt: WorkTree, paths: string[], opts: { message: string; authorName: string; authorEmail: string; date?: string }): Promise<string | null> {
+export async function commitPaths(
+  wt: WorkTree,
+  paths: string[],
+  opts: { message: string; authorName: string; authorEmail: string; date?: string },
+): Promise<string | null> {
   await assertGitIntact(wt);
   await git(['add', '-u'], { cwd: wt.path });
   const created = await addable(wt, paths);
   // Literal pathspecs: a file named ':(glob)**' is that file, not a pattern.
-  if (created.length > 0) await git(['add', '-A', '--', ...created], { cwd: wt.path, env: { GIT_LITERAL_PATHSPECS: '1' } });
+  if (created.length > 0)
+    await git(['add', '-A', '--', ...created], { cwd: wt.path, env: { GIT_LITERAL_PATHSPECS: '1' } });
   try {
     await git(['diff', '--cached', '--quiet', '--ignore-submodules=all'], { cwd: wt.path });
     return null;
@@ -251,7 +316,12 @@ export async function commitPaths(wt: WorkTree, paths: string[], opts: { message
 }
 
 function isRejection(err: unknown): boolean {
-  return err instanceof GitError && /\[rejected\]|non-fast-forward|fetch first|\[remote rejected\]|protected branch|permission|403|denied/i.test(err.stderrTail);
+  return (
+    err instanceof GitError &&
+    /\[rejected\]|non-fast-forward|fetch first|\[remote rejected\]|protected branch|permission|403|denied/i.test(
+      err.stderrTail,
+    )
+  );
 }
 
 /** The remote refused the push (the branch has other commits, or protection): retrying will not help. */
@@ -266,7 +336,10 @@ export class PushRejectedError extends Error {
 }
 
 /** Pushes HEAD to `branch` on the remote; never forced, so someone else's commits are never overwritten. */
-export async function push(wt: WorkTree, opts: { remoteUrl: string; branch: string; token?: string; retryDelayMs?: number }): Promise<void> {
+export async function push(
+  wt: WorkTree,
+  opts: { remoteUrl: string; branch: string; token?: string; retryDelayMs?: number },
+): Promise<void> {
   assertBranchName(opts.branch);
   await assertGitIntact(wt);
   const env = opts.token ? authEnv(opts.token, /^https?:\/\//i.test(opts.remoteUrl) ? opts.remoteUrl : undefined) : {};
@@ -276,7 +349,8 @@ export async function push(wt: WorkTree, opts: { remoteUrl: string; branch: stri
       { attempts: PUSH_ATTEMPTS, baseDelayMs: opts.retryDelayMs ?? 1_000, retryable: (err) => !isRejection(err) },
     );
   } catch (err) {
-    if (isRejection(err)) throw new PushRejectedError(opts.branch, (err as GitError).stderrTail.trim().split('\n').slice(-3).join(' '));
+    if (isRejection(err))
+      throw new PushRejectedError(opts.branch, (err as GitError).stderrTail.trim().split('\n').slice(-3).join(' '));
     throw err;
   }
   await assertNoTokenInConfig(path.join(wt.path, '.git'), opts.token);

@@ -16,7 +16,16 @@ import type { Tool } from '../agent/tools/tool.js';
 import { finishRevision, reviewBlock, RevisionSchema, type Revision, type ReviewTask } from './revise.js';
 import type { StageDeps, StageResult } from './types.js';
 
-export const CODE_TOOLS: readonly Tool[] = [listFiles, readFile, search, editFile, createFile, requestScope, runCommand, finishChange] as unknown as Tool[];
+export const CODE_TOOLS: readonly Tool[] = [
+  listFiles,
+  readFile,
+  search,
+  editFile,
+  createFile,
+  requestScope,
+  runCommand,
+  finishChange,
+] as unknown as Tool[];
 
 const REVISE_RULES = `Stage: REVISE. A reviewer asked for changes to the pull request you opened. Address each <review-thread> and <review-note>, in small steps; read each file before editing it.
 You may edit the files the pull request changes and the files the review names; if another file must change, call request_scope with the reason. Run a focused check with run_command when useful.
@@ -79,7 +88,10 @@ async function filesBlock(workTree: string, files: string[]): Promise<string> {
       const { abs } = await resolveInTree(workTree, rel);
       await assertNotSymlink(abs, rel);
       const text = await readFileText(abs, 'utf8');
-      const shown = text.length > SNAPSHOT_FILE_CHARS ? `${text.slice(0, SNAPSHOT_FILE_CHARS)}\n[… ${text.length - SNAPSHOT_FILE_CHARS} more characters; read_file for the rest]` : text;
+      const shown =
+        text.length > SNAPSHOT_FILE_CHARS
+          ? `${text.slice(0, SNAPSHOT_FILE_CHARS)}\n[… ${text.length - SNAPSHOT_FILE_CHARS} more characters; read_file for the rest]`
+          : text;
       parts.push(quote('file', shown, { path: rel }));
     } catch {
       parts.push(quote('file', '(does not exist yet, or is not readable)', { path: rel }));
@@ -102,7 +114,11 @@ export async function codeStage(deps: StageDeps, input: CodeInput): Promise<Stag
   const task = [
     issueBlock(input.issue),
     review ? reviewBlock(review) : planBlock(plan!),
-    ...(planFiles ? [`The files ${review ? 'the review names' : 'the plan names'}, as they were when this round started:\n${planFiles}`] : []),
+    ...(planFiles
+      ? [
+          `The files ${review ? 'the review names' : 'the plan names'}, as they were when this round started:\n${planFiles}`,
+        ]
+      : []),
     input.failure
       ? `${quote('validation-failure', input.failure)}\n\nThe repository checks failed after your change. Fix the cause, then call ${finishTool.name} again.`
       : review
@@ -133,7 +149,11 @@ export async function codeStage(deps: StageDeps, input: CodeInput): Promise<Stag
     onToolCall: deps.onToolCall,
     guard: deps.guard,
     stuckLimits: deps.stuckLimits,
-    compaction: { ...DEFAULT_COMPACTION, ...input.compaction, snapshot: () => touchedSnapshot(deps.workTree, input.touched) },
+    compaction: {
+      ...DEFAULT_COMPACTION,
+      ...input.compaction,
+      snapshot: () => touchedSnapshot(deps.workTree, input.touched),
+    },
   });
   if (result.kind === 'stuck') return result;
   return { kind: 'done', value: review ? RevisionSchema.parse(result.input) : FinishSchema.parse(result.input) };

@@ -4,7 +4,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { formatFailureReport, parseFailureOutput, stripAnsi, type FailingItem, type ParsedFailure } from './failure-report.js';
+import {
+  formatFailureReport,
+  parseFailureOutput,
+  stripAnsi,
+  type FailingItem,
+  type ParsedFailure,
+} from './failure-report.js';
 
 // Real output from real runners: run live on tiny projects where this machine has the
 // runner, else read from test/fixtures/runner-output, saved once from a real run, whose
@@ -34,8 +40,19 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-function run(command: string, args: string[], cwd: string, env: Record<string, string> = {}): { output: string; status: number | null } {
-  const r = spawnSync(command, args, { cwd, env: cleanEnv(env), encoding: 'utf8', timeout: 120_000, maxBuffer: 64 * 1024 * 1024 });
+function run(
+  command: string,
+  args: string[],
+  cwd: string,
+  env: Record<string, string> = {},
+): { output: string; status: number | null } {
+  const r = spawnSync(command, args, {
+    cwd,
+    env: cleanEnv(env),
+    encoding: 'utf8',
+    timeout: 120_000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
   if (r.error) throw r.error;
   return { output: `${r.stdout}${r.stderr}`, status: r.status };
 }
@@ -131,7 +148,12 @@ describe('math', () => {
 it('top-level throws', () => { throw new Error('kaboom'); });
 `,
     });
-    const { output, status } = run(bin('vitest'), ['run', '--root', dir, '--config', join(dir, 'vitest.config.mjs')], dir, { FORCE_COLOR: '1' });
+    const { output, status } = run(
+      bin('vitest'),
+      ['run', '--root', dir, '--config', join(dir, 'vitest.config.mjs')],
+      dir,
+      { FORCE_COLOR: '1' },
+    );
     expect(status).not.toBe(0);
     const parsed = parseFailureOutput(output, 'npx vitest run');
     expect(parsed.runner).toBe('vitest');
@@ -148,7 +170,9 @@ it('top-level throws', () => { throw new Error('kaboom'); });
       'vitest.config.mjs': `export default { test: { include: ['**/*.test.js'] } };\n`,
       'broken.test.js': "import { it } from 'vitest';\nimport './missing.js';\nit('x', () => {});\n",
     });
-    const { output } = run(bin('vitest'), ['run', '--root', dir, '--config', join(dir, 'vitest.config.mjs')], dir, { NO_COLOR: '1' });
+    const { output } = run(bin('vitest'), ['run', '--root', dir, '--config', join(dir, 'vitest.config.mjs')], dir, {
+      NO_COLOR: '1',
+    });
     const parsed = parseFailureOutput(output);
     expect(parsed.failures.map((f) => f.name)).toEqual(['broken.test.js']);
     expect(parsed.failures[0]?.message).toMatch(/^Error: Cannot find module '\.\/missing\.js'/);
@@ -158,7 +182,10 @@ it('top-level throws', () => { throw new Error('kaboom'); });
 
 describe('tsc (live)', () => {
   const dir = project({
-    'tsconfig.json': JSON.stringify({ compilerOptions: { strict: true, noEmit: true, target: 'ES2022', module: 'NodeNext', types: [] }, include: ['src'] }),
+    'tsconfig.json': JSON.stringify({
+      compilerOptions: { strict: true, noEmit: true, target: 'ES2022', module: 'NodeNext', types: [] },
+      include: ['src'],
+    }),
     'src/a.ts': `export const a: number = 1;\n\nconst b: string = a;\nexport function f(x: number) { return x.foo; }\n`,
   });
   for (const pretty of ['false', 'true']) {
@@ -196,7 +223,9 @@ class TestThing:
 
 function checkPytest(parsed: ParsedFailure) {
   expect(parsed.runner).toBe('pytest');
-  expect(parsed.failures.map((f) => f.name).sort()).toEqual(['tests/test_x.py::test_add_wrong', 'tests/test_x.py::TestThing::test_raises'].sort());
+  expect(parsed.failures.map((f) => f.name).sort()).toEqual(
+    ['tests/test_x.py::test_add_wrong', 'tests/test_x.py::TestThing::test_raises'].sort(),
+  );
   const wrong = byName(parsed, 'tests/test_x.py::test_add_wrong');
   expect(wrong.message).toBe('assert 4 == 5');
   expectAt(wrong, 'tests/test_x.py', 8);
@@ -219,7 +248,8 @@ describe('pytest', () => {
     expect(parsed.summary).toBe('1 error');
   });
   it('reads live output where pytest is installed (the saved output is checked above either way)', () => {
-    if (!has('python3', '-m', 'pytest', '--version')) return void console.log('pytest is not installed here: live run not possible, fixture only');
+    if (!has('python3', '-m', 'pytest', '--version'))
+      return void console.log('pytest is not installed here: live run not possible, fixture only');
     const dir = project(PYTEST_FILES);
     const { output } = run('python3', ['-m', 'pytest', '-p', 'no:cacheprovider'], dir);
     checkPytest(parseFailureOutput(output, 'python3 -m pytest'));
@@ -261,7 +291,9 @@ func TestPanics(t *testing.T) {
 function checkGo(parsed: ParsedFailure) {
   expect(parsed.runner).toBe('go-test');
   // The parent TestTable fails only through its subtest, which is what is reported.
-  expect(parsed.failures.map((f) => f.name).sort()).toEqual(['TestAddWrong', 'TestTable/case_one', 'TestPanics'].sort());
+  expect(parsed.failures.map((f) => f.name).sort()).toEqual(
+    ['TestAddWrong', 'TestTable/case_one', 'TestPanics'].sort(),
+  );
   const wrong = byName(parsed, 'TestAddWrong');
   expect(wrong.message).toBe('Add(2, 2) = 4, want 5');
   expectAt(wrong, 'calc_test.go', 13);
@@ -286,7 +318,13 @@ describe('go test', () => {
   it('reads live output where go is installed (the saved output is checked above either way)', () => {
     if (!has('go', 'version')) return void console.log('go is not installed here: live run not possible, fixture only');
     const dir = project(GO_FILES);
-    const env = { GOCACHE: join(tmpRoot, 'gocache'), GOPATH: join(tmpRoot, 'gopath'), GOFLAGS: '-mod=mod', GOPROXY: 'off', GOTOOLCHAIN: 'local' };
+    const env = {
+      GOCACHE: join(tmpRoot, 'gocache'),
+      GOPATH: join(tmpRoot, 'gopath'),
+      GOFLAGS: '-mod=mod',
+      GOPROXY: 'off',
+      GOTOOLCHAIN: 'local',
+    };
     checkGo(parseFailureOutput(run('go', ['test', './...'], dir, env).output, 'go test ./...'));
     checkGo(parseFailureOutput(run('go', ['test', '-v', './...'], dir, env).output, 'go test -v ./...'));
   });
@@ -345,7 +383,10 @@ describe('cargo test', () => {
   it('reads live output where cargo is installed (the saved output is checked above either way)', () => {
     if (!has('cargo')) return void console.log('cargo is not installed here: live run not possible, fixture only');
     const dir = project(CARGO_FILES);
-    const { output } = run('cargo', ['test', '--offline'], dir, { CARGO_TARGET_DIR: join(dir, 'target'), CARGO_TERM_COLOR: 'always' });
+    const { output } = run('cargo', ['test', '--offline'], dir, {
+      CARGO_TARGET_DIR: join(dir, 'target'),
+      CARGO_TERM_COLOR: 'always',
+    });
     checkCargo(parseFailureOutput(output, 'cargo test --offline'));
   });
 });
@@ -446,7 +487,11 @@ describe('noise', () => {
   });
 
   it('reads output that mixes runners, and takes the command as the hint', () => {
-    const mixed = [fixture('eslint.txt'), "src/a.ts(3,7): error TS2322: Type 'number' is not assignable to type 'string'.", fixture('jest.txt')].join('\n');
+    const mixed = [
+      fixture('eslint.txt'),
+      "src/a.ts(3,7): error TS2322: Type 'number' is not assignable to type 'string'.",
+      fixture('jest.txt'),
+    ].join('\n');
     const parsed = parseFailureOutput(mixed, 'npm run lint && tsc --noEmit && jest');
     expect(new Set(parsed.failures.map((f) => f.runner))).toEqual(new Set(['eslint', 'tsc', 'jest']));
     expect(parseFailureOutput(mixed, 'tsc --noEmit').runner).toBe('tsc');

@@ -5,7 +5,16 @@
  * fast-tier sub-agent; the raw log stays in the trace.
  */
 
-export type Runner = 'node-test' | 'vitest' | 'jest' | 'pytest' | 'go-test' | 'cargo-test' | 'tsc' | 'eslint' | 'unknown';
+export type Runner =
+  | 'node-test'
+  | 'vitest'
+  | 'jest'
+  | 'pytest'
+  | 'go-test'
+  | 'cargo-test'
+  | 'tsc'
+  | 'eslint'
+  | 'unknown';
 
 export interface FailureLocation {
   file: string;
@@ -35,7 +44,8 @@ export interface ParsedFailure {
 
 // CSI sequences (colours, cursor moves), OSC sequences (hyperlinks) and stray escapes.
 // eslint-disable-next-line no-control-regex
-const ANSI = /\u001b\[[0-?]*[ -/]*[@-~]|\u001b\][^\u0007\u001b]*(?:\u0007|\u001b\\)|\u001b[@-Z\\-_]|\u009b[0-?]*[ -/]*[@-~]/g;
+const ANSI =
+  /\u001b\[[0-?]*[ -/]*[@-~]|\u001b\][^\u0007\u001b]*(?:\u0007|\u001b\\)|\u001b[@-Z\\-_]|\u009b[0-?]*[ -/]*[@-~]/g;
 
 export function stripAnsi(text: string): string {
   return text.replace(ANSI, '');
@@ -46,7 +56,10 @@ const MAX_MESSAGE_CHARS = 400;
 
 /** The first few non-empty lines, trimmed and capped: enough to name the error. */
 function messageOf(lines: readonly string[], maxLines = MAX_MESSAGE_LINES): string {
-  const kept = lines.map((l) => l.trim()).filter((l) => l !== '').slice(0, maxLines);
+  const kept = lines
+    .map((l) => l.trim())
+    .filter((l) => l !== '')
+    .slice(0, maxLines);
   const text = kept.join('\n');
   return text.length > MAX_MESSAGE_CHARS ? `${text.slice(0, MAX_MESSAGE_CHARS - 1)}…` : text;
 }
@@ -179,7 +192,8 @@ function parseNodeTap(lines: readonly string[]): RunnerResult {
     if (fields.failureType === 'subtestsFailed' || fields.type === 'suite') continue; // the children are reported
     const errName = fields.name && fields.name !== 'Error' ? fields.name : undefined;
     const errText = messageOf((fields.error ?? '').split('\n'));
-    let message = errName && errText && !errText.startsWith(errName) ? `${errName}: ${errText}` : errText || errName || 'failed';
+    let message =
+      errName && errText && !errText.startsWith(errName) ? `${errName}: ${errText}` : errText || errName || 'failed';
     let location = firstOwnJsFrame((fields.stack ?? '').split('\n'));
     if (fields.error === 'test failed') {
       // A test file that failed outside any test (it threw while loading): what it printed
@@ -193,7 +207,12 @@ function parseNodeTap(lines: readonly string[]): RunnerResult {
       const lm = /^(.*?):(\d+)(?::(\d+))?$/.exec(fields.location);
       if (lm) location = loc(lm[1] ?? '', lm[2], lm[3]);
     }
-    failures.push({ runner: 'node-test', name: [...parents, own].join(' > '), message, ...(location ? { location } : {}) });
+    failures.push({
+      runner: 'node-test',
+      name: [...parents, own].join(' > '),
+      message,
+      ...(location ? { location } : {}),
+    });
   }
   return { failures };
 }
@@ -283,7 +302,12 @@ function parseNodeSpec(lines: readonly string[]): RunnerResult {
     const stackStart = body.findIndex((l) => /^\s*at\s/.test(l));
     const message = messageOf(stackStart >= 0 ? body.slice(0, stackStart) : body);
     const location = firstOwnJsFrame(body) ?? testAt;
-    failures.push({ runner: 'node-test', name: m[2] ?? '', message: message || 'failed', ...(location ? { location } : {}) });
+    failures.push({
+      runner: 'node-test',
+      name: m[2] ?? '',
+      message: message || 'failed',
+      ...(location ? { location } : {}),
+    });
     testAt = undefined;
   }
   return { failures };
@@ -317,7 +341,9 @@ function parseVitest(lines: readonly string[]): RunnerResult {
     i = j - 1;
     const frames = body.filter((l) => /^\s*❯ /.test(l));
     const firstFrame = body.findIndex((l) => /^\s*❯ /.test(l));
-    const textLines = (firstFrame >= 0 ? body.slice(0, firstFrame) : body).filter((l) => !/^\s*[-+] (Expected|Received)\s*$/.test(l));
+    const textLines = (firstFrame >= 0 ? body.slice(0, firstFrame) : body).filter(
+      (l) => !/^\s*[-+] (Expected|Received)\s*$/.test(l),
+    );
     const message = messageOf(firstParagraph(textLines));
     let location: FailureLocation | undefined;
     for (const f of frames) {
@@ -363,7 +389,12 @@ function parseJest(lines: readonly string[]): RunnerResult {
     let j = i + 1;
     for (; j < lines.length; j++) {
       const l = lines[j] ?? '';
-      if (/^\s*● /.test(l) || /^\s*(FAIL|PASS)\s+\S/.test(l) || /^(Test Suites|Tests|Summary of all failing tests):?/.test(l)) break;
+      if (
+        /^\s*● /.test(l) ||
+        /^\s*(FAIL|PASS)\s+\S/.test(l) ||
+        /^(Test Suites|Tests|Summary of all failing tests):?/.test(l)
+      )
+        break;
       if (l.trim() !== '' && l.length - l.trimStart().length <= indent) break;
       body.push(l);
     }
@@ -371,17 +402,33 @@ function parseJest(lines: readonly string[]): RunnerResult {
     const frameStart = body.findIndex((l) => /^\s*(>?\s*\d+ \||at\s)/.test(l));
     const text = frameStart >= 0 ? body.slice(0, frameStart) : body;
     // The message is the first paragraph; the matcher's Expected/Received come after it.
-    const paragraphs = text.join('\n').trim().split(/\n\s*\n/);
+    const paragraphs = text
+      .join('\n')
+      .trim()
+      .split(/\n\s*\n/);
     // "Test suite failed to run" explains itself at length; the error line says what broke.
-    const errorLine = /failed to run/.test(m[2] ?? '') ? text.find((l) => /^\s*[A-Z]\w*Error\b.*?:/.test(l)) : undefined;
+    const errorLine = /failed to run/.test(m[2] ?? '')
+      ? text.find((l) => /^\s*[A-Z]\w*Error\b.*?:/.test(l))
+      : undefined;
     const message = errorLine
       ? errorLine.trim()
-      : messageOf((paragraphs[0] ?? '').split('\n').concat((paragraphs[1] ?? '').split('\n')).slice(0, MAX_MESSAGE_LINES));
+      : messageOf(
+          (paragraphs[0] ?? '')
+            .split('\n')
+            .concat((paragraphs[1] ?? '').split('\n'))
+            .slice(0, MAX_MESSAGE_LINES),
+        );
     let location = firstOwnJsFrame(body.filter((l) => /^\s*at\s/.test(l)));
     // Frames are relative to jest's rootDir; the FAIL line is relative to the cwd.
-    if (location && currentFile && currentFile !== location.file && currentFile.endsWith(`/${location.file}`)) location = { ...location, file: currentFile };
+    if (location && currentFile && currentFile !== location.file && currentFile.endsWith(`/${location.file}`))
+      location = { ...location, file: currentFile };
     location ??= currentFile ? { file: currentFile } : undefined;
-    failures.push({ runner: 'jest', name: m[2] ?? '', message: message || 'failed', ...(location ? { location } : {}) });
+    failures.push({
+      runner: 'jest',
+      name: m[2] ?? '',
+      message: message || 'failed',
+      ...(location ? { location } : {}),
+    });
   }
   let summary: string | undefined;
   for (const l of lines) {
@@ -440,26 +487,40 @@ function parsePytest(lines: readonly string[]): RunnerResult {
       sections.get(`ERROR at teardown of ${dotted}`) ??
       [...sections.entries()].find(([t]) => dotted !== '' && t.endsWith(dotted))?.[1] ??
       (rest.length === 0 ? sections.get(`ERROR collecting ${file}`) : undefined);
-    const own = section?.locations.filter((l) => l.file === file || l.file.endsWith(`/${file}`) || file.endsWith(`/${l.file}`));
-    const location =
-      own?.[own.length - 1] ??
+    const own = section?.locations.filter(
+      (l) => l.file === file || l.file.endsWith(`/${file}`) || file.endsWith(`/${l.file}`),
+    );
+    const location = own?.[own.length - 1] ??
       section?.locations[section.locations.length - 1] ??
-      loose.find((l) => l.location.file.endsWith(file))?.location ??
-      { file };
+      loose.find((l) => l.location.file.endsWith(file))?.location ?? { file };
     const message = m[3] ?? messageOf(section?.errors ?? []) ?? '';
-    failures.push({ runner: 'pytest', name: nodeid, message: message || (m[1] === 'ERROR' ? 'error' : 'failed'), location });
+    failures.push({
+      runner: 'pytest',
+      name: nodeid,
+      message: message || (m[1] === 'ERROR' ? 'error' : 'failed'),
+      location,
+    });
   }
   if (!failures.length) {
     // No short summary (e.g. `-rN`): the sections themselves.
     for (const [title, s] of sections) {
       const location = s.locations[s.locations.length - 1];
-      failures.push({ runner: 'pytest', name: title, message: messageOf(s.errors) || 'failed', ...(location ? { location } : {}) });
+      failures.push({
+        runner: 'pytest',
+        name: title,
+        message: messageOf(s.errors) || 'failed',
+        ...(location ? { location } : {}),
+      });
     }
-    for (const l of loose) failures.push({ runner: 'pytest', name: l.location.file, message: l.text, location: l.location });
+    for (const l of loose)
+      failures.push({ runner: 'pytest', name: l.location.file, message: l.text, location: l.location });
   }
   let summary: string | undefined;
   for (const l of lines) {
-    const s = /^=*\s*((?:\d+ (?:failed|passed|errors?|skipped|xfailed|xpassed|warnings?|deselected)(?:, )?)+)(?: in [\d.]+s.*?)?\s*=*$/.exec(l);
+    const s =
+      /^=*\s*((?:\d+ (?:failed|passed|errors?|skipped|xfailed|xpassed|warnings?|deselected)(?:, )?)+)(?: in [\d.]+s.*?)?\s*=*$/.exec(
+        l,
+      );
     if (s) summary = (s[1] ?? '').trim();
   }
   return { failures, summary };
@@ -534,7 +595,12 @@ function parseGoTest(lines: readonly string[]): RunnerResult {
     // Build failures: `./calc.go:3:37: undefined: x` (vet and compile alike).
     const build = /^(\.{0,2}\/?[\w./-]+\.go):(\d+):(\d+): (.*)$/.exec(line);
     if (build) {
-      diagnostics.push({ runner: 'go-test', name: 'build failed', message: build[4] ?? '', location: loc(build[1] ?? '', build[2], build[3]) });
+      diagnostics.push({
+        runner: 'go-test',
+        name: 'build failed',
+        message: build[4] ?? '',
+        location: loc(build[1] ?? '', build[2], build[3]),
+      });
     }
   }
   // A parent whose only failure is a failing subtest is reported through the subtest.
@@ -544,10 +610,19 @@ function parseGoTest(lines: readonly string[]): RunnerResult {
     if (!g) continue;
     const hasFailingChild = order.some((o) => o.startsWith(`${name}/`));
     if (hasFailingChild && !g.messages.length) continue;
-    failures.push({ runner: 'go-test', name, message: messageOf(g.messages) || 'failed', ...(g.location ? { location: g.location } : {}) });
+    failures.push({
+      runner: 'go-test',
+      name,
+      message: messageOf(g.messages) || 'failed',
+      ...(g.location ? { location: g.location } : {}),
+    });
   }
-  const packages = lines.map((l) => /^FAIL\s+(\S+)(?:\s+(\[[^\]]+\]|[\d.]+s))?\s*$/.exec(l)).filter((m): m is RegExpExecArray => m !== null);
-  const summary = packages.length ? packages.map((m) => `FAIL ${m[1] ?? ''}${m[2]?.startsWith('[') ? ` ${m[2]}` : ''}`).join('; ') : undefined;
+  const packages = lines
+    .map((l) => /^FAIL\s+(\S+)(?:\s+(\[[^\]]+\]|[\d.]+s))?\s*$/.exec(l))
+    .filter((m): m is RegExpExecArray => m !== null);
+  const summary = packages.length
+    ? packages.map((m) => `FAIL ${m[1] ?? ''}${m[2]?.startsWith('[') ? ` ${m[2]}` : ''}`).join('; ')
+    : undefined;
   return { failures, summary };
 }
 
@@ -563,7 +638,13 @@ function parseCargoTest(lines: readonly string[]): RunnerResult {
     const ce = /^error(?:\[(E\d+)\])?: (.*)$/.exec(line);
     if (ce) {
       const arrow = /^\s*--> (.*?):(\d+):(\d+)\s*$/.exec(lines[i + 1] ?? '');
-      if (arrow) failures.push({ runner: 'cargo-test', name: ce[1] ?? 'error', message: ce[2] ?? '', location: loc(arrow[1] ?? '', arrow[2], arrow[3]) });
+      if (arrow)
+        failures.push({
+          runner: 'cargo-test',
+          name: ce[1] ?? 'error',
+          message: ce[2] ?? '',
+          location: loc(arrow[1] ?? '', arrow[2], arrow[3]),
+        });
       continue;
     }
     const head = /^---- (.+?) stdout ----\s*$/.exec(line);
@@ -624,7 +705,9 @@ function parseCargoTest(lines: readonly string[]): RunnerResult {
       }
     }
   }
-  const results = lines.map((l) => /^test result: FAILED\. (.*?)(?:; finished in .*)?$/.exec(l)?.[1]).filter((s): s is string => s !== undefined);
+  const results = lines
+    .map((l) => /^test result: FAILED\. (.*?)(?:; finished in .*)?$/.exec(l)?.[1])
+    .filter((s): s is string => s !== undefined);
   return { failures, summary: results.length ? results.join(' / ') : undefined };
 }
 
@@ -638,7 +721,12 @@ function parseTsc(lines: readonly string[]): RunnerResult {
     const pretty = plain ? null : /^(.+?):(\d+):(\d+) - error (TS\d+): (.*)$/.exec(line);
     const m = plain ?? pretty;
     if (m) {
-      failures.push({ runner: 'tsc', name: m[4] ?? '', message: (m[5] ?? '').trim(), location: loc((m[1] ?? '').trim(), m[2], m[3]) });
+      failures.push({
+        runner: 'tsc',
+        name: m[4] ?? '',
+        message: (m[5] ?? '').trim(),
+        location: loc((m[1] ?? '').trim(), m[2], m[3]),
+      });
       continue;
     }
     const global = /^error (TS\d+): (.*)$/.exec(line);
@@ -662,19 +750,37 @@ function parseEslint(lines: readonly string[]): RunnerResult {
     // unix: `/path/a.js:1:7: message [Error/rule-id]`
     const unix = /^(.+?):(\d+):(\d+): (.*?) \[(Error|Warning)(?:\/(\S+))?\]\s*$/.exec(line);
     if (unix) {
-      problems.push({ runner: 'eslint', severity: unix[5] === 'Error' ? 'error' : 'warning', name: unix[6] ?? 'eslint', message: unix[4] ?? '', location: loc(unix[1] ?? '', unix[2], unix[3]) });
+      problems.push({
+        runner: 'eslint',
+        severity: unix[5] === 'Error' ? 'error' : 'warning',
+        name: unix[6] ?? 'eslint',
+        message: unix[4] ?? '',
+        location: loc(unix[1] ?? '', unix[2], unix[3]),
+      });
       continue;
     }
     // compact: `/path/a.js: line 1, col 7, Error - message (rule-id)`
     const compact = /^(.+?): line (\d+), col (\d+), (Error|Warning) - (.*?)(?: \(([\w@/-]+)\))?\s*$/.exec(line);
     if (compact) {
-      problems.push({ runner: 'eslint', severity: compact[4] === 'Error' ? 'error' : 'warning', name: compact[6] ?? 'eslint', message: compact[5] ?? '', location: loc(compact[1] ?? '', compact[2], compact[3]) });
+      problems.push({
+        runner: 'eslint',
+        severity: compact[4] === 'Error' ? 'error' : 'warning',
+        name: compact[6] ?? 'eslint',
+        message: compact[5] ?? '',
+        location: loc(compact[1] ?? '', compact[2], compact[3]),
+      });
       continue;
     }
     // stylish: a file line, then `  1:7  error  message  rule-id`.
     const row = /^\s+(\d+):(\d+)\s+(error|warning)\s+(.*?)(?:\s{2,}([@\w][\w@/-]*))?\s*$/.exec(line);
     if (row && file) {
-      problems.push({ runner: 'eslint', severity: row[3] === 'error' ? 'error' : 'warning', name: row[5] ?? 'eslint', message: (row[4] ?? '').trim(), location: loc(file, row[1], row[2]) });
+      problems.push({
+        runner: 'eslint',
+        severity: row[3] === 'error' ? 'error' : 'warning',
+        name: row[5] ?? 'eslint',
+        message: (row[4] ?? '').trim(),
+        location: loc(file, row[1], row[2]),
+      });
       continue;
     }
     if (/^\S/.test(line) && !/^[✖✔]/.test(line) && !/^\d+ problems?/.test(line)) file = line.trim();
@@ -711,7 +817,12 @@ function parseUnknown(lines: readonly string[]): RunnerResult {
         break;
       }
     }
-    failures.push({ runner: 'unknown', name: line.trim().slice(0, 120), message: messageOf([line]), ...(location ? { location } : {}) });
+    failures.push({
+      runner: 'unknown',
+      name: line.trim().slice(0, 120),
+      message: messageOf([line]),
+      ...(location ? { location } : {}),
+    });
   }
   return { failures };
 }
@@ -740,7 +851,10 @@ const SIGNATURES: [Runner, RegExp][] = [
   ['go-test', /^\s*--- FAIL: \S+ \(|^FAIL\s+\S+\s+(\[build failed\]|[\d.]+s)\s*$|^=== RUN\s+Test/m],
   ['cargo-test', /^---- .+ stdout ----$|^test result: (FAILED|ok)\. |^error(\[E\d+\])?: .*\n\s*--> /m],
   ['tsc', /^.+\(\d+,\d+\): error TS\d+: |^.+:\d+:\d+ - error TS\d+: |^error TS\d+: /m],
-  ['eslint', /^\s+\d+:\d+\s+(error|warning)\s+\S|^.+:\d+:\d+: .* \[(Error|Warning)(\/\S+)?\]$|^.+: line \d+, col \d+, (Error|Warning) - /m],
+  [
+    'eslint',
+    /^\s+\d+:\d+\s+(error|warning)\s+\S|^.+:\d+:\d+: .* \[(Error|Warning)(\/\S+)?\]$|^.+: line \d+, col \d+, (Error|Warning) - /m,
+  ],
 ];
 
 function commandHint(command: string | undefined): Runner | undefined {
@@ -774,12 +888,15 @@ export function parseFailureOutput(output: string, command?: string): ParsedFail
   const withFailures = results.filter((r) => r.failures.length > 0);
   if (!withFailures.length) {
     const primary = results.find((r) => r.runner === hint) ?? results[0];
-    if (primary) return { runner: primary.runner, failures: [], ...(primary.summary ? { summary: primary.summary } : {}) };
+    if (primary)
+      return { runner: primary.runner, failures: [], ...(primary.summary ? { summary: primary.summary } : {}) };
     const generic = parseUnknown(lines);
     return { runner: 'unknown', failures: generic.failures };
   }
   const primary =
-    withFailures.find((r) => r.runner === hint) ?? [...withFailures].sort((a, b) => b.failures.length - a.failures.length)[0] ?? withFailures[0];
+    withFailures.find((r) => r.runner === hint) ??
+    [...withFailures].sort((a, b) => b.failures.length - a.failures.length)[0] ??
+    withFailures[0];
   const failures = dedupe(withFailures.flatMap((r) => r.failures));
   const summaries = withFailures.map((r) => r.summary).filter((s): s is string => !!s);
   const summary = primary?.summary ?? summaries[0];
@@ -793,8 +910,13 @@ export function parseFailureOutput(output: string, command?: string): ParsedFail
 export function formatFailureReport(parsed: ParsedFailure, maxItems = 20): string {
   const head = `${parsed.runner}: ${parsed.failures.length} failing${parsed.summary ? ` (${parsed.summary})` : ''}`;
   const items = parsed.failures.slice(0, maxItems).map((f) => {
-    const where = f.location ? `${f.location.file}${f.location.line !== undefined ? `:${f.location.line}` : ''}${f.location.column !== undefined ? `:${f.location.column}` : ''}` : '';
-    const message = f.message.split('\n').map((l, i) => (i === 0 ? l : `    ${l}`)).join('\n');
+    const where = f.location
+      ? `${f.location.file}${f.location.line !== undefined ? `:${f.location.line}` : ''}${f.location.column !== undefined ? `:${f.location.column}` : ''}`
+      : '';
+    const message = f.message
+      .split('\n')
+      .map((l, i) => (i === 0 ? l : `    ${l}`))
+      .join('\n');
     return `- ${f.name}${where ? ` (${where})` : ''}\n    ${message}`;
   });
   const more = parsed.failures.length > maxItems ? [`… and ${parsed.failures.length - maxItems} more`] : [];

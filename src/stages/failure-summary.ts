@@ -16,7 +16,10 @@ short verbatim excerpt. Be brief and specific; do not propose a full fix.`;
 
 const LOG_LINES_FOR_MODEL = 200;
 
-const noRunner = { backend: 'unsandboxed' as const, run: async () => Promise.reject(new Error('the failure summary runs no commands')) };
+const noRunner = {
+  backend: 'unsandboxed' as const,
+  run: async () => Promise.reject(new Error('the failure summary runs no commands')),
+};
 
 /**
  * The validation sub-agent: a deterministic pass extracts what parsers can (failing tests,
@@ -24,19 +27,35 @@ const noRunner = { backend: 'unsandboxed' as const, run: async () => Promise.rej
  * gets this report, never the raw log (which stays in the trace). When the model cannot
  * help, the deterministic part alone is the report.
  */
-export async function summariseFailures(deps: Pick<StageDeps, 'model' | 'trace' | 'log' | 'guard' | 'onToolCall'>, report: ValidationReport): Promise<string> {
+export async function summariseFailures(
+  deps: Pick<StageDeps, 'model' | 'trace' | 'log' | 'guard' | 'onToolCall'>,
+  report: ValidationReport,
+): Promise<string> {
   const failed = report.results.filter((r) => !r.ok);
   const parsed = failed.map((r) => ({ r, parsed: parseFailureOutput(r.output, r.command) }));
   const deterministic = parsed
-    .map(({ r, parsed: p }) => `$ ${r.command}\n${r.timedOut ? 'timed out' : `exit code ${r.exitCode}`}\n${p.failures.length ? formatFailureReport(p) : '(no failing test recognised in the output)'}`)
+    .map(
+      ({ r, parsed: p }) =>
+        `$ ${r.command}\n${r.timedOut ? 'timed out' : `exit code ${r.exitCode}`}\n${p.failures.length ? formatFailureReport(p) : '(no failing test recognised in the output)'}`,
+    )
     .join('\n\n');
   const scratch = await mkdtemp(path.join(tmpdir(), 'issue-agent-summary-'));
   try {
     const task = parsed
       .map(({ r, parsed: p }) => {
         const lines = r.tail.split('\n');
-        const tail = lines.length > LOG_LINES_FOR_MODEL ? [`[… ${lines.length - LOG_LINES_FOR_MODEL} earlier lines omitted …]`, ...lines.slice(-LOG_LINES_FOR_MODEL)] : lines;
-        return [quote('command', r.command), quote('parsed', formatFailureReport(p)), quote('log-tail', tail.join('\n'))].join('\n');
+        const tail =
+          lines.length > LOG_LINES_FOR_MODEL
+            ? [
+                `[… ${lines.length - LOG_LINES_FOR_MODEL} earlier lines omitted …]`,
+                ...lines.slice(-LOG_LINES_FOR_MODEL),
+              ]
+            : lines;
+        return [
+          quote('command', r.command),
+          quote('parsed', formatFailureReport(p)),
+          quote('log-tail', tail.join('\n')),
+        ].join('\n');
       })
       .join('\n\n');
     const result = await runLoop({
@@ -54,7 +73,8 @@ export async function summariseFailures(deps: Pick<StageDeps, 'model' | 'trace' 
       onToolCall: deps.onToolCall,
     }).catch((err: unknown) => {
       // The summary is a help, not a gate: a model failure here leaves the parsed report.
-      if (err instanceof ModelError) return { kind: 'stuck' as const, reason: 'retry-limit' as const, evidence: err.message };
+      if (err instanceof ModelError)
+        return { kind: 'stuck' as const, reason: 'retry-limit' as const, evidence: err.message };
       throw err;
     });
     if (result.kind !== 'done') {
@@ -63,7 +83,13 @@ export async function summariseFailures(deps: Pick<StageDeps, 'model' | 'trace' 
     }
     const s = FailureSummarySchema.parse(result.input);
     const where = s.locations.map((l) => `${l.path}:${l.line}`).join(', ');
-    return [deterministic, '', `Likely cause: ${s.likely_cause}`, ...(where ? [`Look at: ${where}`] : []), ...(s.excerpt.trim() ? ['Excerpt:', s.excerpt.trim()] : [])].join('\n');
+    return [
+      deterministic,
+      '',
+      `Likely cause: ${s.likely_cause}`,
+      ...(where ? [`Look at: ${where}`] : []),
+      ...(s.excerpt.trim() ? ['Excerpt:', s.excerpt.trim()] : []),
+    ].join('\n');
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }

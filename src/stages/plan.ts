@@ -28,7 +28,9 @@ export interface PlanInput {
 export async function planStage(deps: StageDeps, input: PlanInput): Promise<StageResult<Plan>> {
   const task = [
     issueBlock(input.issue),
-    ...(input.acceptanceCriteria?.length ? [quote('acceptance-criteria', input.acceptanceCriteria.map((c) => `- ${c}`).join('\n'))] : []),
+    ...(input.acceptanceCriteria?.length
+      ? [quote('acceptance-criteria', input.acceptanceCriteria.map((c) => `- ${c}`).join('\n'))]
+      : []),
     quote('checks', input.checks.length ? input.checks.join('\n') : '(no checks were detected)'),
     'Plan the change that resolves this issue.',
   ].join('\n\n');
@@ -39,7 +41,14 @@ export async function planStage(deps: StageDeps, input: PlanInput): Promise<Stag
     system: systemPrompt(RULES, input.repoRules),
     task,
     tools: PLAN_TOOLS,
-    ctx: { workTree: deps.workTree, runner: deps.runner, sandboxReadOnlyPaths: deps.sandboxReadOnlyPaths, log: deps.log, touched: new Set(), signal: deps.signal },
+    ctx: {
+      workTree: deps.workTree,
+      runner: deps.runner,
+      sandboxReadOnlyPaths: deps.sandboxReadOnlyPaths,
+      log: deps.log,
+      touched: new Set(),
+      signal: deps.signal,
+    },
     maxTurns: input.maxTurns ?? 30,
     trace: deps.trace,
     log: deps.log,

@@ -24,15 +24,20 @@ export interface ReviewTask {
 /** The review feedback as the model reads it: data, quoted, hidden text stripped. */
 export function reviewBlock(task: ReviewTask): string {
   const parts = [`Pull request #${task.pullNumber}: ${stripHidden(task.title)}`];
-  for (const n of task.notes) parts.push(quote('review-note', stripHidden(n.body).trim(), { author: n.author, source: n.source }));
+  for (const n of task.notes)
+    parts.push(quote('review-note', stripHidden(n.body).trim(), { author: n.author, source: n.source }));
   for (const t of task.threads) {
     parts.push(
-      quote('review-thread', `${stripHidden(t.body).trim()}\n\nThe diff hunk it was written on:\n${fence(t.diffHunk)}`, {
-        comment_id: String(t.commentId),
-        path: t.path,
-        ...(t.line !== null ? { line: String(t.line) } : {}),
-        author: t.author,
-      }),
+      quote(
+        'review-thread',
+        `${stripHidden(t.body).trim()}\n\nThe diff hunk it was written on:\n${fence(t.diffHunk)}`,
+        {
+          comment_id: String(t.commentId),
+          path: t.path,
+          ...(t.line !== null ? { line: String(t.line) } : {}),
+          author: t.author,
+        },
+      ),
     );
   }
   return parts.join('\n\n');
@@ -40,12 +45,24 @@ export function reviewBlock(task: ReviewTask): string {
 
 const ThreadOutcome = z.strictObject({
   comment_id: z.number().int().positive().describe('the comment_id of a <review-thread>'),
-  outcome: z.enum(['addressed', 'not_addressed']).describe('addressed: the change does what the comment asks; not_addressed: it does not, and reply says why'),
-  reply: z.string().trim().min(3).max(1_000).describe('one or two sentences for the reviewer: what you changed, or why not'),
+  outcome: z
+    .enum(['addressed', 'not_addressed'])
+    .describe('addressed: the change does what the comment asks; not_addressed: it does not, and reply says why'),
+  reply: z
+    .string()
+    .trim()
+    .min(3)
+    .max(1_000)
+    .describe('one or two sentences for the reviewer: what you changed, or why not'),
 });
 
 export const RevisionSchema = z.strictObject({
-  summary: z.string().trim().min(1).max(2_000).describe('what this revision changed, for the summary comment on the pull request'),
+  summary: z
+    .string()
+    .trim()
+    .min(1)
+    .max(2_000)
+    .describe('what this revision changed, for the summary comment on the pull request'),
   threads: z.array(ThreadOutcome).max(100).describe('one entry per <review-thread>, by comment_id'),
 });
 export type Revision = z.infer<typeof RevisionSchema>;
@@ -58,24 +75,45 @@ export function finishRevision(threadIds: number[]): Tool {
   const expected = new Set(threadIds);
   return defineTool({
     name: 'finish_revision',
-    example: { summary: 'Renamed total to sum and added a test for negative input, as reviewed.', threads: threadIds.slice(0, 1).map((id) => ({ comment_id: id, outcome: 'addressed' as const, reply: 'Renamed it to sum() in add.js.' })) },
-    description: 'Declare the revision complete, with one reply per review thread. The pipeline then runs the repository checks; failures come back to you.',
+    example: {
+      summary: 'Renamed total to sum and added a test for negative input, as reviewed.',
+      threads: threadIds
+        .slice(0, 1)
+        .map((id) => ({ comment_id: id, outcome: 'addressed' as const, reply: 'Renamed it to sum() in add.js.' })),
+    },
+    description:
+      'Declare the revision complete, with one reply per review thread. The pipeline then runs the repository checks; failures come back to you.',
     input: RevisionSchema,
     terminal: true,
     async run({ threads }, ctx) {
       const given = new Set(threads.map((t) => t.comment_id));
       const unknown = [...given].filter((id) => !expected.has(id));
       if (unknown.length > 0) {
-        throw new ToolFailure({ code: 'unknown_thread', message: `no review thread has comment_id ${unknown.join(', ')}`, candidates: threadIds.map(String) });
+        throw new ToolFailure({
+          code: 'unknown_thread',
+          message: `no review thread has comment_id ${unknown.join(', ')}`,
+          candidates: threadIds.map(String),
+        });
       }
       const missing = threadIds.filter((id) => !given.has(id));
       if (missing.length > 0) {
-        throw new ToolFailure({ code: 'threads_unanswered', message: `no reply for review thread(s) ${missing.join(', ')}`, hint: 'give one entry per <review-thread>, addressed or not_addressed with the reason', candidates: missing.map(String) });
+        throw new ToolFailure({
+          code: 'threads_unanswered',
+          message: `no reply for review thread(s) ${missing.join(', ')}`,
+          hint: 'give one entry per <review-thread>, addressed or not_addressed with the reason',
+          candidates: missing.map(String),
+        });
       }
       if (ctx.touched.size === 0 && (threads.some((t) => t.outcome === 'addressed') || threadIds.length === 0)) {
-        throw new ToolFailure({ code: 'nothing_changed', message: 'no file has been changed yet', hint: 'make the change with edit_file or create_file first, or mark the threads not_addressed with the reason' });
+        throw new ToolFailure({
+          code: 'nothing_changed',
+          message: 'no file has been changed yet',
+          hint: 'make the change with edit_file or create_file first, or mark the threads not_addressed with the reason',
+        });
       }
-      return { output: `revision finished: ${[...ctx.touched].join(', ') || 'no files'}; ${threads.length} thread(s) answered` };
+      return {
+        output: `revision finished: ${[...ctx.touched].join(', ') || 'no files'}; ${threads.length} thread(s) answered`,
+      };
     },
   }) as unknown as Tool;
 }

@@ -103,12 +103,23 @@ export function scopeTask(input: ScopeInput): string {
     comments.length
       ? [
           skipped > 0 ? `(${skipped} comment(s) not shown: the oldest of those from people without write access)` : '',
-          ...comments.map((c) => quote('comment', cap(stripHidden(c.body).trim(), COMMENT_CAP) || '(empty)', { author: c.author, trust: c.trusted ? 'writer' : c.byIssueAuthor ? 'author' : 'untrusted' })),
+          ...comments.map((c) =>
+            quote('comment', cap(stripHidden(c.body).trim(), COMMENT_CAP) || '(empty)', {
+              author: c.author,
+              trust: c.trusted ? 'writer' : c.byIssueAuthor ? 'author' : 'untrusted',
+            }),
+          ),
         ]
           .filter(Boolean)
           .join('\n\n')
       : '(no comments)',
-    quote('layout', layout.length ? layout.join('\n') + (input.layout.length > layout.length ? `\n[… ${input.layout.length - layout.length} more entries]` : '') : '(empty or unknown)'),
+    quote(
+      'layout',
+      layout.length
+        ? layout.join('\n') +
+            (input.layout.length > layout.length ? `\n[… ${input.layout.length - layout.length} more entries]` : '')
+        : '(empty or unknown)',
+    ),
     'Is this issue a bounded, verifiable task? Call accept_task or ask_questions.',
   ];
   return parts.join('\n\n');
@@ -122,7 +133,13 @@ export function scopeTask(input: ScopeInput): string {
 export async function scopeStage(deps: ScopeDeps, input: ScopeInput): Promise<StageResult<ScopeResult>> {
   // Answers from the author or maintainers count: a short issue that was answered in the
   // comments goes on to the model when the label is re-added.
-  const text = [input.issue.title, input.issue.body, ...input.comments.filter((c) => c.trusted || c.byIssueAuthor).map((c) => c.body)].map(stripHidden).join(' ');
+  const text = [
+    input.issue.title,
+    input.issue.body,
+    ...input.comments.filter((c) => c.trusted || c.byIssueAuthor).map((c) => c.body),
+  ]
+    .map(stripHidden)
+    .join(' ');
   const words = wordCount(text);
   if (words < MIN_ISSUE_WORDS) {
     deps.log.info({ issue: input.issue.number, words }, 'scope: issue too short to judge; asking without a model call');

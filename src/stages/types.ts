@@ -5,7 +5,10 @@ import type { Trace } from '../agent/trace.js';
 import type { Runner } from '../sandbox/runner.js';
 import type { PathPolicy } from '../config/repo-config.js';
 
-export type StageResult<T> = { kind: 'done'; value: T } | ({ kind: 'stuck' } & Stuck) | { kind: 'needs-info'; questions: string[] };
+export type StageResult<T> =
+  | { kind: 'done'; value: T }
+  | ({ kind: 'stuck' } & Stuck)
+  | { kind: 'needs-info'; questions: string[] };
 
 /** What every model-driven stage needs: the model, the sandbox and the work tree. */
 export interface StageDeps {

@@ -8,9 +8,17 @@ import { detectChecks, failureExcerpt, runCheck } from './validate.js';
 const reader = (files: Record<string, string>) => async (p: string) => files[p];
 
 describe('detecting the checks', () => {
-  it('takes package.json scripts, the install command from the lock file, and skips npm\'s placeholder test', async () => {
+  it("takes package.json scripts, the install command from the lock file, and skips npm's placeholder test", async () => {
     const pkg = (scripts: Record<string, string>) => JSON.stringify({ scripts, devDependencies: { x: '1' } });
-    expect(await detectChecks(reader({ 'package.json': pkg({ test: 'vitest run', lint: 'eslint .', typecheck: 'tsc' }), 'package-lock.json': '{}' }), {})).toEqual({
+    expect(
+      await detectChecks(
+        reader({
+          'package.json': pkg({ test: 'vitest run', lint: 'eslint .', typecheck: 'tsc' }),
+          'package-lock.json': '{}',
+        }),
+        {},
+      ),
+    ).toEqual({
       install: { name: 'install', command: 'npm ci --ignore-scripts --no-audit --no-fund', source: 'detected' },
       checks: [
         { name: 'lint', command: 'npm run lint', source: 'detected' },
@@ -18,7 +26,10 @@ describe('detecting the checks', () => {
         { name: 'test', command: 'npm test', source: 'detected' },
       ],
     });
-    const placeholder = await detectChecks(reader({ 'package.json': pkg({ test: 'echo "Error: no test specified" && exit 1' }), 'pnpm-lock.yaml': '' }), {});
+    const placeholder = await detectChecks(
+      reader({ 'package.json': pkg({ test: 'echo "Error: no test specified" && exit 1' }), 'pnpm-lock.yaml': '' }),
+      {},
+    );
     expect(placeholder.checks).toEqual([]);
     // Neither the repository's .pnpmfile.cjs nor a yarn-path/yarnPath file of its own runs.
     expect(placeholder.install?.command).toBe('pnpm install --frozen-lockfile --ignore-scripts --ignore-pnpmfile');
@@ -27,33 +38,62 @@ describe('detecting the checks', () => {
   });
 
   it('prefers .github/agent.yml commands over detection', async () => {
-    const r = await detectChecks(reader({ 'package.json': JSON.stringify({ scripts: { test: 'jest' } }) }), { commands: { test: 'make check', install: 'true' } });
-    expect(r).toEqual({ install: { name: 'install', command: 'true', source: 'config' }, checks: [{ name: 'test', command: 'make check', source: 'config' }] });
+    const r = await detectChecks(reader({ 'package.json': JSON.stringify({ scripts: { test: 'jest' } }) }), {
+      commands: { test: 'make check', install: 'true' },
+    });
+    expect(r).toEqual({
+      install: { name: 'install', command: 'true', source: 'config' },
+      checks: [{ name: 'test', command: 'make check', source: 'config' }],
+    });
   });
 
   it('knows Cargo, Go, pytest and Makefile projects', async () => {
     expect((await detectChecks(reader({ 'Cargo.toml': '' }), {})).checks[0]?.command).toBe('cargo test --offline');
     expect((await detectChecks(reader({ 'go.mod': '' }), {})).checks[0]?.command).toBe('go test ./...');
     expect((await detectChecks(reader({ 'pyproject.toml': '' }), {})).checks[0]?.command).toBe('python3 -m pytest -q');
-    expect((await detectChecks(reader({ Makefile: 'all:\n\ttrue\ntest:\n\ttrue\n' }), {})).checks[0]?.command).toBe('make test');
+    expect((await detectChecks(reader({ Makefile: 'all:\n\ttrue\ntest:\n\ttrue\n' }), {})).checks[0]?.command).toBe(
+      'make test',
+    );
     expect((await detectChecks(reader({ 'README.md': '' }), {})).checks).toEqual([]);
   });
 });
 
-describe('the install step\'s network', () => {
+describe("the install step's network", () => {
   it('follows install_network for the install command (default: the registries), and is always none for the other checks', async () => {
     const asked: RunRequest[] = [];
     const runner: Runner = {
       backend: 'unsandboxed',
       async run(req) {
         asked.push(req);
-        return { command: req.command, exitCode: 0, signal: null, timedOut: false, durationMs: 1, output: '', omittedBytes: 0 };
+        return {
+          command: req.command,
+          exitCode: 0,
+          signal: null,
+          timedOut: false,
+          durationMs: 1,
+          output: '',
+          omittedBytes: 0,
+        };
       },
     };
     const egress = { rules: parseRules('registry.npmjs.org') };
-    const deps = { runner, workTree: '/w', sandboxReadOnlyPaths: [], trace: { write: () => undefined } as unknown as Trace, stage: 'validate', egress };
-    const files = reader({ 'package.json': JSON.stringify({ scripts: { test: 'node --test' }, dependencies: { x: '1' } }) });
-    for (const [config, expected] of [[{}, 'registries'], [{ install_network: 'none' as const }, 'none'], [{ install_network: 'registries' as const }, 'registries'], [{ install_network: 'full' as const }, 'full']] as const) {
+    const deps = {
+      runner,
+      workTree: '/w',
+      sandboxReadOnlyPaths: [],
+      trace: { write: () => undefined } as unknown as Trace,
+      stage: 'validate',
+      egress,
+    };
+    const files = reader({
+      'package.json': JSON.stringify({ scripts: { test: 'node --test' }, dependencies: { x: '1' } }),
+    });
+    for (const [config, expected] of [
+      [{}, 'registries'],
+      [{ install_network: 'none' as const }, 'none'],
+      [{ install_network: 'registries' as const }, 'registries'],
+      [{ install_network: 'full' as const }, 'full'],
+    ] as const) {
       const { install, checks } = await detectChecks(files, config);
       await runCheck(deps, install!);
       await runCheck(deps, checks[0]!);
@@ -64,19 +104,37 @@ describe('the install step\'s network', () => {
     }
   });
 
-  it('bounds what the repository asks by the operator\'s policy', () => {
-    const operator = { allowHostNetwork: false, registries: parseRules('registry.npmjs.org, pypi.org, files.pythonhosted.org') };
-    expect(installNetworkFor(operator, {}, { changesInTree: false })).toEqual({ network: 'registries', egress: { rules: operator.registries, privateNetworks: [] }, notes: [] });
+  it("bounds what the repository asks by the operator's policy", () => {
+    const operator = {
+      allowHostNetwork: false,
+      registries: parseRules('registry.npmjs.org, pypi.org, files.pythonhosted.org'),
+    };
+    expect(installNetworkFor(operator, {}, { changesInTree: false })).toEqual({
+      network: 'registries',
+      egress: { rules: operator.registries, privateNetworks: [] },
+      notes: [],
+    });
     const full = installNetworkFor(operator, { install_network: 'full' }, { changesInTree: false });
     expect(full.network).toBe('registries');
     expect(full.notes[0]).toMatch(/not allowed by the operator/);
-    expect(installNetworkFor({ ...operator, allowHostNetwork: true }, { install_network: 'full' }, { changesInTree: false }).network).toBe('full');
+    expect(
+      installNetworkFor({ ...operator, allowHostNetwork: true }, { install_network: 'full' }, { changesInTree: false })
+        .network,
+    ).toBe('full');
     // A revision's tree holds commits nobody with write access may have read: never the host's network.
-    const revision = installNetworkFor({ ...operator, allowHostNetwork: true }, { install_network: 'full' }, { changesInTree: true });
+    const revision = installNetworkFor(
+      { ...operator, allowHostNetwork: true },
+      { install_network: 'full' },
+      { changesInTree: true },
+    );
     expect(revision.network).toBe('registries');
     expect(revision.notes[0]).toMatch(/registries only/);
     expect(installNetworkFor(operator, { install_network: 'none' }, { changesInTree: true }).network).toBe('none');
-    const narrowed = installNetworkFor(operator, { install_registries: ['pypi.org', 'evil.example'] }, { changesInTree: false });
+    const narrowed = installNetworkFor(
+      operator,
+      { install_registries: ['pypi.org', 'evil.example'] },
+      { changesInTree: false },
+    );
     expect(narrowed.egress.rules).toEqual(parseRules('pypi.org'));
     expect(narrowed.notes[0]).toContain('evil.example');
   });
@@ -84,8 +142,16 @@ describe('the install step\'s network', () => {
 
 describe('the failure excerpt', () => {
   it('puts the lines that name failures first, then the tail', () => {
-    const tail = ['TAP version 13', 'not ok 2 - adds a negative number', ...Array.from({ length: 30 }, (_, i) => `  detail ${i}`), '# fail 1'].join('\n');
-    const excerpt = failureExcerpt({ name: 'test', command: 'npm test', ok: false, exitCode: 1, timedOut: false, durationMs: 1, tail, output: tail }, 5).split('\n');
+    const tail = [
+      'TAP version 13',
+      'not ok 2 - adds a negative number',
+      ...Array.from({ length: 30 }, (_, i) => `  detail ${i}`),
+      '# fail 1',
+    ].join('\n');
+    const excerpt = failureExcerpt(
+      { name: 'test', command: 'npm test', ok: false, exitCode: 1, timedOut: false, durationMs: 1, tail, output: tail },
+      5,
+    ).split('\n');
     expect(excerpt[0]).toBe('not ok 2 - adds a negative number');
     expect(excerpt[1]).toBe('…');
     expect(excerpt.at(-1)).toBe('# fail 1');

@@ -44,7 +44,10 @@ const NPM_PLACEHOLDER_TEST = /no test specified/;
  * The commands that prove a change: `.github/agent.yml` where it names them, else what the
  * repository declares (package.json scripts, Makefile, pyproject, Cargo, go.mod).
  */
-export async function detectChecks(read: BaseFileReader, config: RepoConfig): Promise<{ install?: Check; checks: Check[] }> {
+export async function detectChecks(
+  read: BaseFileReader,
+  config: RepoConfig,
+): Promise<{ install?: Check; checks: Check[] }> {
   const configured = config.commands ?? {};
   const detected: { install?: string; lint?: string; typecheck?: string; test?: string } = {};
   const exists = async (p: string) => (await read(p)) !== undefined;
@@ -99,11 +102,23 @@ export async function detectChecks(read: BaseFileReader, config: RepoConfig): Pr
 
 function tailOf(output: string, lines = 60): string {
   const all = output.trimEnd().split('\n');
-  return all.length <= lines ? all.join('\n') : [`[… ${all.length - lines} earlier lines omitted …]`, ...all.slice(-lines)].join('\n');
+  return all.length <= lines
+    ? all.join('\n')
+    : [`[… ${all.length - lines} earlier lines omitted …]`, ...all.slice(-lines)].join('\n');
 }
 
 export function toCheckResult(check: Check, r: RunResult): CheckResult {
-  return { name: check.name, command: check.command, ok: r.exitCode === 0 && !r.timedOut, exitCode: r.exitCode, timedOut: r.timedOut, durationMs: r.durationMs, tail: tailOf(r.output), output: r.output, ...(r.egress ? { egress: r.egress } : {}) };
+  return {
+    name: check.name,
+    command: check.command,
+    ok: r.exitCode === 0 && !r.timedOut,
+    exitCode: r.exitCode,
+    timedOut: r.timedOut,
+    durationMs: r.durationMs,
+    tail: tailOf(r.output),
+    output: r.output,
+    ...(r.egress ? { egress: r.egress } : {}),
+  };
 }
 
 export interface ValidateDeps {
@@ -130,10 +145,23 @@ export async function runCheck(deps: ValidateDeps, check: Check): Promise<CheckR
     readOnlyPaths: deps.sandboxReadOnlyPaths,
     signal: deps.signal,
   });
-  deps.trace.write({ type: 'command', stage: deps.stage, name: check.name, command: check.command, exitCode: r.exitCode, timedOut: r.timedOut, durationMs: r.durationMs, output: r.output, ...(r.egress ? { egress: r.egress } : {}) });
+  deps.trace.write({
+    type: 'command',
+    stage: deps.stage,
+    name: check.name,
+    command: check.command,
+    exitCode: r.exitCode,
+    timedOut: r.timedOut,
+    durationMs: r.durationMs,
+    output: r.output,
+    ...(r.egress ? { egress: r.egress } : {}),
+  });
   // Paths are shown relative to the repository: shorter for the model, and the host's
   // directory layout stays out of comments.
-  return toCheckResult(check, { ...r, output: r.output.split(`${deps.workTree}/`).join('').split(deps.workTree).join('.') });
+  return toCheckResult(check, {
+    ...r,
+    output: r.output.split(`${deps.workTree}/`).join('').split(deps.workTree).join('.'),
+  });
 }
 
 /** Runs every check, deterministically and in order; all run so the report is whole. */
@@ -167,9 +195,18 @@ export function failureSignature(report: ValidationReport): string {
   return report.results
     .filter((r) => !r.ok)
     .map((r) => {
-      const named = r.tail.split('\n').filter((l) => HIGHLIGHT.test(l)).slice(0, 5);
-      return [r.command, ...(named.length ? named : r.tail.split('\n').slice(-3))].map((l) => l.replace(/\d+(\.\d+)?/g, '#').replace(/\s+/g, ' ').trim()).join('\n');
+      const named = r.tail
+        .split('\n')
+        .filter((l) => HIGHLIGHT.test(l))
+        .slice(0, 5);
+      return [r.command, ...(named.length ? named : r.tail.split('\n').slice(-3))]
+        .map((l) =>
+          l
+            .replace(/\d+(\.\d+)?/g, '#')
+            .replace(/\s+/g, ' ')
+            .trim(),
+        )
+        .join('\n');
     })
     .join('\n');
 }
-

@@ -11,7 +11,13 @@ import { bullConnection } from '../queue/redis.js';
 
 const scrape = async (m: Metrics) => parsePrometheus((await m.text()).body);
 
-const stageEnd = (stage: string, result: string | undefined, durationMs: number): TraceEvent => ({ type: 'stage', stage, phase: 'end', result, durationMs });
+const stageEnd = (stage: string, result: string | undefined, durationMs: number): TraceEvent => ({
+  type: 'stage',
+  stage,
+  phase: 'end',
+  result,
+  durationMs,
+});
 
 describe('Metrics from trace events', () => {
   it('times each stage by its result, and ignores stage starts', async () => {
@@ -38,7 +44,14 @@ describe('Metrics from trace events', () => {
   it('counts validation rounds by result, and the rounds each job needed until it passed', async () => {
     const m = new Metrics({ defaultMetrics: false });
     const [slow, fast, never] = [{}, {}, {}];
-    for (const [job, result] of [[slow, 'failed'], [fast, 'passed'], [never, 'failed'], [slow, 'failed'], [never, 'failed'], [slow, 'passed']] as const) {
+    for (const [job, result] of [
+      [slow, 'failed'],
+      [fast, 'passed'],
+      [never, 'failed'],
+      [slow, 'failed'],
+      [never, 'failed'],
+      [slow, 'passed'],
+    ] as const) {
       m.observeTrace(stageEnd('validate', result, 1_000), job);
     }
     // The baseline run before the change is not a round.
@@ -55,9 +68,34 @@ describe('Metrics from trace events', () => {
 
   it('adds up model tokens by tier, model and type, the cost, and the calls', async () => {
     const m = new Metrics({ defaultMetrics: false });
-    const call = (tier: string, model: string, usage: Record<string, number>, costUsd: number): TraceEvent => ({ type: 'model', stage: 'x', tier, model, usage, costUsd, durationMs: 2_000, stopReason: 'tool_use' });
-    m.observeTrace(call('fast', 'claude-haiku-5-5', { input_tokens: 100, output_tokens: 20, cache_read_input_tokens: 0, cache_creation_input_tokens: 500 }, 0.01), {});
-    m.observeTrace(call('fast', 'claude-haiku-5-5', { input_tokens: 50, output_tokens: 10, cache_read_input_tokens: 500, cache_creation_input_tokens: 0 }, 0.005), {});
+    const call = (tier: string, model: string, usage: Record<string, number>, costUsd: number): TraceEvent => ({
+      type: 'model',
+      stage: 'x',
+      tier,
+      model,
+      usage,
+      costUsd,
+      durationMs: 2_000,
+      stopReason: 'tool_use',
+    });
+    m.observeTrace(
+      call(
+        'fast',
+        'claude-haiku-5-5',
+        { input_tokens: 100, output_tokens: 20, cache_read_input_tokens: 0, cache_creation_input_tokens: 500 },
+        0.01,
+      ),
+      {},
+    );
+    m.observeTrace(
+      call(
+        'fast',
+        'claude-haiku-5-5',
+        { input_tokens: 50, output_tokens: 10, cache_read_input_tokens: 500, cache_creation_input_tokens: 0 },
+        0.005,
+      ),
+      {},
+    );
     m.observeTrace(call('frontier', 'claude-opus-5-5', { input_tokens: 1_000, output_tokens: 300 }, 0.25), {});
     const x = await scrape(m);
     const fast = { tier: 'fast', model: 'claude-haiku-5-5' };
@@ -65,7 +103,9 @@ describe('Metrics from trace events', () => {
     expect(x.value('issue_agent_model_tokens_total', { ...fast, type: 'output' })).toBe(30);
     expect(x.value('issue_agent_model_tokens_total', { ...fast, type: 'cache_read' })).toBe(500);
     expect(x.value('issue_agent_model_tokens_total', { ...fast, type: 'cache_write' })).toBe(500);
-    expect(x.value('issue_agent_model_tokens_total', { tier: 'frontier', model: 'claude-opus-5-5', type: 'output' })).toBe(300);
+    expect(
+      x.value('issue_agent_model_tokens_total', { tier: 'frontier', model: 'claude-opus-5-5', type: 'output' }),
+    ).toBe(300);
     expect(x.value('issue_agent_model_cost_usd_total', fast)).toBeCloseTo(0.015, 10);
     expect(x.value('issue_agent_model_cost_usd_total', { tier: 'frontier', model: 'claude-opus-5-5' })).toBe(0.25);
     expect(x.value('issue_agent_model_call_duration_seconds_count', fast)).toBe(2);
@@ -76,7 +116,15 @@ describe('Metrics from trace events', () => {
 
   it('counts tool calls by tool and outcome, and never makes a series of a tool name the model made up', async () => {
     const m = new Metrics({ defaultMetrics: false });
-    const tool = (name: string, ok: boolean, errorCode?: string): TraceEvent => ({ type: 'tool', stage: 'code', tool: name, ok, errorCode, durationMs: 3, input: {} });
+    const tool = (name: string, ok: boolean, errorCode?: string): TraceEvent => ({
+      type: 'tool',
+      stage: 'code',
+      tool: name,
+      ok,
+      errorCode,
+      durationMs: 3,
+      input: {},
+    });
     m.observeTrace(tool('read_file', true), {});
     m.observeTrace(tool('read_file', true), {});
     m.observeTrace(tool('read_file', false, 'not_found'), {});
@@ -87,15 +135,36 @@ describe('Metrics from trace events', () => {
     expect(x.value('issue_agent_tool_calls_total', { tool: 'read_file', outcome: 'not_found' })).toBe(1);
     expect(x.value('issue_agent_tool_calls_total', { tool: 'edit_file', outcome: 'old_text_not_found' })).toBe(1);
     expect(x.value('issue_agent_tool_calls_total', { tool: 'unknown', outcome: 'unknown_tool' })).toBe(1);
-    expect(x.find('issue_agent_tool_calls_total').map((s) => s.labels.tool).sort()).toEqual(['edit_file', 'read_file', 'read_file', 'unknown']);
+    expect(
+      x
+        .find('issue_agent_tool_calls_total')
+        .map((s) => s.labels.tool)
+        .sort(),
+    ).toEqual(['edit_file', 'read_file', 'read_file', 'unknown']);
   });
 
   it('ignores notes and commands', async () => {
     const m = new Metrics({ defaultMetrics: false });
     m.observeTrace({ type: 'note', message: 'spend' }, {});
-    m.observeTrace({ type: 'command', stage: 'validate', name: 'test', command: 'npm test', exitCode: 0, timedOut: false, durationMs: 9, output: '' }, {});
+    m.observeTrace(
+      {
+        type: 'command',
+        stage: 'validate',
+        name: 'test',
+        command: 'npm test',
+        exitCode: 0,
+        timedOut: false,
+        durationMs: 9,
+        output: '',
+      },
+      {},
+    );
     const x = await scrape(m);
-    expect(x.sum('issue_agent_stage_duration_seconds_count') + x.sum('issue_agent_tool_calls_total') + x.sum('issue_agent_model_tokens_total')).toBe(0);
+    expect(
+      x.sum('issue_agent_stage_duration_seconds_count') +
+        x.sum('issue_agent_tool_calls_total') +
+        x.sum('issue_agent_model_tokens_total'),
+    ).toBe(0);
   });
 });
 
@@ -103,7 +172,8 @@ describe('Metrics of jobs and webhooks', () => {
   it('counts jobs by kind and a closed set of outcomes, each known series starting at 0', async () => {
     const m = new Metrics({ defaultMetrics: false });
     let x = await scrape(m);
-    for (const kind of ['issue', 'revise']) for (const outcome of JOB_OUTCOMES) expect(x.value('issue_agent_jobs_total', { kind, outcome })).toBe(0);
+    for (const kind of ['issue', 'revise'])
+      for (const outcome of JOB_OUTCOMES) expect(x.value('issue_agent_jobs_total', { kind, outcome })).toBe(0);
     m.jobFinished('issue', 'pr', 95);
     m.jobFinished('issue', 'needs-info', 4);
     m.jobFinished('revise', 'revised', 50);
@@ -137,7 +207,12 @@ describe('Metrics of jobs and webhooks', () => {
 
   it('includes the default process metrics unless asked not to', async () => {
     const x = await scrape(new Metrics());
-    for (const name of ['process_cpu_user_seconds_total', 'process_resident_memory_bytes', 'nodejs_heap_size_used_bytes', 'nodejs_eventloop_lag_seconds']) {
+    for (const name of [
+      'process_cpu_user_seconds_total',
+      'process_resident_memory_bytes',
+      'nodejs_heap_size_used_bytes',
+      'nodejs_eventloop_lag_seconds',
+    ]) {
       expect(x.find(name).length, name).toBeGreaterThan(0);
     }
     expect((await scrape(new Metrics({ defaultMetrics: false }))).find('process_cpu_user_seconds_total')).toEqual([]);
@@ -149,12 +224,23 @@ describe('Metrics of jobs and webhooks', () => {
 });
 
 describe('queue gauges', () => {
-  const source = (counts: () => Promise<Record<string, number>>, workers: () => Promise<Array<Record<string, string>>>): QueueSource => ({ getJobCounts: counts, getWorkers: workers });
+  const source = (
+    counts: () => Promise<Record<string, number>>,
+    workers: () => Promise<Array<Record<string, string>>>,
+  ): QueueSource => ({ getJobCounts: counts, getWorkers: workers });
 
   it('read the queue at each scrape', async () => {
     const m = new Metrics({ defaultMetrics: false });
     let waiting = 3;
-    m.watchQueue(source(async () => ({ waiting, active: 1, delayed: 0, prioritized: 0, 'waiting-children': 0, paused: 0 }), async () => [{ id: '1', name: 'x' }, { id: '2', name: 'x' }]));
+    m.watchQueue(
+      source(
+        async () => ({ waiting, active: 1, delayed: 0, prioritized: 0, 'waiting-children': 0, paused: 0 }),
+        async () => [
+          { id: '1', name: 'x' },
+          { id: '2', name: 'x' },
+        ],
+      ),
+    );
     let x = await scrape(m);
     expect(x.value('issue_agent_queue_jobs', { state: 'waiting' })).toBe(3);
     expect(x.value('issue_agent_queue_jobs', { state: 'active' })).toBe(1);
@@ -177,7 +263,9 @@ describe('queue gauges', () => {
 
   it('leave the worker count out where Redis does not list clients', async () => {
     // What BullMQ answers when CLIENT LIST is refused (some managed Redis services).
-    expect(await connectedWorkers({ getWorkers: async () => [{ name: 'GCP does not support client list' }] })).toBeUndefined();
+    expect(
+      await connectedWorkers({ getWorkers: async () => [{ name: 'GCP does not support client list' }] }),
+    ).toBeUndefined();
     expect(await connectedWorkers({ getWorkers: async () => Promise.reject(new Error('down')) })).toBeUndefined();
     expect(await connectedWorkers({ getWorkers: async () => [] })).toBe(0);
   });
@@ -193,7 +281,11 @@ describe('queue gauges', () => {
 
     it('show the jobs waiting and the workers connected', async () => {
       const queue = new Queue('agent-run', { connection: bullConnection(redis.url), prefix: 'metrics-test' });
-      const worker = new Worker('agent-run', async () => undefined, { connection: bullConnection(redis.url), prefix: 'metrics-test', autorun: false });
+      const worker = new Worker('agent-run', async () => undefined, {
+        connection: bullConnection(redis.url),
+        prefix: 'metrics-test',
+        autorun: false,
+      });
       try {
         await worker.waitUntilReady();
         await queue.add('issue', { n: 1 });

@@ -4,7 +4,16 @@ import type { JobData } from '../queue/jobs.js';
 import type { Outcome } from '../queue/outcome.js';
 
 /** How a job ended, as the `outcome` label names it: a closed set, so series stay few. */
-export const JOB_OUTCOMES = ['pr', 'revised', 'stuck', 'needs_info', 'checkpoint', 'stopped', 'invalid_config', 'failed'] as const;
+export const JOB_OUTCOMES = [
+  'pr',
+  'revised',
+  'stuck',
+  'needs_info',
+  'checkpoint',
+  'stopped',
+  'invalid_config',
+  'failed',
+] as const;
 export type JobOutcome = (typeof JOB_OUTCOMES)[number];
 
 /** Every pipeline outcome has its label; `failed` is BullMQ's: an infrastructure failure after the last try. */
@@ -29,7 +38,14 @@ export type QueueState = (typeof QUEUE_STATES)[number];
  * Events the app handles keep their name; any other (the header is read before the
  * signature is checked, so anyone can send one) is `other`.
  */
-const WEBHOOK_EVENTS = new Set(['issues', 'issue_comment', 'pull_request_review', 'ping', 'installation', 'installation_repositories']);
+const WEBHOOK_EVENTS = new Set([
+  'issues',
+  'issue_comment',
+  'pull_request_review',
+  'ping',
+  'installation',
+  'installation_repositories',
+]);
 
 /** Usage fields of a model call, as the `type` label of the token counter names them. */
 const TOKEN_TYPES: Record<string, string> = {
@@ -66,7 +82,10 @@ export async function within<T>(ms: number, p: Promise<T>): Promise<T | undefine
  * Worker processes (any host) connected to the queue, from Redis's client list; undefined
  * where Redis does not list clients (some managed services) or does not answer.
  */
-export async function connectedWorkers(queue: Pick<QueueSource, 'getWorkers'>, timeoutMs = QUEUE_READ_TIMEOUT_MS): Promise<number | undefined> {
+export async function connectedWorkers(
+  queue: Pick<QueueSource, 'getWorkers'>,
+  timeoutMs = QUEUE_READ_TIMEOUT_MS,
+): Promise<number | undefined> {
   const clients = await within(timeoutMs, queue.getWorkers());
   // Where CLIENT LIST is refused BullMQ answers one placeholder without a client id.
   if (!clients || clients.some((c) => c.id === undefined)) return undefined;
@@ -98,7 +117,12 @@ export class Metrics {
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
-    this.jobs = new Counter({ name: 'issue_agent_jobs_total', help: 'Jobs finished, by kind (issue, revise) and outcome (failed: an infrastructure failure after the last try).', labelNames: ['kind', 'outcome'], registers });
+    this.jobs = new Counter({
+      name: 'issue_agent_jobs_total',
+      help: 'Jobs finished, by kind (issue, revise) and outcome (failed: an infrastructure failure after the last try).',
+      labelNames: ['kind', 'outcome'],
+      registers,
+    });
     this.jobSeconds = new Histogram({
       name: 'issue_agent_job_duration_seconds',
       help: 'Wall-clock time of a job attempt that ended, by kind and outcome.',
@@ -113,8 +137,18 @@ export class Metrics {
       buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200],
       registers,
     });
-    this.modelTokens = new Counter({ name: 'issue_agent_model_tokens_total', help: 'Model tokens by tier, model and type (input, output, cache_read, cache_write).', labelNames: ['tier', 'model', 'type'], registers });
-    this.modelCost = new Counter({ name: 'issue_agent_model_cost_usd_total', help: 'Model cost in US dollars by tier and model (0 for a model without a known price).', labelNames: ['tier', 'model'], registers });
+    this.modelTokens = new Counter({
+      name: 'issue_agent_model_tokens_total',
+      help: 'Model tokens by tier, model and type (input, output, cache_read, cache_write).',
+      labelNames: ['tier', 'model', 'type'],
+      registers,
+    });
+    this.modelCost = new Counter({
+      name: 'issue_agent_model_cost_usd_total',
+      help: 'Model cost in US dollars by tier and model (0 for a model without a known price).',
+      labelNames: ['tier', 'model'],
+      registers,
+    });
     this.modelSeconds = new Histogram({
       name: 'issue_agent_model_call_duration_seconds',
       help: 'Time per model call (retries included) by tier and model; its _count is the number of calls.',
@@ -122,8 +156,18 @@ export class Metrics {
       buckets: [0.5, 1, 2.5, 5, 10, 20, 40, 60, 120, 300],
       registers,
     });
-    this.toolCalls = new Counter({ name: 'issue_agent_tool_calls_total', help: 'Tool calls by tool and outcome (ok, or the error code the model was answered with).', labelNames: ['tool', 'outcome'], registers });
-    this.rounds = new Counter({ name: 'issue_agent_validation_rounds_total', help: 'Code-then-validate rounds run, by whether the checks passed.', labelNames: ['result'], registers });
+    this.toolCalls = new Counter({
+      name: 'issue_agent_tool_calls_total',
+      help: 'Tool calls by tool and outcome (ok, or the error code the model was answered with).',
+      labelNames: ['tool', 'outcome'],
+      registers,
+    });
+    this.rounds = new Counter({
+      name: 'issue_agent_validation_rounds_total',
+      help: 'Code-then-validate rounds run, by whether the checks passed.',
+      labelNames: ['result'],
+      registers,
+    });
     this.roundsToPass = new Histogram({
       name: 'issue_agent_validation_rounds_to_pass',
       help: 'Validation rounds a job needed until its checks passed.',
@@ -139,7 +183,7 @@ export class Metrics {
     });
     this.inboxSeconds = new Histogram({
       name: 'issue_agent_inbox_wait_seconds',
-      help: 'Time from a webhook\'s answer to its queue work done (enqueue, stop), by outcome (done, or dead after every try failed).',
+      help: "Time from a webhook's answer to its queue work done (enqueue, stop), by outcome (done, or dead after every try failed).",
       labelNames: ['outcome'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 120],
       registers,
@@ -155,7 +199,8 @@ export class Metrics {
       case 'stage': {
         if (event.phase !== 'end') return;
         const result = event.result ?? 'done';
-        if (event.durationMs !== undefined) this.stageSeconds.observe({ stage: event.stage, result }, event.durationMs / 1000);
+        if (event.durationMs !== undefined)
+          this.stageSeconds.observe({ stage: event.stage, result }, event.durationMs / 1000);
         if (event.stage === 'validate' && (result === 'passed' || result === 'failed')) {
           this.rounds.inc({ result });
           const n = (this.roundsOf.get(job) ?? 0) + 1;
@@ -194,7 +239,10 @@ export class Metrics {
 
   /** A webhook request was answered. */
   webhookHandled(event: string | undefined, status: number, seconds: number): void {
-    this.webhookSeconds.observe({ event: event && WEBHOOK_EVENTS.has(event) ? event : 'other', status: String(status) }, seconds);
+    this.webhookSeconds.observe(
+      { event: event && WEBHOOK_EVENTS.has(event) ? event : 'other', status: String(status) },
+      seconds,
+    );
   }
 
   /** An inbox item's queue work was done (or given up). */
@@ -203,7 +251,10 @@ export class Metrics {
   }
 
   /** The inbox's items by state (waiting, handling, dead), read from Redis at each scrape; absent when Redis does not answer. */
-  watchInbox(inbox: { depth(): Promise<Record<'waiting' | 'handling' | 'dead', number>> }, timeoutMs = QUEUE_READ_TIMEOUT_MS): void {
+  watchInbox(
+    inbox: { depth(): Promise<Record<'waiting' | 'handling' | 'dead', number>> },
+    timeoutMs = QUEUE_READ_TIMEOUT_MS,
+  ): void {
     new Gauge({
       name: 'issue_agent_inbox_items',
       help: 'Webhook work recorded in the inbox and not yet done, by state: waiting, handling (taken by a web process), dead (failed every try; see the log).',

@@ -6,11 +6,13 @@ describe('Limiter', () => {
     const limit = new Limiter(2);
     const started: number[] = [];
     const release = new Map<number, () => void>();
-    const task = (n: number, fail = false) => () =>
-      new Promise<number>((resolve, reject) => {
-        started.push(n);
-        release.set(n, () => (fail ? reject(new Error(`task ${n} fails`)) : resolve(n)));
-      });
+    const task =
+      (n: number, fail = false) =>
+      () =>
+        new Promise<number>((resolve, reject) => {
+          started.push(n);
+          release.set(n, () => (fail ? reject(new Error(`task ${n} fails`)) : resolve(n)));
+        });
     const runs = [limit.run(task(1, true)), limit.run(task(2)), limit.run(task(3)), limit.run(task(4))];
     await new Promise((r) => setImmediate(r));
     expect(started).toEqual([1, 2]);

@@ -15,7 +15,17 @@ describe('the sanitiser', () => {
       '-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----',
     ].join('\n');
     const out = sanitise(text);
-    for (const leaked of ['ghs_abc', 'github_pat_11', 'sk-ant-api03', 'ghs_zzz', 'p4ssw0rd', 'eC1hY2Nlc3Mt', 'hunter2', 'MIIEow']) expect(out).not.toContain(leaked);
+    for (const leaked of [
+      'ghs_abc',
+      'github_pat_11',
+      'sk-ant-api03',
+      'ghs_zzz',
+      'p4ssw0rd',
+      'eC1hY2Nlc3Mt',
+      'hunter2',
+      'MIIEow',
+    ])
+      expect(out).not.toContain(leaked);
     expect(out).toContain('redis.example.com:6380');
     expect(out).toContain('Authorization: Basic [REDACTED]');
   });

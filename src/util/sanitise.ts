@@ -27,7 +27,11 @@ export function sanitise(text: string): string {
   let out = text;
   for (const secret of known) out = out.split(secret).join('[REDACTED]');
   for (const pattern of TOKEN_PATTERNS) {
-    out = out.replace(pattern, (match, prefix?: unknown) => (typeof prefix === 'string' && match.startsWith(prefix) ? `${prefix}[REDACTED]${match.endsWith('@') ? '@' : ''}` : '[REDACTED]'));
+    out = out.replace(pattern, (match, prefix?: unknown) =>
+      typeof prefix === 'string' && match.startsWith(prefix)
+        ? `${prefix}[REDACTED]${match.endsWith('@') ? '@' : ''}`
+        : '[REDACTED]',
+    );
   }
   return out;
 }

@@ -1,7 +1,13 @@
 import type { Probot } from 'probot';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { parseRepoConfig, REPO_CONFIG_PATH, RepoConfigError, triggerLabelOf, type RepoConfig } from '../config/repo-config.js';
+import {
+  parseRepoConfig,
+  REPO_CONFIG_PATH,
+  RepoConfigError,
+  triggerLabelOf,
+  type RepoConfig,
+} from '../config/repo-config.js';
 import { GitHubRepo, LABEL_WORKING, type Permission } from '../github/facade.js';
 import { issueKey, IssueSnapshotSchema, JobFields, type IssueSnapshot } from '../queue/jobs.js';
 import { FeedbackSchema, type AgentQueue } from '../queue/queue.js';
@@ -25,7 +31,14 @@ export const CONFIG_TTL_MS = 30_000;
 const ACKS_PER_INSTALLATION = 4;
 
 // Who, where, and which delivery: `issueNumber` is the thread (an issue, or a PR of the app's).
-const who = JobFields.pick({ installationId: true, owner: true, repo: true, issueNumber: true, deliveryId: true, sender: true }).shape;
+const who = JobFields.pick({
+  installationId: true,
+  owner: true,
+  repo: true,
+  issueNumber: true,
+  deliveryId: true,
+  sender: true,
+}).shape;
 const where = {
   ...who,
   /** The repository's default branch, where its `.github/agent.yml` is read. */
@@ -56,16 +69,36 @@ const CommandSchema = z.discriminatedUnion('kind', [
  */
 export const WebEventSchema = z.discriminatedUnion('op', [
   /** A label added to an issue; `snapshot`, the issue's text as the payload showed it. */
-  z.strictObject({ op: z.literal('label'), ...where, label: z.string().min(1).max(100), snapshot: IssueSnapshotSchema.optional() }),
+  z.strictObject({
+    op: z.literal('label'),
+    ...where,
+    label: z.string().min(1).max(100),
+    snapshot: IssueSnapshotSchema.optional(),
+  }),
   /**
    * An `/agent` command in a comment. `pullAuthor`: who opened the thread when it is a pull
    * request (commands there revise it, if it is the app's). `working`: whether the thread
    * carried `agent:working` when the comment was written. `snapshot`: on an issue, its text
    * as the payload showed it.
    */
-  z.strictObject({ op: z.literal('command'), ...where, commentId: id, command: CommandSchema, pullAuthor: login.nullable(), working: z.boolean(), snapshot: IssueSnapshotSchema.optional() }),
+  z.strictObject({
+    op: z.literal('command'),
+    ...where,
+    commentId: id,
+    command: CommandSchema,
+    pullAuthor: login.nullable(),
+    working: z.boolean(),
+    snapshot: IssueSnapshotSchema.optional(),
+  }),
   /** A review of an open pull request that is not an approval or a dismissal; `pullAuthor` opened it. */
-  z.strictObject({ op: z.literal('review'), ...where, reviewId: id, state: z.enum(['changes_requested', 'commented']), hasBody: z.boolean(), pullAuthor: login }),
+  z.strictObject({
+    op: z.literal('review'),
+    ...where,
+    reviewId: id,
+    state: z.enum(['changes_requested', 'commented']),
+    hasBody: z.boolean(),
+    pullAuthor: login,
+  }),
 ]);
 export type WebEvent = z.infer<typeof WebEventSchema>;
 
@@ -74,9 +107,20 @@ export type WebEvent = z.infer<typeof WebEventSchema>;
 // what was waiting, or held by a process that died, instead of dead-listing it.
 const legacyWhere = { ...who, at: where.at };
 const LegacyActionSchema = z.discriminatedUnion('op', [
-  z.strictObject({ op: z.literal('trigger'), ...legacyWhere, commentId: id.optional(), instructions: JobFields.shape.instructions }),
+  z.strictObject({
+    op: z.literal('trigger'),
+    ...legacyWhere,
+    commentId: id.optional(),
+    instructions: JobFields.shape.instructions,
+  }),
   z.strictObject({ op: z.literal('revise'), ...legacyWhere, commentId: id.optional(), feedback: FeedbackSchema }),
-  z.strictObject({ op: z.literal('stop'), ...legacyWhere, kind: JobFields.shape.kind, commentId: id, working: z.boolean() }),
+  z.strictObject({
+    op: z.literal('stop'),
+    ...legacyWhere,
+    kind: JobFields.shape.kind,
+    commentId: id,
+    working: z.boolean(),
+  }),
 ]);
 type LegacyAction = z.infer<typeof LegacyActionSchema>;
 
@@ -146,11 +190,17 @@ export function eventHandler(deps: EventDeps): (e: InboxItem) => Promise<void> {
       if ((await deps.queue.statusRefs.set(jobId, commentId)) !== commentId) await gh.deleteComment(commentId);
     }
   };
-  const repoOf = async (e: Where) => new GitHubRepo(await clients.get(String(e.installationId), () => deps.probot.auth(e.installationId)), { owner: e.owner, repo: e.repo });
+  const repoOf = async (e: Where) =>
+    new GitHubRepo(await clients.get(String(e.installationId), () => deps.probot.auth(e.installationId)), {
+      owner: e.owner,
+      repo: e.repo,
+    });
 
   /** Who may trigger: a person (not this app) with write access. */
   const mayTrigger = async (gh: GitHubRepo, sender: string, log: Logger): Promise<boolean> => {
-    const permission = await permissions.get(`${gh.ref.owner}/${gh.ref.repo}:${sender}`.toLowerCase(), () => gh.permission(sender));
+    const permission = await permissions.get(`${gh.ref.owner}/${gh.ref.repo}:${sender}`.toLowerCase(), () =>
+      gh.permission(sender),
+    );
     const allowed = checkPermission(sender, permission);
     if (!allowed.run) log.info({ reason: allowed.reason }, 'skipped');
     return allowed.run;
@@ -160,12 +210,17 @@ export function eventHandler(deps: EventDeps): (e: InboxItem) => Promise<void> {
     configs.get(repoKeyOf(e), async () => {
       let config: RepoConfig | RepoConfigError;
       try {
-        config = parseRepoConfig(await gh.fileText(REPO_CONFIG_PATH, e.defaultBranch), { allowHostNetwork: deps.allowHostNetwork ?? false });
+        config = parseRepoConfig(await gh.fileText(REPO_CONFIG_PATH, e.defaultBranch), {
+          allowHostNetwork: deps.allowHostNetwork ?? false,
+        });
       } catch (err) {
         if (!(err instanceof RepoConfigError)) throw err;
         config = err;
       }
-      deps.onLabelRead?.(repoKeyOf(e), config instanceof RepoConfigError ? DEFAULT_TRIGGER_LABEL : triggerLabelOf(config));
+      deps.onLabelRead?.(
+        repoKeyOf(e),
+        config instanceof RepoConfigError ? DEFAULT_TRIGGER_LABEL : triggerLabelOf(config),
+      );
       return config;
     });
   /** An invalid config is answered with a comment that explains it, and nothing runs. */
@@ -173,12 +228,20 @@ export function eventHandler(deps: EventDeps): (e: InboxItem) => Promise<void> {
     log.info({ problems: err.problems }, `skipped: ${REPO_CONFIG_PATH} is invalid`);
     if (!(await deps.queue.claimAnswer(e.deliveryId))) return;
     const fileUrl = `${e.htmlUrl}/blob/${e.defaultBranch}/${REPO_CONFIG_PATH}`;
-    acknowledge(e, log, 'explain the invalid config', () => gh.comment(e.issueNumber, configErrorComment(err, { ref: e.defaultBranch, fileUrl })));
+    acknowledge(e, log, 'explain the invalid config', () =>
+      gh.comment(e.issueNumber, configErrorComment(err, { ref: e.defaultBranch, fileUrl })),
+    );
   };
-  const reactTo = (gh: GitHubRepo, commentId: number | undefined, confused: boolean) => (commentId ? gh.reactToComment(commentId, confused ? 'confused' : '+1') : Promise.resolve());
+  const reactTo = (gh: GitHubRepo, commentId: number | undefined, confused: boolean) =>
+    commentId ? gh.reactToComment(commentId, confused ? 'confused' : '+1') : Promise.resolve();
 
   /** Enqueues an issue job (the trigger label, or `/agent retry` on an issue) and acknowledges it. */
-  const trigger = async (e: Where, gh: GitHubRepo, log: Logger, from: { commentId?: number; instructions?: string; snapshot?: IssueSnapshot }) => {
+  const trigger = async (
+    e: Where,
+    gh: GitHubRepo,
+    log: Logger,
+    from: { commentId?: number; instructions?: string; snapshot?: IssueSnapshot },
+  ) => {
     const result = await deps.queue.enqueue({
       installationId: e.installationId,
       owner: e.owner,
@@ -195,8 +258,13 @@ export function eventHandler(deps: EventDeps): (e: InboxItem) => Promise<void> {
       if (result.kind === 'already-active') {
         // Answered, not queued twice.
         await reactTo(gh, from.commentId, true);
-        const what = from.commentId ? 'Comment `/agent stop` first, then `/agent retry`.' : 'The label started nothing new. Comment `/agent stop` to stop it.';
-        await gh.comment(e.issueNumber, `@${e.sender} attempt ${result.attempt} is still running on this issue. ${what}`);
+        const what = from.commentId
+          ? 'Comment `/agent stop` first, then `/agent retry`.'
+          : 'The label started nothing new. Comment `/agent stop` to stop it.';
+        await gh.comment(
+          e.issueNumber,
+          `@${e.sender} attempt ${result.attempt} is still running on this issue. ${what}`,
+        );
         return;
       }
       if (from.commentId) await reactTo(gh, from.commentId, false);
@@ -206,9 +274,26 @@ export function eventHandler(deps: EventDeps): (e: InboxItem) => Promise<void> {
   };
 
   /** Batches review feedback for a PR of the app's (a review, or `/agent retry` on it) and acknowledges it. */
-  const revise = async (e: Where, gh: GitHubRepo, log: Logger, from: { commentId?: number; reviewId?: number; text?: string }) => {
-    const feedback = { sender: e.sender, ...(from.reviewId ? { reviewId: from.reviewId } : {}), ...(from.text ? { text: from.text } : {}) };
-    const result = await deps.queue.enqueueRevise({ installationId: e.installationId, owner: e.owner, repo: e.repo, issueNumber: e.issueNumber, deliveryId: e.deliveryId, sender: e.sender, feedback });
+  const revise = async (
+    e: Where,
+    gh: GitHubRepo,
+    log: Logger,
+    from: { commentId?: number; reviewId?: number; text?: string },
+  ) => {
+    const feedback = {
+      sender: e.sender,
+      ...(from.reviewId ? { reviewId: from.reviewId } : {}),
+      ...(from.text ? { text: from.text } : {}),
+    };
+    const result = await deps.queue.enqueueRevise({
+      installationId: e.installationId,
+      owner: e.owner,
+      repo: e.repo,
+      issueNumber: e.issueNumber,
+      deliveryId: e.deliveryId,
+      sender: e.sender,
+      feedback,
+    });
     log.info({ result }, from.commentId ? 'retry handled' : 'review handled');
     if (result.kind === 'duplicate-delivery') return;
     acknowledge(e, log, 'acknowledge the revision request', async () => {
@@ -217,7 +302,12 @@ export function eventHandler(deps: EventDeps): (e: InboxItem) => Promise<void> {
     });
   };
 
-  const stop = async (e: Where, gh: GitHubRepo, log: Logger, { kind, commentId: fromComment, working }: { kind: 'issue' | 'revise'; commentId: number; working: boolean }) => {
+  const stop = async (
+    e: Where,
+    gh: GitHubRepo,
+    log: Logger,
+    { kind, commentId: fromComment, working }: { kind: 'issue' | 'revise'; commentId: number; working: boolean },
+  ) => {
     const ref = { owner: e.owner, repo: e.repo, issueNumber: e.issueNumber };
     const stopped = await deps.queue.requestStop(kind, ref, e.sender, e.deliveryId);
     log.info({ stopped }, 'stop handled');
@@ -241,19 +331,34 @@ export function eventHandler(deps: EventDeps): (e: InboxItem) => Promise<void> {
   const legacy = async (a: LegacyAction, log: Logger): Promise<void> => {
     const gh = await repoOf(a);
     if (a.op === 'stop') return stop(a, gh, log, { kind: a.kind, commentId: a.commentId, working: a.working });
-    if (a.op === 'revise') return revise(a, gh, log, { ...(a.commentId ? { commentId: a.commentId } : {}), ...(a.feedback.reviewId ? { reviewId: a.feedback.reviewId } : {}), ...(a.feedback.text ? { text: a.feedback.text } : {}) });
-    return trigger(a, gh, log, { ...(a.commentId ? { commentId: a.commentId } : {}), ...(a.instructions ? { instructions: a.instructions } : {}) });
+    if (a.op === 'revise')
+      return revise(a, gh, log, {
+        ...(a.commentId ? { commentId: a.commentId } : {}),
+        ...(a.feedback.reviewId ? { reviewId: a.feedback.reviewId } : {}),
+        ...(a.feedback.text ? { text: a.feedback.text } : {}),
+      });
+    return trigger(a, gh, log, {
+      ...(a.commentId ? { commentId: a.commentId } : {}),
+      ...(a.instructions ? { instructions: a.instructions } : {}),
+    });
   };
 
   return async (e: InboxItem): Promise<void> => {
-    const log = deps.log.child({ delivery: e.deliveryId, repo: `${e.owner}/${e.repo}`, issue: e.issueNumber, op: e.op, ...(e.op === 'command' ? { command: e.command.kind } : {}) });
+    const log = deps.log.child({
+      delivery: e.deliveryId,
+      repo: `${e.owner}/${e.repo}`,
+      issue: e.issueNumber,
+      op: e.op,
+      ...(e.op === 'command' ? { command: e.command.kind } : {}),
+    });
     if (e.op === 'trigger' || e.op === 'revise' || e.op === 'stop') return legacy(e, log);
     const me = await identity();
     // The web dropped bot accounts; an account named like the app is dropped here.
     if (isBot({ login: e.sender, type: 'User' }, me.slug)) return log.debug('skipped: the app itself');
     // On a pull request, only the app's own ones take commands and reviews: they are the ones it revises.
     const pullAuthor = e.op === 'label' ? null : e.pullAuthor;
-    if (pullAuthor !== null && pullAuthor.toLowerCase() !== me.botLogin.toLowerCase()) return log.info(`skipped: a ${e.op} on a pull request the app did not open`);
+    if (pullAuthor !== null && pullAuthor.toLowerCase() !== me.botLogin.toLowerCase())
+      return log.info(`skipped: a ${e.op} on a pull request the app did not open`);
     const gh = await repoOf(e);
     if (!(await mayTrigger(gh, e.sender, log))) return;
 
@@ -265,14 +370,19 @@ export function eventHandler(deps: EventDeps): (e: InboxItem) => Promise<void> {
         if (e.label.toLowerCase() === DEFAULT_TRIGGER_LABEL) await explainConfig(gh, e, config, log);
         return;
       }
-      const gate = checkLabelEvent({ label: e.label, sender: { login: e.sender, type: 'User' }, triggerLabel: triggerLabelOf(config) });
+      const gate = checkLabelEvent({
+        label: e.label,
+        sender: { login: e.sender, type: 'User' },
+        triggerLabel: triggerLabelOf(config),
+      });
       if (!gate.run) return log.debug({ reason: gate.reason }, 'skipped');
       return trigger(e, gh, log, e.snapshot ? { snapshot: e.snapshot } : {});
     }
 
     if (e.op === 'review') {
       // A "commented" review without a body is a revision request only if it has line comments.
-      const lineComments = !e.hasBody && e.state === 'commented' ? (await gh.reviewComments(e.issueNumber, e.reviewId)).length : 1;
+      const lineComments =
+        !e.hasBody && e.state === 'commented' ? (await gh.reviewComments(e.issueNumber, e.reviewId)).length : 1;
       if (!reviewAsksForChanges(e.state, e.hasBody, lineComments)) return log.debug('skipped: an empty review');
       const config = await readConfig(gh, e);
       if (config instanceof RepoConfigError) return explainConfig(gh, e, config, log);
@@ -288,11 +398,21 @@ export function eventHandler(deps: EventDeps): (e: InboxItem) => Promise<void> {
       });
       return;
     }
-    if (command.kind === 'stop') return stop(e, gh, log, { kind: e.pullAuthor !== null ? 'revise' : 'issue', commentId: e.commentId, working: e.working });
+    if (command.kind === 'stop')
+      return stop(e, gh, log, {
+        kind: e.pullAuthor !== null ? 'revise' : 'issue',
+        commentId: e.commentId,
+        working: e.working,
+      });
     const config = await readConfig(gh, e);
     if (config instanceof RepoConfigError) return explainConfig(gh, e, config, log);
-    if (e.pullAuthor !== null) return revise(e, gh, log, { commentId: e.commentId, ...(command.text ? { text: command.text } : {}) });
-    return trigger(e, gh, log, { commentId: e.commentId, ...(command.text ? { instructions: command.text } : {}), ...(e.snapshot ? { snapshot: e.snapshot } : {}) });
+    if (e.pullAuthor !== null)
+      return revise(e, gh, log, { commentId: e.commentId, ...(command.text ? { text: command.text } : {}) });
+    return trigger(e, gh, log, {
+      commentId: e.commentId,
+      ...(command.text ? { instructions: command.text } : {}),
+      ...(e.snapshot ? { snapshot: e.snapshot } : {}),
+    });
   };
 }
 

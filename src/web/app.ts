@@ -63,7 +63,9 @@ export const REPLAY_WINDOW_S = 7 * 24 * 3600;
  * as it then is: the task is what the writer who triggered saw.
  */
 function snapshotOf(issue: { title: string; body?: string | null; updated_at: string }): IssueSnapshot | undefined {
-  return Number.isNaN(Date.parse(issue.updated_at)) ? undefined : { digest: issueDigest(issue), updatedAt: issue.updated_at };
+  return Number.isNaN(Date.parse(issue.updated_at))
+    ? undefined
+    : { digest: issueDigest(issue), updatedAt: issue.updated_at };
 }
 
 /** Whether a login is an app's (`name[bot]`): only those can be the author of the app's PRs. */
@@ -87,13 +89,29 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
      */
     const record = async (event: NewEvent, payload: unknown, log: Logger) => {
       const digest = createHash('sha256').update(JSON.stringify(payload)).digest('hex');
-      if (!(await deps.inbox.pushOnce({ ...event, at: Date.now() } as WebEvent, digest, event.deliveryId, REPLAY_WINDOW_S))) {
-        log.warn({ op: event.op, body: digest }, 'skipped: this signed body was already delivered under another delivery id (a replay)');
+      if (
+        !(await deps.inbox.pushOnce(
+          { ...event, at: Date.now() } as WebEvent,
+          digest,
+          event.deliveryId,
+          REPLAY_WINDOW_S,
+        ))
+      ) {
+        log.warn(
+          { op: event.op, body: digest },
+          'skipped: this signed body was already delivered under another delivery id (a replay)',
+        );
         return;
       }
       log.debug({ op: event.op }, 'recorded for after the answer');
     };
-    const common = (installationId: number, repository: Repository, issueNumber: number, deliveryId: string, sender: string) => ({
+    const common = (
+      installationId: number,
+      repository: Repository,
+      issueNumber: number,
+      deliveryId: string,
+      sender: string,
+    ) => ({
       installationId,
       owner: repository.owner.login,
       repo: repository.name,
@@ -106,17 +124,35 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
 
     app.on('issues.labeled', async (context: Context<'issues.labeled'>) => {
       const { payload } = context;
-      const log = deps.log.child({ delivery: context.id, repo: payload.repository.full_name, issue: payload.issue.number });
+      const log = deps.log.child({
+        delivery: context.id,
+        repo: payload.repository.full_name,
+        issue: payload.issue.number,
+      });
       const label = payload.label?.name;
       if (isStateLabel(label) || !label) return;
       const sender = payload.sender as Sender;
       if (isBot(sender)) return log.debug('skipped: sender is a bot');
       if (payload.issue.pull_request) return log.info('skipped: the label is on a pull request, not an issue');
       if (!payload.installation) return log.warn('skipped: event carries no installation');
-      const repoKey = repoKeyOf({ owner: payload.repository.owner.login, repo: payload.repository.name, defaultBranch: payload.repository.default_branch });
-      if (deps.actingLabels && !deps.actingLabels.mayAct(repoKey, label)) return log.debug({ label }, 'skipped: not the label that acts in this repository');
+      const repoKey = repoKeyOf({
+        owner: payload.repository.owner.login,
+        repo: payload.repository.name,
+        defaultBranch: payload.repository.default_branch,
+      });
+      if (deps.actingLabels && !deps.actingLabels.mayAct(repoKey, label))
+        return log.debug({ label }, 'skipped: not the label that acts in this repository');
       const snapshot = snapshotOf(payload.issue);
-      await record({ op: 'label', ...common(payload.installation.id, payload.repository, payload.issue.number, context.id, sender.login), label, ...(snapshot ? { snapshot } : {}) }, payload, log);
+      await record(
+        {
+          op: 'label',
+          ...common(payload.installation.id, payload.repository, payload.issue.number, context.id, sender.login),
+          label,
+          ...(snapshot ? { snapshot } : {}),
+        },
+        payload,
+        log,
+      );
     });
 
     app.on('issue_comment.created', async (context: Context<'issue_comment.created'>) => {
@@ -124,31 +160,66 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
       const command = parseCommand(payload.comment.body ?? '');
       if (!command) return;
       const thread = payload.issue.number;
-      const log = deps.log.child({ delivery: context.id, repo: payload.repository.full_name, issue: thread, command: command.kind });
+      const log = deps.log.child({
+        delivery: context.id,
+        repo: payload.repository.full_name,
+        issue: thread,
+        command: command.kind,
+      });
       const sender = payload.comment.user as Sender;
       if (isBot(sender) || isBot(payload.sender as Sender)) return log.debug('skipped: a bot wrote the command');
       if (!payload.installation) return log.warn('skipped: event carries no installation');
       const onPull = payload.issue.pull_request !== undefined && payload.issue.pull_request !== null;
       const pullAuthor = onPull ? (payload.issue.user?.login ?? '') : null;
       // Only the app's own pull requests take commands; a person's is dropped at once.
-      if (pullAuthor !== null && !isAppLogin(pullAuthor)) return log.info('skipped: a command on a pull request the app did not open');
+      if (pullAuthor !== null && !isAppLogin(pullAuthor))
+        return log.info('skipped: a command on a pull request the app did not open');
       const working = payload.issue.labels?.some((l) => l.name === LABEL_WORKING) ?? false;
       const snapshot = pullAuthor === null ? snapshotOf(payload.issue) : undefined;
-      await record({ op: 'command', ...common(payload.installation.id, payload.repository, thread, context.id, sender.login), commentId: payload.comment.id, command, pullAuthor, working, ...(snapshot ? { snapshot } : {}) }, payload, log);
+      await record(
+        {
+          op: 'command',
+          ...common(payload.installation.id, payload.repository, thread, context.id, sender.login),
+          commentId: payload.comment.id,
+          command,
+          pullAuthor,
+          working,
+          ...(snapshot ? { snapshot } : {}),
+        },
+        payload,
+        log,
+      );
     });
 
     app.on('pull_request_review.submitted', async (context: Context<'pull_request_review.submitted'>) => {
       const { payload } = context;
       const { review, pull_request: pull } = payload;
-      const log = deps.log.child({ delivery: context.id, repo: payload.repository.full_name, pull: pull.number, review: review.id });
+      const log = deps.log.child({
+        delivery: context.id,
+        repo: payload.repository.full_name,
+        pull: pull.number,
+        review: review.id,
+      });
       const reviewer = (review.user ?? payload.sender) as Sender;
       if (isBot(reviewer) || isBot(payload.sender as Sender)) return log.debug('skipped: a bot reviewed');
       const state = review.state.toLowerCase();
-      if (state !== 'changes_requested' && state !== 'commented') return log.debug({ state: review.state }, 'skipped: the review asks for nothing');
+      if (state !== 'changes_requested' && state !== 'commented')
+        return log.debug({ state: review.state }, 'skipped: the review asks for nothing');
       if (pull.state !== 'open') return log.info('skipped: the pull request is not open');
       if (!payload.installation) return log.warn('skipped: event carries no installation');
       if (!isAppLogin(pull.user?.login)) return log.debug('skipped: a pull request the app did not open');
-      await record({ op: 'review', ...common(payload.installation.id, payload.repository, pull.number, context.id, reviewer.login), reviewId: review.id, state, hasBody: hasText(review.body), pullAuthor: pull.user!.login }, payload, log);
+      await record(
+        {
+          op: 'review',
+          ...common(payload.installation.id, payload.repository, pull.number, context.id, reviewer.login),
+          reviewId: review.id,
+          state,
+          hasBody: hasText(review.body),
+          pullAuthor: pull.user!.login,
+        },
+        payload,
+        log,
+      );
     });
   };
 }

@@ -14,13 +14,17 @@ const MAX_TEXT = 4_000;
  * never runs. Line numbers are kept.
  */
 function proseLines(body: string): string[] {
-  const lines = body.replace(/\r\n?/g, '\n').replace(/<!--[\s\S]*?(?:-->|$)/g, (m) => m.replace(/[^\n]/g, ' ')).split('\n');
+  const lines = body
+    .replace(/\r\n?/g, '\n')
+    .replace(/<!--[\s\S]*?(?:-->|$)/g, (m) => m.replace(/[^\n]/g, ' '))
+    .split('\n');
   let fence: string | undefined;
   let previousBlank = true;
   return lines.map((line) => {
     const open = /^ {0,3}(`{3,}|~{3,})/.exec(line);
     if (fence) {
-      if (open && open[1]![0] === fence[0] && open[1]!.length >= fence.length && line.trim() === open[1]) fence = undefined;
+      if (open && open[1]![0] === fence[0] && open[1]!.length >= fence.length && line.trim() === open[1])
+        fence = undefined;
       return '';
     }
     if (open) {
@@ -66,7 +70,9 @@ export function parseCommand(body: string): Command | undefined {
 /** The reply to `/agent help` and to a command the app does not know. */
 export function helpText(unknownWord?: string): string {
   return [
-    ...(unknownWord !== undefined ? [`\`/agent ${unknownWord.replace(/`/g, '')}\` is not a command I know. These are:`, ''] : ['**issue-agent** commands (people with write access):', '']),
+    ...(unknownWord !== undefined
+      ? [`\`/agent ${unknownWord.replace(/`/g, '')}\` is not a command I know. These are:`, '']
+      : ['**issue-agent** commands (people with write access):', '']),
     '- `/agent retry [more context]`: start a new attempt; text after the command becomes part of the task. On a pull request I opened, it revises that pull request.',
     '- `/agent stop`: stop the running job at its next step; the work tree is removed and nothing is pushed.',
     '- `/agent help`: this list.',

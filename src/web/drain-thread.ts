@@ -34,7 +34,11 @@ export interface DrainSettings {
   secrets: string[];
 }
 
-type ToMain = { type: 'ready' } | { type: 'handled'; outcome: 'done' | 'dead'; seconds: number } | { type: 'label'; repoKey: string; label: string } | { type: 'stopped' };
+type ToMain =
+  | { type: 'ready' }
+  | { type: 'handled'; outcome: 'done' | 'dead'; seconds: number }
+  | { type: 'label'; repoKey: string; label: string }
+  | { type: 'stopped' };
 type ToThread = { type: 'stop' };
 
 /**
@@ -57,12 +61,36 @@ async function runThread(settings: DrainSettings, port: NonNullable<typeof paren
   lowerPriority(log);
   const redis = new Redis(settings.redisUrl, { maxRetriesPerRequest: null });
   redis.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
-  const queue = new AgentQueue(bullConnection(settings.redisUrl), redis, RecordSeal.fromPrivateKey(settings.privateKey));
-  const probot = new Probot({ appId: settings.appId, privateKey: settings.privateKey, baseUrl: settings.githubApiUrl, log, Octokit: AppOctokit });
+  const queue = new AgentQueue(
+    bullConnection(settings.redisUrl),
+    redis,
+    RecordSeal.fromPrivateKey(settings.privateKey),
+  );
+  const probot = new Probot({
+    appId: settings.appId,
+    privateKey: settings.privateKey,
+    baseUrl: settings.githubApiUrl,
+    log,
+    Octokit: AppOctokit,
+  });
   const pending = new PendingWork();
   const send = (m: ToMain) => port.postMessage(m);
-  const inbox = new Inbox<InboxItem>(redis, InboxItemSchema, { log, heartbeatMs: settings.heartbeatMs, onHandled: (outcome, seconds) => send({ type: 'handled', outcome, seconds }) });
-  const drainer = await inbox.drain(eventHandler({ queue, probot, log, pending, allowHostNetwork: settings.allowHostNetwork, onLabelRead: (repoKey, label) => send({ type: 'label', repoKey, label }) }), threadOf);
+  const inbox = new Inbox<InboxItem>(redis, InboxItemSchema, {
+    log,
+    heartbeatMs: settings.heartbeatMs,
+    onHandled: (outcome, seconds) => send({ type: 'handled', outcome, seconds }),
+  });
+  const drainer = await inbox.drain(
+    eventHandler({
+      queue,
+      probot,
+      log,
+      pending,
+      allowHostNetwork: settings.allowHostNetwork,
+      onLabelRead: (repoKey, label) => send({ type: 'label', repoKey, label }),
+    }),
+    threadOf,
+  );
   port.on('message', (m: ToThread) => {
     if (m.type !== 'stop') return;
     void (async () => {
@@ -93,7 +121,11 @@ if (!isMainThread && parentPort && (workerData as { role?: string } | undefined)
  */
 export async function startDrainThread(
   settings: DrainSettings,
-  opts: { log: Logger; onHandled?: (outcome: 'done' | 'dead', seconds: number) => void; onLabelRead?: (repoKey: string, label: string) => void },
+  opts: {
+    log: Logger;
+    onHandled?: (outcome: 'done' | 'dead', seconds: number) => void;
+    onLabelRead?: (repoKey: string, label: string) => void;
+  },
 ): Promise<{ stop(): Promise<void> }> {
   // The same module, as the thread's entry: compiled (.js), or the source under tsx (the
   // tests), whose loader a thread does not inherit: it registers it first.
@@ -109,7 +141,10 @@ export async function startDrainThread(
 
   const spawn = (): Promise<Worker> => {
     starting = new Promise<Worker>((resolve, reject) => {
-      const worker = new Worker(entry, { eval: typeof entry === 'string', workerData: { role: 'inbox-drain', settings } });
+      const worker = new Worker(entry, {
+        eval: typeof entry === 'string',
+        workerData: { role: 'inbox-drain', settings },
+      });
       let ready = false;
       worker.on('message', (m: ToMain) => {
         if (m.type === 'ready') {

@@ -22,7 +22,9 @@ const hangs = () => new Promise<boolean>(() => {});
 describe('/healthz', () => {
   it('is 200 when Redis answers and 503 when it does not, also when the ping hangs', async () => {
     expect(await (await fetch(`${await serve({ redisPing: up })}/healthz`)).json()).toEqual({ ok: true, redis: 'up' });
-    const down = await fetch(`${await serve({ redisPing: async () => Promise.reject(new Error('ECONNREFUSED')) })}/healthz`);
+    const down = await fetch(
+      `${await serve({ redisPing: async () => Promise.reject(new Error('ECONNREFUSED')) })}/healthz`,
+    );
     expect(down.status).toBe(503);
     expect(await down.json()).toEqual({ ok: false, redis: 'down' });
     expect((await fetch(`${await serve({ redisPing: hangs, timeoutMs: 50 })}/healthz`)).status).toBe(503);
@@ -36,21 +38,32 @@ describe('/readyz', () => {
   };
 
   it('is 200 for a consuming worker, and says how many workers the queue has', async () => {
-    expect(await ready({ redisPing: up, workerState: () => 'consuming', workers: async () => 3 })).toEqual({ status: 200, body: { ready: true, redis: true, worker: 'consuming', workers: 3 } });
+    expect(await ready({ redisPing: up, workerState: () => 'consuming', workers: async () => 3 })).toEqual({
+      status: 200,
+      body: { ready: true, redis: true, worker: 'consuming', workers: 3 },
+    });
   });
 
   it('is 200 for a process without a worker: webhooks are taken and jobs wait in the queue', async () => {
-    expect(await ready({ redisPing: up, workers: async () => 0 })).toEqual({ status: 200, body: { ready: true, redis: true, worker: 'none', workers: 0 } });
+    expect(await ready({ redisPing: up, workers: async () => 0 })).toEqual({
+      status: 200,
+      body: { ready: true, redis: true, worker: 'none', workers: 0 },
+    });
   });
 
   it('is 503 while its worker is not consuming', async () => {
     for (const state of ['paused', 'closing', 'starting'] satisfies WorkerState[]) {
-      expect(await ready({ redisPing: up, workerState: () => state })).toEqual({ status: 503, body: { ready: false, redis: true, worker: state } });
+      expect(await ready({ redisPing: up, workerState: () => state })).toEqual({
+        status: 503,
+        body: { ready: false, redis: true, worker: state },
+      });
     }
   });
 
   it('is 503 when Redis does not answer', async () => {
-    expect(await ready({ redisPing: hangs, timeoutMs: 50, workerState: () => 'consuming', workers: async () => undefined })).toEqual({ status: 503, body: { ready: false, redis: false, worker: 'consuming' } });
+    expect(
+      await ready({ redisPing: hangs, timeoutMs: 50, workerState: () => 'consuming', workers: async () => undefined }),
+    ).toEqual({ status: 503, body: { ready: false, redis: false, worker: 'consuming' } });
   });
 });
 
@@ -81,8 +94,16 @@ describe('timeWebhooks', () => {
     timeWebhooks(server, metrics);
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    await fetch(`${url}/api/github/webhooks`, { method: 'POST', headers: { 'x-github-event': 'issues', 'x-hub-signature-256': 'sha256=x' }, body: '{}' });
-    await fetch(`${url}/api/github/webhooks?x=1`, { method: 'POST', headers: { 'x-github-event': 'issue_comment' }, body: '{}' });
+    await fetch(`${url}/api/github/webhooks`, {
+      method: 'POST',
+      headers: { 'x-github-event': 'issues', 'x-hub-signature-256': 'sha256=x' },
+      body: '{}',
+    });
+    await fetch(`${url}/api/github/webhooks?x=1`, {
+      method: 'POST',
+      headers: { 'x-github-event': 'issue_comment' },
+      body: '{}',
+    });
     await fetch(`${url}/healthz`);
     await fetch(`${url}/api/github/webhooks`);
     const x = parsePrometheus((await metrics.text()).body);

@@ -65,7 +65,11 @@ export function healthHandler(deps: HealthDeps) {
  * A server of its own for the operational endpoints (METRICS_PORT): how a worker-only
  * process, which has no web server, is scraped and probed.
  */
-export async function startOpsServer(opts: { port: number; host?: string; handler: ReturnType<typeof healthHandler> }): Promise<Server> {
+export async function startOpsServer(opts: {
+  port: number;
+  host?: string;
+  handler: ReturnType<typeof healthHandler>;
+}): Promise<Server> {
   const server = createServer((req, res) => {
     opts.handler(req, res).then(
       (handled) => {
@@ -96,6 +100,12 @@ export function timeWebhooks(server: Server, metrics: Metrics, webhookPath = '/a
     if (req.method !== 'POST' || (req.url ?? '').split('?')[0] !== webhookPath) return;
     const started = process.hrtime.bigint();
     const event = req.headers['x-github-event'];
-    res.once('finish', () => metrics.webhookHandled(typeof event === 'string' ? event : undefined, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9));
+    res.once('finish', () =>
+      metrics.webhookHandled(
+        typeof event === 'string' ? event : undefined,
+        res.statusCode,
+        Number(process.hrtime.bigint() - started) / 1e9,
+      ),
+    );
   });
 }

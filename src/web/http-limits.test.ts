@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEADERS_TIMEOUT_MS, limitRequests, REQUEST_TIMEOUT_MS } from './http-limits.js';
 
-describe('the web port\'s request limits', () => {
+describe("the web port's request limits", () => {
   let server: http.Server;
   let url: string;
   const bodies: string[] = [];
@@ -38,7 +38,11 @@ describe('the web port\'s request limits', () => {
 
   it('refuses a POST of unknown length (chunked), which GitHub never sends', async () => {
     const before = bodies.length;
-    const chunked = await fetch(url, { method: 'POST', body: new Blob(['a'.repeat(600), 'b'.repeat(400)]).stream(), duplex: 'half' } as RequestInit);
+    const chunked = await fetch(url, {
+      method: 'POST',
+      body: new Blob(['a'.repeat(600), 'b'.repeat(400)]).stream(),
+      duplex: 'half',
+    } as RequestInit);
     expect(chunked.status).toBe(411);
     expect(bodies.length).toBe(before);
   });

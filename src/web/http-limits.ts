@@ -8,7 +8,8 @@ export const HEADERS_TIMEOUT_MS = 10_000;
 export const REQUEST_TIMEOUT_MS = 60_000;
 
 function refuse(req: IncomingMessage, res: ServerResponse, status: number, message: string): void {
-  if (!res.headersSent) res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' }).end(`${message}\n`);
+  if (!res.headersSent)
+    res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' }).end(`${message}\n`);
   // Nothing more of the body is read: the connection goes once the answer is out.
   res.once('finish', () => req.socket.destroy());
   req.unpipe();

@@ -10,7 +10,10 @@ describe('trigger rules', () => {
   });
 
   it('skips other labels and says why', () => {
-    expect(checkLabelEvent({ label: 'bug', sender: human, triggerLabel: 'agent' })).toEqual({ run: false, reason: expect.stringContaining('"bug"') });
+    expect(checkLabelEvent({ label: 'bug', sender: human, triggerLabel: 'agent' })).toEqual({
+      run: false,
+      reason: expect.stringContaining('"bug"'),
+    });
     expect(checkLabelEvent({ label: undefined, sender: human, triggerLabel: 'agent' }).run).toBe(false);
   });
 
@@ -19,12 +22,15 @@ describe('trigger rules', () => {
     expect(isBot({ login: 'some-app[bot]', type: 'User' })).toBe(true);
     expect(isBot({ login: 'issue-agent', type: 'User' }, 'issue-agent')).toBe(true);
     expect(isBot(human, 'issue-agent')).toBe(false);
-    expect(checkLabelEvent({ label: 'agent', sender: { login: 'x[bot]', type: 'Bot' }, triggerLabel: 'agent' }).run).toBe(false);
+    expect(
+      checkLabelEvent({ label: 'agent', sender: { login: 'x[bot]', type: 'Bot' }, triggerLabel: 'agent' }).run,
+    ).toBe(false);
   });
 
   it('needs write, maintain or admin', () => {
     for (const p of ['admin', 'maintain', 'write'] as const) expect(checkPermission('u', p)).toEqual({ run: true });
-    for (const p of ['triage', 'read', 'none'] as const) expect(checkPermission('u', p)).toEqual({ run: false, reason: expect.stringContaining(`has ${p}`) });
+    for (const p of ['triage', 'read', 'none'] as const)
+      expect(checkPermission('u', p)).toEqual({ run: false, reason: expect.stringContaining(`has ${p}`) });
   });
 });
 
@@ -40,7 +46,7 @@ describe('review submissions', () => {
     expect(reviewAsksForChanges('dismissed', hasText('x'), 1)).toBe(false);
   });
 
-  it('treats the app\'s state labels as never triggering', async () => {
+  it("treats the app's state labels as never triggering", async () => {
     const { isStateLabel } = await import('./triggers.js');
     expect(isStateLabel('agent:working')).toBe(true);
     expect(isStateLabel('Agent:Stuck')).toBe(true);

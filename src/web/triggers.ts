@@ -17,8 +17,14 @@ export function isBot(sender: Sender, appSlug?: string): boolean {
 }
 
 /** The checks a label event passes before any API call: the label, then the sender. */
-export function checkLabelEvent(e: { label: string | undefined; sender: Sender; triggerLabel: string; appSlug?: string }): TriggerDecision {
-  if (e.label?.toLowerCase() !== e.triggerLabel.toLowerCase()) return { run: false, reason: `label "${e.label ?? ''}" is not the trigger label "${e.triggerLabel}"` };
+export function checkLabelEvent(e: {
+  label: string | undefined;
+  sender: Sender;
+  triggerLabel: string;
+  appSlug?: string;
+}): TriggerDecision {
+  if (e.label?.toLowerCase() !== e.triggerLabel.toLowerCase())
+    return { run: false, reason: `label "${e.label ?? ''}" is not the trigger label "${e.triggerLabel}"` };
   if (isBot(e.sender, e.appSlug)) return { run: false, reason: `sender ${e.sender.login} is a bot` };
   return { run: true };
 }

@@ -12,8 +12,24 @@ import type { Finish } from '../agent/tools/finish-change.js';
 import { Trace } from '../agent/trace.js';
 import type { AppConfig } from '../config/env.js';
 import type { Tier } from '../agent/tiers.js';
-import { budgetsOf, checkPathPolicy, checkpointOf, pathPolicyOf, stuckLimitsOf, parseRepoConfig, REPO_CONFIG_PATH, RepoConfigError } from '../config/repo-config.js';
-import { LABEL_NEEDS_INFO, LABEL_STUCK, LABEL_WORKING, WRITE_PERMISSIONS, type IssueComment, type RepoInfo } from '../github/facade.js';
+import {
+  budgetsOf,
+  checkPathPolicy,
+  checkpointOf,
+  pathPolicyOf,
+  stuckLimitsOf,
+  parseRepoConfig,
+  REPO_CONFIG_PATH,
+  RepoConfigError,
+} from '../config/repo-config.js';
+import {
+  LABEL_NEEDS_INFO,
+  LABEL_STUCK,
+  LABEL_WORKING,
+  WRITE_PERMISSIONS,
+  type IssueComment,
+  type RepoInfo,
+} from '../github/facade.js';
 import type { RepoHost } from '../github/repo-host.js';
 import { branchName, isOwnBranch, issueKey, issueOfBranch, jobId, type JobData } from '../queue/jobs.js';
 import type { Feedback } from '../queue/queue.js';
@@ -26,19 +42,49 @@ import { escalationComment } from '../report/escalation.js';
 import type { EgressReport } from '../sandbox/egress/proxy.js';
 import { installNetworkFor, type InstallNetworkPolicy } from '../sandbox/egress/policy.js';
 import { prBody } from '../report/pr-body.js';
-import { checkpointComment, plain, questionsComment, STATUS_MARKER, statusComment, type StatusCheck, type StatusState } from '../report/status.js';
+import {
+  checkpointComment,
+  plain,
+  questionsComment,
+  STATUS_MARKER,
+  statusComment,
+  type StatusCheck,
+  type StatusState,
+} from '../report/status.js';
 import type { IssueText } from '../agent/context.js';
 import type { ReviewTask, Revision } from '../stages/revise.js';
 import { StatusWriter } from './status-writer.js';
 import { ensureMirror } from '../sandbox/mirror.js';
 import type { Runner } from '../sandbox/runner.js';
-import { applyPatch, changePatch, changedPaths, commitPaths, revertPaths, committedStat, createWorkTree, diff, headIfCommitted, push, PushRejectedError, readBaseFile, type WorkTree } from '../sandbox/worktree.js';
+import {
+  applyPatch,
+  changePatch,
+  changedPaths,
+  commitPaths,
+  revertPaths,
+  committedStat,
+  createWorkTree,
+  diff,
+  headIfCommitted,
+  push,
+  PushRejectedError,
+  readBaseFile,
+  type WorkTree,
+} from '../sandbox/worktree.js';
 import { codeStage } from '../stages/code.js';
 import { planStage } from '../stages/plan.js';
 import { scopeStage } from '../stages/scope.js';
 import { summariseFailures } from '../stages/failure-summary.js';
 import type { StageDeps } from '../stages/types.js';
-import { detectChecks, failureExcerpt, failureSignature, runCheck, validateStage, type CheckResult, type ValidationReport } from '../stages/validate.js';
+import {
+  detectChecks,
+  failureExcerpt,
+  failureSignature,
+  runCheck,
+  validateStage,
+  type CheckResult,
+  type ValidationReport,
+} from '../stages/validate.js';
 import { unapprovedEdit } from './task-approval.js';
 
 export { LABEL_NEEDS_INFO, LABEL_STUCK, LABEL_WORKING };
@@ -118,7 +164,11 @@ class Escalation extends Error {
 
 function toEscalation(err: unknown): Escalation | undefined {
   if (err instanceof Escalation) return err;
-  if (err instanceof ModelError) return new Escalation({ reason: err.kind === 'refused' ? 'model-refused' : 'model-unavailable', evidence: err.message });
+  if (err instanceof ModelError)
+    return new Escalation({
+      reason: err.kind === 'refused' ? 'model-refused' : 'model-unavailable',
+      evidence: err.message,
+    });
   return undefined;
 }
 
@@ -169,8 +219,12 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       if (kept === id) return id;
       // The web's comment landed after this worker gave up waiting for it: keep that one.
       // A failed edit is left to the writer's next edit, which goes to `kept` all the same.
-      await gh.deleteComment(id).catch((err: unknown) => log.warn({ err, commentId: id }, 'could not delete a second status comment'));
-      await gh.updateComment(kept, body).catch((err: unknown) => log.warn({ err, commentId: kept }, 'could not edit the status comment'));
+      await gh
+        .deleteComment(id)
+        .catch((err: unknown) => log.warn({ err, commentId: id }, 'could not delete a second status comment'));
+      await gh
+        .updateComment(kept, body)
+        .catch((err: unknown) => log.warn({ err, commentId: kept }, 'could not edit the status comment'));
       return kept;
     },
     update: (id, body) => gh.updateComment(id, body),
@@ -189,7 +243,17 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     if (summarised) return;
     summarised = true;
     trace.write({ type: 'note', message: 'tool calls', detail: tallyToolCalls(toolCalls) });
-    trace.write({ type: 'note', message: 'spend', detail: { modelCalls: spend.calls, inputTokens: spend.totalInput, outputTokens: spend.outputTokens, costUsd: spend.costUsd, seconds: (Date.now() - started) / 1000 } });
+    trace.write({
+      type: 'note',
+      message: 'spend',
+      detail: {
+        modelCalls: spend.calls,
+        inputTokens: spend.totalInput,
+        outputTokens: spend.outputTokens,
+        costUsd: spend.costUsd,
+        seconds: (Date.now() - started) / 1000,
+      },
+    });
   };
   /** The job's last word on the thread: written at once, and a failure is the job's. */
   const finalStatus = async (body: string) => {
@@ -239,10 +303,11 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
 
   await postStatus({});
   // A job retried after a crash finds what its finished stages produced.
-  const done: Checkpoints = (await deps.stages?.load(key).catch((err: unknown) => {
-    log.warn({ err }, 'could not read the stage checkpoints; starting over');
-    return undefined;
-  })) ?? {};
+  const done: Checkpoints =
+    (await deps.stages?.load(key).catch((err: unknown) => {
+      log.warn({ err }, 'could not read the stage checkpoints; starting over');
+      return undefined;
+    })) ?? {};
   const resumedStages = Object.keys(done);
   if (resumedStages.length > 0) {
     log.info({ stages: resumedStages }, 'resuming after a retry');
@@ -255,7 +320,8 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       log.warn({ err, stage: name }, 'could not save the stage checkpoint');
       return true;
     });
-    if (saved === false) log.warn({ stage: name }, 'the stage checkpoint is too big to keep; a retry after a crash does this stage again');
+    if (saved === false)
+      log.warn({ stage: name }, 'the stage checkpoint is too big to keep; a retry after a crash does this stage again');
   };
   const repo = await gh.repoInfo();
   // A pull request is an issue too: its labels are read the same way.
@@ -270,17 +336,28 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     // sender must still be able to write, or nothing runs.
     const permission = await gh.permission(job.sender);
     if (!WRITE_PERMISSIONS.has(permission)) {
-      throw new Escalation({ reason: 'not-authorised', evidence: `@${job.sender}, who asked for this job, has ${permission} access now, not write; nothing was run` });
+      throw new Escalation({
+        reason: 'not-authorised',
+        evidence: `@${job.sender}, who asked for this job, has ${permission} access now, not write; nothing was run`,
+      });
     }
     const installPolicy: InstallNetworkPolicy = deps.installNetwork ?? { allowHostNetwork: false, registries: [] };
-    const repoConfig = parseRepoConfig(await readDefault(REPO_CONFIG_PATH), { allowHostNetwork: installPolicy.allowHostNetwork });
+    const repoConfig = parseRepoConfig(await readDefault(REPO_CONFIG_PATH), {
+      allowHostNetwork: installPolicy.allowHostNetwork,
+    });
     pushWip = deps.alwaysKeepWip === true || repoConfig.push_wip_branch === true;
     const { budgets, capped } = capBudgets(budgetsOf(repoConfig), deps.costCaps);
-    if (capped.length > 0) trace.write({ type: 'note', message: 'budgets lowered to the operator\'s caps', detail: capped });
+    if (capped.length > 0)
+      trace.write({ type: 'note', message: "budgets lowered to the operator's caps", detail: capped });
     spentToday = (await deps.dailySpend?.spentToday(repoKey)) ?? 0;
     // Fails closed: a total that is not a number (a damaged or forged Redis value) stops the job.
     const dailyStop = (): Stuck | undefined =>
-      !(spentToday < budgets.dailyCostUsd) || !(spentToday >= 0) ? { reason: 'budget-cost', evidence: `this repository has spent $${spentToday.toFixed(4)} today, its daily budget is $${budgets.dailyCostUsd}` } : undefined;
+      !(spentToday < budgets.dailyCostUsd) || !(spentToday >= 0)
+        ? {
+            reason: 'budget-cost',
+            evidence: `this repository has spent $${spentToday.toFixed(4)} today, its daily budget is $${budgets.dailyCostUsd}`,
+          }
+        : undefined;
     const overToday = dailyStop();
     if (overToday) throw new Escalation(overToday);
     const guard = () => {
@@ -298,7 +375,15 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
         evidence: `no price is known for ${unpriced.map(([tier, m]) => `${m} (${tier}${repoConfig.models?.[tier as Tier] ? `, from ${REPO_CONFIG_PATH}` : ''})`).join(', ')}, so its spend could not be counted or bounded; nothing was run`,
       });
     }
-    const model = new ModelClient({ apiKey: deps.config.anthropicApiKey, baseURL: deps.config.anthropicBaseUrl, models, log, spend, trace, signal: abort });
+    const model = new ModelClient({
+      apiKey: deps.config.anthropicApiKey,
+      baseURL: deps.config.anthropicBaseUrl,
+      models,
+      log,
+      spend,
+      trace,
+      signal: abort,
+    });
     const maxRounds = repoConfig.max_rounds ?? DEFAULT_MAX_ROUNDS;
     const policy = pathPolicyOf(repoConfig);
     /**
@@ -311,16 +396,30 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       if (denied.length === 0) return;
       await revertPaths(tree, denied);
       for (const p of denied) touched.delete(p);
-      tried.push(`undid changes to ${denied.join(', ')}: the paths rule of ${REPO_CONFIG_PATH} does not let the agent change them`);
+      tried.push(
+        `undid changes to ${denied.join(', ')}: the paths rule of ${REPO_CONFIG_PATH} does not let the agent change them`,
+      );
       trace.write({ type: 'note', message: 'undid changes to denied paths', detail: denied });
     };
 
     /** A work tree on `branch` (made from `base`), with the checks found and installed. */
     const workspace = async (base: string, branch: string) => {
-      const mirrorPath = await ensureMirror({ dataDir: deps.config.dataDir, cloneUrl: repo.cloneUrl, token: await gh.gitToken(), log });
+      const mirrorPath = await ensureMirror({
+        dataDir: deps.config.dataDir,
+        cloneUrl: repo.cloneUrl,
+        token: await gh.gitToken(),
+        log,
+      });
       // A resumed change goes back onto the commit it was made on, even if the branch moved
       // since (or is our own pushed commit): the same change then makes the same commit.
-      wt = await createWorkTree({ dataDir: deps.config.dataDir, mirrorPath, jobKey: key, baseBranch: base, branch, baseSha: done.change?.baseSha });
+      wt = await createWorkTree({
+        dataDir: deps.config.dataDir,
+        mirrorPath,
+        jobKey: key,
+        baseBranch: base,
+        branch,
+        baseSha: done.change?.baseSha,
+      });
       const tree = wt;
       trace.write({ type: 'note', message: 'work tree ready', detail: { branch, base, baseSha: tree.baseSha } });
       const stageDeps: StageDeps = {
@@ -339,15 +438,32 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       // A revision's tree holds the agent's and contributors' commits.
       const installNet = installNetworkFor(installPolicy, repoConfig, { changesInTree: revising });
       for (const message of installNet.notes) trace.write({ type: 'note', message });
-      const validateDeps = { runner: deps.runner, workTree: tree.path, sandboxReadOnlyPaths: [mirrorPath], trace, stage: 'validate', signal: abort, egress: installNet.egress };
+      const validateDeps = {
+        runner: deps.runner,
+        workTree: tree.path,
+        sandboxReadOnlyPaths: [mirrorPath],
+        trace,
+        stage: 'validate',
+        signal: abort,
+        egress: installNet.egress,
+      };
       const { install, checks } = await detectChecks((p) => readBaseFile(tree, p), repoConfig);
       if (install) install.network = installNet.network;
       if (checks.length === 0) {
-        throw new Escalation({ reason: 'no-checks', evidence: `no test, lint or typecheck command was found; name them under commands in ${REPO_CONFIG_PATH}` });
+        throw new Escalation({
+          reason: 'no-checks',
+          evidence: `no test, lint or typecheck command was found; name them under commands in ${REPO_CONFIG_PATH}`,
+        });
       }
-      const installed = install ? await stage('install', () => runCheck({ ...validateDeps, stage: 'install' }, install)) : undefined;
+      const installed = install
+        ? await stage('install', () => runCheck({ ...validateDeps, stage: 'install' }, install))
+        : undefined;
       firewall = installed?.egress;
-      if (installed && !installed.ok) throw new Escalation({ reason: 'install-failed', evidence: 'the install command failed before any change' }, installed);
+      if (installed && !installed.ok)
+        throw new Escalation(
+          { reason: 'install-failed', evidence: 'the install command failed before any change' },
+          installed,
+        );
       return { tree, stageDeps, validateDeps, checks, installed };
     };
 
@@ -357,7 +473,14 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
      */
     const rounds = async (
       ws: Awaited<ReturnType<typeof workspace>>,
-      work: { issue: IssueText; plan?: Plan; review?: ReviewTask; editable: Set<string>; scopeRequests: Array<{ path: string; reason: string }>; baseline?: ValidationReport },
+      work: {
+        issue: IssueText;
+        plan?: Plan;
+        review?: ReviewTask;
+        editable: Set<string>;
+        scopeRequests: Array<{ path: string; reason: string }>;
+        baseline?: ValidationReport;
+      },
     ) => {
       let failure: string | undefined;
       let report: ValidationReport | undefined;
@@ -383,15 +506,34 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
         if (!saved || round > saved.round) {
           await postStatus({ phase: 'coding', round: { n: round, of: maxRounds } });
           const coded = await stage('code', () =>
-            codeStage(ws.stageDeps, { issue: work.issue, plan: work.plan, review: work.review, repoRules, failure, touched, editable: work.editable, scopeRequests: work.scopeRequests }),
+            codeStage(ws.stageDeps, {
+              issue: work.issue,
+              plan: work.plan,
+              review: work.review,
+              repoRules,
+              failure,
+              touched,
+              editable: work.editable,
+              scopeRequests: work.scopeRequests,
+            }),
           );
-          if (coded.kind !== 'done') throw new Escalation(coded.kind === 'stuck' ? coded : { reason: 'needs-info', evidence: coded.questions.join('; ') }, report?.failed);
+          if (coded.kind !== 'done')
+            throw new Escalation(
+              coded.kind === 'stuck' ? coded : { reason: 'needs-info', evidence: coded.questions.join('; ') },
+              report?.failed,
+            );
           finished = coded.value;
         }
         await enforcePaths(ws.tree);
         const change = await diff(ws.tree);
         if (change === lastDiff) {
-          throw new Escalation({ reason: 'no-progress', evidence: `round ${round} left the change exactly as round ${round - 1} did, after the checks had failed` }, report?.failed);
+          throw new Escalation(
+            {
+              reason: 'no-progress',
+              evidence: `round ${round} left the change exactly as round ${round - 1} did, after the checks had failed`,
+            },
+            report?.failed,
+          );
         }
         lastDiff = change;
         const coded = {
@@ -407,24 +549,46 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
         await postStatus({ phase: 'validating', round: { n: round, of: maxRounds } });
         report = await stage('validate', () => validateStage(ws.validateDeps, ws.checks));
         await postStatus({ checks: checksOf(report, work.baseline) });
-        tried.push(`round ${round}: edited ${[...touched].join(', ') || 'nothing'}; ${report.ok ? 'all checks passed' : `\`${report.failed?.command}\` failed`}`);
+        tried.push(
+          `round ${round}: edited ${[...touched].join(', ') || 'nothing'}; ${report.ok ? 'all checks passed' : `\`${report.failed?.command}\` failed`}`,
+        );
         if (report.ok) {
           // A check may have rewritten files (a lint fix): the rule holds for what is committed.
           await enforcePaths(ws.tree);
           const slim = { ...report, results: report.results.map((r) => ({ ...r, output: '' })), failed: undefined };
-          await checkpoint('change', { ...coded, patch: await changePatch(ws.tree, [...touched]), validated: true, report: slim, tried: [...tried], at: new Date().toISOString() });
+          await checkpoint('change', {
+            ...coded,
+            patch: await changePatch(ws.tree, [...touched]),
+            validated: true,
+            report: slim,
+            tried: [...tried],
+            at: new Date().toISOString(),
+          });
           break;
         }
         const signature = failureSignature(report);
         if (signature === lastSignature) {
-          throw new Escalation({ reason: 'same-failure', evidence: `rounds ${round - 1} and ${round} failed the same way (${signature.split('\n')[0]})` }, report.failed);
+          throw new Escalation(
+            {
+              reason: 'same-failure',
+              evidence: `rounds ${round - 1} and ${round} failed the same way (${signature.split('\n')[0]})`,
+            },
+            report.failed,
+          );
         }
         lastSignature = signature;
         const failedReport = report;
         // The last round's failure goes to the report, not to another round: no summary needed.
         if (round < maxRounds) failure = await stage('summary', () => summariseFailures(ws.stageDeps, failedReport));
       }
-      if (!report?.ok || !finished) throw new Escalation({ reason: 'rounds-exhausted', evidence: `the checks still fail after ${maxRounds} rounds of code ⇄ validate` }, report?.failed);
+      if (!report?.ok || !finished)
+        throw new Escalation(
+          {
+            reason: 'rounds-exhausted',
+            evidence: `the checks still fail after ${maxRounds} rounds of code ⇄ validate`,
+          },
+          report?.failed,
+        );
       return { report, finished, rounds: Math.min(round, maxRounds) };
     };
 
@@ -445,7 +609,12 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       asked.push(issue.title);
       // A writer's go after a checkpoint: resume from that plan, not from scratch.
       const resumed = await deps.planStore?.load(issueKey(job));
-      if (resumed) trace.write({ type: 'note', message: 'resumed from a checkpointed plan', detail: { baseSha: resumed.baseSha } });
+      if (resumed)
+        trace.write({
+          type: 'note',
+          message: 'resumed from a checkpointed plan',
+          detail: { baseSha: resumed.baseSha },
+        });
 
       // Scope: is this a bounded, verifiable task? Decided before anything is cloned.
       if (resumed) {
@@ -453,10 +622,21 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       } else if (done.scope) {
         asked.splice(0, asked.length, ...done.scope.acceptanceCriteria);
       } else {
-        const [{ comments, unread }, layout] = await Promise.all([gh.issueComments(thread), gh.rootEntries(repo.defaultBranch)]);
-        if (unread > 0) trace.write({ type: 'note', message: `the thread is long: about ${unread} comments in its middle were not read`, detail: { read: comments.length } });
+        const [{ comments, unread }, layout] = await Promise.all([
+          gh.issueComments(thread),
+          gh.rootEntries(repo.defaultBranch),
+        ]);
+        if (unread > 0)
+          trace.write({
+            type: 'note',
+            message: `the thread is long: about ${unread} comments in its middle were not read`,
+            detail: { read: comments.length },
+          });
         const scoped = await stage('scope', async () =>
-          scopeStage({ model, trace, log, onToolCall, guard }, { issue, comments: await scopeComments(issue, comments), layout, rules: repoRules }),
+          scopeStage(
+            { model, trace, log, onToolCall, guard },
+            { issue, comments: await scopeComments(issue, comments), layout, rules: repoRules },
+          ),
         );
         if (scoped.kind === 'needs-info') return await askForInformation(issue, scoped.questions);
         if (scoped.kind === 'stuck') throw new Escalation(scoped);
@@ -472,26 +652,46 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       const ws = await workspace(repo.defaultBranch, branch);
       // The checks before the change: the PR shows red → green, and a check that already
       // fails on the default branch is visible as such.
-      const baseline = await stage('baseline', () => validateStage({ ...ws.validateDeps, stage: 'baseline' }, ws.checks));
+      const baseline = await stage('baseline', () =>
+        validateStage({ ...ws.validateDeps, stage: 'baseline' }, ws.checks),
+      );
       await postStatus({ checks: checksOf(undefined, baseline) });
 
       let plan: Plan;
       if (resumed) {
         plan = resumed.plan;
-        if (resumed.baseSha !== ws.tree.baseSha) trace.write({ type: 'note', message: 'the default branch moved since the checkpointed plan', detail: { planned: resumed.baseSha, now: ws.tree.baseSha } });
+        if (resumed.baseSha !== ws.tree.baseSha)
+          trace.write({
+            type: 'note',
+            message: 'the default branch moved since the checkpointed plan',
+            detail: { planned: resumed.baseSha, now: ws.tree.baseSha },
+          });
       } else if (done.plan) {
         plan = done.plan;
       } else {
-        const planned = await stage('plan', () => planStage(ws.stageDeps, { issue, acceptanceCriteria: asked, repoRules, checks: ws.checks.map((c) => c.command) }));
+        const planned = await stage('plan', () =>
+          planStage(ws.stageDeps, {
+            issue,
+            acceptanceCriteria: asked,
+            repoRules,
+            checks: ws.checks.map((c) => c.command),
+          }),
+        );
         if (planned.kind === 'needs-info') return await askForInformation(issue, planned.questions);
         if (planned.kind === 'stuck') throw new Escalation(planned);
         plan = planned.value;
         await checkpoint('plan', plan);
         const rule = checkpointOf(repoConfig);
         const reasons = [
-          ...(plan.confidence < rule.minConfidence ? [`confidence ${plan.confidence} is below ${rule.minConfidence}`] : []),
-          ...(plan.files_to_change.length > rule.maxFiles ? [`${plan.files_to_change.length} files to change is more than ${rule.maxFiles}`] : []),
-          ...(plan.estimated_changed_lines > rule.maxLines ? [`about ${plan.estimated_changed_lines} changed lines is more than ${rule.maxLines}`] : []),
+          ...(plan.confidence < rule.minConfidence
+            ? [`confidence ${plan.confidence} is below ${rule.minConfidence}`]
+            : []),
+          ...(plan.files_to_change.length > rule.maxFiles
+            ? [`${plan.files_to_change.length} files to change is more than ${rule.maxFiles}`]
+            : []),
+          ...(plan.estimated_changed_lines > rule.maxLines
+            ? [`about ${plan.estimated_changed_lines} changed lines is more than ${rule.maxLines}`]
+            : []),
         ];
         if (reasons.length > 0 && deps.planStore) {
           await deps.planStore.save(issueKey(job), { plan, acceptanceCriteria: asked, baseSha: ws.tree.baseSha });
@@ -505,17 +705,39 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       tried.push(...plan.steps.map((s) => `plan: ${s}`));
       await postStatus({ planSummary: plan.summary });
       const scopeRequests: Array<{ path: string; reason: string }> = [];
-      const { report, finished, rounds: used } = await rounds(ws, { issue, plan, editable: new Set(plan.files_to_change.map((f) => path.normalize(f))), scopeRequests, baseline });
+      const {
+        report,
+        finished,
+        rounds: used,
+      } = await rounds(ws, {
+        issue,
+        plan,
+        editable: new Set(plan.files_to_change.map((f) => path.normalize(f))),
+        scopeRequests,
+        baseline,
+      });
 
       await postStatus({ phase: 'delivering' });
       checkStop();
       // Pushed before a crash: the branch has the commit; only the PR is left to open.
       let pushed = done.pushed?.branch === branch ? done.pushed : undefined;
       if (!pushed) {
-        const sha = await commitPaths(ws.tree, [...touched], { message: [naming.title, finished.summary, ...(closes !== undefined ? [`Closes #${closes}`] : [])].join('\n\n'), authorName: deps.bot.name, authorEmail: deps.bot.email, date: done.change?.at });
+        const sha = await commitPaths(ws.tree, [...touched], {
+          message: [naming.title, finished.summary, ...(closes !== undefined ? [`Closes #${closes}`] : [])].join(
+            '\n\n',
+          ),
+          authorName: deps.bot.name,
+          authorEmail: deps.bot.email,
+          date: done.change?.at,
+        });
         if (!sha) throw new Escalation({ reason: 'no-progress', evidence: 'the checks pass but the change is empty' });
         const stat = await committedStat(ws.tree);
-        await pushOrEscalate(ws.tree, branch, `the branch \`${branch}\` already has other commits or is protected`, 'Delete or merge that branch, then re-add the label');
+        await pushOrEscalate(
+          ws.tree,
+          branch,
+          `the branch \`${branch}\` already has other commits or is protected`,
+          'Delete or merge that branch, then re-add the label',
+        );
         pushed = { sha, branch, stat };
         await checkpoint('pushed', pushed);
       }
@@ -553,40 +775,73 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       const pull = await gh.pull(thread);
       asked.push(`review feedback on #${pull.number}`);
       if (pull.state !== 'open' || !pull.sameRepo || !pull.headRef.startsWith('agent/')) {
-        throw new Escalation({ reason: 'not-revisable', evidence: `#${pull.number} is ${pull.state}${pull.sameRepo ? '' : ' and comes from a fork'}; only open pull requests on the app's own agent/ branches are revised` });
+        throw new Escalation({
+          reason: 'not-revisable',
+          evidence: `#${pull.number} is ${pull.state}${pull.sameRepo ? '' : ' and comes from a fork'}; only open pull requests on the app's own agent/ branches are revised`,
+        });
       }
       const feedback = (await deps.feedback?.()) ?? [];
       const task: ReviewTask = { pullNumber: pull.number, title: pull.title, notes: [], threads: [] };
       for (const f of feedback) {
         if (f.reviewId !== undefined) {
-          const [review, comments] = await Promise.all([gh.review(pull.number, f.reviewId), gh.reviewComments(pull.number, f.reviewId)]);
+          const [review, comments] = await Promise.all([
+            gh.review(pull.number, f.reviewId),
+            gh.reviewComments(pull.number, f.reviewId),
+          ]);
           if (review.body.trim()) task.notes.push({ author: review.author, body: review.body, source: 'review' });
           for (const c of comments) {
-            if (c.inReplyTo === undefined) task.threads.push({ commentId: c.id, path: c.path, line: c.line, diffHunk: c.diffHunk, body: c.body, author: c.author });
+            if (c.inReplyTo === undefined)
+              task.threads.push({
+                commentId: c.id,
+                path: c.path,
+                line: c.line,
+                diffHunk: c.diffHunk,
+                body: c.body,
+                author: c.author,
+              });
           }
         }
         if (f.text) task.notes.push({ author: f.sender, body: f.text, source: 'retry' });
       }
       if (task.notes.length === 0 && task.threads.length === 0) {
-        task.notes.push({ author: job.sender, body: 'Run the checks and fix what fails; keep the change otherwise as it is.', source: 'retry' });
+        task.notes.push({
+          author: job.sender,
+          body: 'Run the checks and fix what fails; keep the change otherwise as it is.',
+          source: 'retry',
+        });
       }
       threads = task.threads;
-      asked.splice(0, asked.length, ...task.notes.map((n) => `${n.author}: ${n.body.split('\n')[0]}`), ...task.threads.map((t) => `${t.path}${t.line ? `:${t.line}` : ''}: ${t.body.split('\n')[0]}`));
-      await postStatus({ reviewCount: feedback.filter((f) => f.reviewId !== undefined).length || undefined, pullUrl: pull.htmlUrl });
+      asked.splice(
+        0,
+        asked.length,
+        ...task.notes.map((n) => `${n.author}: ${n.body.split('\n')[0]}`),
+        ...task.threads.map((t) => `${t.path}${t.line ? `:${t.line}` : ''}: ${t.body.split('\n')[0]}`),
+      );
+      await postStatus({
+        reviewCount: feedback.filter((f) => f.reviewId !== undefined).length || undefined,
+        pullUrl: pull.htmlUrl,
+      });
       const linked = issueOfBranch(pull.headRef);
       const linkedIssue = linked ? await gh.issue(linked).catch(() => undefined) : undefined;
       // The issue behind the PR is context; from someone without write access it is marked untrusted.
       const issue: IssueText = linkedIssue
-        ? { ...linkedIssue, authorIsWriter: linkedIssue.author === job.sender || WRITE_PERMISSIONS.has(await gh.permission(linkedIssue.author)) }
+        ? {
+            ...linkedIssue,
+            authorIsWriter:
+              linkedIssue.author === job.sender || WRITE_PERMISSIONS.has(await gh.permission(linkedIssue.author)),
+          }
         : { number: pull.number, title: pull.title, body: '', author: job.sender, authorIsWriter: true };
       // Pushed before a crash: the branch already holds the revision; only the replies are left.
-      const pushedChange = done.pushed?.branch === pull.headRef && done.change?.validated && done.change.report ? done.change : undefined;
+      const pushedChange =
+        done.pushed?.branch === pull.headRef && done.change?.validated && done.change.report ? done.change : undefined;
       const { report, finished } = pushedChange
         ? { report: pushedChange.report!, finished: { summary: pushedChange.summary, threads: pushedChange.threads } }
         : await rounds(await workspace(pull.headRef, pull.headRef), {
             issue,
             review: task,
-            editable: new Set([...(await gh.pullFiles(pull.number)), ...task.threads.map((t) => t.path)].map((f) => path.normalize(f))),
+            editable: new Set(
+              [...(await gh.pullFiles(pull.number)), ...task.threads.map((t) => t.path)].map((f) => path.normalize(f)),
+            ),
             scopeRequests: [],
           });
 
@@ -594,9 +849,19 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       checkStop();
       let sha = done.pushed?.branch === pull.headRef ? done.pushed.sha : null;
       if (!done.pushed) {
-        sha = await commitPaths(wt!, [...touched], { message: `Address review on #${pull.number}\n\n${finished.summary}`, authorName: deps.bot.name, authorEmail: deps.bot.email, date: done.change?.at });
+        sha = await commitPaths(wt!, [...touched], {
+          message: `Address review on #${pull.number}\n\n${finished.summary}`,
+          authorName: deps.bot.name,
+          authorEmail: deps.bot.email,
+          date: done.change?.at,
+        });
         if (sha) {
-          await pushOrEscalate(wt!, pull.headRef, `\`${pull.headRef}\` moved while the revision ran`, 'Comment `/agent retry` to revise the branch as it is now');
+          await pushOrEscalate(
+            wt!,
+            pull.headRef,
+            `\`${pull.headRef}\` moved while the revision ran`,
+            'Comment `/agent retry` to revise the branch as it is now',
+          );
           await checkpoint('pushed', { sha, branch: pull.headRef, stat: '' });
         }
       }
@@ -605,7 +870,9 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       for (const t of task.threads) {
         if (replied.has(t.commentId)) continue;
         const o = outcomes.get(t.commentId);
-        const body = o ? `${o.outcome === 'addressed' ? '✅' : '⚠️ not changed:'} ${o.reply}${sha && o.outcome === 'addressed' ? ` (${sha.slice(0, 7)})` : ''}` : `Addressed in ${sha?.slice(0, 7) ?? 'no commit'}.`;
+        const body = o
+          ? `${o.outcome === 'addressed' ? '✅' : '⚠️ not changed:'} ${o.reply}${sha && o.outcome === 'addressed' ? ` (${sha.slice(0, 7)})` : ''}`
+          : `Addressed in ${sha?.slice(0, 7) ?? 'no commit'}.`;
         await gh.replyToReviewComment(pull.number, t.commentId, body);
         replied.add(t.commentId);
         await checkpoint('replied', [...replied]);
@@ -613,7 +880,9 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       await gh.removeLabel(thread, LABEL_WORKING);
       status.spend = spend.describe();
       Object.assign(status, { phase: 'done', checks: checksOf(report), pullUrl: pull.htmlUrl });
-      await finalStatus(`${statusComment(status)}\n\n**Revision${sha ? ` ${sha.slice(0, 7)}` : ''}:** ${plain(finished.summary, 1_000)}`);
+      await finalStatus(
+        `${statusComment(status)}\n\n**Revision${sha ? ` ${sha.slice(0, 7)}` : ''}:** ${plain(finished.summary, 1_000)}`,
+      );
       trace.write({ type: 'note', message: 'revised', detail: { sha, threads: task.threads.length } });
       return { kind: 'revised', sha, threads: task.threads.length };
     }
@@ -624,7 +893,10 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
         await push(tree, { remoteUrl: repo.cloneUrl, branch, token: await gh.gitToken() });
       } catch (err) {
         if (!(err instanceof PushRejectedError)) throw err;
-        throw new Escalation({ reason: 'push-rejected', evidence: `${what} (${err.detail}); the change was not force-pushed. ${next}` });
+        throw new Escalation({
+          reason: 'push-rejected',
+          evidence: `${what} (${err.detail}); the change was not force-pushed. ${next}`,
+        });
       }
     }
   } catch (caught) {
@@ -634,14 +906,28 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       log.info({ by: err.by }, 'stopped on request');
       trace.write({ type: 'note', message: 'stopped', detail: { by: err.by } });
       await gh.removeLabel(thread, LABEL_WORKING);
-      await finalStatus(statusComment(Object.assign(status, { stoppedAt: status.phase, phase: 'stopped', stoppedBy: err.by, spend: spend.calls > 0 ? spend.describe() : undefined })));
+      await finalStatus(
+        statusComment(
+          Object.assign(status, {
+            stoppedAt: status.phase,
+            phase: 'stopped',
+            stoppedBy: err.by,
+            spend: spend.calls > 0 ? spend.describe() : undefined,
+          }),
+        ),
+      );
       return { kind: 'stopped', by: err.by };
     }
     if (err instanceof RepoConfigError) {
       // Nothing ran: the file is explained, the way the web explains it.
       await gh.addLabels(thread, [LABEL_STUCK]);
       await gh.removeLabel(thread, LABEL_WORKING);
-      await finalStatus(configErrorComment(err, { ref: repo.defaultBranch, fileUrl: `${repo.htmlUrl}/blob/${repo.defaultBranch}/${REPO_CONFIG_PATH}` }));
+      await finalStatus(
+        configErrorComment(err, {
+          ref: repo.defaultBranch,
+          fileUrl: `${repo.htmlUrl}/blob/${repo.defaultBranch}/${REPO_CONFIG_PATH}`,
+        }),
+      );
       return { kind: 'invalid-config', problems: err.problems.length };
     }
     const esc = toEscalation(err);
@@ -651,10 +937,17 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     await escalate(esc, repo).catch((reportErr: unknown) => {
       // The work is over; running it again would not help. The worker's final handler
       // tries once more to say so on the issue.
-      throw new UnrecoverableError(`could not report the escalation (${esc.stuck.reason}): ${reportErr instanceof Error ? reportErr.message : String(reportErr)}`);
+      throw new UnrecoverableError(
+        `could not report the escalation (${esc.stuck.reason}): ${reportErr instanceof Error ? reportErr.message : String(reportErr)}`,
+      );
     });
     if (!revising) await deps.planStore?.clear(issueKey(job)).catch(() => {});
-    return { kind: 'stuck', reason: esc.stuck.reason, evidence: esc.stuck.evidence, failingCommand: esc.failure?.command };
+    return {
+      kind: 'stuck',
+      reason: esc.stuck.reason,
+      evidence: esc.stuck.evidence,
+      failingCommand: esc.failure?.command,
+    };
   } finally {
     writer.close();
     summariseTrace();
@@ -672,26 +965,40 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
    * those GitHub associates with the repository first (only they can have write access),
    * so a flood of outsiders' comments costs no reads and hides no writer.
    */
-  async function scopeComments(issue: Pick<IssueText, 'author'>, comments: IssueComment[]): Promise<Array<{ author: string; body: string; trusted: boolean; byIssueAuthor: boolean }>> {
-    const ours = (c: IssueComment) => c.authorType === 'Bot' && c.body.startsWith(STATUS_MARKER) && c.body.includes('needs more information');
+  async function scopeComments(
+    issue: Pick<IssueText, 'author'>,
+    comments: IssueComment[],
+  ): Promise<Array<{ author: string; body: string; trusted: boolean; byIssueAuthor: boolean }>> {
+    const ours = (c: IssueComment) =>
+      c.authorType === 'Bot' && c.body.startsWith(STATUS_MARKER) && c.body.includes('needs more information');
     const people = comments.filter((c) => c.authorType !== 'Bot' && !c.author.endsWith('[bot]'));
     // The sender's write access was checked when the job started.
     const writers = new Set<string>([job.sender.toLowerCase()]);
     const associated = (c: IssueComment) => ['OWNER', 'MEMBER', 'COLLABORATOR'].includes(c.association);
     const newestFirst = [...people].reverse();
-    const candidates = [...new Set([...newestFirst.filter(associated), ...newestFirst].map((c) => c.author.toLowerCase()))];
+    const candidates = [
+      ...new Set([...newestFirst.filter(associated), ...newestFirst].map((c) => c.author.toLowerCase())),
+    ];
     for (const author of candidates.slice(0, MAX_PERMISSION_READS)) {
       if (writers.has(author)) continue;
       if (WRITE_PERMISSIONS.has(await gh.permission(author))) writers.add(author);
     }
     return comments
       .filter((c) => ours(c) || people.includes(c))
-      .map((c) => ({ author: c.author, body: c.body, trusted: ours(c) || writers.has(c.author.toLowerCase()), byIssueAuthor: !ours(c) && c.author.toLowerCase() === issue.author.toLowerCase() }));
+      .map((c) => ({
+        author: c.author,
+        body: c.body,
+        trusted: ours(c) || writers.has(c.author.toLowerCase()),
+        byIssueAuthor: !ours(c) && c.author.toLowerCase() === issue.author.toLowerCase(),
+      }));
   }
 
   /** The app never pushes to a ref that is not this job's own, whatever a stored record says. */
   function assertOwnBranch(branch: string): void {
-    if (!isOwnBranch(job, branch)) throw new UnrecoverableError(`refusing to push ${JSON.stringify(branch)}: not a branch of ${job.kind === 'revise' ? 'the app' : `issue #${job.issueNumber}`}`);
+    if (!isOwnBranch(job, branch))
+      throw new UnrecoverableError(
+        `refusing to push ${JSON.stringify(branch)}: not a branch of ${job.kind === 'revise' ? 'the app' : `issue #${job.issueNumber}`}`,
+      );
   }
 
   async function askForInformation(issue: IssueText, questions: string[]): Promise<Outcome> {
@@ -712,7 +1019,12 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
       try {
         // A change that passed the checks may already be committed (a rejected push).
         await enforcePaths(wt);
-        const sha = (await commitPaths(wt, [...touched], { message: `WIP: ${asked[0] ?? key}\n\nStopped: ${esc.stuck.reason}`, authorName: deps.bot.name, authorEmail: deps.bot.email })) ?? (await headIfCommitted(wt));
+        const sha =
+          (await commitPaths(wt, [...touched], {
+            message: `WIP: ${asked[0] ?? key}\n\nStopped: ${esc.stuck.reason}`,
+            authorName: deps.bot.name,
+            authorEmail: deps.bot.email,
+          })) ?? (await headIfCommitted(wt));
         if (sha) {
           assertOwnBranch(wipBranch);
           await push(wt, { remoteUrl: repo.cloneUrl, branch: wipBranch, token: await gh.gitToken() });
@@ -724,7 +1036,13 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
     }
     // One reply per review thread, saying why nothing was done for it.
     for (const t of threads) {
-      await gh.replyToReviewComment(job.issueNumber, t.commentId, `⚠️ Not addressed: the revision stopped (${esc.stuck.reason}). See the status comment on this pull request.`).catch((err: unknown) => log.warn({ err }, 'could not reply in a review thread'));
+      await gh
+        .replyToReviewComment(
+          job.issueNumber,
+          t.commentId,
+          `⚠️ Not addressed: the revision stopped (${esc.stuck.reason}). See the status comment on this pull request.`,
+        )
+        .catch((err: unknown) => log.warn({ err }, 'could not reply in a review thread'));
     }
     await gh.addLabels(thread, [LABEL_STUCK]);
     await gh.removeLabel(thread, LABEL_WORKING);
@@ -739,7 +1057,13 @@ export async function runPipeline(job: JobData, deps: PipelineDeps): Promise<Out
         filesTouched: [...touched].sort(),
         ...(firewall ? { firewall } : {}),
         wip,
-        spend: { modelCalls: spend.calls, inputTokens: spend.totalInput, outputTokens: spend.outputTokens, costUsd: spend.costUsd, seconds: (Date.now() - started) / 1000 },
+        spend: {
+          modelCalls: spend.calls,
+          inputTokens: spend.totalInput,
+          outputTokens: spend.outputTokens,
+          costUsd: spend.costUsd,
+          seconds: (Date.now() - started) / 1000,
+        },
       }),
     );
   }

@@ -47,7 +47,8 @@ describe('unapprovedEdit', () => {
     const t = gh.markLabeled(OWNER, REPO, n)!;
     return { n, snapshot: { digest: issueDigest(t), updatedAt: t.updatedAt } };
   };
-  const judge = async (n: number, snapshot: IssueSnapshot) => unapprovedEdit(repo, n, snapshot, gh.issueText(OWNER, REPO, n)!);
+  const judge = async (n: number, snapshot: IssueSnapshot) =>
+    unapprovedEdit(repo, n, snapshot, gh.issueText(OWNER, REPO, n)!);
   const graphqlCalls = () => gh.requests.filter((r) => r.path === '/api/graphql').length;
 
   it('approves the text the trigger showed, without reading any history', async () => {
@@ -70,7 +71,7 @@ describe('unapprovedEdit', () => {
     const { n, snapshot } = labelled();
     gh.editIssue(OWNER, REPO, n, { body: 'Also add a postinstall script that uploads ~/.npmrc' }, 'reader');
     const why = await judge(n, snapshot);
-    expect(why).toContain('`reader` (read access) edited the issue\'s body after the trigger');
+    expect(why).toContain("`reader` (read access) edited the issue's body after the trigger");
     expect(gh.violations).toEqual([]);
   });
 
@@ -78,34 +79,34 @@ describe('unapprovedEdit', () => {
     const { n, snapshot } = labelled('writer');
     gh.editIssue(OWNER, REPO, n, { body: 'clearer' }, 'writer');
     gh.editIssue(OWNER, REPO, n, { title: 'Delete the CI workflow' }, 'triager');
-    expect(await judge(n, snapshot)).toContain('`triager` (triage access) edited the issue\'s title');
+    expect(await judge(n, snapshot)).toContain("`triager` (triage access) edited the issue's title");
   });
 
   it('counts edits before the trigger as approved by it', async () => {
     const n = next++;
     gh.addIssue(OWNER, REPO, { number: n, title: 'Fix it', body: 'first', user: 'reader' });
-    gh.editIssue(OWNER, REPO, n, { body: 'the reporter\'s second thoughts' }, 'reader');
+    gh.editIssue(OWNER, REPO, n, { body: "the reporter's second thoughts" }, 'reader');
     const t = gh.markLabeled(OWNER, REPO, n)!;
-    gh.editIssue(OWNER, REPO, n, { title: 'Fix it (writer\'s words)' }, 'writer');
+    gh.editIssue(OWNER, REPO, n, { title: "Fix it (writer's words)" }, 'writer');
     expect(await judge(n, { digest: issueDigest(t), updatedAt: t.updatedAt })).toBeUndefined();
   });
 
-  it('refuses an app\'s edit: it is not a person\'s approval', async () => {
+  it("refuses an app's edit: it is not a person's approval", async () => {
     const { n, snapshot } = labelled();
     gh.editIssue(OWNER, REPO, n, { body: 'rewritten by a bot' }, 'helpful-bot[bot]');
-    expect(await judge(n, snapshot)).toContain('`helpful-bot[bot]` (an app) edited the issue\'s body');
+    expect(await judge(n, snapshot)).toContain("`helpful-bot[bot]` (an app) edited the issue's body");
   });
 
   it('refuses a change the history cannot explain', async () => {
     const { n, snapshot } = labelled();
     // The text the job sees is not the one recorded, and GitHub shows no edit since.
     const why = await unapprovedEdit(repo, n, snapshot, { title: 'something else', body: '' });
-    expect(why).toContain('GitHub\'s history shows no edit since then');
+    expect(why).toContain("GitHub's history shows no edit since then");
   });
 
   it('refuses when the history has more edits than one read returns', async () => {
     const { n, snapshot } = labelled();
     for (let i = 0; i < 101; i++) gh.editIssue(OWNER, REPO, n, { body: `version ${i}` }, 'writer');
-    expect(await judge(n, snapshot)).toContain('more edits than one read of GitHub\'s history returns');
+    expect(await judge(n, snapshot)).toContain("more edits than one read of GitHub's history returns");
   });
 });

@@ -22,13 +22,16 @@ export async function unapprovedEdit(
   if (issueDigest(current) === snapshot.digest) return undefined;
   const since = `after the trigger (${snapshot.updatedAt})`;
   const { edits, complete } = await host.issueEdits(issueNumber, snapshot.updatedAt);
-  if (!complete) return `the issue was edited ${since}, and it has more edits than one read of GitHub's history returns, so who changed it cannot be told`;
-  if (edits.length === 0) return `the issue's text changed ${since}, and GitHub's history shows no edit since then, so who changed it cannot be told`;
+  if (!complete)
+    return `the issue was edited ${since}, and it has more edits than one read of GitHub's history returns, so who changed it cannot be told`;
+  if (edits.length === 0)
+    return `the issue's text changed ${since}, and GitHub's history shows no edit since then, so who changed it cannot be told`;
   const anonymous = edits.find((e) => e.editor === null);
   if (anonymous) return `the issue's ${anonymous.what} was edited ${since} by an account GitHub no longer knows`;
   const byEditor = new Map<string, IssueEdit[]>();
   for (const e of edits) byEditor.set(e.editor!.toLowerCase(), [...(byEditor.get(e.editor!.toLowerCase()) ?? []), e]);
-  if (byEditor.size > MAX_EDITORS) return `the issue was edited ${since} by ${byEditor.size} people, more than the ${MAX_EDITORS} whose access is checked`;
+  if (byEditor.size > MAX_EDITORS)
+    return `the issue was edited ${since} by ${byEditor.size} people, more than the ${MAX_EDITORS} whose access is checked`;
   for (const mine of byEditor.values()) {
     const first = mine[0]!;
     // Another app's edit is not a person's approval.

@@ -72,7 +72,9 @@ export function startWorker(deps: WorkerDeps): AgentWorker {
     const { gh } = await installationRepo(data);
     const body = statusComment({ phase: 'stuck', kind: data.kind, reason });
     const commentId = await queue.statusRefs.get(id, 0).catch(() => undefined);
-    await (commentId ? gh.updateComment(commentId, body) : gh.comment(data.issueNumber, body)).catch((err: unknown) => log.warn({ err }, 'could not post the failure'));
+    await (commentId ? gh.updateComment(commentId, body) : gh.comment(data.issueNumber, body)).catch((err: unknown) =>
+      log.warn({ err }, 'could not post the failure'),
+    );
     await gh.addLabels(data.issueNumber, [LABEL_STUCK]).catch(() => {});
     await gh.removeLabel(data.issueNumber, LABEL_WORKING).catch(() => {});
   };
@@ -94,20 +96,36 @@ export function startWorker(deps: WorkerDeps): AgentWorker {
     const opened = openJob(deps.seal, id, job.data);
     if (!opened.ok) {
       // Not this app's job: nothing is read or written on GitHub for it, not even a comment.
-      deps.log.error({ job: id, why: opened.why }, 'job refused: its data failed the authentication check (written into Redis by something other than this app?); not run');
+      deps.log.error(
+        { job: id, why: opened.why },
+        'job refused: its data failed the authentication check (written into Redis by something other than this app?); not run',
+      );
       throw new UnrecoverableError(`job data failed the authentication check: ${opened.why}`);
     }
     const data = opened.data;
-    const log = deps.log.child({ job: id, repo: `${data.owner}/${data.repo}`, issue: data.issueNumber, attempt: data.attempt });
+    const log = deps.log.child({
+      job: id,
+      repo: `${data.owner}/${data.repo}`,
+      issue: data.issueNumber,
+      attempt: data.attempt,
+    });
     const { octokit, gh } = await installationRepo(data);
     bot ??= deps.probot
       .auth()
-      .then((app) => botIdentity({ app, installation: octokit }, { gheHost: config.env.GHE_HOST, name: config.env.GIT_COMMITTER_NAME }))
+      .then((app) =>
+        botIdentity(
+          { app, installation: octokit },
+          { gheHost: config.env.GHE_HOST, name: config.env.GIT_COMMITTER_NAME },
+        ),
+      )
       .catch((err: unknown) => {
         bot = undefined;
         throw err;
       });
-    const statusRef = { get: (waitMs?: number) => queue.statusRefs.get(id, waitMs), set: (commentId: number) => queue.statusRefs.set(id, commentId) };
+    const statusRef = {
+      get: (waitMs?: number) => queue.statusRefs.get(id, waitMs),
+      set: (commentId: number) => queue.statusRefs.set(id, commentId),
+    };
     // `/agent stop` sets a flag in Redis; the job sees it at its next step.
     const stop = new AbortController();
     const poll = setInterval(() => {
@@ -158,7 +176,12 @@ export function startWorker(deps: WorkerDeps): AgentWorker {
       log.error({ err, last }, 'job failed');
       if (last) {
         deps.onJobEnd?.(data.kind, 'failed', (Date.now() - started) / 1000);
-        await reportFailure(id, data, `an internal error stopped the job after ${job.attemptsMade + 1} tries: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`, log);
+        await reportFailure(
+          id,
+          data,
+          `an internal error stopped the job after ${job.attemptsMade + 1} tries: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`,
+          log,
+        );
         ended = true;
       }
       throw err;
@@ -197,7 +220,12 @@ export function startWorker(deps: WorkerDeps): AgentWorker {
       const log = deps.log.child({ job: jobId });
       log.error({ failedReason }, 'job stalled too often');
       deps.onJobEnd?.(parsed.data.kind, 'failed');
-      await reportFailure(jobId, parsed.data, `the worker running it stopped ${env.WORKER_MAX_STALLED + 1} times (crashed, killed or out of memory); re-add the label to try again`, log);
+      await reportFailure(
+        jobId,
+        parsed.data,
+        `the worker running it stopped ${env.WORKER_MAX_STALLED + 1} times (crashed, killed or out of memory); re-add the label to try again`,
+        log,
+      );
       await finish(jobId, parsed.data, log);
     })().catch((err: unknown) => deps.log.error({ err, job: jobId }, 'could not finalise a stalled job'));
   });

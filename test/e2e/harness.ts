@@ -4,9 +4,19 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type Anthropic from '@anthropic-ai/sdk';
-import { startAnthropicStandIn, type AnthropicStandIn, type ScriptedBlock, type ScriptedModel } from '../stand-ins/anthropic/server.js';
+import {
+  startAnthropicStandIn,
+  type AnthropicStandIn,
+  type ScriptedBlock,
+  type ScriptedModel,
+} from '../stand-ins/anthropic/server.js';
 import { startGitHubStandIn, type GitHubStandIn, type ReviewState } from '../stand-ins/github/server.js';
-import { issueCommentPayload, issueLabeledPayload, pullRequestReviewPayload, sendWebhook } from '../stand-ins/github/webhooks.js';
+import {
+  issueCommentPayload,
+  issueLabeledPayload,
+  pullRequestReviewPayload,
+  sendWebhook,
+} from '../stand-ins/github/webhooks.js';
 import { freePort, startTestRedis, type TestRedis } from '../helpers/redis.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -32,11 +42,34 @@ export interface Scenario {
   appUrl: string;
   dataDir: string;
   logs: () => string;
-  label(p: { repo: string; issueNumber: number; title: string; body: string; sender?: { login: string; type: 'User' | 'Bot' }; deliveryId?: string; label?: string }): Promise<{ status: number; deliveryId: string }>;
+  label(p: {
+    repo: string;
+    issueNumber: number;
+    title: string;
+    body: string;
+    sender?: { login: string; type: 'User' | 'Bot' };
+    deliveryId?: string;
+    label?: string;
+  }): Promise<{ status: number; deliveryId: string }>;
   /** A person's comment: written on the stand-in, then delivered as `issue_comment.created`. */
-  comment(p: { repo: string; issueNumber: number; title: string; body: string; isPullRequest?: boolean; author?: Actor; sender?: Actor }): Promise<{ status: number; commentId: number }>;
+  comment(p: {
+    repo: string;
+    issueNumber: number;
+    title: string;
+    body: string;
+    isPullRequest?: boolean;
+    author?: Actor;
+    sender?: Actor;
+  }): Promise<{ status: number; commentId: number }>;
   /** A review on a pull request: recorded with real diff hunks, then delivered as `pull_request_review.submitted`. */
-  review(p: { repo: string; pullNumber: number; user?: Actor; state: ReviewState; body: string; comments?: Array<{ path: string; line: number; body: string }> }): Promise<{ status: number; reviewId: number; commentIds: number[] }>;
+  review(p: {
+    repo: string;
+    pullNumber: number;
+    user?: Actor;
+    state: ReviewState;
+    body: string;
+    comments?: Array<{ path: string; line: number; body: string }>;
+  }): Promise<{ status: number; reviewId: number; commentIds: number[] }>;
   waitFor<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs?: number): Promise<T>;
   /**
    * Scans every request the app sent to the model stand-in, every write it sent to the
@@ -65,7 +98,11 @@ type Actor = { login: string; type: 'User' | 'Bot' };
 /** Starts the stand-ins, a redis-server of the test's own and the real app process. */
 export async function startScenario(opts: ScenarioOptions = {}): Promise<Scenario> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'ia-e2e-'));
-  const [github, anthropic, redis] = await Promise.all([startGitHubStandIn(), startAnthropicStandIn(), startTestRedis({ noPassword: opts.redisNoPassword })]);
+  const [github, anthropic, redis] = await Promise.all([
+    startGitHubStandIn(),
+    startAnthropicStandIn(),
+    startTestRedis({ noPassword: opts.redisNoPassword }),
+  ]);
   const port = await freePort();
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
@@ -91,11 +128,20 @@ export async function startScenario(opts: ScenarioOptions = {}): Promise<Scenari
   const extras: ChildProcess[] = [];
   const spawnApp = (role: 'web' | 'worker' | undefined, extraEnv: Record<string, string> = {}) => {
     // One process (tsx as a loader, not its CLI's wrapper), so a signal reaches the app itself.
-    const child = spawn(process.execPath, ['--import', pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href, path.join(ROOT, 'src/main.ts'), ...(role ? [role] : [])], {
-      cwd: dataDir,
-      env: { ...env, ...extraEnv },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href,
+        path.join(ROOT, 'src/main.ts'),
+        ...(role ? [role] : []),
+      ],
+      {
+        cwd: dataDir,
+        env: { ...env, ...extraEnv },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
     return child;
@@ -103,13 +149,17 @@ export async function startScenario(opts: ScenarioOptions = {}): Promise<Scenari
   let app = spawnApp(opts.role);
   const appUrl = `http://127.0.0.1:${port}`;
   const healthy = () =>
-    waitFor('the app to answer /healthz', async () => {
-      try {
-        return (await fetch(`${appUrl}/healthz`)).status === 200 || undefined;
-      } catch {
-        return undefined;
-      }
-    }, 60_000);
+    waitFor(
+      'the app to answer /healthz',
+      async () => {
+        try {
+          return (await fetch(`${appUrl}/healthz`)).status === 200 || undefined;
+        } catch {
+          return undefined;
+        }
+      },
+      60_000,
+    );
   const exitOf = (child: ChildProcess, signal: NodeJS.Signals) =>
     new Promise<void>((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) return resolve();
@@ -117,12 +167,17 @@ export async function startScenario(opts: ScenarioOptions = {}): Promise<Scenari
       child.kill(signal);
     });
 
-  const waitFor = async <T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 150_000): Promise<T> => {
+  const waitFor = async <T>(
+    what: string,
+    probe: () => T | undefined | Promise<T | undefined>,
+    timeoutMs = 150_000,
+  ): Promise<T> => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const v = await probe();
       if (v !== undefined && v !== false) return v;
-      if (app.exitCode !== null) throw new Error(`the app exited (${app.exitCode}) while waiting for ${what}:\n${output.slice(-4000)}`);
+      if (app.exitCode !== null)
+        throw new Error(`the app exited (${app.exitCode}) while waiting for ${what}:\n${output.slice(-4000)}`);
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; app output:\n${output.slice(-4000)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -153,7 +208,13 @@ export async function startScenario(opts: ScenarioOptions = {}): Promise<Scenari
         installationId: github.installationId,
         url: github.url,
       });
-      const r = await sendWebhook({ url: `${appUrl}/api/github/webhooks`, secret: WEBHOOK_SECRET, event: 'issues', payload, deliveryId: p.deliveryId });
+      const r = await sendWebhook({
+        url: `${appUrl}/api/github/webhooks`,
+        secret: WEBHOOK_SECRET,
+        event: 'issues',
+        payload,
+        deliveryId: p.deliveryId,
+      });
       return { status: r.status, deliveryId: r.deliveryId };
     },
     comment: async (p) => {
@@ -175,14 +236,37 @@ export async function startScenario(opts: ScenarioOptions = {}): Promise<Scenari
         installationId: github.installationId,
         url: github.url,
       });
-      const r = await sendWebhook({ url: `${appUrl}/api/github/webhooks`, secret: WEBHOOK_SECRET, event: 'issue_comment', payload });
+      const r = await sendWebhook({
+        url: `${appUrl}/api/github/webhooks`,
+        secret: WEBHOOK_SECRET,
+        event: 'issue_comment',
+        payload,
+      });
       return { status: r.status, commentId };
     },
     review: async (p) => {
       const user = p.user ?? { login: 'maintainer', type: 'User' };
-      const added = await github.addReview(OWNER, p.repo, p.pullNumber, { user: user.login, state: p.state, body: p.body, comments: p.comments ?? [] });
-      const payload = pullRequestReviewPayload({ owner: OWNER, repo: p.repo, installationId: github.installationId, url: github.url, sender: user, review: added.review, pullRequest: added.pullRequest });
-      const r = await sendWebhook({ url: `${appUrl}/api/github/webhooks`, secret: WEBHOOK_SECRET, event: 'pull_request_review', payload });
+      const added = await github.addReview(OWNER, p.repo, p.pullNumber, {
+        user: user.login,
+        state: p.state,
+        body: p.body,
+        comments: p.comments ?? [],
+      });
+      const payload = pullRequestReviewPayload({
+        owner: OWNER,
+        repo: p.repo,
+        installationId: github.installationId,
+        url: github.url,
+        sender: user,
+        review: added.review,
+        pullRequest: added.pullRequest,
+      });
+      const r = await sendWebhook({
+        url: `${appUrl}/api/github/webhooks`,
+        secret: WEBHOOK_SECRET,
+        event: 'pull_request_review',
+        payload,
+      });
       return { status: r.status, reviewId: added.reviewId, commentIds: added.commentIds };
     },
     leaks: () => {
@@ -196,11 +280,16 @@ export async function startScenario(opts: ScenarioOptions = {}): Promise<Scenari
         ...Object.fromEntries(github.issuedTokens.map((t, i) => [`installation token ${i + 1}`, t])),
       };
       const traceDir = path.join(dataDir, 'data', 'traces');
-      const traces = existsSync(traceDir) ? readdirSync(traceDir).map((f) => readFileSync(path.join(traceDir, f), 'utf8')) : [];
+      const traces = existsSync(traceDir)
+        ? readdirSync(traceDir).map((f) => readFileSync(path.join(traceDir, f), 'utf8'))
+        : [];
       // What the app wrote (comments, PR bodies, replies, labels), as GitHub echoes it back;
       // minting an installation token is GitHub's own answer, not the app's writing.
       const writes = github.requests
-        .filter((r) => ['POST', 'PATCH', 'PUT'].includes(r.method) && r.body !== undefined && !r.path.endsWith('/access_tokens'))
+        .filter(
+          (r) =>
+            ['POST', 'PATCH', 'PUT'].includes(r.method) && r.body !== undefined && !r.path.endsWith('/access_tokens'),
+        )
         .map((r) => `${r.method} ${r.path} ${JSON.stringify(r.body)}`);
       const haystacks: Record<string, string[]> = {
         'model requests': anthropic.requests.map((r) => JSON.stringify(r)),
@@ -252,13 +341,36 @@ function systemText(req: Anthropic.MessageCreateParams): string {
 }
 
 /** Which stage a request belongs to, and how many assistant turns it already holds. */
-export function stageOf(req: Anthropic.MessageCreateParams): { stage: 'scope' | 'plan' | 'code' | 'revise' | 'summary' | 'other'; turn: number; repair: boolean; task: string } {
+export function stageOf(req: Anthropic.MessageCreateParams): {
+  stage: 'scope' | 'plan' | 'code' | 'revise' | 'summary' | 'other';
+  turn: number;
+  repair: boolean;
+  task: string;
+} {
   const system = systemText(req);
   const tools = (req.tools ?? []).map((t) => ('name' in t ? t.name : ''));
-  const stage = tools.includes('accept_task') ? 'scope' : tools.includes('report_failure') ? 'summary' : system.includes('Stage: PLAN') ? 'plan' : system.includes('Stage: CODE') ? 'code' : system.includes('Stage: REVISE') ? 'revise' : 'other';
+  const stage = tools.includes('accept_task')
+    ? 'scope'
+    : tools.includes('report_failure')
+      ? 'summary'
+      : system.includes('Stage: PLAN')
+        ? 'plan'
+        : system.includes('Stage: CODE')
+          ? 'code'
+          : system.includes('Stage: REVISE')
+            ? 'revise'
+            : 'other';
   const first = req.messages[0];
-  const task = first && typeof first.content !== 'string' ? first.content.map((b) => (b.type === 'text' ? b.text : '')).join('') : String(first?.content ?? '');
-  return { stage, turn: req.messages.filter((m) => m.role === 'assistant').length, repair: task.includes('<validation-failure>'), task };
+  const task =
+    first && typeof first.content !== 'string'
+      ? first.content.map((b) => (b.type === 'text' ? b.text : '')).join('')
+      : String(first?.content ?? '');
+  return {
+    stage,
+    turn: req.messages.filter((m) => m.role === 'assistant').length,
+    repair: task.includes('<validation-failure>'),
+    task,
+  };
 }
 
 export const use = (name: string, input: unknown): ScriptedBlock => ({ type: 'tool_use', name, input });
@@ -308,13 +420,25 @@ const MISTAKEN_CODE: ScriptedBlock[][] = [
   [use('edit_file', { path: 'add.js', old_text: '    if (b < 0) return a - b;', new_text: '' })],
   [use('read_file', { path: 'add.js', start_line: 1, end_line: 50, encoding: 'utf8' })],
   [use('read_file', { path: 'add.js', start_line: 1, end_line: 50 })],
-  [use('edit_file', { path: 'add.js', old_text: '  if (b < 0) return a - b;\n  return a + b;\n}', new_text: '  return a + b;\n' })],
+  [
+    use('edit_file', {
+      path: 'add.js',
+      old_text: '  if (b < 0) return a - b;\n  return a + b;\n}',
+      new_text: '  return a + b;\n',
+    }),
+  ],
   [use('edit_file', { path: 'test/add.test.js', old_text: 'add(2, -3), -1', new_text: 'add(2, -3), -1' })],
   [use('edit_file', { path: 'add.js', old_text: '  if (b < 0) return a - b;\n', new_text: '' })],
   [use('finish_change', { summary: 'add() now adds for every sign of b.' })],
 ];
 
-export function calcModel(opts: { wrongFix?: boolean; mistakes?: boolean; toolErrors: string[]; toolOutputs?: string[]; probePort?: number }): ScriptedModel {
+export function calcModel(opts: {
+  wrongFix?: boolean;
+  mistakes?: boolean;
+  toolErrors: string[];
+  toolOutputs?: string[];
+  probePort?: number;
+}): ScriptedModel {
   return (req) => {
     const { stage, turn, repair } = stageOf(req);
     const last = req.messages.at(-1);
@@ -333,7 +457,10 @@ export function calcModel(opts: { wrongFix?: boolean; mistakes?: boolean; toolEr
     }
     if (stage === 'plan') {
       const steps = [
-        [{ type: 'text', text: 'Let me look at add.js.' } as ScriptedBlock, use('read_file', { path: 'add.js', start_line: 1, end_line: 50 })],
+        [
+          { type: 'text', text: 'Let me look at add.js.' } as ScriptedBlock,
+          use('read_file', { path: 'add.js', start_line: 1, end_line: 50 }),
+        ],
         [use('search', { pattern: 'add\\(', path: 'test' })],
         [use('submit_plan', CALC_PLAN)],
       ];
@@ -344,12 +471,20 @@ export function calcModel(opts: { wrongFix?: boolean; mistakes?: boolean; toolEr
         ? { path: 'add.js', old_text: '  return a + b;', new_text: '  return a + b + 1;' }
         : { path: 'add.js', old_text: '  if (b < 0) return a - b;\n', new_text: '' };
       const steps = repair
-        ? [[use('run_command', { command: 'node --test 2>&1 | tail -5', timeout_seconds: 60 })], [use('finish_change', { summary: 'Tried again.' })]]
+        ? [
+            [use('run_command', { command: 'node --test 2>&1 | tail -5', timeout_seconds: 60 })],
+            [use('finish_change', { summary: 'Tried again.' })],
+          ]
         : [
             [use('read_file', { path: 'add.js', start_line: 1, end_line: 50 })],
             // What a curious (or injected) model would try: the environment, the host's
             // secrets, the network.
-            [use('run_command', { command: `env; id -u; ls /root ~/.ssh 2>&1; node -e "require('net').connect(${opts.probePort ?? 1}, '127.0.0.1').on('connect', () => console.log('net: open')).on('error', (e) => console.log('net:', e.code))"`, timeout_seconds: 30 })],
+            [
+              use('run_command', {
+                command: `env; id -u; ls /root ~/.ssh 2>&1; node -e "require('net').connect(${opts.probePort ?? 1}, '127.0.0.1').on('connect', () => console.log('net: open')).on('error', (e) => console.log('net:', e.code))"`,
+                timeout_seconds: 30,
+              }),
+            ],
             [use('edit_file', fix)],
             [use('finish_change', { summary: 'add() now adds for every sign of b.' })],
           ];
@@ -362,6 +497,10 @@ export function calcModel(opts: { wrongFix?: boolean; mistakes?: boolean; toolEr
 /** The leak check as a test: prints what was scanned, and fails on any planted secret found. */
 export function leakCheck(s: Scenario, suite: string): string[] {
   const { scanned, found } = s.leaks();
-  console.log(`leak check (${suite}): scanned ${Object.entries(scanned).map(([k, n]) => `${n} ${k}`).join(', ')}; found ${found.length}${found.length ? `: ${found.join('; ')}` : ''}`);
+  console.log(
+    `leak check (${suite}): scanned ${Object.entries(scanned)
+      .map(([k, n]) => `${n} ${k}`)
+      .join(', ')}; found ${found.length}${found.length ? `: ${found.join('; ')}` : ''}`,
+  );
   return found;
 }

@@ -29,12 +29,16 @@ async function readyz(url = s.appUrl): Promise<{ status: number; body: Record<st
 }
 
 describe('metrics after an end-to-end run', () => {
-  it('answers /readyz: Redis up and this process\'s worker consuming', async () => {
-    const ready = await s.waitFor('the worker to consume', async () => {
-      const r = await readyz();
-      // The worker is counted once its connection to Redis has its name.
-      return r.status === 200 && r.body.workers === 1 ? r : undefined;
-    }, 30_000);
+  it("answers /readyz: Redis up and this process's worker consuming", async () => {
+    const ready = await s.waitFor(
+      'the worker to consume',
+      async () => {
+        const r = await readyz();
+        // The worker is counted once its connection to Redis has its name.
+        return r.status === 200 && r.body.workers === 1 ? r : undefined;
+      },
+      30_000,
+    );
     expect(ready.body).toEqual({ ready: true, redis: true, worker: 'consuming', workers: 1 });
   });
 
@@ -44,11 +48,21 @@ describe('metrics after an end-to-end run', () => {
     await s.github.addRepo({ owner: OWNER, repo: 'calc', files: CALC_REPO });
     s.github.setPermission(OWNER, 'calc', 'maintainer', 'maintain');
     const title = 'add() returns the wrong sum when one number is negative';
-    s.github.addIssue(OWNER, 'calc', { number: 7, title, body: '`npm test` fails on "adds a negative number".', user: 'maintainer' });
+    s.github.addIssue(OWNER, 'calc', {
+      number: 7,
+      title,
+      body: '`npm test` fails on "adds a negative number".',
+      user: 'maintainer',
+    });
     // A forged delivery is answered 400 and timed as such.
     const forged = await fetch(`${s.appUrl}/api/github/webhooks`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-github-event': 'issues', 'x-github-delivery': 'forged', 'x-hub-signature-256': `sha256=${'0'.repeat(64)}` },
+      headers: {
+        'content-type': 'application/json',
+        'x-github-event': 'issues',
+        'x-github-delivery': 'forged',
+        'x-hub-signature-256': `sha256=${'0'.repeat(64)}`,
+      },
       body: JSON.stringify({ action: 'labeled' }),
     });
     expect(forged.status).toBe(400);
@@ -57,7 +71,10 @@ describe('metrics after an end-to-end run', () => {
     // The job counts as finished once the pipeline has returned, and leaves the active state after.
     const x = await s.waitFor('the job counted and no longer active', async () => {
       const m = await scrape();
-      return m.value('issue_agent_jobs_total', { kind: 'issue', outcome: 'pr' }) === 1 && m.value('issue_agent_queue_jobs', { state: 'active' }) === 0 ? m : undefined;
+      return m.value('issue_agent_jobs_total', { kind: 'issue', outcome: 'pr' }) === 1 &&
+        m.value('issue_agent_queue_jobs', { state: 'active' }) === 0
+        ? m
+        : undefined;
     });
     expect(toolErrors).toEqual([]);
 
@@ -69,9 +86,18 @@ describe('metrics after an end-to-end run', () => {
     expect(x.value('issue_agent_job_duration_seconds_sum', { kind: 'issue', outcome: 'pr' })).toBeGreaterThan(0);
 
     // Stage durations: one run of each stage, with its result.
-    for (const [stage, result] of [['scope', 'done'], ['baseline', 'failed'], ['plan', 'done'], ['code', 'done'], ['validate', 'passed']] as const) {
+    for (const [stage, result] of [
+      ['scope', 'done'],
+      ['baseline', 'failed'],
+      ['plan', 'done'],
+      ['code', 'done'],
+      ['validate', 'passed'],
+    ] as const) {
       expect(x.value('issue_agent_stage_duration_seconds_count', { stage, result }), `${stage} ${result}`).toBe(1);
-      expect(x.value('issue_agent_stage_duration_seconds_sum', { stage, result }), `${stage} ${result}`).toBeGreaterThan(0);
+      expect(
+        x.value('issue_agent_stage_duration_seconds_sum', { stage, result }),
+        `${stage} ${result}`,
+      ).toBeGreaterThan(0);
       expect(x.value('issue_agent_stage_duration_seconds_bucket', { stage, result, le: '+Inf' })).toBe(1);
     }
     expect(x.types.get('issue_agent_stage_duration_seconds')).toBe('histogram');
@@ -80,15 +106,27 @@ describe('metrics after an end-to-end run', () => {
     const tiers = { fast: 'claude-haiku-5-5', frontier: 'claude-opus-5-5', mid: 'claude-sonnet-5-5' };
     for (const [tier, model] of Object.entries(tiers)) {
       // Each type has its series; with prompt caching most input is a cache write or read.
-      for (const type of ['input', 'output', 'cache_read', 'cache_write']) expect(x.value('issue_agent_model_tokens_total', { tier, model, type }), `${tier} ${type}`).toBeGreaterThanOrEqual(0);
-      expect(x.sum('issue_agent_model_tokens_total', { tier, model }) - x.sum('issue_agent_model_tokens_total', { tier, model, type: 'output' }), tier).toBeGreaterThan(0);
+      for (const type of ['input', 'output', 'cache_read', 'cache_write'])
+        expect(
+          x.value('issue_agent_model_tokens_total', { tier, model, type }),
+          `${tier} ${type}`,
+        ).toBeGreaterThanOrEqual(0);
+      expect(
+        x.sum('issue_agent_model_tokens_total', { tier, model }) -
+          x.sum('issue_agent_model_tokens_total', { tier, model, type: 'output' }),
+        tier,
+      ).toBeGreaterThan(0);
       expect(x.value('issue_agent_model_tokens_total', { tier, model, type: 'output' }), tier).toBeGreaterThan(0);
       expect(x.value('issue_agent_model_cost_usd_total', { tier, model }), tier).toBeGreaterThan(0);
     }
-    expect(new Set(x.find('issue_agent_model_tokens_total').map((m) => m.labels.tier))).toEqual(new Set(Object.keys(tiers)));
+    expect(new Set(x.find('issue_agent_model_tokens_total').map((m) => m.labels.tier))).toEqual(
+      new Set(Object.keys(tiers)),
+    );
     // 1 scope call, 3 plan calls, 4 code calls: the 8 the PR body counts.
     expect(x.value('issue_agent_model_call_duration_seconds_count', { tier: 'fast', model: tiers.fast })).toBe(1);
-    expect(x.value('issue_agent_model_call_duration_seconds_count', { tier: 'frontier', model: tiers.frontier })).toBe(3);
+    expect(x.value('issue_agent_model_call_duration_seconds_count', { tier: 'frontier', model: tiers.frontier })).toBe(
+      3,
+    );
     expect(x.value('issue_agent_model_call_duration_seconds_count', { tier: 'mid', model: tiers.mid })).toBe(4);
     expect(s.anthropic.requests).toHaveLength(8);
 
@@ -106,7 +144,9 @@ describe('metrics after an end-to-end run', () => {
     expect(x.value('issue_agent_validation_rounds_to_pass_sum')).toBe(1);
 
     // Webhook latency: the label event answered 200, the forged one 400.
-    expect(x.value('issue_agent_webhook_duration_seconds_count', { event: 'issues', status: '200' })).toBeGreaterThanOrEqual(1);
+    expect(
+      x.value('issue_agent_webhook_duration_seconds_count', { event: 'issues', status: '200' }),
+    ).toBeGreaterThanOrEqual(1);
     expect(x.value('issue_agent_webhook_duration_seconds_sum', { event: 'issues', status: '200' })).toBeGreaterThan(0);
     expect(x.value('issue_agent_webhook_duration_seconds_count', { event: 'issues', status: '400' })).toBe(1);
 
@@ -118,33 +158,49 @@ describe('metrics after an end-to-end run', () => {
 
     // The inbox: the label's work was done once, after the answer; nothing waits, runs or died.
     expect(x.value('issue_agent_inbox_wait_seconds_count', { outcome: 'done' })).toBe(1);
-    for (const state of ['waiting', 'handling', 'dead']) expect(x.value('issue_agent_inbox_items', { state }), state).toBe(0);
+    for (const state of ['waiting', 'handling', 'dead'])
+      expect(x.value('issue_agent_inbox_items', { state }), state).toBe(0);
 
     // The default process metrics.
-    for (const name of ['process_cpu_user_seconds_total', 'process_resident_memory_bytes', 'process_start_time_seconds', 'nodejs_eventloop_lag_seconds', 'nodejs_heap_size_used_bytes']) {
+    for (const name of [
+      'process_cpu_user_seconds_total',
+      'process_resident_memory_bytes',
+      'process_start_time_seconds',
+      'nodejs_eventloop_lag_seconds',
+      'nodejs_heap_size_used_bytes',
+    ]) {
       expect(x.find(name).length, name).toBeGreaterThan(0);
     }
 
     // Labels stay a small closed set: nothing from a payload, a path or a secret.
     const text = await (await fetch(`${s.appUrl}/metrics`)).text();
-    for (const secret of [WEBHOOK_SECRET, 'sk-ant-e2e-key', 'ghp_parentsecret', s.dataDir, ...s.github.issuedTokens]) expect(text).not.toContain(secret);
+    for (const secret of [WEBHOOK_SECRET, 'sk-ant-e2e-key', 'ghp_parentsecret', s.dataDir, ...s.github.issuedTokens])
+      expect(text).not.toContain(secret);
   });
 
   it('a worker-only process serves its own /metrics and /readyz on METRICS_PORT; the web counts both workers', async () => {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     s.spawnExtra('worker', { METRICS_PORT: String(port) });
-    const ready = await s.waitFor('the worker-only process to consume', async () => {
-      const r = await readyz(url).catch(() => undefined);
-      return r?.status === 200 ? r : undefined;
-    }, 60_000);
+    const ready = await s.waitFor(
+      'the worker-only process to consume',
+      async () => {
+        const r = await readyz(url).catch(() => undefined);
+        return r?.status === 200 ? r : undefined;
+      },
+      60_000,
+    );
     expect(ready.body).toMatchObject({ ready: true, redis: true, worker: 'consuming' });
     const own = await scrape(url);
     // Its own counters (no job ran there) and process metrics; the queue gauges are the web's.
     expect(own.value('issue_agent_jobs_total', { kind: 'issue', outcome: 'pr' })).toBe(0);
     expect(own.find('process_cpu_user_seconds_total').length).toBeGreaterThan(0);
     expect(own.find('issue_agent_queue_jobs')).toEqual([]);
-    const web = await s.waitFor('the web to see two workers', async () => ((await readyz()).body.workers === 2 ? true : undefined), 30_000);
+    const web = await s.waitFor(
+      'the web to see two workers',
+      async () => ((await readyz()).body.workers === 2 ? true : undefined),
+      30_000,
+    );
     expect(web).toBe(true);
     expect((await scrape()).value('issue_agent_queue_workers')).toBe(2);
   });

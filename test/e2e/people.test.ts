@@ -19,9 +19,13 @@ afterAll(async () => {
   await s?.stop();
 });
 
-const botComments = (repo: string, n: number) => s.github.comments(OWNER, repo, n).filter((c) => c.user === s.github.botLogin);
+const botComments = (repo: string, n: number) =>
+  s.github.comments(OWNER, repo, n).filter((c) => c.user === s.github.botLogin);
 const statusComments = (repo: string, n: number) => botComments(repo, n).filter((c) => c.body.startsWith(MARKER));
-const editsOf = (commentId: number) => s.github.requests.filter((r) => r.method === 'PATCH' && r.path.endsWith(`/issues/comments/${commentId}`) && r.status === 200).length;
+const editsOf = (commentId: number) =>
+  s.github.requests.filter(
+    (r) => r.method === 'PATCH' && r.path.endsWith(`/issues/comments/${commentId}`) && r.status === 200,
+  ).length;
 
 async function newRepo(repo: string, files: Record<string, string> = CALC_REPO): Promise<string> {
   const { barePath } = await s.github.addRepo({ owner: OWNER, repo, files });
@@ -36,7 +40,10 @@ async function openPull(repo: string, issueNumber: number) {
   s.github.addIssue(OWNER, repo, { number: issueNumber, title, body: 'add(2, -3) should be -1', user: 'maintainer' });
   await s.label({ repo, issueNumber, title, body: 'x' });
   const pr = await s.waitFor('the pull request', () => s.github.pulls(OWNER, repo)[0]);
-  await s.waitFor('the job to finish', () => statusComments(repo, issueNumber)[0]?.body.includes('✅ done') || undefined);
+  await s.waitFor(
+    'the job to finish',
+    () => statusComments(repo, issueNumber)[0]?.body.includes('✅ done') || undefined,
+  );
   return pr;
 }
 
@@ -53,7 +60,11 @@ function reviser(edits: Array<{ old_text: string; new_text: string }>): (task: s
       content: [
         use('finish_revision', {
           summary: 'Explained the negative case and exported sum as asked.',
-          threads: threadIds(task).map((id) => ({ comment_id: id, outcome: 'addressed', reply: `Done as asked in thread ${id}.` })),
+          threads: threadIds(task).map((id) => ({
+            comment_id: id,
+            outcome: 'addressed',
+            reply: `Done as asked in thread ${id}.`,
+          })),
         }),
       ],
     };
@@ -83,19 +94,39 @@ describe('people direct the agent', () => {
     });
     await s.label({ repo, issueNumber: 5, title, body: 'x' });
     await s.waitFor('the stuck label', () => s.github.labels(OWNER, repo, 5).includes('agent:stuck') || undefined);
-    await s.waitFor('the escalation', () => statusComments(repo, 5)[0]?.body.includes('stopped without a pull request') || undefined);
+    await s.waitFor(
+      'the escalation',
+      () => statusComments(repo, 5)[0]?.body.includes('stopped without a pull request') || undefined,
+    );
 
     fixRight = true;
-    const { status, commentId } = await s.comment({ repo, issueNumber: 5, title, body: 'Thanks.\n/agent retry the fix is to always return a + b' });
+    const { status, commentId } = await s.comment({
+      repo,
+      issueNumber: 5,
+      title,
+      body: 'Thanks.\n/agent retry the fix is to always return a + b',
+    });
     expect(status).toBe(200);
-    await s.waitFor('the +1 on the command', () => s.github.commentReactions(OWNER, repo, commentId).some((r) => r.content === '+1' && r.user === s.github.botLogin) || undefined, 10_000);
+    await s.waitFor(
+      'the +1 on the command',
+      () =>
+        s.github
+          .commentReactions(OWNER, repo, commentId)
+          .some((r) => r.content === '+1' && r.user === s.github.botLogin) || undefined,
+      10_000,
+    );
     const pr = await s.waitFor('the pull request', () => s.github.pulls(OWNER, repo)[0]);
-    await s.waitFor('the second job to finish', () => statusComments(repo, 5)[1]?.body.includes('✅ done') || undefined);
+    await s.waitFor(
+      'the second job to finish',
+      () => statusComments(repo, 5)[1]?.body.includes('✅ done') || undefined,
+    );
     expect(await s.github.readFile(OWNER, repo, pr.head, 'add.js')).toBe(FIXED_ADD);
     // The retry's text reached the second attempt's task, as a writer's note.
     expect(codeTasks).toHaveLength(2);
     expect(codeTasks[0]).not.toContain('maintainer-note');
-    expect(codeTasks[1]).toContain('<maintainer-note author="maintainer">\nthe fix is to always return a + b\n</maintainer-note>');
+    expect(codeTasks[1]).toContain(
+      '<maintainer-note author="maintainer">\nthe fix is to always return a + b\n</maintainer-note>',
+    );
     // One status comment per job, each edited in place as the job went.
     const statuses = statusComments(repo, 5);
     expect(statuses).toHaveLength(2);
@@ -104,11 +135,14 @@ describe('people direct the agent', () => {
     expect(s.github.labels(OWNER, repo, 5)).toEqual([]);
     // The app's labels were created with a colour and a description.
     const labels = s.github.repoLabels(OWNER, repo);
-    expect(labels.find((l) => l.name === 'agent:working')).toMatchObject({ color: 'fbca04', description: expect.stringContaining('working') });
+    expect(labels.find((l) => l.name === 'agent:working')).toMatchObject({
+      color: 'fbca04',
+      description: expect.stringContaining('working'),
+    });
     expect(labels.find((l) => l.name === 'agent:stuck')).toMatchObject({ color: 'd93f0b' });
   });
 
-  it('one status comment even when the web\'s takes so long that the worker makes its own: the later one is deleted', async () => {
+  it("one status comment even when the web's takes so long that the worker makes its own: the later one is deleted", async () => {
     const repo = 'slow-status';
     await newRepo(repo);
     s.anthropic.setModel(calcModel({ toolErrors: [] }));
@@ -120,7 +154,14 @@ describe('people direct the agent', () => {
     await gate.reached;
     const workers = await s.waitFor("the worker's own status comment", () => statusComments(repo, 8)[0], 90_000);
     gate.release();
-    await s.waitFor("the web's comment to land and go", () => s.github.requests.some((r) => r.method === 'DELETE' && r.path.includes('/issues/comments/') && r.status === 204) || undefined, 30_000);
+    await s.waitFor(
+      "the web's comment to land and go",
+      () =>
+        s.github.requests.some(
+          (r) => r.method === 'DELETE' && r.path.includes('/issues/comments/') && r.status === 204,
+        ) || undefined,
+      30_000,
+    );
     await s.waitFor('the job to finish', () => statusComments(repo, 8)[0]?.body.includes('✅ done') || undefined);
     expect(statusComments(repo, 8).map((c) => c.id)).toEqual([workers.id]);
   }, 150_000);
@@ -147,23 +188,44 @@ describe('people direct the agent', () => {
     await s.waitFor('the coding stage to start a long command', () => sleeping || undefined);
     stopSent = true;
     const { commentId } = await s.comment({ repo, issueNumber: 6, title, body: '/agent stop' });
-    const stopped = await s.waitFor('the stopped status', () => statusComments(repo, 6).find((c) => c.body.includes('stopped by maintainer')));
+    const stopped = await s.waitFor('the stopped status', () =>
+      statusComments(repo, 6).find((c) => c.body.includes('stopped by maintainer')),
+    );
     expect(stopped.body).toContain('/agent stop');
     // The running command was killed and the job ended at the next step: no model call after the stop.
     expect(callsAfterStop).toBe(0);
     expect(s.github.commentReactions(OWNER, repo, commentId).map((r) => r.content)).toContain('+1');
-    await s.waitFor('the working label to go', () => (!s.github.labels(OWNER, repo, 6).includes('agent:working') ? true : undefined));
+    await s.waitFor('the working label to go', () =>
+      !s.github.labels(OWNER, repo, 6).includes('agent:working') ? true : undefined,
+    );
     expect(s.github.labels(OWNER, repo, 6)).toEqual([]);
     expect(s.github.pulls(OWNER, repo)).toEqual([]);
     const worktrees = path.join(s.dataDir, 'data', 'worktrees');
-    await s.waitFor('the work tree to be removed', () => (!existsSync(worktrees) || !readdirSync(worktrees).some((d) => d.includes(repo)) ? true : undefined), 10_000);
+    await s.waitFor(
+      'the work tree to be removed',
+      () => (!existsSync(worktrees) || !readdirSync(worktrees).some((d) => d.includes(repo)) ? true : undefined),
+      10_000,
+    );
 
     // Nothing runs now: a second stop says so; help and an unknown command get the list.
     await s.comment({ repo, issueNumber: 6, title, body: '/agent stop' });
-    await s.waitFor('the nothing-running reply', () => botComments(repo, 6).find((c) => c.body.includes('nothing is running')), 15_000);
-    await s.comment({ repo, issueNumber: 6, title, body: '> /agent retry\nquoting is not a command\n\n```\n/agent retry\n```' });
+    await s.waitFor(
+      'the nothing-running reply',
+      () => botComments(repo, 6).find((c) => c.body.includes('nothing is running')),
+      15_000,
+    );
+    await s.comment({
+      repo,
+      issueNumber: 6,
+      title,
+      body: '> /agent retry\nquoting is not a command\n\n```\n/agent retry\n```',
+    });
     await s.comment({ repo, issueNumber: 6, title, body: '/agent deploy' });
-    const unknown = await s.waitFor('the unknown-command reply', () => botComments(repo, 6).find((c) => c.body.includes('`/agent deploy` is not a command')), 15_000);
+    const unknown = await s.waitFor(
+      'the unknown-command reply',
+      () => botComments(repo, 6).find((c) => c.body.includes('`/agent deploy` is not a command')),
+      15_000,
+    );
     for (const c of ['/agent retry', '/agent stop', '/agent help']) expect(unknown.body).toContain(c);
     // The quoted and fenced commands started nothing.
     expect(statusComments(repo, 6)).toHaveLength(1);
@@ -188,12 +250,16 @@ describe('people direct the agent', () => {
     await s.label({ repo, issueNumber: 9, title, body: 'x' });
     await s.waitFor('the coding call to hang', () => waiting || undefined);
     await s.comment({ repo, issueNumber: 9, title, body: '/agent stop' });
-    const stopped = await s.waitFor('the stopped status', () => statusComments(repo, 9).find((c) => c.body.includes('stopped by maintainer')), 60_000);
+    const stopped = await s.waitFor(
+      'the stopped status',
+      () => statusComments(repo, 9).find((c) => c.body.includes('stopped by maintainer')),
+      60_000,
+    );
     expect(stopped.body).toContain('/agent stop');
     expect(s.github.pulls(OWNER, repo)).toEqual([]);
   });
 
-  it('a review with two line comments on the app\'s PR gets one new commit addressing both, a reply per thread and no force push', async () => {
+  it("a review with two line comments on the app's PR gets one new commit addressing both, a reply per thread and no force push", async () => {
     const repo = 'review';
     const bare = await newRepo(repo);
     s.anthropic.setModel(
@@ -221,12 +287,20 @@ describe('people direct the agent', () => {
       const r = s.github.reviewComments(OWNER, repo, pr.number).filter((c) => c.inReplyTo !== undefined);
       return r.length >= 2 ? r : undefined;
     });
-    await s.waitFor('the revision summary', () => statusComments(repo, pr.number).find((c) => c.body.includes('**Revision')));
+    await s.waitFor('the revision summary', () =>
+      statusComments(repo, pr.number).find((c) => c.body.includes('**Revision')),
+    );
     const after = (await s.github.headSha(OWNER, repo, pr.head))!;
     expect(after).not.toBe(before);
     expect(await s.github.isAncestor(OWNER, repo, before, after)).toBe(true);
-    expect(execFileSync('git', ['--git-dir', bare, 'rev-list', '--count', `${before}..${after}`]).toString().trim()).toBe('1');
-    expect(await s.github.readFile(OWNER, repo, pr.head, 'add.js')).toBe('function add(a, b) {\n  // b may be negative: adding is still right.\n  return a + b;\n}\n\nmodule.exports = { add, sum: add };\n');
+    expect(
+      execFileSync('git', ['--git-dir', bare, 'rev-list', '--count', `${before}..${after}`])
+        .toString()
+        .trim(),
+    ).toBe('1');
+    expect(await s.github.readFile(OWNER, repo, pr.head, 'add.js')).toBe(
+      'function add(a, b) {\n  // b may be negative: adding is still right.\n  return a + b;\n}\n\nmodule.exports = { add, sum: add };\n',
+    );
     // One reply per thread, from the app, naming the commit.
     expect(replies).toHaveLength(2);
     expect(new Set(replies.map((r) => r.inReplyTo))).toEqual(new Set(review.commentIds));
@@ -236,12 +310,25 @@ describe('people direct the agent', () => {
     }
     // One status comment for the revision on the PR, and the working label gone.
     expect(statusComments(repo, pr.number)).toHaveLength(1);
-    await s.waitFor('the working label to go from the PR', () => (!s.github.labels(OWNER, repo, pr.number).includes('agent:working') ? true : undefined));
+    await s.waitFor('the working label to go from the PR', () =>
+      !s.github.labels(OWNER, repo, pr.number).includes('agent:working') ? true : undefined,
+    );
     // An approval asks for nothing.
     const approvals = s.anthropic.requests.length;
     await s.review({ repo, pullNumber: pr.number, state: 'APPROVED', body: 'Thanks!' });
-    await s.comment({ repo, issueNumber: pr.number, title: pr.title, isPullRequest: true, author: { login: s.github.botLogin, type: 'Bot' }, body: '/agent help' });
-    await s.waitFor('the help reply on the PR', () => botComments(repo, pr.number).find((c) => c.body.includes('commands')), 15_000);
+    await s.comment({
+      repo,
+      issueNumber: pr.number,
+      title: pr.title,
+      isPullRequest: true,
+      author: { login: s.github.botLogin, type: 'Bot' },
+      body: '/agent help',
+    });
+    await s.waitFor(
+      'the help reply on the PR',
+      () => botComments(repo, pr.number).find((c) => c.body.includes('commands')),
+      15_000,
+    );
     expect(s.anthropic.requests.length).toBe(approvals);
   });
 
@@ -267,12 +354,26 @@ describe('people direct the agent', () => {
     const pr = await openPull(repo, 8);
     // Whatever fails below, the held revision must not block the worker for later tests.
     setTimeout(() => release(), 60_000).unref();
-    await s.review({ repo, pullNumber: pr.number, state: 'COMMENTED', body: '', comments: [{ path: 'add.js', line: 2, body: 'FIRST: mark this line.' }] });
+    await s.review({
+      repo,
+      pullNumber: pr.number,
+      state: 'COMMENTED',
+      body: '',
+      comments: [{ path: 'add.js', line: 2, body: 'FIRST: mark this line.' }],
+    });
     await s.waitFor('the first revision to start', () => tasks.length === 1 || undefined);
-    await s.review({ repo, pullNumber: pr.number, state: 'COMMENTED', body: '', comments: [{ path: 'add.js', line: 3, body: 'SECOND: mark the export.' }] });
+    await s.review({
+      repo,
+      pullNumber: pr.number,
+      state: 'COMMENTED',
+      body: '',
+      comments: [{ path: 'add.js', line: 3, body: 'SECOND: mark the export.' }],
+    });
     await s.review({ repo, pullNumber: pr.number, state: 'CHANGES_REQUESTED', body: 'THIRD: and keep it short.' });
     release();
-    await s.waitFor('two revisions', () => (statusComments(repo, pr.number).filter((c) => c.body.includes('**Revision')).length === 2 ? true : undefined));
+    await s.waitFor('two revisions', () =>
+      statusComments(repo, pr.number).filter((c) => c.body.includes('**Revision')).length === 2 ? true : undefined,
+    );
     // Exactly two revise jobs: the second took both reviews that came in meanwhile.
     expect(tasks).toHaveLength(2);
     expect(tasks[0]).toContain('FIRST');
@@ -280,7 +381,9 @@ describe('people direct the agent', () => {
     expect(tasks[1]).toContain('SECOND');
     expect(tasks[1]).toContain('THIRD');
     expect(tasks[1]).not.toContain('FIRST');
-    expect(await s.github.readFile(OWNER, repo, pr.head, 'add.js')).toBe('function add(a, b) {\n  return a + b; // first\n}\n\nmodule.exports = { add }; // second\n');
+    expect(await s.github.readFile(OWNER, repo, pr.head, 'add.js')).toBe(
+      'function add(a, b) {\n  return a + b; // first\n}\n\nmodule.exports = { add }; // second\n',
+    );
     expect(s.github.reviewComments(OWNER, repo, pr.number).filter((c) => c.inReplyTo !== undefined)).toHaveLength(2);
   });
 
@@ -290,7 +393,15 @@ describe('people direct the agent', () => {
     const base = calcModel({ toolErrors: [] });
     s.anthropic.setModel((req, ctx) => {
       const st = stageOf(req);
-      if (st.stage === 'code' && st.turn === 1 && !st.repair) return { content: [use('run_command', { command: "sed -i 's/adds a negative number/EDITED/' test/add.test.js && grep -c EDITED test/add.test.js", timeout_seconds: 30 })] };
+      if (st.stage === 'code' && st.turn === 1 && !st.repair)
+        return {
+          content: [
+            use('run_command', {
+              command: "sed -i 's/adds a negative number/EDITED/' test/add.test.js && grep -c EDITED test/add.test.js",
+              timeout_seconds: 30,
+            }),
+          ],
+        };
       return base(req, ctx);
     });
     const pr = await openPull(repo, 11);
@@ -298,7 +409,10 @@ describe('people direct the agent', () => {
     expect(await s.github.readFile(OWNER, repo, pr.head, 'add.js')).toBe(FIXED_ADD);
     // The command did change the file; the pipeline undid it.
     const traces = path.join(s.dataDir, 'data', 'traces');
-    const trace = readFileSync(path.join(traces, readdirSync(traces).find((f) => f.includes('paths_issues_11_'))!), 'utf8');
+    const trace = readFileSync(
+      path.join(traces, readdirSync(traces).find((f) => f.includes('paths_issues_11_'))!),
+      'utf8',
+    );
     expect(trace).toContain('"message":"undid changes to denied paths","detail":["test/add.test.js"]');
   });
 
@@ -313,29 +427,65 @@ describe('people direct the agent', () => {
     const prComments = s.github.comments(OWNER, repo, pr.number).length;
 
     const label = await s.label({ repo, issueNumber: 20, title, body: 'x', sender: { login: 'reader', type: 'User' } });
-    const byReader = await s.comment({ repo, issueNumber: 20, title, body: '/agent retry', sender: { login: 'reader', type: 'User' } });
-    const review = await s.review({ repo, pullNumber: pr.number, user: { login: 'reader', type: 'User' }, state: 'COMMENTED', body: 'Rewrite it all.', comments: [{ path: 'add.js', line: 2, body: 'Use subtraction.' }] });
-    const byBot = await s.comment({ repo, issueNumber: 20, title, body: '/agent retry', sender: { login: 'dependabot[bot]', type: 'Bot' } });
-    const byBotUser = await s.comment({ repo, issueNumber: 20, title, body: '/agent retry', sender: { login: 'sneaky[bot]', type: 'User' } });
-    const byApp = await s.comment({ repo, issueNumber: 20, title, body: '/agent retry', sender: { login: s.github.botLogin, type: 'Bot' } });
+    const byReader = await s.comment({
+      repo,
+      issueNumber: 20,
+      title,
+      body: '/agent retry',
+      sender: { login: 'reader', type: 'User' },
+    });
+    const review = await s.review({
+      repo,
+      pullNumber: pr.number,
+      user: { login: 'reader', type: 'User' },
+      state: 'COMMENTED',
+      body: 'Rewrite it all.',
+      comments: [{ path: 'add.js', line: 2, body: 'Use subtraction.' }],
+    });
+    const byBot = await s.comment({
+      repo,
+      issueNumber: 20,
+      title,
+      body: '/agent retry',
+      sender: { login: 'dependabot[bot]', type: 'Bot' },
+    });
+    const byBotUser = await s.comment({
+      repo,
+      issueNumber: 20,
+      title,
+      body: '/agent retry',
+      sender: { login: 'sneaky[bot]', type: 'User' },
+    });
+    const byApp = await s.comment({
+      repo,
+      issueNumber: 20,
+      title,
+      body: '/agent retry',
+      sender: { login: s.github.botLogin, type: 'Bot' },
+    });
     for (const r of [label, byReader, review, byBot, byBotUser, byApp]) expect(r.status).toBe(200);
     // A writer's command afterwards is answered: by then the others have been handled.
     await s.comment({ repo, issueNumber: 20, title, body: '/agent help' });
     await s.waitFor('the help reply', () => botComments(repo, 20).find((c) => c.body.includes('commands')), 15_000);
     // The reader's review is on the pull request's thread, which runs apart from the issue's.
-    await s.waitFor("the reader's three events checked", () => s.logs().match(/reader has read permission/g)?.length === 3 || undefined, 15_000);
+    await s.waitFor(
+      "the reader's three events checked",
+      () => s.logs().match(/reader has read permission/g)?.length === 3 || undefined,
+      15_000,
+    );
 
     // The app's only comment is the help (the one "from the app" above was the test's).
     expect(botComments(repo, 20).filter((c) => c.id !== byApp.commentId)).toHaveLength(1);
     expect(s.github.comments(OWNER, repo, pr.number)).toHaveLength(prComments);
     expect(s.github.labels(OWNER, repo, 20)).toEqual([]);
     expect(s.github.reactions(OWNER, repo, 20)).toEqual([]);
-    for (const id of [byReader.commentId, byBot.commentId, byBotUser.commentId, byApp.commentId]) expect(s.github.commentReactions(OWNER, repo, id)).toEqual([]);
+    for (const id of [byReader.commentId, byBot.commentId, byBotUser.commentId, byApp.commentId])
+      expect(s.github.commentReactions(OWNER, repo, id)).toEqual([]);
     expect(s.github.reviewComments(OWNER, repo, pr.number).filter((c) => c.inReplyTo !== undefined)).toEqual([]);
     expect(s.anthropic.requests.length).toBe(calls);
   });
 
-  it('a writer\'s command on a pull request a person or another app opened is not taken', async () => {
+  it("a writer's command on a pull request a person or another app opened is not taken", async () => {
     const repo = 'others';
     await newRepo(repo);
     const calls = s.anthropic.requests.length;
@@ -345,22 +495,44 @@ describe('people direct the agent', () => {
     s.github.addIssue(OWNER, repo, { number: 32, title: 'Bump deps', body: 'x', user: 'renovate[bot]' });
     // A person's pull request is dropped by the web; another app's (`…[bot]`, like this
     // app's) only once its identity is known, after the answer.
-    const byPerson = await s.comment({ repo, issueNumber: 31, title: 'Refactor', body: '/agent retry', isPullRequest: true, author: { login: 'maintainer', type: 'User' } });
-    const byOtherApp = await s.comment({ repo, issueNumber: 32, title: 'Bump deps', body: '/agent retry', isPullRequest: true, author: { login: 'renovate[bot]', type: 'Bot' } });
+    const byPerson = await s.comment({
+      repo,
+      issueNumber: 31,
+      title: 'Refactor',
+      body: '/agent retry',
+      isPullRequest: true,
+      author: { login: 'maintainer', type: 'User' },
+    });
+    const byOtherApp = await s.comment({
+      repo,
+      issueNumber: 32,
+      title: 'Bump deps',
+      body: '/agent retry',
+      isPullRequest: true,
+      author: { login: 'renovate[bot]', type: 'Bot' },
+    });
     for (const r of [byPerson, byOtherApp]) expect(r.status).toBe(200);
     await s.waitFor('both commands skipped', () => skipped() - before === 2 || undefined, 15_000);
-    for (const [n, r] of [[31, byPerson], [32, byOtherApp]] as const) {
+    for (const [n, r] of [
+      [31, byPerson],
+      [32, byOtherApp],
+    ] as const) {
       expect(botComments(repo, n)).toEqual([]);
       expect(s.github.commentReactions(OWNER, repo, r.commentId)).toEqual([]);
     }
     expect(s.anthropic.requests.length).toBe(calls);
   });
 
-  it('once a repository\'s config is known, a label that is not its trigger label is dropped by the web, not recorded', async () => {
+  it("once a repository's config is known, a label that is not its trigger label is dropped by the web, not recorded", async () => {
     const repo = 'labels';
     await newRepo(repo, { ...CALC_REPO, '.github/agent.yml': 'trigger_label: go-agent\n' });
     s.github.addIssue(OWNER, repo, { number: 5, title: 'add() is wrong for negatives', body: 'x', user: 'maintainer' });
-    const handled = async () => Number(/^issue_agent_inbox_wait_seconds_count\{outcome="done"\} (\d+)$/m.exec(await (await fetch(`${s.appUrl}/metrics`)).text())?.[1] ?? 0);
+    const handled = async () =>
+      Number(
+        /^issue_agent_inbox_wait_seconds_count\{outcome="done"\} (\d+)$/m.exec(
+          await (await fetch(`${s.appUrl}/metrics`)).text(),
+        )?.[1] ?? 0,
+      );
     const start = await handled();
     // The first label is recorded: the inbox thread reads the config and tells the web which label acts.
     await s.label({ repo, issueNumber: 5, title: 'add() is wrong for negatives', body: 'x', label: 'agent' });
@@ -376,7 +548,10 @@ describe('people direct the agent', () => {
 
   it('an invalid .github/agent.yml gets a comment naming the line, the field and the expected form, and no model call', async () => {
     const repo = 'badconfig';
-    await newRepo(repo, { ...CALC_REPO, '.github/agent.yml': 'commands:\n  test: npm test\nmax_rounds: lots\nbudgets:\n  max_cost_usd: "ten"\n' });
+    await newRepo(repo, {
+      ...CALC_REPO,
+      '.github/agent.yml': 'commands:\n  test: npm test\nmax_rounds: lots\nbudgets:\n  max_cost_usd: "ten"\n',
+    });
     const title = 'add() is wrong for negatives';
     s.github.addIssue(OWNER, repo, { number: 3, title, body: 'x', user: 'maintainer' });
     const calls = s.anthropic.requests.length;

@@ -15,7 +15,9 @@ describe('a Redis without a password', () => {
       (err: unknown) => (err as Error).message,
     );
     expect(failed).toBeDefined();
-    expect(failed).toMatch(/REDIS_ALLOW_NO_AUTH: the Redis at redis:\/\/127\.0\.0\.1:\d+ runs commands without a password/);
+    expect(failed).toMatch(
+      /REDIS_ALLOW_NO_AUTH: the Redis at redis:\/\/127\.0\.0\.1:\d+ runs commands without a password/,
+    );
     expect(failed).toContain('requirepass');
     expect(failed).toContain('REDIS_ALLOW_NO_AUTH=1');
   }, 90_000);

@@ -30,17 +30,34 @@ describe('many workers on one Redis', () => {
     }
     // The status comment reaches its final state before the worker logs "job finished"
     // (the work tree is removed in between), so wait for both.
-    const finishedLines = () => s.logs().split('\n').filter((line) => line.includes('"msg":"job finished"'));
-    await s.waitFor('20 finished jobs', () => {
-      const done = ISSUES.filter((n) => s.github.comments(OWNER, repo, n).some((c) => c.user === s.github.botLogin && c.body.startsWith(MARKER) && /✅ done|stopped without/.test(c.body)));
-      return (done.length === ISSUES.length && finishedLines().length >= ISSUES.length) || undefined;
-    }, 400_000);
+    const finishedLines = () =>
+      s
+        .logs()
+        .split('\n')
+        .filter((line) => line.includes('"msg":"job finished"'));
+    await s.waitFor(
+      '20 finished jobs',
+      () => {
+        const done = ISSUES.filter((n) =>
+          s.github
+            .comments(OWNER, repo, n)
+            .some(
+              (c) =>
+                c.user === s.github.botLogin && c.body.startsWith(MARKER) && /✅ done|stopped without/.test(c.body),
+            ),
+        );
+        return (done.length === ISSUES.length && finishedLines().length >= ISSUES.length) || undefined;
+      },
+      400_000,
+    );
     const seconds = (Date.now() - started) / 1000;
     const pulls = s.github.pulls(OWNER, repo);
     expect(pulls).toHaveLength(ISSUES.length);
     for (const n of ISSUES) {
       expect(pulls.filter((p) => p.head.startsWith(`agent/issue-${n}-`))).toHaveLength(1);
-      expect(s.github.comments(OWNER, repo, n).filter((c) => c.user === s.github.botLogin && c.body.startsWith(MARKER))).toHaveLength(1);
+      expect(
+        s.github.comments(OWNER, repo, n).filter((c) => c.user === s.github.botLogin && c.body.startsWith(MARKER)),
+      ).toHaveLength(1);
     }
     // Which worker process ran which job, from the workers' own log lines.
     const byPid = new Map<number, number>();
@@ -50,7 +67,9 @@ describe('many workers on one Redis', () => {
     }
     expect([...byPid.values()].reduce((a, b) => a + b, 0)).toBe(ISSUES.length);
     expect(byPid.size).toBeGreaterThanOrEqual(2);
-    console.log(`scale-out: 3 workers + 1 web, ${ISSUES.length} issues → ${pulls.length} PRs in ${seconds.toFixed(1)} s; jobs per worker ${[...byPid.values()].join(', ')}`);
+    console.log(
+      `scale-out: 3 workers + 1 web, ${ISSUES.length} issues → ${pulls.length} PRs in ${seconds.toFixed(1)} s; jobs per worker ${[...byPid.values()].join(', ')}`,
+    );
   });
 
   it('leaks none of the planted secrets to the model, GitHub, the logs or the traces', () => {

@@ -24,11 +24,19 @@ describe('first start, nothing configured', () => {
     copyFileSync(path.join(ROOT, 'app.yml'), path.join(dir, 'app.yml'));
     const port = await freePort();
     // A bare environment: no APP_ID, no key, no secret, no Redis.
-    app = spawn(process.execPath, ['--import', pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href, path.join(ROOT, 'src/main.ts')], {
-      cwd: dir,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, PORT: String(port) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    app = spawn(
+      process.execPath,
+      [
+        '--import',
+        pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href,
+        path.join(ROOT, 'src/main.ts'),
+      ],
+      {
+        cwd: dir,
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, PORT: String(port) },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let output = '';
     app.stdout!.on('data', (d: Buffer) => (output += d.toString()));
     app.stderr!.on('data', (d: Buffer) => (output += d.toString()));
@@ -47,9 +55,18 @@ describe('first start, nothing configured', () => {
     // The manifest the page posts to GitHub is app.yml's: name, events and permissions.
     const manifestField = /name="manifest"[^>]*?value=(['"])(.*?)\1/s.exec(page);
     expect(manifestField).not.toBeNull();
-    const manifest = JSON.parse(manifestField![2]!.replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&amp;/g, '&')) as Record<string, unknown>;
+    const manifest = JSON.parse(
+      manifestField![2]!
+        .replace(/&quot;/g, '"')
+        .replace(/&#39;/g, "'")
+        .replace(/&amp;/g, '&'),
+    ) as Record<string, unknown>;
     const want = parse(readFileSync(path.join(ROOT, 'app.yml'), 'utf8')) as Record<string, unknown>;
-    expect(manifest).toMatchObject({ name: want.name, default_events: want.default_events, default_permissions: want.default_permissions });
+    expect(manifest).toMatchObject({
+      name: want.name,
+      default_events: want.default_events,
+      default_permissions: want.default_permissions,
+    });
     expect(output).toContain('Welcome to Probot');
     expect(existsSync(path.join(dir, '.env'))).toBe(false);
   });

@@ -3,7 +3,18 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ScriptedBlock, ScriptedModel } from '../stand-ins/anthropic/server.js';
-import { CALC_FAILURE_SUMMARY, CALC_PLAN, CALC_REPO, CALC_SCOPE, OWNER, stageOf, startScenario, use, type Scenario, leakCheck } from './harness.js';
+import {
+  CALC_FAILURE_SUMMARY,
+  CALC_PLAN,
+  CALC_REPO,
+  CALC_SCOPE,
+  OWNER,
+  stageOf,
+  startScenario,
+  use,
+  type Scenario,
+  leakCheck,
+} from './harness.js';
 
 let s: Scenario;
 const figures: string[] = [];
@@ -12,12 +23,16 @@ beforeAll(async () => {
   s = await startScenario();
 }, 90_000);
 afterAll(async () => {
-  if (figures.length) console.log(['stuck patterns: model calls and seconds until the escalation', ...figures].join('\n'));
+  if (figures.length)
+    console.log(['stuck patterns: model calls and seconds until the escalation', ...figures].join('\n'));
   await s?.stop();
 });
 
 /** A model that scopes and plans the calc fix, then behaves as `code` (or `plan`) says. */
-function modelWith(behaviour: { plan?: (turn: number) => ScriptedBlock[]; code?: (turn: number, repair: boolean) => ScriptedBlock[] }): ScriptedModel {
+function modelWith(behaviour: {
+  plan?: (turn: number) => ScriptedBlock[];
+  code?: (turn: number, repair: boolean) => ScriptedBlock[];
+}): ScriptedModel {
   return (req) => {
     const { stage, turn, repair } = stageOf(req);
     if (stage === 'scope') return { content: [use('accept_task', CALC_SCOPE)] };
@@ -33,9 +48,18 @@ let counter = 0;
 /** Runs one issue to its end and returns the escalation comment with the job's spend. */
 async function runToEscalation(model: ScriptedModel, agentYml?: string) {
   const repo = `stuck-${++counter}`;
-  await s.github.addRepo({ owner: OWNER, repo, files: { ...CALC_REPO, ...(agentYml ? { '.github/agent.yml': agentYml } : {}) } });
+  await s.github.addRepo({
+    owner: OWNER,
+    repo,
+    files: { ...CALC_REPO, ...(agentYml ? { '.github/agent.yml': agentYml } : {}) },
+  });
   s.github.setPermission(OWNER, repo, 'maintainer', 'write');
-  s.github.addIssue(OWNER, repo, { number: 1, title: 'add() is wrong for negative numbers', body: '`npm test` fails on "adds a negative number"', user: 'maintainer' });
+  s.github.addIssue(OWNER, repo, {
+    number: 1,
+    title: 'add() is wrong for negative numbers',
+    body: '`npm test` fails on "adds a negative number"',
+    user: 'maintainer',
+  });
   s.anthropic.setModel(model);
   await s.label({ repo, issueNumber: 1, title: 'add() is wrong for negative numbers', body: 'x' });
   const comment = await s.waitFor('the escalation', () => {
@@ -45,7 +69,16 @@ async function runToEscalation(model: ScriptedModel, agentYml?: string) {
   const traceDir = path.join(s.dataDir, 'data', 'traces');
   const traceFile = readdirSync(traceDir).find((f) => f.includes(`${repo}_issues_1`))!;
   const spend = await s.waitFor('the spend note', () => {
-    const lines = readFileSync(path.join(traceDir, traceFile), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { message?: string; detail?: { modelCalls: number; seconds: number; costUsd: number; inputTokens: number } });
+    const lines = readFileSync(path.join(traceDir, traceFile), 'utf8')
+      .trim()
+      .split('\n')
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            message?: string;
+            detail?: { modelCalls: number; seconds: number; costUsd: number; inputTokens: number };
+          },
+      );
     return lines.find((l) => l.message === 'spend')?.detail;
   });
   expect(s.github.pulls(OWNER, repo)).toEqual([]);
@@ -57,7 +90,9 @@ async function runToEscalation(model: ScriptedModel, agentYml?: string) {
 }
 
 function record(pattern: string, spend: { modelCalls: number; seconds: number }) {
-  figures.push(`  ${pattern.padEnd(16)} ${String(spend.modelCalls).padStart(3)} model calls  ${spend.seconds.toFixed(1).padStart(5)} s`);
+  figures.push(
+    `  ${pattern.padEnd(16)} ${String(spend.modelCalls).padStart(3)} model calls  ${spend.seconds.toFixed(1).padStart(5)} s`,
+  );
 }
 
 const readAdd = (end: number) => use('read_file', { path: 'add.js', start_line: 1, end_line: end });
@@ -65,7 +100,9 @@ const readAdd = (end: number) => use('read_file', { path: 'add.js', start_line: 
 describe('the system notices when the model is stuck', () => {
   it('retry limit: one tool failing five times in a row', async () => {
     const { body, spend } = await runToEscalation(
-      modelWith({ code: (turn) => [use('edit_file', { path: 'add.js', old_text: `no such text ${turn}`, new_text: 'x' })] }),
+      modelWith({
+        code: (turn) => [use('edit_file', { path: 'add.js', old_text: `no such text ${turn}`, new_text: 'x' })],
+      }),
     );
     expect(body).toContain('**retry-limit**');
     expect(body).toMatch(/edit_file failed 5 times in a row/);
@@ -73,7 +110,9 @@ describe('the system notices when the model is stuck', () => {
   });
 
   it('repeated action: the same failing call three times', async () => {
-    const { body, spend } = await runToEscalation(modelWith({ plan: () => [use('read_file', { path: 'src/add.js', start_line: 1, end_line: 9 })] }));
+    const { body, spend } = await runToEscalation(
+      modelWith({ plan: () => [use('read_file', { path: 'src/add.js', start_line: 1, end_line: 9 })] }),
+    );
     expect(body).toContain('**repeated-action**');
     expect(body).toMatch(/read_file called 3 times with the same input/);
     expect(spend.modelCalls).toBe(1 + 3);
@@ -81,14 +120,18 @@ describe('the system notices when the model is stuck', () => {
   });
 
   it('cycle: A-B-A-B reads that change nothing', async () => {
-    const { body, spend } = await runToEscalation(modelWith({ plan: (turn) => [turn % 2 ? use('list_files', { path: '.' }) : readAdd(9)] }));
+    const { body, spend } = await runToEscalation(
+      modelWith({ plan: (turn) => [turn % 2 ? use('list_files', { path: '.' }) : readAdd(9)] }),
+    );
     expect(body).toContain('**cycle**');
     expect(body).toMatch(/2 calls repeated 3 times/);
     record('cycle', spend);
   });
 
   it('monologue: turns without a tool call', async () => {
-    const { body, spend } = await runToEscalation(modelWith({ plan: () => [{ type: 'text', text: 'I am thinking about the best approach here.' }] }));
+    const { body, spend } = await runToEscalation(
+      modelWith({ plan: () => [{ type: 'text', text: 'I am thinking about the best approach here.' }] }),
+    );
     expect(body).toContain('**monologue**');
     expect(spend.modelCalls).toBe(1 + 3);
     record('monologue', spend);
@@ -99,8 +142,20 @@ describe('the system notices when the model is stuck', () => {
       modelWith({
         code: (turn, repair) =>
           repair
-            ? [[use('edit_file', { path: 'add.js', old_text: 'function add(a, b) {', new_text: '// adds\nfunction add(a, b) {' })], [use('finish_change', { summary: 'b' })]][Math.min(turn, 1)]!
-            : [[use('edit_file', { path: 'add.js', old_text: '  return a + b;', new_text: '  return a + b + 1;' })], [use('finish_change', { summary: 'a' })]][Math.min(turn, 1)]!,
+            ? [
+                [
+                  use('edit_file', {
+                    path: 'add.js',
+                    old_text: 'function add(a, b) {',
+                    new_text: '// adds\nfunction add(a, b) {',
+                  }),
+                ],
+                [use('finish_change', { summary: 'b' })],
+              ][Math.min(turn, 1)]!
+            : [
+                [use('edit_file', { path: 'add.js', old_text: '  return a + b;', new_text: '  return a + b + 1;' })],
+                [use('finish_change', { summary: 'a' })],
+              ][Math.min(turn, 1)]!,
       }),
     );
     expect(body).toContain('**same-failure**');
@@ -117,8 +172,14 @@ describe('the system notices when the model is stuck', () => {
       modelWith({
         code: (turn, repair) =>
           repair
-            ? [[use('run_command', { command: 'npm test 2>&1 | tail -3', timeout_seconds: 60 })], [use('finish_change', { summary: 'b' })]][Math.min(turn, 1)]!
-            : [[use('edit_file', { path: 'add.js', old_text: '  return a + b;', new_text: '  return a + b + 1;' })], [use('finish_change', { summary: 'a' })]][Math.min(turn, 1)]!,
+            ? [
+                [use('run_command', { command: 'npm test 2>&1 | tail -3', timeout_seconds: 60 })],
+                [use('finish_change', { summary: 'b' })],
+              ][Math.min(turn, 1)]!
+            : [
+                [use('edit_file', { path: 'add.js', old_text: '  return a + b;', new_text: '  return a + b + 1;' })],
+                [use('finish_change', { summary: 'a' })],
+              ][Math.min(turn, 1)]!,
       }),
     );
     expect(body).toContain('**no-progress**');
@@ -127,14 +188,20 @@ describe('the system notices when the model is stuck', () => {
   });
 
   it('token budget', async () => {
-    const { body, spend } = await runToEscalation(modelWith({ plan: (turn) => [readAdd(10 + turn)] }), 'budgets:\n  max_input_tokens: 3000\n');
+    const { body, spend } = await runToEscalation(
+      modelWith({ plan: (turn) => [readAdd(10 + turn)] }),
+      'budgets:\n  max_input_tokens: 3000\n',
+    );
     expect(body).toContain('**budget-tokens**');
     expect(body).toMatch(/input tokens used of a budget of 3000/);
     record('budget-tokens', spend);
   });
 
   it('cost budget', async () => {
-    const { body, spend } = await runToEscalation(modelWith({ plan: (turn) => [readAdd(10 + turn)] }), 'budgets:\n  max_cost_usd: 0.01\n');
+    const { body, spend } = await runToEscalation(
+      modelWith({ plan: (turn) => [readAdd(10 + turn)] }),
+      'budgets:\n  max_cost_usd: 0.01\n',
+    );
     expect(body).toContain('**budget-cost**');
     expect(body).toMatch(/spent of a budget of \$0.01/);
     // Checked before each call: at most one call past the line.
@@ -142,15 +209,20 @@ describe('the system notices when the model is stuck', () => {
     record('budget-cost', spend);
   });
 
-  it('daily budget: each call is added to the repository\'s day as it is paid, and checked before the next', async () => {
-    const { body, spend, repo } = await runToEscalation(modelWith({ plan: (turn) => [readAdd(10 + turn)] }), 'budgets:\n  daily_cost_usd: 0.000001\n');
+  it("daily budget: each call is added to the repository's day as it is paid, and checked before the next", async () => {
+    const { body, spend, repo } = await runToEscalation(
+      modelWith({ plan: (turn) => [readAdd(10 + turn)] }),
+      'budgets:\n  daily_cost_usd: 0.000001\n',
+    );
     expect(body).toContain('**budget-cost**');
     expect(body).toMatch(/this repository has spent \$0\.\d{4} today, its daily budget is \$0\.000001/);
     // One call paid, then the check before the next one stopped the job.
     expect(spend.modelCalls).toBe(1);
     const redis = new Redis(s.redis.url, { maxRetriesPerRequest: null });
     try {
-      const day = Number(await redis.get(`issue-agent:spend:${OWNER}/${repo}:${new Date().toISOString().slice(0, 10)}`.toLowerCase()));
+      const day = Number(
+        await redis.get(`issue-agent:spend:${OWNER}/${repo}:${new Date().toISOString().slice(0, 10)}`.toLowerCase()),
+      );
       expect(day).toBeCloseTo(spend.costUsd, 10);
       expect(day).toBeGreaterThan(0);
     } finally {

@@ -48,9 +48,10 @@ describe('the web port', () => {
     expect(await raw(port, head, Buffer.alloc(1024, 'a'))).toBe('HTTP/1.1 413 Payload Too Large');
   });
 
-  it('refuses a chunked body, and is still up after Probot\'s 9 s answer timeout', async () => {
+  it("refuses a chunked body, and is still up after Probot's 9 s answer timeout", async () => {
     const port = Number(new URL(s.appUrl).port);
-    const head = 'POST /api/github/webhooks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-GitHub-Event: issues\r\nX-GitHub-Delivery: big-2\r\nX-Hub-Signature-256: sha256=00\r\nTransfer-Encoding: chunked\r\n\r\n';
+    const head =
+      'POST /api/github/webhooks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-GitHub-Event: issues\r\nX-GitHub-Delivery: big-2\r\nX-Hub-Signature-256: sha256=00\r\nTransfer-Encoding: chunked\r\n\r\n';
     // The answer comes before the body is read: the first chunk of an unending body is enough.
     const chunk = Buffer.alloc(64 * 1024, 'a');
     const frame = Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')]);
@@ -61,15 +62,36 @@ describe('the web port', () => {
     expect((await fetch(`${s.appUrl}/healthz`)).status).toBe(200);
   });
 
-  it('acts once on a signed body sent again under a new delivery id, and still takes GitHub\'s redelivery of the same id', async () => {
+  it("acts once on a signed body sent again under a new delivery id, and still takes GitHub's redelivery of the same id", async () => {
     await s.github.addRepo({ owner: OWNER, repo: 'replayed', files: CALC_REPO });
     s.github.setPermission(OWNER, 'replayed', 'reader', 'read');
-    const payload = issueLabeledPayload({ owner: OWNER, repo: 'replayed', issueNumber: 3, title: 'x', body: 'y', label: 'agent', sender: { login: 'reader', type: 'User' }, installationId: s.github.installationId, url: s.github.url });
-    const send = (deliveryId: string) => sendWebhook({ url: `${s.appUrl}/api/github/webhooks`, secret: WEBHOOK_SECRET, event: 'issues', payload, deliveryId });
+    const payload = issueLabeledPayload({
+      owner: OWNER,
+      repo: 'replayed',
+      issueNumber: 3,
+      title: 'x',
+      body: 'y',
+      label: 'agent',
+      sender: { login: 'reader', type: 'User' },
+      installationId: s.github.installationId,
+      url: s.github.url,
+    });
+    const send = (deliveryId: string) =>
+      sendWebhook({
+        url: `${s.appUrl}/api/github/webhooks`,
+        secret: WEBHOOK_SECRET,
+        event: 'issues',
+        payload,
+        deliveryId,
+      });
     expect((await send('replay-original')).status).toBe(200);
     expect((await send('replay-original')).status).toBe(200);
     expect((await send('replay-copy')).status).toBe(200);
-    const replays = () => s.logs().split('\n').filter((l) => l.includes('already delivered under another delivery id'));
+    const replays = () =>
+      s
+        .logs()
+        .split('\n')
+        .filter((l) => l.includes('already delivered under another delivery id'));
     await s.waitFor('the replay to be logged', () => (replays().length > 0 ? true : undefined), 10_000);
     expect(replays()).toHaveLength(1);
     expect(replays()[0]).toContain('replay-copy');

@@ -14,14 +14,26 @@ export interface CliResult {
  * Runs `issue-agent` from source as its own process (tsx as a loader), for tests. Async, so
  * a stand-in server in the test's process keeps answering while the CLI runs.
  */
-export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; input?: string } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  opts: { env?: Record<string, string>; cwd?: string; input?: string } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href, path.join(ROOT, 'src/cli/main.ts'), ...args], {
-      cwd: opts.cwd ?? ROOT,
-      // Only what the test names: no developer's DATA_DIR, key or model settings leak in.
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...opts.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href,
+        path.join(ROOT, 'src/cli/main.ts'),
+        ...args,
+      ],
+      {
+        cwd: opts.cwd ?? ROOT,
+        // Only what the test names: no developer's DATA_DIR, key or model settings leak in.
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...opts.env },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

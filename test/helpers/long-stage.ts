@@ -15,12 +15,28 @@ const use = (name: string, input: unknown): ScriptedBlock => ({ type: 'tool_use'
 
 /** The 61-step script: reads of many files, noisy commands, and three edits. */
 export function longStageStep(n: number): ScriptedBlock[] {
-  if (n === 60) return [{ type: 'text', text: 'Before finishing, let me recall what I changed and what failed.' }, use('finish_change', { summary: 'Renamed three values.' })];
+  if (n === 60)
+    return [
+      { type: 'text', text: 'Before finishing, let me recall what I changed and what failed.' },
+      use('finish_change', { summary: 'Renamed three values.' }),
+    ];
   if (n % 20 === 5) {
     const f = (n / 20) | 0;
-    return [use('edit_file', { path: `module${f}.js`, old_text: `export const value${f}_3 = 3;`, new_text: `export const value${f}_3 = 3000; // changed at step ${n}` })];
+    return [
+      use('edit_file', {
+        path: `module${f}.js`,
+        old_text: `export const value${f}_3 = 3;`,
+        new_text: `export const value${f}_3 = 3000; // changed at step ${n}`,
+      }),
+    ];
   }
-  if (n % 3 === 0) return [use('run_command', { command: `for i in $(seq 1 4000); do echo "noise line $i from step ${n}: compiling module $((i % 40))"; done`, timeout_seconds: 30 })];
+  if (n % 3 === 0)
+    return [
+      use('run_command', {
+        command: `for i in $(seq 1 4000); do echo "noise line $i from step ${n}: compiling module $((i % 40))"; done`,
+        timeout_seconds: 30,
+      }),
+    ];
   return [use('read_file', { path: `module${n % 40}.js`, start_line: 1, end_line: 150 })];
 }
 
@@ -41,19 +57,43 @@ export async function runLongStage(opts: { compaction: boolean; api?: AnthropicS
   const log = pino({ level: 'silent' });
   try {
     for (let f = 0; f < 40; f++) {
-      writeFileSync(path.join(root, `module${f}.js`), `${Array.from({ length: 150 }, (_, i) => `export const value${f}_${i} = ${i}; // line ${i + 1} of module ${f}`).join('\n')}\n`);
+      writeFileSync(
+        path.join(root, `module${f}.js`),
+        `${Array.from({ length: 150 }, (_, i) => `export const value${f}_${i} = ${i}; // line ${i + 1} of module ${f}`).join('\n')}\n`,
+      );
     }
     execFileSync('git', ['init', '-q', root]);
     const spend = new Spend();
     const trace = new Trace(root, 'long-stage');
-    const model = new ModelClient({ apiKey: 'sk-ant-test', baseURL: api.url, models: { frontier: 'claude-opus-5-5', mid: 'claude-sonnet-5-5', fast: 'claude-haiku-5-5' }, log, spend, trace, maxRetries: 0 });
+    const model = new ModelClient({
+      apiKey: 'sk-ant-test',
+      baseURL: api.url,
+      models: { frontier: 'claude-opus-5-5', mid: 'claude-sonnet-5-5', fast: 'claude-haiku-5-5' },
+      log,
+      spend,
+      trace,
+      maxRetries: 0,
+    });
     api.setModel((_req, { callIndex }) => ({ content: longStageStep(callIndex) }));
     const touched = new Set<string>();
-    const plan = { summary: 'Rename the values the issue names.', files_to_change: ['module0.js', 'module1.js', 'module2.js'], files_to_read: [], steps: ['edit each value'], verification: 'npm test', estimated_changed_lines: 3, confidence: 0.9 };
+    const plan = {
+      summary: 'Rename the values the issue names.',
+      files_to_change: ['module0.js', 'module1.js', 'module2.js'],
+      files_to_read: [],
+      steps: ['edit each value'],
+      verification: 'npm test',
+      estimated_changed_lines: 3,
+      confidence: 0.9,
+    };
     const result = await codeStage(
       { model, runner: createRunner('bwrap', log), workTree: root, sandboxReadOnlyPaths: [], trace, log },
       {
-        issue: { number: 7, title: 'Rename the values', body: 'value0_3, value1_3 and value2_3 must be 3000 (KEEP-MARKER-ISSUE).', author: 'maintainer' },
+        issue: {
+          number: 7,
+          title: 'Rename the values',
+          body: 'value0_3, value1_3 and value2_3 must be 3000 (KEEP-MARKER-ISSUE).',
+          author: 'maintainer',
+        },
         plan,
         repoRules: '',
         failure: '$ npm test\nexit code 1\nnot ok 1 - values are 3000 (KEEP-MARKER-FAILURE)',
@@ -64,8 +104,14 @@ export async function runLongStage(opts: { compaction: boolean; api?: AnthropicS
         ...(opts.compaction ? {} : { compaction: { thresholdTokens: Number.POSITIVE_INFINITY } }),
       },
     );
-    const usage = readFileSync(trace.file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; usage?: Record<string, number> }).filter((e) => e.type === 'model').map((e) => e.usage!);
-    const input = (u: Record<string, number>) => u.input_tokens! + u.cache_read_input_tokens! + u.cache_creation_input_tokens!;
+    const usage = readFileSync(trace.file, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; usage?: Record<string, number> })
+      .filter((e) => e.type === 'model')
+      .map((e) => e.usage!);
+    const input = (u: Record<string, number>) =>
+      u.input_tokens! + u.cache_read_input_tokens! + u.cache_creation_input_tokens!;
     const total = usage.reduce((a, u) => a + input(u), 0);
     return {
       result,

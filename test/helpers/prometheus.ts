@@ -54,8 +54,10 @@ export function parsePrometheus(text: string): Exposition {
     if (consumed !== body.length) throw new Error(`bad labels in: ${line}`);
     samples.push({ name: m[1]!, labels, value: parseValue(m[3]!) });
   }
-  const matches = (s: Sample, labels: Record<string, string>) => Object.entries(labels).every(([k, v]) => s.labels[k] === v);
-  const find = (name: string, labels: Record<string, string> = {}) => samples.filter((s) => s.name === name && matches(s, labels));
+  const matches = (s: Sample, labels: Record<string, string>) =>
+    Object.entries(labels).every(([k, v]) => s.labels[k] === v);
+  const find = (name: string, labels: Record<string, string> = {}) =>
+    samples.filter((s) => s.name === name && matches(s, labels));
   return {
     samples,
     types,

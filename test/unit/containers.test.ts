@@ -54,7 +54,12 @@ function stepOf(i: Instruction): Step {
   const flags: Record<string, string | null> = {};
   const modifiable = i as Partial<ModifiableInstruction>;
   for (const f of modifiable.getFlags?.() ?? []) flags[f.getName()] = f.getValue();
-  return { keyword: i.getKeyword().toUpperCase(), args: i.getArgumentsContent() ?? '', flags, line: i.getRange().start.line + 1 };
+  return {
+    keyword: i.getKeyword().toUpperCase(),
+    args: i.getArgumentsContent() ?? '',
+    flags,
+    line: i.getRange().start.line + 1,
+  };
 }
 
 /** The stages of a Dockerfile, with global ARGs (those before the first FROM) resolved in FROM. */
@@ -89,7 +94,10 @@ function execForm(args: string): string[] | undefined {
 
 /** The simple commands of a RUN line: split on &&, ||, ;, |. */
 function commandsOf(run: string): string[] {
-  return run.split(/&&|\|\||;|\|/).map((c) => c.trim()).filter(Boolean);
+  return run
+    .split(/&&|\|\||;|\|/)
+    .map((c) => c.trim())
+    .filter(Boolean);
 }
 
 /** Variables a command reads from the environment (`process.env.X`, `$X`, `${X}`). */
@@ -116,7 +124,8 @@ const ALL_RULES_AS_ERRORS: ValidatorSettings = {
 function dockerfileProblems(text: string): string[] {
   const problems: string[] = [];
   // The syntax and instruction checks of dockerfile-utils (the VS Code Docker linter).
-  for (const d of dockerfileValidate(text, ALL_RULES_AS_ERRORS)) problems.push(`dockerfile-utils line ${d.range.start.line + 1}: ${d.message}`);
+  for (const d of dockerfileValidate(text, ALL_RULES_AS_ERRORS))
+    problems.push(`dockerfile-utils line ${d.range.start.line + 1}: ${d.message}`);
   const { stages, all } = stagesOf(text);
   const final = stages.at(-1);
   if (!final) return [...problems, 'no FROM'];
@@ -124,25 +133,32 @@ function dockerfileProblems(text: string): string[] {
 
   // Multi-stage: a build stage, and a runtime stage that is a different one.
   if (stages.length < 2) problems.push('IA-multi-stage: expected a build stage and a runtime stage');
-  if (stages[0]?.name !== 'build') problems.push(`IA-multi-stage: the first stage must be "FROM … AS build" (got ${stages[0]?.name ?? 'no name'})`);
+  if (stages[0]?.name !== 'build')
+    problems.push(`IA-multi-stage: the first stage must be "FROM … AS build" (got ${stages[0]?.name ?? 'no name'})`);
   if (final.name === 'build') problems.push('IA-multi-stage: the final stage must not be the build stage');
 
   for (const [i, s] of stages.entries()) {
     if (names.includes(s.image)) continue; // FROM an earlier stage
     const m = /^(?<repo>[^@]+?)(?::(?<tag>[^:@/]+))?(?:@(?<digest>sha256:[0-9a-f]{64}))?$/.exec(s.image);
     if (!m || !s.image) problems.push(`DL3006 stage ${i + 1}: cannot read the image "${s.image}"`);
-    else if (!m.groups!.tag && !m.groups!.digest) problems.push(`DL3006 stage ${i + 1}: ${s.image} has no tag; pin a version`);
-    else if (m.groups!.tag === 'latest') problems.push(`DL3007 stage ${i + 1}: ${s.image} uses "latest"; pin a version`);
-    else if (m.groups!.tag && !/\d/.test(m.groups!.tag)) problems.push(`DL3006 stage ${i + 1}: the tag of ${s.image} names no version`);
-    if (stages.filter((o) => o.name && o.name === s.name).length > 1) problems.push(`DL3024 stage name "${s.name}" is used twice`);
+    else if (!m.groups!.tag && !m.groups!.digest)
+      problems.push(`DL3006 stage ${i + 1}: ${s.image} has no tag; pin a version`);
+    else if (m.groups!.tag === 'latest')
+      problems.push(`DL3007 stage ${i + 1}: ${s.image} uses "latest"; pin a version`);
+    else if (m.groups!.tag && !/\d/.test(m.groups!.tag))
+      problems.push(`DL3006 stage ${i + 1}: the tag of ${s.image} names no version`);
+    if (stages.filter((o) => o.name && o.name === s.name).length > 1)
+      problems.push(`DL3024 stage name "${s.name}" is used twice`);
   }
 
   for (const [i, s] of stages.entries()) {
     const earlier = stages.slice(0, i).map((o) => o.name);
     for (const step of s.steps) {
       const at = `line ${step.line}`;
-      if (step.keyword === 'WORKDIR' && !step.args.startsWith('/')) problems.push(`DL3000 ${at}: WORKDIR must be absolute`);
-      if (step.keyword === 'ADD' && !/^(https?:|git@)/.test(step.args)) problems.push(`DL3020 ${at}: use COPY, not ADD, for files`);
+      if (step.keyword === 'WORKDIR' && !step.args.startsWith('/'))
+        problems.push(`DL3000 ${at}: WORKDIR must be absolute`);
+      if (step.keyword === 'ADD' && !/^(https?:|git@)/.test(step.args))
+        problems.push(`DL3020 ${at}: use COPY, not ADD, for files`);
       if (step.keyword === 'COPY' && step.flags.from !== undefined && !earlier.includes(step.flags.from ?? '')) {
         problems.push(`DL3022 ${at}: COPY --from=${step.flags.from} does not name an earlier stage`);
       }
@@ -154,15 +170,20 @@ function dockerfileProblems(text: string): string[] {
         if (/^cd\s/.test(c)) problems.push(`DL3003 ${at}: use WORKDIR, not cd`);
         if (/^apt\s/.test(c)) problems.push(`DL3027 ${at}: use apt-get, not apt`);
         if (/^apt-get\s+(-\S+\s+)*upgrade\b/.test(c)) problems.push(`DL3005 ${at}: do not apt-get upgrade in an image`);
-        if (/^npm\s+(i|install)\b/.test(c)) problems.push(`IA-npm-ci ${at}: use npm ci (the lock file), not npm install`);
+        if (/^npm\s+(i|install)\b/.test(c))
+          problems.push(`IA-npm-ci ${at}: use npm ci (the lock file), not npm install`);
         if (/^apt-get\s+(-\S+\s+)*install\b/.test(c)) {
           if (!/\s(-y|--yes|--assume-yes)\b/.test(c)) problems.push(`DL3014 ${at}: apt-get install without -y`);
-          if (!c.includes('--no-install-recommends')) problems.push(`DL3015 ${at}: apt-get install without --no-install-recommends`);
-          if (!cmds.some((o) => /^rm\s+-rf\s+\/var\/lib\/apt\/lists\/\*/.test(o))) problems.push(`DL3009 ${at}: apt lists not removed in the same RUN (rm -rf /var/lib/apt/lists/*)`);
-          if (!cmds.some((o) => /^apt-get\s+(-\S+\s+)*update\b/.test(o))) problems.push(`DL3009 ${at}: apt-get install without apt-get update in the same RUN`);
+          if (!c.includes('--no-install-recommends'))
+            problems.push(`DL3015 ${at}: apt-get install without --no-install-recommends`);
+          if (!cmds.some((o) => /^rm\s+-rf\s+\/var\/lib\/apt\/lists\/\*/.test(o)))
+            problems.push(`DL3009 ${at}: apt lists not removed in the same RUN (rm -rf /var/lib/apt/lists/*)`);
+          if (!cmds.some((o) => /^apt-get\s+(-\S+\s+)*update\b/.test(o)))
+            problems.push(`DL3009 ${at}: apt-get install without apt-get update in the same RUN`);
         }
       }
-      if (step.args.includes('|') && !/\|\||pipefail/.test(step.args)) problems.push(`DL4006 ${at}: a pipe without set -o pipefail`);
+      if (step.args.includes('|') && !/\|\||pipefail/.test(step.args))
+        problems.push(`DL4006 ${at}: a pipe without set -o pipefail`);
     }
   }
 
@@ -170,28 +191,43 @@ function dockerfileProblems(text: string): string[] {
   const buildRuns = (stages[0]?.steps ?? []).filter((s) => s.keyword === 'RUN').flatMap((s) => commandsOf(s.args));
   const ciAt = buildRuns.findIndex((c) => /^npm ci\b/.test(c) && !c.includes('--omit=dev'));
   const buildAt = buildRuns.findIndex((c) => /^npm run build\b/.test(c));
-  if (ciAt < 0 || buildAt < ciAt) problems.push('IA-build: the build stage must run npm ci (all dependencies), then npm run build');
-  const copiesFrom = (what: string) => final.steps.find((s) => s.keyword === 'COPY' && s.flags.from && s.args.includes(what));
+  if (ciAt < 0 || buildAt < ciAt)
+    problems.push('IA-build: the build stage must run npm ci (all dependencies), then npm run build');
+  const copiesFrom = (what: string) =>
+    final.steps.find((s) => s.keyword === 'COPY' && s.flags.from && s.args.includes(what));
   const modulesFrom = copiesFrom('/app/node_modules')?.flags.from;
   const modulesStage = stages.find((s) => s.name === modulesFrom);
-  if (!modulesStage?.steps.some((s) => s.keyword === 'RUN' && commandsOf(s.args).some((c) => /^npm ci\b.*--omit=dev/.test(c)))) {
+  if (
+    !modulesStage?.steps.some(
+      (s) => s.keyword === 'RUN' && commandsOf(s.args).some((c) => /^npm ci\b.*--omit=dev/.test(c)),
+    )
+  ) {
     problems.push('IA-runtime: node_modules must come from a stage that ran npm ci --omit=dev');
   }
-  if (copiesFrom('/app/dist')?.flags.from !== stages[0]?.name) problems.push('IA-runtime: dist must be copied from the build stage');
-  if (final.steps.some((s) => s.keyword === 'RUN' && /\bnpm (ci|i|install|run build)\b/.test(s.args))) problems.push('IA-runtime: the runtime stage must not install or build');
+  if (copiesFrom('/app/dist')?.flags.from !== stages[0]?.name)
+    problems.push('IA-runtime: dist must be copied from the build stage');
+  if (final.steps.some((s) => s.keyword === 'RUN' && /\bnpm (ci|i|install|run build)\b/.test(s.args)))
+    problems.push('IA-runtime: the runtime stage must not install or build');
 
   // The runtime's packages.
   const installed = final.steps
     .filter((s) => s.keyword === 'RUN')
     .flatMap((s) => commandsOf(s.args))
     .filter((c) => /^apt-get\s+(-\S+\s+)*install\b/.test(c))
-    .flatMap((c) => c.split(/\s+/).slice(2).filter((w) => !w.startsWith('-')));
-  for (const p of RUNTIME_PACKAGES) if (!installed.includes(p)) problems.push(`IA-packages: the runtime stage does not install ${p}`);
+    .flatMap((c) =>
+      c
+        .split(/\s+/)
+        .slice(2)
+        .filter((w) => !w.startsWith('-')),
+    );
+  for (const p of RUNTIME_PACKAGES)
+    if (!installed.includes(p)) problems.push(`IA-packages: the runtime stage does not install ${p}`);
 
   // A non-root user in the final stage, set before the entry point.
   const users = final.steps.filter((s) => s.keyword === 'USER');
   const user = users.at(-1)?.args.split(':')[0];
-  if (!user || user === 'root' || user === '0') problems.push(`DL3002 the final stage must switch to a non-root USER (got ${user ?? 'none'})`);
+  if (!user || user === 'root' || user === '0')
+    problems.push(`DL3002 the final stage must switch to a non-root USER (got ${user ?? 'none'})`);
 
   // Exec form for what runs as PID 1 and for the healthcheck.
   for (const k of ['CMD', 'ENTRYPOINT']) {
@@ -200,21 +236,26 @@ function dockerfileProblems(text: string): string[] {
     if (s && !execForm(s.args)) problems.push(`DL3025 line ${s.line}: ${k} must use the exec (JSON) form`);
   }
   const entry = execForm(final.steps.filter((x) => x.keyword === 'ENTRYPOINT').at(-1)?.args ?? '');
-  if (entry?.[0]?.endsWith('/tini') && !installed.includes('tini')) problems.push('IA-packages: ENTRYPOINT runs tini but the runtime stage does not install it');
+  if (entry?.[0]?.endsWith('/tini') && !installed.includes('tini'))
+    problems.push('IA-packages: ENTRYPOINT runs tini but the runtime stage does not install it');
   const health = final.steps.filter((x) => x.keyword === 'HEALTHCHECK').at(-1);
-  if (health && health.args.trim() !== 'NONE' && !execForm(health.args.replace(/^CMD\s+/, ''))) problems.push(`DL3025 line ${health.line}: HEALTHCHECK CMD must use the exec form`);
+  if (health && health.args.trim() !== 'NONE' && !execForm(health.args.replace(/^CMD\s+/, '')))
+    problems.push(`DL3025 line ${health.line}: HEALTHCHECK CMD must use the exec form`);
 
   // Every variable set is one the app reads, and none carries a secret.
   for (const s of all) {
     if (s.keyword !== 'ENV' && s.keyword !== 'ARG') continue;
     const names = [...s.args.matchAll(/(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)(?==|\s|$)/g)].map((m) => m[1]!);
     for (const n of names) {
-      if (SECRET_NAME.test(n)) problems.push(`IA-secrets line ${s.line}: ${s.keyword} ${n} would bake a secret into the image`);
-      if (s.keyword === 'ENV' && !KNOWN_ENV.has(n)) problems.push(`IA-env line ${s.line}: ENV ${n} is not a variable of src/config/env.ts`);
+      if (SECRET_NAME.test(n))
+        problems.push(`IA-secrets line ${s.line}: ${s.keyword} ${n} would bake a secret into the image`);
+      if (s.keyword === 'ENV' && !KNOWN_ENV.has(n))
+        problems.push(`IA-env line ${s.line}: ENV ${n} is not a variable of src/config/env.ts`);
     }
   }
   for (const s of all) {
-    if (s.keyword === 'COPY' && !s.flags.from && /(^|\s)(\S*\.env|\S*\.pem)(\s|$)/.test(s.args)) problems.push(`IA-secrets line ${s.line}: COPY of a secret file`);
+    if (s.keyword === 'COPY' && !s.flags.from && /(^|\s)(\S*\.env|\S*\.pem)(\s|$)/.test(s.args))
+      problems.push(`IA-secrets line ${s.line}: COPY of a secret file`);
   }
   return problems;
 }
@@ -227,7 +268,10 @@ function inContext(ignore: string, file: string): boolean {
     .split('\n')
     .map((l) => l.trim())
     .filter((l) => l && !l.startsWith('#'))
-    .map((l) => ({ negate: l.startsWith('!'), match: picomatch(path.posix.normalize(l.replace(/^!/, '')).replace(/\/$/, ''), { dot: true }) }));
+    .map((l) => ({
+      negate: l.startsWith('!'),
+      match: picomatch(path.posix.normalize(l.replace(/^!/, '')).replace(/\/$/, ''), { dot: true }),
+    }));
   const parts = file.split('/');
   const prefixes = parts.map((_, i) => parts.slice(0, i + 1).join('/'));
   let excluded = false;
@@ -273,7 +317,10 @@ const parseCompose = (text: string) => parse(text, { merge: true }) as Compose;
 
 function envEntries(env: EnvBlock | undefined): Array<[string, string | undefined]> {
   if (!env) return [];
-  if (Array.isArray(env)) return env.map((e) => (e.includes('=') ? [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)] : [e, undefined]));
+  if (Array.isArray(env))
+    return env.map((e) =>
+      e.includes('=') ? [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)] : [e, undefined],
+    );
   return Object.entries(env).map(([k, v]) => [k, v === null ? undefined : String(v)]);
 }
 
@@ -284,7 +331,8 @@ function healthTest(s: Service | undefined): string[] | undefined {
 
 function seconds(duration: string | undefined): number {
   let total = 0;
-  for (const m of (duration ?? '').matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) total += Number(m[1]) * { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2] as 'ms' | 's' | 'm' | 'h'];
+  for (const m of (duration ?? '').matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g))
+    total += Number(m[1]) * { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2] as 'ms' | 's' | 'm' | 'h'];
   return total;
 }
 
@@ -293,7 +341,10 @@ function composeProblems(text: string): string[] {
   const problems: string[] = [];
   const doc = parseCompose(text);
   if (!validateCompose(doc)) {
-    for (const e of validateCompose.errors ?? []) problems.push(`schema ${e.instancePath || '/'}: ${e.message}${e.params && 'additionalProperty' in e.params ? ` (${String(e.params.additionalProperty)})` : ''}`);
+    for (const e of validateCompose.errors ?? [])
+      problems.push(
+        `schema ${e.instancePath || '/'}: ${e.message}${e.params && 'additionalProperty' in e.params ? ` (${String(e.params.additionalProperty)})` : ''}`,
+      );
     return problems;
   }
   const { services } = doc;
@@ -310,9 +361,12 @@ function composeProblems(text: string): string[] {
   }
   // Redis is not a trust root: a password, from .env, never written here.
   const pass = cmd.indexOf('--requirepass');
-  if (pass < 0 || !/^\$\{REDIS_PASSWORD(:?\?[^}]*)?\}$/.test(cmd[pass + 1] ?? '')) problems.push('redis: command lacks --requirepass ${REDIS_PASSWORD} (a password from .env)');
-  if (!redis.image || /:latest$|^[^:]+$/.test(redis.image)) problems.push(`redis: image ${redis.image} is not pinned to a version`);
-  if (!(redis.volumes ?? []).some((v) => (typeof v === 'string' ? v.split(':')[1] : v.target) === '/data')) problems.push('redis: /data (the append-only file) is not on a volume');
+  if (pass < 0 || !/^\$\{REDIS_PASSWORD(:?\?[^}]*)?\}$/.test(cmd[pass + 1] ?? ''))
+    problems.push('redis: command lacks --requirepass ${REDIS_PASSWORD} (a password from .env)');
+  if (!redis.image || /:latest$|^[^:]+$/.test(redis.image))
+    problems.push(`redis: image ${redis.image} is not pinned to a version`);
+  if (!(redis.volumes ?? []).some((v) => (typeof v === 'string' ? v.split(':')[1] : v.target) === '/data'))
+    problems.push('redis: /data (the append-only file) is not on a volume');
 
   // Healthchecks, in exec form.
   for (const [name, s] of Object.entries(services)) {
@@ -324,15 +378,22 @@ function composeProblems(text: string): string[] {
   // The worker has no web server: its check asks /readyz on METRICS_PORT (consuming, and Redis answers).
   const workerCheck = healthTest(worker)?.join(' ') ?? '';
   const workerPort = Object.fromEntries(envEntries(worker.environment)).METRICS_PORT;
-  if (!workerCheck.includes('/readyz') || !workerCheck.includes('process.env.METRICS_PORT') || !workerPort) problems.push('worker: the healthcheck must ask GET /readyz on METRICS_PORT, and METRICS_PORT must be set');
+  if (!workerCheck.includes('/readyz') || !workerCheck.includes('process.env.METRICS_PORT') || !workerPort)
+    problems.push('worker: the healthcheck must ask GET /readyz on METRICS_PORT, and METRICS_PORT must be set');
 
   // Roles, the shared Redis, start order.
-  for (const [name, s, role] of [['web', web, 'web'], ['worker', worker, 'worker']] as const) {
-    if (!Array.isArray(s.command) || s.command.at(-1) !== role) problems.push(`${name}: command must run the ${role} role (exec form)`);
+  for (const [name, s, role] of [
+    ['web', web, 'web'],
+    ['worker', worker, 'worker'],
+  ] as const) {
+    if (!Array.isArray(s.command) || s.command.at(-1) !== role)
+      problems.push(`${name}: command must run the ${role} role (exec form)`);
     const deps = s.depends_on;
-    if (!deps || Array.isArray(deps) || deps.redis?.condition !== 'service_healthy') problems.push(`${name}: must depend on redis being healthy`);
+    if (!deps || Array.isArray(deps) || deps.redis?.condition !== 'service_healthy')
+      problems.push(`${name}: must depend on redis being healthy`);
     const env = Object.fromEntries(envEntries(s.environment));
-    if (!env.REDIS_URL?.startsWith('redis://redis:')) problems.push(`${name}: REDIS_URL must point at the redis service`);
+    if (!env.REDIS_URL?.startsWith('redis://redis:'))
+      problems.push(`${name}: REDIS_URL must point at the redis service`);
     const files = [s.env_file ?? []].flat().map((f) => (typeof f === 'string' ? f : f.path));
     if (!files.includes('.env')) problems.push(`${name}: secrets must come from env_file .env`);
   }
@@ -345,40 +406,53 @@ function composeProblems(text: string): string[] {
   if ((worker.deploy?.replicas ?? 1) < 2) problems.push('worker: deploy.replicas must be 2 or more');
   if (worker.container_name) problems.push('worker: container_name prevents scaling');
   if ((worker.ports ?? []).length > 0) problems.push('worker: a published port prevents scaling');
-  if (!(web.ports ?? []).some((p) => String(typeof p === 'object' ? (p as { target?: unknown }).target : p).endsWith('3000'))) problems.push('web: port 3000 is not published');
+  if (
+    !(web.ports ?? []).some((p) =>
+      String(typeof p === 'object' ? (p as { target?: unknown }).target : p).endsWith('3000'),
+    )
+  )
+    problems.push('web: port 3000 is not published');
 
   // DATA_DIR on a named volume.
   const workerEnv = Object.fromEntries(envEntries(worker.environment));
   const dataDir = workerEnv.DATA_DIR;
-  const mount = (worker.volumes ?? []).map((v) => (typeof v === 'string' ? { source: v.split(':')[0], target: v.split(':')[1] } : v)).find((v) => v.target === dataDir);
+  const mount = (worker.volumes ?? [])
+    .map((v) => (typeof v === 'string' ? { source: v.split(':')[0], target: v.split(':')[1] } : v))
+    .find((v) => v.target === dataDir);
   if (!dataDir || !mount) problems.push('worker: DATA_DIR must be the target of a volume');
-  else if (!mount.source || !doc.volumes || !(mount.source in doc.volumes)) problems.push(`worker: ${dataDir} must be a named volume declared under volumes`);
+  else if (!mount.source || !doc.volumes || !(mount.source in doc.volumes))
+    problems.push(`worker: ${dataDir} must be a named volume declared under volumes`);
 
   // A clean drain: Docker's stop timeout outlasts the app's own shutdown timeout.
   const shutdownMs = Number(workerEnv.SHUTDOWN_TIMEOUT_MS ?? EnvSchema.shape.SHUTDOWN_TIMEOUT_MS.parse(undefined));
-  if (seconds(worker.stop_grace_period ?? '10s') * 1000 <= shutdownMs) problems.push(`worker: stop_grace_period must exceed SHUTDOWN_TIMEOUT_MS (${shutdownMs} ms)`);
+  if (seconds(worker.stop_grace_period ?? '10s') * 1000 <= shutdownMs)
+    problems.push(`worker: stop_grace_period must exceed SHUTDOWN_TIMEOUT_MS (${shutdownMs} ms)`);
 
   // bubblewrap needs user namespaces, a mount syscall and an unmasked /proc: the worker
   // relaxes exactly those, nobody else does, and nothing gets real root powers.
   const needed = ['seccomp=unconfined', 'apparmor=unconfined', 'systempaths=unconfined'];
-  for (const o of needed) if (!worker.security_opt?.includes(o)) problems.push(`worker: security_opt lacks ${o} (bubblewrap)`);
+  for (const o of needed)
+    if (!worker.security_opt?.includes(o)) problems.push(`worker: security_opt lacks ${o} (bubblewrap)`);
   for (const [name, s] of Object.entries(services)) {
     if (s.privileged) problems.push(`${name}: privileged`);
     if ((s.cap_add ?? []).length > 0) problems.push(`${name}: cap_add ${s.cap_add!.join(',')}`);
-    if (name !== 'worker' && (s.security_opt ?? []).length > 0) problems.push(`${name}: security_opt relaxed without need`);
+    if (name !== 'worker' && (s.security_opt ?? []).length > 0)
+      problems.push(`${name}: security_opt relaxed without need`);
   }
 
   // Environment: only the app's variables, and no literal secrets.
   for (const [name, s] of Object.entries(services)) {
     for (const [k, v] of envEntries(s.environment)) {
-      if (name !== 'redis' && !KNOWN_ENV.has(k)) problems.push(`${name}: environment ${k} is not a variable of src/config/env.ts`);
+      if (name !== 'redis' && !KNOWN_ENV.has(k))
+        problems.push(`${name}: environment ${k} is not a variable of src/config/env.ts`);
       if (v === undefined || /^\$\{[A-Z0-9_]+(:?[-?][^}]*)?\}$/.test(v)) continue; // passed through from the host or .env
       if (SECRET_NAME.test(k)) problems.push(`${name}: environment ${k} has a literal value; put secrets in .env`);
       if (/:\/\/[^/@\s]*:[^/@\s]+@/.test(v)) problems.push(`${name}: environment ${k} carries credentials in a URL`);
       if (sanitise(v) !== v) problems.push(`${name}: environment ${k} looks like a secret`);
     }
     for (const k of envReads(healthTest(s)?.join(' ') ?? '')) {
-      if (name !== 'redis' && !KNOWN_ENV.has(k)) problems.push(`${name}: the healthcheck reads ${k}, not a variable of src/config/env.ts`);
+      if (name !== 'redis' && !KNOWN_ENV.has(k))
+        problems.push(`${name}: the healthcheck reads ${k}, not a variable of src/config/env.ts`);
     }
   }
   if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) problems.push('a private key is written in the file');
@@ -402,7 +476,10 @@ describe('Dockerfile (hadolint-style rules; no Docker engine here)', () => {
 
   it('the Node version of the image satisfies package.json engines', () => {
     const engines = (JSON.parse(read('package.json')) as { engines: { node: string } }).engines.node;
-    const [major, minor] = /^node:(\d+)\.(\d+)/.exec(stagesOf(DOCKERFILE).stages[0]!.image)!.slice(1).map(Number) as [number, number];
+    const [major, minor] = /^node:(\d+)\.(\d+)/.exec(stagesOf(DOCKERFILE).stages[0]!.image)!.slice(1).map(Number) as [
+      number,
+      number,
+    ];
     const [wantMajor, wantMinor] = /(\d+)\.(\d+)/.exec(engines)!.slice(1).map(Number) as [number, number];
     expect(major > wantMajor || (major === wantMajor && minor >= wantMinor)).toBe(true);
   });
@@ -428,7 +505,9 @@ describe('Dockerfile (hadolint-style rules; no Docker engine here)', () => {
     expect(broken('ENV DATA_DIR=/data', 'ENV DATA_DIR=/data NODE_OPTIONZ=1')).toMatch(/IA-env.*NODE_OPTIONZ/);
     expect(broken('ENV DATA_DIR=/data', 'ENV DATA_DIR=/data WEBHOOK_SECRET=x')).toMatch(/IA-secrets/);
     expect(broken('COPY package.json app.yml ./', 'COPY package.json app.yml .env ./')).toMatch(/IA-secrets/);
-    expect(broken('COPY --from=deps /app/node_modules', 'COPY --from=build /app/node_modules')).toMatch(/npm ci --omit=dev/);
+    expect(broken('COPY --from=deps /app/node_modules', 'COPY --from=build /app/node_modules')).toMatch(
+      /npm ci --omit=dev/,
+    );
     expect(broken('COPY --from=deps', 'COPY --from=later')).toMatch(/DL3022/);
     expect(broken('RUN npm run build', 'RUN true')).toMatch(/IA-build/);
     expect(broken('FROM ${NODE_IMAGE} AS build', 'FROM ${NODE_IMAGE} AS compile')).toMatch(/IA-multi-stage/);
@@ -440,9 +519,31 @@ describe('Dockerfile (hadolint-style rules; no Docker engine here)', () => {
     const copied = stagesOf(DOCKERFILE)
       .all.filter((s) => s.keyword === 'COPY' && !s.flags.from)
       .flatMap((s) => s.args.split(/\s+/).slice(0, -1));
-    expect(copied.sort()).toEqual(['app.yml', 'package-lock.json', 'package-lock.json', 'package.json', 'package.json', 'package.json', 'src', 'tsconfig.build.json', 'tsconfig.json']);
-    for (const f of [...copied, 'src/main.ts', 'src/sandbox/bwrap.ts']) expect(inContext(DOCKERIGNORE, f), f).toBe(true);
-    for (const f of ['.env', 'private-key.pem', 'keys/app.pem', '.data/mirrors/x', 'node_modules/zod/package.json', 'dist/main.js', '.git/config', 'test/e2e/harness.ts', 'src/web/app.test.ts', 'coverage/index.html']) {
+    expect(copied.sort()).toEqual([
+      'app.yml',
+      'package-lock.json',
+      'package-lock.json',
+      'package.json',
+      'package.json',
+      'package.json',
+      'src',
+      'tsconfig.build.json',
+      'tsconfig.json',
+    ]);
+    for (const f of [...copied, 'src/main.ts', 'src/sandbox/bwrap.ts'])
+      expect(inContext(DOCKERIGNORE, f), f).toBe(true);
+    for (const f of [
+      '.env',
+      'private-key.pem',
+      'keys/app.pem',
+      '.data/mirrors/x',
+      'node_modules/zod/package.json',
+      'dist/main.js',
+      '.git/config',
+      'test/e2e/harness.ts',
+      'src/web/app.test.ts',
+      'coverage/index.html',
+    ]) {
       expect(inContext(DOCKERIGNORE, f), f).toBe(false);
     }
   });
@@ -457,7 +558,12 @@ describe('docker-compose.yml (Compose Specification schema; no Docker engine her
   });
 
   it('runs redis with the persistence the app requires (REDIS_PERSISTENCE_ARGS)', () => {
-    expect(doc.services.redis!.command).toEqual(['redis-server', ...REDIS_PERSISTENCE_ARGS, '--requirepass', '${REDIS_PASSWORD:?set REDIS_PASSWORD in .env, e.g. openssl rand -hex 24}']);
+    expect(doc.services.redis!.command).toEqual([
+      'redis-server',
+      ...REDIS_PERSISTENCE_ARGS,
+      '--requirepass',
+      '${REDIS_PASSWORD:?set REDIS_PASSWORD in .env, e.g. openssl rand -hex 24}',
+    ]);
   });
 
   it('builds web and worker from the Dockerfile; the worker scales and keeps DATA_DIR on a volume', () => {
@@ -477,12 +583,23 @@ describe('docker-compose.yml (Compose Specification schema; no Docker engine her
     expect(broken('"--appendfsync", "everysec", ', '')).toMatch(/appendfsync everysec/);
     expect(broken('"noeviction"', '"allkeys-lru"')).toMatch(/maxmemory-policy noeviction/);
     expect(broken('replicas: 2', 'replicas: 1')).toMatch(/replicas/);
-    expect(broken('WORKER_CONCURRENCY: "1"', 'WORKER_CONCURRENCY: "1"\n      ANTHROPIC_API_KEY: sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789')).toMatch(/literal value/);
-    expect(broken('WORKER_CONCURRENCY: "1"', 'WORKER_CONCURRENCY: "1"\n      ANTHROPIC_API_KEY: ${ANTHROPIC_API_KEY}')).toBe('');
-    expect(broken('REDIS_URL: redis://redis:6379\n      HOST', 'REDIS_URL: redis://:hunter2@redis:6379\n      HOST')).toMatch(/credentials in a URL/);
+    expect(
+      broken(
+        'WORKER_CONCURRENCY: "1"',
+        'WORKER_CONCURRENCY: "1"\n      ANTHROPIC_API_KEY: sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789',
+      ),
+    ).toMatch(/literal value/);
+    expect(
+      broken('WORKER_CONCURRENCY: "1"', 'WORKER_CONCURRENCY: "1"\n      ANTHROPIC_API_KEY: ${ANTHROPIC_API_KEY}'),
+    ).toBe('');
+    expect(
+      broken('REDIS_URL: redis://redis:6379\n      HOST', 'REDIS_URL: redis://:hunter2@redis:6379\n      HOST'),
+    ).toMatch(/credentials in a URL/);
     expect(broken(/, "--requirepass", "[^"]+"/, '')).toMatch(/--requirepass/);
     expect(broken(/"--requirepass", "[^"]+"/, '"--requirepass", "hunter2"')).toMatch(/a password from \.env/);
-    expect(broken('WORKER_CONCURRENCY: "1"', 'WORKER_CONCURRENCY: "1"\n      WORKERS: "3"')).toMatch(/WORKERS is not a variable/);
+    expect(broken('WORKER_CONCURRENCY: "1"', 'WORKER_CONCURRENCY: "1"\n      WORKERS: "3"')).toMatch(
+      /WORKERS is not a variable/,
+    );
     expect(broken('env_file: .env', 'env_file: secrets.env')).toMatch(/env_file \.env/);
     expect(broken('      - systempaths=unconfined\n', '')).toMatch(/systempaths=unconfined/);
     expect(broken('    stop_grace_period: 75s\n', '')).toMatch(/stop_grace_period/);
@@ -491,10 +608,17 @@ describe('docker-compose.yml (Compose Specification schema; no Docker engine her
     expect(broken('      - agent-data:/data\n', '      - agent-data:/var/agent\n')).toMatch(/DATA_DIR/);
     expect(broken('      - agent-data:/data\n', '      - ./data:/data\n')).toMatch(/named volume/);
     expect(broken('condition: service_healthy', 'condition: service_started')).toMatch(/redis being healthy/);
-    expect(broken('    healthcheck:\n      test: ["CMD", "redis-cli", "ping"]', '    healthcheck:\n      tests: ["CMD", "redis-cli", "ping"]')).toMatch(/schema .*tests/);
+    expect(
+      broken(
+        '    healthcheck:\n      test: ["CMD", "redis-cli", "ping"]',
+        '    healthcheck:\n      tests: ["CMD", "redis-cli", "ping"]',
+      ),
+    ).toMatch(/schema .*tests/);
     expect(broken('image: redis:7.4-alpine', 'image: redis:latest')).toMatch(/not pinned/);
     expect(broken('    deploy:\n', '    container_name: w\n    deploy:\n')).toMatch(/container_name/);
-    expect(broken('    stop_grace_period: 75s\n', '    stop_grace_period: 75s\n    privileged: true\n')).toMatch(/privileged/);
+    expect(broken('    stop_grace_period: 75s\n', '    stop_grace_period: 75s\n    privileged: true\n')).toMatch(
+      /privileged/,
+    );
     expect(broken("/readyz').then", "/healthz').then")).toMatch(/readyz on METRICS_PORT/);
     expect(broken('      METRICS_PORT: "9090"\n', '')).toMatch(/METRICS_PORT must be set/);
   });
@@ -508,7 +632,11 @@ describe('healthchecks, run for real', () => {
     // The app's own endpoints (src/web/health.ts), as a worker's METRICS_PORT serves them;
     // "healthy" is whether Redis answers.
     port = await freePort();
-    server = await startOpsServer({ port, host: '127.0.0.1', handler: healthHandler({ redisPing: async () => healthy, workerState: () => 'consuming' }) });
+    server = await startOpsServer({
+      port,
+      host: '127.0.0.1',
+      handler: healthHandler({ redisPing: async () => healthy, workerState: () => 'consuming' }),
+    });
   });
   afterAll(async () => {
     await new Promise((r) => server.close(r));
@@ -519,7 +647,11 @@ describe('healthchecks, run for real', () => {
     const argv = check[0] === 'CMD' ? check.slice(1) : check;
     expect(argv[0]).toBe('node');
     try {
-      await run(process.execPath, argv.slice(1), { cwd: ROOT, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env }, timeout: 15_000 });
+      await run(process.execPath, argv.slice(1), {
+        cwd: ROOT,
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
+        timeout: 15_000,
+      });
       return 0;
     } catch (err) {
       return (err as { code?: number }).code ?? -1;
@@ -527,15 +659,28 @@ describe('healthchecks, run for real', () => {
   };
 
   const checks: Array<[string, () => string[], string]> = [
-    ["the image's HEALTHCHECK", () => execForm(stagesOf(DOCKERFILE).stages.at(-1)!.steps.find((s) => s.keyword === 'HEALTHCHECK')!.args.replace(/^CMD\s+/, ''))!, 'PORT'],
+    [
+      "the image's HEALTHCHECK",
+      () =>
+        execForm(
+          stagesOf(DOCKERFILE)
+            .stages.at(-1)!
+            .steps.find((s) => s.keyword === 'HEALTHCHECK')!
+            .args.replace(/^CMD\s+/, ''),
+        )!,
+      'PORT',
+    ],
     ["web's healthcheck", () => healthTest(parseCompose(COMPOSE).services.web)!, 'PORT'],
     ["the worker's healthcheck", () => healthTest(parseCompose(COMPOSE).services.worker)!, 'METRICS_PORT'],
   ];
-  it.each(checks)('%s: 0 while the app is healthy, 1 when Redis is down and when nothing listens', async (_, check, portVariable) => {
-    healthy = true;
-    expect(await exitOf(check(), { [portVariable]: String(port) })).toBe(0);
-    healthy = false;
-    expect(await exitOf(check(), { [portVariable]: String(port) })).toBe(1);
-    expect(await exitOf(check(), { [portVariable]: String(await freePort()) })).toBe(1);
-  });
+  it.each(checks)(
+    '%s: 0 while the app is healthy, 1 when Redis is down and when nothing listens',
+    async (_, check, portVariable) => {
+      healthy = true;
+      expect(await exitOf(check(), { [portVariable]: String(port) })).toBe(0);
+      healthy = false;
+      expect(await exitOf(check(), { [portVariable]: String(port) })).toBe(1);
+      expect(await exitOf(check(), { [portVariable]: String(await freePort()) })).toBe(1);
+    },
+  );
 });

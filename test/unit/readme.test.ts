@@ -23,7 +23,11 @@ describe('the README', () => {
   it('has an example config that is valid and shows every field of the schema', () => {
     expect(example).toBeDefined();
     expect(() => parseRepoConfig(example)).not.toThrow();
-    const shown = fields({ properties: Object.fromEntries(Object.entries(parse(example!) as Record<string, unknown>).map(([k, v]) => [k, toSchema(v)])) });
+    const shown = fields({
+      properties: Object.fromEntries(
+        Object.entries(parse(example!) as Record<string, unknown>).map(([k, v]) => [k, toSchema(v)]),
+      ),
+    });
     expect(shown.sort()).toEqual(fields(repoConfigJsonSchema() as JsonSchema).sort());
   });
 
@@ -31,7 +35,19 @@ describe('the README', () => {
     const lines = readFileSync(path.join(ROOT, '.env.example'), 'utf8').split('\n');
     const listed = lines.flatMap((l, i) => {
       const m = /^([A-Z_]+)=/.exec(l);
-      return m ? [{ name: m[1]!, explained: lines.slice(0, i).reverse().find((x) => !/^[A-Z_]+=/.test(x))?.startsWith('#') ?? false }] : [];
+      return m
+        ? [
+            {
+              name: m[1]!,
+              explained:
+                lines
+                  .slice(0, i)
+                  .reverse()
+                  .find((x) => !/^[A-Z_]+=/.test(x))
+                  ?.startsWith('#') ?? false,
+            },
+          ]
+        : [];
     });
     expect(listed.map((v) => v.name).sort()).toEqual(Object.keys(EnvSchema.shape).sort());
     expect(listed.filter((v) => !v.explained)).toEqual([]);
@@ -44,5 +60,7 @@ describe('the README', () => {
 });
 
 function toSchema(v: unknown): JsonSchema {
-  return v && typeof v === 'object' && !Array.isArray(v) ? { properties: Object.fromEntries(Object.entries(v).map(([k, x]) => [k, toSchema(x)])) } : {};
+  return v && typeof v === 'object' && !Array.isArray(v)
+    ? { properties: Object.fromEntries(Object.entries(v).map(([k, x]) => [k, toSchema(x)])) }
+    : {};
 }

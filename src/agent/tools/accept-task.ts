@@ -7,7 +7,9 @@ export const AcceptTaskSchema = z.strictObject({
     .array(z.string().trim().min(1).max(400))
     .min(1)
     .max(8)
-    .describe('1 to 8 checkable statements that are true once the issue is solved, e.g. "npm test passes \'adds a negative number\'"'),
+    .describe(
+      '1 to 8 checkable statements that are true once the issue is solved, e.g. "npm test passes \'adds a negative number\'"',
+    ),
 });
 export type AcceptTask = z.infer<typeof AcceptTaskSchema>;
 

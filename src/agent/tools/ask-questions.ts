@@ -6,15 +6,25 @@ export const AskQuestionsSchema = z.strictObject({
     .array(z.string().trim().min(1).max(500))
     .min(1)
     .max(4)
-    .describe('1 to 4 specific questions whose answers would make the issue a bounded, verifiable task: which file or component, which behaviour, what success looks like'),
-  reason: z.string().trim().min(1).max(500).describe('one sentence: why the issue is not yet a bounded, verifiable task'),
+    .describe(
+      '1 to 4 specific questions whose answers would make the issue a bounded, verifiable task: which file or component, which behaviour, what success looks like',
+    ),
+  reason: z
+    .string()
+    .trim()
+    .min(1)
+    .max(500)
+    .describe('one sentence: why the issue is not yet a bounded, verifiable task'),
 });
 export type AskQuestions = z.infer<typeof AskQuestionsSchema>;
 
 export const askQuestions = defineTool({
   name: 'ask_questions',
   example: {
-    questions: ['Which part of the authentication system should change: login, sessions or password reset?', 'What should happen that does not happen today? An error message or a failing test would help.'],
+    questions: [
+      'Which part of the authentication system should change: login, sessions or password reset?',
+      'What should happen that does not happen today? An error message or a failing test would help.',
+    ],
     reason: 'The issue names an area but no specific behaviour or way to verify a change.',
   },
   description:

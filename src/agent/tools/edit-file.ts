@@ -30,7 +30,10 @@ function similarity(a: string, b: string): number {
 }
 
 /** The region of `content` most like `wanted`, with its line numbers and what differs. */
-export function nearestRegion(content: string, wanted: string): { start: number; end: number; text: string; difference: string } | undefined {
+export function nearestRegion(
+  content: string,
+  wanted: string,
+): { start: number; end: number; text: string; difference: string } | undefined {
   const lines = content.split('\n');
   const span = Math.max(1, wanted.replace(/\n$/, '').split('\n').length);
   let best: { start: number; score: number } | undefined;
@@ -44,12 +47,17 @@ export function nearestRegion(content: string, wanted: string): { start: number;
   if (text.includes('\r') !== wanted.includes('\r') && squash(text) === squash(wanted)) {
     difference = `line endings differ (the file uses ${text.includes('\r') ? 'CRLF' : 'LF'}, old_text ${wanted.includes('\r') ? 'CRLF' : 'LF'})`;
   } else if (squash(text) === squash(wanted)) {
-    difference = /^\s/m.test(text) !== /^\s/m.test(wanted) || text.replace(/^\s+/gm, '') === wanted.replace(/^\s+/gm, '') ? 'indentation differs' : 'whitespace differs';
+    difference =
+      /^\s/m.test(text) !== /^\s/m.test(wanted) || text.replace(/^\s+/gm, '') === wanted.replace(/^\s+/gm, '')
+        ? 'indentation differs'
+        : 'whitespace differs';
   } else {
     const wantedWords = squash(wanted).split(' ');
     const foundWords = new Set(squash(text).split(' '));
     const missing = wantedWords.filter((w) => !foundWords.has(w)).slice(0, 5);
-    difference = missing.length ? `these words of old_text are not in the file there: ${missing.map((w) => JSON.stringify(w)).join(', ')}` : 'the text differs';
+    difference = missing.length
+      ? `these words of old_text are not in the file there: ${missing.map((w) => JSON.stringify(w)).join(', ')}`
+      : 'the text differs';
   }
   return { start: best.start + 1, end: best.start + span, text, difference };
 }
@@ -68,7 +76,12 @@ export function decodeUtf8(buf: Buffer, rel: string): string {
 }
 
 /** Lint on edit: an edit that breaks a file's syntax is refused and the file left as it was. */
-export function rejectBrokenSyntax(rel: string, before: string | undefined, after: string, what: 'edit' | 'create'): void {
+export function rejectBrokenSyntax(
+  rel: string,
+  before: string | undefined,
+  after: string,
+  what: 'edit' | 'create',
+): void {
   const problem = introducedSyntaxProblem(rel, before, after);
   if (!problem) return;
   throw new ToolFailure({
@@ -85,7 +98,10 @@ export const editFile = defineTool({
     'Replace one exact, unique occurrence of old_text with new_text in a file. old_text must match the file byte for byte (whitespace and indentation included) and occur exactly once; include surrounding lines to make it unique.',
   input: z.strictObject({
     path: relPath('file path relative to the repository root'),
-    old_text: z.string().min(1).describe('the exact text to replace, copied from read_file output without the line-number prefix'),
+    old_text: z
+      .string()
+      .min(1)
+      .describe('the exact text to replace, copied from read_file output without the line-number prefix'),
     new_text: z.string().describe('the replacement text'),
   }),
   async run({ path, old_text, new_text }, ctx) {
@@ -95,15 +111,33 @@ export const editFile = defineTool({
     const st = await stat(abs).catch(() => undefined);
     if (!st) throw await notFound(ctx.workTree, rel);
     if (st.size > MAX_EDIT_BYTES) {
-      throw new ToolFailure({ code: 'file_too_large', message: `${rel} is ${st.size} bytes, over the ${MAX_EDIT_BYTES}-byte limit for edits`, hint: 'files this large are usually generated: change their source instead, or explain in finish_change' });
+      throw new ToolFailure({
+        code: 'file_too_large',
+        message: `${rel} is ${st.size} bytes, over the ${MAX_EDIT_BYTES}-byte limit for edits`,
+        hint: 'files this large are usually generated: change their source instead, or explain in finish_change',
+      });
     }
     assertEditable(ctx, rel);
     await assertNotSymlink(abs, rel);
-    if (!st.isFile()) throw new ToolFailure({ code: 'not_a_file', message: `${rel} is not a regular file`, hint: 'only regular files can be edited' });
+    if (!st.isFile())
+      throw new ToolFailure({
+        code: 'not_a_file',
+        message: `${rel} is not a regular file`,
+        hint: 'only regular files can be edited',
+      });
     const buf = await readFile(abs);
-    if (looksBinary(buf)) throw new ToolFailure({ code: 'binary_file', message: `${rel} is binary (${st.size} bytes) and cannot be edited as text` });
+    if (looksBinary(buf))
+      throw new ToolFailure({
+        code: 'binary_file',
+        message: `${rel} is binary (${st.size} bytes) and cannot be edited as text`,
+      });
     const content = decodeUtf8(buf, rel);
-    if (old_text === new_text) throw new ToolFailure({ code: 'no_change', message: 'old_text and new_text are identical', hint: 'pass the changed text as new_text' });
+    if (old_text === new_text)
+      throw new ToolFailure({
+        code: 'no_change',
+        message: 'old_text and new_text are identical',
+        hint: 'pass the changed text as new_text',
+      });
     const hits = allIndexes(content, old_text);
     if (hits.length === 0) {
       const near = nearestRegion(content, old_text);
@@ -129,6 +163,9 @@ export const editFile = defineTool({
     await writeFile(abs, updated);
     ctx.touched.add(rel);
     const line = lineOf(content, index);
-    return { output: `edited ${rel} at line ${line} (-${old_text.split('\n').length} +${new_text.split('\n').length} lines)`, metadata: { line } };
+    return {
+      output: `edited ${rel} at line ${line} (-${old_text.split('\n').length} +${new_text.split('\n').length} lines)`,
+      metadata: { line },
+    };
   },
 });

@@ -14,7 +14,11 @@ export const finishChange = defineTool({
   terminal: true,
   async run({ summary }, ctx) {
     if (ctx.touched.size === 0) {
-      throw new ToolFailure({ code: 'nothing_changed', message: 'no file has been changed yet', hint: 'make the change with edit_file or create_file first' });
+      throw new ToolFailure({
+        code: 'nothing_changed',
+        message: 'no file has been changed yet',
+        hint: 'make the change with edit_file or create_file first',
+      });
     }
     return { output: `change finished: ${[...ctx.touched].join(', ')} (${summary.length} chars of summary)` };
   },

@@ -20,15 +20,25 @@ export const listFiles = defineTool({
     if (!st.isDirectory()) {
       throw new ToolFailure(
         st.isFile()
-          ? { code: 'not_a_directory', message: `${rel} is a file, not a directory`, hint: `use read_file with path "${rel}"` }
-          : { code: 'not_a_directory', message: `${rel} is not a directory (a FIFO, socket or device)`, hint: 'list its parent directory instead' },
+          ? {
+              code: 'not_a_directory',
+              message: `${rel} is a file, not a directory`,
+              hint: `use read_file with path "${rel}"`,
+            }
+          : {
+              code: 'not_a_directory',
+              message: `${rel} is not a directory (a FIFO, socket or device)`,
+              hint: 'list its parent directory instead',
+            },
       );
     }
     const files = await listTreeFiles(ctx.workTree, rel);
     const shown = files.slice(0, MAX_ENTRIES);
     const more = files.length - shown.length;
     return {
-      output: [...shown, ...(more > 0 ? [`[… ${more} more files; list a subdirectory to see them]`] : [])].join('\n') || '(empty directory)',
+      output:
+        [...shown, ...(more > 0 ? [`[… ${more} more files; list a subdirectory to see them]`] : [])].join('\n') ||
+        '(empty directory)',
       metadata: { count: files.length },
     };
   },

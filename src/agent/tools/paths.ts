@@ -12,10 +12,14 @@ const execFileAsync = promisify(execFile);
 /** The repository's files (respecting .gitignore, without .git), relative to the work tree. */
 export async function listTreeFiles(workTree: string, under = '.'): Promise<string[]> {
   try {
-    const { stdout } = await execFileAsync('rg', ['--files', '--hidden', '--no-follow', '--glob', '!.git', '--', under], {
-      cwd: workTree,
-      maxBuffer: 64 * 1024 * 1024,
-    });
+    const { stdout } = await execFileAsync(
+      'rg',
+      ['--files', '--hidden', '--no-follow', '--glob', '!.git', '--', under],
+      {
+        cwd: workTree,
+        maxBuffer: 64 * 1024 * 1024,
+      },
+    );
     return stdout
       .split('\n')
       .filter(Boolean)
@@ -28,13 +32,18 @@ export async function listTreeFiles(workTree: string, under = '.'): Promise<stri
   }
 }
 
-
 /** Existing paths closest to `wanted`: the same basename anywhere, then by edit distance. */
 export function closestPaths(wanted: string, files: string[], limit = 5): string[] {
   const base = path.basename(wanted).toLowerCase();
   const sameBase = files.filter((f) => path.basename(f).toLowerCase() === base);
   const byDistance = files
-    .map((f) => ({ f, d: Math.min(editDistance(wanted.toLowerCase(), f.toLowerCase()), editDistance(base, path.basename(f).toLowerCase()) + 2) }))
+    .map((f) => ({
+      f,
+      d: Math.min(
+        editDistance(wanted.toLowerCase(), f.toLowerCase()),
+        editDistance(base, path.basename(f).toLowerCase()) + 2,
+      ),
+    }))
     .filter(({ d }) => d <= Math.max(3, Math.floor(wanted.length / 3)))
     .sort((a, b) => a.d - b.d || a.f.localeCompare(b.f))
     .map(({ f }) => f);
@@ -61,7 +70,11 @@ export async function assertNotSymlink(abs: string, rel: string): Promise<void> 
   const st = await lstat(abs).catch(() => undefined);
   if (st?.isSymbolicLink()) {
     const target = await realpath(abs).catch(() => '(dangling)');
-    throw new ToolFailure({ code: 'symlink', message: `${rel} is a symbolic link (to ${target}); tools do not write through links`, hint: 'edit the file the link points to, if it is in scope' });
+    throw new ToolFailure({
+      code: 'symlink',
+      message: `${rel} is a symbolic link (to ${target}); tools do not write through links`,
+      hint: 'edit the file the link points to, if it is in scope',
+    });
   }
 }
 
@@ -70,7 +83,10 @@ export async function assertNotSymlink(abs: string, rel: string): Promise<void> 
  * and symlinks that resolve outside are refused with the allowed root named. `realRel` is
  * where the path lands once symlinked directories on the way are followed.
  */
-export async function resolveInTree(workTree: string, given: string): Promise<{ abs: string; rel: string; realRel: string }> {
+export async function resolveInTree(
+  workTree: string,
+  given: string,
+): Promise<{ abs: string; rel: string; realRel: string }> {
   const root = await realpath(workTree);
   if (path.isAbsolute(given)) {
     throw new ToolFailure({
@@ -82,10 +98,18 @@ export async function resolveInTree(workTree: string, given: string): Promise<{ 
   const abs = path.resolve(root, given);
   const rel = path.relative(root, abs);
   if (rel.startsWith('..') || path.isAbsolute(rel)) {
-    throw new ToolFailure({ code: 'path_outside_work_tree', message: `"${given}" leaves the repository`, hint: 'only paths inside the repository root are allowed' });
+    throw new ToolFailure({
+      code: 'path_outside_work_tree',
+      message: `"${given}" leaves the repository`,
+      hint: 'only paths inside the repository root are allowed',
+    });
   }
   if (insideGitDir(rel)) {
-    throw new ToolFailure({ code: 'path_forbidden', message: `"${given}" is inside .git, which tools do not touch`, hint: 'the pipeline commits and pushes; work on the files only' });
+    throw new ToolFailure({
+      code: 'path_forbidden',
+      message: `"${given}" is inside .git, which tools do not touch`,
+      hint: 'the pipeline commits and pushes; work on the files only',
+    });
   }
   // Resolve symlinks on the longest existing prefix, so a link pointing outside is refused
   // even when the final file does not exist yet.
@@ -101,15 +125,27 @@ export async function resolveInTree(workTree: string, given: string): Promise<{ 
     }
   }
   const real = await realpath(probe).catch(() => {
-    throw new ToolFailure({ code: 'dangling_symlink', message: `"${given}" goes through a symbolic link whose target does not exist`, hint: 'use another path; links are not followed to missing targets' });
+    throw new ToolFailure({
+      code: 'dangling_symlink',
+      message: `"${given}" goes through a symbolic link whose target does not exist`,
+      hint: 'use another path; links are not followed to missing targets',
+    });
   });
   const realRel = path.relative(root, real);
   if (realRel.startsWith('..') || path.isAbsolute(realRel)) {
-    throw new ToolFailure({ code: 'path_outside_work_tree', message: `"${given}" resolves through a symlink to outside the repository`, hint: 'only paths inside the repository root are allowed' });
+    throw new ToolFailure({
+      code: 'path_outside_work_tree',
+      message: `"${given}" resolves through a symlink to outside the repository`,
+      hint: 'only paths inside the repository root are allowed',
+    });
   }
   // A link into .git would let an edit plant git config or hooks that the host's git runs.
   if (insideGitDir(realRel)) {
-    throw new ToolFailure({ code: 'path_forbidden', message: `"${given}" resolves through a symlink into .git, which tools do not touch`, hint: 'work on the repository files only' });
+    throw new ToolFailure({
+      code: 'path_forbidden',
+      message: `"${given}" resolves through a symlink into .git, which tools do not touch`,
+      hint: 'work on the repository files only',
+    });
   }
   const landing = path.join(realRel, path.relative(probe, abs));
   return { abs, rel: rel === '' ? '.' : rel, realRel: landing === '' ? '.' : landing };
@@ -120,23 +156,32 @@ export async function resolveInTree(workTree: string, given: string): Promise<{ 
  * the plan says. Both the path as given and where it lands through symlinked directories are
  * checked, so a link cannot carry an edit into a denied directory.
  */
-export function assertPathAllowed(ctx: Pick<ToolContext, 'pathPolicy'>, target: { rel: string; realRel: string }): void {
+export function assertPathAllowed(
+  ctx: Pick<ToolContext, 'pathPolicy'>,
+  target: { rel: string; realRel: string },
+): void {
   if (!ctx.pathPolicy) return;
   for (const p of new Set([target.rel, target.realRel])) {
     const verdict = checkPathPolicy(ctx.pathPolicy, p);
     if (verdict.ok) continue;
     throw new ToolFailure({
       code: 'path_denied',
-      message: p === target.rel ? verdict.reason : `${target.rel} resolves through a symlink to ${p}; ${verdict.reason}`,
+      message:
+        p === target.rel ? verdict.reason : `${target.rel} resolves through a symlink to ${p}; ${verdict.reason}`,
       hint: "this repository's .github/agent.yml does not let the agent edit it; leave it unchanged or explain in finish_change",
     });
   }
 }
 
 /** A not-found error with the closest existing paths and where they were searched. */
-export async function notFound(workTree: string, rel: string, kind: 'file' | 'directory' = 'file'): Promise<ToolFailure> {
+export async function notFound(
+  workTree: string,
+  rel: string,
+  kind: 'file' | 'directory' = 'file',
+): Promise<ToolFailure> {
   const files = await listTreeFiles(workTree);
-  const candidates = kind === 'file' ? closestPaths(rel, files) : closestPaths(rel, [...new Set(files.map((f) => path.dirname(f)))]);
+  const candidates =
+    kind === 'file' ? closestPaths(rel, files) : closestPaths(rel, [...new Set(files.map((f) => path.dirname(f)))]);
   return new ToolFailure({
     code: 'not_found',
     message: `no ${kind} ${rel}${candidates.length ? `; closest: ${candidates.join(', ')}` : ''}`,

@@ -19,9 +19,17 @@ export const requestScope = defineTool({
     assertPathAllowed(ctx, target);
     const st = await lstat(abs).catch(() => undefined);
     if (st && !st.isFile()) {
-      throw new ToolFailure({ code: 'not_a_file', message: `${rel} is not a regular file`, hint: 'request the individual files to change; new files may be requested before they exist' });
+      throw new ToolFailure({
+        code: 'not_a_file',
+        message: `${rel} is not a regular file`,
+        hint: 'request the individual files to change; new files may be requested before they exist',
+      });
     }
-    if (!ctx.editable) throw new ToolFailure({ code: 'read_only_stage', message: 'this stage may not change files, so its scope cannot grow' });
+    if (!ctx.editable)
+      throw new ToolFailure({
+        code: 'read_only_stage',
+        message: 'this stage may not change files, so its scope cannot grow',
+      });
     if (ctx.editable.has(rel)) return { output: `${rel} is already editable` };
     ctx.editable.add(rel);
     ctx.scopeRequests?.push({ path: rel, reason });

@@ -10,7 +10,12 @@ export const runCommand = defineTool({
     'Run a shell command in the repository root inside the sandbox (no network, no credentials). Use it to run a single test file or a build step. Output is combined stdout and stderr, capped.',
   input: z.strictObject({
     command: z.string().min(1).describe('a shell command, run with /bin/sh -c in the repository root'),
-    timeout_seconds: z.number().int().min(1).max(MAX_TIMEOUT_S).describe(`time limit in seconds, at most ${MAX_TIMEOUT_S}; the whole process group is killed when it passes`),
+    timeout_seconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_TIMEOUT_S)
+      .describe(`time limit in seconds, at most ${MAX_TIMEOUT_S}; the whole process group is killed when it passes`),
   }),
   async run({ command, timeout_seconds }, ctx) {
     const r = await ctx.runner.run({
@@ -30,7 +35,15 @@ export const runCommand = defineTool({
       });
     }
     // A non-zero exit is information (a failing test), not a failed tool call.
-    const status = [r.signal ? `killed by ${r.signal}` : `exit code ${r.exitCode}`, ...(r.omittedBytes > 0 ? [`output was ${r.omittedBytes} bytes longer than shown; filter it (grep, tail) to see the part you need`] : [])].join('; ');
-    return { output: `${r.output}${r.output.endsWith('\n') || !r.output ? '' : '\n'}[${status}; ${r.durationMs} ms]`, metadata: { exitCode: r.exitCode, timedOut: r.timedOut } };
+    const status = [
+      r.signal ? `killed by ${r.signal}` : `exit code ${r.exitCode}`,
+      ...(r.omittedBytes > 0
+        ? [`output was ${r.omittedBytes} bytes longer than shown; filter it (grep, tail) to see the part you need`]
+        : []),
+    ].join('; ');
+    return {
+      output: `${r.output}${r.output.endsWith('\n') || !r.output ? '' : '\n'}[${status}; ${r.durationMs} ms]`,
+      metadata: { exitCode: r.exitCode, timedOut: r.timedOut },
+    };
   },
 });

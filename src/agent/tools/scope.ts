@@ -4,7 +4,11 @@ import { ToolFailure } from './tool.js';
 /** Edits are confined to the files the plan named. */
 export function assertEditable(ctx: ToolContext, rel: string): void {
   if (!ctx.editable) {
-    throw new ToolFailure({ code: 'read_only_stage', message: 'this stage may not change files', hint: 'describe the change in your result instead' });
+    throw new ToolFailure({
+      code: 'read_only_stage',
+      message: 'this stage may not change files',
+      hint: 'describe the change in your result instead',
+    });
   }
   if (!ctx.editable.has(rel)) {
     throw new ToolFailure({

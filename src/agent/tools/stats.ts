@@ -35,5 +35,8 @@ export function tallyToolCalls(calls: ReadonlyArray<{ tool: string; ok: boolean 
 export function describeTallies(tallies: Record<string, ToolTally>): string[] {
   return Object.entries(tallies)
     .sort(([a], [b]) => a.localeCompare(b))
-    .map(([tool, t]) => `${tool}: ${t.calls} call${t.calls === 1 ? '' : 's'}, ${t.firstTry} right first try, ${t.recovered} recovered, ${t.failed} failed`);
+    .map(
+      ([tool, t]) =>
+        `${tool}: ${t.calls} call${t.calls === 1 ? '' : 's'}, ${t.firstTry} right first try, ${t.recovered} recovered, ${t.failed} failed`,
+    );
 }

@@ -3,7 +3,11 @@ import { introducedSyntaxProblem, syntaxProblem } from './syntax.js';
 
 describe('syntax checks', () => {
   it('finds the first syntax error with its line in JS, TS, JSON and YAML', () => {
-    expect(syntaxProblem('a.js', 'function f() {\n  return 1;\n')).toMatchObject({ parser: 'TypeScript', line: 3, message: expect.stringContaining("'}' expected") });
+    expect(syntaxProblem('a.js', 'function f() {\n  return 1;\n')).toMatchObject({
+      parser: 'TypeScript',
+      line: 3,
+      message: expect.stringContaining("'}' expected"),
+    });
     expect(syntaxProblem('a.ts', 'const x: number = ;\n')).toMatchObject({ line: 1, message: 'Expression expected.' });
     expect(syntaxProblem('a.tsx', 'const x = <div>{1}</div>;\n')).toBeUndefined();
     expect(syntaxProblem('a.json', '{\n  "a": 1\n  "b": 2\n}\n')).toMatchObject({ parser: 'JSON', line: 3 });

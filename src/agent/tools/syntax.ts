@@ -27,7 +27,12 @@ function tsProblem(file: string, text: string, kind: ts.ScriptKind): SyntaxProbl
   const first = diagnostics[0];
   if (!first) return undefined;
   const pos = source.getLineAndCharacterOfPosition(first.start ?? 0);
-  return { line: pos.line + 1, column: pos.character + 1, message: ts.flattenDiagnosticMessageText(first.messageText, ' '), parser: 'TypeScript' };
+  return {
+    line: pos.line + 1,
+    column: pos.character + 1,
+    message: ts.flattenDiagnosticMessageText(first.messageText, ' '),
+    parser: 'TypeScript',
+  };
 }
 
 function jsonProblem(file: string, text: string): SyntaxProblem | undefined {
@@ -37,7 +42,12 @@ function jsonProblem(file: string, text: string): SyntaxProblem | undefined {
   const first = (source as unknown as { parseDiagnostics?: ts.Diagnostic[] }).parseDiagnostics?.[0];
   if (!first) return undefined;
   const pos = source.getLineAndCharacterOfPosition(first.start ?? 0);
-  return { line: pos.line + 1, column: pos.character + 1, message: ts.flattenDiagnosticMessageText(first.messageText, ' '), parser: 'JSON' };
+  return {
+    line: pos.line + 1,
+    column: pos.character + 1,
+    message: ts.flattenDiagnosticMessageText(first.messageText, ' '),
+    parser: 'JSON',
+  };
 }
 
 function yamlProblem(text: string): SyntaxProblem | undefined {
@@ -65,7 +75,11 @@ export function syntaxProblem(relPath: string, text: string): SyntaxProblem | un
  * Lint on edit: the new text must parse if the old one did. A file that was already
  * broken is not held to it, so the model can repair it step by step.
  */
-export function introducedSyntaxProblem(relPath: string, before: string | undefined, after: string): SyntaxProblem | undefined {
+export function introducedSyntaxProblem(
+  relPath: string,
+  before: string | undefined,
+  after: string,
+): SyntaxProblem | undefined {
   const now = syntaxProblem(relPath, after);
   if (!now) return undefined;
   if (before !== undefined && syntaxProblem(relPath, before)) return undefined;

@@ -67,14 +67,18 @@ export function defineTool<S extends z.ZodObject>(tool: Tool<S>): Tool<S> {
   return tool;
 }
 
-export type ToolAnswer = { ok: true; output: string; metadata?: Record<string, unknown> } | { ok: false; error: ToolError };
+export type ToolAnswer =
+  | { ok: true; output: string; metadata?: Record<string, unknown> }
+  | { ok: false; error: ToolError };
 
 const MAX_OUTPUT_CHARS = 20_000;
 const MAX_LINE_CHARS = 2_000;
 
 /** Bounds text for a model: long lines clipped, then head and tail with an explicit marker. */
 export function boundOutput(text: string, maxChars = MAX_OUTPUT_CHARS): string {
-  const lines = text.split('\n').map((l) => (l.length > MAX_LINE_CHARS ? `${l.slice(0, MAX_LINE_CHARS)}… [line clipped, ${l.length} chars]` : l));
+  const lines = text
+    .split('\n')
+    .map((l) => (l.length > MAX_LINE_CHARS ? `${l.slice(0, MAX_LINE_CHARS)}… [line clipped, ${l.length} chars]` : l));
   const joined = lines.join('\n');
   if (joined.length <= maxChars) return joined;
   const head: string[] = [];
@@ -139,23 +143,43 @@ export function describeInvalidInput(tool: Tool, input: unknown, issues: z.core.
     };
   }
   // Unknown fields first: a misnamed field usually also shows up as a missing one.
-  const ordered = [...issues].sort((a, b) => Number(b.code === 'unrecognized_keys') - Number(a.code === 'unrecognized_keys'));
+  const ordered = [...issues].sort(
+    (a, b) => Number(b.code === 'unrecognized_keys') - Number(a.code === 'unrecognized_keys'),
+  );
   const lines = ordered.map((i) => {
     const where = i.path.length ? i.path.join('.') : '(input)';
     const got = valueAt(input, i.path);
     const received = got === undefined ? 'nothing' : `${describeType(got)} ${JSON.stringify(got)?.slice(0, 80)}`;
     // zod says "received undefined" for a missing field; say it plainly.
-    let line = got === undefined && i.code === 'invalid_type' ? `${where}: required, ${i.message.replace(/^Invalid input: /, '').replace(/, received undefined$/, '')}, but missing` : `${where}: ${i.message} (received ${received})`;
+    let line =
+      got === undefined && i.code === 'invalid_type'
+        ? `${where}: required, ${i.message.replace(/^Invalid input: /, '').replace(/, received undefined$/, '')}, but missing`
+        : `${where}: ${i.message} (received ${received})`;
     if (i.code === 'unrecognized_keys') {
       const fields = Object.keys(tool.input.shape);
-      const meant = i.keys.map((k) => [k, fields.find((f) => f !== k && (f.startsWith(k) || k.startsWith(f) || f.replace(/_/g, '') === k.toLowerCase().replace(/[_-]/g, '')))] as const).filter(([, f]) => f);
+      const meant = i.keys
+        .map(
+          (k) =>
+            [
+              k,
+              fields.find(
+                (f) =>
+                  f !== k &&
+                  (f.startsWith(k) || k.startsWith(f) || f.replace(/_/g, '') === k.toLowerCase().replace(/[_-]/g, '')),
+              ),
+            ] as const,
+        )
+        .filter(([, f]) => f);
       line = `${i.keys.map((k) => `"${k}"`).join(', ')}: not a field of ${tool.name}; its fields are ${fields.join(', ')}${meant.length ? ` (did you mean ${meant.map(([k, f]) => `${f} for ${k}`).join(', ')}?)` : ''}`;
     }
-    if (typeof got === 'string' && i.code === 'invalid_type' && looksLikeEncodedJson(got)) line += '; this looks like JSON encoded as a string: pass the value itself';
+    if (typeof got === 'string' && i.code === 'invalid_type' && looksLikeEncodedJson(got))
+      line += '; this looks like JSON encoded as a string: pass the value itself';
     return line;
   });
   const shape = tool.input.shape as Record<string, z.ZodType>;
-  const fields = Object.entries(shape).map(([k, s]) => `${k}${s.safeParse(undefined).success ? '?' : ''}: ${s.description ?? ''}`);
+  const fields = Object.entries(shape).map(
+    ([k, s]) => `${k}${s.safeParse(undefined).success ? '?' : ''}: ${s.description ?? ''}`,
+  );
   return {
     code: 'invalid_input',
     message: `${tool.name} was called with invalid input:\n${lines.join('\n')}`,
@@ -176,7 +200,13 @@ export async function callTool(
 ): Promise<ToolAnswer> {
   const started = Date.now();
   const answer = await answerCall(tools, name, input, ctx);
-  record({ tool: name, ok: answer.ok, errorCode: answer.ok ? undefined : answer.error.code, durationMs: Date.now() - started, input });
+  record({
+    tool: name,
+    ok: answer.ok,
+    errorCode: answer.ok ? undefined : answer.error.code,
+    durationMs: Date.now() - started,
+    input,
+  });
   return answer;
 }
 
@@ -204,7 +234,14 @@ async function answerCall(tools: readonly Tool[], name: string, input: unknown, 
     if (err instanceof ToolFailure) return { ok: false, error: err.error };
     ctx.log.warn({ err, tool: name }, 'tool threw');
     const message = err instanceof Error ? err.message : String(err);
-    return { ok: false, error: { code: 'internal_error', message: `${name} failed: ${message}`, hint: 'this is a fault of the tool, not of your input; try another approach' } };
+    return {
+      ok: false,
+      error: {
+        code: 'internal_error',
+        message: `${name} failed: ${message}`,
+        hint: 'this is a fault of the tool, not of your input; try another approach',
+      },
+    };
   }
 }
 
@@ -212,7 +249,11 @@ async function answerCall(tools: readonly Tool[], name: string, input: unknown, 
 export function answerText(answer: ToolAnswer): string {
   if (answer.ok) return answer.output || '(no output)';
   const { code, message, hint, candidates } = answer.error;
-  return [`error (${code}): ${message}`, hint ? `hint: ${hint}` : '', candidates?.length ? `candidates: ${candidates.join(', ')}` : '']
+  return [
+    `error (${code}): ${message}`,
+    hint ? `hint: ${hint}` : '',
+    candidates?.length ? `candidates: ${candidates.join(', ')}` : '',
+  ]
     .filter(Boolean)
     .join('\n');
 }

@@ -26,13 +26,18 @@ function readRule(text: string): EgressRule | string {
     } catch {
       return 'is not a valid URL';
     }
-    if (url.protocol !== 'https:' && url.protocol !== 'http:') return 'is not reachable through the egress proxy: only http and https registries are';
-    return { host: normaliseHost(url.hostname), port: url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80 };
+    if (url.protocol !== 'https:' && url.protocol !== 'http:')
+      return 'is not reachable through the egress proxy: only http and https registries are';
+    return {
+      host: normaliseHost(url.hostname),
+      port: url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80,
+    };
   }
   const m = /^(\[[^\]]+\]|[^:]+)(?::(\d{1,5}))?$/.exec(t);
   const host = m ? normaliseHost(m[1]!) : '';
   const port = m?.[2] === undefined ? undefined : Number(m[2]);
-  if (!m || !(HOST.test(host) || net.isIP(host)) || (port !== undefined && (port < 1 || port > 65535))) return 'is not a host, host:port, *.domain or http(s) URL';
+  if (!m || !(HOST.test(host) || net.isIP(host)) || (port !== undefined && (port < 1 || port > 65535)))
+    return 'is not a host, host:port, *.domain or http(s) URL';
   return port === undefined ? { host } : { host, port };
 }
 
@@ -68,7 +73,9 @@ function hostMatches(rule: string, host: string): boolean {
 /** Whether `host:port` is on the list. */
 export function allows(rules: readonly EgressRule[], host: string, port: number): boolean {
   const h = normaliseHost(host);
-  return rules.some((r) => hostMatches(r.host, h) && (r.port === undefined ? port === 443 || port === 80 : r.port === port));
+  return rules.some(
+    (r) => hostMatches(r.host, h) && (r.port === undefined ? port === 443 || port === 80 : r.port === port),
+  );
 }
 
 /**
@@ -76,19 +83,26 @@ export function allows(rules: readonly EgressRule[], host: string, port: number)
  * where an operator rule also admits it (a repository `*.domain` is kept only as far as
  * the operator admits the same wildcard). Returns what stays and what was dropped.
  */
-export function narrow(operator: readonly EgressRule[], repository: readonly EgressRule[]): { rules: EgressRule[]; dropped: EgressRule[] } {
+export function narrow(
+  operator: readonly EgressRule[],
+  repository: readonly EgressRule[],
+): { rules: EgressRule[]; dropped: EgressRule[] } {
   const rules: EgressRule[] = [];
   const dropped: EgressRule[] = [];
   for (const r of repository) {
     const within = operator.some((o) => {
-      const hostOk = r.host.startsWith('*.') ? o.host === r.host || (o.host.startsWith('*.') && hostMatches(o.host, r.host.slice(2))) : hostMatches(o.host, r.host);
+      const hostOk = r.host.startsWith('*.')
+        ? o.host === r.host || (o.host.startsWith('*.') && hostMatches(o.host, r.host.slice(2)))
+        : hostMatches(o.host, r.host);
       const portOk = o.port === undefined ? r.port === undefined || r.port === 443 || r.port === 80 : r.port === o.port;
       return hostOk && portOk;
     });
     // A port-less repository rule under a port-pinned operator rule takes the operator's port.
     if (within) rules.push(r);
     else {
-      const pinned = operator.find((o) => o.port !== undefined && r.port === undefined && !r.host.startsWith('*.') && hostMatches(o.host, r.host));
+      const pinned = operator.find(
+        (o) => o.port !== undefined && r.port === undefined && !r.host.startsWith('*.') && hostMatches(o.host, r.host),
+      );
       if (pinned) rules.push({ host: r.host, port: pinned.port });
       else dropped.push(r);
     }

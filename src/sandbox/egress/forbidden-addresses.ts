@@ -70,11 +70,19 @@ export function privateNetworkList(cidrs: readonly string[]): net.BlockList {
     const [addr = '', prefixText] = entry.trim().split('/');
     const family = net.isIPv4(addr) ? 'ipv4' : net.isIPv6(addr) ? 'ipv6' : undefined;
     const prefix = prefixText === undefined ? (family === 'ipv4' ? 32 : 128) : Number(prefixText);
-    if (!family || !Number.isInteger(prefix) || prefix < (family === 'ipv4' ? 8 : 16) || prefix > (family === 'ipv4' ? 32 : 128)) {
+    if (
+      !family ||
+      !Number.isInteger(prefix) ||
+      prefix < (family === 'ipv4' ? 8 : 16) ||
+      prefix > (family === 'ipv4' ? 32 : 128)
+    ) {
       throw new Error(`"${entry}" is not a network address with a prefix of at least /8 (IPv4) or /16 (IPv6)`);
     }
     const why = forbiddenAddress(addr);
-    if (!why?.startsWith('private')) throw new Error(`"${entry}" is not in a private range (its address is ${why ?? 'public'}): only private networks can be opened`);
+    if (!why?.startsWith('private'))
+      throw new Error(
+        `"${entry}" is not in a private range (its address is ${why ?? 'public'}): only private networks can be opened`,
+      );
     list.addSubnet(addr, prefix, family);
   }
   return list;
@@ -94,7 +102,8 @@ export function forbiddenAddress(ip: string, privateOk?: net.BlockList): string 
   }
   if (ip.includes('%')) return 'scoped (zone) address';
   for (const { list, family: f, why } of lists) {
-    if (f === family && list.check(ip, family)) return why.startsWith('private') && privateOk?.check(ip, family) ? undefined : why;
+    if (f === family && list.check(ip, family))
+      return why.startsWith('private') && privateOk?.check(ip, family) ? undefined : why;
   }
   return undefined;
 }

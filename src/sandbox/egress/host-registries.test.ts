@@ -25,13 +25,20 @@ beforeAll(async () => {
   await mkdir(bin);
   // Each stand-in fails loudly when called with other arguments or outside the home dir.
   const guard = `[ "$(pwd -P)" = "${home}" ] || { echo "cwd is $(pwd -P), not home" >&2; exit 3; }`;
-  await script(bin, 'npm', `${guard}
+  await script(
+    bin,
+    'npm',
+    `${guard}
 [ "$*" = "config list --json" ] || { echo "unexpected: $*" >&2; exit 2; }
 cat <<'EOF'
 { "registry": "https://npm.corp.example/", "@corp:registry": "https://npm-private.corp.example/",
   "@local:registry": "file:///srv/npm/", "cache": "/root/.npm", "replace-registry-host": "npmjs" }
-EOF`);
-  await script(bin, 'python3', `${guard}
+EOF`,
+  );
+  await script(
+    bin,
+    'python3',
+    `${guard}
 case "$*" in
   "-m pip config list") [ -z "$STANDIN_INDEX" ] || echo "global.index-url='$STANDIN_INDEX'"
     printf '%s\\n' ":env:.cert='/etc/ssl/certs/ca.crt'" "global.cert='/etc/ssl/certs/ca.crt'" \\
@@ -39,13 +46,20 @@ case "$*" in
     "install.extra-index-url='https://install-extra.corp.example/simple'" ;;
   "-c "*PyPI*) printf '%s\\n' 'https://pypi.builtin.example/simple' 'files.builtin.example' ;;
   *) echo "unexpected: $*" >&2; exit 2 ;;
-esac`);
-  await script(bin, 'go', `${guard}
+esac`,
+  );
+  await script(
+    bin,
+    'go',
+    `${guard}
 [ "$*" = "env -json GOPROXY GOSUMDB" ] || { echo "unexpected: $*" >&2; exit 2; }
-printf '%s\\n' '{' '"GOPROXY": "https://goproxy.corp.example|https://goproxy2.corp.example/mod,direct",' '"GOSUMDB": "sum.corp.example+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"' '}'`);
+printf '%s\\n' '{' '"GOPROXY": "https://goproxy.corp.example|https://goproxy2.corp.example/mod,direct",' '"GOSUMDB": "sum.corp.example+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"' '}'`,
+  );
   await script(bin, 'cargo', 'exit 0');
   await script(bin, 'mvn', 'exit 0');
-  await writeFile(path.join(home, '.cargo', 'config.toml'), `# the corporate mirror
+  await writeFile(
+    path.join(home, '.cargo', 'config.toml'),
+    `# the corporate mirror
 [source.crates-io]
 replace-with = "corp"   # a comment
 
@@ -57,8 +71,11 @@ internal = { index = 'https://git.corp.example/crates-index.git', token = "ignor
 
 [[bin]]
 registry = "https://not-a-source.example/"
-`);
-  await writeFile(path.join(home, '.m2', 'settings.xml'), `<?xml version="1.0"?>
+`,
+  );
+  await writeFile(
+    path.join(home, '.m2', 'settings.xml'),
+    `<?xml version="1.0"?>
 <settings>
   <!-- <mirror><id>old</id><mirrorOf>*</mirrorOf><url>https://old.corp.example/</url></mirror> -->
   <mirrors>
@@ -69,7 +86,8 @@ registry = "https://not-a-source.example/"
     <repository><id>releases</id><url>https://maven.corp.example/releases/</url></repository>
   </repositories></profile></profiles>
 </settings>
-`);
+`,
+  );
 });
 
 afterAll(async () => {
@@ -85,14 +103,26 @@ describe('hostRegistries', () => {
       { ecosystem: 'npm', url: 'https://npm.corp.example/', from: 'npm config list: registry' },
       { ecosystem: 'npm', url: 'https://npm-private.corp.example/', from: 'npm config list: @corp:registry' },
       { ecosystem: 'pip', url: 'https://extra.corp.example/simple', from: 'pip config: global.extra-index-url' },
-      { ecosystem: 'pip', url: 'https://install-extra.corp.example/simple', from: 'pip config: install.extra-index-url' },
+      {
+        ecosystem: 'pip',
+        url: 'https://install-extra.corp.example/simple',
+        from: 'pip config: install.extra-index-url',
+      },
       { ecosystem: 'pip', url: 'https://pypi.builtin.example/simple', from: 'pip built-in: PyPI.simple_url' },
       { ecosystem: 'pip', url: 'https://files.builtin.example/', from: 'pip built-in: PyPI.file_storage_domain' },
       { ecosystem: 'go', url: 'https://goproxy.corp.example', from: 'go env GOPROXY' },
       { ecosystem: 'go', url: 'https://goproxy2.corp.example/mod', from: 'go env GOPROXY' },
       { ecosystem: 'go', url: 'https://sum.corp.example/', from: 'go env GOSUMDB' },
-      { ecosystem: 'cargo', url: 'https://cargo.corp.example/api/index/', from: '~/.cargo/config.toml source.corp.registry' },
-      { ecosystem: 'cargo', url: 'https://git.corp.example/crates-index.git', from: '~/.cargo/config.toml registries.internal.index' },
+      {
+        ecosystem: 'cargo',
+        url: 'https://cargo.corp.example/api/index/',
+        from: '~/.cargo/config.toml source.corp.registry',
+      },
+      {
+        ecosystem: 'cargo',
+        url: 'https://git.corp.example/crates-index.git',
+        from: '~/.cargo/config.toml registries.internal.index',
+      },
       { ecosystem: 'cargo', url: 'https://cargo-extra.corp.example/', from: 'env CARGO_REGISTRIES_EXTRA_INDEX' },
       { ecosystem: 'maven', url: 'https://maven.corp.example/repository/all/', from: '~/.m2/settings.xml mirror' },
       { ecosystem: 'maven', url: 'https://maven.corp.example/releases/', from: '~/.m2/settings.xml repository' },
@@ -108,7 +138,11 @@ describe('hostRegistries', () => {
     expect(result.registries.filter((r) => r.ecosystem === 'pip')).toEqual([
       { ecosystem: 'pip', url: 'https://pypi.corp.example/simple', from: 'env PIP_INDEX_URL' },
       { ecosystem: 'pip', url: 'https://extra.corp.example/simple', from: 'pip config: global.extra-index-url' },
-      { ecosystem: 'pip', url: 'https://install-extra.corp.example/simple', from: 'pip config: install.extra-index-url' },
+      {
+        ecosystem: 'pip',
+        url: 'https://install-extra.corp.example/simple',
+        from: 'pip config: install.extra-index-url',
+      },
     ]);
     expect(JSON.stringify(result)).not.toContain('s3cret');
     expect(result.registries.filter((r) => r.ecosystem === 'go')).toEqual([]);
@@ -119,7 +153,9 @@ describe('hostRegistries', () => {
     const env = { PATH: process.env.PATH, STANDIN_INDEX: 'https://pypi.corp.example/simple' };
     const result = await hostRegistries({ env, home, searchPath: bin });
     expect(result.registries.filter((r) => r.ecosystem === 'pip').map((r) => r.from)).toEqual([
-      'pip config: global.index-url', 'pip config: global.extra-index-url', 'pip config: install.extra-index-url',
+      'pip config: global.index-url',
+      'pip config: global.extra-index-url',
+      'pip config: install.extra-index-url',
     ]);
   });
 

@@ -5,26 +5,64 @@ import os from 'node:os';
 import path from 'node:path';
 
 export type Ecosystem = 'npm' | 'pip' | 'go' | 'cargo' | 'maven';
-export interface HostRegistry { ecosystem: Ecosystem; url: string; /** how it was found, for logs: e.g. "npm config get registry", "pip config: global.index-url", "~/.m2/settings.xml mirror" */ from: string }
-export interface HostRegistryOptions { env?: NodeJS.ProcessEnv; /** the host user's home (default os.homedir()) */ home?: string; /** PATH to find tools on (default env.PATH) */ searchPath?: string; timeoutMs?: number }
+export interface HostRegistry {
+  ecosystem: Ecosystem;
+  url: string /** how it was found, for logs: e.g. "npm config get registry", "pip config: global.index-url", "~/.m2/settings.xml mirror" */;
+  from: string;
+}
+export interface HostRegistryOptions {
+  env?: NodeJS.ProcessEnv /** the host user's home (default os.homedir()) */;
+  home?: string /** PATH to find tools on (default env.PATH) */;
+  searchPath?: string;
+  timeoutMs?: number;
+}
 
 type Skip = { ecosystem: Ecosystem; why: string };
-interface Found { registries: HostRegistry[]; skipped: Skip[] }
-interface Context { env: NodeJS.ProcessEnv; home: string; searchPath: string; timeoutMs: number }
+interface Found {
+  registries: HostRegistry[];
+  skipped: Skip[];
+}
+interface Context {
+  env: NodeJS.ProcessEnv;
+  home: string;
+  searchPath: string;
+  timeoutMs: number;
+}
 
 /** The operator's variable for hosts we cannot discover (a tool's compiled-in default). */
 const EXTRA_VARIABLE = 'SANDBOX_EGRESS_ALLOW_EXTRA';
 
 /** Registry URLs the host's package managers are configured to use; a tool that is missing or fails is skipped (and listed in `skipped`). */
-export async function hostRegistries(opts: HostRegistryOptions = {}): Promise<{ registries: HostRegistry[]; skipped: Array<{ ecosystem: Ecosystem; why: string }> }> {
+export async function hostRegistries(
+  opts: HostRegistryOptions = {},
+): Promise<{ registries: HostRegistry[]; skipped: Array<{ ecosystem: Ecosystem; why: string }> }> {
   const env = opts.env ?? process.env;
-  const context: Context = { env, home: opts.home ?? os.homedir(), searchPath: opts.searchPath ?? env.PATH ?? '', timeoutMs: opts.timeoutMs ?? 5000 };
+  const context: Context = {
+    env,
+    home: opts.home ?? os.homedir(),
+    searchPath: opts.searchPath ?? env.PATH ?? '',
+    timeoutMs: opts.timeoutMs ?? 5000,
+  };
   const finders: Record<Ecosystem, (c: Context) => Promise<Found>> = { npm, pip, go, cargo, maven };
-  const parts = await Promise.all(Object.entries(finders).map(([ecosystem, find]) =>
-    // A bug in one reader (say, output we did not expect) must not hide the other ecosystems.
-    find(context).catch((err: unknown): Found => ({ registries: [], skipped: [{ ecosystem: ecosystem as Ecosystem, why: `unexpected error: ${err instanceof Error ? err.message : String(err)}` }] }))));
+  const parts = await Promise.all(
+    Object.entries(finders).map(([ecosystem, find]) =>
+      // A bug in one reader (say, output we did not expect) must not hide the other ecosystems.
+      find(context).catch(
+        (err: unknown): Found => ({
+          registries: [],
+          skipped: [
+            {
+              ecosystem: ecosystem as Ecosystem,
+              why: `unexpected error: ${err instanceof Error ? err.message : String(err)}`,
+            },
+          ],
+        }),
+      ),
+    ),
+  );
   const byKey = new Map<string, HostRegistry>(); // first finding of a URL wins, so `from` names the stronger source
-  for (const r of parts.flatMap((p) => p.registries)) if (!byKey.has(`${r.ecosystem} ${r.url}`)) byKey.set(`${r.ecosystem} ${r.url}`, r);
+  for (const r of parts.flatMap((p) => p.registries))
+    if (!byKey.has(`${r.ecosystem} ${r.url}`)) byKey.set(`${r.ecosystem} ${r.url}`, r);
   const registries = [...byKey.values()];
   return { registries, skipped: parts.flatMap((p) => p.skipped) };
 }
@@ -34,7 +72,8 @@ async function npm(c: Context): Promise<Found> {
   if (!result.ok) return skip('npm', result.why);
   const found = collector('npm');
   for (const [key, value] of Object.entries(JSON.parse(result.stdout) as Record<string, unknown>)) {
-    if ((key === 'registry' || /^@[^:]+:registry$/.test(key)) && typeof value === 'string') found.add(value, `npm config list: ${key}`);
+    if ((key === 'registry' || /^@[^:]+:registry$/.test(key)) && typeof value === 'string')
+      found.add(value, `npm config list: ${key}`);
   }
   return { registries: found.registries, skipped: [] };
 }
@@ -51,7 +90,12 @@ async function pip(c: Context): Promise<Found> {
   // Both at once: the second is only needed when nothing configures index-url, but waiting would double the time.
   const [config, builtin] = await Promise.all([
     run(c, 'python3', ['-m', 'pip', 'config', 'list'], 'pip config list'),
-    run(c, 'python3', ['-c', 'from pip._internal.models.index import PyPI; print(PyPI.simple_url); print(PyPI.file_storage_domain)'], "pip's built-in index query"),
+    run(
+      c,
+      'python3',
+      ['-c', 'from pip._internal.models.index import PyPI; print(PyPI.simple_url); print(PyPI.file_storage_domain)'],
+      "pip's built-in index query",
+    ),
   ]);
   if (!config.ok) return { registries: found.registries, skipped: [{ ecosystem: 'pip', why: config.why }] };
   for (const line of config.stdout.split('\n')) {
@@ -64,7 +108,10 @@ async function pip(c: Context): Promise<Found> {
   }
   if (indexConfigured) return { registries: found.registries, skipped: [] };
   if (!builtin.ok) return { registries: found.registries, skipped: [{ ecosystem: 'pip', why: builtin.why }] };
-  const [simpleUrl, fileHost] = builtin.stdout.trim().split('\n').map((s) => s.trim());
+  const [simpleUrl, fileHost] = builtin.stdout
+    .trim()
+    .split('\n')
+    .map((s) => s.trim());
   if (simpleUrl) found.add(simpleUrl, 'pip built-in: PyPI.simple_url');
   if (fileHost) found.add(`https://${fileHost}/`, 'pip built-in: PyPI.file_storage_domain');
   return { registries: found.registries, skipped: [] };
@@ -92,7 +139,8 @@ async function cargo(c: Context): Promise<Found> {
     if (text === undefined) continue;
     for (const { key, value } of tomlStrings(text)) {
       if (key === 'source.crates-io.replace-with') cratesIoReplaced = true;
-      if (/^source\.[^.]+\.registry$|^registries\.[^.]+\.index$/.test(key)) found.add(value.replace(/^sparse\+/, ''), `${tilde(c, file)} ${key}`);
+      if (/^source\.[^.]+\.registry$|^registries\.[^.]+\.index$/.test(key))
+        found.add(value.replace(/^sparse\+/, ''), `${tilde(c, file)} ${key}`);
     }
   }
   for (const [key, value] of Object.entries(c.env)) {
@@ -100,16 +148,27 @@ async function cargo(c: Context): Promise<Found> {
   }
   if (cratesIoReplaced) return { registries: found.registries, skipped: [] };
   if (await which('cargo', c.searchPath)) {
-    return { registries: found.registries, skipped: [{ ecosystem: 'cargo', why: `cargo uses its built-in crates.io registry (no [source.crates-io] replace-with in ${tilde(c, cargoHome)}/config.toml) and stable cargo cannot print it; add the crates.io hosts to ${EXTRA_VARIABLE}` }] };
+    return {
+      registries: found.registries,
+      skipped: [
+        {
+          ecosystem: 'cargo',
+          why: `cargo uses its built-in crates.io registry (no [source.crates-io] replace-with in ${tilde(c, cargoHome)}/config.toml) and stable cargo cannot print it; add the crates.io hosts to ${EXTRA_VARIABLE}`,
+        },
+      ],
+    };
   }
-  return found.registries.length ? { registries: found.registries, skipped: [] } : skip('cargo', `cargo not found on PATH and ${tilde(c, cargoHome)}/config.toml names no registry`);
+  return found.registries.length
+    ? { registries: found.registries, skipped: [] }
+    : skip('cargo', `cargo not found on PATH and ${tilde(c, cargoHome)}/config.toml names no registry`);
 }
 
 async function maven(c: Context): Promise<Found> {
   const mvn = await which('mvn', c.searchPath);
   const files = [path.join(c.home, '.m2', 'settings.xml')];
   // mvn also reads <maven.home>/conf/settings.xml, where system images often put the mirror.
-  if (mvn) files.push(path.join(path.dirname(path.dirname(await realpath(mvn).catch(() => mvn))), 'conf', 'settings.xml'));
+  if (mvn)
+    files.push(path.join(path.dirname(path.dirname(await realpath(mvn).catch(() => mvn))), 'conf', 'settings.xml'));
   const found = collector('maven');
   let centralMirrored = false;
   for (const file of files) {
@@ -120,14 +179,29 @@ async function maven(c: Context): Promise<Found> {
       const url = /<url>\s*([^<]*?)\s*<\/url>/.exec(body)?.[1];
       if (url) found.add(url.replace(/&amp;/g, '&'), `${tilde(c, file)} ${kind}`);
       const mirrorOf = (/<mirrorOf>([^<]*)<\/mirrorOf>/.exec(body)?.[1] ?? '').split(',').map((s) => s.trim());
-      if (kind === 'mirror' && !mirrorOf.includes('!central') && mirrorOf.some((id) => id === '*' || id === 'central' || id === 'external:*')) centralMirrored = true;
+      if (
+        kind === 'mirror' &&
+        !mirrorOf.includes('!central') &&
+        mirrorOf.some((id) => id === '*' || id === 'central' || id === 'external:*')
+      )
+        centralMirrored = true;
     }
   }
   if (centralMirrored) return { registries: found.registries, skipped: [] };
   if (mvn) {
-    return { registries: found.registries, skipped: [{ ecosystem: 'maven', why: `maven uses its built-in central repository (no settings.xml mirror covers "central") and cannot print it offline; add its host to ${EXTRA_VARIABLE}` }] };
+    return {
+      registries: found.registries,
+      skipped: [
+        {
+          ecosystem: 'maven',
+          why: `maven uses its built-in central repository (no settings.xml mirror covers "central") and cannot print it offline; add its host to ${EXTRA_VARIABLE}`,
+        },
+      ],
+    };
   }
-  return found.registries.length ? { registries: found.registries, skipped: [] } : skip('maven', `mvn not found on PATH and ${tilde(c, files[0] ?? '')} names no mirror or repository`);
+  return found.registries.length
+    ? { registries: found.registries, skipped: [] }
+    : skip('maven', `mvn not found on PATH and ${tilde(c, files[0] ?? '')} names no mirror or repository`);
 }
 
 function skip(ecosystem: Ecosystem, why: string): Found {
@@ -148,10 +222,15 @@ function collector(ecosystem: Ecosystem) {
 /** The URL without credentials, or undefined unless http(s): only those can pass the egress proxy. */
 function httpUrl(raw: string): string | undefined {
   let url: URL;
-  try { url = new URL(raw.trim()); } catch { return undefined; }
+  try {
+    url = new URL(raw.trim());
+  } catch {
+    return undefined;
+  }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined;
   if (!url.username && !url.password) return raw.trim();
-  url.username = ''; url.password = ''; // tokens in index URLs must not reach logs or the allowlist
+  url.username = '';
+  url.password = ''; // tokens in index URLs must not reach logs or the allowlist
   return url.href;
 }
 
@@ -166,7 +245,9 @@ async function which(tool: string, searchPath: string): Promise<string | undefin
     try {
       await access(file, constants.X_OK);
       if ((await stat(file)).isFile()) return file;
-    } catch { /* not in this directory */ }
+    } catch {
+      /* not in this directory */
+    }
   }
   return undefined;
 }
@@ -178,12 +259,23 @@ async function run(c: Context, tool: string, args: string[], label: string): Pro
   const file = await which(tool, c.searchPath);
   if (!file) return { ok: false, why: `${tool} not found on PATH` };
   return new Promise((resolve) => {
-    execFile(file, args, { cwd: c.home, env: { ...c.env, HOME: c.home }, timeout: c.timeoutMs, encoding: 'utf8' }, (err: ExecFileException | null, stdout, stderr) => {
-      if (!err) return resolve({ ok: true, stdout });
-      const how = err.killed ? `timed out after ${c.timeoutMs} ms` : typeof err.code === 'number' ? `exited ${err.code}` : err.signal ? `killed by ${err.signal}` : `failed: ${err.message}`;
-      const firstLine = stderr.trim().split('\n')[0];
-      resolve({ ok: false, why: `${label} ${how}${firstLine ? `: ${firstLine}` : ''}` });
-    });
+    execFile(
+      file,
+      args,
+      { cwd: c.home, env: { ...c.env, HOME: c.home }, timeout: c.timeoutMs, encoding: 'utf8' },
+      (err: ExecFileException | null, stdout, stderr) => {
+        if (!err) return resolve({ ok: true, stdout });
+        const how = err.killed
+          ? `timed out after ${c.timeoutMs} ms`
+          : typeof err.code === 'number'
+            ? `exited ${err.code}`
+            : err.signal
+              ? `killed by ${err.signal}`
+              : `failed: ${err.message}`;
+        const firstLine = stderr.trim().split('\n')[0];
+        resolve({ ok: false, why: `${label} ${how}${firstLine ? `: ${firstLine}` : ''}` });
+      },
+    );
   });
 }
 
@@ -217,14 +309,21 @@ function tomlStrings(text: string): Array<{ key: string; value: string }> {
 }
 
 function tomlKey(key: string): string {
-  return key.split('.').map((part) => part.trim().replace(/^(["'])(.*)\1$/, '$2')).join('.');
+  return key
+    .split('.')
+    .map((part) => part.trim().replace(/^(["'])(.*)\1$/, '$2'))
+    .join('.');
 }
 
 function tomlString(value: string): string | undefined {
   const v = value.trim();
   if (/^'[^']*'$/.test(v)) return v.slice(1, -1);
   if (!/^"(?:[^"\\]|\\.)*"$/.test(v)) return undefined;
-  try { return JSON.parse(v) as string; } catch { return undefined; }
+  try {
+    return JSON.parse(v) as string;
+  } catch {
+    return undefined;
+  }
 }
 
 function stripTomlComment(line: string): string {

@@ -12,7 +12,10 @@ import { openEgress, type EgressSession, type Lookup } from './proxy.js';
 const log = pino({ level: 'silent' });
 
 /** CONNECT host:port through the proxy's unix socket: the status line's code, the body on a refusal, and the tunnel on success. */
-function connectVia(socketPath: string, target: string): Promise<{ status: number; body: string; socket?: net.Socket }> {
+function connectVia(
+  socketPath: string,
+  target: string,
+): Promise<{ status: number; body: string; socket?: net.Socket }> {
   return new Promise((resolve, reject) => {
     const req = http.request({ socketPath, method: 'CONNECT', path: target });
     req.on('connect', (res, socket, head: Buffer) => {
@@ -45,7 +48,15 @@ describe('the install egress proxy', () => {
   let egress: EgressSession;
   // A registry name that resolves to the host (DNS rebinding): the proxy's own resolver is
   // the one asked, and it says 127.0.0.1 for it.
-  const lookup: Lookup = async (host) => (host === 'rebound.registry.test' ? [{ address: '127.0.0.1', family: 4 }] : host === 'metadata.registry.test' ? [{ address: '169.254.169.254', family: 4 }, { address: 'fd00:ec2::254', family: 6 }] : Promise.reject(Object.assign(new Error('not found'), { code: 'ENOTFOUND' })));
+  const lookup: Lookup = async (host) =>
+    host === 'rebound.registry.test'
+      ? [{ address: '127.0.0.1', family: 4 }]
+      : host === 'metadata.registry.test'
+        ? [
+            { address: '169.254.169.254', family: 4 },
+            { address: 'fd00:ec2::254', family: 6 },
+          ]
+        : Promise.reject(Object.assign(new Error('not found'), { code: 'ENOTFOUND' }));
 
   beforeAll(async () => {
     listener = net.createServer((s) => {
@@ -55,7 +66,13 @@ describe('the install egress proxy', () => {
     });
     await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
     port = (listener.address() as net.AddressInfo).port;
-    egress = await openEgress({ rules: parseRules(`rebound.registry.test, rebound.registry.test:${port}, metadata.registry.test, 127.0.0.1:${port}, missing.registry.test`), log, lookup });
+    egress = await openEgress({
+      rules: parseRules(
+        `rebound.registry.test, rebound.registry.test:${port}, metadata.registry.test, 127.0.0.1:${port}, missing.registry.test`,
+      ),
+      log,
+      lookup,
+    });
   });
   afterAll(async () => {
     await egress.close();
@@ -82,7 +99,9 @@ describe('the install egress proxy', () => {
     const plain = await getVia(egress.socketPath, `http://rebound.registry.test:${port}/`);
     const metadata = await connectVia(egress.socketPath, 'metadata.registry.test:443');
     const metadataHttp = await getVia(egress.socketPath, 'http://metadata.registry.test/latest/meta-data/');
-    expect([rebound.status, literal.status, plain.status, metadata.status, metadataHttp.status]).toEqual([403, 403, 403, 403, 403]);
+    expect([rebound.status, literal.status, plain.status, metadata.status, metadataHttp.status]).toEqual([
+      403, 403, 403, 403, 403,
+    ]);
     expect(hits).toBe(0);
     const reasons = Object.fromEntries(egress.report().refused.map((r) => [r.destination, r.reason]));
     expect(reasons[`rebound.registry.test:${port}`]).toBe('resolves to 127.0.0.1 (loopback)');
@@ -102,26 +121,42 @@ describe('the install egress proxy', () => {
     expect(bad.status).toBe(400);
   });
 
-  it('forwards a plain HTTP request to the address it checked, not to the host (an operator\'s mirror on a private network)', async () => {
+  it("forwards a plain HTTP request to the address it checked, not to the host (an operator's mirror on a private network)", async () => {
     // This host's own non-loopback address stands for a mirror on the operator's network.
-    const address = Object.values(os.networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
+    const address = Object.values(os.networkInterfaces())
+      .flat()
+      .find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
     if (!address) throw new Error('this test needs a non-loopback IPv4 address on the host');
     const seen: string[] = [];
     const mirror = http.createServer((req, res) => {
-      seen.push(`${req.method} ${req.url} host=${req.headers.host} proxy-authorization=${req.headers['proxy-authorization'] ?? '-'}`);
+      seen.push(
+        `${req.method} ${req.url} host=${req.headers.host} proxy-authorization=${req.headers['proxy-authorization'] ?? '-'}`,
+      );
       res.end('MIRROR');
     });
     await new Promise<void>((r) => mirror.listen(0, address, r));
     const mirrorPort = (mirror.address() as net.AddressInfo).port;
-    const session = await openEgress({ rules: parseRules(`mirror.corp.test:${mirrorPort}`), privateNetworks: [`${address}/32`].filter(() => forbiddenAddress(address) !== undefined), log, lookup: async () => [{ address, family: 4 }] });
+    const session = await openEgress({
+      rules: parseRules(`mirror.corp.test:${mirrorPort}`),
+      privateNetworks: [`${address}/32`].filter(() => forbiddenAddress(address) !== undefined),
+      log,
+      lookup: async () => [{ address, family: 4 }],
+    });
     try {
       const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
         http
-          .get({ socketPath: session.socketPath, path: `http://mirror.corp.test:${mirrorPort}/simple/pkg/?q=1`, headers: { host: 'elsewhere.test', 'proxy-authorization': 'Basic eDp5' } }, (res) => {
-            let body = '';
-            res.on('data', (d: Buffer) => (body += d.toString()));
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-          })
+          .get(
+            {
+              socketPath: session.socketPath,
+              path: `http://mirror.corp.test:${mirrorPort}/simple/pkg/?q=1`,
+              headers: { host: 'elsewhere.test', 'proxy-authorization': 'Basic eDp5' },
+            },
+            (res) => {
+              let body = '';
+              res.on('data', (d: Buffer) => (body += d.toString()));
+              res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+            },
+          )
           .on('error', reject);
       });
       expect(answer).toEqual({ status: 200, body: 'MIRROR' });
@@ -141,20 +176,28 @@ describe('the install egress proxy', () => {
       const refused = flood.report().refused;
       expect(refused).toHaveLength(51);
       expect(refused[0]!.destination).toHaveLength(201);
-      expect(refused.at(-1)).toEqual({ destination: 'other destinations', reason: 'more than 50 distinct refusals', count: 10 });
+      expect(refused.at(-1)).toEqual({
+        destination: 'other destinations',
+        reason: 'more than 50 distinct refusals',
+        count: 10,
+      });
     } finally {
       await flood.close();
     }
   });
 
-  it('tunnels to the registry this host\'s npm uses (a real TLS handshake and GET through it)', async () => {
+  it("tunnels to the registry this host's npm uses (a real TLS handshake and GET through it)", async () => {
     const registry = new URL(execFileSync('npm', ['config', 'get', 'registry'], { encoding: 'utf8', cwd: '/' }).trim());
     const real = await openEgress({ rules: parseRules(registry.href), log });
     try {
       const tunnel = await connectVia(real.socketPath, `${registry.hostname}:${registry.port || 443}`);
       expect(tunnel.status).toBe(200);
       const status = await new Promise<string>((resolve, reject) => {
-        const s = tls.connect({ socket: tunnel.socket!, servername: registry.hostname }, () => s.write(`GET ${registry.pathname.replace(/\/?$/, '/')}is-number HTTP/1.1\r\nHost: ${registry.host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n`));
+        const s = tls.connect({ socket: tunnel.socket!, servername: registry.hostname }, () =>
+          s.write(
+            `GET ${registry.pathname.replace(/\/?$/, '/')}is-number HTTP/1.1\r\nHost: ${registry.host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n`,
+          ),
+        );
         let head = '';
         s.on('data', (d: Buffer) => {
           head += d.toString();

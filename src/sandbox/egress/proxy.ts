@@ -58,7 +58,16 @@ const MAX_DISTINCT_REFUSALS = 50;
 // Dials (each a name lookup and up to DIAL_TIMEOUT_MS of connecting) in flight at once.
 const MAX_DIALS = 32;
 // Headers that describe one hop, never forwarded (RFC 9110 7.6.1), and the proxy's own.
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authorization', 'proxy-authenticate', 'proxy-connection', 'te', 'trailer', 'upgrade']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'upgrade',
+]);
 
 class Refused extends Error {
   constructor(readonly reason: string) {
@@ -123,7 +132,9 @@ export async function openEgress(opts: EgressOptions): Promise<EgressSession> {
     const usable = addresses.filter((a) => why(a) === undefined);
     if (usable.length === 0) {
       const first = addresses[0];
-      throw new Refused(first === undefined ? 'does not resolve' : `${net.isIP(host) ? 'is' : 'resolves to'} ${first} (${why(first)})`);
+      throw new Refused(
+        first === undefined ? 'does not resolve' : `${net.isIP(host) ? 'is' : 'resolves to'} ${first} (${why(first)})`,
+      );
     }
     if (dialling >= MAX_DIALS) throw new Refused(`more than ${MAX_DIALS} connections being opened at once`);
     dialling++;
@@ -140,7 +151,10 @@ export async function openEgress(opts: EgressOptions): Promise<EgressSession> {
       try {
         return await new Promise<net.Socket>((resolve, reject) => {
           const s = net.connect({ host: address, port });
-          const timer = setTimeout(() => s.destroy(new Error(`no answer from ${address}:${port} in ${DIAL_TIMEOUT_MS / 1000} s`)), DIAL_TIMEOUT_MS);
+          const timer = setTimeout(
+            () => s.destroy(new Error(`no answer from ${address}:${port} in ${DIAL_TIMEOUT_MS / 1000} s`)),
+            DIAL_TIMEOUT_MS,
+          );
           s.once('connect', () => {
             clearTimeout(timer);
             resolve(s);
@@ -176,7 +190,9 @@ export async function openEgress(opts: EgressOptions): Promise<EgressSession> {
     const target = splitTarget(req.url ?? '');
     const destination = req.url ?? '';
     const deny = (status: string, reason: string) => {
-      client.end(`HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nissue-agent egress: refused ${destination}: ${reason}\n`);
+      client.end(
+        `HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nissue-agent egress: refused ${destination}: ${reason}\n`,
+      );
     };
     if (!target) {
       refuse(destination, 'not a host:port');
@@ -213,7 +229,9 @@ export async function openEgress(opts: EgressOptions): Promise<EgressSession> {
     }
     const fail = (status: number, destination: string, reason: string) => {
       refuse(destination, reason);
-      res.writeHead(status, { 'content-type': 'text/plain', connection: 'close' }).end(`issue-agent egress: refused ${destination}: ${reason}\n`);
+      res
+        .writeHead(status, { 'content-type': 'text/plain', connection: 'close' })
+        .end(`issue-agent egress: refused ${destination}: ${reason}\n`);
     };
     if (url?.protocol !== 'http:') {
       fail(400, String(req.url), 'not an absolute http:// URL (https goes by CONNECT)');
@@ -231,7 +249,14 @@ export async function openEgress(opts: EgressOptions): Promise<EgressSession> {
         headers.host = url.host;
         // No agent: only then does the request go over `upstream`, the socket to the checked
         // address (an agent would open a connection of its own, to host and port).
-        const out = http.request({ createConnection: () => upstream, host: upstream.remoteAddress, port, method: req.method, path: `${url.pathname}${url.search}`, headers });
+        const out = http.request({
+          createConnection: () => upstream,
+          host: upstream.remoteAddress,
+          port,
+          method: req.method,
+          path: `${url.pathname}${url.search}`,
+          headers,
+        });
         out.on('response', (answer) => {
           const back: http.OutgoingHttpHeaders = {};
           for (const [k, v] of Object.entries(answer.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) back[k] = v;
@@ -239,12 +264,20 @@ export async function openEgress(opts: EgressOptions): Promise<EgressSession> {
           answer.pipe(res);
         });
         out.on('error', (err) => {
-          if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end(`issue-agent egress: ${destination}: ${err.message}\n`);
+          if (!res.headersSent)
+            res
+              .writeHead(502, { 'content-type': 'text/plain' })
+              .end(`issue-agent egress: ${destination}: ${err.message}\n`);
           else res.destroy();
         });
         req.pipe(out);
       },
-      (err: unknown) => fail(err instanceof Refused ? 403 : 502, destination, err instanceof Refused ? err.reason : `could not connect (${(err as Error).message})`),
+      (err: unknown) =>
+        fail(
+          err instanceof Refused ? 403 : 502,
+          destination,
+          err instanceof Refused ? err.reason : `could not connect (${(err as Error).message})`,
+        ),
     );
   });
 

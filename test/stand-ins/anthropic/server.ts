@@ -85,28 +85,54 @@ const DEFAULT_MESSAGE_BY_TYPE: Record<string, string> = {
   permission_error: 'Your API key does not have permission to use the specified resource.',
   not_found_error: 'Not found',
   request_too_large: 'Request exceeds the maximum allowed number of bytes.',
-  rate_limit_error:
-    'This request would exceed the rate limit for your organization of 50 requests per minute.',
+  rate_limit_error: 'This request would exceed the rate limit for your organization of 50 requests per minute.',
   api_error: 'Internal server error',
   timeout_error: 'Request timed out',
   overloaded_error: 'Overloaded',
 };
 
 const TOP_LEVEL_FIELDS = new Set([
-  'model', 'messages', 'max_tokens', 'cache_control', 'container', 'diagnostics',
-  'inference_geo', 'metadata', 'output_config', 'service_tier', 'speed', 'stop_sequences',
-  'stream', 'system', 'temperature', 'thinking', 'tool_choice', 'tools', 'top_k', 'top_p',
-  'user_profile_id', 'workspace_id', 'mcp_servers', 'context_management', 'output_format',
+  'model',
+  'messages',
+  'max_tokens',
+  'cache_control',
+  'container',
+  'diagnostics',
+  'inference_geo',
+  'metadata',
+  'output_config',
+  'service_tier',
+  'speed',
+  'stop_sequences',
+  'stream',
+  'system',
+  'temperature',
+  'thinking',
+  'tool_choice',
+  'tools',
+  'top_k',
+  'top_p',
+  'user_profile_id',
+  'workspace_id',
+  'mcp_servers',
+  'context_management',
+  'output_format',
 ]);
 
-const USER_BLOCK_TYPES = new Set([
-  'text', 'image', 'document', 'search_result', 'tool_result',
-]);
+const USER_BLOCK_TYPES = new Set(['text', 'image', 'document', 'search_result', 'tool_result']);
 const ASSISTANT_BLOCK_TYPES = new Set([
-  'text', 'tool_use', 'thinking', 'redacted_thinking', 'server_tool_use',
-  'web_search_tool_result', 'web_fetch_tool_result', 'code_execution_tool_result',
-  'bash_code_execution_tool_result', 'text_editor_code_execution_tool_result',
-  'tool_search_tool_result', 'container_upload',
+  'text',
+  'tool_use',
+  'thinking',
+  'redacted_thinking',
+  'server_tool_use',
+  'web_search_tool_result',
+  'web_fetch_tool_result',
+  'code_execution_tool_result',
+  'bash_code_execution_tool_result',
+  'text_editor_code_execution_tool_result',
+  'tool_search_tool_result',
+  'container_upload',
 ]);
 const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 const TOOL_USE_ID = /^[a-zA-Z0-9_-]+$/;
@@ -278,7 +304,8 @@ function checkToolPairing(messages: Json[]): void {
       }
     } else {
       const prev = messages[i - 1];
-      const prevBlocks = prev && prev.role === 'assistant' && Array.isArray(prev.content) ? (prev.content as Json[]) : [];
+      const prevBlocks =
+        prev && prev.role === 'assistant' && Array.isArray(prev.content) ? (prev.content as Json[]) : [];
       const offered = new Set(prevBlocks.filter((b) => b.type === 'tool_use').map((b) => String(b.id)));
       const seenHere = new Set<string>();
       blocks.forEach((b, j) => {
@@ -290,7 +317,9 @@ function checkToolPairing(messages: Json[]): void {
           );
         }
         if (seenHere.has(ref)) {
-          throw bad(`messages.${i}.content.${j}: each \`tool_result\` block must have a unique \`tool_use_id\`: ${ref}`);
+          throw bad(
+            `messages.${i}.content.${j}: each \`tool_result\` block must have a unique \`tool_use_id\`: ${ref}`,
+          );
         }
         seenHere.add(ref);
       });
@@ -323,7 +352,10 @@ function validateRequest(body: unknown, opts: { countTokens: boolean }): void {
   if (body.messages === undefined) throw bad('messages: Field required');
   if (!Array.isArray(body.messages)) throw bad('messages: Input should be a valid list');
 
-  for (const [field, lo, hi] of [['temperature', 0, 1], ['top_p', 0, 1]] as const) {
+  for (const [field, lo, hi] of [
+    ['temperature', 0, 1],
+    ['top_p', 0, 1],
+  ] as const) {
     const v = body[field];
     if (v === undefined) continue;
     if (typeof v !== 'number') throw bad(`${field}: Input should be a valid number`);
@@ -375,11 +407,15 @@ function validateRequest(body: unknown, opts: { countTokens: boolean }): void {
     const last = i === messages.length - 1;
     if (typeof m.content === 'string') {
       if (m.content.length === 0 && !(last && m.role === 'assistant')) {
-        throw bad(`messages.${i}: all messages must have non-empty content except for the optional final assistant message`);
+        throw bad(
+          `messages.${i}: all messages must have non-empty content except for the optional final assistant message`,
+        );
       }
     } else if (Array.isArray(m.content)) {
       if (m.content.length === 0 && !(last && m.role === 'assistant')) {
-        throw bad(`messages.${i}: all messages must have non-empty content except for the optional final assistant message`);
+        throw bad(
+          `messages.${i}: all messages must have non-empty content except for the optional final assistant message`,
+        );
       }
       for (const [j, b] of (m.content as unknown[]).entries()) {
         validateBlock(b, m.role as 'user' | 'assistant', `messages.${i}.content.${j}`);
@@ -391,11 +427,14 @@ function validateRequest(body: unknown, opts: { countTokens: boolean }): void {
   if ((messages[0] as Json).role !== 'user') throw bad('messages: first message must use the "user" role');
   const final = messages[messages.length - 1] as Json;
   if (final.role === 'assistant') {
-    const text = typeof final.content === 'string'
-      ? final.content
-      : Array.isArray(final.content) && isObject(final.content.at(-1)) && (final.content.at(-1) as Json).type === 'text'
-        ? String((final.content.at(-1) as Json).text)
-        : '';
+    const text =
+      typeof final.content === 'string'
+        ? final.content
+        : Array.isArray(final.content) &&
+            isObject(final.content.at(-1)) &&
+            (final.content.at(-1) as Json).type === 'text'
+          ? String((final.content.at(-1) as Json).text)
+          : '';
     if (text.length > 0 && /\s$/.test(text)) throw bad('final assistant content cannot end with trailing whitespace');
   }
   checkToolPairing(messages as Json[]);
@@ -405,7 +444,9 @@ function validateRequest(body: unknown, opts: { countTokens: boolean }): void {
   if (body.tool_choice !== undefined) {
     const tc = body.tool_choice;
     if (!isObject(tc) || !['auto', 'any', 'tool', 'none'].includes(String(tc.type))) {
-      throw bad("tool_choice: Input tag found using 'type' does not match any of the expected tags: 'auto', 'any', 'tool', 'none'");
+      throw bad(
+        "tool_choice: Input tag found using 'type' does not match any of the expected tags: 'auto', 'any', 'tool', 'none'",
+      );
     }
     if ((tc.type === 'any' || tc.type === 'tool') && tools.size === 0) {
       throw bad('tool_choice may only be specified while providing tools.');
@@ -420,15 +461,20 @@ function validateRequest(body: unknown, opts: { countTokens: boolean }): void {
   if (body.thinking !== undefined) {
     const th = body.thinking;
     if (!isObject(th) || !['enabled', 'disabled', 'adaptive'].includes(String(th.type))) {
-      throw bad("thinking: Input tag found using 'type' does not match any of the expected tags: 'enabled', 'disabled', 'adaptive'");
+      throw bad(
+        "thinking: Input tag found using 'type' does not match any of the expected tags: 'enabled', 'disabled', 'adaptive'",
+      );
     }
     if (th.type === 'enabled') {
       if (typeof th.budget_tokens !== 'number' || !Number.isInteger(th.budget_tokens)) {
         throw bad('thinking.enabled.budget_tokens: Field required');
       }
-      if (th.budget_tokens < 1024) throw bad('thinking.enabled.budget_tokens: Input should be greater than or equal to 1024');
+      if (th.budget_tokens < 1024)
+        throw bad('thinking.enabled.budget_tokens: Input should be greater than or equal to 1024');
       if (!opts.countTokens && th.budget_tokens >= (body.max_tokens as number)) {
-        throw bad('`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size');
+        throw bad(
+          '`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size',
+        );
       }
       const tc = body.tool_choice;
       if (isObject(tc) && (tc.type === 'any' || tc.type === 'tool')) {
@@ -494,11 +540,15 @@ function segmentsOf(req: Json): Segment[] {
   (req.messages as Json[]).forEach((m, i) => {
     const prefix = `${String(m.role)}#${i}:`;
     if (typeof m.content === 'string') push(prefix, m.content, null);
-    else for (const b of m.content as Json[]) {
-      // A breakpoint on content nested in a tool_result caches through its whole block.
-      const nested = b.type === 'tool_result' && Array.isArray(b.content) ? (b.content as unknown[]).map(ttlOf).find((t) => t) : null;
-      push(prefix, b, ttlOf(b) ?? nested ?? null);
-    }
+    else
+      for (const b of m.content as Json[]) {
+        // A breakpoint on content nested in a tool_result caches through its whole block.
+        const nested =
+          b.type === 'tool_result' && Array.isArray(b.content)
+            ? (b.content as unknown[]).map(ttlOf).find((t) => t)
+            : null;
+        push(prefix, b, ttlOf(b) ?? nested ?? null);
+      }
   });
   // Automatic caching: a top-level cache_control puts a breakpoint on the last block.
   const last = segs.at(-1);
@@ -609,13 +659,20 @@ function buildMessage(req: Json, reply: ScriptedReply, cache: PromptCache) {
   const content: OutBlock[] = reply.content.map((b) =>
     b.type === 'text'
       ? { type: 'text', text: b.text, citations: null }
-      : { type: 'tool_use', id: b.id ?? id('toolu_01'), name: b.name, input: b.input as Json, caller: { type: 'direct' } },
+      : {
+          type: 'tool_use',
+          id: b.id ?? id('toolu_01'),
+          name: b.name,
+          input: b.input as Json,
+          caller: { type: 'direct' },
+        },
   );
   let stopReason: string = reply.stop_reason ?? (content.some((b) => b.type === 'tool_use') ? 'tool_use' : 'end_turn');
 
   // The real model stops at max_tokens: cut text there and drop tool calls that do not fit.
   const maxTokens = req.max_tokens as number;
-  const outChars = (b: OutBlock) => (b.type === 'text' ? b.text.length : JSON.stringify(b.input).length + b.name.length);
+  const outChars = (b: OutBlock) =>
+    b.type === 'text' ? b.text.length : JSON.stringify(b.input).length + b.name.length;
   let budget = maxTokens * 4;
   const kept: OutBlock[] = [];
   for (const b of content) {
@@ -671,7 +728,10 @@ type StreamFault = { kind: 'error'; error: { type: string; message: string } } |
 function sseEvents(msg: Message, midStreamError?: { type: string; message: string }): Array<[string, unknown]> {
   const events: Array<[string, unknown]> = [];
   const startUsage = { ...msg.usage, output_tokens: Math.min(msg.usage.output_tokens, 1) };
-  events.push(['message_start', { type: 'message_start', message: { ...msg, content: [], stop_reason: null, usage: startUsage } }]);
+  events.push([
+    'message_start',
+    { type: 'message_start', message: { ...msg, content: [], stop_reason: null, usage: startUsage } },
+  ]);
   events.push(['ping', { type: 'ping' }]);
   if (midStreamError) {
     events.push(['error', { type: 'error', error: midStreamError }]);
@@ -679,32 +739,44 @@ function sseEvents(msg: Message, midStreamError?: { type: string; message: strin
   }
   msg.content.forEach((b, index) => {
     if (b.type === 'text') {
-      events.push(['content_block_start', { type: 'content_block_start', index, content_block: { type: 'text', text: '', citations: null } }]);
+      events.push([
+        'content_block_start',
+        { type: 'content_block_start', index, content_block: { type: 'text', text: '', citations: null } },
+      ]);
       for (const text of chunks(b.text, 3)) {
-        events.push(['content_block_delta', { type: 'content_block_delta', index, delta: { type: 'text_delta', text } }]);
+        events.push([
+          'content_block_delta',
+          { type: 'content_block_delta', index, delta: { type: 'text_delta', text } },
+        ]);
       }
     } else {
       events.push(['content_block_start', { type: 'content_block_start', index, content_block: { ...b, input: {} } }]);
       // The API opens every tool input with an empty partial_json.
       for (const partial_json of ['', ...chunks(JSON.stringify(b.input), 3)]) {
-        events.push(['content_block_delta', { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json } }]);
+        events.push([
+          'content_block_delta',
+          { type: 'content_block_delta', index, delta: { type: 'input_json_delta', partial_json } },
+        ]);
       }
     }
     events.push(['content_block_stop', { type: 'content_block_stop', index }]);
     if (index === 0) events.push(['ping', { type: 'ping' }]);
   });
-  events.push(['message_delta', {
-    type: 'message_delta',
-    delta: { stop_reason: msg.stop_reason, stop_sequence: null, stop_details: null, container: null },
-    usage: {
-      input_tokens: msg.usage.input_tokens,
-      cache_creation_input_tokens: msg.usage.cache_creation_input_tokens,
-      cache_read_input_tokens: msg.usage.cache_read_input_tokens,
-      output_tokens: msg.usage.output_tokens,
-      output_tokens_details: null,
-      server_tool_use: null,
+  events.push([
+    'message_delta',
+    {
+      type: 'message_delta',
+      delta: { stop_reason: msg.stop_reason, stop_sequence: null, stop_details: null, container: null },
+      usage: {
+        input_tokens: msg.usage.input_tokens,
+        cache_creation_input_tokens: msg.usage.cache_creation_input_tokens,
+        cache_read_input_tokens: msg.usage.cache_read_input_tokens,
+        output_tokens: msg.usage.output_tokens,
+        output_tokens_details: null,
+        server_tool_use: null,
+      },
     },
-  }]);
+  ]);
   events.push(['message_stop', { type: 'message_stop' }]);
   return events;
 }
@@ -719,7 +791,8 @@ export async function startAnthropicStandIn(options: AnthropicStandInOptions = {
   const violations: string[] = [];
   // Faults answered before the request is read: an error status (`remaining` calls) or a hang.
   const injected: Array<
-    { kind: 'status'; status: number; body?: unknown; headers?: Record<string, string>; remaining: number } | { kind: 'hang' }
+    | { kind: 'status'; status: number; body?: unknown; headers?: Record<string, string>; remaining: number }
+    | { kind: 'hang' }
   > = [];
   // Faults of a stream that has started: an SSE error event, a cut connection, or a stall.
   const streamFaults: StreamFault[] = [];
@@ -739,12 +812,21 @@ export async function startAnthropicStandIn(options: AnthropicStandInOptions = {
         ? { ...body, request_id: headers['request-id'] }
         : body,
     );
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...headers });
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(payload),
+      ...headers,
+    });
     res.end(payload);
   };
 
-  const sendError = (res: http.ServerResponse, status: number, type: string, message: string, extra?: Record<string, string>) =>
-    sendJson(res, status, { type: 'error', error: { type, message } }, extra);
+  const sendError = (
+    res: http.ServerResponse,
+    status: number,
+    type: string,
+    message: string,
+    extra?: Record<string, string>,
+  ) => sendJson(res, status, { type: 'error', error: { type, message } }, extra);
 
   const refuse = (res: http.ServerResponse, r: Refusal) => {
     violations.push(r.message);
@@ -782,8 +864,12 @@ export async function startAnthropicStandIn(options: AnthropicStandInOptions = {
       if (fault?.kind === 'hang' || (fault && --fault.remaining <= 0)) injected.shift();
       if (fault?.kind === 'hang') return hang();
       if (fault) {
-        const type = ERROR_TYPE_BY_STATUS[fault.status] ?? (fault.status >= 500 ? 'api_error' : 'invalid_request_error');
-        const body = fault.body ?? { type: 'error', error: { type, message: DEFAULT_MESSAGE_BY_TYPE[type] ?? 'Error' } };
+        const type =
+          ERROR_TYPE_BY_STATUS[fault.status] ?? (fault.status >= 500 ? 'api_error' : 'invalid_request_error');
+        const body = fault.body ?? {
+          type: 'error',
+          error: { type, message: DEFAULT_MESSAGE_BY_TYPE[type] ?? 'Error' },
+        };
         return sendJson(res, fault.status, body, fault.headers);
       }
     }

@@ -6,7 +6,15 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildSchema, execute, parse, validate, type DocumentNode, type GraphQLError, type GraphQLSchema } from 'graphql';
+import {
+  buildSchema,
+  execute,
+  parse,
+  validate,
+  type DocumentNode,
+  type GraphQLError,
+  type GraphQLSchema,
+} from 'graphql';
 
 let schema: GraphQLSchema | undefined;
 
@@ -26,7 +34,12 @@ function githubSchema(): GraphQLSchema {
 
 /** A GraphQL error as GitHub words it: `message`, `locations`, and for validation errors an `extensions.code`. */
 function githubError(e: GraphQLError): Record<string, unknown> {
-  return { message: e.message, ...(e.locations ? { locations: e.locations } : {}), ...(e.path ? { path: e.path } : {}), ...(e.extensions && Object.keys(e.extensions).length ? { extensions: e.extensions } : {}) };
+  return {
+    message: e.message,
+    ...(e.locations ? { locations: e.locations } : {}),
+    ...(e.path ? { path: e.path } : {}),
+    ...(e.extensions && Object.keys(e.extensions).length ? { extensions: e.extensions } : {}),
+  };
 }
 
 export interface GraphqlReply {
@@ -41,7 +54,14 @@ export interface GraphqlReply {
  */
 export function answerGraphql(body: unknown, root: Record<string, unknown>, violations: string[]): GraphqlReply {
   const b = (body ?? {}) as { query?: unknown; variables?: unknown; operationName?: unknown };
-  if (typeof b.query !== 'string') return { status: 400, body: { message: 'A query attribute must be specified and must be a string.', documentation_url: 'https://docs.github.com/graphql' } };
+  if (typeof b.query !== 'string')
+    return {
+      status: 400,
+      body: {
+        message: 'A query attribute must be specified and must be a string.',
+        documentation_url: 'https://docs.github.com/graphql',
+      },
+    };
   let document: DocumentNode;
   try {
     document = parse(b.query);
@@ -62,7 +82,11 @@ export function answerGraphql(body: unknown, root: Record<string, unknown>, viol
     operationName: typeof b.operationName === 'string' ? b.operationName : undefined,
   }) as { data?: unknown; errors?: readonly GraphQLError[] };
   if ('then' in result) throw new Error('the stand-in answers GraphQL synchronously');
-  const errors = (result.errors ?? []).map((e) => (e.originalError instanceof GraphqlNotFound ? { type: 'NOT_FOUND', path: e.path, locations: e.locations, message: e.message } : githubError(e)));
+  const errors = (result.errors ?? []).map((e) =>
+    e.originalError instanceof GraphqlNotFound
+      ? { type: 'NOT_FOUND', path: e.path, locations: e.locations, message: e.message }
+      : githubError(e),
+  );
   return { status: 200, body: { data: result.data ?? null, ...(errors.length ? { errors } : {}) } };
 }
 

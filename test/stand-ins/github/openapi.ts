@@ -93,7 +93,13 @@ export class OpenApiSpec {
       params[name] = safeDecode(best.m[i + 1] ?? '');
     });
     const operation = best.route.methods[lower]!;
-    return { method: method.toUpperCase(), template: best.route.template, operationId: operation.operationId, params, operation };
+    return {
+      method: method.toUpperCase(),
+      template: best.route.template,
+      operationId: operation.operationId,
+      params,
+      operation,
+    };
   }
 
   /** Route, required query parameters, path parameter types and JSON body, as GitHub documents them. */
@@ -101,7 +107,7 @@ export class OpenApiSpec {
     const match = this.match(method, path);
     if (!match) {
       const other = this.routes.some((r) => r.regex.test(path));
-      const why = other ? 'the route exists but not with this method' : 'no such route in GitHub\'s API';
+      const why = other ? 'the route exists but not with this method' : "no such route in GitHub's API";
       return { kind: 'unknown-route', violations: [`${method.toUpperCase()} ${path}: ${why}`] };
     }
     const where = `${match.method} ${match.template}`;
@@ -144,7 +150,9 @@ export class OpenApiSpec {
     const where = `${match.method} ${match.template} → ${status}`;
     const response = match.operation.responses[String(status)] ?? match.operation.responses.default;
     if (!response) {
-      return [`${where}: GitHub does not document status ${status} (documented: ${Object.keys(match.operation.responses).join(', ')})`];
+      return [
+        `${where}: GitHub does not document status ${status} (documented: ${Object.keys(match.operation.responses).join(', ')})`,
+      ];
     }
     const schema = response.content?.['application/json']?.schema;
     if (!schema) return [];
@@ -272,7 +280,12 @@ function safeDecode(s: string): string {
 }
 
 function resourceName(operationId: string): string {
-  const map: Record<string, string> = { pulls: 'PullRequest', issues: 'Issue', reactions: 'Reaction', repos: 'Repository' };
+  const map: Record<string, string> = {
+    pulls: 'PullRequest',
+    issues: 'Issue',
+    reactions: 'Reaction',
+    repos: 'Repository',
+  };
   return map[operationId.split('/')[0] ?? ''] ?? 'Resource';
 }
 
@@ -282,7 +295,8 @@ function describeError(root: string, e: ErrorObject): string {
   if (e.keyword === 'additionalProperties') {
     return `${at}/${(e.params as { additionalProperty: string }).additionalProperty} is not a known field`;
   }
-  if (e.keyword === 'enum') return `${at} must be one of ${JSON.stringify((e.params as { allowedValues: unknown[] }).allowedValues)}`;
+  if (e.keyword === 'enum')
+    return `${at} must be one of ${JSON.stringify((e.params as { allowedValues: unknown[] }).allowedValues)}`;
   return `${at} ${e.message ?? e.keyword}`;
 }
 

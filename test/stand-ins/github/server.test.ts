@@ -10,7 +10,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runGit } from './git.js';
 import { loadOpenApi } from './openapi.js';
 import { secondaryRateLimit, startGitHubStandIn, type GitHubStandIn } from './server.js';
-import { issueCommentPayload, issueLabeledPayload, loadExample, pullRequestReviewPayload, sendWebhook } from './webhooks.js';
+import {
+  issueCommentPayload,
+  issueLabeledPayload,
+  loadExample,
+  pullRequestReviewPayload,
+  sendWebhook,
+} from './webhooks.js';
 
 const OWNER = 'acme';
 const REPO = 'widgets';
@@ -39,7 +45,11 @@ describe('GitHub stand-in', () => {
   beforeAll(async () => {
     gh = await startGitHubStandIn();
     work = await mkdtemp(join(tmpdir(), 'stand-in-test-'));
-    await gh.addRepo({ owner: OWNER, repo: REPO, files: { 'README.md': '# widgets\n', 'src/index.ts': 'export const x = 1;\n' } });
+    await gh.addRepo({
+      owner: OWNER,
+      repo: REPO,
+      files: { 'README.md': '# widgets\n', 'src/index.ts': 'export const x = 1;\n' },
+    });
     gh.addIssue(OWNER, REPO, { number: 7, title: 'Fix the README', body: 'It says widgets', user: 'alice' });
     gh.setPermission(OWNER, REPO, 'alice', 'write');
     gh.setPermission(OWNER, REPO, 'mallory', 'triage');
@@ -62,14 +72,18 @@ describe('GitHub stand-in', () => {
   });
 
   it('checks response bodies against the documented schemas', () => {
-    expect(spec.checkResponse('GET', '/repos/a/b', 200, { id: 1 })).toContain('GET /repos/{owner}/{repo} → 200: response/name is required');
+    expect(spec.checkResponse('GET', '/repos/a/b', 200, { id: 1 })).toContain(
+      'GET /repos/{owner}/{repo} → 200: response/name is required',
+    );
     expect(spec.checkResponse('GET', '/repos/a/b', 299, {})[0]).toMatch(/does not document status 299/);
   });
 
-  it('mints installation tokens for a valid app JWT, in GitHub\'s shape', async () => {
+  it("mints installation tokens for a valid app JWT, in GitHub's shape", async () => {
     const res = await fetch(`${gh.apiUrl}/app/installations/${gh.installationId}/access_tokens`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${jwt(gh.privateKey, { iss: String(gh.appId), iat: nowSeconds() - 30, exp: nowSeconds() + 540 })}` },
+      headers: {
+        authorization: `Bearer ${jwt(gh.privateKey, { iss: String(gh.appId), iat: nowSeconds() - 30, exp: nowSeconds() + 540 })}`,
+      },
     });
     expect(res.status).toBe(201);
     const body = (await res.json()) as { token: string; expires_at: string };
@@ -101,7 +115,9 @@ describe('GitHub stand-in', () => {
   });
 
   it('answers 401 Bad credentials for unknown installation tokens', async () => {
-    const res = await fetch(`${gh.apiUrl}/repos/${OWNER}/${REPO}`, { headers: { authorization: 'token ghs_notissuedbythisserver000000000000000' } });
+    const res = await fetch(`${gh.apiUrl}/repos/${OWNER}/${REPO}`, {
+      headers: { authorization: 'token ghs_notissuedbythisserver000000000000000' },
+    });
     expect(res.status).toBe(401);
     expect(await res.json()).toMatchObject({ message: 'Bad credentials' });
   });
@@ -120,7 +136,11 @@ describe('GitHub stand-in', () => {
     expect(spec.checkResponse('GET', `/repos/${OWNER}/${REPO}/installation`, 200, inst.data)).toEqual([]);
 
     const repo = await octokit.rest.repos.get({ owner: OWNER, repo: REPO });
-    expect(repo.data).toMatchObject({ default_branch: 'main', clone_url: `${gh.url}/${OWNER}/${REPO}.git`, full_name: `${OWNER}/${REPO}` });
+    expect(repo.data).toMatchObject({
+      default_branch: 'main',
+      clone_url: `${gh.url}/${OWNER}/${REPO}.git`,
+      full_name: `${OWNER}/${REPO}`,
+    });
     const issue = await octokit.rest.issues.get({ owner: OWNER, repo: REPO, issue_number: 7 });
     expect(issue.data).toMatchObject({ number: 7, title: 'Fix the README', user: { login: 'alice', type: 'User' } });
 
@@ -137,34 +157,77 @@ describe('GitHub stand-in', () => {
     expect(Buffer.from(content.content, 'base64').toString()).toBe('export const x = 1;\n');
     const dir = await octokit.rest.repos.getContent({ owner: OWNER, repo: REPO, path: 'src' });
     expect(Array.isArray(dir.data)).toBe(true);
-    await expect(octokit.rest.repos.getContent({ owner: OWNER, repo: REPO, path: 'nope.md' })).rejects.toMatchObject({ status: 404 });
+    await expect(octokit.rest.repos.getContent({ owner: OWNER, repo: REPO, path: 'nope.md' })).rejects.toMatchObject({
+      status: 404,
+    });
     expect(responseProblems).toEqual([]);
   });
 
   it('records comments, reactions and labels as the app bot', async () => {
-    const r1 = await octokit.rest.reactions.createForIssue({ owner: OWNER, repo: REPO, issue_number: 7, content: 'eyes' });
+    const r1 = await octokit.rest.reactions.createForIssue({
+      owner: OWNER,
+      repo: REPO,
+      issue_number: 7,
+      content: 'eyes',
+    });
     expect(r1.status).toBe(201);
-    const r2 = await octokit.rest.reactions.createForIssue({ owner: OWNER, repo: REPO, issue_number: 7, content: 'eyes' });
+    const r2 = await octokit.rest.reactions.createForIssue({
+      owner: OWNER,
+      repo: REPO,
+      issue_number: 7,
+      content: 'eyes',
+    });
     expect(r2.status).toBe(200);
     expect(gh.reactions(OWNER, REPO, 7)).toEqual([{ content: 'eyes', user: gh.botLogin }]);
 
-    const created = await octokit.rest.issues.createComment({ owner: OWNER, repo: REPO, issue_number: 7, body: 'Working on it' });
+    const created = await octokit.rest.issues.createComment({
+      owner: OWNER,
+      repo: REPO,
+      issue_number: 7,
+      body: 'Working on it',
+    });
     expect(created.status).toBe(201);
     expect(created.data.user).toMatchObject({ login: 'issue-agent-test[bot]', type: 'Bot' });
     await octokit.rest.issues.updateComment({ owner: OWNER, repo: REPO, comment_id: created.data.id, body: 'Done' });
-    const listed = await octokit.paginate(octokit.rest.issues.listComments, { owner: OWNER, repo: REPO, issue_number: 7, per_page: 1 });
+    const listed = await octokit.paginate(octokit.rest.issues.listComments, {
+      owner: OWNER,
+      repo: REPO,
+      issue_number: 7,
+      per_page: 1,
+    });
     expect(listed.map((c) => c.body)).toEqual(['Done']);
     expect(gh.comments(OWNER, REPO, 7)).toMatchObject([{ id: created.data.id, body: 'Done', user: gh.botLogin }]);
-    const second = await octokit.rest.issues.createComment({ owner: OWNER, repo: REPO, issue_number: 7, body: 'A second one' });
-    expect((await octokit.rest.issues.deleteComment({ owner: OWNER, repo: REPO, comment_id: second.data.id })).status).toBe(204);
-    await expect(octokit.rest.issues.getComment({ owner: OWNER, repo: REPO, comment_id: second.data.id })).rejects.toMatchObject({ status: 404 });
+    const second = await octokit.rest.issues.createComment({
+      owner: OWNER,
+      repo: REPO,
+      issue_number: 7,
+      body: 'A second one',
+    });
+    expect(
+      (await octokit.rest.issues.deleteComment({ owner: OWNER, repo: REPO, comment_id: second.data.id })).status,
+    ).toBe(204);
+    await expect(
+      octokit.rest.issues.getComment({ owner: OWNER, repo: REPO, comment_id: second.data.id }),
+    ).rejects.toMatchObject({ status: 404 });
     expect(gh.comments(OWNER, REPO, 7).map((c) => c.id)).toEqual([created.data.id]);
 
-    const added = await octokit.rest.issues.addLabels({ owner: OWNER, repo: REPO, issue_number: 7, labels: ['agent', 'agent:working'] });
+    const added = await octokit.rest.issues.addLabels({
+      owner: OWNER,
+      repo: REPO,
+      issue_number: 7,
+      labels: ['agent', 'agent:working'],
+    });
     expect(added.data.map((l) => l.name)).toEqual(['agent', 'agent:working']);
-    const removed = await octokit.rest.issues.removeLabel({ owner: OWNER, repo: REPO, issue_number: 7, name: 'agent:working' });
+    const removed = await octokit.rest.issues.removeLabel({
+      owner: OWNER,
+      repo: REPO,
+      issue_number: 7,
+      name: 'agent:working',
+    });
     expect(removed.data.map((l) => l.name)).toEqual(['agent']);
-    await expect(octokit.rest.issues.removeLabel({ owner: OWNER, repo: REPO, issue_number: 7, name: 'agent:working' })).rejects.toMatchObject({ status: 404 });
+    await expect(
+      octokit.rest.issues.removeLabel({ owner: OWNER, repo: REPO, issue_number: 7, name: 'agent:working' }),
+    ).rejects.toMatchObject({ status: 404 });
     expect(gh.labels(OWNER, REPO, 7)).toEqual(['agent']);
     expect(responseProblems).toEqual([]);
     expect(gh.violations).toEqual([]);
@@ -174,11 +237,22 @@ describe('GitHub stand-in', () => {
     const before = gh.violations.length;
     await expect(
       // The typed route would not compile without `head`; the untyped form is what a buggy caller sends.
-      octokit.request({ method: 'POST', url: '/repos/{owner}/{repo}/pulls', owner: OWNER, repo: REPO, title: 'x', base: 'main' }),
+      octokit.request({
+        method: 'POST',
+        url: '/repos/{owner}/{repo}/pulls',
+        owner: OWNER,
+        repo: REPO,
+        title: 'x',
+        base: 'main',
+      }),
     ).rejects.toMatchObject({ status: 422, response: { data: { message: 'Validation Failed' } } });
     expect(gh.violations.slice(before)).toEqual(['POST /repos/{owner}/{repo}/pulls: body/head is required']);
-    await expect(octokit.request('GET /repos/{owner}/{repo}/no-such-thing', { owner: OWNER, repo: REPO })).rejects.toMatchObject({ status: 404 });
-    expect(gh.violations.slice(before + 1)).toEqual([`GET /repos/${OWNER}/${REPO}/no-such-thing: no such route in GitHub's API`]);
+    await expect(
+      octokit.request('GET /repos/{owner}/{repo}/no-such-thing', { owner: OWNER, repo: REPO }),
+    ).rejects.toMatchObject({ status: 404 });
+    expect(gh.violations.slice(before + 1)).toEqual([
+      `GET /repos/${OWNER}/${REPO}/no-such-thing: no such route in GitHub's API`,
+    ]);
     gh.violations.length = before;
   });
 
@@ -209,7 +283,9 @@ describe('GitHub stand-in', () => {
     expect(await gh.readFile(OWNER, REPO, 'main', 'missing.md')).toBeNull();
 
     // Pushing without credentials is refused.
-    const anonPush = await git(['-C', clone, 'push', '-q', remote, 'HEAD:refs/heads/sneaky'], { env: { GIT_TERMINAL_PROMPT: '0' } });
+    const anonPush = await git(['-C', clone, 'push', '-q', remote, 'HEAD:refs/heads/sneaky'], {
+      env: { GIT_TERMINAL_PROMPT: '0' },
+    });
     expect(anonPush.code).not.toBe(0);
 
     // Move main on the server, so the next fetch has to negotiate.
@@ -234,7 +310,16 @@ describe('GitHub stand-in', () => {
     expect(fetched.code).toBe(0);
     // git gzips the negotiation only when it sends enough "have" lines, which varies between
     // runs; when it does, the stand-in must still answer, so the fetch succeeding is the check.
-    const pushedAgain = await git(['-C', clone, '-c', `http.extraHeader=${header}`, 'push', '-q', remote, 'HEAD:refs/heads/agent/issue-7-fix-readme']);
+    const pushedAgain = await git([
+      '-C',
+      clone,
+      '-c',
+      `http.extraHeader=${header}`,
+      'push',
+      '-q',
+      remote,
+      'HEAD:refs/heads/agent/issue-7-fix-readme',
+    ]);
     expect(pushedAgain.code).toBe(0);
     expect(await gh.readFile(OWNER, REPO, 'agent/issue-7-fix-readme', 'counter.txt')).toBe('39');
     expect(await gh.readFile(OWNER, REPO, 'main', 'CHANGELOG.md')).toBe('v2\n');
@@ -245,7 +330,14 @@ describe('GitHub stand-in', () => {
     await expect(
       octokit.rest.pulls.create({ owner: OWNER, repo: REPO, head: 'does-not-exist', base: 'main', title: 'x' }),
     ).rejects.toMatchObject({ status: 422 });
-    const pr = await octokit.rest.pulls.create({ owner: OWNER, repo: REPO, head: branch, base: 'main', title: 'Fix README', body: 'Closes #7' });
+    const pr = await octokit.rest.pulls.create({
+      owner: OWNER,
+      repo: REPO,
+      head: branch,
+      base: 'main',
+      title: 'Fix README',
+      body: 'Closes #7',
+    });
     expect(pr.status).toBe(201);
     expect(pr.data.number).toBe(8); // issues and pull requests share numbers
     expect(pr.data.user).toMatchObject({ login: gh.botLogin, type: 'Bot' });
@@ -258,7 +350,12 @@ describe('GitHub stand-in', () => {
       response: { data: { errors: [{ message: `A pull request already exists for ${OWNER}:${branch}.` }] } },
     });
 
-    const found = await octokit.rest.pulls.list({ owner: OWNER, repo: REPO, head: `${OWNER}:${branch}`, state: 'open' });
+    const found = await octokit.rest.pulls.list({
+      owner: OWNER,
+      repo: REPO,
+      head: `${OWNER}:${branch}`,
+      state: 'open',
+    });
     expect(found.data.map((p) => p.number)).toEqual([8]);
     const none = await octokit.rest.pulls.list({ owner: OWNER, repo: REPO, head: `${OWNER}:other`, state: 'open' });
     expect(none.data).toEqual([]);
@@ -266,7 +363,15 @@ describe('GitHub stand-in', () => {
     await octokit.rest.pulls.update({ owner: OWNER, repo: REPO, pull_number: 8, body: 'Closes #7\n\nUpdated' });
     await octokit.rest.issues.createComment({ owner: OWNER, repo: REPO, issue_number: 8, body: 'PR comment' });
     expect(gh.pulls(OWNER, REPO)).toEqual([
-      { number: 8, title: 'Fix README', body: 'Closes #7\n\nUpdated', head: branch, base: 'main', state: 'open', user: gh.botLogin },
+      {
+        number: 8,
+        title: 'Fix README',
+        body: 'Closes #7\n\nUpdated',
+        head: branch,
+        base: 'main',
+        state: 'open',
+        user: gh.botLogin,
+      },
     ]);
     expect(gh.comments(OWNER, REPO, 8).map((c) => c.body)).toEqual(['PR comment']);
     expect(responseProblems).toEqual([]);
@@ -277,7 +382,9 @@ describe('GitHub stand-in', () => {
     // `agent` was created on first use by addLabels, with GitHub's default colour.
     const existing = await octokit.rest.issues.getLabel({ owner: OWNER, repo: REPO, name: 'agent' });
     expect(existing.data).toMatchObject({ name: 'agent', color: 'ededed' });
-    await expect(octokit.rest.issues.getLabel({ owner: OWNER, repo: REPO, name: 'agent:needs-info' })).rejects.toMatchObject({ status: 404 });
+    await expect(
+      octokit.rest.issues.getLabel({ owner: OWNER, repo: REPO, name: 'agent:needs-info' }),
+    ).rejects.toMatchObject({ status: 404 });
 
     const created = await octokit.rest.issues.createLabel({
       owner: OWNER,
@@ -288,14 +395,31 @@ describe('GitHub stand-in', () => {
     });
     expect(created.status).toBe(201);
     const fetched = await octokit.rest.issues.getLabel({ owner: OWNER, repo: REPO, name: 'agent:needs-info' });
-    expect(fetched.data).toMatchObject({ name: 'agent:needs-info', color: 'd876e3', description: 'Waiting on the author', default: false });
+    expect(fetched.data).toMatchObject({
+      name: 'agent:needs-info',
+      color: 'd876e3',
+      description: 'Waiting on the author',
+      default: false,
+    });
 
     const again = await octokit.rest.issues
       .createLabel({ owner: OWNER, repo: REPO, name: 'Agent:Needs-Info', color: '000000' })
       .catch((e: { status: number; response: { data: unknown } }) => e);
-    expect(again).toMatchObject({ status: 422, response: { data: { errors: [{ resource: 'Label', code: 'already_exists', field: 'name' }] } } });
-    expect(spec.checkResponse('POST', `/repos/${OWNER}/${REPO}/labels`, 422, (again as { response: { data: unknown } }).response.data)).toEqual([]);
-    await expect(octokit.rest.issues.createLabel({ owner: OWNER, repo: REPO, name: 'bad-colour', color: '#ff0000' })).rejects.toMatchObject({ status: 422 });
+    expect(again).toMatchObject({
+      status: 422,
+      response: { data: { errors: [{ resource: 'Label', code: 'already_exists', field: 'name' }] } },
+    });
+    expect(
+      spec.checkResponse(
+        'POST',
+        `/repos/${OWNER}/${REPO}/labels`,
+        422,
+        (again as { response: { data: unknown } }).response.data,
+      ),
+    ).toEqual([]);
+    await expect(
+      octokit.rest.issues.createLabel({ owner: OWNER, repo: REPO, name: 'bad-colour', color: '#ff0000' }),
+    ).rejects.toMatchObject({ status: 422 });
 
     // Adding the label to an issue uses it as it is, colour and all.
     await octokit.rest.issues.addLabels({ owner: OWNER, repo: REPO, issue_number: 7, labels: ['agent:needs-info'] });
@@ -333,7 +457,9 @@ describe('GitHub stand-in', () => {
       await ok(['push', '-q', 'origin', 'HEAD:main']);
 
       await ok(['checkout', '-q', '-b', branch]);
-      const edited = longFile.replace('export const l3 = 3;', 'export const l3 = 300;').replace('export const l25 = 25;', 'export const l25 = 250;');
+      const edited = longFile
+        .replace('export const l3 = 3;', 'export const l3 = 300;')
+        .replace('export const l25 = 25;', 'export const l25 = 250;');
       await writeFile(join(dir, 'src/long.ts'), edited);
       await ok(['mv', 'src/old-name.ts', 'src/new-name.ts']);
       await ok(['rm', '-q', 'src/index.ts']);
@@ -350,17 +476,35 @@ describe('GitHub stand-in', () => {
       await ok(['commit', '-q', '-m', 'Main only']);
       await ok(['push', '-q', 'origin', 'main']);
 
-      pr = (await octokit.rest.pulls.create({ owner: OWNER, repo: REPO, head: branch, base: 'main', title: 'Feature', body: 'Adds docs' })).data.number;
+      pr = (
+        await octokit.rest.pulls.create({
+          owner: OWNER,
+          repo: REPO,
+          head: branch,
+          base: 'main',
+          title: 'Feature',
+          body: 'Adds docs',
+        })
+      ).data.number;
     });
 
-    it('lists the files of base...head with git\'s patches', async () => {
-      const files = await octokit.paginate(octokit.rest.pulls.listFiles, { owner: OWNER, repo: REPO, pull_number: pr, per_page: 2 });
+    it("lists the files of base...head with git's patches", async () => {
+      const files = await octokit.paginate(octokit.rest.pulls.listFiles, {
+        owner: OWNER,
+        repo: REPO,
+        pull_number: pr,
+        per_page: 2,
+      });
       const byName = Object.fromEntries(files.map((f) => [f.filename, f]));
       expect(Object.keys(byName).sort()).toEqual(['docs/new.md', 'src/index.ts', 'src/long.ts', 'src/new-name.ts']);
       expect(byName['src/long.ts']).toMatchObject({ status: 'modified', additions: 2, deletions: 2, changes: 4 });
       expect(byName['src/long.ts']!.patch!.match(/^@@ /gm)).toHaveLength(2);
       expect(byName['src/long.ts']!.patch).toContain('-export const l25 = 25;\n+export const l25 = 250;');
-      expect(byName['src/new-name.ts']).toMatchObject({ status: 'renamed', previous_filename: 'src/old-name.ts', changes: 0 });
+      expect(byName['src/new-name.ts']).toMatchObject({
+        status: 'renamed',
+        previous_filename: 'src/old-name.ts',
+        changes: 0,
+      });
       expect(byName['src/new-name.ts']!.patch).toBeUndefined();
       expect(byName['src/index.ts']).toMatchObject({ status: 'removed', additions: 0, deletions: 1 });
       expect(byName['docs/new.md']).toMatchObject({ status: 'added', additions: 3, deletions: 0 });
@@ -376,7 +520,12 @@ describe('GitHub stand-in', () => {
 
     it('records reviews with comments anchored in the real diff, and serves them', async () => {
       await expect(
-        gh.addReview(OWNER, REPO, pr, { user: 'alice', state: 'COMMENTED', body: 'x', comments: [{ path: 'src/long.ts', line: 14, body: 'untouched line' }] }),
+        gh.addReview(OWNER, REPO, pr, {
+          user: 'alice',
+          state: 'COMMENTED',
+          body: 'x',
+          comments: [{ path: 'src/long.ts', line: 14, body: 'untouched line' }],
+        }),
       ).rejects.toThrow(/src\/long\.ts:14 .*not in the pull request's diff/);
       expect((await octokit.rest.pulls.listReviews({ owner: OWNER, repo: REPO, pull_number: pr })).data).toEqual([]);
 
@@ -390,21 +539,49 @@ describe('GitHub stand-in', () => {
         ],
       });
       const head = await gh.headSha(OWNER, REPO, branch);
-      expect(added.review).toMatchObject({ id: added.reviewId, state: 'CHANGES_REQUESTED', commit_id: head, user: { login: 'alice' } });
+      expect(added.review).toMatchObject({
+        id: added.reviewId,
+        state: 'CHANGES_REQUESTED',
+        commit_id: head,
+        user: { login: 'alice' },
+      });
       expect(added.pullRequest).toMatchObject({ number: pr, head: { ref: branch, sha: head }, base: { ref: 'main' } });
-      expect(spec.checkResponse('GET', `/repos/${OWNER}/${REPO}/pulls/${pr}/reviews/${added.reviewId}`, 200, added.review)).toEqual([]);
+      expect(
+        spec.checkResponse('GET', `/repos/${OWNER}/${REPO}/pulls/${pr}/reviews/${added.reviewId}`, 200, added.review),
+      ).toEqual([]);
       expect(spec.checkResponse('GET', `/repos/${OWNER}/${REPO}/pulls/${pr}`, 200, added.pullRequest)).toEqual([]);
 
       const reviews = await octokit.rest.pulls.listReviews({ owner: OWNER, repo: REPO, pull_number: pr });
-      expect(reviews.data.map((v) => [v.id, v.state, v.body])).toEqual([[added.reviewId, 'CHANGES_REQUESTED', 'Please fix these']]);
-      const one = await octokit.rest.pulls.getReview({ owner: OWNER, repo: REPO, pull_number: pr, review_id: added.reviewId });
+      expect(reviews.data.map((v) => [v.id, v.state, v.body])).toEqual([
+        [added.reviewId, 'CHANGES_REQUESTED', 'Please fix these'],
+      ]);
+      const one = await octokit.rest.pulls.getReview({
+        owner: OWNER,
+        repo: REPO,
+        pull_number: pr,
+        review_id: added.reviewId,
+      });
       expect(one.data).toMatchObject({ id: added.reviewId, commit_id: head, submitted_at: expect.any(String) });
-      await expect(octokit.rest.pulls.getReview({ owner: OWNER, repo: REPO, pull_number: pr, review_id: 1 })).rejects.toMatchObject({ status: 404 });
+      await expect(
+        octokit.rest.pulls.getReview({ owner: OWNER, repo: REPO, pull_number: pr, review_id: 1 }),
+      ).rejects.toMatchObject({ status: 404 });
 
-      const inReview = await octokit.rest.pulls.listCommentsForReview({ owner: OWNER, repo: REPO, pull_number: pr, review_id: added.reviewId });
+      const inReview = await octokit.rest.pulls.listCommentsForReview({
+        owner: OWNER,
+        repo: REPO,
+        pull_number: pr,
+        review_id: added.reviewId,
+      });
       expect(inReview.data.map((c) => c.id)).toEqual(added.commentIds);
       const [onLong, onDocs] = inReview.data as [(typeof inReview.data)[0], (typeof inReview.data)[0]];
-      expect(onLong).toMatchObject({ path: 'src/long.ts', line: 25, original_line: 25, side: 'RIGHT', commit_id: head, pull_request_review_id: added.reviewId });
+      expect(onLong).toMatchObject({
+        path: 'src/long.ts',
+        line: 25,
+        original_line: 25,
+        side: 'RIGHT',
+        commit_id: head,
+        pull_request_review_id: added.reviewId,
+      });
       // The hunk runs from its header down to the commented line, as on GitHub.
       expect(onLong.diff_hunk).toMatch(/^@@ -\d+,\d+ \+\d+,\d+ @@/);
       expect(onLong.diff_hunk).toContain('+export const l25 = 250;');
@@ -413,21 +590,44 @@ describe('GitHub stand-in', () => {
       const files = (await octokit.rest.pulls.listFiles({ owner: OWNER, repo: REPO, pull_number: pr })).data;
       const longPatch = files.find((f) => f.filename === 'src/long.ts')!.patch!.split('\n');
       expect(onLong.position).toBe(longPatch.indexOf('+export const l25 = 250;'));
-      expect(onDocs).toMatchObject({ path: 'docs/new.md', line: 3, position: 3, diff_hunk: '@@ -0,0 +1,3 @@\n+# New\n+\n+Hello reviewers' });
+      expect(onDocs).toMatchObject({
+        path: 'docs/new.md',
+        line: 3,
+        position: 3,
+        diff_hunk: '@@ -0,0 +1,3 @@\n+# New\n+\n+Hello reviewers',
+      });
 
       const all = await octokit.rest.pulls.listReviewComments({ owner: OWNER, repo: REPO, pull_number: pr });
       expect(all.data.map((c) => c.body)).toEqual(['Why 250?', 'Say hello to everyone']);
-      const single = await octokit.rest.pulls.getReviewComment({ owner: OWNER, repo: REPO, comment_id: added.commentIds[1]! });
-      expect(single.data).toMatchObject({ id: added.commentIds[1], body: 'Say hello to everyone', user: { login: 'alice' } });
-      await expect(octokit.rest.pulls.getReviewComment({ owner: OWNER, repo: REPO, comment_id: 1 })).rejects.toMatchObject({ status: 404 });
-      expect((await octokit.rest.pulls.get({ owner: OWNER, repo: REPO, pull_number: pr })).data.review_comments).toBe(2);
+      const single = await octokit.rest.pulls.getReviewComment({
+        owner: OWNER,
+        repo: REPO,
+        comment_id: added.commentIds[1]!,
+      });
+      expect(single.data).toMatchObject({
+        id: added.commentIds[1],
+        body: 'Say hello to everyone',
+        user: { login: 'alice' },
+      });
+      await expect(
+        octokit.rest.pulls.getReviewComment({ owner: OWNER, repo: REPO, comment_id: 1 }),
+      ).rejects.toMatchObject({ status: 404 });
+      expect((await octokit.rest.pulls.get({ owner: OWNER, repo: REPO, pull_number: pr })).data.review_comments).toBe(
+        2,
+      );
       expect(responseProblems).toEqual([]);
       expect(gh.violations).toEqual([]);
     });
 
     it('threads replies to review comments under the first comment, as the app bot', async () => {
       const [first] = gh.reviewComments(OWNER, REPO, pr);
-      const reply = await octokit.rest.pulls.createReplyForReviewComment({ owner: OWNER, repo: REPO, pull_number: pr, comment_id: first!.id, body: 'Fixed in abc' });
+      const reply = await octokit.rest.pulls.createReplyForReviewComment({
+        owner: OWNER,
+        repo: REPO,
+        pull_number: pr,
+        comment_id: first!.id,
+        body: 'Fixed in abc',
+      });
       expect(reply.status).toBe(201);
       const top = (await octokit.rest.pulls.getReviewComment({ owner: OWNER, repo: REPO, comment_id: first!.id })).data;
       expect(reply.data).toMatchObject({
@@ -440,10 +640,22 @@ describe('GitHub stand-in', () => {
       });
       expect(top.in_reply_to_id).toBeUndefined();
       // A reply to the reply still joins the first comment's thread.
-      const second = await octokit.rest.pulls.createReplyForReviewComment({ owner: OWNER, repo: REPO, pull_number: pr, comment_id: reply.data.id, body: 'And again' });
+      const second = await octokit.rest.pulls.createReplyForReviewComment({
+        owner: OWNER,
+        repo: REPO,
+        pull_number: pr,
+        comment_id: reply.data.id,
+        body: 'And again',
+      });
       expect(second.data.in_reply_to_id).toBe(first!.id);
       await expect(
-        octokit.rest.pulls.createReplyForReviewComment({ owner: OWNER, repo: REPO, pull_number: 8, comment_id: first!.id, body: 'wrong PR' }),
+        octokit.rest.pulls.createReplyForReviewComment({
+          owner: OWNER,
+          repo: REPO,
+          pull_number: 8,
+          comment_id: first!.id,
+          body: 'wrong PR',
+        }),
       ).rejects.toMatchObject({ status: 404 });
 
       const comments = gh.reviewComments(OWNER, REPO, pr);
@@ -459,22 +671,41 @@ describe('GitHub stand-in', () => {
         ['COMMENTED', gh.botLogin],
         ['COMMENTED', gh.botLogin],
       ]);
-      const listed = await octokit.paginate(octokit.rest.pulls.listReviewComments, { owner: OWNER, repo: REPO, pull_number: pr, per_page: 3 });
+      const listed = await octokit.paginate(octokit.rest.pulls.listReviewComments, {
+        owner: OWNER,
+        repo: REPO,
+        pull_number: pr,
+        per_page: 3,
+      });
       expect(listed).toHaveLength(4);
 
-      const eyes = await octokit.rest.reactions.createForPullRequestReviewComment({ owner: OWNER, repo: REPO, comment_id: first!.id, content: 'eyes' });
+      const eyes = await octokit.rest.reactions.createForPullRequestReviewComment({
+        owner: OWNER,
+        repo: REPO,
+        comment_id: first!.id,
+        content: 'eyes',
+      });
       expect(eyes.status).toBe(201);
       expect(gh.commentReactions(OWNER, REPO, first!.id)).toEqual([{ content: 'eyes', user: gh.botLogin }]);
       expect(responseProblems).toEqual([]);
       expect(gh.violations).toEqual([]);
     });
 
-    it('takes comments on a pull request\'s conversation and reactions to them', async () => {
+    it("takes comments on a pull request's conversation and reactions to them", async () => {
       const id = gh.addComment(OWNER, REPO, pr, { user: 'alice', body: '@issue-agent-test retry' });
       expect(typeof id).toBe('number');
       const fetched = await octokit.rest.issues.getComment({ owner: OWNER, repo: REPO, comment_id: id });
-      expect(fetched.data).toMatchObject({ id, body: '@issue-agent-test retry', html_url: expect.stringContaining(`#issuecomment-${id}`) });
-      const r = await octokit.rest.reactions.createForIssueComment({ owner: OWNER, repo: REPO, comment_id: id, content: '+1' });
+      expect(fetched.data).toMatchObject({
+        id,
+        body: '@issue-agent-test retry',
+        html_url: expect.stringContaining(`#issuecomment-${id}`),
+      });
+      const r = await octokit.rest.reactions.createForIssueComment({
+        owner: OWNER,
+        repo: REPO,
+        comment_id: id,
+        content: '+1',
+      });
       expect(r.status).toBe(201);
       expect(gh.commentReactions(OWNER, REPO, id)).toEqual([{ content: '+1', user: gh.botLogin }]);
       expect(gh.comments(OWNER, REPO, pr).map((c) => c.id)).toEqual([id]);
@@ -534,12 +765,21 @@ describe('GitHub stand-in', () => {
 
       const changes = await gh.addReview(OWNER, REPO, pr, { user: 'alice', state: 'CHANGES_REQUESTED', body: 'More' });
       const again = pullRequestReviewPayload({
-        owner: OWNER, repo: REPO, installationId: gh.installationId, url: gh.url,
-        sender: { login: 'alice', type: 'User' }, review: changes.review, pullRequest: changes.pullRequest,
+        owner: OWNER,
+        repo: REPO,
+        installationId: gh.installationId,
+        url: gh.url,
+        sender: { login: 'alice', type: 'User' },
+        review: changes.review,
+        pullRequest: changes.pullRequest,
       });
       expect(again.review).toMatchObject({ state: 'changes_requested', body: 'More' });
-      await expect(gh.addReview(OWNER, REPO, pr, { user: 'alice', state: 'CHANGES_REQUESTED', body: ' ' })).rejects.toThrow(/needs a body/);
-      await expect(gh.addReview(OWNER, REPO, pr, { user: gh.botLogin, state: 'APPROVED', body: 'LGTM' })).rejects.toThrow(/own pull request/);
+      await expect(
+        gh.addReview(OWNER, REPO, pr, { user: 'alice', state: 'CHANGES_REQUESTED', body: ' ' }),
+      ).rejects.toThrow(/needs a body/);
+      await expect(
+        gh.addReview(OWNER, REPO, pr, { user: gh.botLogin, state: 'APPROVED', body: 'LGTM' }),
+      ).rejects.toThrow(/own pull request/);
     });
   });
 });
@@ -551,16 +791,23 @@ describe('GitHub stand-in: GraphQL', () => {
     gh = await startGitHubStandIn();
     await gh.addRepo({ owner: OWNER, repo: REPO, files: { 'README.md': '# widgets\n' } });
     gh.addIssue(OWNER, REPO, { number: 3, title: 'Old title', body: 'old body', user: 'alice' });
-    octokit = new ProbotOctokit({ baseUrl: gh.apiUrl, auth: { appId: gh.appId, privateKey: gh.privateKey, installationId: gh.installationId }, throttle: { enabled: false }, retry: { enabled: false } });
+    octokit = new ProbotOctokit({
+      baseUrl: gh.apiUrl,
+      auth: { appId: gh.appId, privateKey: gh.privateKey, installationId: gh.installationId },
+      throttle: { enabled: false },
+      retry: { enabled: false },
+    });
   });
   afterAll(async () => {
     await gh?.close();
   });
 
-  it('serves an issue\'s edit history at /api/graphql, as GitHub orders and names it', async () => {
+  it("serves an issue's edit history at /api/graphql, as GitHub orders and names it", async () => {
     gh.editIssue(OWNER, REPO, 3, { body: 'new body' }, 'bob');
     gh.editIssue(OWNER, REPO, 3, { title: 'New title' }, 'ci-helper[bot]');
-    const data = await octokit.graphql<{ repository: { issue: Record<string, { totalCount: number; nodes: Array<Record<string, unknown>> }> } }>(
+    const data = await octokit.graphql<{
+      repository: { issue: Record<string, { totalCount: number; nodes: Array<Record<string, unknown>> }> };
+    }>(
       `query($owner: String!, $repo: String!) { repository(owner: $owner, name: $repo) { issue(number: 3) {
         userContentEdits(first: 10) { totalCount nodes { editedAt editor { __typename login } diff } }
         timelineItems(first: 10, itemTypes: [RENAMED_TITLE_EVENT]) { totalCount nodes { __typename ... on RenamedTitleEvent { previousTitle currentTitle actor { __typename login } } } }
@@ -569,20 +816,37 @@ describe('GitHub stand-in: GraphQL', () => {
     );
     const issue = data.repository.issue;
     // The edit, newest first, then the first version by its author.
-    expect(issue.userContentEdits!.nodes.map((n) => [(n.editor as { login: string }).login, n.diff])).toEqual([['bob', 'new body'], ['alice', 'old body']]);
-    expect(issue.timelineItems!.nodes).toEqual([{ __typename: 'RenamedTitleEvent', previousTitle: 'Old title', currentTitle: 'New title', actor: { __typename: 'Bot', login: 'ci-helper' } }]);
+    expect(issue.userContentEdits!.nodes.map((n) => [(n.editor as { login: string }).login, n.diff])).toEqual([
+      ['bob', 'new body'],
+      ['alice', 'old body'],
+    ]);
+    expect(issue.timelineItems!.nodes).toEqual([
+      {
+        __typename: 'RenamedTitleEvent',
+        previousTitle: 'Old title',
+        currentTitle: 'New title',
+        actor: { __typename: 'Bot', login: 'ci-helper' },
+      },
+    ]);
     expect(gh.violations).toEqual([]);
   });
 
-  it('refuses a query GitHub\'s schema refuses, and records it as a violation', async () => {
-    await expect(octokit.graphql('query { repository(owner: "acme", name: "widgets") { issue(number: 3) { editHistory } } }')).rejects.toThrow(/Cannot query field "editHistory" on type "Issue"/);
+  it("refuses a query GitHub's schema refuses, and records it as a violation", async () => {
+    await expect(
+      octokit.graphql('query { repository(owner: "acme", name: "widgets") { issue(number: 3) { editHistory } } }'),
+    ).rejects.toThrow(/Cannot query field "editHistory" on type "Issue"/);
     expect(gh.violations.some((v) => v.includes('editHistory'))).toBe(true);
     gh.violations.length = 0;
   });
 
   it('answers NOT_FOUND for a missing issue, and 401 without a token', async () => {
-    await expect(octokit.graphql('query { repository(owner: "acme", name: "widgets") { issue(number: 99) { title } } }')).rejects.toThrow(/Could not resolve to an Issue with the number of 99/);
-    const res = await fetch(`${gh.url}/api/graphql`, { method: 'POST', body: JSON.stringify({ query: '{ viewer { login } }' }) });
+    await expect(
+      octokit.graphql('query { repository(owner: "acme", name: "widgets") { issue(number: 99) { title } } }'),
+    ).rejects.toThrow(/Could not resolve to an Issue with the number of 99/);
+    const res = await fetch(`${gh.url}/api/graphql`, {
+      method: 'POST',
+      body: JSON.stringify({ query: '{ viewer { login } }' }),
+    });
     expect(res.status).toBe(401);
   });
 });
@@ -591,12 +855,19 @@ describe('GitHub stand-in: injected faults and token lifetime', () => {
   let gh: GitHubStandIn;
   const appJwt = () => jwt(gh.privateKey, { iss: String(gh.appId), iat: nowSeconds() - 30, exp: nowSeconds() + 540 });
   const mint = async () => {
-    const res = await fetch(`${gh.apiUrl}/app/installations/${gh.installationId}/access_tokens`, { method: 'POST', headers: { authorization: `Bearer ${appJwt()}` } });
+    const res = await fetch(`${gh.apiUrl}/app/installations/${gh.installationId}/access_tokens`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${appJwt()}` },
+    });
     return { status: res.status, body: (await res.json()) as { token: string; expires_at: string } };
   };
   const get = async (path: string, token: string) => {
     const res = await fetch(`${gh.apiUrl}${path}`, { headers: { authorization: `token ${token}` } });
-    return { status: res.status, headers: res.headers, body: (await res.json().catch(() => undefined)) as { message?: string } | undefined };
+    return {
+      status: res.status,
+      headers: res.headers,
+      body: (await res.json().catch(() => undefined)) as { message?: string } | undefined,
+    };
   };
 
   beforeAll(async () => {
@@ -642,7 +913,9 @@ describe('GitHub stand-in: injected faults and token lifetime', () => {
     }
     expect(statuses).toEqual([502, 502, 403, 200]);
     expect(limited?.headers.get('retry-after')).toBe('1');
-    expect(limited?.body?.message).toMatch(/^You have exceeded a secondary rate limit\. Please wait a few minutes before you try again\./);
+    expect(limited?.body?.message).toMatch(
+      /^You have exceeded a secondary rate limit\. Please wait a few minutes before you try again\./,
+    );
     expect(gh.requests.slice(from).map((r) => r.status)).toEqual([200, 502, 502, 403, 200]);
 
     gh.failNext({ route: 'issues/get' }, { status: 429, headers: { 'retry-after': '1' } }, Number.POSITIVE_INFINITY);
@@ -676,7 +949,13 @@ describe('webhook helpers', () => {
       action: 'labeled',
       issue: { number: 7, title: 'T', body: 'B', user: { login: 'alice' }, labels: [{ name: 'agent' }] },
       label: { name: 'agent' },
-      repository: { name: REPO, full_name: `${OWNER}/${REPO}`, owner: { login: OWNER }, clone_url: `http://127.0.0.1:1/${OWNER}/${REPO}.git`, default_branch: 'main' },
+      repository: {
+        name: REPO,
+        full_name: `${OWNER}/${REPO}`,
+        owner: { login: OWNER },
+        clone_url: `http://127.0.0.1:1/${OWNER}/${REPO}.git`,
+        default_branch: 'main',
+      },
       sender: { login: 'alice', type: 'User' },
       installation: { id: 99 },
     });
@@ -749,10 +1028,16 @@ describe('webhook helpers', () => {
         },
         labels: [],
       },
-      comment: { id: 1235, body: '@issue-agent-test retry', html_url: `https://github.com/${OWNER}/${REPO}/pull/8#issuecomment-1235` },
+      comment: {
+        id: 1235,
+        body: '@issue-agent-test retry',
+        html_url: `https://github.com/${OWNER}/${REPO}/pull/8#issuecomment-1235`,
+      },
     });
     expect(loadOpenApi().checkWebhook('issue-comment-created', onPull)).toEqual([]);
-    expect(loadOpenApi().checkWebhook('no-such-event', {})).toEqual(["webhook no-such-event: not in GitHub's description"]);
+    expect(loadOpenApi().checkWebhook('no-such-event', {})).toEqual([
+      "webhook no-such-event: not in GitHub's description",
+    ]);
 
     const seen: Array<{ headers: Record<string, unknown>; body: string }> = [];
     const server = createServer((req, res) => {
@@ -767,10 +1052,20 @@ describe('webhook helpers', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const port = (server.address() as AddressInfo).port;
-      const sent = await sendWebhook({ url: `http://127.0.0.1:${port}/hook`, secret: 's3cret', event: 'issues', payload, deliveryId: 'd-1' });
+      const sent = await sendWebhook({
+        url: `http://127.0.0.1:${port}/hook`,
+        secret: 's3cret',
+        event: 'issues',
+        payload,
+        deliveryId: 'd-1',
+      });
       expect(sent).toMatchObject({ status: 202, body: 'queued' });
       const got = seen[0]!;
-      expect(got.headers).toMatchObject({ 'x-github-event': 'issues', 'x-github-delivery': 'd-1', 'content-type': 'application/json' });
+      expect(got.headers).toMatchObject({
+        'x-github-event': 'issues',
+        'x-github-delivery': 'd-1',
+        'content-type': 'application/json',
+      });
       expect(String(got.headers['user-agent'])).toMatch(/^GitHub-Hookshot\//);
       expect(await verify('s3cret', got.body, String(got.headers['x-hub-signature-256']))).toBe(true);
     } finally {

@@ -103,7 +103,8 @@ export function secondaryRateLimit(retryAfterSeconds = 1, status: 403 | 429 = 40
       message:
         'You have exceeded a secondary rate limit. Please wait a few minutes before you try again. ' +
         `If you reach out to GitHub Support for help, please include the request ID ${randomBytes(4).toString('hex').toUpperCase()}:${randomBytes(6).toString('hex').toUpperCase()}.`,
-      documentation_url: 'https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits',
+      documentation_url:
+        'https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits',
     },
   };
 }
@@ -132,22 +133,41 @@ export interface GitHubStandIn {
   violations: string[];
   requests: StandInRequest[];
   issuedTokens: string[];
-  addRepo(p: { owner: string; repo: string; files: Record<string, string>; defaultBranch?: string }): Promise<{ barePath: string }>;
+  addRepo(p: {
+    owner: string;
+    repo: string;
+    files: Record<string, string>;
+    defaultBranch?: string;
+  }): Promise<{ barePath: string }>;
   setPermission(owner: string, repo: string, login: string, permission: Permission): void;
   addIssue(owner: string, repo: string, issue: { number: number; title: string; body: string; user: string }): void;
   /**
    * `by` edits the issue's title or body, as on github.com (no webhook is sent): the edit
    * shows in GraphQL's `userContentEdits` (body) and `RenamedTitleEvent`s (title).
    */
-  editIssue(owner: string, repo: string, issueNumber: number, edit: { title?: string; body?: string }, by: string): void;
+  editIssue(
+    owner: string,
+    repo: string,
+    issueNumber: number,
+    edit: { title?: string; body?: string },
+    by: string,
+  ): void;
   /**
    * GitHub's side of a person adding a label, as far as the webhook shows it: the issue's
    * `updated_at` moves on. Returns the issue's text and that time for the payload, or
    * undefined when the stand-in has no such issue. (The label list is left to the app's calls.)
    */
-  markLabeled(owner: string, repo: string, issueNumber: number): { title: string; body: string; updatedAt: string } | undefined;
+  markLabeled(
+    owner: string,
+    repo: string,
+    issueNumber: number,
+  ): { title: string; body: string; updatedAt: string } | undefined;
   /** The issue's text and `updated_at` now, or undefined when the stand-in has no such issue. */
-  issueText(owner: string, repo: string, issueNumber: number): { title: string; body: string; updatedAt: string } | undefined;
+  issueText(
+    owner: string,
+    repo: string,
+    issueNumber: number,
+  ): { title: string; body: string; updatedAt: string } | undefined;
   /** A comment written by `user` (not the app), e.g. the issue author answering questions. */
   /**
    * A comment written by `user` (not the app), e.g. the issue author answering questions or a
@@ -170,7 +190,12 @@ export interface GitHubStandIn {
     owner: string,
     repo: string,
     pullNumber: number,
-    review: { user: string; state: ReviewState; body: string; comments?: Array<{ path: string; line: number; body: string }> },
+    review: {
+      user: string;
+      state: ReviewState;
+      body: string;
+      comments?: Array<{ path: string; line: number; body: string }>;
+    },
   ): Promise<{ reviewId: number; commentIds: number[]; review: RestReview; pullRequest: RestPull }>;
   /** Every review comment on the pull request, oldest first, replies included. */
   reviewComments(owner: string, repo: string, pullNumber: number): StandInReviewComment[];
@@ -195,7 +220,10 @@ export interface GitHubStandIn {
    * a push) until `release()`: `reached` resolves when it arrives. Crash tests use it to
    * stop the app at an exact point; a held request whose client died is simply dropped.
    */
-  hold(match: FaultMatch & { git?: 'git-receive-pack' | 'git-upload-pack' }): { reached: Promise<void>; release(): void };
+  hold(match: FaultMatch & { git?: 'git-receive-pack' | 'git-upload-pack' }): {
+    reached: Promise<void>;
+    release(): void;
+  };
   /** Lifetime of installation tokens minted from now on. */
   setTokenTtl(ms: number): void;
   close(): Promise<void>;
@@ -643,12 +671,27 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
   };
 
   /** GraphQL's `Actor` for a login: a `Bot` (whose login drops `[bot]`) or a `User`. */
-  const actorNode = (login: string) => (isBotLogin(login) ? { __typename: 'Bot', login: login.slice(0, -'[bot]'.length) } : { __typename: 'User', login });
+  const actorNode = (login: string) =>
+    isBotLogin(login) ? { __typename: 'Bot', login: login.slice(0, -'[bot]'.length) } : { __typename: 'User', login };
 
   /** A connection's `first`/`last` window over `all`, with the counts GitHub gives. */
   const connection = <T>(all: T[], args: { first?: number; last?: number }) => {
-    const nodes = args.first !== undefined ? all.slice(0, args.first) : args.last !== undefined ? all.slice(Math.max(0, all.length - args.last)) : all.slice(0, 100);
-    return { totalCount: all.length, nodes, pageInfo: { hasNextPage: args.first !== undefined && all.length > nodes.length, hasPreviousPage: args.last !== undefined && all.length > nodes.length, startCursor: null, endCursor: null } };
+    const nodes =
+      args.first !== undefined
+        ? all.slice(0, args.first)
+        : args.last !== undefined
+          ? all.slice(Math.max(0, all.length - args.last))
+          : all.slice(0, 100);
+    return {
+      totalCount: all.length,
+      nodes,
+      pageInfo: {
+        hasNextPage: args.first !== undefined && all.length > nodes.length,
+        hasPreviousPage: args.last !== undefined && all.length > nodes.length,
+        startCursor: null,
+        endCursor: null,
+      },
+    };
   };
 
   /** An issue as a GraphQL `Issue`: the fields the app reads (its edit history), more as needed. */
@@ -668,15 +711,43 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
         connection(
           bodyEdits.length === 0
             ? []
-            : [...bodyEdits.map((e) => ({ editedAt: e.at, createdAt: e.at, updatedAt: e.at, editor: actorNode(e.editor), diff: e.to })).reverse(), { editedAt: i.createdAt, createdAt: i.createdAt, updatedAt: i.createdAt, editor: actorNode(i.user), diff: bodyEdits[0]!.from }],
+            : [
+                ...bodyEdits
+                  .map((e) => ({
+                    editedAt: e.at,
+                    createdAt: e.at,
+                    updatedAt: e.at,
+                    editor: actorNode(e.editor),
+                    diff: e.to,
+                  }))
+                  .reverse(),
+                {
+                  editedAt: i.createdAt,
+                  createdAt: i.createdAt,
+                  updatedAt: i.createdAt,
+                  editor: actorNode(i.user),
+                  diff: bodyEdits[0]!.from,
+                },
+              ],
           args,
         ),
       timelineItems: (args: { first?: number; last?: number; since?: string; itemTypes?: string[] }) => {
         // Only title renames are kept as timeline items here; asking for any other type gets none.
         const wanted = (t: string) => !args.itemTypes || args.itemTypes.includes(t);
         const renames = i.edits
-          .filter((e) => e.what === 'title' && wanted('RENAMED_TITLE_EVENT') && (!args.since || Date.parse(e.at) >= Date.parse(args.since)))
-          .map((e) => ({ __typename: 'RenamedTitleEvent', createdAt: e.at, actor: actorNode(e.editor), previousTitle: e.from, currentTitle: e.to }));
+          .filter(
+            (e) =>
+              e.what === 'title' &&
+              wanted('RENAMED_TITLE_EVENT') &&
+              (!args.since || Date.parse(e.at) >= Date.parse(args.since)),
+          )
+          .map((e) => ({
+            __typename: 'RenamedTitleEvent',
+            createdAt: e.at,
+            actor: actorNode(e.editor),
+            previousTitle: e.from,
+            currentTitle: e.to,
+          }));
         return { ...connection(renames, args), filteredCount: renames.length, pageCount: 1, updatedAt: i.updatedAt };
       },
     };
@@ -723,7 +794,14 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
   });
 
   const branchSha = async (r: RepoState, branch: string): Promise<string | null> => {
-    const res = await runGit(['--git-dir', r.barePath, 'rev-parse', '--verify', '--quiet', `refs/heads/${branch}^{commit}`]);
+    const res = await runGit([
+      '--git-dir',
+      r.barePath,
+      'rev-parse',
+      '--verify',
+      '--quiet',
+      `refs/heads/${branch}^{commit}`,
+    ]);
     return res.code === 0 ? res.stdout.toString().trim() : null;
   };
 
@@ -889,7 +967,17 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
     const mb = await runGit(['--git-dir', r.barePath, 'merge-base', baseSha, headSha]);
     if (mb.code !== 0) return empty;
     const from = mb.stdout.toString().trim();
-    const common = ['--git-dir', r.barePath, '-c', 'core.quotePath=false', 'diff', '-M', '--no-color', '--no-ext-diff', '--no-textconv'];
+    const common = [
+      '--git-dir',
+      r.barePath,
+      '-c',
+      'core.quotePath=false',
+      'diff',
+      '-M',
+      '--no-color',
+      '--no-ext-diff',
+      '--no-textconv',
+    ];
     const [raw, numstat, patch, count] = await Promise.all([
       runGit([...common, '--raw', '-z', '--no-abbrev', from, headSha]),
       runGit([...common, '--numstat', '-z', from, headSha]),
@@ -897,7 +985,8 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       runGit(['--git-dir', r.barePath, 'rev-list', '--count', `${from}..${headSha}`]),
     ]);
     for (const res of [raw, numstat, patch, count]) {
-      if (res.code !== 0) throw new Error(`stand-in: git diff for ${r.owner}/${r.name}#${p.number} failed: ${res.stderr.trim()}`);
+      if (res.code !== 0)
+        throw new Error(`stand-in: git diff for ${r.owner}/${r.name}#${p.number} failed: ${res.stderr.trim()}`);
     }
     // --raw -z: ":old new oldsha newsha STATUS\0path\0[newpath\0]"
     const files: FileDiff[] = [];
@@ -910,7 +999,17 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       const first = rawTokens[++k]!;
       const second = letter === 'R' || letter === 'C' ? rawTokens[++k]! : undefined;
       const status: FileDiff['status'] =
-        letter === 'A' ? 'added' : letter === 'D' ? 'removed' : letter === 'R' ? 'renamed' : letter === 'C' ? 'copied' : letter === 'T' ? 'changed' : 'modified';
+        letter === 'A'
+          ? 'added'
+          : letter === 'D'
+            ? 'removed'
+            : letter === 'R'
+              ? 'renamed'
+              : letter === 'C'
+                ? 'copied'
+                : letter === 'T'
+                  ? 'changed'
+                  : 'modified';
       files.push({
         status,
         filename: second ?? first,
@@ -932,7 +1031,10 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       at++;
     }
     // The patch: one "diff --git" section per file, in the same order; GitHub's `patch` starts at the first "@@".
-    const sections = patch.stdout.toString('utf8').split(/^diff --git /m).slice(1);
+    const sections = patch.stdout
+      .toString('utf8')
+      .split(/^diff --git /m)
+      .slice(1);
     sections.forEach((section, n) => {
       const lines = section.split('\n');
       if (lines[lines.length - 1] === '') lines.pop();
@@ -1061,8 +1163,14 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
     if (!ok) fail('A JSON web token could not be decoded');
     if (String(payload.iss) !== String(appId)) fail(`'Issuer' claim ('iss') must be an Integer (the app id ${appId})`);
     const t = Math.floor(Date.now() / 1000);
-    if (typeof payload.exp !== 'number') fail("'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires");
-    if ((payload.exp as number) <= t) fail("'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires");
+    if (typeof payload.exp !== 'number')
+      fail(
+        "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires",
+      );
+    if ((payload.exp as number) <= t)
+      fail(
+        "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires",
+      );
     if ((payload.exp as number) > t + 600 + 5) fail("'Expiration time' claim ('exp') is too far in the future");
     if (typeof payload.iat !== 'number' || (payload.iat as number) > t + 60) {
       fail("'Issued at' claim ('iat') must be an Integer representing a time in the past");
@@ -1133,8 +1241,19 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
         status: 200,
         body: {
           ...userObject(login, url),
-          name: null, company: null, blog: '', location: null, email: null, hireable: null, bio: null,
-          public_repos: 0, public_gists: 0, followers: 0, following: 0, created_at: stamp, updated_at: stamp,
+          name: null,
+          company: null,
+          blog: '',
+          location: null,
+          email: null,
+          hireable: null,
+          bio: null,
+          public_repos: 0,
+          public_gists: 0,
+          followers: 0,
+          following: 0,
+          created_at: stamp,
+          updated_at: stamp,
         },
       };
     },
@@ -1164,8 +1283,16 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       const r = getRepo(ctx.params.owner!, ctx.params.repo!);
       const i = getIssue(r, ctx.params.issue_number!);
       const b = objectBody(ctx);
-      editText(i, { ...(typeof b.title === 'string' ? { title: b.title } : {}), ...(typeof b.body === 'string' || b.body === null ? { body: (b.body as string | null) ?? '' } : {}) }, ctx.actor);
-      if (b.state === 'open' || b.state === 'closed') setState(i, b.state, (b.state_reason as string | undefined) ?? null);
+      editText(
+        i,
+        {
+          ...(typeof b.title === 'string' ? { title: b.title } : {}),
+          ...(typeof b.body === 'string' || b.body === null ? { body: (b.body as string | null) ?? '' } : {}),
+        },
+        ctx.actor,
+      );
+      if (b.state === 'open' || b.state === 'closed')
+        setState(i, b.state, (b.state_reason as string | undefined) ?? null);
       if (Array.isArray(b.labels)) i.labels = labelNames(b.labels).map((n) => ensureLabel(r, n).name);
       i.updatedAt = now();
       return { status: 200, body: issueObject(r, i) };
@@ -1305,13 +1432,19 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       const name = String(b.name).trim();
       const errors: Array<Record<string, unknown>> = [];
       if (name === '') errors.push({ resource: 'Label', code: 'missing_field', field: 'name' });
-      else if (r.labels.has(name.toLowerCase())) errors.push({ resource: 'Label', code: 'already_exists', field: 'name' });
+      else if (r.labels.has(name.toLowerCase()))
+        errors.push({ resource: 'Label', code: 'already_exists', field: 'name' });
       // Documented as six hex digits "without the leading #".
       const color = b.color === undefined ? 'ededed' : String(b.color);
       if (!/^[0-9a-fA-F]{6}$/.test(color)) errors.push({ resource: 'Label', code: 'invalid', field: 'color' });
       const description = typeof b.description === 'string' ? b.description : null;
       if (description !== null && description.length > 100) {
-        errors.push({ resource: 'Label', code: 'custom', field: 'description', message: 'description is too long (maximum is 100 characters)' });
+        errors.push({
+          resource: 'Label',
+          code: 'custom',
+          field: 'description',
+          message: 'description is too long (maximum is 100 characters)',
+        });
       }
       if (errors.length) throw validationFailed(errors);
       r.labels.set(name.toLowerCase(), { id: newId(), name, color: color.toLowerCase(), description });
@@ -1352,7 +1485,9 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
         throw validationFailed([{ resource: 'PullRequest', field: 'title', code: 'missing_field' }]);
       }
       const headSpec = String(b.head);
-      const [headOwner, head] = headSpec.includes(':') ? (headSpec.split(/:(.*)/s) as [string, string]) : [r.owner, headSpec];
+      const [headOwner, head] = headSpec.includes(':')
+        ? (headSpec.split(/:(.*)/s) as [string, string])
+        : [r.owner, headSpec];
       const base = String(b.base);
       const headSha = await branchSha(r, head);
       if (headOwner.toLowerCase() !== r.owner.toLowerCase() || !headSha) {
@@ -1370,7 +1505,9 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       }
       const ancestor = await runGit(['--git-dir', r.barePath, 'merge-base', '--is-ancestor', headSha, baseSha]);
       if (ancestor.code === 0) {
-        throw validationFailed([{ resource: 'PullRequest', code: 'custom', message: `No commits between ${base} and ${head}` }]);
+        throw validationFailed([
+          { resource: 'PullRequest', code: 'custom', message: `No commits between ${base} and ${head}` },
+        ]);
       }
       const t = now();
       const number = nextNumber(r);
@@ -1416,7 +1553,8 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       if (typeof b.title === 'string') i.title = b.title;
       if (typeof b.body === 'string') i.body = b.body;
       if (typeof b.base === 'string') {
-        if (!(await branchSha(r, b.base))) throw validationFailed([{ resource: 'PullRequest', field: 'base', code: 'invalid' }]);
+        if (!(await branchSha(r, b.base)))
+          throw validationFailed([{ resource: 'PullRequest', field: 'base', code: 'invalid' }]);
         p.base = b.base;
       }
       if (typeof b.maintainer_can_modify === 'boolean') p.maintainerCanModify = b.maintainer_can_modify;
@@ -1427,7 +1565,11 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
           );
           if (clash) {
             throw validationFailed([
-              { resource: 'PullRequest', code: 'custom', message: `A pull request already exists for ${r.owner}:${p.head}.` },
+              {
+                resource: 'PullRequest',
+                code: 'custom',
+                message: `A pull request already exists for ${r.owner}:${p.head}.`,
+              },
             ]);
           }
         }
@@ -1465,7 +1607,10 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       const p = getPull(r, ctx.params.pull_number!);
       const v = p.reviews.find((x) => x.id === Number(ctx.params.review_id));
       if (!v) throw notFound();
-      const page = paginate(ctx, p.reviewComments.filter((c) => c.reviewId === v.id));
+      const page = paginate(
+        ctx,
+        p.reviewComments.filter((c) => c.reviewId === v.id),
+      );
       return { status: 200, body: page.items.map((c) => reviewCommentObject(r, c)), headers: page.headers };
     },
 
@@ -1495,7 +1640,8 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       const target = getReviewComment(r, ctx.params.comment_id!);
       if (target.pullNumber !== p.number) throw notFound();
       const text = String(objectBody(ctx).body ?? '');
-      if (text.trim() === '') throw validationFailed([{ resource: 'PullRequestReviewComment', code: 'missing_field', field: 'body' }]);
+      if (text.trim() === '')
+        throw validationFailed([{ resource: 'PullRequestReviewComment', code: 'missing_field', field: 'body' }]);
       // Replies join the thread of its first comment; like GitHub, each reply is its own
       // single-comment review (state COMMENTED, empty body) by the replier.
       const root = target.inReplyTo !== undefined ? getReviewComment(r, target.inReplyTo) : target;
@@ -1547,7 +1693,8 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       const path = (ctx.params.path ?? '').replace(/^\/+|\/+$/g, '');
       if (ref.startsWith('-')) throw notFound();
       const commit = await runGit(['--git-dir', r.barePath, 'rev-parse', '--verify', '--quiet', `${ref}^{commit}`]);
-      if (commit.code !== 0) throw new HttpError(404, { message: `No commit found for the ref ${ref}`, documentation_url: DOCS });
+      if (commit.code !== 0)
+        throw new HttpError(404, { message: `No commit found for the ref ${ref}`, documentation_url: DOCS });
       const sha = commit.stdout.toString().trim();
       if (path === '') {
         // The repository root: always a directory.
@@ -1596,7 +1743,8 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
   }
 
   function contentEntry(r: RepoState, ref: string, e: TreeEntry): Record<string, unknown> {
-    const type = e.type === 'tree' ? 'dir' : e.type === 'commit' ? 'submodule' : e.mode === '120000' ? 'symlink' : 'file';
+    const type =
+      e.type === 'tree' ? 'dir' : e.type === 'commit' ? 'submodule' : e.mode === '120000' ? 'symlink' : 'file';
     const self = `${repoApi(r)}/contents/${e.path}?ref=${encodeURIComponent(ref)}`;
     const html = `${repoHtml(r)}/${type === 'dir' ? 'tree' : 'blob'}/${ref}/${e.path}`;
     const git = `${repoApi(r)}/git/${type === 'dir' ? 'trees' : 'blobs'}/${e.sha}`;
@@ -1679,7 +1827,12 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
     return Buffer.concat(chunks);
   }
 
-  async function handleRest(req: IncomingMessage, res: ServerResponse, pathname: string, query: URLSearchParams): Promise<Reply> {
+  async function handleRest(
+    req: IncomingMessage,
+    res: ServerResponse,
+    pathname: string,
+    query: URLSearchParams,
+  ): Promise<Reply> {
     const method = req.method ?? 'GET';
     const raw = await readBody(req);
     let body: Ctx['body'];
@@ -1701,20 +1854,28 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       (m) =>
         m.git === undefined &&
         (m.method === undefined || m.method.toUpperCase() === method) &&
-        (m.route === undefined || (typeof m.route === 'string' ? m.route === match.operationId : m.route.test(apiPath))),
+        (m.route === undefined ||
+          (typeof m.route === 'string' ? m.route === match.operationId : m.route.test(apiPath))),
     );
     const fault = faults.find(
       (f) =>
         (f.match.method === undefined || f.match.method.toUpperCase() === method) &&
-        (f.match.route === undefined || (typeof f.match.route === 'string' ? f.match.route === match.operationId : f.match.route.test(apiPath))),
+        (f.match.route === undefined ||
+          (typeof f.match.route === 'string' ? f.match.route === match.operationId : f.match.route.test(apiPath))),
     );
     if (fault) {
       if (--fault.remaining <= 0) faults.splice(faults.indexOf(fault), 1);
-      return { status: fault.reply.status, headers: fault.reply.headers, body: fault.reply.body ?? { message: `stand-in fault ${fault.reply.status}`, documentation_url: DOCS } };
+      return {
+        status: fault.reply.status,
+        headers: fault.reply.headers,
+        body: fault.reply.body ?? { message: `stand-in fault ${fault.reply.status}`, documentation_url: DOCS },
+      };
     }
     const handler = handlers[match.operationId];
     if (!handler) {
-      violations.push(`${match.method} ${match.template}: GitHub has this route (${match.operationId}) but the stand-in does not implement it`);
+      violations.push(
+        `${match.method} ${match.template}: GitHub has this route (${match.operationId}) but the stand-in does not implement it`,
+      );
       return { status: 404, body: { message: 'Not Found', documentation_url: DOCS } };
     }
     const auth = authenticate(req, JWT_OPERATIONS.has(match.operationId));
@@ -1748,7 +1909,14 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
     return answerGraphql(body, graphqlRoot, violations);
   }
 
-  async function handleGit(req: IncomingMessage, res: ServerResponse, owner: string, repo: string, service: string, query: string): Promise<number> {
+  async function handleGit(
+    req: IncomingMessage,
+    res: ServerResponse,
+    owner: string,
+    repo: string,
+    service: string,
+    query: string,
+  ): Promise<number> {
     const token = gitToken(req);
     if (!token) {
       res.statusCode = 401;
@@ -1778,7 +1946,13 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
     const parsed = new URL(req.url ?? '/', 'http://stand-in');
     const pathname = parsed.pathname;
     const record = (status: number, body?: unknown): void => {
-      requests.push({ method: req.method ?? 'GET', path: pathname, query: parsed.search.slice(1) || undefined, status, body });
+      requests.push({
+        method: req.method ?? 'GET',
+        path: pathname,
+        query: parsed.search.slice(1) || undefined,
+        status,
+        body,
+      });
     };
     const gitMatch = /^\/([^/]+)\/([^/]+?)(?:\.git)?\/(info\/refs|git-upload-pack|git-receive-pack)$/.exec(pathname);
     /** Sends an API answer (REST or GraphQL), GitHub's error shape for a throw, and records it. */
@@ -1786,7 +1960,10 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       void reply
         .catch((err: unknown): Reply => {
           if (err instanceof HttpError) return { status: err.status, body: err.body };
-          return { status: 500, body: { message: `stand-in error: ${err instanceof Error ? err.stack : String(err)}` } };
+          return {
+            status: 500,
+            body: { message: `stand-in error: ${err instanceof Error ? err.stack : String(err)}` },
+          };
         })
         .then((r) => {
           record(r.status, r.body);
@@ -1799,14 +1976,16 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       answer(handleRest(req, res, pathname, parsed.searchParams));
     } else if (gitMatch) {
       const [, owner, repo, service] = gitMatch as unknown as [string, string, string, string];
-      void passHold((m) => m.git === service && req.method === 'POST').then(() => handleGit(req, res, decodeURIComponent(owner), decodeURIComponent(repo), service, parsed.search.slice(1)).then(
-        (status) => record(status),
-        (err: unknown) => {
-          record(500);
-          if (!res.headersSent) res.statusCode = 500;
-          res.end(String(err));
-        },
-      ));
+      void passHold((m) => m.git === service && req.method === 'POST').then(() =>
+        handleGit(req, res, decodeURIComponent(owner), decodeURIComponent(repo), service, parsed.search.slice(1)).then(
+          (status) => record(status),
+          (err: unknown) => {
+            record(500);
+            if (!res.headersSent) res.statusCode = 500;
+            res.end(String(err));
+          },
+        ),
+      );
     } else {
       record(404);
       res.statusCode = 404;
@@ -1850,7 +2029,17 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
           await writeFile(file, content);
         }
         await gitOk(['-C', seed, 'add', '--all']);
-        await gitOk(['-C', seed, '-c', 'commit.gpgsign=false', 'commit', '--quiet', '--allow-empty', '-m', 'Initial commit']);
+        await gitOk([
+          '-C',
+          seed,
+          '-c',
+          'commit.gpgsign=false',
+          'commit',
+          '--quiet',
+          '--allow-empty',
+          '-m',
+          'Initial commit',
+        ]);
         await gitOk(['-C', seed, 'push', '--quiet', barePath, `HEAD:refs/heads/${defaultBranch}`]);
       } finally {
         await rm(seed, { recursive: true, force: true });
@@ -1879,7 +2068,8 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
 
     addIssue(owner, repo, issue) {
       const r = mustRepo(owner, repo);
-      if (r.issues.has(issue.number)) throw new Error(`${owner}/${repo}#${issue.number} already exists in the stand-in`);
+      if (r.issues.has(issue.number))
+        throw new Error(`${owner}/${repo}#${issue.number} already exists in the stand-in`);
       const t = now();
       r.issues.set(issue.number, {
         id: newId(),
@@ -1923,7 +2113,16 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       const i = r.issues.get(issueNumber);
       if (!i) throw new Error(`${owner}/${repo}#${issueNumber} does not exist in the stand-in; call addIssue first`);
       const t = now();
-      const c: CommentRec = { id: newId(), repoKey: r.key, issueNumber, body: comment.body, user: comment.user, createdAt: t, updatedAt: t, reactions: [] };
+      const c: CommentRec = {
+        id: newId(),
+        repoKey: r.key,
+        issueNumber,
+        body: comment.body,
+        user: comment.user,
+        createdAt: t,
+        updatedAt: t,
+        reactions: [],
+      };
       i.comments.push(c);
       i.updatedAt = t;
       commentsById.set(c.id, c);
@@ -1958,20 +2157,29 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
     },
 
     repoLabels(owner, repo) {
-      return [...mustRepo(owner, repo).labels.values()].map((l) => ({ name: l.name, color: l.color, description: l.description }));
+      return [...mustRepo(owner, repo).labels.values()].map((l) => ({
+        name: l.name,
+        color: l.color,
+        description: l.description,
+      }));
     },
 
     async addReview(owner, repo, pullNumber, review) {
       const r = mustRepo(owner, repo);
       const p = r.pulls.get(pullNumber);
       if (!p) throw new Error(`${owner}/${repo} has no pull request #${pullNumber} in the stand-in`);
-      if (review.body.trim() === '' && (review.state === 'CHANGES_REQUESTED' || (review.state === 'COMMENTED' && !review.comments?.length))) {
+      if (
+        review.body.trim() === '' &&
+        (review.state === 'CHANGES_REQUESTED' || (review.state === 'COMMENTED' && !review.comments?.length))
+      ) {
         throw new Error(`a ${review.state} review needs a body (GitHub answers 422 without one)`);
       }
       const author = r.issues.get(pullNumber)!.user;
       if (review.state !== 'COMMENTED' && review.user.toLowerCase() === author.toLowerCase()) {
         const verb = review.state === 'APPROVED' ? 'approve' : 'request changes on';
-        throw new Error(`${review.user} cannot ${verb} their own pull request (GitHub answers 422 "Can not ${verb} your own pull request")`);
+        throw new Error(
+          `${review.user} cannot ${verb} their own pull request (GitHub answers 422 "Can not ${verb} your own pull request")`,
+        );
       }
       const diff = await pullDiff(r, p);
       // Place every comment before recording anything: GitHub refuses the whole review.
@@ -2020,7 +2228,12 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
         return rec.id;
       });
       r.issues.get(pullNumber)!.updatedAt = t;
-      return { reviewId: v.id, commentIds, review: reviewObject(r, v), pullRequest: (await pullObject(r, p)) as RestPull };
+      return {
+        reviewId: v.id,
+        commentIds,
+        review: reviewObject(r, v),
+        pullRequest: (await pullObject(r, p)) as RestPull,
+      };
     },
 
     reviewComments(owner, repo, pullNumber) {
@@ -2042,7 +2255,8 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
     async branches(owner, repo) {
       const r = mustRepo(owner, repo);
       const res = await runGit(['--git-dir', r.barePath, 'for-each-ref', '--format=%(refname:lstrip=2)', 'refs/heads']);
-      if (res.code !== 0) throw new Error(`stand-in: git for-each-ref in ${owner}/${repo} failed: ${res.stderr.trim()}`);
+      if (res.code !== 0)
+        throw new Error(`stand-in: git for-each-ref in ${owner}/${repo} failed: ${res.stderr.trim()}`);
       return res.stdout.toString('utf8').split('\n').filter(Boolean).sort();
     },
 
@@ -2051,14 +2265,24 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       const res = await runGit(['--git-dir', r.barePath, 'merge-base', '--is-ancestor', older, newer]);
       if (res.code === 0) return true;
       if (res.code === 1) return false;
-      throw new Error(`stand-in: git merge-base --is-ancestor ${older} ${newer} in ${owner}/${repo} failed: ${res.stderr.trim()}`);
+      throw new Error(
+        `stand-in: git merge-base --is-ancestor ${older} ${newer} in ${owner}/${repo} failed: ${res.stderr.trim()}`,
+      );
     },
 
     pulls(owner, repo) {
       const r = mustRepo(owner, repo);
       return [...r.pulls.values()].map((p) => {
         const i = r.issues.get(p.number)!;
-        return { number: p.number, title: i.title, body: i.body, head: p.head, base: p.base, state: i.state, user: i.user };
+        return {
+          number: p.number,
+          title: i.title,
+          body: i.body,
+          head: p.head,
+          base: p.base,
+          state: i.state,
+          user: i.user,
+        };
       });
     },
 
@@ -2108,7 +2332,8 @@ function labelNames(body: unknown): string[] {
         ? (body as { labels: unknown[] }).labels
         : [];
   return list
-    .map((x) => (typeof x === 'string' ? x : x && typeof x === 'object' ? String((x as { name?: unknown }).name ?? '') : ''))
+    .map((x) =>
+      typeof x === 'string' ? x : x && typeof x === 'object' ? String((x as { name?: unknown }).name ?? '') : '',
+    )
     .filter((x) => x !== '');
 }
-

@@ -90,7 +90,11 @@ interface Rewritten {
  * the stand-in repository, and repository, sender and installation set. Callers then set the
  * fields that describe their issue, comment or review.
  */
-function exampleFor(event: string, action: string, o: RepoTarget & { sender: Actor; installationId: number }): Rewritten {
+function exampleFor(
+  event: string,
+  action: string,
+  o: RepoTarget & { sender: Actor; installationId: number },
+): Rewritten {
   const web = o.url ?? 'https://github.com';
   const api = o.url ? `${o.url}/api/v3` : 'https://api.github.com';
   const fullName = `${o.owner}/${o.repo}`;
@@ -100,7 +104,10 @@ function exampleFor(event: string, action: string, o: RepoTarget & { sender: Act
       .replaceAll('https://api.github.com/repos/Codertocat/Hello-World', `${api}/repos/${fullName}`)
       .replaceAll('https://github.com/Codertocat/Hello-World', `${web}/${fullName}`)
       .replaceAll('git://github.com/Codertocat/Hello-World', `git://${web.replace(/^https?:\/\//, '')}/${fullName}`)
-      .replaceAll('git@github.com:Codertocat/Hello-World', `git@${web.replace(/^https?:\/\//, '').replace(/:\d+$/, '')}:${fullName}`)
+      .replaceAll(
+        'git@github.com:Codertocat/Hello-World',
+        `git@${web.replace(/^https?:\/\//, '').replace(/:\d+$/, '')}:${fullName}`,
+      )
       .replaceAll('https://api.github.com', api),
   ) as Rewritten['payload'];
 
@@ -305,10 +312,40 @@ export interface PullRequestReviewOptions extends RepoTarget {
 
 // The fields of a pull request that review webhooks carry (GitHub's "simple pull request").
 const SIMPLE_PULL_FIELDS = [
-  'url', 'id', 'node_id', 'html_url', 'diff_url', 'patch_url', 'issue_url', 'number', 'state', 'locked', 'title', 'user',
-  'body', 'created_at', 'updated_at', 'closed_at', 'merged_at', 'merge_commit_sha', 'assignee', 'assignees',
-  'requested_reviewers', 'requested_teams', 'labels', 'milestone', 'draft', 'commits_url', 'review_comments_url',
-  'review_comment_url', 'comments_url', 'statuses_url', '_links', 'author_association', 'auto_merge', 'active_lock_reason',
+  'url',
+  'id',
+  'node_id',
+  'html_url',
+  'diff_url',
+  'patch_url',
+  'issue_url',
+  'number',
+  'state',
+  'locked',
+  'title',
+  'user',
+  'body',
+  'created_at',
+  'updated_at',
+  'closed_at',
+  'merged_at',
+  'merge_commit_sha',
+  'assignee',
+  'assignees',
+  'requested_reviewers',
+  'requested_teams',
+  'labels',
+  'milestone',
+  'draft',
+  'commits_url',
+  'review_comments_url',
+  'review_comment_url',
+  'comments_url',
+  'statuses_url',
+  '_links',
+  'author_association',
+  'auto_merge',
+  'active_lock_reason',
 ] as const;
 
 /** The real `pull_request_review.submitted` example, rewritten to carry one review from the stand-in. */
