@@ -15,7 +15,7 @@ import { operatorInstallPolicy } from '../sandbox/egress/policy.js';
 import { createRunner } from '../sandbox/create-runner.js';
 import type { Runner } from '../sandbox/runner.js';
 import type { Outcome } from '../queue/outcome.js';
-import { runPipeline } from '../worker/pipeline.js';
+import { runJob } from '../job/lifecycle.js';
 import { problemLine } from './config-check.js';
 import { EXIT } from './exit-codes.js';
 import { Progress } from './progress.js';
@@ -262,7 +262,7 @@ async function run(opts: RunOptions, io: RunIo): Promise<number> {
   });
   let outcome: Outcome;
   try {
-    outcome = await runPipeline(job, {
+    outcome = await runJob(job, {
       config: {
         dataDir,
         models: { frontier: env.MODEL_FRONTIER, mid: env.MODEL_MID, fast: env.MODEL_FAST },

@@ -10,7 +10,7 @@ const repoPart = z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, 'a GitHub owner or 
 /**
  * The issue's text as the writer who triggered saw it: a digest of its title and body, and
  * GitHub's `updated_at` of the trigger. At job start an issue whose text differs was edited
- * since; who edited it decides whether the job may run (`worker/task-approval.ts`).
+ * since; who edited it decides whether the job may run (`job/task-approval.ts`).
  */
 export const IssueSnapshotSchema = z.strictObject({
   digest: z.string().regex(/^[0-9a-f]{64}$/, 'a SHA-256 in hex'),

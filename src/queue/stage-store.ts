@@ -5,7 +5,7 @@ import { PlanSchema } from '../agent/tools/submit-plan.js';
 import type { RecordSeal } from './record-seal.js';
 
 const TTL_S = 7 * 24 * 3600;
-/** A change bigger than this is not checkpointed: a retry then codes it again. */
+/** A change bigger than this is not saved: a retry then codes it again. */
 const MAX_PATCH_BYTES = 4 * 1024 * 1024;
 
 const CheckResultSchema = z.object({
@@ -29,7 +29,7 @@ const ReportSchema = z.object({
  * What each finished stage of one job produced. Saved as each stage finishes, so a job
  * that BullMQ retries after a crash resumes from the last one instead of paying again.
  */
-export const CheckpointsSchema = z.object({
+export const SavedStagesSchema = z.object({
   scope: z.object({ acceptanceCriteria: z.array(z.string()) }).optional(),
   /** The branch and PR title, fixed at the first try: an issue retitled meanwhile must not make a second branch and PR. */
   naming: z.object({ branch: z.string(), title: z.string() }).optional(),
@@ -58,16 +58,16 @@ export const CheckpointsSchema = z.object({
   /** Review threads already answered. */
   replied: z.array(z.number()).optional(),
 });
-export type Checkpoints = z.infer<typeof CheckpointsSchema>;
+export type SavedStages = z.infer<typeof SavedStagesSchema>;
 
 export interface StageStore {
-  load(jobId: string): Promise<Checkpoints>;
+  load(jobId: string): Promise<SavedStages>;
   /** False when the value was too big to keep: a retry then does that stage again. */
-  save<K extends keyof Checkpoints>(jobId: string, stage: K, value: NonNullable<Checkpoints[K]>): Promise<boolean>;
+  save<K extends keyof SavedStages>(jobId: string, stage: K, value: NonNullable<SavedStages[K]>): Promise<boolean>;
 }
 
 /**
- * Stage checkpoints in one Redis hash per job, a field per stage, each sealed (RecordSeal)
+ * Saved stage outputs in one Redis hash per job, a field per stage, each sealed (RecordSeal)
  * for its job and stage: a field that fails the seal is dropped with an error naming it,
  * and that stage runs again.
  */
@@ -83,7 +83,7 @@ export class RedisStageStore implements StageStore {
     return `${this.prefix}:stages:${jobId}`;
   }
 
-  async load(jobId: string): Promise<Checkpoints> {
+  async load(jobId: string): Promise<SavedStages> {
     const raw = await this.redis.hgetall(this.key(jobId));
     const out: Record<string, unknown> = {};
     for (const [field, value] of Object.entries(raw)) {
@@ -102,18 +102,18 @@ export class RedisStageStore implements StageStore {
       }
     }
     // Fields that no longer fit the schema are dropped one by one, not all together.
-    const checked: Checkpoints = {};
+    const checked: SavedStages = {};
     for (const [field, value] of Object.entries(out)) {
-      const one = CheckpointsSchema.safeParse({ [field]: value });
+      const one = SavedStagesSchema.safeParse({ [field]: value });
       if (one.success) Object.assign(checked, one.data);
     }
     return checked;
   }
 
-  async save<K extends keyof Checkpoints>(
+  async save<K extends keyof SavedStages>(
     jobId: string,
     stage: K,
-    value: NonNullable<Checkpoints[K]>,
+    value: NonNullable<SavedStages[K]>,
   ): Promise<boolean> {
     const text = JSON.stringify(value);
     if (Buffer.byteLength(text) > MAX_PATCH_BYTES) return false;

@@ -1,3 +1,4 @@
+import type { ValidationReport } from '../stages/validate.js';
 import type { Plan } from '../agent/tools/submit-plan.js';
 import { fence } from '../util/fence.js';
 import { sanitise } from '../util/sanitise.js';
@@ -285,4 +286,14 @@ export function checkpointComment(plan: Plan, reasons: string[], spend: string):
     '',
     `<sub>spend: ${spend}</sub>`,
   ].join('\n');
+}
+
+/** The status comment's check rows: the baseline before the change and the latest run after it. */
+export function checksOf(report: ValidationReport | undefined, baseline?: ValidationReport): StatusCheck[] {
+  const commands = [...new Set([...(baseline?.results ?? []), ...(report?.results ?? [])].map((r) => r.command))];
+  return commands.map((command) => ({
+    command,
+    before: baseline?.results.find((r) => r.command === command)?.ok,
+    after: report?.results.find((r) => r.command === command)?.ok,
+  }));
 }

@@ -117,3 +117,16 @@ export function finishRevision(threadIds: number[]): Tool {
     },
   }) as unknown as Tool;
 }
+
+/** The reply in a review thread once the revision is pushed: the model's answer, or a plain acknowledgement. */
+export function threadReply(outcome: Revision['threads'][number] | undefined, sha: string | null): string {
+  if (!outcome) return `Addressed in ${sha?.slice(0, 7) ?? 'no commit'}.`;
+  const mark = outcome.outcome === 'addressed' ? '✅' : '⚠️ not changed:';
+  const commit = sha && outcome.outcome === 'addressed' ? ` (${sha.slice(0, 7)})` : '';
+  return `${mark} ${outcome.reply}${commit}`;
+}
+
+/** The reply in each review thread when the revision stopped before addressing it. */
+export function notAddressedReply(reason: string): string {
+  return `⚠️ Not addressed: the revision stopped (${reason}). See the status comment on this pull request.`;
+}

@@ -1,0 +1,39 @@
+import { ModelError } from '../agent/model.js';
+import type { Stuck } from '../agent/stuck.js';
+import type { CheckResult } from '../stages/validate.js';
+
+/** Thrown at the next step after the worker began shutting down; the job is resumed later. */
+export class Interrupted extends Error {
+  constructor() {
+    super('interrupted: the worker is shutting down');
+    this.name = 'Interrupted';
+  }
+}
+
+/** Thrown at the next step after a writer asked the job to stop. */
+export class Stopped extends Error {
+  constructor(readonly by: string) {
+    super(`stopped by ${by}`);
+  }
+}
+
+/** Thrown anywhere in a job to end it in an escalation with a reason. */
+export class Escalation extends Error {
+  constructor(
+    readonly stuck: Stuck | { reason: string; evidence: string },
+    readonly failure?: CheckResult,
+  ) {
+    super(stuck.evidence);
+  }
+}
+
+/** The escalation an error ends the job in, when it is one the job reports (a model refusing, say). */
+export function toEscalation(err: unknown): Escalation | undefined {
+  if (err instanceof Escalation) return err;
+  if (err instanceof ModelError)
+    return new Escalation({
+      reason: err.kind === 'refused' ? 'model-refused' : 'model-unavailable',
+      evidence: err.message,
+    });
+  return undefined;
+}

@@ -1,0 +1,12 @@
+import type { JobData } from '../../queue/jobs.js';
+import { issueJob } from './issue.js';
+import type { JobKind } from './kind.js';
+import { reviseJob } from './revise.js';
+
+export type { JobKind };
+
+/** Every kind of job, by the `kind` of its job data. */
+export const JOB_KINDS: Record<JobData['kind'], JobKind> = {
+  issue: issueJob,
+  revise: reviseJob,
+};
