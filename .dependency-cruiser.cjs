@@ -19,10 +19,6 @@ const LAYERS = [
 ];
 
 const notTest = '\\.test\\.ts$';
-// Known exceptions, each to be removed, never added to: the tools enforce the repository's
-// path rule, whose matcher still lives with the config that parses it (config imports the
-// agent's budgets, stuck limits and prices). Moving the matcher under agent/tools/ ends it.
-const EXCEPTIONS = { agent: '^src/config/repo-config\\.ts$' };
 const layerRules = LAYERS.map((layer, i) => ({
   name: `layer-${layer}`,
   comment: `src/${layer}/ may import only ${['its own', ...LAYERS.slice(0, i).map((l) => `src/${l}/`)].join(', ')}`,
@@ -30,7 +26,6 @@ const layerRules = LAYERS.map((layer, i) => ({
   from: { path: `^src/${layer}/`, pathNot: notTest },
   to: {
     path: `^src/(${[...LAYERS.slice(i + 1)].join('|') || '\\b\\B'})/|^src/[^/]+\\.ts$`,
-    ...(EXCEPTIONS[layer] ? { pathNot: EXCEPTIONS[layer] } : {}),
   },
 }));
 

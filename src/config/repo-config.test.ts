@@ -2,13 +2,14 @@ import { readFileSync } from 'node:fs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { parse as parseYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
+import { checkPathPolicy, PATH_RULE_SOURCE } from '../agent/tools/path-policy.js';
 import {
   budgetsOf,
-  checkPathPolicy,
   checkpointOf,
   DEFAULT_TRIGGER_LABEL,
   parseRepoConfig,
   pathPolicyOf,
+  REPO_CONFIG_PATH,
   REPO_CONFIG_SCHEMA_ID,
   RepoConfigError,
   repoConfigJsonSchema,
@@ -268,6 +269,11 @@ describe('paths', () => {
 });
 
 describe('checkPathPolicy', () => {
+  it('names the file the rule comes from', () => {
+    // The tools sit below the config: the matcher keeps its own copy of the name.
+    expect(PATH_RULE_SOURCE).toBe(REPO_CONFIG_PATH);
+  });
+
   const policy = (allow: string[], deny: string[] = []) => ({ allow, deny });
 
   it('lets everything through when nothing is set', () => {

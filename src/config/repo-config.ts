@@ -1,6 +1,7 @@
 import { ruleProblem } from '../sandbox/egress/allowlist.js';
 import { editDistance } from '../util/edit-distance.js';
 import picomatch from 'picomatch';
+import { GLOB_OPTIONS, type PathPolicy } from '../agent/tools/path-policy.js';
 import { z } from 'zod';
 import {
   isMap,
@@ -30,8 +31,7 @@ const modelId = z.string().regex(/^[a-z0-9][a-z0-9._-]{2,100}$/);
 
 // Globs match dotfiles, and one without a "/" matches the file name at any depth, as in
 // .gitignore: `*.pem` means every .pem file, `secrets/**` everything under the root's secrets/.
-// (picomatch's own `basename` option also rewrites globs that have a "/", so it is done here.)
-const GLOB_OPTIONS: picomatch.PicomatchOptions = { dot: true };
+// The matcher and its options: agent/tools/path-policy.ts.
 
 const glob = z
   .string()
@@ -285,38 +285,9 @@ export function triggerLabelOf(config: RepoConfig): string {
 
 // ── Path policy ──────────────────────────────────────────────────────────────────────
 
-/** Which files the agent may edit. An empty `allow` means every file not denied. */
-export interface PathPolicy {
-  allow: string[];
-  deny: string[];
-}
-
+/** The repository's `paths` as the tools enforce it (agent/tools/path-policy.ts). */
 export function pathPolicyOf(config: RepoConfig): PathPolicy {
   return { allow: config.paths?.allow ?? [], deny: config.paths?.deny ?? [] };
-}
-
-const matchers = new Map<string, (p: string) => boolean>();
-function matches(globText: string, relPath: string): boolean {
-  let m = matchers.get(globText);
-  if (!m) {
-    const test = picomatch(globText, GLOB_OPTIONS);
-    m = globText.includes('/') ? test : (p) => test(p.slice(p.lastIndexOf('/') + 1));
-    matchers.set(globText, m);
-  }
-  return m(relPath);
-}
-
-/** Whether the policy lets the agent edit `relPath` (relative to the repository root); deny wins. */
-export function checkPathPolicy(policy: PathPolicy, relPath: string): { ok: true } | { ok: false; reason: string } {
-  const p = relPath.replace(/\\/g, '/').replace(/^(\.\/)+/, '');
-  const denied = policy.deny.find((g) => matches(g, p));
-  if (denied !== undefined)
-    return { ok: false, reason: `${p} matches the deny glob "${denied}" in ${REPO_CONFIG_PATH}` };
-  if (policy.allow.length > 0 && !policy.allow.some((g) => matches(g, p))) {
-    const globs = policy.allow.map((g) => `"${g}"`).join(', ');
-    return { ok: false, reason: `${p} matches none of the allow globs in ${REPO_CONFIG_PATH} (${globs})` };
-  }
-  return { ok: true };
 }
 
 // ── JSON Schema ──────────────────────────────────────────────────────────────────────

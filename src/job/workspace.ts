@@ -1,4 +1,5 @@
-import { checkPathPolicy, REPO_CONFIG_PATH, stuckLimitsOf } from '../config/repo-config.js';
+import { checkPathPolicy } from '../agent/tools/path-policy.js';
+import { REPO_CONFIG_PATH, stuckLimitsOf } from '../config/repo-config.js';
 import { installNetworkFor } from '../sandbox/egress/policy.js';
 import { ensureMirror } from '../sandbox/mirror.js';
 import { changedPaths, createWorkTree, readBaseFile, revertPaths, type WorkTree } from '../sandbox/worktree.js';

@@ -3,7 +3,7 @@ import type { ModelClient } from '../agent/model.js';
 import type { Stuck, StuckLimits } from '../agent/stuck.js';
 import type { Trace } from '../agent/trace.js';
 import type { Runner } from '../sandbox/runner.js';
-import type { PathPolicy } from '../config/repo-config.js';
+import type { PathPolicy } from '../agent/tools/path-policy.js';
 
 export type StageResult<T> =
   | { kind: 'done'; value: T }

@@ -3,7 +3,7 @@ import { lstat, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { z } from 'zod';
-import { checkPathPolicy } from '../../config/repo-config.js';
+import { checkPathPolicy } from './path-policy.js';
 import { editDistance } from '../../util/edit-distance.js';
 import { ToolFailure, type ToolContext } from './tool.js';
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Logger } from 'pino';
-import type { PathPolicy } from '../../config/repo-config.js';
+import type { PathPolicy } from './path-policy.js';
 import type { Runner } from '../../sandbox/runner.js';
 
 /** A structured error the model can act on: what went wrong and what to try. */
