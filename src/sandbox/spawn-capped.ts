@@ -26,6 +26,11 @@ export interface SpawnCappedOptions {
   afterExit?: (output: string) => Promise<LimitHit | undefined>;
   /** For the markers of limits the kernel enforces by signal (CPU time, file size). */
   limits?: Required<SandboxLimits>;
+  /**
+   * Takes stdout instead of the capped output, which then holds stderr (and the markers)
+   * only: for a host tool whose stdout the caller parses and bounds itself.
+   */
+  onStdout?: (chunk: Buffer) => void;
 }
 
 // After the main process exits, stragglers that still hold the pipes (a daemon that
@@ -46,6 +51,145 @@ function appendLine(output: string, line: string): string {
   return `${output}${output.endsWith('\n') || output === '' ? '' : '\n'}${line}`;
 }
 
+/** The result of a command that an already aborted signal kept from starting. */
+function abortedBeforeStart(command: string): RunResult {
+  return {
+    command,
+    exitCode: null,
+    signal: null,
+    timedOut: false,
+    durationMs: 0,
+    output: '[aborted before start]',
+    omittedBytes: 0,
+    limit: 'aborted',
+  };
+}
+
+/** One spawned command and everything that may end it: the timer, the signal, the watchers. */
+class CappedRun {
+  private readonly started = performance.now();
+  private readonly cap: OutputCap;
+  // The first limit that ended the command; later ones only add their line.
+  private readonly hits: LimitHit[] = [];
+  private exit: { code: number | null; signal: string | null } | undefined;
+  private settled = false;
+  private exited = false;
+  private pid: number | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private graceTimer: NodeJS.Timeout | undefined;
+  private readonly watchTimers = new Set<NodeJS.Timeout>();
+  private readonly onAbort = (): void => this.fire({ kind: 'aborted', marker: '[killed: aborted]' });
+
+  constructor(
+    private readonly opts: SpawnCappedOptions,
+    private readonly resolve: (result: RunResult) => void,
+    private readonly reject: (err: Error) => void,
+  ) {
+    this.cap = new OutputCap(opts.maxOutputBytes);
+  }
+
+  start(): void {
+    const { opts } = this;
+    const child = spawn(opts.file, opts.args, {
+      cwd: opts.cwd,
+      env: opts.env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.pid = child.pid;
+    const onData = (chunk: Buffer): void => this.cap.push(chunk);
+    child.stdout.on('data', opts.onStdout ?? onData);
+    child.stderr.on('data', onData);
+
+    this.timer = setTimeout(
+      () => this.fire({ kind: 'timeout', marker: `[killed: timed out after ${opts.timeoutMs} ms]` }),
+      opts.timeoutMs,
+    );
+    opts.signal?.addEventListener('abort', this.onAbort, { once: true });
+    for (const w of opts.watchers ?? []) this.schedule(w, w.everyMs);
+
+    child.on('error', (err) => {
+      if (this.settled) return;
+      this.settled = true;
+      this.stopWatching();
+      killGroup(this.pid);
+      this.reject(new Error(`could not start ${opts.file}: ${err.message}`));
+    });
+    child.on('exit', (code, signal) => {
+      this.exit = { code, signal };
+      this.stopWatching();
+      // Background processes the command left behind die with it.
+      killGroup(this.pid);
+      this.graceTimer = setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        void this.finish();
+      }, STDIO_GRACE_MS);
+    });
+    child.on('close', () => void this.finish());
+  }
+
+  private fire(hit: LimitHit): void {
+    if (this.exited || this.hits.some((h) => h.kind === hit.kind)) return;
+    this.hits.push(hit);
+    killGroup(this.pid);
+  }
+
+  private schedule(w: Watcher, delayMs: number): void {
+    const t = setTimeout(async () => {
+      this.watchTimers.delete(t);
+      if (this.exited) return;
+      const t0 = performance.now();
+      let hit: LimitHit | undefined;
+      try {
+        hit = await w.check();
+      } catch {
+        hit = undefined;
+      }
+      if (hit) this.fire(hit);
+      if (!this.exited) this.schedule(w, Math.max(w.everyMs, 10 * (performance.now() - t0)));
+    }, delayMs);
+    this.watchTimers.add(t);
+  }
+
+  private stopWatching(): void {
+    this.exited = true;
+    clearTimeout(this.timer);
+    for (const t of this.watchTimers) clearTimeout(t);
+    this.watchTimers.clear();
+    this.opts.signal?.removeEventListener('abort', this.onAbort);
+  }
+
+  private async finish(): Promise<void> {
+    if (this.settled) return;
+    this.settled = true;
+    this.stopWatching();
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    const { opts, hits } = this;
+    const code = this.exit?.code ?? null;
+    const sig = this.exit?.signal ?? null;
+    let output = this.cap.toString();
+    const fromSignal = opts.limits && hits.length === 0 ? signalLimit(code, sig, output, opts.limits) : undefined;
+    if (fromSignal) hits.push(fromSignal);
+    if (opts.afterExit) {
+      const after = await opts.afterExit(output).catch(() => undefined);
+      if (after && !hits.some((h) => h.kind === after.kind)) hits.push(after);
+    }
+    for (const h of hits) output = appendLine(output, h.marker);
+    const result: RunResult = {
+      command: opts.command,
+      exitCode: code,
+      signal: sig,
+      timedOut: hits[0]?.kind === 'timeout',
+      durationMs: Math.round(performance.now() - this.started),
+      output,
+      omittedBytes: this.cap.omittedBytes,
+    };
+    if (hits[0]) result.limit = hits[0].kind;
+    this.resolve(result);
+  }
+}
+
 /**
  * Spawns a process in its own process group with a timeout, an abort signal, watchers for
  * other limits and a bounded output capture; when any of them fires the whole group gets
@@ -53,126 +197,10 @@ function appendLine(output: string, line: string): string {
  */
 export function spawnCapped(opts: SpawnCappedOptions): Promise<RunResult> {
   return new Promise<RunResult>((resolve, reject) => {
-    const started = performance.now();
-    const cap = new OutputCap(opts.maxOutputBytes);
-    // The first limit that ended the command; later ones only add their line.
-    const hits: LimitHit[] = [];
-    let exit: { code: number | null; signal: string | null } | undefined;
-    let settled = false;
-    let exited = false;
-
     if (opts.signal?.aborted) {
-      resolve({
-        command: opts.command,
-        exitCode: null,
-        signal: null,
-        timedOut: false,
-        durationMs: 0,
-        output: '[aborted before start]',
-        omittedBytes: 0,
-        limit: 'aborted',
-      });
+      resolve(abortedBeforeStart(opts.command));
       return;
     }
-
-    const child = spawn(opts.file, opts.args, {
-      cwd: opts.cwd,
-      env: opts.env,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const pid = child.pid;
-
-    const onData = (chunk: Buffer): void => cap.push(chunk);
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-
-    const fire = (hit: LimitHit): void => {
-      if (exited || hits.some((h) => h.kind === hit.kind)) return;
-      hits.push(hit);
-      killGroup(pid);
-    };
-
-    const timer = setTimeout(
-      () => fire({ kind: 'timeout', marker: `[killed: timed out after ${opts.timeoutMs} ms]` }),
-      opts.timeoutMs,
-    );
-    const onAbort = (): void => fire({ kind: 'aborted', marker: '[killed: aborted]' });
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
-
-    const watchTimers = new Set<NodeJS.Timeout>();
-    const schedule = (w: Watcher, delayMs: number): void => {
-      const t = setTimeout(async () => {
-        watchTimers.delete(t);
-        if (exited) return;
-        const t0 = performance.now();
-        let hit: LimitHit | undefined;
-        try {
-          hit = await w.check();
-        } catch {
-          hit = undefined;
-        }
-        if (hit) fire(hit);
-        if (!exited) schedule(w, Math.max(w.everyMs, 10 * (performance.now() - t0)));
-      }, delayMs);
-      watchTimers.add(t);
-    };
-    for (const w of opts.watchers ?? []) schedule(w, w.everyMs);
-    const stopWatching = (): void => {
-      exited = true;
-      clearTimeout(timer);
-      for (const t of watchTimers) clearTimeout(t);
-      watchTimers.clear();
-      opts.signal?.removeEventListener('abort', onAbort);
-    };
-
-    let graceTimer: NodeJS.Timeout | undefined;
-    const finish = async (): Promise<void> => {
-      if (settled) return;
-      settled = true;
-      stopWatching();
-      if (graceTimer) clearTimeout(graceTimer);
-      const code = exit?.code ?? null;
-      const sig = exit?.signal ?? null;
-      let output = cap.toString();
-      const fromSignal = opts.limits && hits.length === 0 ? signalLimit(code, sig, output, opts.limits) : undefined;
-      if (fromSignal) hits.push(fromSignal);
-      if (opts.afterExit) {
-        const after = await opts.afterExit(output).catch(() => undefined);
-        if (after && !hits.some((h) => h.kind === after.kind)) hits.push(after);
-      }
-      for (const h of hits) output = appendLine(output, h.marker);
-      const result: RunResult = {
-        command: opts.command,
-        exitCode: code,
-        signal: sig,
-        timedOut: hits[0]?.kind === 'timeout',
-        durationMs: Math.round(performance.now() - started),
-        output,
-        omittedBytes: cap.omittedBytes,
-      };
-      if (hits[0]) result.limit = hits[0].kind;
-      resolve(result);
-    };
-
-    child.on('error', (err) => {
-      if (settled) return;
-      settled = true;
-      stopWatching();
-      killGroup(pid);
-      reject(new Error(`could not start ${opts.file}: ${err.message}`));
-    });
-    child.on('exit', (code, signal) => {
-      exit = { code, signal };
-      stopWatching();
-      // Background processes the command left behind die with it.
-      killGroup(pid);
-      graceTimer = setTimeout(() => {
-        child.stdout.destroy();
-        child.stderr.destroy();
-        void finish();
-      }, STDIO_GRACE_MS);
-    });
-    child.on('close', () => void finish());
+    new CappedRun(opts, resolve, reject).start();
   });
 }
