@@ -109,7 +109,7 @@ export const editFile = defineTool({
     const { abs, rel } = target;
     assertPathAllowed(ctx, target);
     const st = await stat(abs).catch(() => undefined);
-    if (!st) throw await notFound(ctx.workTree, rel);
+    if (!st) throw await notFound(ctx.workTree, rel, 'file', ctx.signal);
     if (st.size > MAX_EDIT_BYTES) {
       throw new ToolFailure({
         code: 'file_too_large',

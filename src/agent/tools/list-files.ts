@@ -16,7 +16,7 @@ export const listFiles = defineTool({
   async run({ path }, ctx) {
     const { abs, rel } = await resolveInTree(ctx.workTree, path);
     const st = await stat(abs).catch(() => undefined);
-    if (!st) throw await notFound(ctx.workTree, rel, 'directory');
+    if (!st) throw await notFound(ctx.workTree, rel, 'directory', ctx.signal);
     if (!st.isDirectory()) {
       throw new ToolFailure(
         st.isFile()
@@ -32,7 +32,7 @@ export const listFiles = defineTool({
             },
       );
     }
-    const files = await listTreeFiles(ctx.workTree, rel);
+    const files = await listTreeFiles(ctx.workTree, rel, ctx.signal);
     const shown = files.slice(0, MAX_ENTRIES);
     const more = files.length - shown.length;
     return {

@@ -1,35 +1,29 @@
-import { execFile } from 'node:child_process';
 import { lstat, realpath } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { z } from 'zod';
 import { checkPathPolicy } from './path-policy.js';
 import { editDistance } from '../../util/edit-distance.js';
+import { runRipgrep } from './ripgrep.js';
 import { ToolFailure, type ToolContext } from './tool.js';
 
-const execFileAsync = promisify(execFile);
+const MAX_LISTING_BYTES = 64 * 1024 * 1024;
 
-/** The repository's files (respecting .gitignore, without .git), relative to the work tree. */
-export async function listTreeFiles(workTree: string, under = '.'): Promise<string[]> {
-  try {
-    const { stdout } = await execFileAsync(
-      'rg',
-      ['--files', '--hidden', '--no-follow', '--glob', '!.git', '--', under],
-      {
-        cwd: workTree,
-        maxBuffer: 64 * 1024 * 1024,
-      },
-    );
-    return stdout
-      .split('\n')
-      .filter(Boolean)
-      .map((f) => path.normalize(f))
-      .sort();
-  } catch (err) {
-    // rg exits 1 when there are no files.
-    if ((err as { code?: number }).code === 1) return [];
-    throw err;
-  }
+/**
+ * The repository's files (respecting .gitignore, without .git), relative to the work tree.
+ * `signal` (the job's) stops the listing with an 'aborted' tool error.
+ */
+export async function listTreeFiles(workTree: string, under = '.', signal?: AbortSignal): Promise<string[]> {
+  const listed = await runRipgrep(['--files', '--hidden', '--no-follow', '--glob', '!.git', '--', under], {
+    cwd: workTree,
+    what: `listing the files under ${under}`,
+    ...(signal ? { signal } : {}),
+    maxBytes: MAX_LISTING_BYTES,
+  });
+  // rg exits 1 when there are no files.
+  if (listed.exitCode === 1) return [];
+  if (listed.exitCode !== 0)
+    throw new Error(`rg --files failed (exit code ${listed.exitCode}): ${listed.stderr.trim()}`);
+  return listed.lines.map((f) => path.normalize(f)).sort();
 }
 
 /** Existing paths closest to `wanted`: the same basename anywhere, then by edit distance. */
@@ -178,8 +172,9 @@ export async function notFound(
   workTree: string,
   rel: string,
   kind: 'file' | 'directory' = 'file',
+  signal?: AbortSignal,
 ): Promise<ToolFailure> {
-  const files = await listTreeFiles(workTree);
+  const files = await listTreeFiles(workTree, '.', signal);
   const candidates =
     kind === 'file' ? closestPaths(rel, files) : closestPaths(rel, [...new Set(files.map((f) => path.dirname(f)))]);
   return new ToolFailure({

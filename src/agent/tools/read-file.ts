@@ -49,7 +49,7 @@ export const readFile = defineTool({
     }
     const { abs, rel } = await resolveInTree(ctx.workTree, path);
     const st = await stat(abs).catch(() => undefined);
-    if (!st) throw await notFound(ctx.workTree, rel);
+    if (!st) throw await notFound(ctx.workTree, rel, 'file', ctx.signal);
     if (st.isDirectory())
       throw new ToolFailure({
         code: 'is_a_directory',

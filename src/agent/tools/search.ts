@@ -1,12 +1,35 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { z } from 'zod';
-import { defineTool, ToolFailure } from './tool.js';
 import { stat } from 'node:fs/promises';
+import { z } from 'zod';
 import { notFound, relPath, resolveInTree } from './paths.js';
+import { runRipgrep } from './ripgrep.js';
+import { defineTool, ToolFailure } from './tool.js';
 
-const execFileAsync = promisify(execFile);
 const MAX_MATCHES = 200;
+// Only the first MAX_MATCHES lines are kept; this bounds them (300 columns each) with room to spare.
+const MAX_STDOUT_BYTES = 32 * 1024 * 1024;
+
+/** rg's failure as the model should read it: a bad pattern, a vanished path, or rg's own words. */
+function searchError(stderr: string, rel: string, exitCode: number | null): Error {
+  if (/regex parse error|error parsing regex/i.test(stderr)) {
+    return new ToolFailure({
+      code: 'invalid_pattern',
+      message: `the pattern is not a valid regular expression:\n${stderr
+        .split('\n')
+        .filter((l) => l.trim())
+        .slice(-3)
+        .join('\n')}`,
+      hint: 'escape special characters such as ( ) [ ] . * + ?',
+    });
+  }
+  if (/No such file or directory/i.test(stderr)) {
+    return new ToolFailure({
+      code: 'not_found',
+      message: `no file or directory ${rel}`,
+      hint: 'use list_files with "." to see the tree',
+    });
+  }
+  return new Error(`rg failed (exit code ${exitCode}): ${stderr}`);
+}
 
 export const search = defineTool({
   name: 'search',
@@ -23,7 +46,7 @@ export const search = defineTool({
   async run({ pattern, path }, ctx) {
     const { abs, rel } = await resolveInTree(ctx.workTree, path);
     const st = await stat(abs).catch(() => undefined);
-    if (!st) throw await notFound(ctx.workTree, rel);
+    if (!st) throw await notFound(ctx.workTree, rel, 'file', ctx.signal);
     // ripgrep would block forever on a FIFO given by name.
     if (!st.isFile() && !st.isDirectory())
       throw new ToolFailure({
@@ -31,62 +54,40 @@ export const search = defineTool({
         message: `${rel} is neither a file nor a directory (a FIFO, socket or device)`,
         hint: 'search a directory or a regular file',
       });
-    try {
-      const { stdout } = await execFileAsync(
-        'rg',
-        [
-          '--line-number',
-          '--no-heading',
-          '--color',
-          'never',
-          '--hidden',
-          '--no-follow',
-          '--glob',
-          '!.git',
-          '--max-columns',
-          '300',
-          '--max-count',
-          '50',
-          '-e',
-          pattern,
-          '--',
-          rel,
-        ],
-        { cwd: ctx.workTree, maxBuffer: 32 * 1024 * 1024 },
-      );
-      const lines = stdout
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => l.replace(/^\.\//, ''));
-      const shown = lines.slice(0, MAX_MATCHES);
+    const args = [
+      '--line-number',
+      '--no-heading',
+      '--color',
+      'never',
+      '--hidden',
+      '--no-follow',
+      '--glob',
+      '!.git',
+      '--max-columns',
+      '300',
+      '--max-count',
+      '50',
+      '-e',
+      pattern,
+      '--',
+      rel,
+    ];
+    const found = await runRipgrep(args, {
+      cwd: ctx.workTree,
+      what: `the search for /${pattern}/ in ${rel}`,
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
+      keepLines: MAX_MATCHES,
+      maxBytes: MAX_STDOUT_BYTES,
+    });
+    if (found.exitCode === 0) {
+      const shown = found.lines.map((l) => l.replace(/^\.\//, ''));
       const more =
-        lines.length > MAX_MATCHES
-          ? `\n[… ${lines.length - MAX_MATCHES} more matches; narrow the pattern or the path]`
+        found.lineCount > MAX_MATCHES
+          ? `\n[… ${found.lineCount - MAX_MATCHES} more matches; narrow the pattern or the path]`
           : '';
-      return { output: shown.join('\n') + more, metadata: { matches: lines.length } };
-    } catch (err) {
-      const e = err as { code?: number; stderr?: string };
-      if (e.code === 1) return { output: `no matches for /${pattern}/ in ${rel}`, metadata: { matches: 0 } };
-      const stderr = (e.stderr ?? '').trim();
-      if (/regex parse error|error parsing regex/i.test(stderr)) {
-        throw new ToolFailure({
-          code: 'invalid_pattern',
-          message: `the pattern is not a valid regular expression:\n${stderr
-            .split('\n')
-            .filter((l) => l.trim())
-            .slice(-3)
-            .join('\n')}`,
-          hint: 'escape special characters such as ( ) [ ] . * + ?',
-        });
-      }
-      if (/No such file or directory/i.test(stderr)) {
-        throw new ToolFailure({
-          code: 'not_found',
-          message: `no file or directory ${rel}`,
-          hint: 'use list_files with "." to see the tree',
-        });
-      }
-      throw err;
+      return { output: shown.join('\n') + more, metadata: { matches: found.lineCount } };
     }
+    if (found.exitCode === 1) return { output: `no matches for /${pattern}/ in ${rel}`, metadata: { matches: 0 } };
+    throw searchError(found.stderr.trim(), rel, found.exitCode);
   },
 });
