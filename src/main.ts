@@ -26,7 +26,7 @@ import { limitRequests } from './web/http-limits.js';
 import { operatorInstallPolicy } from './sandbox/egress/policy.js';
 import { createRunner } from './sandbox/create-runner.js';
 import { ActingLabels, agentApp } from './web/app.js';
-import { WebEventSchema, type WebEvent } from './web/actions.js';
+import { WebEventSchema, type WebEvent } from './web/inbox-item.js';
 import { startDrainThread } from './web/drain-thread.js';
 import { Inbox } from './queue/inbox.js';
 import { healthHandler, startOpsServer, timeWebhooks, type HealthDeps } from './web/health.js';

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { Inbox } from '../queue/inbox.js';
 import { sanitise } from '../util/sanitise.js';
-import { InboxItemSchema, type InboxItem } from '../web/actions.js';
+import { InboxItemSchema, type InboxItem } from '../web/inbox-item.js';
 
 /** One line for a dead item: what it asked, where, which delivery, when; or why it does not parse. */
 function describe(raw: string): string {

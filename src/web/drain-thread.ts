@@ -11,6 +11,7 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import { Redis } from 'ioredis';
 import { Probot } from 'probot';
 import type { Logger } from 'pino';
+import { AppIdentity } from '../github/app-identity.js';
 import { AppOctokit } from '../github/octokit-options.js';
 import { createLogger } from '../telemetry/logger.js';
 import { Inbox } from '../queue/inbox.js';
@@ -18,7 +19,8 @@ import { AgentQueue } from '../queue/queue.js';
 import { bullConnection } from '../queue/redis.js';
 import { registerSecret } from '../util/sanitise.js';
 import { RecordSeal } from '../queue/record-seal.js';
-import { eventHandler, InboxItemSchema, threadOf, type InboxItem } from './actions.js';
+import { eventHandler } from './actions.js';
+import { InboxItemSchema, threadOf, type InboxItem } from './inbox-item.js';
 import { PendingWork } from './pending.js';
 
 export interface DrainSettings {
@@ -84,6 +86,7 @@ async function runThread(settings: DrainSettings, port: NonNullable<typeof paren
     eventHandler({
       queue,
       probot,
+      identity: new AppIdentity(probot),
       log,
       pending,
       allowHostNetwork: settings.allowHostNetwork,
