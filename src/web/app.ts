@@ -82,145 +82,162 @@ const isAppLogin = (login: string | undefined) => (login ?? '').toLowerCase().en
 export function agentApp(deps: WebDeps): ApplicationFunction {
   return (app, { addHandler }) => {
     addHandler(healthHandler(deps.health));
+    const record = recorder(deps);
+    app.on('issues.labeled', onIssueLabeled(deps, record));
+    app.on('issue_comment.created', onIssueComment(deps, record));
+    app.on('pull_request_review.submitted', onReviewSubmitted(deps, record));
+  };
+}
 
-    /**
-     * Records an event; the webhook is answered once it is in Redis. The signature covers
-     * only the body, so a captured body could be sent again under a new delivery id: the
-     * same payload is recorded once per REPLAY_WINDOW_S, whatever the delivery id says.
-     */
-    const record = async (event: NewEvent, payload: unknown, log: Logger) => {
-      const digest = createHash('sha256').update(JSON.stringify(payload)).digest('hex');
-      if (
-        !(await deps.inbox.pushOnce(
-          { ...event, at: Date.now() } as WebEvent,
-          digest,
-          event.deliveryId,
-          REPLAY_WINDOW_S,
-        ))
-      ) {
-        log.warn(
-          { op: event.op, body: digest },
-          'skipped: this signed body was already delivered under another delivery id (a replay)',
-        );
-        return;
-      }
-      log.debug({ op: event.op }, 'recorded for after the answer');
-    };
-    const common = (
-      installationId: number,
-      repository: Repository,
-      issueNumber: number,
-      deliveryId: string,
-      sender: string,
-    ) => ({
-      installationId,
-      owner: repository.owner.login,
-      repo: repository.name,
-      issueNumber,
-      deliveryId,
-      sender,
-      defaultBranch: repository.default_branch,
-      htmlUrl: repository.html_url,
-    });
+/** Records an event in the inbox (once per signed body). */
+type RecordEvent = (event: NewEvent, payload: unknown, log: Logger) => Promise<void>;
 
-    app.on('issues.labeled', async (context: Context<'issues.labeled'>) => {
-      const { payload } = context;
-      const log = deps.log.child({
-        delivery: context.id,
-        repo: payload.repository.full_name,
-        issue: payload.issue.number,
-      });
-      const label = payload.label?.name;
-      if (isStateLabel(label) || !label) return;
-      const sender = payload.sender as Sender;
-      if (isBot(sender)) return log.debug('skipped: sender is a bot');
-      if (payload.issue.pull_request) return log.info('skipped: the label is on a pull request, not an issue');
-      if (!payload.installation) return log.warn('skipped: event carries no installation');
-      const repoKey = repoKeyOf({
-        owner: payload.repository.owner.login,
-        repo: payload.repository.name,
-        defaultBranch: payload.repository.default_branch,
-      });
-      if (deps.actingLabels && !deps.actingLabels.mayAct(repoKey, label))
-        return log.debug({ label }, 'skipped: not the label that acts in this repository');
-      const snapshot = snapshotOf(payload.issue);
-      await record(
-        {
-          op: 'label',
-          ...common(payload.installation.id, payload.repository, payload.issue.number, context.id, sender.login),
-          label,
-          ...(snapshot ? { snapshot } : {}),
-        },
-        payload,
-        log,
+/**
+ * Records an event; the webhook is answered once it is in Redis. The signature covers
+ * only the body, so a captured body could be sent again under a new delivery id: the
+ * same payload is recorded once per REPLAY_WINDOW_S, whatever the delivery id says.
+ */
+function recorder(deps: WebDeps): RecordEvent {
+  return async (event, payload, log) => {
+    const digest = createHash('sha256').update(JSON.stringify(payload)).digest('hex');
+    if (
+      !(await deps.inbox.pushOnce({ ...event, at: Date.now() } as WebEvent, digest, event.deliveryId, REPLAY_WINDOW_S))
+    ) {
+      log.warn(
+        { op: event.op, body: digest },
+        'skipped: this signed body was already delivered under another delivery id (a replay)',
       );
-    });
+      return;
+    }
+    log.debug({ op: event.op }, 'recorded for after the answer');
+  };
+}
 
-    app.on('issue_comment.created', async (context: Context<'issue_comment.created'>) => {
-      const { payload } = context;
-      const command = parseCommand(payload.comment.body ?? '');
-      if (!command) return;
-      const thread = payload.issue.number;
-      const log = deps.log.child({
-        delivery: context.id,
-        repo: payload.repository.full_name,
-        issue: thread,
-        command: command.kind,
-      });
-      const sender = payload.comment.user as Sender;
-      if (isBot(sender) || isBot(payload.sender as Sender)) return log.debug('skipped: a bot wrote the command');
-      if (!payload.installation) return log.warn('skipped: event carries no installation');
-      const onPull = payload.issue.pull_request !== undefined && payload.issue.pull_request !== null;
-      const pullAuthor = onPull ? (payload.issue.user?.login ?? '') : null;
-      // Only the app's own pull requests take commands; a person's is dropped at once.
-      if (pullAuthor !== null && !isAppLogin(pullAuthor))
-        return log.info('skipped: a command on a pull request the app did not open');
-      const working = payload.issue.labels?.some((l) => l.name === LABEL_WORKING) ?? false;
-      const snapshot = pullAuthor === null ? snapshotOf(payload.issue) : undefined;
-      await record(
-        {
-          op: 'command',
-          ...common(payload.installation.id, payload.repository, thread, context.id, sender.login),
-          commentId: payload.comment.id,
-          command,
-          pullAuthor,
-          working,
-          ...(snapshot ? { snapshot } : {}),
-        },
-        payload,
-        log,
-      );
-    });
+/** Who, where and which delivery, as every recorded event says them. */
+function whereOf(
+  installationId: number,
+  repository: Repository,
+  issueNumber: number,
+  deliveryId: string,
+  sender: string,
+) {
+  return {
+    installationId,
+    owner: repository.owner.login,
+    repo: repository.name,
+    issueNumber,
+    deliveryId,
+    sender,
+    defaultBranch: repository.default_branch,
+    htmlUrl: repository.html_url,
+  };
+}
 
-    app.on('pull_request_review.submitted', async (context: Context<'pull_request_review.submitted'>) => {
-      const { payload } = context;
-      const { review, pull_request: pull } = payload;
-      const log = deps.log.child({
-        delivery: context.id,
-        repo: payload.repository.full_name,
-        pull: pull.number,
-        review: review.id,
-      });
-      const reviewer = (review.user ?? payload.sender) as Sender;
-      if (isBot(reviewer) || isBot(payload.sender as Sender)) return log.debug('skipped: a bot reviewed');
-      const state = review.state.toLowerCase();
-      if (state !== 'changes_requested' && state !== 'commented')
-        return log.debug({ state: review.state }, 'skipped: the review asks for nothing');
-      if (pull.state !== 'open') return log.info('skipped: the pull request is not open');
-      if (!payload.installation) return log.warn('skipped: event carries no installation');
-      if (!isAppLogin(pull.user?.login)) return log.debug('skipped: a pull request the app did not open');
-      await record(
-        {
-          op: 'review',
-          ...common(payload.installation.id, payload.repository, pull.number, context.id, reviewer.login),
-          reviewId: review.id,
-          state,
-          hasBody: hasText(review.body),
-          pullAuthor: pull.user!.login,
-        },
-        payload,
-        log,
-      );
+/** A label added to an issue: recorded unless it is a state label, a bot's, or not the repository's acting label. */
+function onIssueLabeled(deps: WebDeps, record: RecordEvent) {
+  return async (context: Context<'issues.labeled'>) => {
+    const { payload } = context;
+    const log = deps.log.child({
+      delivery: context.id,
+      repo: payload.repository.full_name,
+      issue: payload.issue.number,
     });
+    const label = payload.label?.name;
+    if (isStateLabel(label) || !label) return;
+    const sender = payload.sender as Sender;
+    if (isBot(sender)) return log.debug('skipped: sender is a bot');
+    if (payload.issue.pull_request) return log.info('skipped: the label is on a pull request, not an issue');
+    if (!payload.installation) return log.warn('skipped: event carries no installation');
+    const repoKey = repoKeyOf({
+      owner: payload.repository.owner.login,
+      repo: payload.repository.name,
+      defaultBranch: payload.repository.default_branch,
+    });
+    if (deps.actingLabels && !deps.actingLabels.mayAct(repoKey, label))
+      return log.debug({ label }, 'skipped: not the label that acts in this repository');
+    const snapshot = snapshotOf(payload.issue);
+    await record(
+      {
+        op: 'label',
+        ...whereOf(payload.installation.id, payload.repository, payload.issue.number, context.id, sender.login),
+        label,
+        ...(snapshot ? { snapshot } : {}),
+      },
+      payload,
+      log,
+    );
+  };
+}
+
+/** An `/agent` command in a comment: recorded unless a bot wrote it or it is on a pull request the app did not open. */
+function onIssueComment(deps: WebDeps, record: RecordEvent) {
+  return async (context: Context<'issue_comment.created'>) => {
+    const { payload } = context;
+    const command = parseCommand(payload.comment.body ?? '');
+    if (!command) return;
+    const thread = payload.issue.number;
+    const log = deps.log.child({
+      delivery: context.id,
+      repo: payload.repository.full_name,
+      issue: thread,
+      command: command.kind,
+    });
+    const sender = payload.comment.user as Sender;
+    if (isBot(sender) || isBot(payload.sender as Sender)) return log.debug('skipped: a bot wrote the command');
+    if (!payload.installation) return log.warn('skipped: event carries no installation');
+    const onPull = payload.issue.pull_request !== undefined && payload.issue.pull_request !== null;
+    const pullAuthor = onPull ? (payload.issue.user?.login ?? '') : null;
+    // Only the app's own pull requests take commands; a person's is dropped at once.
+    if (pullAuthor !== null && !isAppLogin(pullAuthor))
+      return log.info('skipped: a command on a pull request the app did not open');
+    const working = payload.issue.labels?.some((l) => l.name === LABEL_WORKING) ?? false;
+    const snapshot = pullAuthor === null ? snapshotOf(payload.issue) : undefined;
+    await record(
+      {
+        op: 'command',
+        ...whereOf(payload.installation.id, payload.repository, thread, context.id, sender.login),
+        commentId: payload.comment.id,
+        command,
+        pullAuthor,
+        working,
+        ...(snapshot ? { snapshot } : {}),
+      },
+      payload,
+      log,
+    );
+  };
+}
+
+/** A review of an open pull request of the app's that asks for something: recorded. */
+function onReviewSubmitted(deps: WebDeps, record: RecordEvent) {
+  return async (context: Context<'pull_request_review.submitted'>) => {
+    const { payload } = context;
+    const { review, pull_request: pull } = payload;
+    const log = deps.log.child({
+      delivery: context.id,
+      repo: payload.repository.full_name,
+      pull: pull.number,
+      review: review.id,
+    });
+    const reviewer = (review.user ?? payload.sender) as Sender;
+    if (isBot(reviewer) || isBot(payload.sender as Sender)) return log.debug('skipped: a bot reviewed');
+    const state = review.state.toLowerCase();
+    if (state !== 'changes_requested' && state !== 'commented')
+      return log.debug({ state: review.state }, 'skipped: the review asks for nothing');
+    if (pull.state !== 'open') return log.info('skipped: the pull request is not open');
+    if (!payload.installation) return log.warn('skipped: event carries no installation');
+    if (!isAppLogin(pull.user?.login)) return log.debug('skipped: a pull request the app did not open');
+    await record(
+      {
+        op: 'review',
+        ...whereOf(payload.installation.id, payload.repository, pull.number, context.id, reviewer.login),
+        reviewId: review.id,
+        state,
+        hasBody: hasText(review.body),
+        pullAuthor: pull.user!.login,
+      },
+      payload,
+      log,
+    );
   };
 }
