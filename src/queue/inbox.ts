@@ -1,8 +1,7 @@
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
-import type { Logger } from 'pino';
 import type { z } from 'zod';
-import { KeyedSerial } from '../util/keyed-serial.js';
+import { type DrainOptions, InboxDrain, type InboxItemBase } from './inbox-drain.js';
 
 // Puts every item a dead drainer held back (oldest first), unless its heartbeat came back
 // meanwhile; then forgets the drainer. Without a limit (ARGV[2] = 0: a drainer that
@@ -60,24 +59,12 @@ interface InboxCommands {
   ): Promise<[number, ...string[]]>;
 }
 
-export interface InboxOptions {
+export interface InboxOptions extends DrainOptions {
   /** Key prefix, the app's (`issue-agent`) unless a test keeps its own. */
   prefix?: string;
-  log: Logger;
-  /** A drainer whose heartbeat is older than this is dead, and the items it held go back (default 30 s). */
-  heartbeatMs?: number;
-  /** Items handled at once by one drainer; items of one thread always run in order (default 8). */
-  concurrency?: number;
-  /** Waits before each new try of an item whose handling threw; after the last, it goes to the dead list. */
-  retryDelaysMs?: number[];
-  /** Called when an item is done, with how long it waited since it was pushed. */
-  onHandled?: (outcome: 'done' | 'dead', seconds: number) => void;
 }
 
-export interface InboxItemBase {
-  /** When the web pushed it (ms since the epoch). */
-  at: number;
-}
+export type { InboxItemBase } from './inbox-drain.js';
 
 export interface Drainer {
   /** Stops taking items, waits (bounded by the caller) for the ones in hand, and puts back any left. */
@@ -225,205 +212,30 @@ export class Inbox<T extends InboxItemBase> {
    * after each of `retryDelaysMs`, then moved to the dead list with the error logged.
    */
   async drain(handle: (item: T) => Promise<void>, threadOf: (item: T) => string): Promise<Drainer> {
-    const { log } = this.opts;
-    const heartbeatMs = this.opts.heartbeatMs ?? 30_000;
-    const concurrency = this.opts.concurrency ?? 8;
-    const delays = this.opts.retryDelaysMs ?? [1_000, 4_000, 15_000, 60_000];
     const id = `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     const mine = this.processingKey(id);
-    const blocking = this.redis.duplicate();
-    blocking.on('error', (err) => log.warn({ err: err.message }, 'inbox: redis connection error'));
-
-    // Registers again on each beat: a drainer that was paused past its heartbeat (and given
-    // up by another) is known again, so what it takes later is not lost if it dies.
-    // Items in the "again" list wait: until it is empty, this drainer handles them one at a
-    // time and nothing else. Set when a beat sees some, or when it put some there itself.
-    let again = false;
-    const beat = async () => {
-      const [, , waiting] = (await this.redis
-        .multi()
-        .set(this.aliveKey(id), '1', 'PX', heartbeatMs)
-        .sadd(this.drainersKey, id)
-        .llen(this.againKey)
-        .exec())!;
-      if (Number(waiting?.[1]) > 0) again = true;
-    };
-    const reclaim = async () => {
-      if ((await this.reclaim()) > 0) again = true;
-    };
-    await beat();
-    await reclaim();
-    // An item in this drainer's own list that it does not hold: taken by a command whose
-    // answer a reconnect lost (ioredis sends it again, and the second takes the next item).
-    // Seen at two beats in a row, it is started, so a reply still on its way is not raced.
-    let suspects = new Set<string>();
-    const adopt = async () => {
-      const counts = new Map<string, number>();
-      for (const raw of await this.redis.lrange(mine, 0, -1)) counts.set(raw, (counts.get(raw) ?? 0) + 1);
-      const orphans = new Set<string>();
-      for (const [raw, n] of counts) if (n > (held.get(raw) ?? 0) + (removing.get(raw) ?? 0)) orphans.add(raw);
-      for (const raw of orphans) {
-        if (!suspects.has(raw) || stopping) continue;
-        log.warn('inbox: an item taken without its answer is handled now');
-        start(raw);
-      }
-      suspects = orphans;
-    };
-    const timer = setInterval(
-      () => {
-        beat()
-          .then(() => reclaim())
-          .then(() => adopt())
-          .catch((err: unknown) => log.warn({ err }, 'inbox: heartbeat failed'));
+    const drain = new InboxDrain<T>(
+      {
+        redis: this.redis,
+        schema: this.schema,
+        opts: this.opts,
+        id,
+        keys: {
+          inbox: this.inboxKey,
+          dead: this.deadKey,
+          drainers: this.drainersKey,
+          reclaims: this.reclaimsKey,
+          again: this.againKey,
+          mine,
+          alive: this.aliveKey(id),
+        },
+        reclaimDead: () => this.reclaim(),
+        putBackMine: async () => (await this.reclaimOf(id, `${mine}:none`, 0))[0],
       },
-      Math.max(50, Math.floor(heartbeatMs / 3)),
+      handle,
+      threadOf,
     );
-    timer.unref();
-
-    let stopping = false;
-    // Retry waits in progress: stopping ends them at once.
-    const sleepers = new Set<() => void>();
-    const sleep = (ms: number) =>
-      new Promise<void>((resolve) => {
-        const wake = () => {
-          clearTimeout(t);
-          sleepers.delete(wake);
-          resolve();
-        };
-        const t = setTimeout(wake, ms);
-        sleepers.add(wake);
-      });
-    const threads = new KeyedSerial();
-    // Items in hand by their text (the same text may be in the list twice: a redelivery).
-    const held = new Map<string, number>();
-    let inHand = 0;
-    let freed: (() => void) | undefined;
-
-    const toDead = (raw: string) =>
-      this.redis.multi().lrem(mine, 1, raw).hdel(this.reclaimsKey, raw).rpush(this.deadKey, raw).exec();
-
-    // Done work leaves the list; if Redis refuses now, the next beats try again (`adopt`
-    // skips items whose removal is pending), so the work itself never runs again for it.
-    const removing = new Map<string, number>();
-    const remove = async (raw: string) => {
-      removing.set(raw, (removing.get(raw) ?? 0) + 1);
-      for (let tries = 0; ; tries++) {
-        try {
-          // A command that fails inside MULTI does not reject EXEC: each reply is checked.
-          for (const [err] of (await this.redis.multi().lrem(mine, 1, raw).hdel(this.reclaimsKey, raw).exec()) ?? [])
-            if (err) throw err;
-          break;
-        } catch (err) {
-          if (stopping || tries >= 5)
-            return void log.warn(
-              { err },
-              'inbox: could not remove a done item; if it comes back, its work is done again (once per delivery)',
-            );
-          await sleep(1_000);
-        }
-      }
-      const n = removing.get(raw)! - 1;
-      if (n > 0) removing.set(raw, n);
-      else removing.delete(raw);
-    };
-
-    const handleItem = async (raw: string, item: T): Promise<void> => {
-      for (let tries = 0; ; tries++) {
-        try {
-          await handle(item);
-        } catch (err) {
-          // A stopping drainer leaves the item where it is: `stop` puts it back.
-          if (stopping)
-            return void log.warn({ err }, 'inbox: handling failed while stopping; the item goes back to the inbox');
-          if (tries >= delays.length) {
-            log.error(
-              { err, thread: threadOf(item), tries: tries + 1 },
-              'inbox: an item failed every try and goes to the dead list',
-            );
-            await toDead(raw);
-            this.opts.onHandled?.('dead', (Date.now() - item.at) / 1000);
-            return;
-          }
-          log.warn({ err, thread: threadOf(item), retryInMs: delays[tries] }, 'inbox: handling failed; trying again');
-          await sleep(delays[tries]!);
-          if (stopping) return;
-          continue;
-        }
-        await remove(raw);
-        this.opts.onHandled?.('done', (Date.now() - item.at) / 1000);
-        return;
-      }
-    };
-
-    const start = (raw: string) => {
-      let item: T;
-      try {
-        item = this.schema.parse(JSON.parse(raw));
-      } catch (err) {
-        log.error({ err, item: raw.slice(0, 500) }, 'inbox: an item that does not parse goes to the dead list');
-        void toDead(raw).catch((e: unknown) => log.error({ err: e }, 'inbox: could not move an item to the dead list'));
-        return;
-      }
-      inHand++;
-      held.set(raw, (held.get(raw) ?? 0) + 1);
-      const run = threads
-        .run(threadOf(item), () => handleItem(raw, item))
-        .catch((err: unknown) => log.error({ err }, 'inbox: could not finish an item'));
-      void run.finally(() => {
-        const n = held.get(raw)! - 1;
-        if (n > 0) held.set(raw, n);
-        else held.delete(raw);
-        inHand--;
-        freed?.();
-      });
-    };
-
-    const loop = (async () => {
-      let idle = false;
-      while (!stopping) {
-        // An item from the "again" list is handled alone: wait for the ones in hand first.
-        if (inHand >= (again ? 1 : concurrency)) {
-          await new Promise<void>((resolve) => (freed = resolve));
-          freed = undefined;
-          continue;
-        }
-        try {
-          if (again) {
-            const raw = await this.redis.lmove(this.againKey, mine, 'LEFT', 'RIGHT');
-            if (raw === null) again = false;
-            else start(raw);
-            continue;
-          }
-          // Non-blocking while there is work; blocking (on a connection of its own) when the inbox is empty.
-          const raw: string | null = idle
-            ? await blocking.blmove(this.inboxKey, mine, 'LEFT', 'RIGHT', 1)
-            : await this.redis.lmove(this.inboxKey, mine, 'LEFT', 'RIGHT');
-          idle = raw === null;
-          if (raw !== null) start(raw);
-        } catch (err) {
-          if (stopping) break;
-          log.warn({ err }, 'inbox: could not take an item; trying again');
-          await sleep(1_000);
-        }
-      }
-    })();
-
-    return {
-      stop: async () => {
-        stopping = true;
-        for (const wake of [...sleepers]) wake();
-        freed?.();
-        // Ends a blocking wait at once; an item it took meanwhile is put back below.
-        blocking.disconnect();
-        await loop;
-        await threads.idle();
-        clearInterval(timer);
-        // Whatever is left (a try cut short, an item taken as the loop ended) goes back.
-        // A stop is not a death: nothing is counted against the items.
-        const [back] = await this.reclaimOf(id, `${mine}:none`, 0);
-        await this.redis.del(this.aliveKey(id));
-        if (back > 0) log.info({ items: back }, 'inbox: items not finished go back to the inbox');
-      },
-    };
+    await drain.begin();
+    return { stop: () => drain.stop() };
   }
 }
