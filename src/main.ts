@@ -23,7 +23,8 @@ import { RedisPlanStore } from './queue/plan-store.js';
 import { RedisStageStore } from './queue/stage-store.js';
 import { registerSecret, sanitise } from './util/sanitise.js';
 import { limitRequests } from './web/http-limits.js';
-import { operatorInstallPolicy } from './sandbox/egress/policy.js';
+import { type InstallNetworkPolicy, operatorInstallPolicy } from './sandbox/egress/policy.js';
+import type { Runner } from './sandbox/runner.js';
 import { createRunner } from './sandbox/create-runner.js';
 import { ActingLabels, agentApp } from './web/app.js';
 import { WebEventSchema, type WebEvent } from './web/inbox-item.js';
@@ -36,6 +37,23 @@ function rolesFrom(arg: string | undefined): Role[] {
   if (arg === undefined || arg === 'all') return ['web', 'worker'];
   if (arg === 'web' || arg === 'worker') return [arg];
   throw new ConfigError([`role: expected "web", "worker" or nothing (both), got "${arg}"`]);
+}
+
+type Config = ReturnType<typeof loadConfig>;
+type Log = ReturnType<typeof createLogger>;
+type RedisHandle = Awaited<ReturnType<typeof resolveRedis>>;
+type Stop = () => Promise<unknown>;
+
+/** What the web and the worker share in one process. */
+interface Started {
+  config: Config;
+  log: Log;
+  redisHandle: RedisHandle;
+  redis: Redis;
+  seal: RecordSeal;
+  queue: AgentQueue;
+  metrics: Metrics;
+  health: HealthDeps;
 }
 
 /** Wiring only: config → web and/or worker, and a clean shutdown. */
@@ -66,6 +84,47 @@ async function main(): Promise<void> {
   // while Redis is found and checked, and the worker waits for it below.
   const installNetwork = runner ? operatorInstallPolicy(env, log) : undefined;
   installNetwork?.catch(() => {});
+  const { redisHandle, redis } = await connectRedis(config, log);
+  const stops: Stop[] = [];
+  // What the app writes to Redis and acts on later is sealed with a key Redis never sees.
+  const seal = RecordSeal.fromPrivateKey(config.privateKey);
+  const queue = new AgentQueue(bullConnection(redisHandle.url), redis, seal);
+  // One registry per process: its worker's jobs, stages, model and tool calls (from the
+  // traces), its webhooks; the queue's gauges where the web runs, so they are read once.
+  const metrics = new Metrics();
+  Trace.listen((event, trace) => metrics.observeTrace(event, trace));
+  let agentWorker: AgentWorker | undefined;
+  const health: HealthDeps = {
+    redisPing: async () => (await redis.ping()) === 'PONG',
+    workerState: runner ? () => agentWorker?.state() ?? 'starting' : undefined,
+    workers: () => connectedWorkers(queue.queue),
+    metrics,
+  };
+  const started: Started = { config, log, redisHandle, redis, seal, queue, metrics, health };
+
+  // No new webhooks, then the inbox work in hand and its acknowledgements.
+  if (roles.includes('web')) stops.push(...(await startWeb(started)));
+  if (runner) {
+    const worker = startAgentWorker(started, runner, await installNetwork!);
+    agentWorker = worker;
+    stops.unshift(() => worker.drain());
+  }
+  if (env.METRICS_PORT !== undefined) {
+    const ops = await startOpsServer({ port: env.METRICS_PORT, host: env.HOST, handler: healthHandler(health) });
+    stops.push(() => new Promise((resolve) => ops.close(resolve)));
+    log.info({ port: env.METRICS_PORT }, 'serving /metrics, /healthz and /readyz');
+  }
+  stops.push(() => queue.close());
+  log.info(
+    { roles, redis: sanitise(redisHandle.url), github: config.githubApiUrl, dataDir: config.dataDir },
+    'issue-agent started',
+  );
+  stopOnSignals(started, stops);
+}
+
+/** Finds Redis (or starts one) and checks it is fit to hold the app's jobs. */
+async function connectRedis(config: Config, log: Log): Promise<{ redisHandle: RedisHandle; redis: Redis }> {
+  const { env } = config;
   const redisHandle = await resolveRedis({
     url: env.REDIS_URL && withPassword(env.REDIS_URL, env.REDIS_PASSWORD),
     password: env.REDIS_PASSWORD,
@@ -88,117 +147,104 @@ async function main(): Promise<void> {
   await checkRedisSettings(redis, log);
   const tooOld = redisVersionProblem(await redis.info('server'));
   if (tooOld) throw new ConfigError([tooOld]);
-  const stops: Array<() => Promise<unknown>> = [];
-  // What the app writes to Redis and acts on later is sealed with a key Redis never sees.
-  const seal = RecordSeal.fromPrivateKey(config.privateKey);
-  const queue = new AgentQueue(bullConnection(redisHandle.url), redis, seal);
-  // One registry per process: its worker's jobs, stages, model and tool calls (from the
-  // traces), its webhooks; the queue's gauges where the web runs, so they are read once.
-  const metrics = new Metrics();
-  Trace.listen((event, trace) => metrics.observeTrace(event, trace));
-  let agentWorker: AgentWorker | undefined;
-  const health: HealthDeps = {
-    redisPing: async () => (await redis.ping()) === 'PONG',
-    workerState: runner ? () => agentWorker?.state() ?? 'starting' : undefined,
-    workers: () => connectedWorkers(queue.queue),
-    metrics,
-  };
+  return { redisHandle, redis };
+}
 
-  if (roles.includes('web')) {
-    const server = new Server({
-      Probot: Probot.defaults({
-        appId: config.appId,
-        privateKey: config.privateKey,
-        secret: config.webhookSecret,
-        baseUrl: config.githubApiUrl,
-        log,
-        Octokit: AppOctokit,
-      }),
-      port: env.PORT,
-      host: env.HOST,
-      webhookProxy: env.WEBHOOK_PROXY_URL,
-      log,
-    });
-    const inbox = new Inbox<WebEvent>(redis, WebEventSchema, { log });
-    const actingLabels = new ActingLabels();
-    metrics.watchQueue(queue.queue);
-    metrics.watchInbox(inbox);
-    // What webhooks record in the inbox is carried out by a thread of its own.
-    const drain = await startDrainThread(
-      {
-        redisUrl: redisHandle.url,
-        appId: config.appId,
-        privateKey: config.privateKey,
-        githubApiUrl: config.githubApiUrl,
-        logLevel: env.LOG_LEVEL,
-        heartbeatMs: env.INBOX_HEARTBEAT_MS,
-        allowHostNetwork: env.SANDBOX_ALLOW_HOST_NETWORK,
-        secrets: [config.webhookSecret, config.anthropicApiKey].filter((x): x is string => !!x),
-      },
-      {
-        log,
-        onHandled: (outcome, seconds) => metrics.inboxHandled(outcome, seconds),
-        onLabelRead: (repoKey, label) => actingLabels.set(repoKey, label),
-      },
-    );
-    await server.load(agentApp({ inbox, health, log, actingLabels }));
-    const httpServer = await server.start();
-    // Before the first request is read: body size and time limits ahead of Probot's own reading.
-    limitRequests(httpServer, { log });
-    timeWebhooks(httpServer, metrics);
-    // No new webhooks, then the inbox work in hand and its acknowledgements.
-    stops.push(
-      () => server.stop(),
-      () => drain.stop(),
-    );
-  }
-  if (runner) {
-    const probot = new Probot({
+/**
+ * The web: Probot's server, which records webhooks in the inbox, and the thread that
+ * drains it. Answers its stops, in the order they run.
+ */
+async function startWeb({ config, log, redisHandle, redis, queue, metrics, health }: Started): Promise<Stop[]> {
+  const { env } = config;
+  const server = new Server({
+    Probot: Probot.defaults({
       appId: config.appId,
       privateKey: config.privateKey,
+      secret: config.webhookSecret,
       baseUrl: config.githubApiUrl,
       log,
       Octokit: AppOctokit,
-    });
-    const worker = startWorker({
-      config,
-      probot,
-      runner,
-      installNetwork: await installNetwork!,
+    }),
+    port: env.PORT,
+    host: env.HOST,
+    webhookProxy: env.WEBHOOK_PROXY_URL,
+    log,
+  });
+  const inbox = new Inbox<WebEvent>(redis, WebEventSchema, { log });
+  const actingLabels = new ActingLabels();
+  metrics.watchQueue(queue.queue);
+  metrics.watchInbox(inbox);
+  // What webhooks record in the inbox is carried out by a thread of its own.
+  const drain = await startDrainThread(
+    {
       redisUrl: redisHandle.url,
-      queue,
-      seal,
-      stages: new RedisStageStore(redis, seal, undefined, log),
-      dailySpend: new RedisDailySpend(redis),
-      planStore: new RedisPlanStore(redis, seal, undefined, log),
+      appId: config.appId,
+      privateKey: config.privateKey,
+      githubApiUrl: config.githubApiUrl,
+      logLevel: env.LOG_LEVEL,
+      heartbeatMs: env.INBOX_HEARTBEAT_MS,
+      allowHostNetwork: env.SANDBOX_ALLOW_HOST_NETWORK,
+      secrets: [config.webhookSecret, config.anthropicApiKey].filter((x): x is string => !!x),
+    },
+    {
       log,
-      onJobEnd: (kind, outcome, seconds) => metrics.jobFinished(kind, outcome, seconds),
-    });
-    agentWorker = worker;
-    stops.unshift(() => worker.drain());
-    log.info(
-      {
-        sandbox: runner.backend,
-        models: config.models,
-        concurrency: env.WORKER_CONCURRENCY,
-        lockMs: env.WORKER_LOCK_MS,
-        stalledIntervalMs: env.WORKER_STALLED_INTERVAL_MS,
-        maxStalled: env.WORKER_MAX_STALLED,
-      },
-      'worker consuming agent-run',
-    );
-  }
-  if (env.METRICS_PORT !== undefined) {
-    const ops = await startOpsServer({ port: env.METRICS_PORT, host: env.HOST, handler: healthHandler(health) });
-    stops.push(() => new Promise((resolve) => ops.close(resolve)));
-    log.info({ port: env.METRICS_PORT }, 'serving /metrics, /healthz and /readyz');
-  }
-  stops.push(() => queue.close());
-  log.info(
-    { roles, redis: sanitise(redisHandle.url), github: config.githubApiUrl, dataDir: config.dataDir },
-    'issue-agent started',
+      onHandled: (outcome, seconds) => metrics.inboxHandled(outcome, seconds),
+      onLabelRead: (repoKey, label) => actingLabels.set(repoKey, label),
+    },
   );
+  await server.load(agentApp({ inbox, health, log, actingLabels }));
+  const httpServer = await server.start();
+  // Before the first request is read: body size and time limits ahead of Probot's own reading.
+  limitRequests(httpServer, { log });
+  timeWebhooks(httpServer, metrics);
+  return [() => server.stop(), () => drain.stop()];
+}
 
+/** The worker: takes jobs from the queue and runs them in the sandbox. */
+function startAgentWorker(
+  { config, log, redisHandle, redis, seal, queue, metrics }: Started,
+  runner: Runner,
+  installNetwork: InstallNetworkPolicy,
+): AgentWorker {
+  const { env } = config;
+  const probot = new Probot({
+    appId: config.appId,
+    privateKey: config.privateKey,
+    baseUrl: config.githubApiUrl,
+    log,
+    Octokit: AppOctokit,
+  });
+  const worker = startWorker({
+    config,
+    probot,
+    runner,
+    installNetwork,
+    redisUrl: redisHandle.url,
+    queue,
+    seal,
+    stages: new RedisStageStore(redis, seal, undefined, log),
+    dailySpend: new RedisDailySpend(redis),
+    planStore: new RedisPlanStore(redis, seal, undefined, log),
+    log,
+    onJobEnd: (kind, outcome, seconds) => metrics.jobFinished(kind, outcome, seconds),
+  });
+  log.info(
+    {
+      sandbox: runner.backend,
+      models: config.models,
+      concurrency: env.WORKER_CONCURRENCY,
+      lockMs: env.WORKER_LOCK_MS,
+      stalledIntervalMs: env.WORKER_STALLED_INTERVAL_MS,
+      maxStalled: env.WORKER_MAX_STALLED,
+    },
+    'worker consuming agent-run',
+  );
+  return worker;
+}
+
+/** On SIGTERM or SIGINT: runs the stops in order, bounded by SHUTDOWN_TIMEOUT_MS, and exits. */
+function stopOnSignals({ config, log, redis, redisHandle }: Started, stops: Stop[]): void {
+  const { env } = config;
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
