@@ -65,6 +65,15 @@ export function buildProgram(): Command {
     // Usage errors exit 2, like "nothing ran" of `run`; help and --version exit 0.
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : EXIT.cannotStart));
 
+  addRunCommand(program);
+  addTraceCommand(program);
+  addInboxCommand(program);
+  addConfigCommand(program);
+  return program;
+}
+
+/** `run`: the pipeline on a local checkout, without GitHub or Redis. */
+function addRunCommand(program: Command): void {
   program
     .command('run')
     .description(
@@ -113,7 +122,10 @@ export function buildProgram(): Command {
       // Keep-alive sockets or a lingering child must not keep a finished run open.
       process.exit(code);
     });
+}
 
+/** `trace`: a job's trace as a timeline. */
+function addTraceCommand(program: Command): void {
   program
     .command('trace')
     .description("print a job's trace as a timeline (stage, step, tool, outcome, tokens, cost)")
@@ -133,7 +145,10 @@ export function buildProgram(): Command {
         process.exitCode = 1;
       }
     });
+}
 
+/** `inbox`: the webhook work in Redis, and putting dead work back. */
+function addInboxCommand(program: Command): void {
   program
     .command('inbox')
     .description(
@@ -153,7 +168,10 @@ export function buildProgram(): Command {
         process.exitCode = 1;
       }
     });
+}
 
+/** `config check`: a repository's config as the app reads it. */
+function addConfigCommand(program: Command): void {
   const config = program.command('config').description(`work with a repository's ${REPO_CONFIG_PATH}`);
   config
     .command('check')
@@ -168,6 +186,4 @@ export function buildProgram(): Command {
       process.stderr.write(r.stderr);
       process.exitCode = r.code;
     });
-
-  return program;
 }
