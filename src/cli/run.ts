@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
 import { traceFileName } from '../agent/trace.js';
 import { ConfigError, parseEnv } from '../config/env.js';
 import { parseRepoConfig, REPO_CONFIG_PATH, RepoConfigError, type RepoConfig } from '../config/repo-config.js';
@@ -11,7 +11,7 @@ import { createLogger } from '../telemetry/logger.js';
 import { branchName, jobId, type JobData } from '../queue/jobs.js';
 import { registerSecret, sanitise } from '../util/sanitise.js';
 import { git } from '../sandbox/git.js';
-import { operatorInstallPolicy } from '../sandbox/egress/policy.js';
+import { type InstallNetworkPolicy, operatorInstallPolicy } from '../sandbox/egress/policy.js';
 import { createRunner } from '../sandbox/create-runner.js';
 import type { Runner } from '../sandbox/runner.js';
 import type { Outcome } from '../queue/outcome.js';
@@ -141,35 +141,95 @@ export async function runLocal(opts: RunOptions, io: RunIo): Promise<number> {
   }
 }
 
+type Checkout = Awaited<ReturnType<typeof resolveCheckout>>;
+/** The environment, with the model key a run cannot start without. */
+type CliEnv = ReturnType<typeof parseEnv> & { ANTHROPIC_API_KEY: string };
+type Task = ReturnType<typeof taskFrom>;
+
+/** Where one run works: its checkout, branch, job, and the files it writes. */
+interface LocalRun {
+  checkout: Checkout;
+  task: Task;
+  number: number;
+  branch: string;
+  dataDir: string;
+  reportPath: string;
+  job: JobData;
+  traceFile: string;
+}
+
 async function run(opts: RunOptions, io: RunIo): Promise<number> {
-  if ((opts.task === undefined) === (opts.issueFile === undefined))
-    throw new CannotStart('give the task with exactly one of --task TEXT or --issue-file FILE');
-  let text = opts.task ?? '';
-  if (opts.issueFile !== undefined) {
-    try {
-      text = opts.issueFile === '-' ? io.stdin() : readFileSync(opts.issueFile, 'utf8');
-    } catch (err) {
-      throw new CannotStart(
-        `--issue-file ${opts.issueFile}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : String(err)}`,
-      );
-    }
-  }
-  const task = taskFrom(text);
+  const task = taskFrom(readTaskText(opts, io));
   if (opts.number !== undefined && !(Number.isInteger(opts.number) && opts.number > 0))
     throw new CannotStart(`--number ${opts.number}: expected a whole number above 0`);
+  const env = readEnv(io);
+  const where = await planRun(opts, io, task);
+  const { checkout, number, branch } = where;
+  const host = new LocalRepo({
+    dir: checkout.dir,
+    ref: { owner: where.job.owner, repo: where.job.repo },
+    baseBranch: checkout.base,
+    task: { number, ...task, author: where.job.sender },
+    reportPath: where.reportPath,
+  });
+  const repoConfig = await readRepoConfig(host, checkout.base, env);
 
+  const log = createLogger(
+    opts.verbose ? 'debug' : io.env.LOG_LEVEL ? env.LOG_LEVEL : 'warn',
+    pino.destination({ fd: 2, sync: true }),
+  );
+  const runner = sandboxFor(opts, env, log, io);
+  const installNetwork = await operatorInstallPolicy(env, log);
+  const progress = new Progress({ write: io.out, tty: io.tty });
+  const say = (line: string) => progress.line(line);
+  say(
+    `issue-agent run: task #${number} "${task.title}" on ${checkout.base} (${checkout.baseSha.slice(0, 12)}) of ${checkout.dir}`,
+  );
+  // What the pipeline will use: the repository's models over the environment's.
+  const models = { frontier: env.MODEL_FRONTIER, mid: env.MODEL_MID, fast: env.MODEL_FAST, ...repoConfig.models };
+  say(`  branch ${branch} · sandbox ${runner.backend} · models ${models.frontier} / ${models.mid} / ${models.fast}`);
+  if (checkout.dirty)
+    say(`  note: uncommitted changes are not part of the run; it starts from the last commit on ${checkout.base}`);
+
+  const outcome = await runLocalJob(where, { env, runner, installNetwork, host, log, io, progress });
+  if (typeof outcome === 'number') return outcome;
+  progress.stop();
+  return report(where, outcome, host, say);
+}
+
+/** The task's text, from --task or --issue-file (exactly one). */
+function readTaskText(opts: RunOptions, io: RunIo): string {
+  if ((opts.task === undefined) === (opts.issueFile === undefined))
+    throw new CannotStart('give the task with exactly one of --task TEXT or --issue-file FILE');
+  if (opts.issueFile === undefined) return opts.task ?? '';
+  try {
+    return opts.issueFile === '-' ? io.stdin() : readFileSync(opts.issueFile, 'utf8');
+  } catch (err) {
+    throw new CannotStart(
+      `--issue-file ${opts.issueFile}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : String(err)}`,
+    );
+  }
+}
+
+/** The environment the CLI uses, with the model key it cannot run without. */
+function readEnv(io: RunIo): CliEnv {
   // Only what the CLI uses is read, so an unrelated variable of the app's cannot stop it.
   const pick = (names: string[]) => Object.fromEntries(names.map((n) => [n, io.env[n]]));
   const env = parseEnv(
     pick(['ANTHROPIC_API_KEY', 'ANTHROPIC_BASE_URL', 'MODEL_FRONTIER', 'MODEL_MID', 'MODEL_FAST', 'LOG_LEVEL']),
   );
-  if (!env.ANTHROPIC_API_KEY) {
+  const key = env.ANTHROPIC_API_KEY;
+  if (!key) {
     throw new CannotStart(
       'ANTHROPIC_API_KEY is not set: the pipeline calls the model with it. Export it (and ANTHROPIC_BASE_URL for a gateway or proxy), then run again.',
     );
   }
-  registerSecret(env.ANTHROPIC_API_KEY);
+  registerSecret(key);
+  return { ...env, ANTHROPIC_API_KEY: key };
+}
 
+/** The checkout, the task's number and branch, the next attempt's job, and where it writes. */
+async function planRun(opts: RunOptions, io: RunIo, task: Task): Promise<LocalRun> {
   const checkout = await resolveCheckout(opts.repo, opts.base);
   const name =
     path
@@ -200,32 +260,27 @@ async function run(opts: RunOptions, io: RunIo): Promise<number> {
     attempt,
   };
   const traceFile = path.join(dataDir, 'traces', traceFileName(jobId(job)));
+  return { checkout, task, number, branch, dataDir, reportPath, job, traceFile };
+}
 
-  const host = new LocalRepo({
-    dir: checkout.dir,
-    ref: { owner, repo: name },
-    baseBranch: checkout.base,
-    task: { number, ...task, author: sender },
-    reportPath,
-  });
+/** The repository's config on the base branch; an invalid one stops the run before anything starts. */
+async function readRepoConfig(host: LocalRepo, base: string, env: CliEnv): Promise<RepoConfig> {
   // The pipeline would explain an invalid file in a comment; here it is said before anything starts.
-  let repoConfig: RepoConfig;
   try {
-    repoConfig = parseRepoConfig(await host.fileText(REPO_CONFIG_PATH, checkout.base), {
+    return parseRepoConfig(await host.fileText(REPO_CONFIG_PATH, base), {
       allowHostNetwork: env.SANDBOX_ALLOW_HOST_NETWORK,
     });
   } catch (err) {
     if (!(err instanceof RepoConfigError)) throw err;
     const lines = err.problems.map((p) => `  ${problemLine(p)}`);
     throw new CannotStart(
-      `${REPO_CONFIG_PATH} on ${checkout.base} is invalid, so nothing ran:\n${lines.join('\n')}\nFix it (issue-agent config check checks the file), commit, and run again.`,
+      `${REPO_CONFIG_PATH} on ${base} is invalid, so nothing ran:\n${lines.join('\n')}\nFix it (issue-agent config check checks the file), commit, and run again.`,
     );
   }
+}
 
-  const log = createLogger(
-    opts.verbose ? 'debug' : io.env.LOG_LEVEL ? env.LOG_LEVEL : 'warn',
-    pino.destination({ fd: 2, sync: true }),
-  );
+/** The sandbox --sandbox asks for, with a warning when it is none. */
+function sandboxFor(opts: RunOptions, env: CliEnv, log: Logger, io: RunIo): Runner {
   let runner: Runner;
   try {
     runner = createRunner(opts.sandbox === 'none' ? 'unsandboxed' : 'bwrap', log, {
@@ -241,43 +296,46 @@ async function run(opts: RunOptions, io: RunIo): Promise<number> {
       "issue-agent run: WARNING: --sandbox none: the repository's install, tests and the agent's commands run on this machine without isolation, with network and your files in reach. Use it only for code you trust.\n",
     );
   }
+  return runner;
+}
 
-  const installNetwork = await operatorInstallPolicy(env, log);
-  const progress = new Progress({ write: io.out, tty: io.tty });
-  const say = (line: string) => progress.line(line);
-  say(
-    `issue-agent run: task #${number} "${task.title}" on ${checkout.base} (${checkout.baseSha.slice(0, 12)}) of ${checkout.dir}`,
-  );
-  // What the pipeline will use: the repository's models over the environment's.
-  const models = { frontier: env.MODEL_FRONTIER, mid: env.MODEL_MID, fast: env.MODEL_FAST, ...repoConfig.models };
-  say(`  branch ${branch} · sandbox ${runner.backend} · models ${models.frontier} / ${models.mid} / ${models.fast}`);
-  if (checkout.dirty)
-    say(`  note: uncommitted changes are not part of the run; it starts from the last commit on ${checkout.base}`);
-
+/** Runs the job (job/lifecycle.ts) until it ends or Ctrl-C stops it; a job that throws answers its exit code. */
+async function runLocalJob(
+  { job, dataDir, traceFile }: LocalRun,
+  deps: {
+    env: CliEnv;
+    runner: Runner;
+    installNetwork: InstallNetworkPolicy;
+    host: LocalRepo;
+    log: Logger;
+    io: RunIo;
+    progress: Progress;
+  },
+): Promise<Outcome | number> {
+  const { env, io, progress } = deps;
   const stop = new AbortController();
   const offInterrupt = io.onInterrupt(() => {
     if (stop.signal.aborted) process.exit(EXIT.interrupted);
-    say('stopping at the next step (Ctrl-C again quits at once, leaving the work tree behind)');
+    progress.line('stopping at the next step (Ctrl-C again quits at once, leaving the work tree behind)');
     stop.abort('you (Ctrl-C)');
   });
-  let outcome: Outcome;
   try {
-    outcome = await runJob(job, {
+    return await runJob(job, {
       config: {
         dataDir,
         models: { frontier: env.MODEL_FRONTIER, mid: env.MODEL_MID, fast: env.MODEL_FAST },
         anthropicApiKey: env.ANTHROPIC_API_KEY,
         anthropicBaseUrl: env.ANTHROPIC_BASE_URL,
       },
-      runner,
-      installNetwork,
-      gh: host,
+      runner: deps.runner,
+      installNetwork: deps.installNetwork,
+      gh: deps.host,
       bot: { name: 'issue-agent', email: 'issue-agent@localhost' },
       statusRef: { get: async () => undefined, set: async (id) => id },
       closesIssue: false,
       alwaysKeepWip: true,
       costCaps: { jobUsd: env.MAX_JOB_COST_USD, dailyUsd: env.MAX_DAILY_COST_USD },
-      log,
+      log: deps.log,
       signal: stop.signal,
       statusIntervalMs: 0,
       onStatus: (s) => progress.status(s),
@@ -290,8 +348,15 @@ async function run(opts: RunOptions, io: RunIo): Promise<number> {
   } finally {
     offInterrupt();
   }
-  progress.stop();
+}
 
+/** Says what the run left (a branch, or the report of why not) and answers the exit code. */
+async function report(
+  { checkout, task, branch, reportPath, job, traceFile }: LocalRun,
+  outcome: Outcome,
+  host: LocalRepo,
+  say: (line: string) => void,
+): Promise<number> {
   const spend = spendOf(traceFile);
   const tail = [...(spend ? [`  spend: ${spend}`] : []), `  trace: issue-agent trace ${traceFile}`];
   if (outcome.kind === 'pr' && host.delivered) {
