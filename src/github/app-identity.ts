@@ -87,25 +87,3 @@ async function committerOf(
   const domain = opts.gheHost ? `users.noreply.${opts.gheHost.replace(/:\d+$/, '')}` : 'users.noreply.github.com';
   return { ...names, name: opts.committerName ?? names.login, email: `${user.id}+${names.login}@${domain}` };
 }
-
-/**
- * The bot as commit author, read afresh on every call, for callers not yet moved to
- * `AppIdentity.committer()`. Unlike `AppIdentity`, it takes a missing slug for `issue-agent`.
- * @deprecated Use `new AppIdentity(probot, opts).committer(installation)`, kept per process.
- */
-export async function botIdentity(
-  octokit: { app: ProbotOctokit; installation: ProbotOctokit },
-  opts: { gheHost?: string; name?: string },
-): Promise<BotIdentity> {
-  // /app takes the app's JWT; every other route an installation token.
-  const { data: app } = await octokit.app.rest.apps.getAuthenticated();
-  const slug = app?.slug ?? 'issue-agent';
-  return committerOf(
-    octokit.installation,
-    { slug, login: `${slug}[bot]` },
-    {
-      ...(opts.gheHost !== undefined ? { gheHost: opts.gheHost } : {}),
-      ...(opts.name !== undefined ? { committerName: opts.name } : {}),
-    },
-  );
-}

@@ -95,14 +95,20 @@ export class Thread {
 
   /**
    * A job's end written from outside the job (the worker after the job failed, the web for a
-   * job stopped before it ran): the status first, then the labels, each step best-effort.
+   * job stopped before it ran): the status first (in the job's comment when it has one), then
+   * the labels, each step best-effort. `working: false` says the thread has no `agent:working`.
    */
-  async endFromOutside(label: EndLabel, body: string, commentId: number | undefined): Promise<void> {
+  async endFromOutside(
+    label: EndLabel,
+    body: string,
+    commentId: number | undefined,
+    { working = true }: { working?: boolean } = {},
+  ): Promise<void> {
     await (commentId ? this.gh.updateComment(commentId, body) : this.gh.comment(this.number, body)).catch(
-      (err: unknown) => this.log.warn({ err }, 'could not post the failure'),
+      (err: unknown) => this.log.warn({ err }, 'could not write the status comment'),
     );
     if (label) await this.gh.addLabels(this.number, [label]).catch(() => {});
-    await this.gh.removeLabel(this.number, LABEL_WORKING).catch(() => {});
+    if (working) await this.gh.removeLabel(this.number, LABEL_WORKING).catch(() => {});
   }
 
   /** One reply in a review thread of a pull request. */

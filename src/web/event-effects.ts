@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { REPO_CONFIG_PATH } from '../config/repo-config.js';
-import { type GitHubRepo, LABEL_WORKING } from '../github/facade.js';
+import type { GitHubRepo } from '../github/facade.js';
+import { Thread } from '../job/thread.js';
 import type { AgentQueue } from '../queue/queue.js';
 import { configErrorComment } from '../report/config-error.js';
 import { statusComment } from '../report/status.js';
@@ -124,9 +125,8 @@ export class EventEffects {
         // It never started: say so in its status comment; a running job says so itself.
         const body = statusComment({ phase: 'stopped', stoppedBy: e.sender, kind });
         const statusId = await queue.statusRefs.get(stopped.jobId, 0);
-        await (statusId ? gh.updateComment(statusId, body) : gh.comment(e.issueNumber, body));
-        // A job sent back to the queue (a retry's backoff, a drained worker) had started.
-        if (working) await gh.removeLabel(e.issueNumber, LABEL_WORKING);
+        // A job sent back to the queue (a retry's backoff, a drained worker) had started: it has agent:working.
+        await new Thread(gh, e.issueNumber, log).endFromOutside(undefined, body, statusId, { working });
       }
     });
   }

@@ -1,6 +1,6 @@
 import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 import type { Logger } from 'pino';
-import type { Probot, ProbotOctokit } from 'probot';
+import type { Probot } from 'probot';
 import type { AppConfig } from '../config/env.js';
 import type { DailySpend } from '../queue/daily-spend.js';
 import type { PlanStore } from '../queue/plan-store.js';
@@ -9,7 +9,7 @@ import type { RecordSeal } from '../queue/record-seal.js';
 import type { StageStore } from '../queue/stage-store.js';
 import type { InstallNetworkPolicy } from '../sandbox/egress/policy.js';
 import type { Runner } from '../sandbox/runner.js';
-import { type BotIdentity, botIdentity } from '../github/app-identity.js';
+import { AppIdentity } from '../github/app-identity.js';
 import { GitHubRepo, LABEL_STUCK } from '../github/facade.js';
 import { Interrupted } from '../job/endings.js';
 import { runJob } from '../job/lifecycle.js';
@@ -48,13 +48,17 @@ export interface WorkerDeps {
  * failure means (back to the queue on shutdown, a retry, or the last word on the thread).
  */
 export class JobProcessor {
-  private bot: Promise<BotIdentity> | undefined;
+  /** Who the app is, read once per process (a failed read is tried again by the next job). */
+  private readonly identity: AppIdentity;
 
   constructor(
     private readonly deps: WorkerDeps,
     /** Aborted when this worker shuts down. */
     private readonly drain: AbortSignal,
-  ) {}
+  ) {
+    const { env } = deps.config;
+    this.identity = new AppIdentity(deps.probot, { gheHost: env.GHE_HOST, committerName: env.GIT_COMMITTER_NAME });
+  }
 
   async process(job: Job<JobData, Outcome>, token?: string): Promise<Outcome> {
     const { deps } = this;
@@ -84,7 +88,7 @@ export class JobProcessor {
         runner: deps.runner,
         installNetwork: deps.installNetwork,
         gh,
-        bot: await this.identity(octokit),
+        bot: await this.identity.committer(octokit),
         log,
         signal: stop.signal,
         drain: this.drain,
@@ -173,19 +177,6 @@ export class JobProcessor {
   private async installationRepo(data: JobData) {
     const octokit = await this.deps.probot.auth(data.installationId);
     return { octokit, gh: new GitHubRepo(octokit, { owner: data.owner, repo: data.repo }) };
-  }
-
-  /** The app's committer identity, read once per process; a failed read is tried again by the next job. */
-  private identity(installation: ProbotOctokit): Promise<BotIdentity> {
-    const { env } = this.deps.config;
-    this.bot ??= this.deps.probot
-      .auth()
-      .then((app) => botIdentity({ app, installation }, { gheHost: env.GHE_HOST, name: env.GIT_COMMITTER_NAME }))
-      .catch((err: unknown) => {
-        this.bot = undefined;
-        throw err;
-      });
-    return this.bot;
   }
 }
 
