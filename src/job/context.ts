@@ -61,7 +61,7 @@ export interface JobDeps {
    */
   closesIssue?: boolean;
   /**
-   * Keep a stopped job's work on its `agent/wip/…` branch whatever the repository's
+   * Keep an escalated job's work on its `agent/wip/…` branch whatever the repository's
    * `push_wip_branch` says: the CLI's branches are local and run no CI.
    */
   alwaysKeepWip?: boolean;
@@ -110,7 +110,7 @@ export class JobContext {
   wt: WorkTree | undefined;
   /** A revision's review threads: each gets a reply, however the job ends. */
   reviewThreads: ReviewThread[] = [];
-  /** `push_wip_branch` of the repository's config: whether a stopped job's work is pushed. */
+  /** `push_wip_branch` of the repository's config: whether an escalated job's work is pushed. */
   pushWip = false;
   /** The install step's firewall report, for the PR body and the escalation. */
   firewall: EgressReport | undefined;
@@ -161,10 +161,7 @@ export class JobContext {
       statusRef: this.deps.statusRef,
       minIntervalMs: this.deps.statusIntervalMs ?? DEFAULT_STATUS_INTERVAL_MS,
       onStatus: this.deps.onStatus,
-      onEnding: async () => {
-        this.summariseTrace();
-        await this.deps.onEnding?.();
-      },
+      onEnding: this.deps.onEnding,
     });
     await this.postStatus({});
     this.saved =
@@ -187,7 +184,8 @@ export class JobContext {
 
   /** Ends the job on its thread: labels, then `body` as the status comment's last word. */
   async end(label: EndLabel, body: string): Promise<void> {
-    await this.thread.end(label, body);
+    // Before the last word, so a reader of "done" finds the trace's closing figures.
+    await this.thread.end(label, body, () => this.summariseTrace());
   }
 
   /** How the job ends when a shutdown or a stop has been asked for, else undefined. */

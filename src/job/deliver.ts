@@ -20,6 +20,8 @@ export interface IssueDelivery extends RoundsResult {
   plan: Plan;
   scopeRequests: Array<{ path: string; reason: string }>;
   baseline: ValidationReport;
+  /** The issue the commit and the PR close, as GitHub answered it (none for the CLI's local tasks). */
+  closes: number | undefined;
   /** The job went on from a plan that waited for a go-ahead: that plan is done with. */
   fromCheckpoint: boolean;
 }
@@ -31,7 +33,7 @@ export interface IssueDelivery extends RoundsResult {
 export async function deliverPullRequest(ctx: JobContext, ws: Workspace, d: IssueDelivery): Promise<Outcome> {
   const { gh, deps, job } = ctx;
   const { branch, title } = d.naming;
-  const closes = deps.closesIssue === false ? undefined : job.issueNumber;
+  const { closes } = d;
   await ctx.postStatus({ phase: 'delivering' });
   ctx.checkStop();
   // Pushed before a crash: the branch has the commit; only the PR is left to open.

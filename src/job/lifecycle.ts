@@ -13,9 +13,10 @@ import { prepareJob } from './setup.js';
 
 /**
  * One job, whatever its kind: open the status comment and the labels, read the repository
- * and its budgets, run the kind's stages, and end in exactly one way (delivered, a question,
- * stopped, a config error, or an escalation). A shutdown (`Interrupted`) and an
- * infrastructure error leave by throwing, for the worker to resume or retry.
+ * and its budgets, run the kind's stages, and end in exactly one way (delivered, questions,
+ * a plan waiting for a go-ahead, stopped, a config error, or an escalation). A shutdown
+ * (`Interrupted`), an infrastructure error and an escalation that could not be reported
+ * (`UnrecoverableError`) leave by throwing, for the worker to resume, retry or report.
  * Delivering is the job's, never the model's: no tool reaches GitHub and no token enters the sandbox.
  */
 export async function runJob(job: JobData, deps: JobDeps): Promise<Outcome> {

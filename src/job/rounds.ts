@@ -120,7 +120,10 @@ async function codeRound(
   return coded.value;
 }
 
-/** Saves the round's change, runs the checks, and ends the job when the round made no progress. */
+/**
+ * Holds the change to the paths rule, saves it, runs the checks; ends the job when the round
+ * changed nothing or failed the same way as the last.
+ */
 async function validateRound(
   ctx: JobContext,
   ws: Workspace,

@@ -84,9 +84,13 @@ export class Thread {
       if (labels.includes(stale)) await this.gh.removeLabel(this.number, stale);
   }
 
-  /** The job's last word: the labels swapped, then the status written at once; a failure is the job's. */
-  async end(label: EndLabel, body: string): Promise<void> {
+  /**
+   * The job's last word: the labels swapped, then the status written at once; a failure is
+   * the job's. `beforeLastWord` runs between the two (the job's trace summary).
+   */
+  async end(label: EndLabel, body: string, beforeLastWord?: () => void): Promise<void> {
     await this.swapLabels(label);
+    beforeLastWord?.();
     // Before people can read the last word: a trigger they send on reading it starts the
     // next attempt even though this job is still finishing in the queue.
     await this.onEnding?.().catch((err: unknown) => this.log.warn({ err }, 'could not mark the job as ending'));
@@ -107,8 +111,9 @@ export class Thread {
     await (commentId ? this.gh.updateComment(commentId, body) : this.gh.comment(this.number, body)).catch(
       (err: unknown) => this.log.warn({ err }, 'could not write the status comment'),
     );
-    if (label) await this.gh.addLabels(this.number, [label]).catch(() => {});
-    if (working) await this.gh.removeLabel(this.number, LABEL_WORKING).catch(() => {});
+    const unlabelled = (err: unknown) => this.log.warn({ err }, 'could not change the labels');
+    if (label) await this.gh.addLabels(this.number, [label]).catch(unlabelled);
+    if (working) await this.gh.removeLabel(this.number, LABEL_WORKING).catch(unlabelled);
   }
 
   /** One reply in a review thread of a pull request. */

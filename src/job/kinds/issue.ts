@@ -63,6 +63,7 @@ export const issueJob: JobKind = {
       plan: thePlan,
       scopeRequests,
       baseline,
+      closes: ctx.deps.closesIssue === false ? undefined : issue.number,
       fromCheckpoint: goAhead !== undefined,
     });
   },

@@ -11,7 +11,7 @@ export interface JobKind {
   firstPhase: StatusPhase;
   /** Whether an escalation pushes the stopped work to a WIP branch (where the repository asks). */
   keepsWip: boolean;
-  /** The stages, from the repository's setup to the delivery; an escalation is thrown. */
+  /** The stages, after the lifecycle's setup, to the delivery; an escalation is thrown. */
   run(ctx: JobContext): Promise<Outcome>;
   /** After the escalation is reported: what the kind leaves behind that the next attempt must not reuse. */
   afterEscalation?(ctx: JobContext): Promise<void>;
