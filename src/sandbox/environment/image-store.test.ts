@@ -1,0 +1,145 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestRegistry, type TestRegistry } from '../../../test/helpers/oci-registry.js';
+import { parseImageRef } from './image-ref.js';
+import { EnvironmentError, ImageStore } from './image-store.js';
+
+const log = pino({ level: 'silent' });
+
+describe('image references', () => {
+  it('reads registry, path, tag and digest as docker does', () => {
+    const digest = `sha256:${'a'.repeat(64)}`;
+    const cases: Array<[string, object]> = [
+      [
+        'python:3.12-bookworm',
+        { registry: 'docker.io', path: 'library/python', tag: '3.12-bookworm', digest: undefined },
+      ],
+      ['ghcr.io/org/img', { registry: 'ghcr.io', path: 'org/img', tag: 'latest', digest: undefined }],
+      ['org/img:1', { registry: 'docker.io', path: 'org/img', tag: '1', digest: undefined }],
+      ['localhost:5000/a/b:2', { registry: 'localhost:5000', path: 'a/b', tag: '2', digest: undefined }],
+      [`127.0.0.1:5055/t/x@${digest}`, { registry: '127.0.0.1:5055', path: 't/x', tag: undefined, digest }],
+      [`python:3@${digest}`, { registry: 'docker.io', path: 'library/python', tag: '3', digest }],
+    ];
+    for (const [text, want] of cases) {
+      const parsed = parseImageRef(text);
+      expect(parsed.ok, text).toBe(true);
+      if (parsed.ok) expect(parsed.ref, text).toMatchObject(want);
+    }
+  });
+
+  it('refuses what is not a reference, saying what one looks like', () => {
+    for (const text of ['', 'Python:3', '--help', 'a b', 'img@sha256:123', `x:${'t'.repeat(200)}`]) {
+      const parsed = parseImageRef(text);
+      expect(parsed.ok, text).toBe(false);
+      if (!parsed.ok) expect(parsed.why).toMatch(/image reference/);
+    }
+  });
+});
+
+describe('ImageStore (a real registry on loopback, skopeo and umoci)', () => {
+  let registry: TestRegistry;
+  let dataDir: string;
+  let firstDigest: string;
+  const store = (access = { insecureHosts: [registry.host] }) => new ImageStore({ dataDir, access, log });
+
+  beforeAll(async () => {
+    registry = await startTestRegistry();
+    firstDigest = registry.push('test/tiny', '1', { 'etc/hello.txt': 'hello\n' }, [
+      'PATH=/opt/x/bin:/usr/bin',
+      'LANG=C',
+    ]);
+    dataDir = mkdtempSync(path.join(tmpdir(), 'image-store-'));
+  }, 60_000);
+  afterAll(async () => {
+    await registry?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('pulls a tag, pins its digest and unpacks it once; a repeat is a cache hit', async () => {
+    const first = await store().pull(`${registry.host}/test/tiny:1`);
+    expect(first).toMatchObject({
+      digest: firstDigest,
+      pinned: `${registry.host}/test/tiny@${firstDigest}`,
+      env: ['PATH=/opt/x/bin:/usr/bin', 'LANG=C'],
+      cwd: '/',
+      cached: false,
+    });
+    expect(readFileSync(path.join(first.rootfs, 'etc/hello.txt'), 'utf8')).toBe('hello\n');
+    expect(first.bytes).toBeGreaterThan(0);
+    const unpackedAt = statSync(first.rootfs).mtimeMs;
+
+    const again = await store().pull(`${registry.host}/test/tiny:1`);
+    expect(again).toMatchObject({ digest: firstDigest, rootfs: first.rootfs, cached: true });
+    expect(statSync(again.rootfs).mtimeMs).toBe(unpackedAt);
+    expect(readdirSync(path.join(dataDir, 'environments/tmp'))).toEqual([]);
+  });
+
+  it('follows a tag that moved to a new digest, and keeps the old one by its digest', async () => {
+    const moved = registry.push('test/moving', '1', { 'v.txt': 'one' });
+    const a = await store().pull(`${registry.host}/test/moving:1`);
+    const next = registry.push('test/moving', '1', { 'v.txt': 'two' });
+    expect(next).not.toBe(moved);
+    const b = await store().pull(`${registry.host}/test/moving:1`);
+    expect(b.digest).toBe(next);
+    expect(readFileSync(path.join(b.rootfs, 'v.txt'), 'utf8')).toBe('two');
+    expect(readFileSync(path.join(a.rootfs, 'v.txt'), 'utf8')).toBe('one');
+    expect((await store().pull(`${registry.host}/test/moving@${moved}`)).cached).toBe(true);
+  });
+
+  it('gives two workers pulling one digest at once one whole entry', async () => {
+    const digest = registry.push('test/race', '1', { 'r.txt': 'race' });
+    const [a, b] = await Promise.all([
+      store().pull(`${registry.host}/test/race:1`),
+      store().pull(`${registry.host}/test/race:1`),
+    ]);
+    expect(a.rootfs).toBe(b.rootfs);
+    expect(a.digest).toBe(digest);
+    expect(readFileSync(path.join(a.rootfs, 'r.txt'), 'utf8')).toBe('race');
+    expect(
+      readdirSync(path.join(dataDir, 'environments/images')).filter((e) => e.includes(digest.slice(7))),
+    ).toHaveLength(1);
+    expect(readdirSync(path.join(dataDir, 'environments/tmp'))).toEqual([]);
+  });
+
+  it('names the image and the cause when it cannot be pulled', async () => {
+    const failure = async (reference: string, access?: { insecureHosts: string[] }) => {
+      const err = await store(access)
+        .pull(reference)
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      expect(err).toBeInstanceOf(EnvironmentError);
+      return err as EnvironmentError;
+    };
+    const unknown = await failure(`${registry.host}/test/nothing:1`);
+    expect(unknown).toMatchObject({ kind: 'not-found', image: `${registry.host}/test/nothing:1` });
+    expect(unknown.message).toMatch(/no such image or tag/);
+    expect(await failure(`${registry.host}/test/tiny:no-such-tag`)).toMatchObject({ kind: 'not-found' });
+    // Plain HTTP only for the hosts the operator lists: anywhere else it is HTTPS or nothing.
+    const https = await failure(`${registry.host}/test/tiny:1`, { insecureHosts: [] });
+    expect(https).toMatchObject({ kind: 'unreachable' });
+    expect(https.message).toMatch(/could not be reached/);
+    expect(await failure('Not A Reference')).toMatchObject({ kind: 'bad-reference', image: 'Not A Reference' });
+    expect(existsSync(path.join(dataDir, 'environments/images/sha256-nothing'))).toBe(false);
+  });
+
+  it('runs a digest it has from the cache with the registry gone', async () => {
+    const digest = registry.push('test/offline', '1', { 'o.txt': 'o' });
+    await store().pull(`${registry.host}/test/offline@${digest}`);
+    await registry.stop();
+    const again = await store().pull(`${registry.host}/test/offline@${digest}`);
+    expect(again).toMatchObject({ cached: true, digest });
+    expect(readFileSync(path.join(again.rootfs, 'o.txt'), 'utf8')).toBe('o');
+    const gone = await store()
+      .pull(`${registry.host}/test/offline:1`)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(gone).toMatchObject({ kind: 'unreachable' });
+  });
+});

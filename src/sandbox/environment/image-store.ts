@@ -1,0 +1,268 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { RunResult } from '../runner.js';
+import { spawnCapped } from '../spawn-capped.js';
+import { asked, type ImageRef, parseImageRef, pinned } from './image-ref.js';
+
+/** How the worker reaches registries: the operator's settings, never the repository's. */
+export interface RegistryAccess {
+  /** REGISTRY_AUTH_FILE: a containers-auth.json. Read by skopeo on the host; never enters the sandbox. */
+  authFile?: string;
+  /** REGISTRY_INSECURE_HOSTS: `host:port` entries reached over plain HTTP (a registry on loopback, say). */
+  insecureHosts: readonly string[];
+}
+
+/** An image unpacked under DATA_DIR, once per digest. */
+export interface PulledImage {
+  /** The reference as the repository wrote it. */
+  reference: string;
+  /** `sha256:…`: what the job runs on, whatever the tag points at later. */
+  digest: string;
+  /** `registry/path@digest`. */
+  pinned: string;
+  /** The unpacked root filesystem. */
+  rootfs: string;
+  /** The image's environment (its PATH, say) and working directory, from its config. */
+  env: string[];
+  cwd: string;
+  /** Disk used by the unpacked image. */
+  bytes: number;
+  /** True when it was already unpacked: no registry was asked. */
+  cached: boolean;
+}
+
+export type EnvironmentFailure = 'bad-reference' | 'not-found' | 'refused' | 'unreachable' | 'disk-full' | 'failed';
+
+/** Why an image could not be made ready, naming the image: for the one comment a job ends with. */
+export class EnvironmentError extends Error {
+  constructor(
+    readonly kind: EnvironmentFailure,
+    readonly image: string,
+    readonly detail: string,
+  ) {
+    super(`${image}: ${detail}`);
+    this.name = 'EnvironmentError';
+  }
+}
+
+export interface ImageStoreOptions {
+  dataDir: string;
+  access: RegistryAccess;
+  log: Logger;
+  /** Longest a pull (inspect, copy, unpack) may take. */
+  timeoutMs?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 15 * 60_000;
+const RECORD = 'image.json';
+const HOST_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' };
+
+interface ImageRecord {
+  reference: string;
+  digest: string;
+  pinned: string;
+  env: string[];
+  cwd: string;
+  bytes: number;
+}
+
+/**
+ * Images pulled from their registries with skopeo, pinned by digest, and unpacked with umoci
+ * (rootless) once per digest under DATA_DIR/environments/images. An entry is built in a
+ * directory of its own and renamed into place whole, so workers sharing DATA_DIR never see
+ * half of one; two that pull the same digest at once both succeed and one copy is kept.
+ */
+export class ImageStore {
+  private readonly root: string;
+
+  constructor(private readonly opts: ImageStoreOptions) {
+    this.root = path.join(opts.dataDir, 'environments');
+  }
+
+  /** The image's root filesystem, pulled and unpacked if this digest is not here yet. */
+  async pull(reference: string, signal?: AbortSignal): Promise<PulledImage> {
+    const parsed = parseImageRef(reference);
+    if (!parsed.ok) throw new EnvironmentError('bad-reference', reference, parsed.why);
+    const ref = parsed.ref;
+    await mkdir(this.root, { recursive: true }).catch((err: unknown) => {
+      throw asEnvironmentError(err, reference);
+    });
+    const digest =
+      ref.digest ??
+      (await this.resolve(ref, signal).catch((err: unknown) => {
+        throw asEnvironmentError(err, reference);
+      }));
+    const entry = this.entryDir(digest);
+    const cached = await this.read(entry);
+    if (cached) return cached;
+    const tmp = path.join(this.root, 'tmp', `${digest.replace(':', '-')}-${randomBytes(6).toString('hex')}`);
+    try {
+      await mkdir(tmp, { recursive: true });
+      await this.copy(ref, digest, tmp, signal);
+      const record = await this.unpack(ref, digest, tmp, signal);
+      await writeFile(path.join(tmp, 'bundle', RECORD), JSON.stringify(record));
+      await mkdir(path.dirname(entry), { recursive: true });
+      await rename(path.join(tmp, 'bundle'), entry).catch(async (err: NodeJS.ErrnoException) => {
+        // Another worker renamed its copy first: that one is kept.
+        if (err.code !== 'ENOTEMPTY' && err.code !== 'EEXIST') throw err;
+      });
+    } catch (err) {
+      throw asEnvironmentError(err, reference);
+    } finally {
+      await rm(tmp, { recursive: true, force: true }).catch(() => {});
+    }
+    const ready = await this.read(entry, false);
+    if (!ready) throw new EnvironmentError('failed', reference, `the unpacked image is missing from ${entry}`);
+    this.opts.log.info({ image: ready.pinned, bytes: ready.bytes }, 'image unpacked');
+    return ready;
+  }
+
+  private entryDir(digest: string): string {
+    return path.join(this.root, 'images', digest.replace(':', '-'));
+  }
+
+  /** A complete entry (its record is written last), touched so the least recently used can go first. */
+  private async read(entry: string, cached = true): Promise<PulledImage | undefined> {
+    const recordFile = path.join(entry, RECORD);
+    if (!existsSync(recordFile)) return undefined;
+    const record = JSON.parse(await readFile(recordFile, 'utf8')) as ImageRecord;
+    const now = new Date();
+    await utimes(recordFile, now, now).catch(() => {});
+    return { ...record, rootfs: path.join(entry, 'rootfs'), cached };
+  }
+
+  /** The digest a tag points at now: the job then runs on that, whatever the tag says later. */
+  private async resolve(ref: ImageRef, signal?: AbortSignal): Promise<string> {
+    const r = await this.skopeo(
+      ['inspect', ...this.tls(ref, 'tls-verify'), '--format', '{{.Digest}}', `docker://${asked(ref)}`],
+      signal,
+    );
+    const digest = r.output.trim();
+    if (r.exitCode !== 0 || !/^sha256:[a-f0-9]{64}$/.test(digest)) throw registryError(ref.text, r);
+    return digest;
+  }
+
+  private async copy(ref: ImageRef, digest: string, tmp: string, signal?: AbortSignal): Promise<void> {
+    const r = await this.skopeo(
+      [
+        'copy',
+        '--quiet',
+        ...this.tls(ref, 'src-tls-verify'),
+        `docker://${pinned(ref, digest)}`,
+        `oci:${path.join(tmp, 'oci')}:image`,
+      ],
+      signal,
+      tmp,
+    );
+    if (r.exitCode !== 0) throw registryError(ref.text, r);
+  }
+
+  private async unpack(ref: ImageRef, digest: string, tmp: string, signal?: AbortSignal): Promise<ImageRecord> {
+    const bundle = path.join(tmp, 'bundle');
+    const r = await this.tool(
+      'umoci',
+      ['unpack', '--rootless', '--image', `${path.join(tmp, 'oci')}:image`, bundle],
+      signal,
+      tmp,
+    );
+    if (r.exitCode !== 0) throw toolError(ref.text, 'umoci unpack', r);
+    const config = await imageConfig(path.join(tmp, 'oci'));
+    const du = await this.tool('du', ['-sb', path.join(bundle, 'rootfs')], signal, tmp);
+    return {
+      reference: ref.text,
+      digest,
+      pinned: pinned(ref, digest),
+      env: config.Env ?? [],
+      cwd: config.WorkingDir || '/',
+      bytes: Number.parseInt(du.output, 10) || 0,
+    };
+  }
+
+  /** `--<flag>=false` for a registry the operator lists as plain HTTP; HTTPS everywhere else. */
+  private tls(ref: ImageRef, flag: string): string[] {
+    return this.opts.access.insecureHosts.includes(ref.registry) ? [`--${flag}=false`] : [];
+  }
+
+  private skopeo(args: string[], signal?: AbortSignal, tmp?: string): Promise<RunResult> {
+    const auth = this.opts.access.authFile;
+    const [verb, ...rest] = args as [string, ...string[]];
+    return this.tool('skopeo', [verb, ...(auth ? ['--authfile', auth] : []), ...rest], signal, tmp);
+  }
+
+  private tool(file: string, args: string[], signal?: AbortSignal, tmp?: string): Promise<RunResult> {
+    return spawnCapped({
+      command: `${file} ${args[0]}`,
+      file,
+      args,
+      // The host's tools with a bare environment: no credential of the worker's reaches them
+      // but the auth file the operator names, and large blobs go under DATA_DIR, not /tmp.
+      env: { ...HOST_ENV, HOME: this.root, ...(tmp ? { TMPDIR: tmp } : {}) },
+      cwd: this.root,
+      timeoutMs: this.opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      maxOutputBytes: 64 * 1024,
+      signal,
+    });
+  }
+}
+
+/** The image's own config (its Env and WorkingDir), read from the OCI layout skopeo wrote. */
+async function imageConfig(layout: string): Promise<{ Env?: string[]; WorkingDir?: string }> {
+  const blob = async (digest: string) =>
+    JSON.parse(await readFile(path.join(layout, 'blobs', ...digest.split(':')), 'utf8')) as Record<string, unknown>;
+  const index = JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8')) as {
+    manifests: Array<{ digest: string }>;
+  };
+  const manifest = (await blob(index.manifests[0]!.digest)) as { config: { digest: string } };
+  const config = (await blob(manifest.config.digest)) as { config?: { Env?: string[]; WorkingDir?: string } };
+  return config.config ?? {};
+}
+
+/** What skopeo's error says, as one of the failures a person can act on. */
+function registryError(image: string, r: RunResult): EnvironmentError {
+  const said = lastLine(r);
+  if (/manifest unknown|name unknown|not found|404/i.test(said))
+    return new EnvironmentError('not-found', image, `the registry has no such image or tag (${said})`);
+  if (/unauthorized|authentication required|denied|forbidden|401|403/i.test(said))
+    return new EnvironmentError(
+      'refused',
+      image,
+      `the registry refused the pull (${said}); the operator's REGISTRY_AUTH_FILE may lack a login for it`,
+    );
+  if (/no space left/i.test(said)) return new EnvironmentError('disk-full', image, `the disk is full (${said})`);
+  if (
+    /dial tcp|no such host|connection refused|timeout|i\/o timeout|HTTP response to HTTPS client/i.test(said) ||
+    r.timedOut
+  )
+    return new EnvironmentError('unreachable', image, `the registry could not be reached (${said || 'timed out'})`);
+  return new EnvironmentError('failed', image, `skopeo failed (${said || `exit ${r.exitCode}`})`);
+}
+
+function toolError(image: string, what: string, r: RunResult): EnvironmentError {
+  const said = lastLine(r);
+  if (/no space left/i.test(said)) return new EnvironmentError('disk-full', image, `the disk is full (${said})`);
+  return new EnvironmentError('failed', image, `${what} failed (${said || `exit ${r.exitCode}`})`);
+}
+
+function asEnvironmentError(err: unknown, image: string): EnvironmentError {
+  if (err instanceof EnvironmentError) return err;
+  const e = err as NodeJS.ErrnoException;
+  const missing = e instanceof Error && /could not start (skopeo|umoci|du): .*ENOENT/.exec(e.message);
+  if (missing)
+    return new EnvironmentError(
+      'failed',
+      image,
+      `${missing[1]} is not installed on the worker (Debian: apt-get install skopeo umoci)`,
+    );
+  if (e?.code === 'ENOSPC') return new EnvironmentError('disk-full', image, `the disk is full (${e.message})`);
+  return new EnvironmentError('failed', image, e instanceof Error ? e.message : String(err));
+}
+
+/** skopeo's last line, its `msg="…"` when it logs one. */
+function lastLine(r: RunResult): string {
+  const lines = r.output.trim().split('\n');
+  const last = lines[lines.length - 1] ?? '';
+  return (/msg="((?:[^"\\]|\\.)*)"/.exec(last)?.[1] ?? last).replace(/\\"/g, '"').slice(0, 500);
+}
