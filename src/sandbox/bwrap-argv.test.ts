@@ -400,6 +400,148 @@ describe('bwrapArgv', () => {
     ]);
   });
 
+  describe('on an image root', () => {
+    const ROOTFS = '/data/environments/images/sha256-ab/rootfs';
+    const imageHost = (over: Partial<HostFacts> = {}) =>
+      host({
+        systemDirs: [
+          { path: '/bin', kind: 'symlink', target: 'usr/bin' },
+          { path: '/etc', kind: 'directory', source: `${ROOTFS}/etc` },
+          { path: '/usr', kind: 'directory', source: `${ROOTFS}/usr` },
+          { path: '/var', kind: 'directory', source: `${ROOTFS}/var` },
+        ],
+        imageEtc: ['passwd'],
+        ...over,
+      });
+    const IMAGE_SYSTEM = [
+      '--symlink',
+      'usr/bin',
+      '/bin',
+      '--ro-bind',
+      `${ROOTFS}/etc`,
+      '/etc',
+      '--ro-bind',
+      `${ROOTFS}/usr`,
+      '/usr',
+      '--ro-bind',
+      `${ROOTFS}/var`,
+      '/var',
+      '--ro-bind',
+      `${ETC}/passwd`,
+      '/etc/passwd',
+      '--ro-bind',
+      `${ETC}/gitconfig`,
+      '/run/issue-agent/gitconfig',
+      '--setenv',
+      'GIT_CONFIG_SYSTEM',
+      '/run/issue-agent/gitconfig',
+    ];
+
+    it("binds the image's entries instead of the host's system, and no host /etc file", () => {
+      expect(bwrapArgv(plan({ root: { rootfs: ROOTFS } }), imageHost())).toEqual([
+        ...PRLIMIT,
+        ...BWRAP,
+        ...ENV,
+        ...IMAGE_SYSTEM,
+        ...PROC_DEV_TMP,
+        '--bind',
+        WT,
+        WT,
+        '--remount-ro',
+        '/',
+        '--chdir',
+        WT,
+        '--',
+        '/bin/sh',
+        '-c',
+        'npm test',
+      ]);
+    });
+
+    it("runs the egress forwarder on the host's node through the host's loader", () => {
+      const argv = bwrapArgv(
+        plan({ root: { rootfs: ROOTFS }, network: 'registries', egressSocket: SOCKET, command: 'pip install .' }),
+        imageHost({
+          hostRuntime: { loader: '/lib64/ld-linux-x86-64.so.2', libs: ['/lib/x86_64-linux-gnu/libstdc++.so.6'] },
+        }),
+      );
+      expect(argv).toEqual([
+        ...PRLIMIT,
+        ...BWRAP,
+        ...ENV,
+        ...IMAGE_SYSTEM,
+        ...PROC_DEV_TMP,
+        '--bind',
+        WT,
+        WT,
+        '--bind',
+        SOCKET,
+        '/run/issue-agent/egress.sock',
+        '--ro-bind',
+        `${ETC}/egress-forward.cjs`,
+        '/run/issue-agent/egress-forward.cjs',
+        '--ro-bind',
+        '/lib64/ld-linux-x86-64.so.2',
+        '/run/issue-agent/host/ld.so',
+        '--ro-bind',
+        '/lib/x86_64-linux-gnu/libstdc++.so.6',
+        '/run/issue-agent/host/lib/libstdc++.so.6',
+        '--ro-bind',
+        '/usr/bin/node',
+        '/run/issue-agent/host/node',
+        '--ro-bind',
+        `${ETC}/node-launcher.sh`,
+        '/run/issue-agent/node',
+        '--remount-ro',
+        '/',
+        '--chdir',
+        WT,
+        '--',
+        '/bin/sh',
+        '-c',
+        FORWARDER_WRAPPER,
+        'sandbox-egress',
+        '/run/issue-agent/node',
+        '/run/issue-agent/egress-forward.cjs',
+        'pip install .',
+      ]);
+    });
+
+    it("in host-uid mode reaches the image's entries through the portal, after the work tree", () => {
+      const argv = bwrapArgv(
+        plan({
+          root: { rootfs: ROOTFS },
+          mode: 'host-uid',
+          tools: { ...plan().tools, setpriv: '/usr/bin/setpriv', unshare: '/usr/bin/unshare', mount: '/usr/bin/mount' },
+        }),
+        imageHost({ portalDir: PORTAL }),
+      );
+      const setup = argv.indexOf('sandbox-setup');
+      // The sources the setup script binds into the portal: the work tree, then the rootfs.
+      expect(argv.slice(setup + 1, setup + 7)).toEqual(['/usr/bin/mount', PORTAL, '0', '2', WT, ROOTFS]);
+      const bound = (dest: string) => argv[argv.lastIndexOf(dest) - 1];
+      expect([bound('/etc'), bound('/usr'), bound('/var')]).toEqual([
+        `${PORTAL}/1/etc`,
+        `${PORTAL}/1/usr`,
+        `${PORTAL}/1/var`,
+      ]);
+      const tree = argv.indexOf('--bind');
+      expect(argv.slice(tree, tree + 3)).toEqual(['--bind', `${PORTAL}/0`, WT]);
+    });
+
+    it('refuses a work tree inside a directory the image has: a read-only bind takes no mount point', () => {
+      expect(() =>
+        bwrapArgv(
+          plan({ root: { rootfs: ROOTFS }, workTree: '/var/lib/agent/work/1', cwd: '/var/lib/agent/work/1' }),
+          imageHost(),
+        ),
+      ).toThrow(/the image has its own \/var, which holds \/var\/lib\/agent\/work\/1/);
+      expect(() => bwrapArgv(plan({ root: { rootfs: '/' } }), imageHost())).toThrow(
+        /refusing to bind the image's root \//,
+      );
+    });
+  });
+
   it('refuses a work tree whose .git is a symlink: bwrap would bind its target', () => {
     expect(() => bwrapArgv(plan(), host({ dotGit: 'symlink' }))).toThrow(
       'refusing to run: /data/work/42/.git is a symlink (bwrap would bind its target)',

@@ -47,6 +47,18 @@ export const SYSTEM_DIRS = ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx3
 /** The files of the generated /etc directory bound over the sandbox's own. */
 export const GENERATED_ETC_FILES = ['passwd', 'group', 'gitconfig'] as const;
 export const FORWARDER_FILE = 'egress-forward.cjs';
+/** The generated launcher that runs the host's node inside an image (see NODE_LAUNCHER). */
+export const NODE_LAUNCHER_FILE = 'node-launcher.sh';
+
+/**
+ * On an image's root the host's node, its libraries and its loader are not there (or not
+ * the same): the egress forwarder runs the host's own, bound here, through the host's loader.
+ */
+export const HOST_RUNTIME_DIR = '/run/issue-agent/host';
+export const IMAGE_NODE = '/run/issue-agent/node';
+export const NODE_LAUNCHER = `#!/bin/sh\nexec ${HOST_RUNTIME_DIR}/ld.so --library-path ${HOST_RUNTIME_DIR}/lib ${HOST_RUNTIME_DIR}/node "$@"\n`;
+/** Where the generated git config goes on an image without an /etc/gitconfig to bind over. */
+export const IMAGE_GITCONFIG = '/run/issue-agent/gitconfig';
 
 /**
  * How the sandbox's processes appear on the host:
@@ -79,13 +91,20 @@ export interface SandboxPlan {
   env: Record<string, string>;
   readOnlyPaths: string[];
   limits: Required<SandboxLimits>;
+  /** Run on an image's root filesystem instead of the host's system directories. */
+  root?: { rootfs: string };
   /** cgroup.procs files to join before anything runs. */
   cgroupProcs?: string[];
   cgroupHasPids?: boolean;
 }
 
-/** A system directory as lstat found it; one that is missing or neither kind is left out. */
-export type SystemDir = { path: string; kind: 'directory' } | { path: string; kind: 'symlink'; target: string };
+/**
+ * A system directory as lstat found it; one that is missing or neither kind is left out.
+ * On an image's root, a top-level entry of the image, bound from `source` under its rootfs.
+ */
+export type SystemDir =
+  | { path: string; kind: 'directory'; source?: string }
+  | { path: string; kind: 'symlink'; target: string };
 
 /** A read-only path of the plan, resolved on the host. */
 export interface ReadOnlyPath {
@@ -100,8 +119,15 @@ export interface ReadOnlyPath {
 export interface HostFacts {
   /** Real paths that nothing bound may be or contain: /, /root, the app, HOME, DATA_DIR. */
   forbiddenRoots: string[];
-  /** SYSTEM_DIRS as they are on this host. */
+  /** SYSTEM_DIRS as they are on this host; with an image root, the image's top-level entries. */
   systemDirs: SystemDir[];
+  /** With an image root: the generated /etc files the image has a file for, to bind over it. */
+  imageEtc?: Array<(typeof GENERATED_ETC_FILES)[number]>;
+  /**
+   * With an image root and the install egress: the host's loader and node's libraries (by
+   * the paths node loaded them from, whose names the loader looks for), for the forwarder.
+   */
+  hostRuntime?: { loader: string; libs: string[] };
   /** The host directory holding the generated passwd, group, gitconfig and egress forwarder. */
   etcDir: string;
   /** Node's real install prefix (the directory above its bin/). */
@@ -253,6 +279,44 @@ function namespaceArgs(plan: SandboxPlan): string[] {
   return argv;
 }
 
+/**
+ * An image's root read-only: its top-level entries (symlinks recreated), with the generated
+ * passwd, group and git config where the image has a file to bind them over.
+ */
+function imageRootArgs(host: HostFacts, source: (real: string) => string, mountedInside: readonly string[]): string[] {
+  const argv: string[] = [];
+  for (const dir of host.systemDirs) {
+    // A read-only bind takes no mount point under it: the work tree cannot sit inside the image's /var.
+    const under = mountedInside.find((p) => isInside(dir.path, p));
+    if (under !== undefined)
+      throw new Error(
+        `the image has its own ${dir.path}, which holds ${under}: the sandbox cannot mount it there. Put DATA_DIR (and read-only paths) under a directory the image does not have, such as /srv or /data`,
+      );
+    if (dir.kind === 'symlink') argv.push('--symlink', dir.target, dir.path);
+    else argv.push('--ro-bind', source(dir.source ?? dir.path), dir.path);
+  }
+  const has = new Set(host.imageEtc ?? []);
+  for (const f of GENERATED_ETC_FILES) if (has.has(f)) argv.push('--ro-bind', path.join(host.etcDir, f), `/etc/${f}`);
+  if (!has.has('gitconfig')) {
+    argv.push('--ro-bind', path.join(host.etcDir, 'gitconfig'), IMAGE_GITCONFIG);
+    argv.push('--setenv', 'GIT_CONFIG_SYSTEM', IMAGE_GITCONFIG);
+  }
+  return argv;
+}
+
+/** The host's node, its libraries and loader, and the launcher that runs them: the egress forwarder on an image. */
+function hostRuntimeArgs(host: HostFacts): string[] {
+  const runtime = host.hostRuntime;
+  if (!runtime) throw new Error("internal: an image root with the install egress but without the host's runtime");
+  const argv = ['--ro-bind', runtime.loader, `${HOST_RUNTIME_DIR}/ld.so`];
+  for (const lib of runtime.libs) argv.push('--ro-bind', lib, `${HOST_RUNTIME_DIR}/lib/${path.basename(lib)}`);
+  argv.push('--ro-bind', host.nodeBinary, `${HOST_RUNTIME_DIR}/node`);
+  argv.push('--ro-bind', path.join(host.etcDir, NODE_LAUNCHER_FILE), IMAGE_NODE);
+  for (const p of [runtime.loader, ...runtime.libs, host.nodeBinary])
+    assertBindable(p, 'the host runtime', host.forbiddenRoots);
+  return argv;
+}
+
 /** The system read-only: /usr, the system directories (merged /usr symlinks recreated), /etc's few files, node. */
 function systemArgs(host: HostFacts): string[] {
   const argv = ['--ro-bind', '/usr', '/usr'];
@@ -327,6 +391,7 @@ function workTreeArgs(
   if (egressSocket) {
     argv.push('--bind', source(egressSocket), EGRESS_SOCKET);
     argv.push('--ro-bind', path.join(host.etcDir, FORWARDER_FILE), EGRESS_FORWARDER);
+    if (plan.root) argv.push(...hostRuntimeArgs(host));
   }
   return argv;
 }
@@ -341,22 +406,27 @@ export function bwrapArgv(plan: SandboxPlan, host: HostFacts): string[] {
   const egressSocket = plan.network === 'registries' ? plan.egressSocket : undefined;
   if (hostUid && host.portalDir === undefined) throw new Error('internal: host-uid mode without the portal');
   // In 'host-uid' mode every host path the sandbox gets goes through the portal.
-  const sources = hostUid ? [plan.workTree, ...readOnly, ...(egressSocket ? [egressSocket] : [])] : [];
+  if (plan.root) assertBindable(plan.root.rootfs, "the image's root", host.forbiddenRoots);
+  const sources = hostUid
+    ? [plan.workTree, ...readOnly, ...(egressSocket ? [egressSocket] : []), ...(plan.root ? [plan.root.rootfs] : [])]
+    : [];
   const portalDir = hostUid ? host.portalDir : undefined;
+  const source = portalSource(sources, portalDir);
+  const node = plan.root ? IMAGE_NODE : host.nodeBinary;
 
   return [
     ...rlimitArgs(plan),
     ...rootSideArgs(plan, sources, portalDir),
     ...namespaceArgs(plan),
-    ...systemArgs(host),
+    ...(plan.root ? imageRootArgs(host, source, [plan.workTree, ...readOnly]) : systemArgs(host)),
     ...procDevTmpArgs(),
-    ...workTreeArgs(plan, host, readOnly, egressSocket, portalSource(sources, portalDir)),
+    ...workTreeArgs(plan, host, readOnly, egressSocket, source),
     // Nothing else may appear on the root tmpfs; /tmp and the work tree stay writable.
     '--remount-ro',
     '/',
     '--chdir',
     plan.cwd,
     '--',
-    ...(egressSocket ? behindForwarder(host.nodeBinary, plan.command) : ['/bin/sh', '-c', plan.command]),
+    ...(egressSocket ? behindForwarder(node, plan.command) : ['/bin/sh', '-c', plan.command]),
   ];
 }

@@ -5,6 +5,7 @@ import {
   lstatSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   readlinkSync,
   realpathSync,
@@ -18,7 +19,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   ETC_FILES,
+  GENERATED_ETC_FILES,
   FORWARDER_FILE,
+  NODE_LAUNCHER,
+  NODE_LAUNCHER_FILE,
   SANDBOX_GID,
   SANDBOX_UID,
   SYSTEM_DIRS,
@@ -84,6 +88,46 @@ export function exposedToSandbox(file: string): string | undefined {
       return false;
     }
   });
+}
+
+/** What an image's root has that the sandbox makes its own (a fresh /proc, /dev, /tmp; /run for our binds). */
+const IMAGE_SKIPPED = new Set(['proc', 'dev', 'sys', 'tmp', 'run', 'lost+found']);
+
+/** An image's top-level entries: directories bound from the rootfs, symlinks recreated (merged /usr). */
+function imageSystemDirs(rootfs: string): SystemDir[] {
+  const dirs: SystemDir[] = [];
+  for (const name of readdirSync(rootfs).sort()) {
+    if (IMAGE_SKIPPED.has(name)) continue;
+    const source = path.join(rootfs, name);
+    const st = lstatSync(source);
+    if (st.isSymbolicLink()) dirs.push({ path: `/${name}`, kind: 'symlink', target: readlinkSync(source) });
+    else if (st.isDirectory()) dirs.push({ path: `/${name}`, kind: 'directory', source });
+  }
+  return dirs;
+}
+
+/** Which of the generated /etc files an image has a regular file for (a mount needs one to cover). */
+function imageEtc(rootfs: string): NonNullable<HostFacts['imageEtc']> {
+  return GENERATED_ETC_FILES.filter((f) => {
+    try {
+      return lstatSync(path.join(rootfs, 'etc', f)).isFile();
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** The host's dynamic loader and the shared libraries node has loaded: what the host's node needs on an image. */
+function hostRuntime(): NonNullable<HostFacts['hostRuntime']> {
+  const report = process.report.getReport() as { sharedObjects?: string[] };
+  // By the names the loader asks for (libstdc++.so.6, not the file it links to).
+  const node = realpathSync(process.execPath);
+  const objects = [...new Set(report.sharedObjects ?? [])].filter(
+    (p) => path.isAbsolute(p) && realpathSync(p) !== node,
+  );
+  const loader = objects.find((p) => /\/ld-(linux|musl)[^/]*\.so/.test(p));
+  if (!loader) throw new Error("cannot find the host's dynamic loader among node's shared objects");
+  return { loader, libs: objects.filter((p) => p !== loader) };
 }
 
 /** SYSTEM_DIRS as lstat sees them: symlinks (merged /usr) with their targets, real directories. */
@@ -155,6 +199,8 @@ function generatedEtc(): string {
   writeIfChanged(path.join(dir, 'group'), `root:x:0:\nsandbox:x:${SANDBOX_GID}:\nnogroup:x:65534:\n`);
   writeIfChanged(path.join(dir, 'gitconfig'), '[safe]\n\tdirectory = *\n');
   writeIfChanged(path.join(dir, FORWARDER_FILE), FORWARDER_SOURCE);
+  writeIfChanged(path.join(dir, NODE_LAUNCHER_FILE), NODE_LAUNCHER);
+  chmodSync(path.join(dir, NODE_LAUNCHER_FILE), 0o555);
   etcDir = dir;
   return dir;
 }
@@ -196,9 +242,12 @@ export function prepareHost(plan: SandboxPlan): HostFacts {
     return { real, isDirectory: st.isDirectory(), mode: st.mode };
   });
   const nodeBinary = realpathSync(process.execPath);
+  const rootfs = plan.root ? realpathSync(plan.root.rootfs) : undefined;
   return {
     forbiddenRoots: forbiddenRoots(),
-    systemDirs: systemDirs(),
+    systemDirs: rootfs ? imageSystemDirs(rootfs) : systemDirs(),
+    ...(rootfs ? { imageEtc: imageEtc(rootfs) } : {}),
+    ...(rootfs && plan.network === 'registries' ? { hostRuntime: hostRuntime() } : {}),
     etcDir: generatedEtc(),
     nodePrefix: path.dirname(path.dirname(nodeBinary)),
     nodeBinary,

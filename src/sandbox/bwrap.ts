@@ -1,3 +1,4 @@
+import { realpathSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import type { Logger } from 'pino';
@@ -21,6 +22,7 @@ import { openEgress, type EgressSession } from './egress/proxy.js';
 import { resolveRunRequest } from './run-request.js';
 import {
   DEFAULT_MAX_OUTPUT_BYTES,
+  imageEnv,
   sandboxEnv,
   type RunnerOptions,
   type RunRequest,
@@ -214,7 +216,8 @@ async function runInSandbox(setup: RunnerSetup, req: RunRequest): Promise<RunRes
       command: req.command,
       network: req.network,
       ...(egress ? { egressSocket: egress.socketPath } : {}),
-      env: egress ? { ...sandboxEnv(req.env), ...proxyEnv() } : sandboxEnv(req.env),
+      env: imageEnv(req.root, egress ? { ...sandboxEnv(req.env), ...proxyEnv() } : sandboxEnv(req.env)),
+      ...(req.root ? { root: { rootfs: realpathSync(req.root.rootfs) } } : {}),
       readOnlyPaths: req.readOnlyPaths ?? [],
       limits,
       ...(cgroup ? { cgroupProcs: cgroup.procsFiles, cgroupHasPids: cgroup.hasPids } : {}),

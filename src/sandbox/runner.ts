@@ -32,6 +32,33 @@ export interface RunRequest {
   signal?: AbortSignal;
   /** Overrides of the runner's limits for this command (defaults: DEFAULT_LIMITS). */
   limits?: Partial<SandboxLimits>;
+  /**
+   * Run on an image's root filesystem (environment/image-store.ts) instead of the host's
+   * system directories, with the image's environment under the request's own.
+   */
+  root?: ImageRoot;
+}
+
+/** An unpacked image to run on: its root filesystem and its environment (`KEY=value`). */
+export interface ImageRoot {
+  rootfs: string;
+  env: readonly string[];
+}
+
+/** The sandbox's environment with the image's PATH, and the image's other variables it does not set: no host variable gets in. */
+export function imageEnv(root: ImageRoot | undefined, env: Record<string, string>): Record<string, string> {
+  if (!root) return env;
+  const fromImage: Record<string, string> = {};
+  for (const kv of root.env) {
+    const eq = kv.indexOf('=');
+    if (eq > 0) fromImage[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  // The image's PATH finds the image's programs; HOME and the rest stay the sandbox's.
+  return { ...env, ...(fromImage.PATH ? { PATH: fromImage.PATH } : {}), ...withoutKeys(fromImage, env) };
+}
+
+function withoutKeys(from: Record<string, string>, taken: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(from).filter(([k]) => !(k in taken)));
 }
 
 /** Where the install step's egress may go. */

@@ -33,6 +33,8 @@ export function createUnsandboxedRunner(log: Logger, opts: RunnerOptions = {}): 
   return {
     backend: 'unsandboxed',
     async run(req: RunRequest): Promise<RunResult> {
+      if (req.root)
+        throw new Error('SANDBOX=unsandboxed runs on the host and cannot run on an image: use the bwrap sandbox');
       const { workTree, cwd } = resolveRunRequest(req);
       const limits = resolveLimits(req.timeoutMs, cores, opts.limits, req.limits);
       const env = sandboxEnv(req.env);

@@ -1,0 +1,106 @@
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../../test/helpers/git-fixtures.js';
+import { createRunner } from './create-runner.js';
+import type { ImageRoot, RunRequest } from './runner.js';
+
+// A real run on an image's root: a root filesystem made here from the host's dash and
+// sleep and the libraries they link, with files of its own; no host system directory.
+
+const log = pino({ level: 'silent' });
+const runner = createRunner('bwrap', log);
+
+/** Copies `program` and the libraries ldd names into `rootfs`, at the same paths. */
+function install(rootfs: string, program: string, as: string): void {
+  const copy = (from: string, to: string) => {
+    mkdirSync(path.dirname(path.join(rootfs, to)), { recursive: true });
+    copyFileSync(realpathSync(from), path.join(rootfs, to));
+  };
+  copy(program, as);
+  const libs = execFileSync('ldd', [program], { encoding: 'utf8' }).match(/\/[^\s)]+/g) ?? [];
+  for (const lib of libs) copy(lib, lib);
+}
+
+describe('bwrap on an image root', () => {
+  let image: { dir: string; cleanup: () => void };
+  let work: { dir: string; cleanup: () => void };
+  let root: ImageRoot;
+  const req = (command: string, extra: Partial<RunRequest> = {}): RunRequest => ({
+    workTree: work.dir,
+    command,
+    timeoutMs: 20_000,
+    network: 'none',
+    root,
+    ...extra,
+  });
+
+  beforeAll(() => {
+    image = tempDir('image-root');
+    work = tempDir('image-wt');
+    execFileSync('git', ['init', '-q', work.dir]);
+    const rootfs = path.join(image.dir, 'rootfs');
+    install(rootfs, '/bin/sh', '/usr/bin/sh');
+    install(rootfs, '/bin/sleep', '/usr/bin/sleep');
+    symlinkSync('usr/bin', path.join(rootfs, 'bin'));
+    mkdirSync(path.join(rootfs, 'etc'));
+    writeFileSync(path.join(rootfs, 'etc/hello.txt'), 'from the image\n');
+    writeFileSync(path.join(rootfs, 'etc/passwd'), 'imageuser:x:1000:1000::/home/imageuser:/bin/sh\n');
+    mkdirSync(path.join(rootfs, 'opt/tool/bin'), { recursive: true });
+    root = { rootfs, env: ['PATH=/opt/tool/bin:/usr/bin:/bin', 'LANG=C.UTF-8', 'HOME=/root'] };
+  });
+  afterAll(() => {
+    image.cleanup();
+    work.cleanup();
+  });
+
+  it("runs the image's programs and files, with the image's PATH, and none of the host's system", async () => {
+    const r = await runner.run(
+      req(
+        [
+          'read -r line < /etc/hello.txt; echo "$line"',
+          'echo "PATH=$PATH LANG=$LANG HOME=$HOME"',
+          'for p in /usr/bin/node /usr/bin/git /etc/hostname /lib/x86_64-linux-gnu/libstdc++.so.6; do [ -e "$p" ] && echo "host: $p"; done',
+          'echo done',
+        ].join('\n'),
+      ),
+    );
+    expect(r.exitCode).toBe(0);
+    expect(r.output.trim().split('\n')).toEqual([
+      'from the image',
+      // The image's PATH; HOME stays the sandbox's.
+      'PATH=/opt/tool/bin:/usr/bin:/bin LANG=C.UTF-8 HOME=/tmp/home',
+      'done',
+    ]);
+  });
+
+  it("binds the sandbox's passwd over the image's, and keeps the work tree writable and the image read-only", async () => {
+    const r = await runner.run(
+      req(
+        [
+          'while read -r l; do case "$l" in sandbox:*) echo "$l";; esac; done < /etc/passwd',
+          'echo x > "$PWD/written" && echo wrote',
+          '(echo x > /etc/hello.txt) 2>/dev/null || echo read-only',
+          'echo "$GIT_CONFIG_SYSTEM"',
+        ].join('\n'),
+      ),
+    );
+    expect(r.exitCode).toBe(0);
+    expect(r.output.trim().split('\n')).toEqual([
+      'sandbox:x:1000:1000:sandbox:/tmp/home:/bin/sh',
+      'wrote',
+      'read-only',
+      // The image has no /etc/gitconfig to bind over: git reads the generated one here.
+      '/run/issue-agent/gitconfig',
+    ]);
+  });
+
+  it("runs the install egress's forwarder on the host's node, which the image does not have", async () => {
+    const r = await runner.run(req('echo "proxy $HTTPS_PROXY"', { network: 'registries', egress: { rules: [] } }));
+    expect(r.output).not.toContain('forwarder did not start');
+    expect(r.exitCode).toBe(0);
+    expect(r.output.trim()).toBe('proxy http://127.0.0.1:3128');
+  });
+});
