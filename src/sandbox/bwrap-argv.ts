@@ -56,7 +56,8 @@ export const NODE_LAUNCHER_FILE = 'node-launcher.sh';
  */
 export const HOST_RUNTIME_DIR = '/run/issue-agent/host';
 export const IMAGE_NODE = '/run/issue-agent/node';
-export const NODE_LAUNCHER = `#!/bin/sh\nexec ${HOST_RUNTIME_DIR}/ld.so --library-path ${HOST_RUNTIME_DIR}/lib ${HOST_RUNTIME_DIR}/node "$@"\n`;
+// The image's preloads and node options are not the host node's: they could break the forwarder.
+export const NODE_LAUNCHER = `#!/bin/sh\nunset LD_PRELOAD LD_AUDIT LD_LIBRARY_PATH NODE_OPTIONS NODE_PATH\nexec ${HOST_RUNTIME_DIR}/ld.so --library-path ${HOST_RUNTIME_DIR}/lib ${HOST_RUNTIME_DIR}/node "$@"\n`;
 /** Where the generated git config goes on an image without an /etc/gitconfig to bind over. */
 export const IMAGE_GITCONFIG = '/run/issue-agent/gitconfig';
 

@@ -108,6 +108,9 @@ function imageSystemDirs(rootfs: string): SystemDir[] {
 
 /** Which of the generated /etc files an image has a regular file for (a mount needs one to cover). */
 function imageEtc(rootfs: string): NonNullable<HostFacts['imageEtc']> {
+  // Never through a symlink of the image's: its /etc may point anywhere on the host.
+  const etc = path.join(rootfs, 'etc');
+  if (!lstatSync(etc, { throwIfNoEntry: false })?.isDirectory()) return [];
   return GENERATED_ETC_FILES.filter((f) => {
     try {
       return lstatSync(path.join(rootfs, 'etc', f)).isFile();
@@ -117,17 +120,29 @@ function imageEtc(rootfs: string): NonNullable<HostFacts['imageEtc']> {
   });
 }
 
-/** The host's dynamic loader and the shared libraries node has loaded: what the host's node needs on an image. */
+let runtime: NonNullable<HostFacts['hostRuntime']> | undefined;
+
+/**
+ * The host's dynamic loader and the system libraries node links: what the host's node needs
+ * on an image. Read once: never an addon (`*.node`) or anything under a forbidden root that
+ * the worker loaded later, by the names the loader asks for (libstdc++.so.6, not its target).
+ */
 function hostRuntime(): NonNullable<HostFacts['hostRuntime']> {
+  if (runtime) return runtime;
   const report = process.report.getReport() as { sharedObjects?: string[] };
-  // By the names the loader asks for (libstdc++.so.6, not the file it links to).
   const node = realpathSync(process.execPath);
+  const forbidden = forbiddenRoots().filter((r) => r !== '/');
   const objects = [...new Set(report.sharedObjects ?? [])].filter(
-    (p) => path.isAbsolute(p) && realpathSync(p) !== node,
+    (p) =>
+      path.isAbsolute(p) &&
+      !p.endsWith('.node') &&
+      realpathSync(p) !== node &&
+      !forbidden.some((r) => isInside(r, realpathSync(p))),
   );
   const loader = objects.find((p) => /\/ld-(linux|musl)[^/]*\.so/.test(p));
   if (!loader) throw new Error("cannot find the host's dynamic loader among node's shared objects");
-  return { loader, libs: objects.filter((p) => p !== loader) };
+  runtime = { loader, libs: objects.filter((p) => p !== loader) };
+  return runtime;
 }
 
 /** SYSTEM_DIRS as lstat sees them: symlinks (merged /usr) with their targets, real directories. */
@@ -170,14 +185,14 @@ function sharedTmpDir(name: string): string {
 }
 
 /** Writes a file by rename, so a concurrent worker never binds a half-written one. */
-function writeIfChanged(file: string, content: string): void {
+function writeIfChanged(file: string, content: string, mode = 0o444): void {
   try {
     if (readFileSync(file, 'utf8') === content) return;
   } catch {
     // Not there yet.
   }
   const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, content, { mode: 0o444 });
+  writeFileSync(tmp, content, { mode });
   renameSync(tmp, file);
 }
 
@@ -199,8 +214,7 @@ function generatedEtc(): string {
   writeIfChanged(path.join(dir, 'group'), `root:x:0:\nsandbox:x:${SANDBOX_GID}:\nnogroup:x:65534:\n`);
   writeIfChanged(path.join(dir, 'gitconfig'), '[safe]\n\tdirectory = *\n');
   writeIfChanged(path.join(dir, FORWARDER_FILE), FORWARDER_SOURCE);
-  writeIfChanged(path.join(dir, NODE_LAUNCHER_FILE), NODE_LAUNCHER);
-  chmodSync(path.join(dir, NODE_LAUNCHER_FILE), 0o555);
+  writeIfChanged(path.join(dir, NODE_LAUNCHER_FILE), NODE_LAUNCHER, 0o555);
   etcDir = dir;
   return dir;
 }

@@ -97,6 +97,25 @@ describe('bwrap on an image root', () => {
     ]);
   });
 
+  it('follows no symlink of the image on the host, and takes names such as ..data as names', async () => {
+    // A hostile image: its /etc points at a host directory that holds a passwd file, which
+    // the host side must not look into (it would bind over it, and bwrap would fail).
+    const hostDir = path.join(image.dir, 'host-private');
+    mkdirSync(hostDir);
+    writeFileSync(path.join(hostDir, 'passwd'), 'host\n');
+    const rootfs = path.join(image.dir, 'hostile');
+    install(rootfs, '/bin/sh', '/usr/bin/sh');
+    symlinkSync('usr/bin', path.join(rootfs, 'bin'));
+    symlinkSync(hostDir, path.join(rootfs, 'etc'));
+    mkdirSync(path.join(rootfs, '..data'));
+    writeFileSync(path.join(rootfs, '..data/x'), 'dotdot\n');
+    const r = await runner.run(
+      req('read -r x < "/..data/x"; echo "$x"; [ -e /etc/passwd ] || echo no-passwd', { root: { rootfs, env: [] } }),
+    );
+    expect(r.output.trim().split('\n')).toEqual(['dotdot', 'no-passwd']);
+    expect(r.exitCode).toBe(0);
+  });
+
   it("runs the install egress's forwarder on the host's node, which the image does not have", async () => {
     const r = await runner.run(req('echo "proxy $HTTPS_PROXY"', { network: 'registries', egress: { rules: [] } }));
     expect(r.output).not.toContain('forwarder did not start');

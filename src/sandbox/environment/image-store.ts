@@ -87,7 +87,8 @@ export class ImageStore {
     const parsed = parseImageRef(reference);
     if (!parsed.ok) throw new EnvironmentError('bad-reference', reference, parsed.why);
     const ref = parsed.ref;
-    await mkdir(this.root, { recursive: true }).catch((err: unknown) => {
+    // Private: an image's setuid files must not be reachable by other users of the host.
+    await mkdir(this.root, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
       throw asEnvironmentError(err, reference);
     });
     const digest =
