@@ -110,8 +110,6 @@ export class JobContext {
   wt: WorkTree | undefined;
   /** A revision's review threads: each gets a reply, however the job ends. */
   reviewThreads: ReviewThread[] = [];
-  /** `push_wip_branch` of the repository's config: whether an escalated job's work is pushed. */
-  pushWip = false;
   /** The install step's firewall report, for the PR body and the escalation. */
   firewall: EgressReport | undefined;
   /** The repository's config, budgets and model, once read (see setup.ts). */

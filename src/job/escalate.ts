@@ -34,7 +34,7 @@ export async function escalate(ctx: JobContext, esc: Escalation, keepsWip: boole
 
 /** Pushes what there is to a work-in-progress branch, replies in the review threads, then posts the report. */
 async function report(ctx: JobContext, esc: Escalation, keepsWip: boolean): Promise<void> {
-  const wip = keepsWip && ctx.pushWip ? await pushWip(ctx, esc) : undefined;
+  const wip = keepsWip ? await pushWip(ctx, esc) : undefined;
   // One reply per review thread, saying why nothing was done for it.
   for (const t of ctx.reviewThreads) {
     await ctx.thread
@@ -64,9 +64,11 @@ async function report(ctx: JobContext, esc: Escalation, keepsWip: boolean): Prom
  * repository asks, since a pushed branch runs its push workflows.
  */
 async function pushWip(ctx: JobContext, esc: Escalation): Promise<{ branch: string; url: string } | undefined> {
-  const { wt, job } = ctx;
-  if (!wt || ctx.touched.size === 0 || !ctx.setup) return undefined;
-  const { repo } = ctx.setup;
+  const { wt, job, setup } = ctx;
+  if (!wt || ctx.touched.size === 0 || !setup) return undefined;
+  // `push_wip_branch` of the repository's config, or the CLI's local branches.
+  if (ctx.deps.alwaysKeepWip !== true && setup.repoConfig.push_wip_branch !== true) return undefined;
+  const { repo } = setup;
   const wipBranch = `agent/wip/issue-${job.issueNumber}-attempt-${job.attempt}`;
   try {
     // A change that passed the checks may already be committed (a rejected push).

@@ -33,7 +33,6 @@ export async function prepareJob(ctx: JobContext, repo: RepoInfo): Promise<JobSe
   const repoConfig = parseRepoConfig(await readDefault(REPO_CONFIG_PATH), {
     allowHostNetwork: installPolicy.allowHostNetwork,
   });
-  ctx.pushWip = deps.alwaysKeepWip === true || repoConfig.push_wip_branch === true;
   const { budgets, capped } = capBudgets(budgetsOf(repoConfig), deps.costCaps);
   if (capped.length > 0)
     trace.write({ type: 'note', message: "budgets lowered to the operator's caps", detail: capped });

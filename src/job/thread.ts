@@ -43,7 +43,8 @@ export class Thread {
 
   /** A running job's status comment: edited as the job goes, throttled, a failed edit logged. */
   async openStatus(options: LiveStatusOptions): Promise<void> {
-    const { statusRef, log } = { ...options, log: this.log };
+    const { statusRef } = options;
+    const { log } = this;
     this.onStatus = options.onStatus;
     this.onEnding = options.onEnding;
     this.writer = new StatusWriter({

@@ -104,7 +104,10 @@ describe('ImageStore (a real registry on loopback, skopeo and umoci)', () => {
     expect(readdirSync(path.join(dataDir, 'environments/tmp'))).toEqual([]);
   });
 
-  it('names the image and the cause when it cannot be pulled', async () => {
+  it('names the image and the cause when it cannot be pulled, and keeps nothing of it', async () => {
+    const images = path.join(dataDir, 'environments/images');
+    const entries = () => (existsSync(images) ? readdirSync(images).sort() : []);
+    const before = entries();
     const failure = async (reference: string, access?: { insecureHosts: string[] }) => {
       const err = await store(access)
         .pull(reference)
@@ -124,7 +127,9 @@ describe('ImageStore (a real registry on loopback, skopeo and umoci)', () => {
     expect(https).toMatchObject({ kind: 'unreachable' });
     expect(https.message).toMatch(/could not be reached/);
     expect(await failure('Not A Reference')).toMatchObject({ kind: 'bad-reference', image: 'Not A Reference' });
-    expect(existsSync(path.join(dataDir, 'environments/images/sha256-nothing'))).toBe(false);
+    expect(entries()).toEqual(before);
+    const tmp = path.join(dataDir, 'environments/tmp');
+    expect(existsSync(tmp) ? readdirSync(tmp) : []).toEqual([]);
   });
 
   it('runs a digest it has from the cache with the registry gone', async () => {
