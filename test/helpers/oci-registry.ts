@@ -1,8 +1,8 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { freePort } from './redis.js';
 
 /** A real OCI registry (Debian's docker-registry, distribution 2.8) on loopback, over plain HTTP. */
 export interface TestRegistry {
@@ -11,17 +11,6 @@ export interface TestRegistry {
   /** Builds an image from files (path → content) and pushes it as `name:tag`; answers its digest. */
   push(name: string, tag: string, files: Record<string, string>, env?: string[]): string;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 export async function startTestRegistry(): Promise<TestRegistry> {
