@@ -29,12 +29,13 @@ RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts \
 FROM ${NODE_IMAGE} AS runtime
 # git: mirrors, work trees, pushes. bubblewrap: the sandbox. ripgrep: the search tool.
 # util-linux: prlimit, setpriv, unshare and flock (sandbox limits, the mirror lock).
+# skopeo and umoci: images a repository names under `environment:` (pulled, unpacked).
 # tini: PID 1 that reaps the sandbox's orphans and forwards SIGTERM for a clean drain.
 # Versions come from the pinned Debian release (bookworm); pinning each package's exact
 # version would break the build at every Debian security update.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git bubblewrap ripgrep util-linux ca-certificates tini \
+ && apt-get install -y --no-install-recommends git bubblewrap ripgrep util-linux ca-certificates tini skopeo umoci \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules

@@ -3,7 +3,8 @@ import { existsSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { Probot, Server, run } from 'probot';
 import { Trace } from './agent/trace.js';
-import { ConfigError, loadConfig, parseEnv, type Role } from './config/env.js';
+import { ConfigError, loadConfig, parseEnv, registryAccess, type Role } from './config/env.js';
+import { Environments } from './sandbox/environment/environments.js';
 import { createLogger } from './telemetry/logger.js';
 import { connectedWorkers, Metrics } from './telemetry/metrics.js';
 import { AgentQueue } from './queue/queue.js';
@@ -77,7 +78,11 @@ async function main(): Promise<void> {
   const runner = roles.includes('worker')
     ? createRunner(env.SANDBOX, log, {
         allowRootMapped: env.SANDBOX_ALLOW_ROOT_MAPPED,
-        secretFiles: [...(env.PRIVATE_KEY_PATH ? [env.PRIVATE_KEY_PATH] : []), path.resolve('.env')],
+        secretFiles: [
+          ...(env.PRIVATE_KEY_PATH ? [env.PRIVATE_KEY_PATH] : []),
+          path.resolve('.env'),
+          ...(env.REGISTRY_AUTH_FILE ? [env.REGISTRY_AUTH_FILE] : []),
+        ],
       })
     : undefined;
   // Asking this host's package managers for their registries takes a second or so: it runs
@@ -218,6 +223,7 @@ function startAgentWorker(
     config,
     probot,
     runner,
+    environments: Environments.open({ dataDir: config.dataDir, access: registryAccess(env), log }),
     installNetwork,
     redisUrl: redisHandle.url,
     queue,

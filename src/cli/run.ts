@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type Logger, pino } from 'pino';
 import { traceFileName } from '../agent/trace.js';
-import { ConfigError, parseEnv } from '../config/env.js';
+import { ConfigError, parseEnv, registryAccess } from '../config/env.js';
 import { parseRepoConfig, REPO_CONFIG_PATH, RepoConfigError, type RepoConfig } from '../config/repo-config.js';
 import { LocalRepo } from '../github/local-repo.js';
 import { createLogger } from '../telemetry/logger.js';
@@ -13,6 +13,7 @@ import { registerSecret, sanitise } from '../util/sanitise.js';
 import { git } from '../sandbox/git.js';
 import { type InstallNetworkPolicy, operatorInstallPolicy } from '../sandbox/egress/policy.js';
 import { createRunner } from '../sandbox/create-runner.js';
+import { Environments } from '../sandbox/environment/environments.js';
 import type { Runner } from '../sandbox/runner.js';
 import type { Outcome } from '../queue/outcome.js';
 import { runJob } from '../job/lifecycle.js';
@@ -328,6 +329,7 @@ async function runLocalJob(
         anthropicBaseUrl: env.ANTHROPIC_BASE_URL,
       },
       runner: deps.runner,
+      environments: Environments.open({ dataDir, access: registryAccess(env), log: deps.log }),
       installNetwork: deps.installNetwork,
       gh: deps.host,
       bot: { name: 'issue-agent', email: 'issue-agent@localhost' },

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import type { RegistryAccess } from '../sandbox/environment/image-store.js';
 import { priceOf } from '../agent/pricing.js';
 import type { Tier } from '../agent/tiers.js';
 import { sanitise } from '../util/sanitise.js';
@@ -93,6 +94,25 @@ export const EnvSchema = z
       .optional()
       .describe(
         'private networks (CIDRs, e.g. 10.20.0.0/16) where the registries on the list live, such as a corporate mirror; loopback, link-local and metadata addresses stay refused',
+      ),
+    REGISTRY_AUTH_FILE: nonEmpty
+      .optional()
+      .describe(
+        "a containers-auth.json (as `podman login` or `skopeo login` write it) with the logins for private image registries; read by the worker's skopeo only, never bound into the sandbox",
+      ),
+    REGISTRY_INSECURE_HOSTS: nonEmpty
+      .superRefine((list, ctx) => {
+        for (const host of list
+          .split(',')
+          .map((h) => h.trim())
+          .filter(Boolean)) {
+          if (!/^[a-z0-9.-]+(?::\d{1,5})?$|^\[[0-9a-f:]+\](?::\d{1,5})?$/i.test(host))
+            ctx.addIssue({ code: 'custom', message: `"${host}" is not a host or host:port` });
+        }
+      })
+      .optional()
+      .describe(
+        'image registries reached over plain HTTP instead of HTTPS: comma-separated host:port, e.g. a registry on loopback (default: none)',
       ),
     MAX_JOB_COST_USD: z.coerce
       .number()
@@ -189,6 +209,17 @@ function describeIssue(issue: z.core.$ZodIssue, raw: Record<string, string | und
 /** Values of secret-named variables, and anything token-shaped, are never echoed whole. */
 function redactValue(name: string, value: string): string {
   return /KEY|SECRET|TOKEN/.test(name) ? `${value.slice(0, 3)}…` : sanitise(value);
+}
+
+/** How the worker reaches image registries: the operator's login file and plain-HTTP hosts. */
+export function registryAccess(env: Env): RegistryAccess {
+  return {
+    ...(env.REGISTRY_AUTH_FILE ? { authFile: path.resolve(env.REGISTRY_AUTH_FILE) } : {}),
+    insecureHosts: (env.REGISTRY_INSECURE_HOSTS ?? '')
+      .split(',')
+      .map((h) => h.trim().toLowerCase())
+      .filter(Boolean),
+  };
 }
 
 /** Parses the environment; throws ConfigError naming each bad variable. */

@@ -1,4 +1,5 @@
 import { ruleProblem } from '../sandbox/egress/allowlist.js';
+import { parseImageRef } from '../sandbox/environment/image-ref.js';
 import { editDistance } from '../util/edit-distance.js';
 import picomatch from 'picomatch';
 import { GLOB_OPTIONS, type PathPolicy } from '../agent/tools/path-policy.js';
@@ -81,6 +82,31 @@ export const RepoConfigSchema = z
       .strict()
       .optional()
       .describe('the commands that validate a change, each run in the sandbox (default: detected from the repository)'),
+    environment: z
+      .strictObject({
+        image: z
+          .string()
+          .superRefine((text, ctx) => {
+            const parsed = parseImageRef(text);
+            // The problem line shows the value already.
+            if (!parsed.ok) ctx.addIssue({ code: 'custom', message: parsed.why.replace(`"${text}" `, '') });
+          })
+          .describe(
+            'the OCI image the commands run on: [registry/]name[:tag][@sha256:digest]; a tag is pinned to its digest when the job starts',
+          )
+          .meta({ examples: ['python:3.12-bookworm', 'ghcr.io/owner/ci-image:2026-11'] }),
+        setup: z
+          .union([command, z.array(command).min(1).max(20)])
+          .optional()
+          .describe(
+            "commands run once per environment, in order, on a private copy of the image, with the install step's network; the set-up copy is kept and reused while the image, these commands and the dependency manifests stay the same (default: none)",
+          )
+          .meta({ examples: ['pip install -r requirements-dev.txt'] }),
+      })
+      .optional()
+      .describe(
+        "where the repository's commands run: a container image and its setup, instead of the worker's own system (default: .devcontainer/devcontainer.json's image and create commands when there is one, else the worker's system)",
+      ),
     // The install step never gets the worker host's network unless the operator allows it:
     // a repository's install (or a dependency's build step) in the host's network reaches
     // its loopback services, Redis among them, and the cloud metadata service.

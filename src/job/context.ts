@@ -17,6 +17,9 @@ import type { SavedStages, StageStore } from '../queue/stage-store.js';
 import type { StatusState } from '../report/status.js';
 import type { EgressReport } from '../sandbox/egress/proxy.js';
 import type { InstallNetworkPolicy } from '../sandbox/egress/policy.js';
+import type { EnvironmentSpec } from '../config/environment.js';
+import type { Environments } from '../sandbox/environment/environments.js';
+import type { PulledImage } from '../sandbox/environment/image-store.js';
 import type { Runner } from '../sandbox/runner.js';
 import type { WorkTree } from '../sandbox/worktree.js';
 import type { ReviewThread } from '../stages/revise.js';
@@ -27,6 +30,8 @@ import { type EndLabel, type StatusRef, Thread } from './thread.js';
 export interface JobDeps {
   config: Pick<AppConfig, 'dataDir' | 'models' | 'anthropicApiKey'> & { anthropicBaseUrl?: string };
   runner: Runner;
+  /** Pulls images and keeps set-up environments; without it a repository that declares an environment is refused. */
+  environments?: Environments;
   /** What the operator allows the install step (default: no registries, no host network). */
   installNetwork?: InstallNetworkPolicy;
   /** GitHubRepo in the app; the CLI's LocalRepo for a local checkout. */
@@ -79,6 +84,8 @@ export interface JobSetup {
   model: ModelClient;
   maxRounds: number;
   pathPolicy: PathPolicy;
+  /** The repository's declared environment and its image, pulled before any model call; none: the worker's system. */
+  environment?: { spec: EnvironmentSpec; image: PulledImage };
 }
 
 const DEFAULT_STATUS_INTERVAL_MS = 10_000;

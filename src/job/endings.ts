@@ -1,5 +1,6 @@
 import { ModelError } from '../agent/model.js';
 import type { Stuck } from '../agent/stuck.js';
+import { EnvironmentError } from '../sandbox/environment/image-store.js';
 import type { CheckResult } from '../stages/validate.js';
 
 /** Thrown at the next step after the worker began shutting down; the job is resumed later. */
@@ -30,6 +31,22 @@ export class Escalation extends Error {
 /** The escalation an error ends the job in, when it is one the job reports (a model refusing, say). */
 export function toEscalation(err: unknown): Escalation | undefined {
   if (err instanceof Escalation) return err;
+  if (err instanceof EnvironmentError) {
+    const failure: CheckResult | undefined = err.command && {
+      name: 'setup',
+      command: err.command.command,
+      ok: false,
+      exitCode: null,
+      timedOut: false,
+      durationMs: 0,
+      tail: err.command.tail,
+      output: err.command.tail,
+    };
+    return new Escalation(
+      { reason: err.kind === 'setup-failed' ? 'setup-failed' : 'environment-unavailable', evidence: err.message },
+      failure,
+    );
+  }
   if (err instanceof ModelError)
     return new Escalation({
       reason: err.kind === 'refused' ? 'model-refused' : 'model-unavailable',

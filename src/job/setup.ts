@@ -6,7 +6,9 @@ import type { Stuck } from '../agent/stuck.js';
 import type { Tier } from '../agent/tiers.js';
 import { budgetsOf, parseRepoConfig, pathPolicyOf, REPO_CONFIG_PATH, type RepoConfig } from '../config/repo-config.js';
 import { type RepoInfo, WRITE_PERMISSIONS } from '../github/facade.js';
+import { environmentOf, isUsable } from '../config/environment.js';
 import type { InstallNetworkPolicy } from '../sandbox/egress/policy.js';
+import { EnvironmentError } from '../sandbox/environment/image-store.js';
 import type { JobContext, JobSetup } from './context.js';
 import { Escalation } from './endings.js';
 
@@ -44,6 +46,7 @@ export async function prepareJob(ctx: JobContext, repo: RepoInfo): Promise<JobSe
     return budgetStop(ctx.spend, budgets, ctx.started) ?? dailyStop(ctx, budgets);
   };
   const repoRules = await repositoryRules(readDefault, repoConfig.instructions);
+  const environment = await pullEnvironment(ctx, repoConfig, readDefault);
   return {
     repo,
     repoConfig,
@@ -54,7 +57,39 @@ export async function prepareJob(ctx: JobContext, repo: RepoInfo): Promise<JobSe
     model: pricedModel(ctx, repoConfig),
     maxRounds: repoConfig.max_rounds ?? DEFAULT_MAX_ROUNDS,
     pathPolicy: pathPolicyOf(repoConfig),
+    ...(environment ? { environment } : {}),
   };
+}
+
+/**
+ * The repository's environment with its image pulled, before any model call: an image that
+ * cannot be had, or a devcontainer this app cannot use, ends the job here at no model cost.
+ */
+async function pullEnvironment(
+  ctx: JobContext,
+  repoConfig: RepoConfig,
+  read: (p: string) => Promise<string | undefined>,
+): Promise<JobSetup['environment']> {
+  const spec = await environmentOf(repoConfig, read);
+  if (spec === undefined) return undefined;
+  if (!isUsable(spec)) throw new EnvironmentError('unsupported', spec.from, spec.problem);
+  const { environments, runner } = ctx.deps;
+  if (!environments || runner.backend !== 'bwrap')
+    throw new EnvironmentError(
+      'unsupported',
+      spec.image,
+      `this worker runs ${runner.backend === 'bwrap' ? 'without image support' : 'without a sandbox (SANDBOX=unsandboxed)'}, so it cannot run commands on an image; ask its operator, or remove the environment from ${spec.from}`,
+    );
+  await ctx.postStatus({ environment: { image: spec.image, state: 'pulling' } });
+  ctx.trace.write({ type: 'note', message: 'pulling the image', detail: { image: spec.image, from: spec.from } });
+  const image = await environments.images.pull(spec.image, ctx.abort);
+  ctx.checkStop();
+  ctx.trace.write({
+    type: 'note',
+    message: image.cached ? 'image already unpacked' : 'image pulled',
+    detail: { image: image.pinned, bytes: image.bytes },
+  });
+  return { spec, image };
 }
 
 /** Fails closed: a total that is not a number (a damaged or forged Redis value) stops the job. */

@@ -1,8 +1,20 @@
 import { checkPathPolicy } from '../agent/tools/path-policy.js';
 import { REPO_CONFIG_PATH, stuckLimitsOf } from '../config/repo-config.js';
+import type { EnvironmentSpec } from '../config/environment.js';
 import { installNetworkFor } from '../sandbox/egress/policy.js';
+import type { ReadyEnvironment } from '../sandbox/environment/environments.js';
+import { EnvironmentError } from '../sandbox/environment/image-store.js';
+import { onRoot } from '../sandbox/runner.js';
+import { dependencyManifests } from '../stages/manifests.js';
 import { ensureMirror } from '../sandbox/mirror.js';
-import { changedPaths, createWorkTree, readBaseFile, revertPaths, type WorkTree } from '../sandbox/worktree.js';
+import {
+  baseRootFiles,
+  changedPaths,
+  createWorkTree,
+  readBaseFile,
+  revertPaths,
+  type WorkTree,
+} from '../sandbox/worktree.js';
 import type { StageDeps } from '../stages/types.js';
 import { type CheckResult, type Check, detectChecks, runCheck, type ValidateDeps } from '../stages/validate.js';
 import type { JobContext } from './context.js';
@@ -15,6 +27,16 @@ export interface Workspace {
   validateDeps: ValidateDeps;
   checks: Check[];
   installed: CheckResult | undefined;
+  /** The repository's image, when it names one: every command of the job runs on it. */
+  environment?: WorkspaceEnvironment;
+}
+
+/** The environment the job ran on, for the PR body: the image, where it was named, and its setup. */
+export interface WorkspaceEnvironment {
+  spec: EnvironmentSpec;
+  ready: ReadyEnvironment;
+  /** The setup commands' results when they ran in this job; none when the set-up environment was reused. */
+  setup: CheckResult[];
 }
 
 /** A work tree on `branch` (made from `base`), with the checks found and installed. */
@@ -55,8 +77,11 @@ export async function openWorkspace(ctx: JobContext, base: string, branch: strin
   // A revision's tree holds the agent's and contributors' commits.
   const installNet = installNetworkFor(installPolicy, repoConfig, { changesInTree: ctx.job.kind === 'revise' });
   for (const message of installNet.notes) trace.write({ type: 'note', message });
+  const environment = await readyEnvironment(ctx, tree, mirrorPath, installNet);
+  const runner = environment ? onRoot(deps.runner, environment.ready.root) : deps.runner;
+  stageDeps.runner = runner;
   const validateDeps: ValidateDeps = {
-    runner: deps.runner,
+    runner,
     workTree: tree.path,
     sandboxReadOnlyPaths: [mirrorPath],
     trace,
@@ -81,7 +106,61 @@ export async function openWorkspace(ctx: JobContext, base: string, branch: strin
       { reason: 'install-failed', evidence: 'the install command failed before any change' },
       installed,
     );
-  return { tree, stageDeps, validateDeps, checks, installed };
+  return { tree, stageDeps, validateDeps, checks, installed, ...(environment ? { environment } : {}) };
+}
+
+/**
+ * The repository's image, set up for it: its setup commands run once per environment (on a
+ * private copy of the image, with the install step's network) and the result is kept for the
+ * next job; a failing command ends the job with its output, before any model call of its own.
+ */
+async function readyEnvironment(
+  ctx: JobContext,
+  tree: WorkTree,
+  mirrorPath: string,
+  installNet: ReturnType<typeof installNetworkFor>,
+): Promise<WorkspaceEnvironment | undefined> {
+  const declared = ctx.prepared.environment;
+  const environments = ctx.deps.environments;
+  if (!declared || !environments) return undefined;
+  const { spec, image } = declared;
+  const setup: CheckResult[] = [];
+  const inputs = dependencyManifests(await baseRootFiles(tree));
+  if (spec.setup.length > 0) await ctx.postStatus({ environment: { image: spec.image, state: 'setting up' } });
+  const ready = await environments.ready(
+    image,
+    { repository: ctx.prepared.repo.cloneUrl, commands: spec.setup, inputs },
+    async (root) => {
+      const deps: ValidateDeps = {
+        runner: onRoot(ctx.deps.runner, root),
+        workTree: tree.path,
+        sandboxReadOnlyPaths: [mirrorPath],
+        trace: ctx.trace,
+        stage: 'setup',
+        signal: ctx.abort,
+        egress: installNet.egress,
+      };
+      for (const command of spec.setup) {
+        const result = await runCheck(deps, { name: 'setup', command, source: 'config', network: installNet.network });
+        setup.push(result);
+        ctx.checkStop();
+        if (!result.ok)
+          throw new EnvironmentError(
+            'setup-failed',
+            spec.image,
+            `its setup command \`${command}\` (from ${spec.from}) ${result.timedOut ? 'timed out' : `failed with exit code ${result.exitCode}`}`,
+            { command, tail: result.tail },
+          );
+      }
+    },
+  );
+  await ctx.postStatus({ environment: { image: spec.image, state: 'ready', cached: ready.setup?.cached === true } });
+  ctx.trace.write({
+    type: 'note',
+    message: 'environment ready',
+    detail: { image: image.pinned, from: spec.from, setup: ready.setup, ignored: spec.ignored },
+  });
+  return { spec, ready, setup };
 }
 
 /**

@@ -69,6 +69,14 @@ export function nextSteps(reason: string, e: Pick<EscalationReport, 'wip' | 'fai
         ];
       }
       return [`fix the install or check commands under \`commands:\` in \`.github/agent.yml\`, then ${relabel}`];
+    case 'environment-unavailable':
+      return [
+        `name an image the worker can pull under \`environment:\` in \`.github/agent.yml\` (or in the devcontainer it reads); a private registry needs a login in the app operator's REGISTRY_AUTH_FILE, then ${relabel}`,
+      ];
+    case 'setup-failed':
+      return [
+        `fix the failing command under \`environment: setup:\` in \`.github/agent.yml\` (or the devcontainer's create commands): run it in the image to see it pass, then ${relabel}`,
+      ];
     case 'no-checks':
     case 'invalid-config':
       return [`fix the install or check commands under \`commands:\` in \`.github/agent.yml\`, then ${relabel}`];

@@ -16,6 +16,8 @@ export interface PrBodyInput {
   /** Files edited beyond the plan, with the reason given for each. */
   scopeRequests?: Array<{ path: string; reason: string }>;
   install?: CheckResult;
+  /** The image the commands ran on, when the repository names one. */
+  environment?: PrEnvironment;
   baseline?: ValidationReport;
   final: ValidationReport;
   diffStat: string;
@@ -23,6 +25,30 @@ export interface PrBodyInput {
   /** One line per tool: calls, right first try, recovered, failed. */
   toolCalls?: string[];
   rounds: number;
+}
+
+export interface PrEnvironment {
+  /** As the repository wrote it, and pinned by the digest the job ran on. */
+  image: string;
+  pinned: string;
+  /** The file that named it. */
+  from: string;
+  /** Setup commands that ran in this job (none when the set-up environment was reused). */
+  setup: CheckResult[];
+  /** Set up by an earlier job with the same image, commands and manifests. */
+  reused: boolean;
+  /** Devcontainer settings that were not applied. */
+  ignored: string[];
+}
+
+function environmentSection(e: PrEnvironment | undefined): string[] {
+  if (!e) return [];
+  const lines = ['### Environment', `\`${e.image}\` from \`${e.from}\`, run as \`${e.pinned}\``];
+  if (e.reused)
+    lines.push('', 'Its setup was reused from an earlier job (same image, setup commands and dependency manifests).');
+  if (e.ignored.length)
+    lines.push('', `Not applied from the devcontainer: ${e.ignored.map((k) => `\`${k}\``).join(', ')}.`);
+  return [...lines, ''];
 }
 
 /** The pull request body: summary, plan, checks with results, spend, and the closing keyword. */
@@ -33,6 +59,7 @@ export function prBody(p: PrBodyInput): string {
     return `${resultLine(r)} ${b ? (b.ok ? 'passed' : 'failed') : '—'} |`;
   });
   if (p.install) rows.unshift(`${resultLine(p.install)} (install${p.install.egress ? ', registries only' : ''}) |`);
+  rows.unshift(...(p.environment?.setup ?? []).map((r) => `${resultLine(r)} (setup) |`));
   return [
     p.summary,
     '',
@@ -50,6 +77,7 @@ export function prBody(p: PrBodyInput): string {
     ...(p.scopeRequests?.length
       ? ['Scope widened during the change:', ...p.scopeRequests.map((r) => `- \`${r.path}\`: ${r.reason}`), '']
       : []),
+    ...environmentSection(p.environment),
     '### Validation',
     `Run in a sandbox without network after ${p.rounds} round${p.rounds === 1 ? '' : 's'}:`,
     '',

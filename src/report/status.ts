@@ -61,6 +61,8 @@ export interface StatusState {
   failureExcerpt?: string;
   /** The escalation or questions, when they are a separate comment. */
   escalationUrl?: string;
+  /** Where the commands run, when the repository names an image: the image and what is being done with it. */
+  environment?: { image: string; state: 'pulling' | 'setting up' | 'ready'; cached?: boolean };
   spend?: string;
 }
 
@@ -224,6 +226,12 @@ function excerpt(text: string): string {
   );
 }
 
+function environmentLine(e: NonNullable<StatusState['environment']>): string {
+  const image = inlineCode(e.image, 200);
+  if (e.state === 'ready') return `**Environment:** ${image}${e.cached ? ' (set up earlier, reused)' : ''}`;
+  return `**Environment:** ${e.state} ${image}…`;
+}
+
 /** The one status comment of a job, rendered from its state: short enough to read on a phone. */
 export function statusComment(s: StatusState): string {
   const revise = s.kind === 'revise';
@@ -231,6 +239,7 @@ export function statusComment(s: StatusState): string {
   const section = (lines: string[]) => {
     if (lines.length) parts.push('', ...lines);
   };
+  if (s.environment) section([environmentLine(s.environment)]);
   if (s.planSummary) section([`**Plan:** ${plain(s.planSummary, MAX_SUMMARY)}`]);
   section(checksTable(s));
   if (s.phase === 'stuck') {

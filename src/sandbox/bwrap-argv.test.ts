@@ -458,6 +458,31 @@ describe('bwrapArgv', () => {
       ]);
     });
 
+    it("binds the image's directories read-write for an environment's setup, and the generated files still read-only", () => {
+      const writable = IMAGE_SYSTEM.map((a, i) =>
+        a === '--ro-bind' && IMAGE_SYSTEM[i + 1]!.startsWith(ROOTFS) ? '--bind' : a,
+      );
+      expect(writable.filter((a) => a === '--bind')).toHaveLength(3);
+      expect(bwrapArgv(plan({ root: { rootfs: ROOTFS, writable: true } }), imageHost())).toEqual([
+        ...PRLIMIT,
+        ...BWRAP,
+        ...ENV,
+        ...writable,
+        ...PROC_DEV_TMP,
+        '--bind',
+        WT,
+        WT,
+        '--remount-ro',
+        '/',
+        '--chdir',
+        WT,
+        '--',
+        '/bin/sh',
+        '-c',
+        'npm test',
+      ]);
+    });
+
     it("runs the egress forwarder on the host's node through the host's loader", () => {
       const argv = bwrapArgv(
         plan({ root: { rootfs: ROOTFS }, network: 'registries', egressSocket: SOCKET, command: 'pip install .' }),

@@ -93,7 +93,7 @@ export interface SandboxPlan {
   readOnlyPaths: string[];
   limits: Required<SandboxLimits>;
   /** Run on an image's root filesystem instead of the host's system directories. */
-  root?: { rootfs: string };
+  root?: { rootfs: string; writable?: boolean };
   /** cgroup.procs files to join before anything runs. */
   cgroupProcs?: string[];
   cgroupHasPids?: boolean;
@@ -281,10 +281,15 @@ function namespaceArgs(plan: SandboxPlan): string[] {
 }
 
 /**
- * An image's root read-only: its top-level entries (symlinks recreated), with the generated
+ * An image's root read-only (read-write for an environment's setup): its top-level entries (symlinks recreated), with the generated
  * passwd, group and git config where the image has a file to bind them over.
  */
-function imageRootArgs(host: HostFacts, source: (real: string) => string, mountedInside: readonly string[]): string[] {
+function imageRootArgs(
+  host: HostFacts,
+  source: (real: string) => string,
+  mountedInside: readonly string[],
+  writable: boolean,
+): string[] {
   const argv: string[] = [];
   for (const dir of host.systemDirs) {
     // A read-only bind takes no mount point under it: the work tree cannot sit inside the image's /var.
@@ -294,7 +299,7 @@ function imageRootArgs(host: HostFacts, source: (real: string) => string, mounte
         `the image has its own ${dir.path}, which holds ${under}: the sandbox cannot mount it there. Put DATA_DIR (and read-only paths) under a directory the image does not have, such as /srv or /data`,
       );
     if (dir.kind === 'symlink') argv.push('--symlink', dir.target, dir.path);
-    else argv.push('--ro-bind', source(dir.source ?? dir.path), dir.path);
+    else argv.push(writable ? '--bind' : '--ro-bind', source(dir.source ?? dir.path), dir.path);
   }
   const has = new Set(host.imageEtc ?? []);
   for (const f of GENERATED_ETC_FILES) if (has.has(f)) argv.push('--ro-bind', path.join(host.etcDir, f), `/etc/${f}`);
@@ -419,7 +424,9 @@ export function bwrapArgv(plan: SandboxPlan, host: HostFacts): string[] {
     ...rlimitArgs(plan),
     ...rootSideArgs(plan, sources, portalDir),
     ...namespaceArgs(plan),
-    ...(plan.root ? imageRootArgs(host, source, [plan.workTree, ...readOnly]) : systemArgs(host)),
+    ...(plan.root
+      ? imageRootArgs(host, source, [plan.workTree, ...readOnly], plan.root.writable === true)
+      : systemArgs(host)),
     ...procDevTmpArgs(),
     ...workTreeArgs(plan, host, readOnly, egressSocket, source),
     // Nothing else may appear on the root tmpfs; /tmp and the work tree stay writable.

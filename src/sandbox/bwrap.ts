@@ -199,6 +199,8 @@ async function runInSandbox(setup: RunnerSetup, req: RunRequest): Promise<RunRes
   const { workTree, cwd } = resolveRunRequest(req);
   const limits = resolveLimits(req.timeoutMs, setup.cores, setup.limits, req.limits);
   if (mode === 'host-uid') await handTreeTo(workTree, hostUidFor(workTree));
+  // An environment's setup writes into its copy of the image: the sandbox's uid must own it.
+  if (mode === 'host-uid' && req.root?.writable) await handTreeTo(realpathSync(req.root.rootfs), hostUidFor(workTree));
   let egress: EgressSession | undefined;
   const cgroup = await openRunCgroup(log, setup.cgroups, limits);
   try {
@@ -217,7 +219,7 @@ async function runInSandbox(setup: RunnerSetup, req: RunRequest): Promise<RunRes
       network: req.network,
       ...(egress ? { egressSocket: egress.socketPath } : {}),
       env: imageEnv(req.root, egress ? { ...sandboxEnv(req.env), ...proxyEnv() } : sandboxEnv(req.env)),
-      ...(req.root ? { root: { rootfs: realpathSync(req.root.rootfs) } } : {}),
+      ...(req.root ? { root: { rootfs: realpathSync(req.root.rootfs), writable: req.root.writable === true } } : {}),
       readOnlyPaths: req.readOnlyPaths ?? [],
       limits,
       ...(cgroup ? { cgroupProcs: cgroup.procsFiles, cgroupHasPids: cgroup.hasPids } : {}),

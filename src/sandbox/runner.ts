@@ -43,6 +43,16 @@ export interface RunRequest {
 export interface ImageRoot {
   rootfs: string;
   env: readonly string[];
+  /**
+   * The image's directories bound read-write, for an environment's setup commands on a
+   * copy of the image (environment/environments.ts); every other command gets them read-only.
+   */
+  writable?: boolean;
+}
+
+/** The same runner with every command on `root`: the job's runner once its environment is ready. */
+export function onRoot(runner: Runner, root: ImageRoot): Runner {
+  return { backend: runner.backend, run: (req) => runner.run({ ...req, root }) };
 }
 
 /** The sandbox's environment with the image's PATH, and the image's other variables it does not set: no host variable gets in. */

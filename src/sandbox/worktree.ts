@@ -165,6 +165,17 @@ export async function readBaseFile(
   return (await git(['cat-file', 'blob', entry[2]!], { cwd: wt.path })).stdout;
 }
 
+/** The regular files at the root of the base commit, name → blob id (a hash of the content): read from git, never the tree. */
+export async function baseRootFiles(wt: Pick<WorkTree, 'path' | 'baseSha'>): Promise<Map<string, string>> {
+  const listing = (await git(['ls-tree', '-z', wt.baseSha], { cwd: wt.path })).stdout;
+  const files = new Map<string, string>();
+  for (const entry of listing.split('\0')) {
+    const m = /^(100644|100755) blob ([0-9a-f]{40,64})\t(.+)$/s.exec(entry);
+    if (m) files.set(m[3]!, m[2]!);
+  }
+  return files;
+}
+
 /** The commit at HEAD, or undefined while nothing was committed on top of the base. */
 export async function headIfCommitted(wt: WorkTree): Promise<string | undefined> {
   const head = (await git(['rev-parse', 'HEAD'], { cwd: wt.path })).stdout.trim();

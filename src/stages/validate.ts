@@ -5,7 +5,8 @@ import type { EgressReport } from '../sandbox/egress/proxy.js';
 import type { EgressPolicy, NetworkPolicy, Runner, RunResult } from '../sandbox/runner.js';
 
 export interface Check {
-  name: 'install' | 'lint' | 'typecheck' | 'test';
+  /** `setup`: an environment's setup command (config/environment.ts), with the install step's network. */
+  name: 'setup' | 'install' | 'lint' | 'typecheck' | 'test';
   command: string;
   /** Where the command came from: `.github/agent.yml` or what was detected. */
   source: 'config' | 'detected';
@@ -88,7 +89,7 @@ export async function detectChecks(
     const makefile = (await read('Makefile')) ?? '';
     if (/^test:/m.test(makefile)) detected.test = 'make test';
   }
-  const pick = (name: Check['name']): Check | undefined => {
+  const pick = (name: Exclude<Check['name'], 'setup'>): Check | undefined => {
     const c = configured[name];
     if (c) return { name, command: c, source: 'config' };
     const d = detected[name];
@@ -136,12 +137,13 @@ export interface ValidateDeps {
 
 /** Runs one check in the sandbox; only the install step may reach the network, and only as the repository's install_network allows. */
 export async function runCheck(deps: ValidateDeps, check: Check): Promise<CheckResult> {
+  const installs = check.name === 'install' || check.name === 'setup';
   const r = await deps.runner.run({
     workTree: deps.workTree,
     command: check.command,
     timeoutMs: deps.timeoutMs ?? 15 * 60 * 1000,
-    network: check.name === 'install' ? (check.network ?? DEFAULT_INSTALL_NETWORK) : 'none',
-    ...(check.name === 'install' && deps.egress ? { egress: deps.egress } : {}),
+    network: installs ? (check.network ?? DEFAULT_INSTALL_NETWORK) : 'none',
+    ...(installs && deps.egress ? { egress: deps.egress } : {}),
     readOnlyPaths: deps.sandboxReadOnlyPaths,
     signal: deps.signal,
   });

@@ -8,6 +8,7 @@ import type { AgentQueue } from '../queue/queue.js';
 import type { RecordSeal } from '../queue/record-seal.js';
 import type { StageStore } from '../queue/stage-store.js';
 import type { InstallNetworkPolicy } from '../sandbox/egress/policy.js';
+import type { Environments } from '../sandbox/environment/environments.js';
 import type { Runner } from '../sandbox/runner.js';
 import { AppIdentity } from '../github/app-identity.js';
 import { GitHubRepo, LABEL_STUCK } from '../github/facade.js';
@@ -22,6 +23,8 @@ export interface WorkerDeps {
   config: AppConfig;
   probot: Probot;
   runner: Runner;
+  /** Images and set-up environments, for repositories that name an image. */
+  environments?: Environments;
   /** Opens the seals of job data (see RecordSeal); the same key as the queue's. */
   seal: RecordSeal;
   /** What the operator allows the install step: the registries, and whether the host's network may be asked for. */
@@ -86,6 +89,7 @@ export class JobProcessor {
         stages: deps.stages,
         config: { ...deps.config, anthropicBaseUrl: deps.config.env.ANTHROPIC_BASE_URL },
         runner: deps.runner,
+        ...(deps.environments ? { environments: deps.environments } : {}),
         installNetwork: deps.installNetwork,
         gh,
         bot: await this.identity.committer(octokit),

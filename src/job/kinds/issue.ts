@@ -35,13 +35,17 @@ export const issueJob: JobKind = {
         message: 'resumed from a checkpointed plan',
         detail: { baseSha: goAhead.baseSha },
       });
+    const naming = ctx.saved.naming ?? { branch: branchName(issue.number, issue.title), title: issue.title };
+    if (!ctx.saved.naming) await ctx.saveStage('naming', naming);
+    const open = () => openWorkspace(ctx, ctx.prepared.repo.defaultBranch, naming.branch);
+    // A repository that names an image gets it set up, and its dependencies installed,
+    // before any model call: an environment that cannot be made costs nothing.
+    const early = ctx.prepared.environment ? await open() : undefined;
     const questions = await scope(ctx, issue, goAhead);
     if (questions) return questions;
 
     await ctx.postStatus({ phase: 'planning' });
-    const naming = ctx.saved.naming ?? { branch: branchName(issue.number, issue.title), title: issue.title };
-    if (!ctx.saved.naming) await ctx.saveStage('naming', naming);
-    const ws = await openWorkspace(ctx, ctx.prepared.repo.defaultBranch, naming.branch);
+    const ws = early ?? (await open());
     // The checks before the change: the PR shows red → green, and a check that already
     // fails on the default branch is visible as such.
     const baseline = await ctx.stage('baseline', () =>

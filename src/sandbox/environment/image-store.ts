@@ -34,7 +34,15 @@ export interface PulledImage {
   cached: boolean;
 }
 
-export type EnvironmentFailure = 'bad-reference' | 'not-found' | 'refused' | 'unreachable' | 'disk-full' | 'failed';
+export type EnvironmentFailure =
+  | 'bad-reference'
+  | 'not-found'
+  | 'refused'
+  | 'unreachable'
+  | 'disk-full'
+  | 'unsupported'
+  | 'setup-failed'
+  | 'failed';
 
 /** Why an image could not be made ready, naming the image: for the one comment a job ends with. */
 export class EnvironmentError extends Error {
@@ -42,6 +50,8 @@ export class EnvironmentError extends Error {
     readonly kind: EnvironmentFailure,
     readonly image: string,
     readonly detail: string,
+    /** A setup command that failed, and the last lines of its output. */
+    readonly command?: { command: string; tail: string },
   ) {
     super(`${image}: ${detail}`);
     this.name = 'EnvironmentError';
