@@ -3,7 +3,7 @@
  * then as one summary table. Never asserted: the machines are noisy.
  *
  *   npm run bench                       (BENCH_RUNS=5 for more samples of the scenario)
- *   BENCH_ONLY=webhooks,git npm run bench   (parts: webhooks, git, install, logs, compaction, scenario)
+ *   BENCH_ONLY=webhooks,git npm run bench   (parts: webhooks, git, install, environments, logs, compaction, scenario)
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -17,6 +17,7 @@ import { tallyToolCalls, type ToolTally } from '../src/agent/tools/stats.js';
 import { formatFailureReport, parseFailureOutput } from '../src/stages/failure-report.js';
 import { runLongStage } from '../test/helpers/long-stage.js';
 import { gitFigures } from './git-checkout.js';
+import { environmentFigures } from './environments.js';
 import { installFigures } from './install-egress.js';
 import { formatTable, median, type Figure } from './table.js';
 import { webhookFigures } from './webhook-load.js';
@@ -323,6 +324,7 @@ async function main(): Promise<void> {
   if (part('webhooks')) summary.push(...(await webhookFigures({ log: (l) => console.log(l) })));
   if (part('git')) summary.push(...(await gitFigures({ log: (l) => console.log(l) })));
   if (part('install')) summary.push(...(await installFigures({ log: (l) => console.log(l) })));
+  if (part('environments')) summary.push(...(await environmentFigures({ log: (l) => console.log(l) })));
   if (part('logs')) await logReportFigures();
   if (part('compaction')) await compactionFigures();
   if (part('scenario')) await scenarioFigures();

@@ -219,11 +219,18 @@ function startAgentWorker(
     log,
     Octokit: AppOctokit,
   });
+  const environments = Environments.open({
+    dataDir: config.dataDir,
+    access: registryAccess(env),
+    log,
+    maxBytes: env.ENVIRONMENTS_MAX_GB * 1024 ** 3,
+  });
+  metrics.watchEnvironments(environments);
   const worker = startWorker({
     config,
     probot,
     runner,
-    environments: Environments.open({ dataDir: config.dataDir, access: registryAccess(env), log }),
+    environments,
     installNetwork,
     redisUrl: redisHandle.url,
     queue,

@@ -329,7 +329,12 @@ async function runLocalJob(
         anthropicBaseUrl: env.ANTHROPIC_BASE_URL,
       },
       runner: deps.runner,
-      environments: Environments.open({ dataDir, access: registryAccess(env), log: deps.log }),
+      environments: Environments.open({
+        dataDir,
+        access: registryAccess(env),
+        log: deps.log,
+        maxBytes: env.ENVIRONMENTS_MAX_GB * 1024 ** 3,
+      }),
       installNetwork: deps.installNetwork,
       gh: deps.host,
       bot: { name: 'issue-agent', email: 'issue-agent@localhost' },

@@ -95,6 +95,14 @@ export const EnvSchema = z
       .describe(
         'private networks (CIDRs, e.g. 10.20.0.0/16) where the registries on the list live, such as a corporate mirror; loopback, link-local and metadata addresses stay refused',
       ),
+    ENVIRONMENTS_MAX_GB: z.coerce
+      .number()
+      .positive()
+      .max(100_000)
+      .default(50)
+      .describe(
+        'the most disk the cached images, set-up environments and kept installs under DATA_DIR/environments may use together; the least recently used go first',
+      ),
     REGISTRY_AUTH_FILE: nonEmpty
       .optional()
       .describe(
@@ -219,6 +227,7 @@ export function registryAccess(env: Env): RegistryAccess {
       .split(',')
       .map((h) => h.trim().toLowerCase())
       .filter(Boolean),
+    privateNetworks: env.SANDBOX_EGRESS_PRIVATE_NETWORKS?.split(/[\s,]+/).filter(Boolean) ?? [],
   };
 }
 

@@ -60,6 +60,24 @@ describe('the environment a repository names', () => {
     expect(fromDevcontainer(DC, '{ "name": "no image" }')).toMatchObject({
       problem: expect.stringContaining('names no `image`'),
     });
+    // The image is shown in comments: a text that is not a reference never gets that far.
+    expect(fromDevcontainer(DC, '{ "image": "node:22 <img src=x> **approved**" }')).toEqual({
+      from: DC,
+      problem:
+        'its `image` is not an image reference (expected [registry/]name[:tag][@sha256:digest], lower-case name, e.g. python:3.12-bookworm)',
+    });
+    // The bounds of .github/agent.yml's setup: 20 commands of up to 1,000 characters.
+    const many = JSON.stringify({
+      image: 'node:22',
+      postCreateCommand: Object.fromEntries([...Array(21).keys()].map((i) => [`c${i}`, 'true'])),
+    });
+    expect(fromDevcontainer(DC, many)).toMatchObject({
+      problem: 'its create commands are 21 commands; at most 20 run',
+    });
+    const long = JSON.stringify({ image: 'node:22', onCreateCommand: `echo ${'x'.repeat(1000)}` });
+    expect(fromDevcontainer(DC, long)).toMatchObject({
+      problem: 'a create command is 1005 characters long; at most 1000',
+    });
     expect(fromDevcontainer(DC, '{ "image": "node:22", "postCreateCommand": 3 }')).toMatchObject({
       problem: 'its `postCreateCommand` is neither a string, a list nor an object of them',
     });

@@ -1,4 +1,5 @@
 import { type ParseError, parse, printParseErrorCode } from 'jsonc-parser';
+import { parseImageRef } from '../sandbox/environment/image-ref.js';
 import { REPO_CONFIG_PATH, type RepoConfig } from './repo-config.js';
 
 /** Where a devcontainer is looked for, in this order (the two places the spec's tools look first). */
@@ -21,6 +22,8 @@ export interface UnusableEnvironment {
 }
 
 const MAX_DEVCONTAINER_BYTES = 256 * 1024;
+const MAX_SETUP_COMMANDS = 20;
+const MAX_COMMAND_CHARS = 1000;
 
 /** The create commands, run once per environment in the spec's order. */
 const CREATE_COMMANDS = ['onCreateCommand', 'updateContentCommand', 'postCreateCommand'] as const;
@@ -102,6 +105,13 @@ export function fromDevcontainer(file: string, text: string): EnvironmentSpec | 
         : `it names no \`image\`; ${INSTEAD}`,
     };
   }
+  // Checked here, not at the pull: the reference is shown in the job's comments.
+  if (!parseImageRef(dc.image).ok)
+    return {
+      from: file,
+      problem:
+        'its `image` is not an image reference (expected [registry/]name[:tag][@sha256:digest], lower-case name, e.g. python:3.12-bookworm)',
+    };
   const setup: string[] = [];
   for (const key of CREATE_COMMANDS) {
     const commands = lifecycleCommands(dc[key]);
@@ -109,6 +119,15 @@ export function fromDevcontainer(file: string, text: string): EnvironmentSpec | 
       return { from: file, problem: `its \`${key}\` is neither a string, a list nor an object of them` };
     setup.push(...commands);
   }
+  // The bounds .github/agent.yml's setup has: a devcontainer is the repository's text too.
+  if (setup.length > MAX_SETUP_COMMANDS)
+    return {
+      from: file,
+      problem: `its create commands are ${setup.length} commands; at most ${MAX_SETUP_COMMANDS} run`,
+    };
+  const long = setup.find((c) => c.length > MAX_COMMAND_CHARS);
+  if (long !== undefined)
+    return { from: file, problem: `a create command is ${long.length} characters long; at most ${MAX_COMMAND_CHARS}` };
   return { image: dc.image, setup, from: file, ignored: NOT_APPLIED.filter((k) => dc[k] !== undefined) };
 }
 

@@ -18,6 +18,7 @@ import type { StatusState } from '../report/status.js';
 import type { EgressReport } from '../sandbox/egress/proxy.js';
 import type { InstallNetworkPolicy } from '../sandbox/egress/policy.js';
 import type { EnvironmentSpec } from '../config/environment.js';
+import { Leases } from '../sandbox/environment/cache.js';
 import type { Environments } from '../sandbox/environment/environments.js';
 import type { PulledImage } from '../sandbox/environment/image-store.js';
 import type { Runner } from '../sandbox/runner.js';
@@ -123,6 +124,8 @@ export class JobContext {
   setup: JobSetup | undefined;
   /** The repository's spend today, every worker's, as far as this job knows. */
   spentToday = 0;
+  /** The cached image and environment the job runs on, held so that no eviction removes them meanwhile. */
+  readonly leases = new Leases();
   private readonly repoKey: string;
   private dailyWrites: Promise<void> = Promise.resolve();
   private summarised = false;
@@ -266,6 +269,7 @@ export class JobContext {
     // Each call was added as it was paid; the last adds finish before the job does.
     await this.dailyWrites;
     await this.wt?.remove().catch((err: unknown) => this.log.warn({ err }, 'could not remove the work tree'));
+    await this.leases.releaseAll();
   }
 
   /**

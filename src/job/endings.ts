@@ -1,5 +1,6 @@
 import { ModelError } from '../agent/model.js';
 import type { Stuck } from '../agent/stuck.js';
+import { inlineCode, plain } from '../report/status.js';
 import { EnvironmentError } from '../sandbox/environment/image-store.js';
 import type { CheckResult } from '../stages/validate.js';
 
@@ -43,7 +44,10 @@ export function toEscalation(err: unknown): Escalation | undefined {
       output: err.command.tail,
     };
     return new Escalation(
-      { reason: err.kind === 'setup-failed' ? 'setup-failed' : 'environment-unavailable', evidence: err.message },
+      {
+        reason: err.kind === 'setup-failed' ? 'setup-failed' : 'environment-unavailable',
+        evidence: environmentEvidence(err),
+      },
       failure,
     );
   }
@@ -53,4 +57,15 @@ export function toEscalation(err: unknown): Escalation | undefined {
       evidence: err.message,
     });
   return undefined;
+}
+
+/**
+ * The image (a code span), the command that failed (another), and why. Details are our own
+ * text for a devcontainer this app cannot use and for a failed setup; for the rest they
+ * quote a registry's or a tool's answer, which is shown as inert text.
+ */
+function environmentEvidence(err: EnvironmentError): string {
+  const image = inlineCode(err.image, 300);
+  if (err.command) return `${image}: its setup command ${inlineCode(err.command.command, 300)} ${err.detail}`;
+  return `${image}: ${err.kind === 'unsupported' ? err.detail : plain(err.detail, 1000)}`;
 }

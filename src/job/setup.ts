@@ -82,7 +82,7 @@ async function pullEnvironment(
     );
   await ctx.postStatus({ environment: { image: spec.image, state: 'pulling' } });
   ctx.trace.write({ type: 'note', message: 'pulling the image', detail: { image: spec.image, from: spec.from } });
-  const image = await environments.images.pull(spec.image, ctx.abort);
+  const image = await environments.images.pull(spec.image, ctx.abort, ctx.leases);
   ctx.checkStop();
   ctx.trace.write({
     type: 'note',

@@ -4,7 +4,9 @@ import type { EnvironmentSpec } from '../config/environment.js';
 import { installNetworkFor } from '../sandbox/egress/policy.js';
 import type { ReadyEnvironment } from '../sandbox/environment/environments.js';
 import { EnvironmentError } from '../sandbox/environment/image-store.js';
-import { onRoot } from '../sandbox/runner.js';
+import { onRoot, withEnv } from '../sandbox/runner.js';
+import { DepsCache } from '../sandbox/environment/deps-cache.js';
+import { toolchainEnv } from '../stages/toolchains.js';
 import { dependencyManifests } from '../stages/manifests.js';
 import { ensureMirror } from '../sandbox/mirror.js';
 import {
@@ -61,9 +63,31 @@ export async function openWorkspace(ctx: JobContext, base: string, branch: strin
   });
   ctx.wt = tree;
   trace.write({ type: 'note', message: 'work tree ready', detail: { branch, base, baseSha: tree.baseSha } });
+  // A revision's tree holds the agent's and contributors' commits.
+  const installNet = installNetworkFor(installPolicy, repoConfig, { changesInTree: ctx.job.kind === 'revise' });
+  for (const message of installNet.notes) trace.write({ type: 'note', message });
+  const rootFiles = await baseRootFiles(tree);
+  const environment = await readyEnvironment(ctx, tree, mirrorPath, installNet, rootFiles);
+  const { install, checks, toolchain } = await detectChecks((p) => readBaseFile(tree, p), repoConfig, [
+    ...rootFiles.keys(),
+  ]);
+  if (checks.length === 0) {
+    throw new Escalation({
+      reason: 'no-checks',
+      evidence: `no test, lint or typecheck command was found; name them under commands in ${REPO_CONFIG_PATH}`,
+    });
+  }
+  // Every command of the job: on the image, with the toolchain's variables (a virtual
+  // environment active, module caches in the tree).
+  const tool = toolchainEnv(toolchain, tree.path);
+  const runner = withEnv(
+    environment ? onRoot(deps.runner, environment.ready.root) : deps.runner,
+    tool.env,
+    tool.pathPrefix,
+  );
   const stageDeps: StageDeps = {
     model,
-    runner: deps.runner,
+    runner,
     workTree: tree.path,
     sandboxReadOnlyPaths: [mirrorPath],
     trace,
@@ -74,12 +98,6 @@ export async function openWorkspace(ctx: JobContext, base: string, branch: strin
     pathPolicy: ctx.prepared.pathPolicy,
     signal: ctx.abort,
   };
-  // A revision's tree holds the agent's and contributors' commits.
-  const installNet = installNetworkFor(installPolicy, repoConfig, { changesInTree: ctx.job.kind === 'revise' });
-  for (const message of installNet.notes) trace.write({ type: 'note', message });
-  const environment = await readyEnvironment(ctx, tree, mirrorPath, installNet);
-  const runner = environment ? onRoot(deps.runner, environment.ready.root) : deps.runner;
-  stageDeps.runner = runner;
   const validateDeps: ValidateDeps = {
     runner,
     workTree: tree.path,
@@ -89,16 +107,13 @@ export async function openWorkspace(ctx: JobContext, base: string, branch: strin
     signal: ctx.abort,
     egress: installNet.egress,
   };
-  const { install, checks } = await detectChecks((p) => readBaseFile(tree, p), repoConfig);
   if (install) install.network = installNet.network;
-  if (checks.length === 0) {
-    throw new Escalation({
-      reason: 'no-checks',
-      evidence: `no test, lint or typecheck command was found; name them under commands in ${REPO_CONFIG_PATH}`,
-    });
-  }
   const installed = install
-    ? await ctx.stage('install', () => runCheck({ ...validateDeps, stage: 'install' }, install))
+    ? await installDependencies(ctx, validateDeps, install, {
+        outputs: toolchain?.outputs ?? [],
+        environment: environment?.ready.setup?.key ?? environment?.ready.image.digest ?? hostSystem(),
+        manifests: dependencyManifests(rootFiles),
+      })
     : undefined;
   ctx.firewall = installed?.egress;
   if (installed && !installed.ok)
@@ -106,7 +121,75 @@ export async function openWorkspace(ctx: JobContext, base: string, branch: strin
       { reason: 'install-failed', evidence: 'the install command failed before any change' },
       installed,
     );
+  // What this job added may take the caches over their limit: the oldest entries no job holds go.
+  await deps.environments?.prune();
   return { tree, stageDeps, validateDeps, checks, installed, ...(environment ? { environment } : {}) };
+}
+
+/**
+ * Whose files a setup or an install ran on, for the caches' keys: the repository, and for a
+ * tree that is not its default branch's (a revision's, which holds the agent's and
+ * contributors' commits) this job alone, so what ran there is never a later job's.
+ */
+function treeIdentity(ctx: JobContext): string {
+  const repo = ctx.prepared.repo.cloneUrl;
+  return ctx.job.kind === 'revise' ? `${repo} (the tree of ${ctx.key})` : repo;
+}
+
+/** The worker's own system, as far as an install depends on it. */
+function hostSystem(): string {
+  return `host ${process.platform} ${process.arch} node ${process.version}`;
+}
+
+/**
+ * The install, or what the same install left for an earlier job of this repository on the
+ * same environment and manifests, copied into the tree; a successful install is kept.
+ */
+async function installDependencies(
+  ctx: JobContext,
+  validateDeps: ValidateDeps,
+  install: Check,
+  on: { outputs: string[]; environment: string; manifests: Record<string, string> },
+): Promise<CheckResult> {
+  const cache = ctx.deps.environments?.deps;
+  const tree = ctx.wt!;
+  const key =
+    cache && on.outputs.length > 0
+      ? DepsCache.key({
+          repository: treeIdentity(ctx),
+          environment: on.environment,
+          command: install.command,
+          manifests: on.manifests,
+        })
+      : undefined;
+  return ctx.stage('install', async () => {
+    const started = Date.now();
+    const restored = key ? await cache!.restore(key, tree.path) : undefined;
+    if (restored) {
+      ctx.trace.write({ type: 'note', message: 'install reused', detail: { key, ...restored } });
+      return reusedInstall(install, Date.now() - started);
+    }
+    const result = await runCheck({ ...validateDeps, stage: 'install' }, install);
+    if (result.ok && key) {
+      const kept = await cache!.save(key, tree.path, on.outputs);
+      if (kept) ctx.trace.write({ type: 'note', message: 'install kept', detail: { key, ...kept } });
+    }
+    return result;
+  });
+}
+
+function reusedInstall(install: Check, durationMs: number): CheckResult {
+  return {
+    name: 'install',
+    command: install.command,
+    ok: true,
+    exitCode: 0,
+    timedOut: false,
+    durationMs,
+    tail: 'reused what the same install left for an earlier job',
+    output: '',
+    reused: true,
+  };
 }
 
 /**
@@ -119,17 +202,18 @@ async function readyEnvironment(
   tree: WorkTree,
   mirrorPath: string,
   installNet: ReturnType<typeof installNetworkFor>,
+  rootFiles: ReadonlyMap<string, string>,
 ): Promise<WorkspaceEnvironment | undefined> {
   const declared = ctx.prepared.environment;
   const environments = ctx.deps.environments;
   if (!declared || !environments) return undefined;
   const { spec, image } = declared;
   const setup: CheckResult[] = [];
-  const inputs = dependencyManifests(await baseRootFiles(tree));
+  const inputs = dependencyManifests(rootFiles);
   if (spec.setup.length > 0) await ctx.postStatus({ environment: { image: spec.image, state: 'setting up' } });
   const ready = await environments.ready(
     image,
-    { repository: ctx.prepared.repo.cloneUrl, commands: spec.setup, inputs },
+    { repository: treeIdentity(ctx), commands: spec.setup, inputs },
     async (root) => {
       const deps: ValidateDeps = {
         runner: onRoot(ctx.deps.runner, root),
@@ -137,6 +221,8 @@ async function readyEnvironment(
         sandboxReadOnlyPaths: [mirrorPath],
         trace: ctx.trace,
         stage: 'setup',
+        // Setup comes before any model call, where the budget is checked: the job's time bounds it here.
+        timeoutMs: Math.max(1000, ctx.started + ctx.prepared.budgets.maxMinutes * 60_000 - Date.now()),
         signal: ctx.abort,
         egress: installNet.egress,
       };
@@ -148,11 +234,12 @@ async function readyEnvironment(
           throw new EnvironmentError(
             'setup-failed',
             spec.image,
-            `its setup command \`${command}\` (from ${spec.from}) ${result.timedOut ? 'timed out' : `failed with exit code ${result.exitCode}`}`,
+            `(from ${spec.from}) ${result.timedOut ? 'timed out' : `failed with exit code ${result.exitCode}`}`,
             { command, tail: result.tail },
           );
       }
     },
+    ctx.leases,
   );
   await ctx.postStatus({ environment: { image: spec.image, state: 'ready', cached: ready.setup?.cached === true } });
   ctx.trace.write({

@@ -1,7 +1,7 @@
 import type { EgressReport } from '../sandbox/egress/proxy.js';
 import { firewallSection } from './firewall.js';
 import { fence } from '../util/fence.js';
-import { STATUS_MARKER } from './status.js';
+import { inlineCode, STATUS_MARKER } from './status.js';
 
 export interface EscalationReport {
   /** What was asked: the acceptance criteria, or the issue title when there are none yet. */
@@ -29,7 +29,7 @@ export function nextSteps(reason: string, e: Pick<EscalationReport, 'wip' | 'fai
     case 'rounds-exhausted':
     case 'no-progress':
       return [
-        `${fromWip}: the failing check is \`${e.failingCommand ?? 'shown above'}\``,
+        `${fromWip}: the failing check is ${e.failingCommand ? inlineCode(e.failingCommand, 500) : '`shown above`'}`,
         `say in the issue which behaviour is right when the test and the code disagree, then ${relabel}`,
         'raise `max_rounds` in `.github/agent.yml` if more attempts would likely help',
       ];
@@ -104,7 +104,8 @@ export function escalationComment(e: EscalationReport): string {
     '### Where it stuck',
     `${e.reason}: ${e.evidence}`,
   ];
-  if (e.failingCommand) parts.push('', `**Failing command:** \`${e.failingCommand}\``);
+  // A command is the repository's text: a code span it cannot close.
+  if (e.failingCommand) parts.push('', `**Failing command:** ${inlineCode(e.failingCommand, 500)}`);
   if (e.failureExcerpt) parts.push('', fence(e.failureExcerpt));
   const firewall = firewallSection(e.firewall);
   if (firewall.length > 0) parts.push('', ...firewall.slice(0, -1));

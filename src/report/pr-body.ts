@@ -1,10 +1,12 @@
 import type { Plan } from '../agent/tools/submit-plan.js';
 import type { CheckResult, ValidationReport } from '../stages/validate.js';
 import { firewallSection } from './firewall.js';
+import { cell, inlineCode } from './status.js';
 
 function resultLine(r: CheckResult): string {
   const verdict = r.ok ? '✅ passed' : r.timedOut ? '⏱️ timed out' : `❌ failed (exit ${r.exitCode})`;
-  return `| \`${r.command.replace(/\|/g, '\\|')}\` | ${verdict} | ${(r.durationMs / 1000).toFixed(1)} s |`;
+  // The command is the repository's text: a code span it cannot close, in a cell it cannot end.
+  return `| ${cell(inlineCode(r.command, 1000))} | ${verdict} | ${(r.durationMs / 1000).toFixed(1)} s |`;
 }
 
 export interface PrBodyInput {
@@ -43,7 +45,10 @@ export interface PrEnvironment {
 
 function environmentSection(e: PrEnvironment | undefined): string[] {
   if (!e) return [];
-  const lines = ['### Environment', `\`${e.image}\` from \`${e.from}\`, run as \`${e.pinned}\``];
+  const lines = [
+    '### Environment',
+    `${inlineCode(e.image, 300)} from ${inlineCode(e.from)}, run as ${inlineCode(e.pinned, 300)}`,
+  ];
   if (e.reused)
     lines.push('', 'Its setup was reused from an earlier job (same image, setup commands and dependency manifests).');
   if (e.ignored.length)
@@ -58,7 +63,10 @@ export function prBody(p: PrBodyInput): string {
     const b = before.find((x) => x.name === r.name);
     return `${resultLine(r)} ${b ? (b.ok ? 'passed' : 'failed') : '—'} |`;
   });
-  if (p.install) rows.unshift(`${resultLine(p.install)} (install${p.install.egress ? ', registries only' : ''}) |`);
+  if (p.install)
+    rows.unshift(
+      `${resultLine(p.install)} (install${p.install.reused ? ', reused from an earlier job' : p.install.egress ? ', registries only' : ''}) |`,
+    );
   rows.unshift(...(p.environment?.setup ?? []).map((r) => `${resultLine(r)} (setup) |`));
   return [
     p.summary,

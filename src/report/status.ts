@@ -127,7 +127,7 @@ export function inlineCode(text: string, max = MAX_COMMAND): string {
  * Makes a table cell's pipes literal. Tables split rows before code spans are parsed, so
  * a `|` needs an odd run of backslashes before it, even inside backticks.
  */
-function cell(markdown: string): string {
+export function cell(markdown: string): string {
   return markdown.replace(/(\\*)\|/g, (_m, slashes: string) => `${slashes}${slashes.length % 2 === 0 ? '\\' : ''}|`);
 }
 

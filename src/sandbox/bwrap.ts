@@ -21,9 +21,8 @@ import { proxyEnv } from './egress/inside.js';
 import { openEgress, type EgressSession } from './egress/proxy.js';
 import { resolveRunRequest } from './run-request.js';
 import {
+  commandEnv,
   DEFAULT_MAX_OUTPUT_BYTES,
-  imageEnv,
-  sandboxEnv,
   type RunnerOptions,
   type RunRequest,
   type RunResult,
@@ -141,19 +140,30 @@ function runWatchers(
   limits: Required<SandboxLimits>,
   mode: SandboxMode,
   cgroup: RunCgroup | undefined,
+  writableRoot?: { rootfs: string; bytesBefore: number },
 ): Watcher[] {
-  const watchers: Watcher[] = [
-    {
-      // A small tree is measured in a few ms; a large one is spaced out by spawnCapped
-      // (ten times the measuring time). What a command writes between two looks is
-      // the overshoot: write speed × this interval.
-      everyMs: 250,
+  const watchers: Watcher[] = [];
+  // An environment's setup writes into its copy of the image, outside the work tree: what it
+  // adds there has the work tree's limit too.
+  if (writableRoot)
+    watchers.push({
+      everyMs: 500,
       async check() {
-        const used = await diskUsage(workTree);
-        return used !== undefined && used > limits.maxWorkTreeBytes ? diskMarker(used, limits, true) : undefined;
+        const used = await diskUsage(writableRoot.rootfs);
+        const added = used === undefined ? 0 : used - writableRoot.bytesBefore;
+        return added > limits.maxWorkTreeBytes ? diskMarker(added, limits, true, 'the setup added') : undefined;
       },
+    });
+  watchers.push({
+    // A small tree is measured in a few ms; a large one is spaced out by spawnCapped
+    // (ten times the measuring time). What a command writes between two looks is
+    // the overshoot: write speed × this interval.
+    everyMs: 250,
+    async check() {
+      const used = await diskUsage(workTree);
+      return used !== undefined && used > limits.maxWorkTreeBytes ? diskMarker(used, limits, true) : undefined;
     },
-  ];
+  });
   // Fork refusals alone do not stop a fork bomb: it spins at the limit until the
   // timer. Two looks in a row at the limit end it at once.
   const countTasks = cgroup?.hasPids
@@ -201,6 +211,9 @@ async function runInSandbox(setup: RunnerSetup, req: RunRequest): Promise<RunRes
   if (mode === 'host-uid') await handTreeTo(workTree, hostUidFor(workTree));
   // An environment's setup writes into its copy of the image: the sandbox's uid must own it.
   if (mode === 'host-uid' && req.root?.writable) await handTreeTo(realpathSync(req.root.rootfs), hostUidFor(workTree));
+  const writableRoot = req.root?.writable
+    ? { rootfs: realpathSync(req.root.rootfs), bytesBefore: (await diskUsage(req.root.rootfs)) ?? 0 }
+    : undefined;
   let egress: EgressSession | undefined;
   const cgroup = await openRunCgroup(log, setup.cgroups, limits);
   try {
@@ -218,7 +231,7 @@ async function runInSandbox(setup: RunnerSetup, req: RunRequest): Promise<RunRes
       command: req.command,
       network: req.network,
       ...(egress ? { egressSocket: egress.socketPath } : {}),
-      env: imageEnv(req.root, egress ? { ...sandboxEnv(req.env), ...proxyEnv() } : sandboxEnv(req.env)),
+      env: commandEnv(req, egress ? proxyEnv() : {}),
       ...(req.root ? { root: { rootfs: realpathSync(req.root.rootfs), writable: req.root.writable === true } } : {}),
       readOnlyPaths: req.readOnlyPaths ?? [],
       limits,
@@ -236,7 +249,7 @@ async function runInSandbox(setup: RunnerSetup, req: RunRequest): Promise<RunRes
       timeoutMs: req.timeoutMs,
       maxOutputBytes: req.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES,
       ...(req.signal ? { signal: req.signal } : {}),
-      watchers: runWatchers(workTree, limits, mode, cgroup),
+      watchers: runWatchers(workTree, limits, mode, cgroup, writableRoot),
       limits,
       afterExit: limitHitAfterExit(workTree, limits, cgroup),
     });

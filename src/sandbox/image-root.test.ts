@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -95,6 +95,32 @@ describe('bwrap on an image root', () => {
       // The image has no /etc/gitconfig to bind over: git reads the generated one here.
       '/run/issue-agent/gitconfig',
     ]);
+  });
+
+  it("lets an environment's setup write into its copy of the image, within the work tree's disk limit", async () => {
+    const copy = path.join(image.dir, 'copy');
+    execFileSync('cp', ['-a', root.rootfs, copy]);
+    const writable: ImageRoot = { ...root, rootfs: copy, writable: true };
+    const wrote = await runner.run(
+      req('echo set-up > /etc/tool.conf && read -r l < /etc/tool.conf && echo "$l"', { root: writable }),
+    );
+    expect(wrote.output.trim()).toBe('set-up');
+    expect(readFileSync(path.join(copy, 'etc/tool.conf'), 'utf8')).toBe('set-up\n');
+    // The same copy for the job's commands: read-only.
+    const later = await runner.run(
+      req('(echo x > /etc/tool.conf) 2>/dev/null || echo read-only', { root: { ...writable, writable: false } }),
+    );
+    expect(later.output.trim()).toBe('read-only');
+    // 1 MiB a step into the image's /etc, with a 4 MiB limit: stopped long before the 40th.
+    const flood = await runner.run(
+      req('i=0; while [ $i -lt 40 ]; do printf "%1048576s" x > /etc/f$i; i=$((i+1)); sleep 0.1; done; echo finished', {
+        root: writable,
+        limits: { maxWorkTreeBytes: 4 * 1024 * 1024 },
+      }),
+    );
+    expect(flood.limit).toBe('disk');
+    expect(flood.output).toContain('[killed: the setup added');
+    expect(flood.output).not.toContain('finished');
   });
 
   it('follows no symlink of the image on the host, and takes names such as ..data as names', async () => {

@@ -118,8 +118,13 @@ export function refusedMarker(limits: Required<SandboxLimits>, count?: number): 
   };
 }
 
-export function diskMarker(used: number, limits: Required<SandboxLimits>, killed: boolean): LimitHit {
-  const what = `the work tree uses ${formatBytes(used)}, over its disk limit of ${formatBytes(limits.maxWorkTreeBytes)}`;
+export function diskMarker(
+  used: number,
+  limits: Required<SandboxLimits>,
+  killed: boolean,
+  where = 'the work tree uses',
+): LimitHit {
+  const what = `${where} ${formatBytes(used)}, over its disk limit of ${formatBytes(limits.maxWorkTreeBytes)}`;
   return {
     kind: 'disk',
     marker: killed

@@ -14,6 +14,7 @@ import {
   revertPaths,
   committedStat,
   createWorkTree,
+  TOOL_DIR,
   diff,
   diffStat,
   push,
@@ -201,7 +202,11 @@ describe('mirror and work tree', () => {
 
     writeFileSync(path.join(wt.path, 'README.md'), 'changed\n');
     writeFileSync(path.join(wt.path, 'new-file.txt'), 'brand new\n');
+    // What an install fetched into the tree is never part of the change.
+    mkdirSync(path.join(wt.path, TOOL_DIR, 'venv'), { recursive: true });
+    writeFileSync(path.join(wt.path, TOOL_DIR, 'venv', 'pyvenv.cfg'), 'home = /usr/bin\n');
     const patch = await diff(wt);
+    expect(patch).not.toContain(TOOL_DIR);
     expect(patch).toContain('+changed');
     expect(patch).toContain('new-file.txt');
     expect(patch).toContain('+brand new');

@@ -37,6 +37,10 @@ export function resolveRunRequest(req: RunRequest): ResolvedPaths {
     if (!ENV_NAME.test(name)) throw new Error(`invalid environment variable name ${JSON.stringify(name)}`);
     if (value.includes('\0')) throw new Error(`environment variable ${name} contains a NUL byte`);
   }
+  for (const p of req.pathPrefix ?? []) {
+    if (!path.isAbsolute(p) || p.includes(':') || p.includes('\0'))
+      throw new Error(`pathPrefix entries must be absolute paths without ":", got ${JSON.stringify(p)}`);
+  }
   for (const p of req.readOnlyPaths ?? []) {
     if (!path.isAbsolute(p)) throw new Error(`readOnlyPaths entries must be absolute, got ${JSON.stringify(p)}`);
   }

@@ -26,6 +26,8 @@ export interface RunRequest {
   maxOutputBytes?: number;
   /** Extra non-secret variables (e.g. CI=true). */
   env?: Record<string, string>;
+  /** Absolute directories searched before PATH (the image's or the sandbox's): a virtual environment's bin, say. */
+  pathPrefix?: readonly string[];
   /** Extra absolute paths bound read-only at the same path (e.g. the git mirror for alternates). */
   readOnlyPaths?: string[];
   /** Abort kills the whole process tree. */
@@ -53,6 +55,27 @@ export interface ImageRoot {
 /** The same runner with every command on `root`: the job's runner once its environment is ready. */
 export function onRoot(runner: Runner, root: ImageRoot): Runner {
   return { backend: runner.backend, run: (req) => runner.run({ ...req, root }) };
+}
+
+/** The same runner with variables and PATH entries for every command (a toolchain's), under each request's own. */
+export function withEnv(runner: Runner, env: Record<string, string>, pathPrefix: readonly string[]): Runner {
+  if (Object.keys(env).length === 0 && pathPrefix.length === 0) return runner;
+  return {
+    backend: runner.backend,
+    run: (req) =>
+      runner.run({
+        ...req,
+        env: { ...env, ...req.env },
+        pathPrefix: [...(req.pathPrefix ?? []), ...pathPrefix],
+      }),
+  };
+}
+
+/** A command's whole environment: the sandbox's, the request's, the image's (see imageEnv), its PATH prefix first. */
+export function commandEnv(req: RunRequest, proxy: Record<string, string> = {}): Record<string, string> {
+  const env = imageEnv(req.root, { ...sandboxEnv(req.env), ...proxy });
+  const prefix = req.pathPrefix ?? [];
+  return prefix.length > 0 ? { ...env, PATH: [...prefix, env.PATH].filter(Boolean).join(':') } : env;
 }
 
 /** The sandbox's environment with the image's PATH, and the image's other variables it does not set: no host variable gets in. */

@@ -4,8 +4,8 @@ import type { Logger } from 'pino';
 import { diskMarker, diskUsage, resolveLimits } from './limits.js';
 import { resolveRunRequest } from './run-request.js';
 import {
+  commandEnv,
   DEFAULT_MAX_OUTPUT_BYTES,
-  sandboxEnv,
   type RunnerOptions,
   type RunRequest,
   type RunResult,
@@ -37,7 +37,7 @@ export function createUnsandboxedRunner(log: Logger, opts: RunnerOptions = {}): 
         throw new Error('SANDBOX=unsandboxed runs on the host and cannot run on an image: use the bwrap sandbox');
       const { workTree, cwd } = resolveRunRequest(req);
       const limits = resolveLimits(req.timeoutMs, cores, opts.limits, req.limits);
-      const env = sandboxEnv(req.env);
+      const env = commandEnv(req);
       // HOME=/tmp/home is the sandbox's convention; on the host it may not exist yet.
       await mkdir(env.HOME ?? '/tmp/home', { recursive: true });
       return spawnCapped({

@@ -1,13 +1,17 @@
 import { createHash } from 'node:crypto';
-import { lstat, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { appendFile, lstat, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { sanitise } from '../util/sanitise.js';
 import { authEnv, git, GitError } from './git.js';
 import { assertNoTokenInConfig } from './mirror.js';
 import { withRetries } from './retry.js';
+import { removeTree } from './remove-tree.js';
 
 /** A job's own checkout, a `--shared` clone of the mirror (its objects come from the mirror). */
+/** Where installs put what they fetch, relative to the work tree (stages/toolchains.ts); git never sees it. */
+export const TOOL_DIR = '.issue-agent';
+
 export interface WorkTree {
   path: string;
   mirrorPath: string;
@@ -93,7 +97,7 @@ export async function createWorkTree(opts: CreateWorkTreeOptions): Promise<WorkT
   const wtPath = path.join(root, safeJobDir(opts.jobKey));
   await mkdir(root, { recursive: true });
   // A leftover from a crashed attempt of the same job must not leak into this one.
-  await rm(wtPath, { recursive: true, force: true });
+  await removeTree(wtPath);
   await git(['clone', '--shared', '--no-checkout', '--', opts.mirrorPath, wtPath], { cwd: root });
   if (opts.baseSha !== undefined && !/^[0-9a-f]{40}(?:[0-9a-f]{24})?$/.test(opts.baseSha))
     throw new Error(`not a commit id: ${opts.baseSha}`);
@@ -101,6 +105,9 @@ export async function createWorkTree(opts: CreateWorkTreeOptions): Promise<WorkT
     cwd: wtPath,
   });
   const baseSha = (await git(['rev-parse', 'HEAD'], { cwd: wtPath })).stdout.trim();
+  // What installs fetch into the tree (stages/toolchains.ts) is never part of a change or a listing.
+  await mkdir(path.join(wtPath, '.git', 'info'), { recursive: true });
+  await appendFile(path.join(wtPath, '.git', 'info', 'exclude'), `\n/${TOOL_DIR}/\n`);
   await assertNoTokenInConfig(path.join(wtPath, '.git'), undefined);
   return {
     path: wtPath,
@@ -108,7 +115,7 @@ export async function createWorkTree(opts: CreateWorkTreeOptions): Promise<WorkT
     baseSha,
     branch: opts.branch,
     gitControlDigest: await gitControlDigest(wtPath),
-    remove: () => rm(wtPath, { recursive: true, force: true }),
+    remove: () => removeTree(wtPath),
   };
 }
 

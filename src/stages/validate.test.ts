@@ -10,15 +10,15 @@ const reader = (files: Record<string, string>) => async (p: string) => files[p];
 describe('detecting the checks', () => {
   it("takes package.json scripts, the install command from the lock file, and skips npm's placeholder test", async () => {
     const pkg = (scripts: Record<string, string>) => JSON.stringify({ scripts, devDependencies: { x: '1' } });
-    expect(
-      await detectChecks(
-        reader({
-          'package.json': pkg({ test: 'vitest run', lint: 'eslint .', typecheck: 'tsc' }),
-          'package-lock.json': '{}',
-        }),
-        {},
-      ),
-    ).toEqual({
+    const { toolchain, ...npm } = await detectChecks(
+      reader({
+        'package.json': pkg({ test: 'vitest run', lint: 'eslint .', typecheck: 'tsc' }),
+        'package-lock.json': '{}',
+      }),
+      {},
+    );
+    expect(toolchain).toMatchObject({ name: 'node', outputs: ['node_modules'], env: {}, treeEnv: {}, treePath: [] });
+    expect(npm).toEqual({
       install: { name: 'install', command: 'npm ci --ignore-scripts --no-audit --no-fund', source: 'detected' },
       checks: [
         { name: 'lint', command: 'npm run lint', source: 'detected' },
@@ -41,20 +41,84 @@ describe('detecting the checks', () => {
     const r = await detectChecks(reader({ 'package.json': JSON.stringify({ scripts: { test: 'jest' } }) }), {
       commands: { test: 'make check', install: 'true' },
     });
-    expect(r).toEqual({
+    expect({ install: r.install, checks: r.checks }).toEqual({
       install: { name: 'install', command: 'true', source: 'config' },
       checks: [{ name: 'test', command: 'make check', source: 'config' }],
     });
   });
 
-  it('knows Cargo, Go, pytest and Makefile projects', async () => {
-    expect((await detectChecks(reader({ 'Cargo.toml': '' }), {})).checks[0]?.command).toBe('cargo test --offline');
-    expect((await detectChecks(reader({ 'go.mod': '' }), {})).checks[0]?.command).toBe('go test ./...');
-    expect((await detectChecks(reader({ 'pyproject.toml': '' }), {})).checks[0]?.command).toBe('python3 -m pytest -q');
-    expect((await detectChecks(reader({ Makefile: 'all:\n\ttrue\ntest:\n\ttrue\n' }), {})).checks[0]?.command).toBe(
-      'make test',
-    );
-    expect((await detectChecks(reader({ 'README.md': '' }), {})).checks).toEqual([]);
+  it('knows Rust, Go, Python, Maven, Gradle and Makefile projects: the install with network, the checks offline', async () => {
+    const detect = async (files: Record<string, string>) => {
+      const r = await detectChecks(reader(files), {}, Object.keys(files));
+      return {
+        install: r.install?.command,
+        checks: r.checks.map((c) => c.command),
+        outputs: r.toolchain?.outputs,
+        env: r.toolchain && { ...r.toolchain.env, ...r.toolchain.treeEnv },
+        path: r.toolchain?.treePath,
+      };
+    };
+    expect(await detect({ 'Cargo.toml': '' })).toEqual({
+      install: 'cargo fetch',
+      checks: ['cargo test --offline'],
+      outputs: ['.issue-agent/cargo'],
+      env: { CARGO_HOME: '.issue-agent/cargo' },
+      path: [],
+    });
+    expect(await detect({ 'go.mod': 'module x\n' })).toEqual({
+      install: 'go mod download',
+      checks: ['go vet ./...', 'go test ./...'],
+      outputs: ['.issue-agent/go/mod'],
+      env: {
+        GOTOOLCHAIN: 'local',
+        GOFLAGS: '-modcacherw',
+        GOMODCACHE: '.issue-agent/go/mod',
+        GOCACHE: '.issue-agent/go/build',
+      },
+      path: [],
+    });
+    const python = {
+      outputs: ['.issue-agent/venv'],
+      checks: ['python3 -m pytest -q'],
+      path: ['.issue-agent/venv/bin'],
+    };
+    const venv = 'python3 -m venv --system-site-packages .issue-agent/venv';
+    expect(await detect({ 'requirements.txt': '', 'requirements-dev.txt': '' })).toEqual({
+      ...python,
+      install: `${venv} && python3 -m pip install -r requirements-dev.txt -r requirements.txt`,
+      env: { VIRTUAL_ENV: '.issue-agent/venv' },
+    });
+    expect(
+      await detect({
+        'pyproject.toml': '[project]\nname = "x"\n\n[project.optional-dependencies]\ndocs = []\ntest = ["pytest"]\n',
+      }),
+    ).toMatchObject({ ...python, install: `${venv} && python3 -m pip install -e '.[test]'` });
+    expect(await detect({ 'pyproject.toml': '', 'poetry.lock': '' })).toMatchObject({
+      install: `${venv} && poetry install --no-interaction --no-root`,
+    });
+    expect(await detect({ 'pyproject.toml': '', 'uv.lock': '' })).toMatchObject({
+      install: 'uv sync --frozen',
+      env: { VIRTUAL_ENV: '.issue-agent/venv', UV_PROJECT_ENVIRONMENT: '.issue-agent/venv' },
+    });
+    expect(await detect({ 'pytest.ini': '' })).toMatchObject({ ...python, install: undefined });
+    expect(await detect({ 'pom.xml': '' })).toMatchObject({
+      install: 'mvn -B -q -Dmaven.repo.local=.issue-agent/m2 dependency:go-offline',
+      checks: ['mvn -B -q -o -Dmaven.repo.local=.issue-agent/m2 test'],
+      outputs: ['.issue-agent/m2'],
+    });
+    expect(await detect({ 'build.gradle.kts': '', gradlew: '' })).toMatchObject({
+      install: './gradlew --no-daemon -q testClasses',
+      checks: ['./gradlew --no-daemon --offline -q test'],
+      env: { GRADLE_USER_HOME: '.issue-agent/gradle' },
+    });
+    expect(await detect({ Makefile: 'all:\n\ttrue\ntest:\n\ttrue\n' })).toMatchObject({ checks: ['make test'] });
+    expect(await detect({ 'README.md': '' })).toEqual({
+      install: undefined,
+      checks: [],
+      outputs: undefined,
+      env: undefined,
+      path: undefined,
+    });
   });
 });
 

@@ -1,3 +1,4 @@
+import { detectToolchain, type Toolchain } from './toolchains.js';
 import type { BaseFileReader } from '../agent/context.js';
 import type { RepoConfig } from '../config/repo-config.js';
 import type { Trace } from '../agent/trace.js';
@@ -30,6 +31,8 @@ export interface CheckResult {
   output: string;
   /** The install step's firewall report: what its egress let through and refused. */
   egress?: EgressReport;
+  /** The install did not run: what the same install left for an earlier job was copied in. */
+  reused?: boolean;
 }
 
 export interface ValidationReport {
@@ -39,52 +42,21 @@ export interface ValidationReport {
   failed?: CheckResult;
 }
 
-const NPM_PLACEHOLDER_TEST = /no test specified/;
-
 /**
  * The commands that prove a change: `.github/agent.yml` where it names them, else what the
- * repository declares (package.json scripts, Makefile, pyproject, Cargo, go.mod).
+ * repository's files call for (stages/toolchains.ts: package.json scripts, Cargo, go.mod,
+ * Python, Maven, Gradle), else a Makefile's test target. The toolchain also says what its
+ * install writes and the variables every command needs.
  */
 export async function detectChecks(
   read: BaseFileReader,
   config: RepoConfig,
-): Promise<{ install?: Check; checks: Check[] }> {
+  rootFiles?: readonly string[],
+): Promise<{ install?: Check; checks: Check[]; toolchain?: Toolchain }> {
   const configured = config.commands ?? {};
-  const detected: { install?: string; lint?: string; typecheck?: string; test?: string } = {};
-  const exists = async (p: string) => (await read(p)) !== undefined;
-  const pkgText = await read('package.json');
-  if (pkgText !== undefined) {
-    let pkg: { scripts?: Record<string, string>; dependencies?: object; devDependencies?: object } = {};
-    try {
-      pkg = JSON.parse(pkgText);
-    } catch {
-      // An unparseable package.json is the repository's problem; its test command will say so.
-    }
-    const scripts = pkg.scripts ?? {};
-    const hasDeps = Object.keys(pkg.dependencies ?? {}).length + Object.keys(pkg.devDependencies ?? {}).length > 0;
-    const run = (await exists('pnpm-lock.yaml')) ? 'pnpm' : (await exists('yarn.lock')) ? 'yarn' : 'npm';
-    if (hasDeps) {
-      detected.install =
-        run === 'pnpm'
-          ? // --ignore-pnpmfile: the repository's .pnpmfile.cjs is code pnpm would run.
-            'pnpm install --frozen-lockfile --ignore-scripts --ignore-pnpmfile'
-          : run === 'yarn'
-            ? // YARN_IGNORE_PATH: yarn would otherwise run the file the repository's yarn-path / yarnPath names.
-              'YARN_IGNORE_PATH=1 yarn install --frozen-lockfile --ignore-scripts'
-            : (await exists('package-lock.json')) || (await exists('npm-shrinkwrap.json'))
-              ? 'npm ci --ignore-scripts --no-audit --no-fund'
-              : 'npm install --ignore-scripts --no-audit --no-fund';
-    }
-    if (scripts.lint) detected.lint = `${run} run lint`;
-    if (scripts.typecheck) detected.typecheck = `${run} run typecheck`;
-    if (scripts.test && !NPM_PLACEHOLDER_TEST.test(scripts.test)) detected.test = `${run} test`;
-  } else if (await exists('Cargo.toml')) {
-    detected.test = 'cargo test --offline';
-  } else if (await exists('go.mod')) {
-    detected.test = 'go test ./...';
-  } else if ((await exists('pyproject.toml')) || (await exists('pytest.ini'))) {
-    detected.test = 'python3 -m pytest -q';
-  }
+  const files = rootFiles ?? (await listed(read));
+  const toolchain = await detectToolchain(read, files);
+  const detected: { install?: string; lint?: string; typecheck?: string; test?: string } = { ...toolchain };
   if (!detected.test) {
     const makefile = (await read('Makefile')) ?? '';
     if (/^test:/m.test(makefile)) detected.test = 'make test';
@@ -98,7 +70,37 @@ export async function detectChecks(
   const checks = (['lint', 'typecheck', 'test'] as const).map(pick).filter((c): c is Check => c !== undefined);
   const install = pick('install');
   if (install && config.install_network) install.network = config.install_network;
-  return { install, checks };
+  return { install, checks, ...(toolchain ? { toolchain } : {}) };
+}
+
+/** Without a listing of the root, the names detection looks for, where they exist. */
+async function listed(read: BaseFileReader): Promise<string[]> {
+  const names = [
+    'package.json',
+    'pnpm-lock.yaml',
+    'yarn.lock',
+    'package-lock.json',
+    'npm-shrinkwrap.json',
+    'Cargo.toml',
+    'go.mod',
+    'pyproject.toml',
+    'setup.py',
+    'setup.cfg',
+    'pytest.ini',
+    'tox.ini',
+    'requirements.txt',
+    'uv.lock',
+    'poetry.lock',
+    'pom.xml',
+    'build.gradle',
+    'build.gradle.kts',
+    'settings.gradle',
+    'settings.gradle.kts',
+    'gradlew',
+  ];
+  const found: string[] = [];
+  for (const n of names) if ((await read(n)) !== undefined) found.push(n);
+  return found;
 }
 
 function tailOf(output: string, lines = 60): string {

@@ -1,13 +1,16 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Queue, Worker } from 'bullmq';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePrometheus } from '../../test/helpers/prometheus.js';
 import { startTestRedis, type TestRedis } from '../../test/helpers/redis.js';
 import { Trace, type TraceEvent } from '../agent/trace.js';
 import { connectedWorkers, JOB_OUTCOMES, Metrics, type QueueSource } from './metrics.js';
 import { bullConnection } from '../queue/redis.js';
+import { RECORD_FILE } from '../sandbox/environment/cache.js';
+import { Environments } from '../sandbox/environment/environments.js';
 
 const scrape = async (m: Metrics) => parsePrometheus((await m.text()).body);
 
@@ -203,6 +206,25 @@ describe('Metrics of jobs and webhooks', () => {
     expect(x.value('issue_agent_webhook_duration_seconds_count', { event: 'issues', status: '400' })).toBe(1);
     expect(x.value('issue_agent_webhook_duration_seconds_count', { event: 'other', status: '200' })).toBe(1);
     expect(x.value('issue_agent_webhook_duration_seconds_count', { event: 'other', status: '400' })).toBe(1);
+  });
+
+  it("reads the environment caches' entries and bytes at each scrape, from the caches themselves", async () => {
+    const data = mkdtempSync(path.join(tmpdir(), 'metrics-env-'));
+    try {
+      const envs = Environments.open({ dataDir: data, access: { insecureHosts: [] }, log: pino({ level: 'silent' }) });
+      const m = new Metrics({ defaultMetrics: false });
+      m.watchEnvironments(envs);
+      expect((await scrape(m)).value('issue_agent_environment_cache_bytes', { kind: 'setups' })).toBe(0);
+      const entry = path.join(data, 'environments', 'setups', 'k1');
+      mkdirSync(entry, { recursive: true });
+      writeFileSync(path.join(entry, RECORD_FILE.setups), JSON.stringify({ bytes: 12345 }));
+      const x = await scrape(m);
+      expect(x.value('issue_agent_environment_cache_bytes', { kind: 'setups' })).toBe(12345);
+      expect(x.value('issue_agent_environment_cache_entries', { kind: 'setups' })).toBe(1);
+      expect(x.value('issue_agent_environment_cache_entries', { kind: 'images' })).toBe(0);
+    } finally {
+      rmSync(data, { recursive: true, force: true });
+    }
   });
 
   it('includes the default process metrics unless asked not to', async () => {

@@ -302,6 +302,31 @@ export class Metrics {
     });
   }
 
+  /** The environment caches' entries and disk use (images, set-up environments, kept installs), read at each scrape. */
+  watchEnvironments(source: { usage(): Promise<Record<string, { entries: number; bytes: number }>> }): void {
+    const usage = () => within(QUEUE_READ_TIMEOUT_MS, source.usage());
+    new Gauge({
+      name: 'issue_agent_environment_cache_bytes',
+      help: 'Disk used under DATA_DIR/environments by kind: images (unpacked), setups (set-up environments), deps (kept installs).',
+      labelNames: ['kind'],
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        for (const [kind, u] of Object.entries((await usage()) ?? {})) this.set({ kind }, u.bytes);
+      },
+    });
+    new Gauge({
+      name: 'issue_agent_environment_cache_entries',
+      help: 'Entries under DATA_DIR/environments by kind: images, setups, deps.',
+      labelNames: ['kind'],
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        for (const [kind, u] of Object.entries((await usage()) ?? {})) this.set({ kind }, u.entries);
+      },
+    });
+  }
+
   /** The Prometheus text exposition of everything above, and the default process metrics. */
   async text(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };

@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ScriptedModel } from '../stand-ins/anthropic/server.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/oci-registry.js';
@@ -19,17 +21,20 @@ const toolErrors: string[] = [];
 const PY_REPO: Record<string, string> = {
   'calc.py': 'def add(a, b):\n    if b < 0:\n        return a - b\n    return a + b\n',
   'test_calc.py':
-    'import calc_helper\nfrom calc import add\n\n\n' +
+    'import calc_helper\nimport calc_origin\nfrom calc import add\n\n\n' +
     'def test_adds_positive_numbers():\n    assert add(2, 3) == 5\n\n\n' +
     'def test_adds_a_negative_number():\n    assert add(2, -3) == -1\n\n\n' +
-    "def test_the_helper_from_setup():\n    assert calc_helper.GREETING == 'hi'\n",
+    "def test_the_dependencies():\n    assert (calc_helper.GREETING, calc_origin.ORIGIN) == ('hi', 'setup')\n",
   'pytest.ini': '[pytest]\naddopts = -p no:cacheprovider\n',
-  'requirements-dev.txt': 'pytest\n',
+  'vendor/calc_helper.py': "GREETING = 'hi'\n",
 };
 
-/** What `pip install` of a dependency does, without PyPI: a module into the image's site-packages. */
+/** What `pip install` in setup does, without PyPI: a module into the image's own site-packages. */
 const SETUP =
-  'mkdir -p /usr/local/lib/python3.11/dist-packages && echo "GREETING = \'hi\'" > /usr/local/lib/python3.11/dist-packages/calc_helper.py';
+  'mkdir -p /usr/local/lib/python3.11/dist-packages && echo "ORIGIN = \'setup\'" > /usr/local/lib/python3.11/dist-packages/calc_origin.py';
+/** What the install does, without PyPI: a virtual environment in the tree with a vendored dependency in it. */
+const INSTALL =
+  'python3 -m venv --without-pip --system-site-packages .issue-agent/venv && cp vendor/calc_helper.py "$(.issue-agent/venv/bin/python3 -c \'import sysconfig; print(sysconfig.get_paths()["purelib"])\')"';
 
 const pyModel: ScriptedModel = (req) => {
   const { stage, turn } = stageOf(req);
@@ -82,6 +87,19 @@ const pyModel: ScriptedModel = (req) => {
   return { content: [{ type: 'text', text: 'unexpected stage' }] };
 };
 
+/** The trace notes of every job so far. */
+function traceNotes(sc: Scenario): string[] {
+  const dir = path.join(sc.dataDir, 'data', 'traces');
+  return readdirSync(dir).flatMap((f) =>
+    readFileSync(path.join(dir, f), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { type: string; message?: string })
+      .filter((e) => e.type === 'note')
+      .map((e) => e.message ?? ''),
+  );
+}
+
 async function repoWith(repo: string, config: string): Promise<void> {
   await s.github.addRepo({ owner: OWNER, repo, files: { ...PY_REPO, '.github/agent.yml': config } });
   s.github.setPermission(OWNER, repo, 'maintainer', 'maintain');
@@ -112,15 +130,20 @@ afterAll(async () => {
 });
 
 describe('a repository that names an image', () => {
-  it('gets a PR proved on that image, and a second job reuses the set-up environment', async () => {
+  it('gets a PR proved on that image, and a second job reuses both the set-up environment and the install', async () => {
     const image = `${registry.host}/py:3.11`;
-    await repoWith('pycalc', `environment:\n  image: ${image}\n  setup: ${JSON.stringify(SETUP)}\n`);
+    await repoWith(
+      'pycalc',
+      `environment:\n  image: ${image}\n  setup: ${JSON.stringify(SETUP)}\ncommands:\n  install: ${JSON.stringify(INSTALL)}\n`,
+    );
     await labelIssue('pycalc', 1);
     const pr = await s.waitFor('the pull request', () => s.github.pulls(OWNER, 'pycalc')[0], 240_000);
     expect(pr.body).toContain('### Environment');
     expect(pr.body).toContain(`\`${image}\` from \`.github/agent.yml\`, run as \`${registry.host}/py@${digest}\``);
     expect(pr.body).toMatch(/\| `mkdir -p \/usr\/local\/lib\/python3\.11.*` \| ✅ passed \| [\d.]+ s \| \(setup\) \|/);
-    // Detected from pytest.ini, run on the image (the host has neither pytest nor calc_helper): red → green.
+    expect(pr.body).toMatch(/\| `python3 -m venv .*` \| ✅ passed \| [\d.]+ s \| \(install, registries only\) \|/);
+    // Detected from pytest.ini, run on the image in the tree's virtual environment (the host
+    // has neither pytest nor the two modules): red → green.
     expect(pr.body).toMatch(/\| `python3 -m pytest -q` \| ✅ passed \| [\d.]+ s \| failed \|/);
     expect(pr.body).not.toContain('reused from an earlier job');
     const status1 = await s.waitFor('the last status', () =>
@@ -138,6 +161,9 @@ describe('a repository that names an image', () => {
     );
     expect(second.body).toContain('Its setup was reused from an earlier job');
     expect(second.body).not.toContain('(setup) |');
+    expect(second.body).toMatch(
+      /\| `python3 -m venv .*` \| ✅ passed \| [\d.]+ s \| \(install, reused from an earlier job\) \|/,
+    );
     expect(second.body).toMatch(/\| `python3 -m pytest -q` \| ✅ passed \| [\d.]+ s \| failed \|/);
     const status2 = await s.waitFor('the last status', () =>
       s.github.comments(OWNER, 'pycalc', 20).find((c) => c.body.includes('✅ done')),
@@ -145,6 +171,9 @@ describe('a repository that names an image', () => {
     expect(status2.body).toContain('(set up earlier, reused)');
     expect(s.logs().match(/"msg":"image unpacked"/g)).toHaveLength(1);
     expect(s.logs().match(/"msg":"environment set up"/g)).toHaveLength(1);
+    const traces = traceNotes(s);
+    expect(traces.filter((m) => m === 'install kept')).toHaveLength(1);
+    expect(traces.filter((m) => m === 'install reused')).toHaveLength(1);
     expect(toolErrors).toEqual([]);
     expect(s.github.violations).toEqual([]);
   });
@@ -157,7 +186,7 @@ describe('a repository that names an image', () => {
     const comment = await s.waitFor('the escalation', () =>
       s.github.comments(OWNER, 'missing-image', 3).find((c) => c.body.includes('environment-unavailable')),
     );
-    expect(comment.body).toContain(`${image}: the registry has no such image or tag`);
+    expect(comment.body).toContain(`\`${image}\`: the registry has no such image or tag`);
     expect(comment.body).toContain('REGISTRY_AUTH_FILE');
     expect(s.github.pulls(OWNER, 'missing-image')).toEqual([]);
     expect(s.anthropic.requests.length).toBe(before);

@@ -1,11 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { ImageRoot } from '../runner.js';
 import { spawnCapped } from '../spawn-capped.js';
+import { type CacheUsage, cacheUsage, type Leases, pruneCache, RECORD_FILE } from './cache.js';
+import { DepsCache } from './deps-cache.js';
 import { EnvironmentError, ImageStore, type PulledImage, type RegistryAccess } from './image-store.js';
+import { removeTree } from '../remove-tree.js';
 
 /** The commands that set an image up for a repository, and what else they read. */
 export interface SetupSpec {
@@ -37,7 +40,9 @@ export interface ReadyEnvironment {
  */
 export type SetupRun = (root: ImageRoot) => Promise<void>;
 
-const RECORD = 'setup.json';
+const RECORD = RECORD_FILE.setups;
+/** ENVIRONMENTS_MAX_GB's default. */
+export const DEFAULT_MAX_BYTES = 50 * 1024 ** 3;
 
 interface SetupRecord {
   key: string;
@@ -54,25 +59,46 @@ interface SetupRecord {
  */
 export class Environments {
   private readonly root: string;
+  /** Dependency installs kept for the next job (deps-cache.ts). */
+  readonly deps: DepsCache;
 
   constructor(
     readonly images: ImageStore,
-    private readonly opts: { dataDir: string; log: Logger; copyTimeoutMs?: number },
+    private readonly opts: { dataDir: string; log: Logger; copyTimeoutMs?: number; maxBytes?: number },
   ) {
     this.root = path.join(opts.dataDir, 'environments');
+    this.deps = new DepsCache(opts);
   }
 
   /** The store of a worker (or the CLI): images and set-up environments under `dataDir`. */
-  static open(opts: { dataDir: string; access: RegistryAccess; log: Logger }): Environments {
+  static open(opts: { dataDir: string; access: RegistryAccess; log: Logger; maxBytes?: number }): Environments {
     return new Environments(new ImageStore(opts), opts);
   }
 
+  /** Entries and bytes of each cache (images, set-up environments, kept installs), for /metrics. */
+  usage(): Promise<CacheUsage> {
+    return cacheUsage(this.root);
+  }
+
+  /** Evicts the least recently used entries no job holds until the caches fit their limit. */
+  async prune(): Promise<void> {
+    await pruneCache(this.root, this.opts.maxBytes ?? DEFAULT_MAX_BYTES, this.opts.log).catch((err: unknown) =>
+      this.opts.log.warn({ err }, 'could not prune the environment cache'),
+    );
+  }
+
   /** The image, and with setup commands the set-up copy of it, made now unless already here. */
-  async ready(image: PulledImage, setup: SetupSpec | undefined, run: SetupRun): Promise<ReadyEnvironment> {
+  async ready(
+    image: PulledImage,
+    setup: SetupSpec | undefined,
+    run: SetupRun,
+    leases?: Leases,
+  ): Promise<ReadyEnvironment> {
     const plain: ImageRoot = { rootfs: image.rootfs, env: image.env };
     if (!setup || setup.commands.length === 0) return { image, root: plain };
     const key = setupKey(image.digest, setup);
     const entry = path.join(this.root, 'setups', key);
+    await leases?.take(this.root, 'setups', key);
     const cached = await this.read(entry);
     if (cached) return { image, root: { ...plain, rootfs: path.join(entry, 'rootfs') }, setup: cached };
 
@@ -93,7 +119,7 @@ export class Environments {
     } catch (err) {
       throw asSetupError(err, image.reference);
     } finally {
-      await rm(tmp, { recursive: true, force: true }).catch(() => {});
+      await removeTree(tmp).catch((err: unknown) => this.opts.log.warn({ err }, 'could not remove a temporary copy'));
     }
     const ready = await this.read(entry, false);
     if (!ready)

@@ -122,25 +122,69 @@ describe('ImageStore (a real registry on loopback, skopeo and umoci)', () => {
     expect(unknown).toMatchObject({ kind: 'not-found', image: `${registry.host}/test/nothing:1` });
     expect(unknown.message).toMatch(/no such image or tag/);
     expect(await failure(`${registry.host}/test/tiny:no-such-tag`)).toMatchObject({ kind: 'not-found' });
-    // Plain HTTP only for the hosts the operator lists: anywhere else it is HTTPS or nothing.
-    const https = await failure(`${registry.host}/test/tiny:1`, { insecureHosts: [] });
-    expect(https).toMatchObject({ kind: 'unreachable' });
-    expect(https.message).toMatch(/could not be reached/);
+    // Plain HTTP, and the host's own loopback or link-local addresses (its services, the
+    // metadata service), only for the registries the operator lists.
+    const unlisted = await failure(`${registry.host}/test/tiny:1`, { insecureHosts: [] });
+    expect(unlisted).toMatchObject({ kind: 'refused' });
+    expect(unlisted.message).toContain(`the registry ${registry.host} is at 127.0.0.1, a loopback address`);
+    expect(unlisted.message).toContain('REGISTRY_INSECURE_HOSTS');
+    const metadata = await failure('169.254.169.254/latest/meta-data:1');
+    expect(metadata).toMatchObject({ kind: 'refused' });
+    expect(metadata.message).toMatch(/is at 169\.254\.169\.254, a .* address the worker does not pull from/);
     expect(await failure('Not A Reference')).toMatchObject({ kind: 'bad-reference', image: 'Not A Reference' });
     expect(entries()).toEqual(before);
     const tmp = path.join(dataDir, 'environments/tmp');
     expect(existsSync(tmp) ? readdirSync(tmp) : []).toEqual([]);
   });
 
-  it('runs a digest it has from the cache with the registry gone', async () => {
-    const digest = registry.push('test/offline', '1', { 'o.txt': 'o' });
-    await store().pull(`${registry.host}/test/offline@${digest}`);
+  it('refuses an image that unpacks to more than the caches may hold, and keeps nothing of it', async () => {
+    // 8 MiB of zeros: a layer of a few KiB that unpacks 1,000 times larger.
+    registry.push('test/bomb', '1', { 'zeros.bin': '\0'.repeat(8 * 1024 * 1024) });
+    const small = new ImageStore({
+      dataDir,
+      access: { insecureHosts: [registry.host] },
+      log,
+      maxBytes: 4 * 1024 * 1024,
+    });
+    const err = await small.pull(`${registry.host}/test/bomb:1`).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ kind: 'too-large' });
+    expect((err as EnvironmentError).message).toContain('the image unpacks to more than 4 MiB');
+    const images = readdirSync(path.join(dataDir, 'environments/images'));
+    expect(
+      images
+        .filter((e) => !e.endsWith('.lock'))
+        .every((e) => existsSync(path.join(dataDir, 'environments/images', e, 'image.json'))),
+    ).toBe(true);
+    expect(readdirSync(path.join(dataDir, 'environments/tmp'))).toEqual([]);
+  });
+
+  it("asks the named registry even for a digest it has: another repository's pull is not this one's", async () => {
+    const digest = registry.push('secret-org/internal-tool', '2026', { 'o.txt': 'internal' });
+    const first = await store().pull(`${registry.host}/secret-org/internal-tool:2026`);
+    expect(first.cached).toBe(false);
+    // The same digest under a name the registry does not serve: refused, though it is unpacked here.
+    const elsewhere = await store()
+      .pull(`${registry.host}/someone-else/anything@${digest}`)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(elsewhere).toMatchObject({ kind: 'not-found' });
+    // Served: the cached entry, under the asker's own names.
+    const again = await store().pull(`${registry.host}/secret-org/internal-tool@${digest}`);
+    expect(again).toMatchObject({
+      cached: true,
+      digest,
+      reference: `${registry.host}/secret-org/internal-tool@${digest}`,
+      pinned: `${registry.host}/secret-org/internal-tool@${digest}`,
+    });
+    expect(readFileSync(path.join(again.rootfs, 'o.txt'), 'utf8')).toBe('internal');
     await registry.stop();
-    const again = await store().pull(`${registry.host}/test/offline@${digest}`);
-    expect(again).toMatchObject({ cached: true, digest });
-    expect(readFileSync(path.join(again.rootfs, 'o.txt'), 'utf8')).toBe('o');
     const gone = await store()
-      .pull(`${registry.host}/test/offline:1`)
+      .pull(`${registry.host}/secret-org/internal-tool@${digest}`)
       .then(
         () => undefined,
         (e: unknown) => e,

@@ -1,11 +1,17 @@
 import { randomBytes } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { chmod, mkdir, readFile, rename, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { forbiddenAddress, privateNetworkList } from '../egress/forbidden-addresses.js';
 import type { RunResult } from '../runner.js';
-import { spawnCapped } from '../spawn-capped.js';
+import { diskUsage, formatBytes } from '../limits.js';
+import { spawnCapped, type Watcher } from '../spawn-capped.js';
+import { type Leases, RECORD_FILE } from './cache.js';
 import { asked, type ImageRef, parseImageRef, pinned } from './image-ref.js';
+import { removeTree } from '../remove-tree.js';
 
 /** How the worker reaches registries: the operator's settings, never the repository's. */
 export interface RegistryAccess {
@@ -13,6 +19,8 @@ export interface RegistryAccess {
   authFile?: string;
   /** REGISTRY_INSECURE_HOSTS: `host:port` entries reached over plain HTTP (a registry on loopback, say). */
   insecureHosts: readonly string[];
+  /** SANDBOX_EGRESS_PRIVATE_NETWORKS: private networks (CIDRs) the operator's registries live on. */
+  privateNetworks?: readonly string[];
 }
 
 /** An image unpacked under DATA_DIR, once per digest. */
@@ -41,6 +49,7 @@ export type EnvironmentFailure =
   | 'unreachable'
   | 'disk-full'
   | 'unsupported'
+  | 'too-large'
   | 'setup-failed'
   | 'failed';
 
@@ -64,10 +73,13 @@ export interface ImageStoreOptions {
   log: Logger;
   /** Longest a pull (inspect, copy, unpack) may take. */
   timeoutMs?: number;
+  /** The most an image may unpack to (ENVIRONMENTS_MAX_GB: one larger than every cache together is never kept). */
+  maxBytes?: number;
 }
 
 const DEFAULT_TIMEOUT_MS = 15 * 60_000;
-const RECORD = 'image.json';
+const DEFAULT_MAX_UNPACKED_BYTES = 50 * 1024 ** 3;
+const RECORD = RECORD_FILE.images;
 const HOST_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' };
 
 interface ImageRecord {
@@ -93,21 +105,30 @@ export class ImageStore {
   }
 
   /** The image's root filesystem, pulled and unpacked if this digest is not here yet. */
-  async pull(reference: string, signal?: AbortSignal): Promise<PulledImage> {
+  async pull(reference: string, signal?: AbortSignal, leases?: Leases): Promise<PulledImage> {
     const parsed = parseImageRef(reference);
     if (!parsed.ok) throw new EnvironmentError('bad-reference', reference, parsed.why);
     const ref = parsed.ref;
-    // Private: an image's setuid files must not be reachable by other users of the host.
-    await mkdir(this.root, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
+    // Private (mkdir's mode does not apply to a directory that exists): what images hold
+    // must not be reachable by other users of the host.
+    await mkdir(this.root, { recursive: true, mode: 0o700 })
+      .then(() => chmod(this.root, 0o700))
+      .catch((err: unknown) => {
+        throw asEnvironmentError(err, reference);
+      });
+    await this.checkRegistryHost(ref).catch((err: unknown) => {
       throw asEnvironmentError(err, reference);
     });
-    const digest =
-      ref.digest ??
-      (await this.resolve(ref, signal).catch((err: unknown) => {
-        throw asEnvironmentError(err, reference);
-      }));
+    // The registry the repository names is asked every time, a pinned digest too: an image
+    // another repository pulled is this one's only if its own registry serves it to us.
+    const served = await this.resolve(ref, signal).catch((err: unknown) => {
+      throw asEnvironmentError(err, reference);
+    });
+    const digest = ref.digest ?? served;
     const entry = this.entryDir(digest);
-    const cached = await this.read(entry);
+    // Held from before the entry is read, so it cannot be evicted from under the job.
+    await leases?.take(this.root, 'images', path.basename(entry));
+    const cached = await this.read(entry, ref, digest);
     if (cached) return cached;
     const tmp = path.join(this.root, 'tmp', `${digest.replace(':', '-')}-${randomBytes(6).toString('hex')}`);
     try {
@@ -123,12 +144,42 @@ export class ImageStore {
     } catch (err) {
       throw asEnvironmentError(err, reference);
     } finally {
-      await rm(tmp, { recursive: true, force: true }).catch(() => {});
+      await removeTree(tmp).catch((err: unknown) => this.opts.log.warn({ err }, 'could not remove a temporary copy'));
     }
-    const ready = await this.read(entry, false);
+    const ready = await this.read(entry, ref, digest, false);
     if (!ready) throw new EnvironmentError('failed', reference, `the unpacked image is missing from ${entry}`);
     this.opts.log.info({ image: ready.pinned, bytes: ready.bytes }, 'image unpacked');
     return ready;
+  }
+
+  /**
+   * The worker asks registries from its own network: a repository must not point it at the
+   * host's loopback services, the metadata service or a private network. Those are refused
+   * unless the operator lists the registry (REGISTRY_INSECURE_HOSTS) or its private network
+   * (SANDBOX_EGRESS_PRIVATE_NETWORKS).
+   */
+  private async checkRegistryHost(ref: ImageRef): Promise<void> {
+    if (this.opts.access.insecureHosts.includes(ref.registry)) return;
+    const host = ref.registry.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+    const addresses = isIP(host)
+      ? [{ address: host }]
+      : await lookup(host, { all: true }).catch((err: NodeJS.ErrnoException) => {
+          throw new EnvironmentError(
+            'unreachable',
+            ref.text,
+            `the registry ${ref.registry} has no address (${err.code})`,
+          );
+        });
+    const privateOk = privateNetworkList(this.opts.access.privateNetworks ?? []);
+    for (const { address } of addresses) {
+      const why = forbiddenAddress(address, privateOk);
+      if (why)
+        throw new EnvironmentError(
+          'refused',
+          ref.text,
+          `the registry ${ref.registry} is at ${address}, a ${why} address the worker does not pull from; its operator can list it in REGISTRY_INSECURE_HOSTS, or its network in SANDBOX_EGRESS_PRIVATE_NETWORKS`,
+        );
+    }
   }
 
   private entryDir(digest: string): string {
@@ -136,16 +187,21 @@ export class ImageStore {
   }
 
   /** A complete entry (its record is written last), touched so the least recently used can go first. */
-  private async read(entry: string, cached = true): Promise<PulledImage | undefined> {
+  private async read(entry: string, ref: ImageRef, digest: string, cached = true): Promise<PulledImage | undefined> {
     const recordFile = path.join(entry, RECORD);
     if (!existsSync(recordFile)) return undefined;
     const record = JSON.parse(await readFile(recordFile, 'utf8')) as ImageRecord;
     const now = new Date();
     await utimes(recordFile, now, now).catch(() => {});
-    return { ...record, rootfs: path.join(entry, 'rootfs'), cached };
+    // The names are the asker's own, never those of whoever pulled the digest first.
+    return { ...record, reference: ref.text, pinned: pinned(ref, digest), rootfs: path.join(entry, 'rootfs'), cached };
   }
 
-  /** The digest a tag points at now: the job then runs on that, whatever the tag says later. */
+  /**
+   * The digest a tag points at now (the job then runs on that, whatever the tag says later),
+   * or for a pinned reference the digest the registry serves for it: either way the registry
+   * answered, with the operator's logins, that this repository's reference exists.
+   */
   private async resolve(ref: ImageRef, signal?: AbortSignal): Promise<string> {
     const r = await this.skopeo(
       ['inspect', ...this.tls(ref, 'tls-verify'), '--format', '{{.Digest}}', `docker://${asked(ref)}`],
@@ -173,15 +229,48 @@ export class ImageStore {
 
   private async unpack(ref: ImageRef, digest: string, tmp: string, signal?: AbortSignal): Promise<ImageRecord> {
     const bundle = path.join(tmp, 'bundle');
+    // A small layer can unpack to a great deal: the unpacking stops at the cache's limit.
+    const limit = this.opts.maxBytes ?? DEFAULT_MAX_UNPACKED_BYTES;
     const r = await this.tool(
       'umoci',
       ['unpack', '--rootless', '--image', `${path.join(tmp, 'oci')}:image`, bundle],
       signal,
       tmp,
+      [
+        {
+          everyMs: 1000,
+          async check() {
+            const used = await diskUsage(bundle);
+            return used !== undefined && used > limit
+              ? {
+                  kind: 'disk',
+                  marker: `[killed: the image unpacks to more than ${Math.round(limit / 1024 ** 3)} GiB]`,
+                }
+              : undefined;
+          },
+        },
+      ],
     );
+    const tooLarge = () =>
+      new EnvironmentError(
+        'too-large',
+        ref.text,
+        `the image unpacks to more than ${formatBytes(limit)}, the most the worker keeps (ENVIRONMENTS_MAX_GB)`,
+      );
+    if (r.limit === 'disk') throw tooLarge();
     if (r.exitCode !== 0) throw toolError(ref.text, 'umoci unpack', r);
+    // No setuid or setgid file at rest under DATA_DIR (the sandbox ignores them anyway: no_new_privs).
+    const strip = await this.tool(
+      'find',
+      [path.join(bundle, 'rootfs'), '-xdev', '-type', 'f', '-perm', '/6000', '-exec', 'chmod', 'ug-s', '{}', '+'],
+      signal,
+      tmp,
+    );
+    if (strip.exitCode !== 0) throw toolError(ref.text, 'removing setuid bits', strip);
     const config = await imageConfig(path.join(tmp, 'oci'));
     const du = await this.tool('du', ['-sb', path.join(bundle, 'rootfs')], signal, tmp);
+    // Faster than the watch above can see: measured once more when it is done.
+    if ((Number.parseInt(du.output, 10) || 0) > limit) throw tooLarge();
     return {
       reference: ref.text,
       digest,
@@ -203,8 +292,15 @@ export class ImageStore {
     return this.tool('skopeo', [verb, ...(auth ? ['--authfile', auth] : []), ...rest], signal, tmp);
   }
 
-  private tool(file: string, args: string[], signal?: AbortSignal, tmp?: string): Promise<RunResult> {
+  private tool(
+    file: string,
+    args: string[],
+    signal?: AbortSignal,
+    tmp?: string,
+    watchers: Watcher[] = [],
+  ): Promise<RunResult> {
     return spawnCapped({
+      watchers,
       command: `${file} ${args[0]}`,
       file,
       args,

@@ -1,0 +1,21 @@
+import { spawnCapped } from './spawn-capped.js';
+
+/**
+ * Removes a directory tree that repository code may have shaped: GNU rm walks it with
+ * openat, so a tree thousands of levels deep (deeper than PATH_MAX, where Node's recursive
+ * rm fails) goes too; it never follows a link or leaves the file system. Throws, naming the
+ * path, when something is left.
+ */
+export async function removeTree(dir: string): Promise<void> {
+  const r = await spawnCapped({
+    command: 'rm -rf',
+    file: 'rm',
+    args: ['-rf', '--one-file-system', '--', dir],
+    env: { PATH: '/usr/bin:/bin' },
+    cwd: '/',
+    timeoutMs: 10 * 60_000,
+    maxOutputBytes: 16 * 1024,
+  });
+  if (r.exitCode !== 0)
+    throw new Error(`could not remove ${dir}: ${r.output.trim().split('\n').pop() ?? `exit ${r.exitCode}`}`);
+}
