@@ -33,6 +33,9 @@ Environment:
                        model ids per tier, as for the app (${REPO_CONFIG_PATH}
                        may override them)
   LOG_LEVEL            level of the pino logs on stderr (default: warn)
+  REGISTRY_AUTH_FILE, REGISTRY_INSECURE_HOSTS, ENVIRONMENTS_MAX_GB
+                       for an image under environment: in ${REPO_CONFIG_PATH},
+                       as for the app (README, Environments)
 
 Exit codes:
   0    a branch and its report were left

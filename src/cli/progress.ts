@@ -40,6 +40,13 @@ export function describeChecks(checks: readonly StatusCheck[] | undefined): stri
   return `checks: ${checks.map((c) => `${c.command} ${verdict(c.after)}${c.before === undefined ? '' : ` (before the change: ${verdict(c.before)})`}`).join('; ')}`;
 }
 
+/** Where the commands run, when the repository names an image: pulling, setting up, ready. */
+export function describeEnvironment(e: StatusState['environment']): string | undefined {
+  if (!e) return undefined;
+  if (e.state === 'ready') return `environment: ${e.image} ready${e.cached ? ' (set up earlier, reused)' : ''}`;
+  return `environment: ${e.state} ${e.image}…`;
+}
+
 /**
  * The pipeline's progress on a terminal: one line per stage (and round) with the spend so
  * far, one per new check result; on a TTY a spinner below shows the current stage's time.
@@ -48,6 +55,7 @@ export class Progress {
   private label: string | undefined;
   private started = 0;
   private checks: string | undefined;
+  private environment: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private frame = 0;
   private spinning = false;
@@ -69,6 +77,11 @@ export class Progress {
         this.line(`${label}${s.spend ? ` · spend so far: ${shortSpend(s.spend)}` : ''}`);
         this.spin();
       }
+    }
+    const environment = describeEnvironment(s.environment);
+    if (environment && environment !== this.environment) {
+      this.environment = environment;
+      this.line(`      ${environment}`);
     }
     const checks = describeChecks(s.checks);
     if (checks && checks !== this.checks) {

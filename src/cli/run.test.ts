@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAnthropicStandIn, type AnthropicStandIn } from '../../test/stand-ins/anthropic/server.js';
 import { CALC_PLAN, CALC_REPO, calcModel } from '../../test/e2e/harness.js';
 import { runCli } from '../../test/helpers/cli.js';
+import { hostProgramFiles, startTestRegistry } from '../../test/helpers/oci-registry.js';
 import { sh, tempDir } from '../../test/helpers/git-fixtures.js';
 
 let anthropic: AnthropicStandIn;
@@ -142,6 +143,36 @@ describe('issue-agent run', () => {
     const again = await runCli(['run', '--repo', repo, '--task', TITLE], { env: modelEnv() });
     expect(again.status).toBe(0);
     expect(again.stdout).toMatch(/^done: branch agent\/issue-2-add-returns-the-wrong-sum /m);
+  });
+
+  it('runs the commands on the image that environment: names, after its setup', async () => {
+    const registry = await startTestRegistry();
+    try {
+      // The host's node and shell on a root filesystem of their own, and nothing else.
+      registry.push('cli/node', '1', { ...hostProgramFiles(['sh', 'node']), 'etc/image-name': 'cli/node\n' });
+      const image = `${registry.host}/cli/node:1`;
+      anthropic.setModel(calcModel({ toolErrors: [] }));
+      const repo = checkout({
+        // The image has node and no npm: the test command is named.
+        '.github/agent.yml': `environment:\n  image: ${image}\n  setup: node -e "require('fs').writeFileSync('/etc/agent-setup', 'yes')"\ncommands:\n  test: node --test\n`,
+        // Passes only on that image, set up: on the host it would fail before and after the change.
+        'test/env.test.js':
+          "const test = require('node:test');\nconst assert = require('node:assert');\nconst fs = require('node:fs');\n" +
+          "test('runs on the set-up image', () => assert.strictEqual(fs.readFileSync('/etc/agent-setup', 'utf8'), 'yes'));\n",
+      });
+      const r = await runCli(['run', '--repo', repo, '--task', `${TITLE}\n\`npm test\` fails.`], {
+        env: { ...modelEnv(), REGISTRY_INSECURE_HOSTS: registry.host },
+      });
+      expect(r.stderr).toBe('');
+      expect(r.status, r.stdout).toBe(0);
+      expect(r.stdout).toContain(`environment: pulling ${image}…`);
+      expect(r.stdout).toContain(`environment: setting up ${image}…`);
+      expect(r.stdout).toContain(`environment: ${image} ready`);
+      expect(r.stdout).toMatch(/^done: branch agent\/issue-1-add-returns-the-wrong-sum /m);
+      expect(existsSync('/etc/agent-setup')).toBe(false);
+    } finally {
+      await registry.stop();
+    }
   });
 
   it('refuses to start without a model key or with an invalid config: exit 2, nothing spent', async () => {

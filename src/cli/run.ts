@@ -217,7 +217,18 @@ function readEnv(io: RunIo): CliEnv {
   // Only what the CLI uses is read, so an unrelated variable of the app's cannot stop it.
   const pick = (names: string[]) => Object.fromEntries(names.map((n) => [n, io.env[n]]));
   const env = parseEnv(
-    pick(['ANTHROPIC_API_KEY', 'ANTHROPIC_BASE_URL', 'MODEL_FRONTIER', 'MODEL_MID', 'MODEL_FAST', 'LOG_LEVEL']),
+    pick([
+      'ANTHROPIC_API_KEY',
+      'ANTHROPIC_BASE_URL',
+      'MODEL_FRONTIER',
+      'MODEL_MID',
+      'MODEL_FAST',
+      'LOG_LEVEL',
+      'REGISTRY_AUTH_FILE',
+      'REGISTRY_INSECURE_HOSTS',
+      'ENVIRONMENTS_MAX_GB',
+      'SANDBOX_EGRESS_PRIVATE_NETWORKS',
+    ]),
   );
   const key = env.ANTHROPIC_API_KEY;
   if (!key) {

@@ -28,12 +28,8 @@ const SETUP_SCRIPT = [
 
 const FORWARDER_WRAPPER = [
   '"$1" "$2" /run/issue-agent/egress.sock 3128 /tmp/.issue-agent-egress-ready </dev/null &',
-  'i=0',
-  'while [ ! -e /tmp/.issue-agent-egress-ready ]; do',
-  '  i=$((i + 1))',
-  '  if [ "$i" -gt 1000 ]; then echo "issue-agent: the install egress forwarder did not start" >&2; exit 125; fi',
-  '  sleep 0.01',
-  'done',
+  // The wait runs in the forwarder's node: an image may have no sleep.
+  `"$1" -e 'const fs=require("node:fs"),p=process.argv[1],t=Date.now();(function w(){if(fs.existsSync(p))return;if(Date.now()-t>10000)process.exit(1);setTimeout(w,10)})()' /tmp/.issue-agent-egress-ready || { echo "issue-agent: the install egress forwarder did not start" >&2; exit 125; }`,
   'exec /bin/sh -c "$3"',
 ].join('\n');
 

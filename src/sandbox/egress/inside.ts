@@ -27,16 +27,16 @@ server.on('error', (err) => { process.stderr.write('issue-agent egress forwarder
 server.listen(Number(port), '127.0.0.1', () => fs.writeFileSync(ready, ''));
 `;
 
-// Starts the forwarder, waits (up to 10 s) until it listens, then becomes the command.
+// Waits (up to 10 s) for the ready file, in the node that runs the forwarder: an image's
+// shell may have no `sleep` (nor anything else) to wait with.
+const WAIT =
+  'const fs=require("node:fs"),p=process.argv[1],t=Date.now();(function w(){if(fs.existsSync(p))return;if(Date.now()-t>10000)process.exit(1);setTimeout(w,10)})()';
+
+// Starts the forwarder, waits until it listens, then becomes the command.
 // Arguments, never spliced into the script: node, the forwarder, the command.
 const WRAPPER = [
   `"$1" "$2" ${EGRESS_SOCKET} ${EGRESS_PORT} ${READY} </dev/null &`,
-  'i=0',
-  `while [ ! -e ${READY} ]; do`,
-  '  i=$((i + 1))',
-  '  if [ "$i" -gt 1000 ]; then echo "issue-agent: the install egress forwarder did not start" >&2; exit 125; fi',
-  '  sleep 0.01',
-  'done',
+  `"$1" -e '${WAIT}' ${READY} || { echo "issue-agent: the install egress forwarder did not start" >&2; exit 125; }`,
   'exec /bin/sh -c "$3"',
 ].join('\n');
 
