@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -205,8 +205,12 @@ describe('mirror and work tree', () => {
     // What an install fetched into the tree is never part of the change.
     mkdirSync(path.join(wt.path, TOOL_DIR, 'venv'), { recursive: true });
     writeFileSync(path.join(wt.path, TOOL_DIR, 'venv', 'pyvenv.cfg'), 'home = /usr/bin\n');
+    // Not even where the repository's own ignore file asks for it back.
+    writeFileSync(path.join(wt.path, '.gitignore'), `!/${TOOL_DIR}/\n`);
+    expect(await diff(wt)).not.toContain('pyvenv.cfg');
+    rmSync(path.join(wt.path, '.gitignore'));
     const patch = await diff(wt);
-    expect(patch).not.toContain(TOOL_DIR);
+    expect(patch).not.toContain('pyvenv.cfg');
     expect(patch).toContain('+changed');
     expect(patch).toContain('new-file.txt');
     expect(patch).toContain('+brand new');

@@ -3,8 +3,9 @@ import { spawnCapped } from './spawn-capped.js';
 /**
  * Removes a directory tree that repository code may have shaped: GNU rm walks it with
  * openat, so a tree thousands of levels deep (deeper than PATH_MAX, where Node's recursive
- * rm fails) goes too; it never follows a link or leaves the file system. Throws, naming the
- * path, when something is left.
+ * rm fails) goes too. It never follows a link, and does not cross into another file system
+ * (a bind mount of the same one it would enter: none is made under the trees it removes).
+ * Throws, naming the path, when something is left.
  */
 export async function removeTree(dir: string): Promise<void> {
   const r = await spawnCapped({

@@ -12,6 +12,11 @@ import { removeTree } from './remove-tree.js';
 /** Where installs put what they fetch, relative to the work tree (stages/toolchains.ts); git never sees it. */
 export const TOOL_DIR = '.issue-agent';
 
+function isUnder(dir: string, rel: string): boolean {
+  const first = path.normalize(rel).split(path.sep)[0];
+  return first === dir;
+}
+
 export interface WorkTree {
   path: string;
   mirrorPath: string;
@@ -142,7 +147,15 @@ async function withTempIndex<T>(
 
 /** fn with a throwaway index holding the whole working tree, untracked files included. */
 function withSnapshotIndex<T>(wt: WorkTree, fn: (env: Record<string, string>) => Promise<T>): Promise<T> {
-  return withTempIndex(wt, async (env) => void (await git(['add', '-A'], { cwd: wt.path, env })), fn);
+  // What installs fetched is never part of the change, whatever the repository's .gitignore re-includes.
+  return withTempIndex(
+    wt,
+    async (env) => {
+      await git(['add', '-A'], { cwd: wt.path, env });
+      await git(['rm', '-r', '-q', '--cached', '--ignore-unmatch', '--', TOOL_DIR], { cwd: wt.path, env });
+    },
+    fn,
+  );
 }
 
 const DIFF_FLAGS = ['--no-color', '--no-ext-diff', '--no-textconv', '--ignore-submodules=all'];
@@ -211,10 +224,11 @@ async function addable(wt: WorkTree, paths: string[]): Promise<string[]> {
   const present: string[] = [];
   for (const p of paths)
     if (
-      await lstat(path.join(wt.path, p)).then(
+      !isUnder(TOOL_DIR, p) &&
+      (await lstat(path.join(wt.path, p)).then(
         () => true,
         () => false,
-      )
+      ))
     )
       present.push(p);
   if (present.length === 0) return [];

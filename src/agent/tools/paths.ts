@@ -13,12 +13,16 @@ const MAX_LISTING_BYTES = 64 * 1024 * 1024;
  * `signal` (the job's) stops the listing with an 'aborted' tool error.
  */
 export async function listTreeFiles(workTree: string, under = '.', signal?: AbortSignal): Promise<string[]> {
-  const listed = await runRipgrep(['--files', '--hidden', '--no-follow', '--glob', '!.git', '--', under], {
-    cwd: workTree,
-    what: `listing the files under ${under}`,
-    ...(signal ? { signal } : {}),
-    maxBytes: MAX_LISTING_BYTES,
-  });
+  // Nor what installs fetched into the tree (TOOL_DIR), whatever the repository's ignore files say.
+  const listed = await runRipgrep(
+    ['--files', '--hidden', '--no-follow', '--glob', '!.git', '--glob', '!/.issue-agent', '--', under],
+    {
+      cwd: workTree,
+      what: `listing the files under ${under}`,
+      ...(signal ? { signal } : {}),
+      maxBytes: MAX_LISTING_BYTES,
+    },
+  );
   // rg exits 1 when there are no files.
   if (listed.exitCode === 1) return [];
   if (listed.exitCode !== 0)

@@ -63,6 +63,8 @@ export const search = defineTool({
       '--no-follow',
       '--glob',
       '!.git',
+      '--glob',
+      '!/.issue-agent',
       '--max-columns',
       '300',
       '--max-count',

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, stat } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { holdFileLock } from '../repo-lock.js';
+import { spawnCapped } from '../spawn-capped.js';
 import { removeTree } from '../remove-tree.js';
 
 /**
@@ -34,6 +35,30 @@ interface Entry {
 
 function lockFile(root: string, kind: CacheKind, name: string): string {
   return path.join(root, kind, `${name}.lock`);
+}
+
+/**
+ * DATA_DIR/environments, private to the worker's user whether or not it existed (mkdir's
+ * mode applies only to what it makes): what images and installs hold is nobody else's.
+ */
+export async function privateRoot(root: string): Promise<void> {
+  await mkdir(root, { recursive: true, mode: 0o700 });
+  await chmod(root, 0o700);
+}
+
+/** Clears setuid and setgid bits under `dir`: none is kept at rest (the sandbox ignores them anyway: no_new_privs). */
+export async function clearSetuid(dir: string): Promise<void> {
+  const r = await spawnCapped({
+    command: 'find -perm /6000',
+    file: 'find',
+    args: [dir, '-xdev', '-type', 'f', '-perm', '/6000', '-exec', 'chmod', 'ug-s', '{}', '+'],
+    env: { PATH: '/usr/bin:/bin' },
+    cwd: '/',
+    timeoutMs: 10 * 60_000,
+    maxOutputBytes: 16 * 1024,
+  });
+  if (r.exitCode !== 0)
+    throw new Error(`could not clear setuid bits under ${dir}: ${r.output.trim().split('\n').pop()}`);
 }
 
 /** A job's holds on the entries it runs on; let go when the job ends. */

@@ -1,11 +1,14 @@
 import {
+  chmodSync,
   existsSync,
   lstatSync,
   mkdirSync,
   readdirSync,
   readFileSync,
   readlinkSync,
+  statSync,
   symlinkSync,
+  truncateSync,
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
@@ -58,6 +61,22 @@ describe('the dependency cache', () => {
     await cache.restore(key, dir('c'));
     expect(readFileSync(dir('c/node_modules/left-pad/index.js'), 'utf8')).toBe('module.exports = 1;\n');
     expect(readdirSync(dir('data/environments/tmp'))).toEqual([]);
+  });
+
+  it('keeps no setuid bit, counts the disk a file takes (not its sparse size), and is private', async () => {
+    write(dir('a/node_modules/.bin/tool'), '#!/bin/sh\n');
+    chmodSync(dir('a/node_modules/.bin/tool'), 0o4755);
+    // 1 GiB that takes no disk: counted at its size, it would evict every other entry.
+    writeFileSync(dir('a/node_modules/sparse.bin'), '');
+    truncateSync(dir('a/node_modules/sparse.bin'), 1024 ** 3);
+    mkdirSync(dir('data/environments'), { recursive: true, mode: 0o755 });
+    const key = DepsCache.key(KEY);
+    const kept = await cache.save(key, dir('a'), ['node_modules']);
+    expect(kept!.bytes).toBeLessThan(1024 * 1024);
+    expect(statSync(dir('data/environments')).mode & 0o777).toBe(0o700);
+    mkdirSync(dir('b'));
+    await cache.restore(key, dir('b'));
+    expect(statSync(dir('b/node_modules/.bin/tool')).mode & 0o7777).toBe(0o755);
   });
 
   it('is a different entry for another repository, environment, command or manifest', () => {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { holdFileLock } from '../repo-lock.js';
 import { spawnCapped } from '../spawn-capped.js';
-import { RECORD_FILE } from './cache.js';
+import { clearSetuid, privateRoot, RECORD_FILE } from './cache.js';
 import { removeTree } from '../remove-tree.js';
 
 /** What an install's result depends on: it is reused only when every part is the same. */
@@ -36,7 +36,7 @@ interface DepsRecord {
 export class DepsCache {
   private readonly root: string;
 
-  constructor(private readonly opts: { dataDir: string; log: Logger }) {
+  constructor(private readonly opts: { dataDir: string; log: Logger; maxBytes?: number }) {
     this.root = path.join(opts.dataDir, 'environments');
   }
 
@@ -52,12 +52,14 @@ export class DepsCache {
   /** Copies a kept install into `workTree`; undefined when there is none (or the tree already has those paths). */
   async restore(key: string, workTree: string): Promise<{ dirs: string[]; bytes: number } | undefined> {
     const entry = path.join(this.root, 'deps', key);
+    await privateRoot(this.root);
     // Held while it is copied: an eviction waits, or the copy waits for the eviction.
     const release = await holdFileLock(path.join(this.root, 'deps', `${key}.lock`), 'shared', 600);
+    if (!release) return undefined;
     try {
       return await this.restoreHeld(entry, key, workTree);
     } finally {
-      await release?.();
+      await release();
     }
   }
 
@@ -94,12 +96,20 @@ export class DepsCache {
     if (present.length === 0) return undefined;
     const tmp = path.join(this.root, 'tmp', `deps-${key.slice(0, 16)}-${randomBytes(6).toString('hex')}`);
     try {
+      await privateRoot(this.root);
       for (const dir of present) {
         await mkdir(path.dirname(path.join(tmp, 'files', dir)), { recursive: true, mode: 0o700 });
         await this.copy(path.join(workTree, dir), path.join(tmp, 'files', dir));
       }
-      const du = await this.tool('du', ['-sb', path.join(tmp, 'files')]);
+      await clearSetuid(path.join(tmp, 'files'));
+      const du = await this.tool('du', ['-s', '-B1', path.join(tmp, 'files')]);
       const record: DepsRecord = { key, dirs: present, bytes: Number.parseInt(du.output, 10) || 0 };
+      // One install may not crowd every other repository's entries out of the caches.
+      const most = (this.opts.maxBytes ?? 50 * 1024 ** 3) / 4;
+      if (record.bytes > most) {
+        this.opts.log.info({ key, bytes: record.bytes, most }, 'the install is too large to keep for the next job');
+        return undefined;
+      }
       await writeFile(path.join(tmp, RECORD), JSON.stringify(record));
       await mkdir(path.dirname(entry), { recursive: true });
       await rename(tmp, entry).catch((err: NodeJS.ErrnoException) => {

@@ -5,7 +5,15 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { ImageRoot } from '../runner.js';
 import { spawnCapped } from '../spawn-capped.js';
-import { type CacheUsage, cacheUsage, type Leases, pruneCache, RECORD_FILE } from './cache.js';
+import {
+  type CacheUsage,
+  cacheUsage,
+  clearSetuid,
+  type Leases,
+  privateRoot,
+  pruneCache,
+  RECORD_FILE,
+} from './cache.js';
 import { DepsCache } from './deps-cache.js';
 import { EnvironmentError, ImageStore, type PulledImage, type RegistryAccess } from './image-store.js';
 import { removeTree } from '../remove-tree.js';
@@ -104,10 +112,12 @@ export class Environments {
 
     const tmp = path.join(this.root, 'tmp', `setup-${key.slice(0, 16)}-${randomBytes(6).toString('hex')}`);
     try {
+      await privateRoot(this.root);
       await mkdir(tmp, { recursive: true, mode: 0o700 });
       const rootfs = path.join(tmp, 'rootfs');
       await this.copy(image, rootfs);
       await run({ rootfs, env: image.env, writable: true });
+      await clearSetuid(rootfs);
       const bytes = await this.diskUse(image, rootfs);
       const record: SetupRecord = { key, digest: image.digest, commands: [...setup.commands], bytes };
       await writeFile(path.join(tmp, RECORD), JSON.stringify(record));
@@ -150,7 +160,7 @@ export class Environments {
   }
 
   private async diskUse(image: PulledImage, rootfs: string): Promise<number> {
-    const r = await this.tool('du', ['-sb', rootfs]);
+    const r = await this.tool('du', ['-s', '-B1', rootfs]);
     return r.exitCode === 0 ? Number.parseInt(r.output, 10) || image.bytes : image.bytes;
   }
 

@@ -2,14 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { existsSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { chmod, mkdir, readFile, rename, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { forbiddenAddress, privateNetworkList } from '../egress/forbidden-addresses.js';
 import type { RunResult } from '../runner.js';
 import { diskUsage, formatBytes } from '../limits.js';
 import { spawnCapped, type Watcher } from '../spawn-capped.js';
-import { type Leases, RECORD_FILE } from './cache.js';
+import { clearSetuid, type Leases, privateRoot, RECORD_FILE } from './cache.js';
 import { asked, type ImageRef, parseImageRef, pinned } from './image-ref.js';
 import { removeTree } from '../remove-tree.js';
 
@@ -111,11 +111,9 @@ export class ImageStore {
     const ref = parsed.ref;
     // Private (mkdir's mode does not apply to a directory that exists): what images hold
     // must not be reachable by other users of the host.
-    await mkdir(this.root, { recursive: true, mode: 0o700 })
-      .then(() => chmod(this.root, 0o700))
-      .catch((err: unknown) => {
-        throw asEnvironmentError(err, reference);
-      });
+    await privateRoot(this.root).catch((err: unknown) => {
+      throw asEnvironmentError(err, reference);
+    });
     await this.checkRegistryHost(ref).catch((err: unknown) => {
       throw asEnvironmentError(err, reference);
     });
@@ -259,16 +257,9 @@ export class ImageStore {
       );
     if (r.limit === 'disk') throw tooLarge();
     if (r.exitCode !== 0) throw toolError(ref.text, 'umoci unpack', r);
-    // No setuid or setgid file at rest under DATA_DIR (the sandbox ignores them anyway: no_new_privs).
-    const strip = await this.tool(
-      'find',
-      [path.join(bundle, 'rootfs'), '-xdev', '-type', 'f', '-perm', '/6000', '-exec', 'chmod', 'ug-s', '{}', '+'],
-      signal,
-      tmp,
-    );
-    if (strip.exitCode !== 0) throw toolError(ref.text, 'removing setuid bits', strip);
+    await clearSetuid(path.join(bundle, 'rootfs'));
     const config = await imageConfig(path.join(tmp, 'oci'));
-    const du = await this.tool('du', ['-sb', path.join(bundle, 'rootfs')], signal, tmp);
+    const du = await this.tool('du', ['-s', '-B1', path.join(bundle, 'rootfs')], signal, tmp);
     // Faster than the watch above can see: measured once more when it is done.
     if ((Number.parseInt(du.output, 10) || 0) > limit) throw tooLarge();
     return {
