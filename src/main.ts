@@ -224,6 +224,7 @@ function startAgentWorker(
     access: registryAccess(env),
     log,
     maxBytes: env.ENVIRONMENTS_MAX_GB * 1024 ** 3,
+    runner,
   });
   metrics.watchEnvironments(environments);
   const worker = startWorker({

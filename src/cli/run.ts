@@ -345,6 +345,7 @@ async function runLocalJob(
         access: registryAccess(env),
         log: deps.log,
         maxBytes: env.ENVIRONMENTS_MAX_GB * 1024 ** 3,
+        runner: deps.runner,
       }),
       installNetwork: deps.installNetwork,
       gh: deps.host,

@@ -65,7 +65,14 @@ export function parseRules(list: string): EgressRule[] {
     .map(parseRule);
 }
 
+/**
+ * Any host: only for the worker's own image pulls (a registry redirects blobs to a CDN it
+ * names), never from a config; the proxy's address checks hold for it as for every rule.
+ */
+export const ANY_HOST = '*';
+
 function hostMatches(rule: string, host: string): boolean {
+  if (rule === ANY_HOST) return true;
   if (rule.startsWith('*.')) return host.endsWith(rule.slice(1)) && host.length > rule.length - 1;
   return rule === host;
 }

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { ImageRoot } from '../runner.js';
+import type { ImageRoot, Runner } from '../runner.js';
 import { spawnCapped } from '../spawn-capped.js';
 import {
   type CacheUsage,
@@ -79,7 +79,14 @@ export class Environments {
   }
 
   /** The store of a worker (or the CLI): images and set-up environments under `dataDir`. */
-  static open(opts: { dataDir: string; access: RegistryAccess; log: Logger; maxBytes?: number }): Environments {
+  static open(opts: {
+    dataDir: string;
+    access: RegistryAccess;
+    log: Logger;
+    maxBytes?: number;
+    /** The worker's sandbox, where skopeo runs for registries the operator does not list. */
+    runner?: Runner;
+  }): Environments {
     return new Environments(new ImageStore(opts), opts);
   }
 

@@ -2,15 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { existsSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { mkdir, readFile, rename, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { forbiddenAddress, privateNetworkList } from '../egress/forbidden-addresses.js';
-import type { RunResult } from '../runner.js';
+import type { RunResult, Runner } from '../runner.js';
 import { diskUsage, formatBytes } from '../limits.js';
 import { spawnCapped, type Watcher } from '../spawn-capped.js';
 import { clearSetuid, type Leases, privateRoot, RECORD_FILE } from './cache.js';
 import { asked, type ImageRef, parseImageRef, pinned } from './image-ref.js';
+import { skopeoInSandbox } from './skopeo.js';
 import { removeTree } from '../remove-tree.js';
 
 /** How the worker reaches registries: the operator's settings, never the repository's. */
@@ -75,6 +76,8 @@ export interface ImageStoreOptions {
   timeoutMs?: number;
   /** The most an image may unpack to (ENVIRONMENTS_MAX_GB: one larger than every cache together is never kept). */
   maxBytes?: number;
+  /** The worker's sandbox: skopeo runs in it, behind the egress proxy, for every registry the operator does not list. */
+  runner?: Runner;
 }
 
 const DEFAULT_TIMEOUT_MS = 15 * 60_000;
@@ -202,6 +205,7 @@ export class ImageStore {
    */
   private async resolve(ref: ImageRef, signal?: AbortSignal): Promise<string> {
     const r = await this.skopeo(
+      ref,
       ['inspect', ...this.tls(ref, 'tls-verify'), '--format', '{{.Digest}}', `docker://${asked(ref)}`],
       signal,
     );
@@ -212,6 +216,7 @@ export class ImageStore {
 
   private async copy(ref: ImageRef, digest: string, tmp: string, signal?: AbortSignal): Promise<void> {
     const r = await this.skopeo(
+      ref,
       [
         'copy',
         '--quiet',
@@ -277,10 +282,43 @@ export class ImageStore {
     return this.opts.access.insecureHosts.includes(ref.registry) ? [`--${flag}=false`] : [];
   }
 
-  private skopeo(args: string[], signal?: AbortSignal, tmp?: string): Promise<RunResult> {
+  /**
+   * skopeo for `ref`: from the worker's own network for a registry the operator lists
+   * (REGISTRY_INSECURE_HOSTS: a registry on loopback, say); for every other one in the
+   * sandbox, behind the egress proxy, so that neither the registry nor a redirect it sends
+   * reaches the worker's loopback services or the metadata service.
+   */
+  private async skopeo(ref: ImageRef, args: string[], signal?: AbortSignal, tmp?: string): Promise<RunResult> {
     const auth = this.opts.access.authFile;
     const [verb, ...rest] = args as [string, ...string[]];
-    return this.tool('skopeo', [verb, ...(auth ? ['--authfile', auth] : []), ...rest], signal, tmp);
+    if (this.opts.access.insecureHosts.includes(ref.registry))
+      return this.tool('skopeo', [verb, ...(auth ? ['--authfile', auth] : []), ...rest], signal, tmp);
+    const runner = this.opts.runner;
+    if (runner?.backend !== 'bwrap')
+      throw new EnvironmentError(
+        'unsupported',
+        ref.text,
+        'this worker pulls images only from inside its sandbox, and it has none (SANDBOX=unsandboxed)',
+      );
+    await mkdir(path.join(this.root, 'tmp'), { recursive: true });
+    const dir = tmp ?? (await mkdtemp(path.join(this.root, 'tmp', 'inspect-')));
+    try {
+      const r = await skopeoInSandbox(
+        {
+          runner,
+          registry: ref.registry,
+          ...(auth ? { authFile: auth } : {}),
+          privateNetworks: this.opts.access.privateNetworks ?? [],
+          timeoutMs: this.opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+          ...(signal ? { signal } : {}),
+        },
+        dir,
+        (files) => [...(files.auth ? ['--authfile', files.auth] : []), '--policy', files.policy, verb, ...rest],
+      );
+      return refusedEgress(r);
+    } finally {
+      if (!tmp) await removeTree(dir).catch(() => {});
+    }
   }
 
   private tool(
@@ -356,6 +394,14 @@ function asEnvironmentError(err: unknown, image: string): EnvironmentError {
     );
   if (e?.code === 'ENOSPC') return new EnvironmentError('disk-full', image, `the disk is full (${e.message})`);
   return new EnvironmentError('failed', image, e instanceof Error ? e.message : String(err));
+}
+
+/** A pull the egress proxy refused a connection of says so, naming where it tried to go. */
+function refusedEgress(r: RunResult): RunResult {
+  const refused = r.egress?.refused ?? [];
+  if (r.exitCode === 0 || refused.length === 0) return r;
+  const where = refused.map((x) => `${x.destination} (${x.reason})`).join(', ');
+  return { ...r, output: `${r.output}\nthe pull was refused a connection to ${where}` };
 }
 
 /** skopeo's last line, its `msg="…"` when it logs one. */
