@@ -11,11 +11,15 @@ import { runGit } from './git.js';
 import { loadOpenApi } from './openapi.js';
 import { secondaryRateLimit, startGitHubStandIn, type GitHubStandIn } from './server.js';
 import {
+  checkRunCompletedPayload,
+  checkSuiteCompletedPayload,
   issueCommentPayload,
   issueLabeledPayload,
   loadExample,
   pullRequestReviewPayload,
   sendWebhook,
+  statusPayload,
+  workflowRunCompletedPayload,
 } from './webhooks.js';
 
 const OWNER = 'acme';
@@ -371,6 +375,7 @@ describe('GitHub stand-in', () => {
         base: 'main',
         state: 'open',
         user: gh.botLogin,
+        draft: false,
       },
     ]);
     expect(gh.comments(OWNER, REPO, 8).map((c) => c.body)).toEqual(['PR comment']);
@@ -924,6 +929,375 @@ describe('GitHub stand-in: injected faults and token lifetime', () => {
     gh.clearFaults();
     expect((await get(`/repos/${OWNER}/${REPO}/issues/7`, token)).status).toBe(200);
     expect(gh.violations).toEqual([]);
+  });
+});
+
+describe('GitHub stand-in: CI state of a pull request', () => {
+  let gh: GitHubStandIn;
+  let octokit: InstanceType<typeof ProbotOctokit>;
+  let work: string;
+  let sha: string;
+  let pr: { number: number; node_id: string };
+  let ids: Record<string, { checkRunId: number; checkSuiteId: number; workflowRunId?: number }>;
+  const responseProblems: string[] = [];
+  const spec = loadOpenApi();
+  const branch = 'fix/ci';
+
+  beforeAll(async () => {
+    gh = await startGitHubStandIn();
+    work = await mkdtemp(join(tmpdir(), 'stand-in-ci-'));
+    await gh.addRepo({ owner: OWNER, repo: REPO, files: { 'README.md': '# widgets\n' } });
+    octokit = new ProbotOctokit({
+      baseUrl: gh.apiUrl,
+      auth: { appId: gh.appId, privateKey: gh.privateKey, installationId: gh.installationId },
+      throttle: { enabled: false },
+      retry: { enabled: false },
+    });
+    octokit.hook.after('request', (response, options) => {
+      const path = new URL(options.url, gh.apiUrl).pathname.replace(/^\/api\/v3/, '');
+      // fetch follows the logs route's 302, so the client sees the log's 200, which GitHub's description cannot list.
+      if (path.endsWith('/logs')) return;
+      responseProblems.push(...spec.checkResponse(options.method, path, response.status, response.data));
+    });
+    const token = (await octokit.auth({ type: 'installation' })) as { token: string };
+    const authed = `${gh.url}/${OWNER}/${REPO}.git`.replace('http://', `http://x-access-token:${token.token}@`);
+    const dir = join(work, 'clone');
+    expect((await git(['clone', '--quiet', authed, dir])).code).toBe(0);
+    for (const args of [
+      ['checkout', '-q', '-b', branch],
+      ['commit', '-q', '--allow-empty', '-m', 'Fix CI'],
+      ['push', '-q', 'origin', branch],
+    ]) {
+      const res = await git(['-C', dir, ...args]);
+      if (res.code !== 0) throw new Error(`git ${args.join(' ')}: ${res.stderr}`);
+    }
+    sha = (await gh.headSha(OWNER, REPO, branch))!;
+    const created = await octokit.rest.pulls.create({
+      owner: OWNER,
+      repo: REPO,
+      head: branch,
+      base: 'main',
+      title: 'Fix CI',
+      draft: true,
+    });
+    pr = { number: created.data.number, node_id: created.data.node_id };
+    const scripted = await gh.setChecks(OWNER, REPO, sha, [
+      { name: 'lint', workflow: 'CI', status: 'completed', conclusion: 'success', log: 'lint ok\n' },
+      {
+        name: 'test',
+        workflow: 'CI',
+        status: 'completed',
+        conclusion: 'failure',
+        output: { title: '1 test failed', summary: 'src/x.test.ts', text: 'expected 2, got 3' },
+        annotations: [
+          { path: 'src/x.ts', start_line: 4, end_line: 5, annotation_level: 'failure', message: 'expected 2, got 3' },
+        ],
+        log: '2026-01-01T00:00:00Z FAIL src/x.test.ts\n2026-01-01T00:00:01Z ##[error]Process completed with exit code 1.\n',
+        rerun: { status: 'completed', conclusion: 'success', log: 'all green\n' },
+      },
+      { name: 'e2e', workflow: 'Slow', status: 'in_progress' },
+      { name: 'preview', status: 'queued' },
+    ]);
+    ids = Object.fromEntries(scripted.map((x) => [x.name, x]));
+    gh.setStatuses(OWNER, REPO, sha, [
+      { context: 'ci/legacy', state: 'failure', description: 'Build failed', targetUrl: 'https://ci.example/1' },
+      { context: 'ci/docs', state: 'success' },
+    ]);
+  });
+
+  afterAll(async () => {
+    await gh?.close();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it("lists a head commit's check runs, suites and combined status as GitHub does", async () => {
+    const { data } = await octokit.rest.checks.listForRef({ owner: OWNER, repo: REPO, ref: branch });
+    expect(data.total_count).toBe(4);
+    const byName = Object.fromEntries(data.check_runs.map((c) => [c.name, c]));
+    expect(byName.test).toMatchObject({
+      id: ids.test!.checkRunId,
+      head_sha: sha,
+      status: 'completed',
+      conclusion: 'failure',
+      check_suite: { id: ids.test!.checkSuiteId },
+      app: { slug: 'github-actions' },
+      output: { title: '1 test failed', summary: 'src/x.test.ts', text: 'expected 2, got 3', annotations_count: 1 },
+      pull_requests: [{ number: pr.number, head: { ref: branch, sha }, base: { ref: 'main' } }],
+      html_url: `${gh.url}/${OWNER}/${REPO}/actions/runs/${ids.test!.workflowRunId}/job/${ids.test!.checkRunId}`,
+    });
+    expect(byName.preview).toMatchObject({ status: 'queued', conclusion: null, app: { slug: 'stand-in-ci' } });
+    expect(ids.lint!.checkSuiteId).toBe(ids.test!.checkSuiteId);
+    expect(ids.e2e!.checkSuiteId).not.toBe(ids.test!.checkSuiteId);
+
+    const failing = await octokit.rest.checks.listForRef({ owner: OWNER, repo: REPO, ref: sha, check_name: 'test' });
+    expect(failing.data.check_runs.map((c) => c.id)).toEqual([ids.test!.checkRunId]);
+    const one = await octokit.rest.checks.get({ owner: OWNER, repo: REPO, check_run_id: ids.lint!.checkRunId });
+    expect(one.data).toMatchObject({ name: 'lint', conclusion: 'success' });
+    const annotations = await octokit.rest.checks.listAnnotations({
+      owner: OWNER,
+      repo: REPO,
+      check_run_id: ids.test!.checkRunId,
+    });
+    expect(annotations.data).toEqual([
+      expect.objectContaining({ path: 'src/x.ts', start_line: 4, end_line: 5, annotation_level: 'failure' }),
+    ]);
+
+    const suites = await octokit.rest.checks.listSuitesForRef({ owner: OWNER, repo: REPO, ref: sha });
+    const suiteById = Object.fromEntries(suites.data.check_suites.map((x) => [x.id, x]));
+    expect(suiteById[ids.test!.checkSuiteId]).toMatchObject({
+      status: 'completed',
+      conclusion: 'failure',
+      head_branch: branch,
+      head_sha: sha,
+      head_commit: { id: sha, message: 'Fix CI' },
+      latest_check_runs_count: 2,
+    });
+    expect(suiteById[ids.e2e!.checkSuiteId]).toMatchObject({ status: 'in_progress', conclusion: null });
+    expect(suiteById[ids.preview!.checkSuiteId]).toMatchObject({ status: 'queued', app: { slug: 'stand-in-ci' } });
+
+    const combined = await octokit.rest.repos.getCombinedStatusForRef({ owner: OWNER, repo: REPO, ref: branch });
+    expect(combined.data).toMatchObject({ state: 'failure', sha, total_count: 2 });
+    expect(combined.data.statuses.map((x) => [x.context, x.state, x.target_url])).toEqual([
+      ['ci/legacy', 'failure', 'https://ci.example/1'],
+      ['ci/docs', 'success', null],
+    ]);
+    await expect(
+      octokit.rest.checks.listForRef({ owner: OWNER, repo: REPO, ref: 'no-such-ref' }),
+    ).rejects.toMatchObject({ status: 422 });
+    expect(responseProblems).toEqual([]);
+    expect(gh.violations).toEqual([]);
+  });
+
+  it("serves a failed job's workflow run, jobs and log, the log through GitHub's redirect", async () => {
+    const runId = ids.test!.workflowRunId!;
+    const run = await octokit.rest.actions.getWorkflowRun({ owner: OWNER, repo: REPO, run_id: runId });
+    expect(run.data).toMatchObject({
+      id: runId,
+      name: 'CI',
+      head_sha: sha,
+      head_branch: branch,
+      status: 'completed',
+      conclusion: 'failure',
+      run_attempt: 1,
+      check_suite_id: ids.test!.checkSuiteId,
+      pull_requests: [{ number: pr.number }],
+    });
+    const jobs = await octokit.rest.actions.listJobsForWorkflowRun({ owner: OWNER, repo: REPO, run_id: runId });
+    expect(jobs.data.jobs.map((j) => [j.name, j.conclusion, j.id])).toEqual([
+      ['lint', 'success', ids.lint!.checkRunId],
+      ['test', 'failure', ids.test!.checkRunId],
+    ]);
+    const job = await octokit.rest.actions.getJobForWorkflowRun({
+      owner: OWNER,
+      repo: REPO,
+      job_id: ids.test!.checkRunId,
+    });
+    expect(job.data).toMatchObject({ run_id: runId, workflow_name: 'CI', head_sha: sha, status: 'completed' });
+
+    const from = gh.requests.length;
+    const log = await octokit.rest.actions.downloadJobLogsForWorkflowRun({
+      owner: OWNER,
+      repo: REPO,
+      job_id: ids.test!.checkRunId,
+    });
+    expect(log.data).toContain('FAIL src/x.test.ts');
+    expect(gh.requests.slice(from).map((r) => r.status)).toEqual([302, 200]);
+    const location = new URL(log.url);
+    expect(location.pathname).toBe(`/_stand-in/actions-logs/${ids.test!.checkRunId}`);
+    // The redirect's URL is "signed": without its signature there is no log.
+    expect((await fetch(`${gh.url}${location.pathname}`)).status).toBe(404);
+    await expect(
+      octokit.rest.actions.downloadJobLogsForWorkflowRun({ owner: OWNER, repo: REPO, job_id: ids.preview!.checkRunId }),
+    ).rejects.toMatchObject({ status: 404 });
+    expect(responseProblems).toEqual([]);
+  });
+
+  it('records a job re-run and concludes it as the test scripted, as a new attempt', async () => {
+    const res = await octokit.rest.actions.reRunJobForWorkflowRun({
+      owner: OWNER,
+      repo: REPO,
+      job_id: ids.test!.checkRunId,
+    });
+    expect(res.status).toBe(201);
+    const [rerun, ...more] = gh.reruns(OWNER, REPO);
+    expect(more).toEqual([]);
+    expect(rerun).toMatchObject({
+      jobId: ids.test!.checkRunId,
+      name: 'test',
+      headSha: sha,
+      workflowRunId: ids.test!.workflowRunId,
+      enableDebugLogging: false,
+    });
+    expect(rerun!.newJobId).not.toBe(ids.test!.checkRunId);
+
+    const latest = await octokit.rest.checks.listForRef({ owner: OWNER, repo: REPO, ref: sha, check_name: 'test' });
+    expect(latest.data.check_runs.map((c) => [c.id, c.conclusion])).toEqual([[rerun!.newJobId, 'success']]);
+    const all = await octokit.rest.checks.listForRef({ owner: OWNER, repo: REPO, ref: sha, filter: 'all' });
+    expect(all.data.total_count).toBe(5);
+    const run = await octokit.rest.actions.getWorkflowRun({ owner: OWNER, repo: REPO, run_id: rerun!.workflowRunId });
+    expect(run.data).toMatchObject({ run_attempt: 2, conclusion: 'success' });
+    const log = await octokit.rest.actions.downloadJobLogsForWorkflowRun({
+      owner: OWNER,
+      repo: REPO,
+      job_id: rerun!.newJobId,
+    });
+    expect(log.data).toBe('all green\n');
+    // A run still going cannot re-run a job, as on GitHub.
+    await expect(
+      octokit.rest.actions.reRunJobForWorkflowRun({ owner: OWNER, repo: REPO, job_id: ids.e2e!.checkRunId }),
+    ).rejects.toMatchObject({ status: 403 });
+    expect(gh.reruns(OWNER, REPO)).toHaveLength(1);
+    expect(responseProblems).toEqual([]);
+    expect(gh.violations).toEqual([]);
+  });
+
+  it('opens drafts and marks them ready for review through GraphQL', async () => {
+    expect(gh.pulls(OWNER, REPO)).toEqual([expect.objectContaining({ number: pr.number, draft: true })]);
+    const before = await octokit.rest.pulls.get({ owner: OWNER, repo: REPO, pull_number: pr.number });
+    expect(before.data.draft).toBe(true);
+    const data = await octokit.graphql<{ markPullRequestReadyForReview: { pullRequest: Record<string, unknown> } }>(
+      `mutation($id: ID!) { markPullRequestReadyForReview(input: { pullRequestId: $id }) {
+        pullRequest { isDraft number } } }`,
+      { id: pr.node_id },
+    );
+    expect(data.markPullRequestReadyForReview.pullRequest).toEqual({ isDraft: false, number: pr.number });
+    const after = await octokit.rest.pulls.get({ owner: OWNER, repo: REPO, pull_number: pr.number });
+    expect(after.data.draft).toBe(false);
+    await expect(
+      octokit.graphql(
+        'mutation { markPullRequestReadyForReview(input: { pullRequestId: "nope" }) { clientMutationId } }',
+      ),
+    ).rejects.toThrow(/Could not resolve to a node with the global id of 'nope'/);
+    expect(gh.violations).toEqual([]);
+  });
+});
+
+describe('webhook helpers: CI events', () => {
+  const url = 'http://127.0.0.1:1';
+  const sha = 'a'.repeat(40);
+  const base = { owner: OWNER, repo: REPO, url, installationId: 99, headSha: sha, headBranch: 'fix/ci' };
+  const pullRequests = [
+    { number: 8, id: 808, headRef: 'fix/ci', headSha: sha, baseRef: 'main', baseSha: 'b'.repeat(40) },
+  ];
+  const pulls = [
+    {
+      id: 808,
+      number: 8,
+      url: `${url}/api/v3/repos/${OWNER}/${REPO}/pulls/8`,
+      head: { ref: 'fix/ci', sha, repo: { name: REPO } },
+      base: { ref: 'main', sha: 'b'.repeat(40) },
+    },
+  ];
+  const common = {
+    repository: { full_name: `${OWNER}/${REPO}`, clone_url: `${url}/${OWNER}/${REPO}.git` },
+    installation: { id: 99 },
+    sender: { login: OWNER },
+  };
+
+  it('builds check_suite.completed and check_run.completed from the real examples', () => {
+    const suite = checkSuiteCompletedPayload({ ...base, conclusion: 'failure', checkSuiteId: 31, pullRequests });
+    expect(suite).toMatchObject({
+      ...common,
+      action: 'completed',
+      check_suite: {
+        id: 31,
+        head_sha: sha,
+        head_branch: 'fix/ci',
+        status: 'completed',
+        conclusion: 'failure',
+        pull_requests: pulls,
+        app: { slug: 'github-actions', id: 15368 },
+        head_commit: { id: sha },
+      },
+    });
+    expect(JSON.stringify(suite)).not.toContain('Codertocat/Hello-World');
+    expect(loadOpenApi().checkWebhook('check-suite-completed', suite)).toEqual([]);
+
+    const run = checkRunCompletedPayload({
+      ...base,
+      conclusion: 'timed_out',
+      checkSuiteId: 31,
+      checkRunId: 41,
+      name: 'test',
+      pullRequests,
+      app: { id: 4343, slug: 'stand-in-ci', name: 'Stand-in CI' },
+      sender: { login: 'ci-bot[bot]', type: 'Bot' },
+      output: { title: 'Timed out', summary: 'after 6h' },
+    });
+    expect(run).toMatchObject({
+      action: 'completed',
+      check_run: {
+        id: 41,
+        name: 'test',
+        head_sha: sha,
+        conclusion: 'timed_out',
+        output: { title: 'Timed out', summary: 'after 6h', text: null },
+        pull_requests: pulls,
+        app: { slug: 'stand-in-ci' },
+        check_suite: { id: 31, head_branch: 'fix/ci', head_sha: sha, pull_requests: pulls },
+      },
+      sender: { login: 'ci-bot[bot]', type: 'Bot' },
+      installation: { id: 99 },
+    });
+    expect(JSON.stringify(run)).not.toContain('Codertocat/Hello-World');
+    expect(loadOpenApi().checkWebhook('check-run-completed', run)).toEqual([]);
+  });
+
+  it('builds workflow_run.completed and status from the real examples', () => {
+    const run = workflowRunCompletedPayload({
+      ...base,
+      conclusion: 'success',
+      checkSuiteId: 31,
+      workflowRunId: 51,
+      name: 'CI',
+      runAttempt: 2,
+      pullRequests,
+    });
+    expect(run).toMatchObject({
+      ...common,
+      action: 'completed',
+      workflow_run: {
+        id: 51,
+        name: 'CI',
+        head_sha: sha,
+        head_branch: 'fix/ci',
+        conclusion: 'success',
+        run_attempt: 2,
+        check_suite_id: 31,
+        pull_requests: pulls,
+        previous_attempt_url: `${url}/api/v3/repos/${OWNER}/${REPO}/actions/runs/51/attempts/1`,
+        repository: { full_name: `${OWNER}/${REPO}` },
+        head_repository: { full_name: `${OWNER}/${REPO}` },
+      },
+      workflow: { name: 'CI' },
+    });
+    expect(run.organization).toBeUndefined();
+    expect(JSON.stringify(run)).not.toMatch(/Codertocat\/Hello-World|octo-org\/octo-repo/);
+    expect(loadOpenApi().checkWebhook('workflow-run-completed', run)).toEqual([]);
+
+    const status = statusPayload({
+      owner: OWNER,
+      repo: REPO,
+      url,
+      installationId: 99,
+      sha,
+      branches: ['fix/ci'],
+      context: 'ci/legacy',
+      state: 'failure',
+      targetUrl: 'https://ci.example/1',
+    });
+    expect(status).toMatchObject({
+      ...common,
+      sha,
+      context: 'ci/legacy',
+      state: 'failure',
+      description: null,
+      target_url: 'https://ci.example/1',
+      commit: { sha },
+      branches: [{ name: 'fix/ci', commit: { sha } }],
+    });
+    expect(JSON.stringify(status)).not.toContain('Codertocat/Hello-World');
+    expect(loadOpenApi().checkWebhook('status', status)).toEqual([]);
   });
 });
 

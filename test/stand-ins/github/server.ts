@@ -7,10 +7,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { Checks, type RerunRequest, type ScriptedCheck, type ScriptedCheckIds, type ScriptedStatus } from './checks.js';
 import { gitOk, runGit, serveGitHttpBackend } from './git.js';
 import { answerGraphql, GraphqlNotFound } from './graphql.js';
 import { loadOpenApi, type GitHubFieldError, type RouteMatch } from './openapi.js';
 import { isBotLogin, nodeId, userId, userObject } from './users.js';
+
+export type { RerunRequest, ScriptedCheck, ScriptedCheckIds, ScriptedStatus } from './checks.js';
 
 export type Permission = 'admin' | 'maintain' | 'write' | 'triage' | 'read' | 'none';
 
@@ -30,6 +33,7 @@ export interface StandInPull {
   base: string;
   state: 'open' | 'closed';
   user: string;
+  draft: boolean;
 }
 
 export type ReviewState = 'CHANGES_REQUESTED' | 'COMMENTED' | 'APPROVED';
@@ -207,6 +211,15 @@ export interface GitHubStandIn {
   isAncestor(owner: string, repo: string, older: string, newer: string): Promise<boolean>;
   pulls(owner: string, repo: string): StandInPull[];
   readFile(owner: string, repo: string, ref: string, path: string): Promise<string | null>;
+  /**
+   * Replaces the check runs of commit `sha` (which must be pushed) with `checks`, served by the
+   * checks and Actions routes; checks naming the same `workflow` form one workflow run.
+   */
+  setChecks(owner: string, repo: string, sha: string, checks: ScriptedCheck[]): Promise<ScriptedCheckIds[]>;
+  /** Replaces the commit statuses of `sha`, served by `repos/get-combined-status-for-ref`. */
+  setStatuses(owner: string, repo: string, sha: string, statuses: ScriptedStatus[]): void;
+  /** The job re-runs the app requested in the repository, oldest first. */
+  reruns(owner: string, repo: string): RerunRequest[];
   /**
    * The next `times` REST requests that match answer `reply` instead (recorded in `requests`
    * like any answer); e.g. a 502, `secondaryRateLimit(1)`, or a 429. Faults are checked in
@@ -753,8 +766,36 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
     };
   };
 
-  /** The top-level GraphQL fields the stand-in serves. */
+  /** A pull request as a GraphQL `PullRequest`: the fields the app reads, more as needed. */
+  const pullNode = (r: RepoState, p: PullRec) => {
+    const i = r.issues.get(p.number)!;
+    return {
+      __typename: 'PullRequest',
+      id: nodeId('PullRequest', p.id),
+      number: p.number,
+      title: i.title,
+      isDraft: p.draft,
+      state: i.state === 'open' ? 'OPEN' : 'CLOSED',
+      headRefName: p.head,
+      baseRefName: p.base,
+    };
+  };
+
+  /** The top-level GraphQL fields (queries and mutations) the stand-in serves. */
   const graphqlRoot = {
+    // GitHub has no REST route for this: a draft becomes ready only through GraphQL.
+    markPullRequestReadyForReview: ({ input }: { input: { pullRequestId: string; clientMutationId?: string } }) => {
+      for (const r of repos.values()) {
+        const p = [...r.pulls.values()].find((x) => nodeId('PullRequest', x.id) === input.pullRequestId);
+        if (!p) continue;
+        if (p.draft) {
+          p.draft = false;
+          r.issues.get(p.number)!.updatedAt = now();
+        }
+        return { clientMutationId: input.clientMutationId ?? null, pullRequest: pullNode(r, p) };
+      }
+      throw new GraphqlNotFound(`Could not resolve to a node with the global id of '${input.pullRequestId}'`);
+    },
     repository: ({ owner, name }: { owner: string; name: string }) => {
       const r = repos.get(repoKey(owner, name));
       if (!r) throw new GraphqlNotFound(`Could not resolve to a Repository with the name '${owner}/${name}'.`);
@@ -1141,6 +1182,66 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
     return { items: items.slice((page - 1) * perPage, page * perPage), headers };
   }
 
+  // ---- CI state of commits: check runs, Actions jobs and their logs, commit statuses ----
+
+  const ci = new Checks<RepoState, Ctx>({
+    baseUrl: () => url,
+    getRepo,
+    mustRepo,
+    repoObject: (r) => repoObject(r),
+    user,
+    newId,
+    httpError: (status, message) => new HttpError(status, { message, documentation_url: DOCS }),
+    paginate,
+    resolveRef: async (r, ref) => {
+      if (ref.startsWith('-')) return null;
+      const res = await runGit(['--git-dir', r.barePath, 'rev-parse', '--verify', '--quiet', `${ref}^{commit}`]);
+      return res.code === 0 ? res.stdout.toString().trim() : null;
+    },
+    headCommit: async (r, sha) => {
+      const format = '%H%x00%T%x00%cI%x00%an%x00%ae%x00%cn%x00%ce%x00%B';
+      const res = await runGit(['--git-dir', r.barePath, 'log', '-1', `--format=${format}`, `${sha}^{commit}`, '--']);
+      if (res.code !== 0) return null;
+      const [id, tree, at, an, ae, cn, ce, message] = res.stdout.toString('utf8').split('\0') as string[];
+      return {
+        id: id!,
+        tree_id: tree!,
+        message: message!.trimEnd(),
+        timestamp: at!,
+        author: { name: an!, email: ae! },
+        committer: { name: cn!, email: ce! },
+      };
+    },
+    branchAt: async (r, sha) => {
+      const res = await runGit([
+        '--git-dir',
+        r.barePath,
+        'for-each-ref',
+        '--format=%(refname:lstrip=2)',
+        '--points-at',
+        sha,
+        'refs/heads',
+      ]);
+      return res.code === 0 ? (res.stdout.toString('utf8').split('\n').find(Boolean) ?? null) : null;
+    },
+    pullsAt: async (r, sha) => {
+      const open = [...r.pulls.values()].filter((p) => r.issues.get(p.number)!.state === 'open');
+      const heads = await Promise.all(open.map(async (p) => ({ p, head: (await branchSha(r, p.head)) ?? p.headSha })));
+      const repoRef = { id: r.id, url: repoApi(r), name: r.name };
+      return Promise.all(
+        heads
+          .filter((x) => x.head === sha)
+          .map(async ({ p }) => ({
+            id: p.id,
+            number: p.number,
+            url: `${repoApi(r)}/pulls/${p.number}`,
+            head: { ref: p.head, sha, repo: repoRef },
+            base: { ref: p.base, sha: (await branchSha(r, p.base)) ?? '0'.repeat(40), repo: repoRef },
+          })),
+      );
+    },
+  });
+
   // ---- authentication ----
 
   function verifyJwt(jwt: string): void {
@@ -1225,6 +1326,8 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
   // ---- REST handlers, keyed by OpenAPI operationId ----
 
   const handlers: Record<string, (ctx: Ctx) => Promise<Reply> | Reply> = {
+    ...ci.handlers,
+
     'apps/get-authenticated': () => ({ status: 200, body: appObject() }),
 
     'apps/get-installation': (ctx) => {
@@ -1986,6 +2089,11 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
           },
         ),
       );
+    } else if (ci.logAt(pathname, parsed.searchParams) !== null) {
+      // Where `download-job-logs-for-workflow-run` redirects: a "signed" URL that needs no token.
+      record(200);
+      res.setHeader('content-type', 'text/plain; charset=utf-8');
+      res.end(ci.logAt(pathname, parsed.searchParams));
     } else {
       record(404);
       res.statusCode = 404;
@@ -2282,6 +2390,7 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
           base: p.base,
           state: i.state,
           user: i.user,
+          draft: p.draft,
         };
       });
     },
@@ -2309,6 +2418,10 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       holds.push({ match, arrived, gate });
       return { reached, release };
     },
+
+    setChecks: (owner, repo, sha, checks) => ci.setChecks(owner, repo, sha, checks),
+    setStatuses: (owner, repo, sha, statuses) => ci.setStatuses(owner, repo, sha, statuses),
+    reruns: (owner, repo) => ci.reruns(owner, repo),
 
     setTokenTtl(ms) {
       tokenTtlMs = ms;

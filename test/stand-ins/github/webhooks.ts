@@ -92,7 +92,7 @@ interface Rewritten {
  */
 function exampleFor(
   event: string,
-  action: string,
+  action: string | undefined,
   o: RepoTarget & { sender: Actor; installationId: number },
 ): Rewritten {
   const web = o.url ?? 'https://github.com';
@@ -381,5 +381,233 @@ export function pullRequestReviewPayload(o: PullRequestReviewOptions): Payload {
   pull.head = side(p.head);
   pull.base = side(p.base);
   w.payload.pull_request = pull;
+  return w.payload;
+}
+
+/** A pull request whose head is the commit a CI event is about (GitHub's minimal `pull_requests` entry). */
+export interface CiPullRequest {
+  number: number;
+  /** The pull request's id (REST `id`); a stable stand-in value when not given. */
+  id?: number;
+  headRef: string;
+  headSha: string;
+  baseRef: string;
+  baseSha: string;
+}
+
+/** The app that ran the checks; GitHub Actions when not given. */
+export interface CiApp {
+  id: number;
+  slug: string;
+  name: string;
+}
+
+const GITHUB_ACTIONS: CiApp = { id: 15368, slug: 'github-actions', name: 'GitHub Actions' };
+
+export interface CiEventOptions extends RepoTarget {
+  installationId: number;
+  headSha: string;
+  headBranch: string;
+  conclusion: 'success' | 'failure' | 'neutral' | 'cancelled' | 'skipped' | 'timed_out' | 'action_required';
+  /** Open pull requests whose head is `headSha`; none when not given. */
+  pullRequests?: CiPullRequest[];
+  app?: CiApp;
+  /** Who pushed the commit; the repository owner when not given. */
+  sender?: Actor;
+}
+
+/** The parts every completed CI event shares: the rewritten example and its pull_requests and app. */
+function ciExample(event: string, action: string, o: CiEventOptions) {
+  const w = exampleFor(event, action, { ...o, sender: o.sender ?? { login: o.owner, type: 'User' } });
+  const repoRef = { id: w.payload.repository.id, url: `${w.api}/repos/${w.fullName}`, name: o.repo };
+  const pullRequests = (o.pullRequests ?? []).map((p) => ({
+    url: `${w.api}/repos/${w.fullName}/pulls/${p.number}`,
+    id: p.id ?? userId(`pull:${w.fullName}#${p.number}`),
+    number: p.number,
+    head: { ref: p.headRef, sha: p.headSha, repo: repoRef },
+    base: { ref: p.baseRef, sha: p.baseSha, repo: repoRef },
+  }));
+  const a = o.app ?? GITHUB_ACTIONS;
+  const app = (example: Record<string, unknown>): Record<string, unknown> => ({
+    ...example,
+    id: a.id,
+    slug: a.slug,
+    name: a.name,
+    node_id: nodeId('Integration', a.id),
+    html_url: `${w.web}/apps/${a.slug}`,
+  });
+  return { w, pullRequests, app };
+}
+
+export interface CheckSuiteOptions extends CiEventOptions {
+  checkSuiteId: number;
+}
+
+/** The real `check_suite.completed` example, rewritten to describe one suite on a stand-in commit. */
+export function checkSuiteCompletedPayload(o: CheckSuiteOptions): Payload {
+  const { w, pullRequests, app } = ciExample('check_suite', 'completed', o);
+  const suite = w.payload.check_suite as Record<string, unknown>;
+  Object.assign(suite, {
+    id: o.checkSuiteId,
+    node_id: nodeId('CheckSuite', o.checkSuiteId),
+    head_branch: o.headBranch,
+    head_sha: o.headSha,
+    status: 'completed',
+    conclusion: o.conclusion,
+    url: `${w.api}/repos/${w.fullName}/check-suites/${o.checkSuiteId}`,
+    after: o.headSha,
+    pull_requests: pullRequests,
+    app: app(suite.app as Record<string, unknown>),
+    check_runs_url: `${w.api}/repos/${w.fullName}/check-suites/${o.checkSuiteId}/check-runs`,
+    head_commit: { ...(suite.head_commit as Record<string, unknown>), id: o.headSha },
+  });
+  return w.payload;
+}
+
+export interface CheckRunOptions extends CheckSuiteOptions {
+  checkRunId: number;
+  name: string;
+  /** The run's output; all null when not given, as for a job that wrote none. */
+  output?: { title: string; summary: string; text?: string };
+}
+
+/** The real `check_run.completed` example, rewritten to describe one check run on a stand-in commit. */
+export function checkRunCompletedPayload(o: CheckRunOptions): Payload {
+  const { w, pullRequests, app } = ciExample('check_run', 'completed', o);
+  const run = w.payload.check_run as Record<string, unknown>;
+  const url = `${w.api}/repos/${w.fullName}/check-runs/${o.checkRunId}`;
+  Object.assign(run, {
+    id: o.checkRunId,
+    node_id: nodeId('CheckRun', o.checkRunId),
+    name: o.name,
+    head_sha: o.headSha,
+    url,
+    html_url: `${w.web}/${w.fullName}/runs/${o.checkRunId}`,
+    details_url: `${w.web}/${w.fullName}/runs/${o.checkRunId}`,
+    status: 'completed',
+    conclusion: o.conclusion,
+    output: {
+      title: o.output?.title ?? null,
+      summary: o.output?.summary ?? null,
+      text: o.output?.text ?? null,
+      annotations_count: 0,
+      annotations_url: `${url}/annotations`,
+    },
+    pull_requests: pullRequests,
+    app: app(run.app as Record<string, unknown>),
+  });
+  const suite = run.check_suite as Record<string, unknown>;
+  Object.assign(suite, {
+    id: o.checkSuiteId,
+    node_id: nodeId('CheckSuite', o.checkSuiteId),
+    head_branch: o.headBranch,
+    head_sha: o.headSha,
+    url: `${w.api}/repos/${w.fullName}/check-suites/${o.checkSuiteId}`,
+    after: o.headSha,
+    pull_requests: pullRequests,
+    app: app(suite.app as Record<string, unknown>),
+  });
+  return w.payload;
+}
+
+export interface WorkflowRunOptions extends CheckSuiteOptions {
+  workflowRunId: number;
+  /** The workflow's name, e.g. "CI". */
+  name: string;
+  runAttempt?: number;
+}
+
+/** The real `workflow_run.completed` example, rewritten to describe one run on a stand-in commit. */
+export function workflowRunCompletedPayload(o: WorkflowRunOptions): Payload {
+  const { w, pullRequests } = ciExample('workflow_run', 'completed', o);
+  // The example's run lives in another organisation's repository: describe the stand-in's instead.
+  delete w.payload.organization;
+  const lite = (example: Record<string, unknown>): Record<string, unknown> => {
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(example)) out[k] = w.payload.repository[k] ?? example[k];
+    return out;
+  };
+  const run = w.payload.workflow_run as Record<string, unknown>;
+  const url = `${w.api}/repos/${w.fullName}/actions/runs/${o.workflowRunId}`;
+  const attempt = o.runAttempt ?? 1;
+  Object.assign(run, {
+    id: o.workflowRunId,
+    node_id: nodeId('WorkflowRun', o.workflowRunId),
+    name: o.name,
+    head_branch: o.headBranch,
+    head_sha: o.headSha,
+    status: 'completed',
+    conclusion: o.conclusion,
+    event: 'pull_request',
+    run_attempt: attempt,
+    url,
+    html_url: `${w.web}/${w.fullName}/actions/runs/${o.workflowRunId}`,
+    jobs_url: `${url}/jobs`,
+    logs_url: `${url}/logs`,
+    artifacts_url: `${url}/artifacts`,
+    cancel_url: `${url}/cancel`,
+    rerun_url: `${url}/rerun`,
+    previous_attempt_url: attempt > 1 ? `${url}/attempts/${attempt - 1}` : null,
+    check_suite_id: o.checkSuiteId,
+    check_suite_node_id: nodeId('CheckSuite', o.checkSuiteId),
+    check_suite_url: `${w.api}/repos/${w.fullName}/check-suites/${o.checkSuiteId}`,
+    pull_requests: pullRequests,
+    head_commit: { ...(run.head_commit as Record<string, unknown>), id: o.headSha },
+    repository: lite(run.repository as Record<string, unknown>),
+    head_repository: lite(run.head_repository as Record<string, unknown>),
+  });
+  const workflow = w.payload.workflow as Record<string, unknown>;
+  Object.assign(workflow, {
+    name: o.name,
+    url: `${w.api}/repos/${w.fullName}/actions/workflows/${String(workflow.id)}`,
+    html_url: `${w.web}/${w.fullName}/blob/${o.defaultBranch ?? 'main'}/${String(workflow.path)}`,
+    badge_url: `${w.web}/${w.fullName}/workflows/${encodeURIComponent(o.name)}/badge.svg`,
+  });
+  run.workflow_id = workflow.id;
+  run.workflow_url = workflow.url;
+  // Fields today's GitHub sends that the (older) example lacks.
+  run.path ??= workflow.path;
+  run.actor ??= w.payload.sender;
+  run.triggering_actor ??= w.payload.sender;
+  return w.payload;
+}
+
+export interface StatusOptions extends RepoTarget {
+  installationId: number;
+  sha: string;
+  /** Branches whose tip is `sha`. */
+  branches: string[];
+  context: string;
+  state: 'error' | 'failure' | 'pending' | 'success';
+  description?: string;
+  targetUrl?: string;
+  /** The integration that set the status; the repository owner when not given. */
+  sender?: Actor;
+}
+
+/** The real `status` example, rewritten to describe one commit status on a stand-in commit. */
+export function statusPayload(o: StatusOptions): Payload {
+  // `status` events have no action.
+  const w = exampleFor('status', undefined, { ...o, sender: o.sender ?? { login: o.owner, type: 'User' } });
+  const commitUrl = `${w.api}/repos/${w.fullName}/commits/${o.sha}`;
+  Object.assign(w.payload, {
+    sha: o.sha,
+    name: w.fullName,
+    context: o.context,
+    state: o.state,
+    description: o.description ?? null,
+    target_url: o.targetUrl ?? null,
+    commit: {
+      ...(w.payload.commit as Record<string, unknown>),
+      sha: o.sha,
+      url: commitUrl,
+      html_url: `${w.web}/${w.fullName}/commit/${o.sha}`,
+      comments_url: `${commitUrl}/comments`,
+    },
+    branches: o.branches.map((name) => ({ name, commit: { sha: o.sha, url: commitUrl }, protected: false })),
+  });
+  // A field today's GitHub sends that the (older) example lacks.
+  const verification = (w.payload.commit as { commit: { verification: Record<string, unknown> } }).commit.verification;
+  verification.verified_at ??= null;
   return w.payload;
 }
