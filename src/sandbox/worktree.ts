@@ -6,7 +6,7 @@ import { sanitise } from '../util/sanitise.js';
 import { authEnv, git, GitError } from './git.js';
 import { assertNoTokenInConfig } from './mirror.js';
 import { withRetries } from './retry.js';
-import { removeTree } from './remove-tree.js';
+import { removeTree } from './host-tree.js';
 
 /** A job's own checkout, a `--shared` clone of the mirror (its objects come from the mirror). */
 /** Where installs put what they fetch, relative to the work tree (stages/toolchains.ts); git never sees it. */

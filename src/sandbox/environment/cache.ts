@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { holdFileLock } from '../repo-lock.js';
 import { spawnCapped } from '../spawn-capped.js';
-import { removeTree } from '../remove-tree.js';
+import { removeTree } from '../host-tree.js';
 
 /**
  * The three caches under DATA_DIR/environments, bounded together: unpacked images, set-up

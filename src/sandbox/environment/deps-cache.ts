@@ -4,9 +4,9 @@ import { lstat, mkdir, readFile, rename, utimes, writeFile } from 'node:fs/promi
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { holdFileLock } from '../repo-lock.js';
-import { spawnCapped } from '../spawn-capped.js';
+import { diskUsage } from '../limits.js';
 import { clearSetuid, privateRoot, RECORD_FILE } from './cache.js';
-import { removeTree } from '../remove-tree.js';
+import { copyTree, removeTree } from '../host-tree.js';
 
 /** What an install's result depends on: it is reused only when every part is the same. */
 export interface DepsKey {
@@ -75,7 +75,7 @@ export class DepsCache {
     try {
       for (const dir of record.dirs) {
         await mkdir(path.dirname(path.join(workTree, dir)), { recursive: true });
-        await this.copy(path.join(entry, 'files', dir), path.join(workTree, dir));
+        await copyTree(path.join(entry, 'files', dir), path.join(workTree, dir));
         copied.push(dir);
       }
     } catch (err) {
@@ -99,11 +99,10 @@ export class DepsCache {
       await privateRoot(this.root);
       for (const dir of present) {
         await mkdir(path.dirname(path.join(tmp, 'files', dir)), { recursive: true, mode: 0o700 });
-        await this.copy(path.join(workTree, dir), path.join(tmp, 'files', dir));
+        await copyTree(path.join(workTree, dir), path.join(tmp, 'files', dir));
       }
       await clearSetuid(path.join(tmp, 'files'));
-      const du = await this.tool('du', ['-s', '-B1', path.join(tmp, 'files')]);
-      const record: DepsRecord = { key, dirs: present, bytes: Number.parseInt(du.output, 10) || 0 };
+      const record: DepsRecord = { key, dirs: present, bytes: (await diskUsage(path.join(tmp, 'files'))) ?? 0 };
       // One install may not crowd every other repository's entries out of the caches.
       const most = (this.opts.maxBytes ?? 50 * 1024 ** 3) / 4;
       if (record.bytes > most) {
@@ -132,24 +131,6 @@ export class DepsCache {
     const now = new Date();
     await utimes(file, now, now).catch(() => {});
     return record;
-  }
-
-  private async copy(from: string, to: string): Promise<void> {
-    // -P: no link is followed, on the command line or below it.
-    const r = await this.tool('cp', ['-a', '-P', '--reflink=auto', '--', from, to]);
-    if (r.exitCode !== 0) throw new Error(`cp failed: ${r.output.trim().split('\n').pop()}`);
-  }
-
-  private tool(file: string, args: string[]) {
-    return spawnCapped({
-      command: `${file} ${args[0]}`,
-      file,
-      args,
-      env: { PATH: '/usr/bin:/bin' },
-      cwd: '/',
-      timeoutMs: 15 * 60_000,
-      maxOutputBytes: 16 * 1024,
-    });
   }
 }
 

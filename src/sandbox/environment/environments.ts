@@ -4,7 +4,7 @@ import { mkdir, readFile, rename, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { ImageRoot, Runner } from '../runner.js';
-import { spawnCapped } from '../spawn-capped.js';
+import { diskUsage } from '../limits.js';
 import {
   type CacheUsage,
   cacheUsage,
@@ -16,7 +16,7 @@ import {
 } from './cache.js';
 import { DepsCache } from './deps-cache.js';
 import { EnvironmentError, ImageStore, type PulledImage, type RegistryAccess } from './image-store.js';
-import { removeTree } from '../remove-tree.js';
+import { copyTree, removeTree } from '../host-tree.js';
 
 /** The commands that set an image up for a repository, and what else they read. */
 export interface SetupSpec {
@@ -125,7 +125,7 @@ export class Environments {
       await this.copy(image, rootfs);
       await run({ rootfs, env: image.env, writable: true });
       await clearSetuid(rootfs);
-      const bytes = await this.diskUse(image, rootfs);
+      const bytes = (await diskUsage(rootfs)) ?? image.bytes;
       const record: SetupRecord = { key, digest: image.digest, commands: [...setup.commands], bytes };
       await writeFile(path.join(tmp, RECORD), JSON.stringify(record));
       await mkdir(path.dirname(entry), { recursive: true });
@@ -157,29 +157,10 @@ export class Environments {
 
   /** A private copy of the image's root filesystem: shared blocks where the file system can (reflink). */
   private async copy(image: PulledImage, to: string): Promise<void> {
-    const r = await this.tool('cp', ['-a', '--reflink=auto', '--', image.rootfs, to]);
-    if (r.exitCode !== 0) {
-      const said = r.output.trim().split('\n').pop() ?? '';
-      if (/no space left/i.test(said))
-        throw new EnvironmentError('disk-full', image.reference, `the disk is full (${said})`);
-      throw new EnvironmentError('failed', image.reference, `copying the image for its setup failed (${said})`);
-    }
-  }
-
-  private async diskUse(image: PulledImage, rootfs: string): Promise<number> {
-    const r = await this.tool('du', ['-s', '-B1', rootfs]);
-    return r.exitCode === 0 ? Number.parseInt(r.output, 10) || image.bytes : image.bytes;
-  }
-
-  private tool(file: string, args: string[]) {
-    return spawnCapped({
-      command: `${file} ${args[0]}`,
-      file,
-      args,
-      env: { PATH: '/usr/bin:/bin' },
-      cwd: this.root,
-      timeoutMs: this.opts.copyTimeoutMs ?? 15 * 60_000,
-      maxOutputBytes: 16 * 1024,
+    await copyTree(image.rootfs, to, this.opts.copyTimeoutMs).catch((err: Error) => {
+      if (/no space left/i.test(err.message))
+        throw new EnvironmentError('disk-full', image.reference, `the disk is full (${err.message})`);
+      throw new EnvironmentError('failed', image.reference, `copying the image for its setup failed (${err.message})`);
     });
   }
 }

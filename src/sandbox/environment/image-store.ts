@@ -12,7 +12,7 @@ import { spawnCapped, type Watcher } from '../spawn-capped.js';
 import { clearSetuid, type Leases, privateRoot, RECORD_FILE } from './cache.js';
 import { asked, type ImageRef, parseImageRef, pinned } from './image-ref.js';
 import { skopeoInSandbox } from './skopeo.js';
-import { removeTree } from '../remove-tree.js';
+import { removeTree } from '../host-tree.js';
 
 /** How the worker reaches registries: the operator's settings, never the repository's. */
 export interface RegistryAccess {
@@ -264,16 +264,16 @@ export class ImageStore {
     if (r.exitCode !== 0) throw toolError(ref.text, 'umoci unpack', r);
     await clearSetuid(path.join(bundle, 'rootfs'));
     const config = await imageConfig(path.join(tmp, 'oci'));
-    const du = await this.tool('du', ['-s', '-B1', path.join(bundle, 'rootfs')], signal, tmp);
+    const bytes = (await diskUsage(path.join(bundle, 'rootfs'))) ?? 0;
     // Faster than the watch above can see: measured once more when it is done.
-    if ((Number.parseInt(du.output, 10) || 0) > limit) throw tooLarge();
+    if (bytes > limit) throw tooLarge();
     return {
       reference: ref.text,
       digest,
       pinned: pinned(ref, digest),
       env: config.Env ?? [],
       cwd: config.WorkingDir || '/',
-      bytes: Number.parseInt(du.output, 10) || 0,
+      bytes,
     };
   }
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ANY_HOST, type EgressRule } from '../egress/allowlist.js';
-import { removeTree } from '../remove-tree.js';
+import { removeTree } from '../host-tree.js';
 import type { RunResult, Runner } from '../runner.js';
 
 /** Debian's default: skopeo checks no signatures (the digest pins what runs). */

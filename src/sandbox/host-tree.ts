@@ -20,3 +20,20 @@ export async function removeTree(dir: string): Promise<void> {
   if (r.exitCode !== 0)
     throw new Error(`could not remove ${dir}: ${r.output.trim().split('\n').pop() ?? `exit ${r.exitCode}`}`);
 }
+
+/**
+ * Copies a tree as it is (modes, times, links as links: `-P` follows none, on the command line
+ * or below), sharing blocks where the file system can (reflink). Throws with cp's last line.
+ */
+export async function copyTree(from: string, to: string, timeoutMs = 15 * 60_000): Promise<void> {
+  const r = await spawnCapped({
+    command: 'cp -a',
+    file: 'cp',
+    args: ['-a', '-P', '--reflink=auto', '--', from, to],
+    env: { PATH: '/usr/bin:/bin' },
+    cwd: '/',
+    timeoutMs,
+    maxOutputBytes: 16 * 1024,
+  });
+  if (r.exitCode !== 0) throw new Error(`cp failed: ${r.output.trim().split('\n').pop() ?? `exit ${r.exitCode}`}`);
+}
