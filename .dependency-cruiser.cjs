@@ -12,7 +12,7 @@ const LAYERS = [
   'github', //    the thin facade over Octokit, and the local CLI's stand-in for it
   'queue', //     job data, outcomes, the inbox, BullMQ, the stores
   'telemetry', // logger and metrics
-  'job', //       one job: its lifecycle, kinds (issue, revise), thread, deliver, escalate
+  'job', //       one job: its lifecycle, kinds (issue, revise, ci-fix), thread, deliver, escalate
   'worker', //    the BullMQ worker that runs jobs
   'web', //       Probot handlers and the inbox's drain thread
   'cli', //       issue-agent commands

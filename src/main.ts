@@ -195,6 +195,7 @@ async function startWeb({ config, log, redisHandle, redis, queue, metrics, healt
       log,
       onHandled: (outcome, seconds) => metrics.inboxHandled(outcome, seconds),
       onLabelRead: (repoKey, label) => actingLabels.set(repoKey, label),
+      onCiGreen: (outcome, rounds) => metrics.ciFixEnded(outcome, rounds),
     },
   );
   await server.load(agentApp({ inbox, health, log, actingLabels }));
@@ -240,7 +241,10 @@ function startAgentWorker(
     dailySpend: new RedisDailySpend(redis),
     planStore: new RedisPlanStore(redis, seal, undefined, log),
     log,
-    onJobEnd: (kind, outcome, seconds) => metrics.jobFinished(kind, outcome, seconds),
+    onJobEnd: (kind, outcome, seconds) => {
+      metrics.jobFinished(kind, outcome, seconds);
+      if (kind === 'ci-fix' && outcome === 'stuck') metrics.ciFixEnded('escalated');
+    },
   });
   log.info(
     {

@@ -152,7 +152,7 @@ describe('.github/agent.yml', () => {
       problem: expect.stringContaining('did you mean commands?'),
     });
     expect(top?.expected).toBe(
-      'one of the keys trigger_label, commands, environment, install_network, install_registries, paths, max_rounds, push_wip_branch, checkpoint, models, stuck, budgets, instructions',
+      'one of the keys trigger_label, commands, environment, install_network, install_registries, paths, max_rounds, push_wip_branch, pull_request, ci, checkpoint, models, stuck, budgets, instructions',
     );
     expect(problems('stuck:\n  retries: 3\n  whatever: 1\n').map((p) => [p.line, p.field])).toEqual([
       [2, 'stuck.retries'],

@@ -167,6 +167,33 @@ export const RepoConfigSchema = z
       .describe(
         "when a job stops without a pull request, push its work to agent/wip/issue-<n>-attempt-<k>. A pushed branch runs the repository's push workflows, with their secrets, on code the agent wrote: exclude agent/** there first (on: push: branches-ignore: ['agent/**']) (default false)",
       ),
+    pull_request: z
+      .strictObject({
+        draft_until_green: z
+          .boolean()
+          .optional()
+          .describe(
+            'open the pull request as a draft, and mark it ready for review once every check on its head commit passed (default false)',
+          ),
+      })
+      .optional()
+      .describe('how the pull request is opened'),
+    ci: z
+      .strictObject({
+        max_fix_attempts: z
+          .number()
+          .int()
+          .min(0)
+          .max(10)
+          .optional()
+          .describe(
+            'commits the app may push to one of its pull requests to fix failing checks, one per head commit; 0 watches without fixing: failures are reported (default 3)',
+          ),
+      })
+      .optional()
+      .describe(
+        'what the app does when checks fail on a pull request it opened: re-run a job that failed on a runner error once, fix a failure the change caused, else report',
+      ),
     checkpoint: z
       .strictObject({
         min_confidence: z
@@ -270,6 +297,13 @@ export const RepoConfigSchema = z
   })
   .strict();
 export type RepoConfig = z.infer<typeof RepoConfigSchema>;
+
+export const DEFAULT_MAX_CI_FIXES = 3;
+
+/** How many fixes the app may push to one of its pull requests for failing checks. */
+export function maxCiFixesOf(config: RepoConfig): number {
+  return config.ci?.max_fix_attempts ?? DEFAULT_MAX_CI_FIXES;
+}
 
 /** The job's budgets: the repository's settings over the defaults. */
 export function budgetsOf(config: RepoConfig): Budgets {

@@ -39,7 +39,59 @@ export interface PullDetail extends PullInfo {
   baseRef: string;
   /** The head lives in this repository (not a fork). */
   sameRepo: boolean;
+  draft: boolean;
+  /** The GraphQL id, for mutations REST does not have (marking a draft ready). */
+  nodeId: string;
 }
+
+/** A check run on a commit, as the checks API gives it (the latest run of each name). */
+export interface CheckRunInfo {
+  id: number;
+  name: string;
+  status: string;
+  conclusion: string | null;
+  /** The app that ran it: `github-actions` for a workflow job, whose job id is the check run's id. */
+  appSlug: string;
+  title: string;
+  summary: string;
+  text: string;
+  annotations: number;
+  url: string;
+}
+
+/** A commit status set by an integration that does not use checks. */
+export interface CommitStatusInfo {
+  context: string;
+  state: 'error' | 'failure' | 'pending' | 'success';
+  description: string;
+  url: string;
+}
+
+export interface CheckAnnotation {
+  path: string;
+  line: number;
+  level: string;
+  title: string;
+  message: string;
+}
+
+/** The CI reads and writes of the app's own pull requests: checks, statuses, job logs, re-runs. */
+export type CiHost = Pick<
+  GitHubRepo,
+  'checkRuns' | 'commitStatuses' | 'checkAnnotations' | 'jobLogTail' | 'rerunJob' | 'markReadyForReview'
+>;
+
+// Bounds on what CI answers the app reads: enough for any real PR, finite for any hostile one.
+const MAX_CHECK_PAGES = 5;
+const MAX_ANNOTATIONS = 50;
+/** A job log is read to this many bytes in all; only its last LOG_TAIL_BYTES are kept. */
+const MAX_LOG_READ_BYTES = 64 * 1024 * 1024;
+const LOG_TAIL_BYTES = 256 * 1024;
+const MAX_CHECK_TEXT = 4_000;
+/** GitHub allows long check names; the app keeps and shows this much of one. */
+const MAX_CHECK_NAME = 200;
+/** How long a job log may take to read. */
+const LOG_READ_MS = 120_000;
 
 export interface Review {
   id: number;
@@ -309,6 +361,8 @@ export class GitHubRepo {
     base: string;
     title: string;
     body: string;
+    /** Open it as a draft (an open PR keeps what it is). */
+    draft?: boolean;
   }): Promise<PullInfo & { created: boolean }> {
     const existing = await this.findOpenPull(p.head);
     const body = sanitise(p.body);
@@ -317,7 +371,14 @@ export class GitHubRepo {
       await this.octokit.rest.pulls.update({ ...this.ref, pull_number: existing.number, title, body });
       return { ...existing, created: false };
     }
-    const { data } = await this.octokit.rest.pulls.create({ ...this.ref, head: p.head, base: p.base, title, body });
+    const { data } = await this.octokit.rest.pulls.create({
+      ...this.ref,
+      head: p.head,
+      base: p.base,
+      title,
+      body,
+      ...(p.draft ? { draft: true } : {}),
+    });
     return { number: data.number, htmlUrl: data.html_url, created: true };
   }
 
@@ -333,7 +394,123 @@ export class GitHubRepo {
       headSha: data.head.sha,
       baseRef: data.base.ref,
       sameRepo: data.head.repo?.full_name?.toLowerCase() === `${this.ref.owner}/${this.ref.repo}`.toLowerCase(),
+      draft: data.draft === true,
+      nodeId: data.node_id,
     };
+  }
+
+  /** The open PR whose head is `branch` in this repository, in full, if any. */
+  async openPullFor(branch: string): Promise<PullDetail | undefined> {
+    const found = await this.findOpenPull(branch);
+    return found ? await this.pull(found.number) : undefined;
+  }
+
+  /** The latest check run of each name on `ref` (a commit or branch), bounded to a few pages. */
+  async checkRuns(ref: string): Promise<CheckRunInfo[]> {
+    const runs: CheckRunInfo[] = [];
+    for (let page = 1; page <= MAX_CHECK_PAGES; page++) {
+      const { data } = await this.octokit.rest.checks.listForRef({
+        ...this.ref,
+        ref,
+        filter: 'latest',
+        per_page: 100,
+        page,
+      });
+      for (const r of data.check_runs)
+        runs.push({
+          id: r.id,
+          name: r.name.slice(0, MAX_CHECK_NAME),
+          status: r.status,
+          conclusion: r.conclusion ?? null,
+          appSlug: r.app?.slug ?? '',
+          title: (r.output.title ?? '').slice(0, MAX_CHECK_TEXT),
+          summary: (r.output.summary ?? '').slice(0, MAX_CHECK_TEXT),
+          text: (r.output.text ?? '').slice(0, MAX_CHECK_TEXT),
+          annotations: r.output.annotations_count,
+          url: r.html_url ?? r.details_url ?? '',
+        });
+      if (data.check_runs.length < 100) break;
+    }
+    return runs;
+  }
+
+  /** The commit statuses on `ref`, the latest per context. */
+  async commitStatuses(ref: string): Promise<CommitStatusInfo[]> {
+    const { data } = await this.octokit.rest.repos.getCombinedStatusForRef({ ...this.ref, ref, per_page: 100 });
+    return data.statuses.map((s) => ({
+      context: s.context.slice(0, MAX_CHECK_NAME),
+      state: s.state as CommitStatusInfo['state'],
+      description: (s.description ?? '').slice(0, MAX_CHECK_TEXT),
+      url: s.target_url ?? '',
+    }));
+  }
+
+  /** A check run's annotations, the first MAX_ANNOTATIONS. */
+  async checkAnnotations(checkRunId: number): Promise<CheckAnnotation[]> {
+    const { data } = await this.octokit.rest.checks.listAnnotations({
+      ...this.ref,
+      check_run_id: checkRunId,
+      per_page: MAX_ANNOTATIONS,
+    });
+    return data.slice(0, MAX_ANNOTATIONS).map((a) => ({
+      path: a.path,
+      line: a.start_line,
+      level: a.annotation_level ?? 'failure',
+      title: (a.title ?? '').slice(0, 300),
+      message: (a.message ?? '').slice(0, MAX_CHECK_TEXT),
+    }));
+  }
+
+  /**
+   * The end of an Actions job's log: GitHub answers with a redirect to a short-lived signed
+   * URL, read here to MAX_LOG_READ_BYTES at most, of which the last LOG_TAIL_BYTES are kept.
+   */
+  async jobLogTail(jobId: number, signal?: AbortSignal): Promise<{ text: string; truncated: boolean }> {
+    const answer = await this.octokit.request('GET /repos/{owner}/{repo}/actions/jobs/{job_id}/logs', {
+      ...this.ref,
+      job_id: jobId,
+      request: { redirect: 'manual', signal },
+    });
+    const location = (answer.headers as Record<string, string | undefined>).location;
+    if (!location || !/^https?:\/\//.test(location))
+      throw new Error('GitHub answered the job log with no download address');
+    // No token goes to the signed URL: it is the credential. One hop, bounded in time.
+    const timeout = AbortSignal.timeout(LOG_READ_MS);
+    const res = await fetch(location, {
+      redirect: 'error',
+      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+    });
+    if (!res.ok || !res.body) throw new Error(`the job log answered HTTP ${res.status}`);
+    let kept = Buffer.alloc(0);
+    let read = 0;
+    let truncated = false;
+    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+      read += chunk.byteLength;
+      kept = Buffer.concat([kept, chunk]);
+      if (kept.byteLength > LOG_TAIL_BYTES) {
+        kept = kept.subarray(kept.byteLength - LOG_TAIL_BYTES);
+        truncated = true;
+      }
+      if (read >= MAX_LOG_READ_BYTES) {
+        truncated = true;
+        break;
+      }
+    }
+    // A log may print what a workflow should not have: what the app knows as secret is redacted here, once.
+    return { text: sanitise(kept.toString('utf8')), truncated };
+  }
+
+  /** Re-runs one Actions job (a new attempt of the same check name). */
+  async rerunJob(jobId: number): Promise<void> {
+    await this.octokit.rest.actions.reRunJobForWorkflowRun({ ...this.ref, job_id: jobId });
+  }
+
+  /** Marks a draft pull request ready for review: GitHub has this only as a GraphQL mutation. */
+  async markReadyForReview(pullNodeId: string): Promise<void> {
+    await this.octokit.graphql(
+      'mutation($id: ID!) { markPullRequestReadyForReview(input: { pullRequestId: $id }) { pullRequest { isDraft } } }',
+      { id: pullNodeId },
+    );
   }
 
   /** The paths a pull request changes (the first 300, as GitHub lists them). */

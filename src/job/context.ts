@@ -12,7 +12,8 @@ import type { RepoHost } from '../github/repo-host.js';
 import type { DailySpend } from '../queue/daily-spend.js';
 import { type JobData, jobId } from '../queue/jobs.js';
 import type { PlanStore } from '../queue/plan-store.js';
-import type { Feedback } from '../queue/queue.js';
+import type { CiRecord, CiState, Feedback } from '../queue/queue.js';
+import type { CiHost } from '../github/facade.js';
 import type { SavedStages, StageStore } from '../queue/stage-store.js';
 import type { StatusState } from '../report/status.js';
 import type { EgressReport } from '../sandbox/egress/proxy.js';
@@ -50,6 +51,15 @@ export interface JobDeps {
   signal?: AbortSignal;
   /** Aborted when this worker shuts down: the job stops at its next step and is resumed elsewhere. */
   drain?: AbortSignal;
+  /** CI-fix jobs: the checks, logs and re-runs of the repository (GitHubRepo in the app; the CLI has none). */
+  ci?: CiHost;
+  /** CI-fix jobs: the pull request's CI record (fixes pushed, fingerprints, re-runs), kept in Redis. */
+  ciRecord?: {
+    state(): Promise<CiState>;
+    record(r: CiRecord): Promise<CiState>;
+  };
+  /** The app's bot login: a CI fix only touches pull requests it opened. */
+  appLogin?: string;
   /** Revise jobs: the review feedback this job addresses, taken from the queue once. */
   feedback?: () => Promise<Feedback[]>;
   /** Least time between two edits of the status comment (terminal states are written at once). */
@@ -141,7 +151,11 @@ export class JobContext {
     this.spend = new Spend((usd) => this.countSpend(usd));
     this.thread = new Thread(deps.gh, job.issueNumber, deps.log);
     this.abort = AbortSignal.any([deps.signal, deps.drain].filter((x): x is AbortSignal => x !== undefined));
-    this.status = { phase: firstPhase, kind: job.kind };
+    this.status = {
+      phase: firstPhase,
+      kind: job.kind,
+      ...(job.headSha ? { ci: { sha: job.headSha, failing: [], action: 'reading' as const } } : {}),
+    };
   }
 
   get gh(): RepoHost {

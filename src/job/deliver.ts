@@ -62,6 +62,8 @@ export async function deliverPullRequest(ctx: JobContext, ws: Workspace, d: Issu
     head: branch,
     base: ctx.prepared.repo.defaultBranch,
     title,
+    // Marked ready by the web once every check on its head passed.
+    draft: ctx.prepared.repoConfig.pull_request?.draft_until_green === true,
     body: prBody({
       closes,
       summary: d.finished.summary,
@@ -140,6 +142,53 @@ export async function deliverRevision(
   return { kind: 'revised', sha, threads: task.threads.length };
 }
 
+/**
+ * Deliver, for a CI fix: one new commit on the PR's branch (never a force push), named for
+ * the checks it fixes; CI on the new head decides what happens next.
+ */
+export async function deliverCiFix(
+  ctx: JobContext,
+  pull: PullDetail,
+  checks: string[],
+  { report, finished }: Pick<RoundsResult, 'report' | 'finished'>,
+): Promise<string | null | 'moved'> {
+  const { deps } = ctx;
+  await ctx.postStatus({ phase: 'delivering' });
+  ctx.checkStop();
+  if (ctx.saved.pushed?.branch === pull.headRef) return ctx.saved.pushed.sha;
+  // A check's name is CI's text: one line, and no `#n` or `@login` that GitHub would act on in a commit.
+  const first =
+    (checks[0] ?? 'CI')
+      .replace(/[\s#@]+/g, ' ')
+      .trim()
+      .slice(0, 40) || 'CI';
+  const named = `${first}${checks.length > 1 ? ` and ${checks.length - 1} more` : ''}`;
+  const firstLine = finished.summary.split('\n')[0]!.trim();
+  const subject = `Fix ${named}: ${firstLine}`;
+  const sha = await commitPaths(ctx.wt!, [...ctx.touched], {
+    message: `${subject.length > 72 ? `${subject.slice(0, 71).trimEnd()}…` : subject}\n\n${finished.summary}`,
+    authorName: deps.bot.name,
+    authorEmail: deps.bot.email,
+    date: ctx.saved.change?.at,
+  });
+  if (!sha) return null;
+  assertOwnBranch(ctx, pull.headRef);
+  try {
+    await push(ctx.wt!, {
+      remoteUrl: ctx.prepared.repo.cloneUrl,
+      branch: pull.headRef,
+      token: await ctx.gh.gitToken(),
+    });
+  } catch (err) {
+    // Someone pushed meanwhile: never forced; CI on their head decides.
+    if (err instanceof PushRejectedError) return 'moved';
+    throw err;
+  }
+  await ctx.saveStage('pushed', { sha, branch: pull.headRef, stat: '' });
+  Object.assign(ctx.status, { checks: checksOf(report) });
+  return sha;
+}
+
 /** Pushes the job's own branch; a rejected push (moved, protected) ends in an escalation, never a force push. */
 async function pushOrEscalate(ctx: JobContext, tree: WorkTree, branch: string, what: string, next: string) {
   assertOwnBranch(ctx, branch);
@@ -159,6 +208,6 @@ export function assertOwnBranch(ctx: JobContext, branch: string): void {
   const { job } = ctx;
   if (!isOwnBranch(job, branch))
     throw new UnrecoverableError(
-      `refusing to push ${JSON.stringify(branch)}: not a branch of ${job.kind === 'revise' ? 'the app' : `issue #${job.issueNumber}`}`,
+      `refusing to push ${JSON.stringify(branch)}: not a branch of ${job.kind === 'issue' ? `issue #${job.issueNumber}` : 'the app'}`,
     );
 }

@@ -54,6 +54,7 @@ async function report(ctx: JobContext, esc: Escalation, keepsWip: boolean): Prom
       ...(ctx.firewall ? { firewall: ctx.firewall } : {}),
       wip,
       spend: ctx.spendFigures(),
+      kind: ctx.job.kind,
     }),
   );
 }

@@ -24,7 +24,9 @@ export async function prepareJob(ctx: JobContext, repo: RepoInfo): Promise<JobSe
   const readDefault = (p: string) => gh.fileText(p, repo.defaultBranch);
   // Permissions change between the trigger and the start (a queue may be long): the
   // sender must still be able to write, or nothing runs.
-  const permission = await gh.permission(job.sender);
+  // A CI fix has no person behind it: its authority is the app's own pull request, which a
+  // writer's job opened (the kind checks the PR), and its bounds are ci.max_fix_attempts.
+  const permission = job.kind === 'ci-fix' ? 'write' : await gh.permission(job.sender);
   if (!WRITE_PERMISSIONS.has(permission)) {
     throw new Escalation({
       reason: 'not-authorised',

@@ -20,6 +20,7 @@ import {
 import type { StageDeps } from '../stages/types.js';
 import { type CheckResult, type Check, detectChecks, runCheck, type ValidateDeps } from '../stages/validate.js';
 import type { JobContext } from './context.js';
+import { onPullRequest } from '../queue/jobs.js';
 import { Escalation } from './endings.js';
 
 /** A work tree with the repository's checks found and installed: where code ⇄ validate runs. */
@@ -64,7 +65,7 @@ export async function openWorkspace(ctx: JobContext, base: string, branch: strin
   ctx.wt = tree;
   trace.write({ type: 'note', message: 'work tree ready', detail: { branch, base, baseSha: tree.baseSha } });
   // A revision's tree holds the agent's and contributors' commits.
-  const installNet = installNetworkFor(installPolicy, repoConfig, { changesInTree: ctx.job.kind === 'revise' });
+  const installNet = installNetworkFor(installPolicy, repoConfig, { changesInTree: onPullRequest(ctx.job.kind) });
   for (const message of installNet.notes) trace.write({ type: 'note', message });
   const rootFiles = await baseRootFiles(tree);
   const environment = await readyEnvironment(ctx, tree, mirrorPath, installNet, rootFiles);
@@ -133,7 +134,7 @@ export async function openWorkspace(ctx: JobContext, base: string, branch: strin
  */
 function treeIdentity(ctx: JobContext): string {
   const repo = ctx.prepared.repo.cloneUrl;
-  return ctx.job.kind === 'revise' ? `${repo} (the tree of ${ctx.key})` : repo;
+  return onPullRequest(ctx.job.kind) ? `${repo} (the tree of ${ctx.key})` : repo;
 }
 
 /** The worker's own system, as far as an install depends on it. */

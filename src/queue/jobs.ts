@@ -28,10 +28,11 @@ export function issueDigest(issue: { title: string; body?: string | null }): str
 /**
  * Job data: small, validated, and free of secrets (tokens are minted by the worker).
  * `issue` turns an issue into a PR; `revise` addresses review feedback on the app's PR
- * (`prNumber`), whose feedback waits in Redis so reviews sent meanwhile join the next job.
+ * (`prNumber`), whose feedback waits in Redis so reviews sent meanwhile join the next job;
+ * `ci-fix` answers failed checks on the app's PR at its head commit `headSha`.
  */
 export const JobFields = z.object({
-  kind: z.enum(['issue', 'revise']),
+  kind: z.enum(['issue', 'revise', 'ci-fix']),
   installationId: z.number().int().positive(),
   owner: repoPart,
   repo: repoPart,
@@ -45,11 +46,24 @@ export const JobFields = z.object({
   instructions: z.string().max(4_000).optional(),
   /** For `issue`: the issue's text when the trigger was recorded (absent in jobs of older versions). */
   snapshot: IssueSnapshotSchema.optional(),
+  /** For `ci-fix`: the pull request's head commit whose checks failed. */
+  headSha: z
+    .string()
+    .regex(/^[0-9a-f]{40}$/, 'a commit SHA')
+    .optional(),
 });
-export const JobDataSchema = JobFields.refine((d) => d.kind !== 'revise' || d.prNumber === d.issueNumber, {
-  message: 'a revise job names its pull request in both issueNumber and prNumber',
+export const JobDataSchema = JobFields.refine((d) => d.kind === 'issue' || d.prNumber === d.issueNumber, {
+  message: 'a job on a pull request names it in both issueNumber and prNumber',
   path: ['prNumber'],
+}).refine((d) => (d.kind === 'ci-fix') === (d.headSha !== undefined), {
+  message: 'a ci-fix job, and only one, names the head commit it answers',
+  path: ['headSha'],
 });
+
+/** Whether a kind of job works on one of the app's pull requests (its thread is the PR). */
+export function onPullRequest(kind: JobData['kind']): boolean {
+  return kind !== 'issue';
+}
 export type JobData = z.infer<typeof JobDataSchema>;
 
 /** Job data as stored: the fields and their seal, bound to the job's id. */
@@ -89,19 +103,35 @@ export function issueKey(d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>): st
 export function jobId(
   d: Pick<JobData, 'owner' | 'repo' | 'issueNumber' | 'attempt'> & { kind?: JobData['kind'] },
 ): string {
-  return d.kind === 'revise'
-    ? `${d.owner}/${d.repo}/pulls/${d.issueNumber}/revise-${d.attempt}`.toLowerCase()
+  return d.kind === 'revise' || d.kind === 'ci-fix'
+    ? `${d.owner}/${d.repo}/pulls/${d.issueNumber}/${d.kind}-${d.attempt}`.toLowerCase()
     : `${d.owner}/${d.repo}/issues/${d.issueNumber}/attempt-${d.attempt}`.toLowerCase();
+}
+
+/** The branches the app opens pull requests from: `agent/issue-<n>` and a slug of the title. */
+export const APP_BRANCH = /^agent\/issue-\d+(-[a-z0-9-]+)?$/;
+
+/**
+ * Where a job's status comment is kept: its own, or for a CI fix the pull request's one CI
+ * comment, which every CI-fix job of the PR and the web's "all checks passed" edit in turn.
+ */
+export function statusKeyOf(d: Pick<JobData, 'owner' | 'repo' | 'issueNumber' | 'attempt' | 'kind'>): string {
+  return d.kind === 'ci-fix' ? ciStatusKey(d) : jobId(d);
+}
+
+/** The key of a pull request's one CI status comment. */
+export function ciStatusKey(d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>): string {
+  return `${d.owner}/${d.repo}/pulls/${d.issueNumber}/ci`.toLowerCase();
 }
 
 /**
  * Whether the app may push `branch` for this job: an issue job only to its own issue's
- * branches (`agent/issue-<n>-…`, `agent/wip/issue-<n>-…`), a revision only to one of the
- * app's issue branches (the pull request's head). Nothing read back from Redis or GitHub
+ * branches (`agent/issue-<n>-…`, `agent/wip/issue-<n>-…`), a revision or a CI fix only to
+ * one of the app's issue branches (the pull request's head). Nothing read back from Redis or GitHub
  * can point a push at any other ref.
  */
 export function isOwnBranch(job: Pick<JobData, 'kind' | 'issueNumber'>, branch: string): boolean {
-  if (job.kind === 'revise') return /^agent\/issue-\d+(-[a-z0-9-]+)?$/.test(branch);
+  if (onPullRequest(job.kind)) return APP_BRANCH.test(branch);
   const n = job.issueNumber;
   return (
     new RegExp(`^agent/issue-${n}(-[a-z0-9-]+)?$`).test(branch) ||

@@ -5,5 +5,9 @@ export type Outcome =
   | { kind: 'needs-info'; questions: string[] }
   | { kind: 'checkpoint'; reasons: string[] }
   | { kind: 'revised'; sha: string | null; threads: number }
+  /** A CI fix re-ran jobs that failed on a runner error. */
+  | { kind: 'ci-rerun'; checks: string[] }
+  /** A CI fix found nothing to do: a newer head, or no failed check any more. */
+  | { kind: 'superseded' }
   | { kind: 'stopped'; by: string }
   | { kind: 'invalid-config'; problems: number };

@@ -280,3 +280,79 @@ describe('the branches a job may push', () => {
     expect(isOwnBranch(revise, 'release/1.x')).toBe(false);
   });
 });
+
+describe('CI-fix jobs', () => {
+  const pr = { installationId: 7, owner: 'octo', repo: 'ci-demo', issueNumber: 31, sender: 'github-actions[bot]' };
+  const sha1 = '1'.repeat(40);
+  const sha2 = '2'.repeat(40);
+  let delivery = 0;
+  const red = (sha: string) => queue.enqueueCiFix({ ...pr, deliveryId: `ci-${++delivery}` }, sha);
+  const finish = async (id: string, headSha: string) => {
+    await queue.queue.remove(id);
+    const attempt = Number(id.split('-').pop());
+    return queue.finishCiFix({ ...pr, kind: 'ci-fix', prNumber: 31, attempt, deliveryId: 'x', headSha });
+  };
+
+  it('adds one job per head commit, one at a time per pull request', async () => {
+    const first = await red(sha1);
+    expect(first).toMatchObject({ kind: 'enqueued', jobId: 'octo/ci-demo/pulls/31/ci-fix-1' });
+    expect(await red(sha1)).toEqual({ kind: 'handled' });
+    expect(await red(sha2)).toMatchObject({ kind: 'busy' });
+    // The newest red head waits for the running job, and is answered when it ends.
+    expect(await finish('octo/ci-demo/pulls/31/ci-fix-1', sha1)).toEqual({ next: 'octo/ci-demo/pulls/31/ci-fix-2' });
+    expect(await finish('octo/ci-demo/pulls/31/ci-fix-2', sha2)).toEqual({});
+    expect(await red(sha2)).toEqual({ kind: 'handled' });
+  });
+
+  it('adds one more for the same commit only after its checks were re-run', async () => {
+    await queue.recordCi(pr, { kind: 'rerun', on: sha2, checks: ['test (windows)'] });
+    await queue.recordCi(pr, { kind: 'rerun', on: sha2, checks: ['test (windows)'] });
+    const again = await red(sha2);
+    expect(again).toMatchObject({ kind: 'enqueued', attempt: 3 });
+    await finish((again as { jobId: string }).jobId, sha2);
+    expect(await red(sha2)).toEqual({ kind: 'handled' });
+    expect((await queue.ciState(pr)).reruns).toEqual([`${sha2}:test (windows)`]);
+  });
+
+  it('counts fixes, announces green once per commit, and adds nothing once stopped', async () => {
+    await queue.recordCi(pr, { kind: 'fixing', on: sha1, fingerprints: [{ fp: 'abc', check: 'lint' }] });
+    // A resumed job records its attempt again: it counts once.
+    await queue.recordCi(pr, { kind: 'fixing', on: sha1, fingerprints: [{ fp: 'abc', check: 'lint' }] });
+    expect(await queue.ciGreen(pr, sha2)).toMatchObject({ fixes: 1, jobs: 3, last: 'fixed' });
+    expect((await queue.ciState(pr)).fingerprints).toEqual([]);
+    expect(await queue.ciGreen(pr, sha2)).toBeUndefined();
+    await queue.recordCi(pr, { kind: 'stopped', why: 'escalated' });
+    expect(await red('3'.repeat(40))).toEqual({ kind: 'stopped', why: 'escalated' });
+  });
+
+  it('answers a red head that came while a job held the branch once that job ends', async () => {
+    const other = { ...pr, issueNumber: 33 };
+    const first = await queue.enqueueCiFix({ ...other, deliveryId: 'q-1' }, sha1);
+    expect(first).toMatchObject({ kind: 'enqueued' });
+    expect(await queue.enqueueCiFix({ ...other, deliveryId: 'q-2' }, sha2)).toMatchObject({ kind: 'busy' });
+    const id = (first as { jobId: string }).jobId;
+    await queue.queue.remove(id);
+    const ended = { ...other, kind: 'ci-fix' as const, prNumber: 33, attempt: 1, deliveryId: 'q-1', headSha: sha1 };
+    const { next } = await queue.finishCiFix(ended);
+    expect(next).toBe('octo/ci-demo/pulls/33/ci-fix-2');
+    expect((await queue.queue.getJob(next!))?.data).toMatchObject({ headSha: sha2 });
+  });
+
+  it('stops the watch when its record in Redis does not parse', async () => {
+    const other = { ...pr, issueNumber: 32 };
+    await redis.set('test:ci-fix-state:octo/ci-demo#32', '{"fixes":-5}');
+    expect(await queue.ciState(other)).toMatchObject({ stopped: 'its CI record in Redis could not be read' });
+  });
+
+  it("a writer's review or retry hands the pull request back: the watch starts afresh", async () => {
+    await queue.enqueueRevise({
+      ...pr,
+      sender: 'maintainer',
+      deliveryId: 'rev-1',
+      feedback: { sender: 'maintainer', text: 'go' },
+    });
+    const state = await queue.ciState(pr);
+    expect(state.fixes).toBe(0);
+    expect(state.stopped).toBeUndefined();
+  });
+});

@@ -16,6 +16,16 @@ export type ReviseResult =
   /** A revise job is queued or running: the feedback joins it (queued) or the next one. */
   | { kind: 'batched'; jobId: string };
 
+export type CiFixResult =
+  | { kind: 'enqueued'; jobId: string; attempt: number }
+  | { kind: 'duplicate-delivery'; deliveryId: string }
+  /** This head commit has had its CI-fix job (and no re-run since asks for another). */
+  | { kind: 'handled' }
+  /** A CI-fix job of the pull request is queued or running. */
+  | { kind: 'busy'; jobId: string }
+  /** The app stopped watching this pull request's CI (an escalation, or `/agent stop`). */
+  | { kind: 'stopped'; why: string };
+
 export type StopResult =
   | { kind: 'removed'; jobId: string }
   | { kind: 'stopping'; jobId: string }
@@ -30,10 +40,48 @@ export const FeedbackSchema = z.strictObject({
 });
 export type Feedback = z.infer<typeof FeedbackSchema>;
 
+/**
+ * What the app knows of one pull request's CI, kept under the PR's lock: the head commit
+ * last answered, whether that answer was a re-run (whose result may ask for one more job),
+ * the fixes pushed (bounded by `ci.max_fix_attempts`), the failure fingerprints seen before
+ * a fix, the checks re-run (once each per commit), and whether the watch stopped.
+ */
+export const CiStateSchema = z.strictObject({
+  sha: z.string().max(40).optional(),
+  rerunPending: z.boolean().default(false),
+  fixes: z.number().int().min(0).default(0),
+  /** CI-fix jobs since the PR was last green: the rounds to green. */
+  jobs: z.number().int().min(0).default(0),
+  reruns: z.array(z.string().max(300)).max(500).default([]),
+  fingerprints: z
+    .array(z.strictObject({ fp: z.string().max(64), sha: z.string().max(40), check: z.string().max(300) }))
+    .max(200)
+    .default([]),
+  green: z.string().max(40).optional(),
+  stopped: z.string().max(500).optional(),
+  /** A red head that came while a job ran on the PR: answered when that job ends. */
+  queued: z.string().max(40).optional(),
+  /** What the last CI-fix job did: a green after a fix counts as fixed, after re-runs only as re-run green. */
+  last: z.enum(['fixed', 'rerun']).optional(),
+});
+export type CiState = z.infer<typeof CiStateSchema>;
+
+/** What a CI-fix job did, for the record its next job and the web read. */
+export type CiRecord =
+  /** A fix of head `on` begins: it counts as an attempt from here, once per head (a resumed job counts once). */
+  | { kind: 'fixing'; on: string; fingerprints: Array<{ fp: string; check: string }> }
+  /** Jobs of head `on` are about to be re-run, each once. */
+  | { kind: 'rerun'; on: string; checks: string[] }
+  /** The job found nothing failed on head `on` (re-run by hand meanwhile): its next red result is answered again. */
+  | { kind: 'rearm'; on: string }
+  | { kind: 'stopped'; why: string };
+
 const ACTIVE_STATES = new Set(['active', 'waiting', 'delayed', 'prioritized', 'waiting-children']);
 const QUEUED_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children']);
 const DELIVERY_TTL_S = 7 * 24 * 3600;
 const MARKER_TTL_S = 24 * 3600;
+// A pull request's CI record outlives any one job: as long as a PR is likely to stay open.
+const CI_STATE_TTL_S = 90 * 24 * 3600;
 const LOCK_MS = 30_000;
 const LOCK_RETRY_MS = 100;
 // Moves the waiting feedback to the job's own list the first time; later calls read that.
@@ -106,7 +154,7 @@ export class AgentQueue {
   }
 
   private keyOf(kind: JobData['kind'], d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>, what: string): string {
-    return `${this.prefix}:${kind === 'revise' ? 'revise-' : ''}${what}:${issueKey(d)}`;
+    return `${this.prefix}:${kind === 'issue' ? '' : `${kind}-`}${what}:${issueKey(d)}`;
   }
 
   private get commands(): QueueCommands {
@@ -219,6 +267,10 @@ export class AgentQueue {
       data,
       { deliveryId: data.deliveryId, what: `${issueKey(data)}:revise` },
       async (last): Promise<ReviseResult> => {
+        // A writer's review or retry hands the PR back to the app: its CI watch starts afresh
+        // (the head last answered stays answered).
+        const ci = await this.ciState(data);
+        await this.saveCiState(data, CiStateSchema.parse({ ...(ci.sha ? { sha: ci.sha } : {}) }));
         const [, running] = (await this.redis
           .multi()
           .rpush(this.keyOf('revise', data, 'feedback'), JSON.stringify(FeedbackSchema.parse(feedback)))
@@ -297,6 +349,130 @@ export class AgentQueue {
     });
   }
 
+  /** The pull request's CI record; a record that does not parse (damaged or forged) stops the watch. */
+  async ciState(d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>): Promise<CiState> {
+    const raw = await this.redis.get(this.keyOf('ci-fix', d, 'state'));
+    if (raw === null) return CiStateSchema.parse({});
+    try {
+      return CiStateSchema.parse(JSON.parse(raw));
+    } catch {
+      return CiStateSchema.parse({ stopped: 'its CI record in Redis could not be read' });
+    }
+  }
+
+  private async saveCiState(d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>, state: CiState): Promise<void> {
+    await this.redis.set(
+      this.keyOf('ci-fix', d, 'state'),
+      JSON.stringify(CiStateSchema.parse(state)),
+      'EX',
+      CI_STATE_TTL_S,
+    );
+  }
+
+  /**
+   * Failed checks on the head commit `sha` of one of the app's pull requests: a CI-fix job,
+   * once per head commit (one more only after that commit's checks were re-run), one at a
+   * time per PR, none once the watch stopped.
+   */
+  async enqueueCiFix(
+    data: Omit<JobData, 'attempt' | 'kind' | 'prNumber' | 'headSha'>,
+    sha: string,
+  ): Promise<CiFixResult> {
+    return this.locked('ci-fix', data, { deliveryId: data.deliveryId, what: `${issueKey(data)}:ci` }, async (last) => {
+      const state = await this.ciState(data);
+      if (state.stopped) return { kind: 'stopped', why: state.stopped };
+      if (state.sha === sha && !state.rerunPending) return { kind: 'handled' };
+      const activeKey = this.keyOf('ci-fix', data, 'active');
+      // One job on the PR's branch at a time, a revision's or a CI fix's: both push to it.
+      for (const key of [activeKey, this.keyOf('revise', data, 'active')]) {
+        const running = await this.redis.get(key);
+        if (running && ACTIVE_STATES.has(await this.queue.getJobState(running))) {
+          // The commit is answered when that job ends, if it is still the head (finishCiFix).
+          await this.saveCiState(data, { ...state, queued: sha });
+          return { kind: 'busy', jobId: running };
+        }
+      }
+      const job: JobData = { ...data, kind: 'ci-fix', prNumber: data.issueNumber, headSha: sha, attempt: last + 1 };
+      // A failed add leaves the record as it was, so the next CI result tries again.
+      const id = await this.add(job, false, (m) => m.set(activeKey, jobId(job), 'EX', MARKER_TTL_S));
+      await this.saveCiState(data, { ...state, sha, rerunPending: false, jobs: state.jobs + 1, queued: undefined });
+      return { kind: 'enqueued', jobId: id, attempt: job.attempt };
+    });
+  }
+
+  /** Records what a CI-fix job did: a pushed fix, re-runs asked for, or the watch stopped. */
+  async recordCi(d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>, record: CiRecord): Promise<CiState> {
+    return this.lockedOnly('ci-fix', d, async () => {
+      const state = await this.ciState(d);
+      if (record.kind === 'stopped') state.stopped = record.why;
+      else if (record.kind === 'rearm') state.rerunPending ||= state.sha === record.on;
+      else if (record.kind === 'rerun') {
+        state.rerunPending = state.sha === record.on;
+        state.last = 'rerun';
+        const entries = record.checks.map((c) => `${record.on}:${c}`.slice(0, 300));
+        state.reruns = [...new Set([...state.reruns, ...entries])].slice(-500);
+      } else if (!state.fingerprints.some((f) => f.sha === record.on)) {
+        state.fixes += 1;
+        state.last = 'fixed';
+        state.fingerprints = [
+          ...state.fingerprints,
+          ...record.fingerprints.map((f) => ({ fp: f.fp, check: f.check.slice(0, 300), sha: record.on })),
+        ].slice(-200);
+      }
+      await this.saveCiState(d, state);
+      return state;
+    });
+  }
+
+  /**
+   * Every check on `sha` passed: answers the record as it stood the first time this is said
+   * of `sha` (the rounds it took), and undefined after, so green is announced once per commit.
+   */
+  async ciGreen(d: Pick<JobData, 'owner' | 'repo' | 'issueNumber'>, sha: string): Promise<CiState | undefined> {
+    return this.lockedOnly('ci-fix', d, async () => {
+      const state = await this.ciState(d);
+      if (state.green === sha) return undefined;
+      // The fixes held: a failure seen before is new again if it comes back later.
+      await this.saveCiState(d, {
+        ...state,
+        green: sha,
+        jobs: 0,
+        rerunPending: false,
+        last: undefined,
+        fingerprints: [],
+      });
+      return state;
+    });
+  }
+
+  /**
+   * Called when a CI-fix or revise job ends, however it ends: the PR has no CI-fix job
+   * running any more, and a red head that came meanwhile is answered now (the job checks it
+   * is still the head). Answers the next job's id, if one was added.
+   */
+  async finishCiFix(job: JobData): Promise<{ next?: string }> {
+    if (job.kind === 'ci-fix') {
+      await this.lockedOnly('ci-fix', job, async () => {
+        const activeKey = this.keyOf('ci-fix', job, 'active');
+        if ((await this.redis.get(activeKey)) === jobId(job)) await this.redis.del(activeKey);
+      });
+    }
+    const { queued } = await this.ciState(job);
+    if (!queued) return {};
+    const next = await this.enqueueCiFix(
+      {
+        installationId: job.installationId,
+        owner: job.owner,
+        repo: job.repo,
+        issueNumber: job.issueNumber,
+        deliveryId: `after-${jobId(job)}`,
+        sender: job.sender,
+      },
+      queued,
+    );
+    return next.kind === 'enqueued' ? { next: next.jobId } : {};
+  }
+
   /**
    * `/agent stop`: a queued job is removed; a running one is asked to stop at its next step.
    * `kind` says whether the thread is an issue or one of the app's pull requests. With a
@@ -311,8 +487,8 @@ export class AgentQueue {
   ): Promise<StopResult> {
     return this.locked(kind, d, { deliveryId }, async (attempt): Promise<StopResult> => {
       const id =
-        kind === 'revise'
-          ? await this.redis.get(this.keyOf('revise', d, 'active'))
+        kind !== 'issue'
+          ? await this.redis.get(this.keyOf(kind, d, 'active'))
           : attempt > 0
             ? jobId({ ...d, attempt })
             : null;
@@ -321,8 +497,7 @@ export class AgentQueue {
       // A job that a worker took between the two reads is locked: remove() answers 0, and
       // the job is asked to stop instead.
       if (QUEUED_STATES.has(state) && (await this.queue.remove(id).catch(() => 0)) === 1) {
-        if (kind === 'revise')
-          await this.redis.del(this.keyOf('revise', d, 'active'), this.keyOf('revise', d, 'feedback'));
+        if (kind !== 'issue') await this.redis.del(this.keyOf(kind, d, 'active'), this.keyOf(kind, d, 'feedback'));
         return { kind: 'removed', jobId: id };
       }
       if (!QUEUED_STATES.has(state) && state !== 'active') {

@@ -9,7 +9,7 @@ const TTL_S = 7 * 24 * 3600;
 const MAX_PATCH_BYTES = 4 * 1024 * 1024;
 
 const CheckResultSchema = z.object({
-  name: z.enum(['setup', 'install', 'lint', 'typecheck', 'test']),
+  name: z.enum(['setup', 'install', 'lint', 'typecheck', 'test', 'ci']),
   command: z.string(),
   ok: z.boolean(),
   exitCode: z.number().nullable(),

@@ -18,12 +18,41 @@ export interface EscalationReport {
   /** The pushed work-in-progress branch, when there was a diff. */
   wip?: { branch: string; url: string };
   spend: { modelCalls: number; inputTokens: number; outputTokens: number; costUsd: number; seconds: number };
+  /** The job's kind: on a pull request (a revision, a CI fix) nothing was pushed, rather than no PR opened. */
+  kind?: 'issue' | 'revise' | 'ci-fix';
 }
 
 /** What a maintainer can do next, specific to why the job stopped. */
-export function nextSteps(reason: string, e: Pick<EscalationReport, 'wip' | 'failingCommand' | 'firewall'>): string[] {
+export function nextSteps(
+  reason: string,
+  e: Pick<EscalationReport, 'wip' | 'failingCommand' | 'firewall' | 'kind'>,
+): string[] {
   const relabel = 're-add the `agent` label to try again';
   const fromWip = e.wip ? `continue by hand from \`${e.wip.branch}\`` : 'make the change by hand';
+  const retryOnPull =
+    'comment `/agent retry` on the pull request, saying what to do; the app then watches its checks again';
+  if (e.kind === 'ci-fix') {
+    const check = e.failingCommand ? inlineCode(e.failingCommand, 500) : 'the failing check';
+    switch (reason) {
+      case 'same-failure':
+        return [
+          `${check} failed the same way after the app's fix: fix it on the pull request's branch by hand`,
+          `or ${retryOnPull}`,
+        ];
+      case 'ci-fix-bound':
+        return [
+          `fix ${check} on the pull request's branch by hand`,
+          `or raise \`ci.max_fix_attempts\` in \`.github/agent.yml\` and ${retryOnPull}`,
+        ];
+      case 'ci-unclear':
+        return [
+          `if ${check} is flaky or fails on the base branch too, re-run it or fix the base branch; the app watches the next result`,
+          `if the pull request's change caused it, ${retryOnPull}`,
+        ];
+      default:
+        return [retryOnPull];
+    }
+  }
   switch (reason) {
     case 'same-failure':
     case 'rounds-exhausted':
@@ -93,7 +122,7 @@ export function escalationComment(e: EscalationReport): string {
   const s = e.spend;
   const parts = [
     STATUS_MARKER,
-    `**issue-agent** ⚠️ stopped without a pull request: **${e.reason}**`,
+    `**issue-agent** ⚠️ stopped without ${e.kind === 'revise' || e.kind === 'ci-fix' ? 'pushing' : 'a pull request'}: **${e.reason}**`,
     '',
     '### What was asked',
     ...e.asked.map((a) => `- ${a}`),

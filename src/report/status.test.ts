@@ -259,3 +259,41 @@ describe('plain', () => {
     expect(plain('a\u202eb\u200bc')).toBe('abc');
   });
 });
+
+describe("a pull request's CI comment", () => {
+  const sha = 'abcdef1234567890abcdef1234567890abcdef12';
+  it('says what failed and what the app does, attempt by attempt', () => {
+    const body = statusComment({
+      phase: 'coding',
+      kind: 'ci-fix',
+      round: { n: 1, of: 3 },
+      ci: { sha, failing: ['lint (ubuntu)'], action: 'fixing', attempt: { n: 1, of: 3 } },
+    });
+    expect(body).toContain('CI: 1 failing check on `abcdef1` — fixing (attempt 1 of 3)');
+    expect(body).toContain('**Failing:** `lint (ubuntu)`');
+    expect(body).toContain('- [ ] **code**');
+  });
+
+  it('ends with all checks passed, and the rounds it took', () => {
+    const body = statusComment({
+      phase: 'done',
+      kind: 'ci-fix',
+      ci: { sha, failing: [], green: { passed: 4, fixes: 1, rounds: 2 } },
+    });
+    expect(body).toContain('✅ all checks passed on `abcdef1`: 4 checks (after 2 CI-fix rounds)');
+    expect(body).not.toContain('Failing');
+    expect(body).not.toContain('- [');
+  });
+
+  it('shows a check name as inert code, whatever it holds', () => {
+    const body = statusComment({
+      phase: 'done',
+      kind: 'ci-fix',
+      ci: { sha, failing: ['x` <img src=//e.vil> [y](//e.vil)'], rerun: ['x` <img src=//e.vil>'] },
+    });
+    const spans = ['``x` <img src=//e.vil> [y](//e.vil)``', '``x` <img src=//e.vil>``'];
+    for (const span of spans) expect(body).toContain(span);
+    // Outside those code spans nothing of the name is left to render.
+    expect(spans.reduce((b, span) => b.split(span).join(''), body)).not.toContain('<img');
+  });
+});

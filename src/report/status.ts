@@ -41,8 +41,13 @@ export interface StatusCheck {
 
 export interface StatusState {
   phase: StatusPhase;
-  /** `revise`: review feedback on the app's own PR; the checklist is then code, validate, push. */
-  kind?: 'issue' | 'revise';
+  /**
+   * `revise`: review feedback on the app's own PR; the checklist is then code, validate, push.
+   * `ci-fix`: failing checks on the app's own PR; the comment is the PR's one CI comment.
+   */
+  kind?: 'issue' | 'revise' | 'ci-fix';
+  /** For `ci-fix`: the PR's CI as the app last saw it. */
+  ci?: CiStatus;
   /** For `revise`: how many reviews the job addresses. */
   reviewCount?: number;
   /** For `stuck`, `stopped` and `needs-info`: the working phase the job was in when it ended. */
@@ -64,6 +69,26 @@ export interface StatusState {
   /** Where the commands run, when the repository names an image: the image and what is being done with it. */
   environment?: { image: string; state: 'pulling' | 'setting up' | 'ready'; cached?: boolean };
   spend?: string;
+}
+
+/** A pull request's CI, as its CI comment shows it. */
+export interface CiStatus {
+  /** The head commit the comment is about. */
+  sha: string;
+  /** The checks that failed on it. */
+  failing: string[];
+  /** What the app does about them: reads them, re-runs jobs that failed on a runner error, or fixes the code. */
+  action?: 'reading' | 'rerunning' | 'fixing';
+  /** The fix attempt of this job, of the PR's bound. */
+  attempt?: { n: number; of: number };
+  /** The jobs re-run. */
+  rerun?: string[];
+  /** The commit pushed to fix them. */
+  pushed?: string;
+  /** A newer commit became the head before the job could act. */
+  superseded?: boolean;
+  /** Every check passed: how many, and the fixes and CI-fix jobs it took since it was last green. */
+  green?: { passed: number; fixes: number; rounds: number };
 }
 
 type Stage = 'scoping' | 'planning' | 'coding' | 'validating' | 'delivering';
@@ -148,8 +173,44 @@ function roundText(s: StatusState): string {
   return s.round ? ` (round ${s.round.n}/${s.round.of})` : '';
 }
 
+function short(sha: string): string {
+  return inlineCode(sha.slice(0, 7), 10);
+}
+
+function names(list: string[], max = 5): string {
+  const shown = list.slice(0, max).map((n) => inlineCode(n, 60));
+  return `${shown.join(', ')}${list.length > max ? ` and ${list.length - max} more` : ''}`;
+}
+
+/** The CI comment's first line: what CI says and what the app does about it. */
+function ciHeadline(s: StatusState, ci: CiStatus): string {
+  if (ci.green) {
+    const after = ci.green.rounds > 0 ? ` (after ${plural(ci.green.rounds, 'CI-fix round')})` : '';
+    return `✅ all checks passed on ${short(ci.sha)}: ${plural(ci.green.passed, 'check')}${after}`;
+  }
+  const failing = `CI: ${plural(ci.failing.length, 'failing check')} on ${short(ci.sha)}`;
+  switch (s.phase) {
+    case 'done':
+      if (ci.superseded) return `⏭️ ${failing}; a newer commit is the head, and its checks decide`;
+      if (ci.pushed) return `✅ ${failing}: pushed ${short(ci.pushed)} to fix it; waiting for CI`;
+      if (ci.rerun?.length) return `🔁 ${failing}: re-ran ${names(ci.rerun)} (a runner error); waiting for CI`;
+      return `✅ ${failing}: nothing left to do`;
+    case 'stuck':
+      return `⚠️ ${failing}; stopped without pushing: ${s.reason ? plain(s.reason) : 'see below'}`;
+    case 'stopped':
+      return `⏹️ ${failing}; stopped${s.stoppedBy ? ` by ${plain(s.stoppedBy, 60)}` : ''} with \`/agent stop\``;
+    default: {
+      const attempt = ci.attempt ? ` (attempt ${ci.attempt.n} of ${ci.attempt.of})` : '';
+      if (ci.action === 'fixing') return `⏳ ${failing} — fixing${attempt}: ${s.phase}${roundText(s)}…`;
+      if (ci.action === 'rerunning') return `⏳ ${failing} — re-running the jobs that failed on a runner error…`;
+      return `⏳ ${failing} — reading the failures…`;
+    }
+  }
+}
+
 function headline(s: StatusState): string {
-  const revise = s.kind === 'revise';
+  if (s.kind === 'ci-fix' && s.ci) return ciHeadline(s, s.ci);
+  const revise = s.kind === 'revise' || s.kind === 'ci-fix';
   const reviews = plural(Math.max(1, s.reviewCount ?? 1), 'review');
   const pr = s.pullUrl ? link(s.pullUrl) : undefined;
   switch (s.phase) {
@@ -175,7 +236,7 @@ function headline(s: StatusState): string {
 }
 
 function checklist(s: StatusState): string[] {
-  const revise = s.kind === 'revise';
+  const revise = s.kind === 'revise' || s.kind === 'ci-fix';
   const stages = revise ? REVISE_STAGES : ISSUE_STAGES;
   const ended = s.phase === 'stuck' || s.phase === 'stopped' || s.phase === 'needs-info';
   const at: StatusPhase | undefined = ended
@@ -234,11 +295,15 @@ function environmentLine(e: NonNullable<StatusState['environment']>): string {
 
 /** The one status comment of a job, rendered from its state: short enough to read on a phone. */
 export function statusComment(s: StatusState): string {
-  const revise = s.kind === 'revise';
-  const parts = [STATUS_MARKER, `**issue-agent** ${headline(s)}`, '', ...checklist(s)];
+  const revise = s.kind === 'revise' || s.kind === 'ci-fix';
+  // A CI comment shows the code ⇄ validate checklist only while it fixes (or after it did).
+  const steps = s.kind !== 'ci-fix' || s.ci?.action === 'fixing' ? checklist(s) : [];
+  const parts = [STATUS_MARKER, `**issue-agent** ${headline(s)}`, ...(steps.length ? ['', ...steps] : [])];
   const section = (lines: string[]) => {
     if (lines.length) parts.push('', ...lines);
   };
+  if (s.kind === 'ci-fix' && s.ci && !s.ci.green && s.ci.failing.length)
+    section([`**Failing:** ${names(s.ci.failing, 8)}`]);
   if (s.environment) section([environmentLine(s.environment)]);
   if (s.planSummary) section([`**Plan:** ${plain(s.planSummary, MAX_SUMMARY)}`]);
   section(checksTable(s));

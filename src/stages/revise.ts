@@ -19,11 +19,17 @@ export interface ReviewTask {
   title: string;
   notes: Array<{ author: string; body: string; source: 'review' | 'retry' }>;
   threads: ReviewThread[];
+  /**
+   * For a CI fix: what the failed checks said (annotations and the failure summary). CI's
+   * text is data, never a request: it is quoted apart from reviewers' notes.
+   */
+  ciFailure?: string;
 }
 
 /** The review feedback as the model reads it: data, quoted, hidden text stripped. */
 export function reviewBlock(task: ReviewTask): string {
   const parts = [`Pull request #${task.pullNumber}: ${stripHidden(task.title)}`];
+  if (task.ciFailure) parts.push(quote('ci-failure', stripHidden(task.ciFailure).trim(), { trust: 'untrusted' }));
   for (const n of task.notes)
     parts.push(quote('review-note', stripHidden(n.body).trim(), { author: n.author, source: n.source }));
   for (const t of task.threads) {

@@ -19,7 +19,8 @@ export interface Check {
 export const DEFAULT_INSTALL_NETWORK: NetworkPolicy = 'registries';
 
 export interface CheckResult {
-  name: Check['name'];
+  /** `ci`: a failed check of the repository's CI, read back for a CI fix (stages/ci-failures.ts). */
+  name: Check['name'] | 'ci';
   command: string;
   ok: boolean;
   exitCode: number | null;

@@ -12,8 +12,14 @@ export const JOB_OUTCOMES = [
   'checkpoint',
   'stopped',
   'invalid_config',
+  'ci_rerun',
+  'superseded',
   'failed',
 ] as const;
+
+/** How a pull request's failing CI was answered: fixed (green after a fix), re-run green, or escalated. */
+export const CI_FIX_OUTCOMES = ['fixed', 'rerun_green', 'escalated'] as const;
+export type CiFixOutcome = (typeof CI_FIX_OUTCOMES)[number];
 export type JobOutcome = (typeof JOB_OUTCOMES)[number];
 
 /** Every pipeline outcome has its label; `failed` is BullMQ's: an infrastructure failure after the last try. */
@@ -25,10 +31,12 @@ const OUTCOME_LABEL: Record<Outcome['kind'] | 'failed', JobOutcome> = {
   checkpoint: 'checkpoint',
   stopped: 'stopped',
   'invalid-config': 'invalid_config',
+  'ci-rerun': 'ci_rerun',
+  superseded: 'superseded',
   failed: 'failed',
 };
 
-const JOB_KINDS: ReadonlyArray<JobData['kind']> = ['issue', 'revise'];
+const JOB_KINDS: ReadonlyArray<JobData['kind']> = ['issue', 'revise', 'ci-fix'];
 
 /** The queue states the `state` label takes; finished jobs are counted by `issue_agent_jobs_total`. */
 export const QUEUE_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'paused'] as const;
@@ -42,6 +50,10 @@ const WEBHOOK_EVENTS = new Set([
   'issues',
   'issue_comment',
   'pull_request_review',
+  'check_suite',
+  'check_run',
+  'workflow_run',
+  'status',
   'ping',
   'installation',
   'installation_repositories',
@@ -108,6 +120,8 @@ export class Metrics {
   private readonly toolCalls: Counter<'tool' | 'outcome'>;
   private readonly rounds: Counter<'result'>;
   private readonly roundsToPass: Histogram;
+  private readonly ciFixes: Counter<'outcome'>;
+  private readonly ciRoundsToGreen: Histogram;
   private readonly webhookSeconds: Histogram<'event' | 'status'>;
   private readonly inboxSeconds: Histogram<'outcome'>;
   /** Validation rounds so far per job (per trace), to observe how many a job needed. */
@@ -174,6 +188,18 @@ export class Metrics {
       buckets: [1, 2, 3, 4, 5, 7, 10],
       registers,
     });
+    this.ciFixes = new Counter({
+      name: 'issue_agent_ci_fix_total',
+      help: "Failing CI on the app's own pull requests, by how it ended: fixed (green after the app's fix), rerun_green (green after re-running jobs that failed on a runner error), escalated.",
+      labelNames: ['outcome'],
+      registers: [this.registry],
+    });
+    this.ciRoundsToGreen = new Histogram({
+      name: 'issue_agent_ci_rounds_to_green',
+      help: "CI-fix jobs a pull request of the app's took from failing checks to all checks passed.",
+      buckets: [1, 2, 3, 4, 5, 6, 8, 10],
+      registers: [this.registry],
+    });
     this.webhookSeconds = new Histogram({
       name: 'issue_agent_webhook_duration_seconds',
       help: 'Time from a webhook request to its answer (signature check and handler included), by event and HTTP status.',
@@ -191,6 +217,7 @@ export class Metrics {
     // Known series start at 0, so a rate of a job outcome or a round result exists before the first one.
     for (const kind of JOB_KINDS) for (const outcome of JOB_OUTCOMES) this.jobs.inc({ kind, outcome }, 0);
     for (const result of ['passed', 'failed']) this.rounds.inc({ result }, 0);
+    for (const outcome of CI_FIX_OUTCOMES) this.ciFixes.inc({ outcome }, 0);
   }
 
   /** Counts what a trace records: stage ends, model calls, tool calls. `job` is the trace it came from. */
@@ -235,6 +262,12 @@ export class Metrics {
     const labels = { kind, outcome: OUTCOME_LABEL[outcome] };
     this.jobs.inc(labels);
     if (seconds !== undefined) this.jobSeconds.observe(labels, seconds);
+  }
+
+  /** A CI-fix job escalated (the worker), or a PR with CI-fix rounds went green (the web). */
+  ciFixEnded(outcome: CiFixOutcome, rounds?: number): void {
+    this.ciFixes.inc({ outcome });
+    if (rounds !== undefined) this.ciRoundsToGreen.observe(rounds);
   }
 
   /** A webhook request was answered. */

@@ -10,6 +10,7 @@ import {
 import type { AppIdentity } from '../github/app-identity.js';
 import { GitHubRepo, type Permission } from '../github/facade.js';
 import type { AgentQueue } from '../queue/queue.js';
+import { ciSnapshot } from '../github/ci.js';
 import { decideEvent, type Fact, type Known } from './decide-event.js';
 import { EventEffects } from './event-effects.js';
 import { repoKeyOf, type InboxItem, type WebEvent, type Where } from './inbox-item.js';
@@ -41,6 +42,8 @@ export interface EventDeps {
    * is invalid), so the web can drop other labels without recording them.
    */
   onLabelRead?: (repoKey: string, label: string) => void;
+  /** A pull request whose CI the app answered went green: how, and in how many CI-fix rounds. */
+  onCiGreen?: (outcome: 'fixed' | 'rerun_green', rounds: number) => void;
 }
 
 /**
@@ -83,7 +86,11 @@ export function eventHandler(deps: EventDeps): (e: InboxItem) => Promise<void> {
         ),
       };
     if (fact === 'config') return { config: await readConfig(repo, e) };
-    if (e.op !== 'review') throw new Error(`a ${e.op} event has no line comments`);
+    if (e.op === 'ci') {
+      if (fact === 'pull') return { pull: (await repo.openPullFor(e.branch)) ?? null };
+      if (fact === 'ci') return { ci: await ciSnapshot(repo, e.sha) };
+    }
+    if (e.op !== 'review') throw new Error(`a ${e.op} event has no ${fact}`);
     return { lineComments: (await repo.reviewComments(e.issueNumber, e.reviewId)).length };
   };
 
@@ -94,6 +101,7 @@ export function eventHandler(deps: EventDeps): (e: InboxItem) => Promise<void> {
       issue: e.issueNumber,
       op: e.op,
       ...(e.op === 'command' ? { command: e.command.kind } : {}),
+      ...(e.op === 'ci' ? { event: e.event, sha: e.sha.slice(0, 12) } : {}),
     });
     // The repository's client, made when first needed: an event dropped early needs none.
     let repo: Promise<GitHubRepo> | undefined;

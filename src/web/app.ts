@@ -3,7 +3,7 @@ import type { ApplicationFunction, Context } from 'probot';
 import type { Logger } from 'pino';
 import { LABEL_WORKING } from '../github/facade.js';
 import type { Inbox } from '../queue/inbox.js';
-import { issueDigest, type IssueSnapshot } from '../queue/jobs.js';
+import { APP_BRANCH, issueDigest, issueOfBranch, type IssueSnapshot } from '../queue/jobs.js';
 import { CONFIG_TTL_MS } from './actions.js';
 import { repoKeyOf, type NewEvent, type WebEvent } from './inbox-item.js';
 import { parseCommand } from './commands.js';
@@ -86,6 +86,35 @@ export function agentApp(deps: WebDeps): ApplicationFunction {
     app.on('issues.labeled', onIssueLabeled(deps, record));
     app.on('issue_comment.created', onIssueComment(deps, record));
     app.on('pull_request_review.submitted', onReviewSubmitted(deps, record));
+    app.on(
+      'check_suite.completed',
+      onCiResult(deps, record, 'check_suite', (p) => ({
+        sha: p.check_suite.head_sha,
+        branches: [p.check_suite.head_branch, ...p.check_suite.pull_requests.map((pr) => pr.head.ref)],
+      })),
+    );
+    app.on(
+      'check_run.completed',
+      onCiResult(deps, record, 'check_run', (p) => ({
+        sha: p.check_run.head_sha,
+        branches: [p.check_run.check_suite?.head_branch, ...p.check_run.pull_requests.map((pr) => pr.head.ref)],
+      })),
+    );
+    app.on(
+      'workflow_run.completed',
+      onCiResult(deps, record, 'workflow_run', (p) => ({
+        sha: p.workflow_run.head_sha,
+        branches: [p.workflow_run.head_branch, ...(p.workflow_run.pull_requests ?? []).map((pr) => pr?.head.ref)],
+      })),
+    );
+    // A pending status says nothing has completed.
+    app.on(
+      'status',
+      onCiResult(deps, record, 'status', (p) => ({
+        sha: p.sha,
+        branches: p.state === 'pending' ? [] : p.branches.map((b) => b.name),
+      })),
+    );
   };
 }
 
@@ -205,6 +234,60 @@ function onIssueComment(deps: WebDeps, record: RecordEvent) {
       payload,
       log,
     );
+  };
+}
+
+type CiEvent = 'check_suite' | 'check_run' | 'workflow_run' | 'status';
+
+/**
+ * A CI result on a commit: recorded once per branch of the app's (`agent/issue-<n>…`) it is
+ * on, and dropped at once for any other branch. Whether the branch's pull request is the
+ * app's, whether the commit is its head and whether every check has completed are read
+ * after the answer. Bots are not dropped here: CI results come from apps, and from the
+ * app's own pushes.
+ */
+function onCiResult<E extends CiEvent>(
+  deps: WebDeps,
+  record: RecordEvent,
+  event: E,
+  read: (payload: Context<E>['payload']) => { sha: string; branches: Array<string | null | undefined> },
+) {
+  return async (context: Context<E>) => {
+    const payload = context.payload as Context<E>['payload'] & {
+      repository: Repository & { full_name: string };
+      installation?: { id: number };
+      sender: { login: string };
+    };
+    const { sha, branches } = read(context.payload);
+    const ours = [...new Set(branches.filter((b): b is string => typeof b === 'string' && APP_BRANCH.test(b)))];
+    if (ours.length === 0) return;
+    const log = deps.log.child({
+      delivery: context.id,
+      repo: payload.repository.full_name,
+      event,
+      sha: sha.slice(0, 12),
+    });
+    if (!payload.installation) return log.warn('skipped: event carries no installation');
+    if (!/^[0-9a-f]{40}$/.test(sha)) return log.warn('skipped: the event names no commit');
+    for (const branch of ours.slice(0, 5)) {
+      await record(
+        {
+          op: 'ci',
+          ...whereOf(
+            payload.installation.id,
+            payload.repository,
+            issueOfBranch(branch)!,
+            context.id,
+            payload.sender.login,
+          ),
+          event,
+          branch,
+          sha,
+        },
+        { branch, payload },
+        log,
+      );
+    }
   };
 }
 

@@ -224,3 +224,85 @@ describe('decideEvent', () => {
     }
   });
 });
+
+describe('a CI result', () => {
+  const sha = 'a'.repeat(40);
+  const ci: InboxItem = {
+    op: 'ci',
+    ...where,
+    sender: 'github-actions[bot]',
+    event: 'check_suite',
+    branch: 'agent/issue-7-fix-add',
+    sha,
+  };
+  const pull = {
+    number: 9,
+    htmlUrl: 'https://github.com/acme/widgets/pull/9',
+    title: 'Fix add',
+    author: 'issue-agent[bot]',
+    state: 'open',
+    headRef: 'agent/issue-7-fix-add',
+    headSha: sha,
+    baseRef: 'main',
+    sameRepo: true,
+    draft: false,
+    nodeId: 'PR_1',
+  };
+  const known = (k: Partial<Known>): Known => ({ app, config: defaultConfig, pull, ...k });
+
+  it('reads the pull request, then the config, then the checks, one at a time', () => {
+    expect(decideEvent(ci, { app })).toEqual({ do: 'read', fact: 'pull' });
+    expect(decideEvent(ci, { app, pull })).toEqual({ do: 'read', fact: 'config' });
+    expect(decideEvent(ci, known({}))).toEqual({ do: 'read', fact: 'ci' });
+  });
+
+  it("is dropped for a pull request that is not the app's, from a fork, or not at the head", () => {
+    expect(decideEvent(ci, known({ pull: null }))).toMatchObject({ do: 'skip' });
+    expect(decideEvent(ci, known({ pull: { ...pull, author: 'mallory' } }))).toMatchObject({
+      do: 'skip',
+      message: 'skipped: CI on a pull request the app did not open',
+    });
+    expect(decideEvent(ci, known({ pull: { ...pull, sameRepo: false } }))).toMatchObject({ do: 'skip' });
+    expect(decideEvent(ci, known({ pull: { ...pull, headSha: 'b'.repeat(40) } }))).toMatchObject({
+      do: 'skip',
+      message: 'skipped: CI on a commit that is no longer the head',
+    });
+  });
+
+  it('asks no permission of its sender, a bot or the app itself', () => {
+    const own = { ...ci, sender: 'issue-agent[bot]' } as InboxItem;
+    expect(decideEvent(own, known({ ci: { pending: [], failed: ['lint'], passed: 1 } }))).toMatchObject({
+      do: 'ci-fix',
+      failed: ['lint'],
+    });
+  });
+
+  it('waits while any check runs, fixes when one failed, says green when all passed', () => {
+    expect(decideEvent(ci, known({ ci: { pending: ['test'], failed: ['lint'], passed: 0 } }))).toMatchObject({
+      do: 'skip',
+      level: 'debug',
+    });
+    expect(decideEvent(ci, known({ ci: { pending: [], failed: ['lint'], passed: 3 } }))).toMatchObject({
+      do: 'ci-fix',
+    });
+    expect(decideEvent(ci, known({ ci: { pending: [], failed: [], passed: 3 } }))).toMatchObject({
+      do: 'ci-green',
+      passed: 3,
+      readyForReview: false,
+    });
+    expect(decideEvent(ci, known({ ci: { pending: [], failed: [], passed: 0 } }))).toMatchObject({ do: 'skip' });
+  });
+
+  it('marks a draft ready only where the repository asks for it', () => {
+    const draft = { ...pull, draft: true };
+    const asks = parseRepoConfig('pull_request:\n  draft_until_green: true\n');
+    const done = { pending: [], failed: [], passed: 2 };
+    expect(decideEvent(ci, known({ pull: draft, config: asks, ci: done }))).toMatchObject({ readyForReview: true });
+    expect(decideEvent(ci, known({ pull: draft, ci: done }))).toMatchObject({ readyForReview: false });
+    expect(decideEvent(ci, known({ config: asks, ci: done }))).toMatchObject({ readyForReview: false });
+  });
+
+  it('does nothing while the config is invalid', () => {
+    expect(decideEvent(ci, known({ config: broken }))).toMatchObject({ do: 'skip', level: 'info' });
+  });
+});

@@ -1,6 +1,7 @@
 import { REPO_CONFIG_PATH, RepoConfigError, triggerLabelOf, type RepoConfig } from '../config/repo-config.js';
 import type { AppNames } from '../github/app-identity.js';
-import type { Permission } from '../github/facade.js';
+import type { CiSnapshot } from '../github/ci.js';
+import type { Permission, PullDetail } from '../github/facade.js';
 import type { IssueSnapshot } from '../queue/jobs.js';
 import type { InboxItem, LegacyAction, WebEvent } from './inbox-item.js';
 import { checkLabelEvent, checkPermission, DEFAULT_TRIGGER_LABEL, isBot, reviewAsksForChanges } from './triggers.js';
@@ -15,7 +16,12 @@ export interface Known {
   config?: RepoConfig | RepoConfigError;
   /** How many line comments the review has (asked only of a bodiless "commented" review). */
   lineComments?: number;
+  /** For a CI result: the open pull request of its branch, or null when there is none. */
+  pull?: PullDetail | null;
+  /** For a CI result: how every check and status on the commit stands. */
+  ci?: CiSnapshot;
 }
+
 export type Fact = keyof Known;
 
 /**
@@ -35,7 +41,11 @@ export type Decision =
   /** Batch review feedback for a pull request of the app's (a review, or `/agent retry` on it). */
   | { do: 'revise'; commentId?: number; reviewId?: number; text?: string }
   /** Stop the thread's job; `working`: whether the thread carried `agent:working`. */
-  | { do: 'stop'; kind: 'issue' | 'revise'; commentId: number; working: boolean };
+  | { do: 'stop'; kind: 'issue' | 'revise'; commentId: number; working: boolean }
+  /** Every check on the head of the app's pull request passed. */
+  | { do: 'ci-green'; pull: PullDetail; passed: number; readyForReview: boolean }
+  /** A check on the head of the app's pull request failed: a CI-fix job for that commit. */
+  | { do: 'ci-fix'; pull: PullDetail; failed: string[] };
 export type Action = Exclude<Decision, { do: 'read' } | { do: 'skip' }>;
 
 const read = (fact: Fact): Decision => ({ do: 'read', fact });
@@ -55,6 +65,7 @@ const explainConfig = (e: WebEvent, error: RepoConfigError): Decision => ({
 export function decideEvent(e: InboxItem, known: Known): Decision {
   if (e.op === 'trigger' || e.op === 'revise' || e.op === 'stop') return legacyAction(e);
   if (!known.app) return read('app');
+  if (e.op === 'ci') return decideCi(e, known);
   // The web dropped bot accounts; an account named like the app is dropped here.
   if (isBot({ login: e.sender, type: 'User' }, known.app.slug))
     return { do: 'skip', level: 'debug', message: 'skipped: the app itself' };
@@ -116,6 +127,41 @@ function decideCommand(e: Extract<WebEvent, { op: 'command' }>, known: Known): D
     commentId: e.commentId,
     ...(command.text ? { instructions: command.text } : {}),
     ...(e.snapshot ? { snapshot: e.snapshot } : {}),
+  };
+}
+
+/**
+ * A CI result: acted on only for the head commit of an open pull request the app opened
+ * from its own branch, and only once every check and status on it has completed. Who sent
+ * the event asks nothing (it is GitHub, a CI app, or the app's own push).
+ */
+function decideCi(e: Extract<WebEvent, { op: 'ci' }>, known: Known): Decision {
+  if (known.pull === undefined) return read('pull');
+  const { pull } = known;
+  if (pull === null)
+    return { do: 'skip', level: 'debug', message: 'skipped: CI on a branch with no open pull request' };
+  if (pull.author.toLowerCase() !== known.app!.login.toLowerCase() || !pull.sameRepo)
+    return { do: 'skip', level: 'info', message: 'skipped: CI on a pull request the app did not open' };
+  if (pull.headSha !== e.sha)
+    return { do: 'skip', level: 'debug', message: 'skipped: CI on a commit that is no longer the head' };
+  if (!known.config) return read('config');
+  if (known.config instanceof RepoConfigError)
+    return { do: 'skip', level: 'info', message: `skipped: CI result, but ${REPO_CONFIG_PATH} is invalid` };
+  if (!known.ci) return read('ci');
+  const { pending, failed, passed } = known.ci;
+  if (pending.length > 0)
+    return {
+      do: 'skip',
+      level: 'debug',
+      message: `waiting: ${pending.length} check${pending.length === 1 ? '' : 's'} still running`,
+    };
+  if (failed.length > 0) return { do: 'ci-fix', pull, failed };
+  if (passed === 0) return { do: 'skip', level: 'debug', message: 'skipped: the commit has no checks' };
+  return {
+    do: 'ci-green',
+    pull,
+    passed,
+    readyForReview: pull.draft && known.config.pull_request?.draft_until_green === true,
   };
 }
 

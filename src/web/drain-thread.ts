@@ -40,6 +40,7 @@ type ToMain =
   | { type: 'ready' }
   | { type: 'handled'; outcome: 'done' | 'dead'; seconds: number }
   | { type: 'label'; repoKey: string; label: string }
+  | { type: 'ci-green'; outcome: 'fixed' | 'rerun_green'; rounds: number }
   | { type: 'stopped' };
 type ToThread = { type: 'stop' };
 
@@ -91,6 +92,7 @@ async function runThread(settings: DrainSettings, port: NonNullable<typeof paren
       pending,
       allowHostNetwork: settings.allowHostNetwork,
       onLabelRead: (repoKey, label) => send({ type: 'label', repoKey, label }),
+      onCiGreen: (outcome, rounds) => send({ type: 'ci-green', outcome, rounds }),
     }),
     threadOf,
   );
@@ -128,6 +130,8 @@ export async function startDrainThread(
     log: Logger;
     onHandled?: (outcome: 'done' | 'dead', seconds: number) => void;
     onLabelRead?: (repoKey: string, label: string) => void;
+    /** A pull request whose CI the app answered went green: how, and in how many CI-fix rounds. */
+    onCiGreen?: (outcome: 'fixed' | 'rerun_green', rounds: number) => void;
   },
 ): Promise<{ stop(): Promise<void> }> {
   // The same module, as the thread's entry: compiled (.js), or the source under tsx (the
@@ -156,6 +160,7 @@ export async function startDrainThread(
           resolve(worker);
         } else if (m.type === 'handled') opts.onHandled?.(m.outcome, m.seconds);
         else if (m.type === 'label') opts.onLabelRead?.(m.repoKey, m.label);
+        else if (m.type === 'ci-green') opts.onCiGreen?.(m.outcome, m.rounds);
       });
       worker.once('error', (err) => log.error({ err }, 'inbox thread failed'));
       worker.once('exit', (code) => {

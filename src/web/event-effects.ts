@@ -5,6 +5,7 @@ import { Thread } from '../job/thread.js';
 import type { AgentQueue } from '../queue/queue.js';
 import { configErrorComment } from '../report/config-error.js';
 import { statusComment } from '../report/status.js';
+import { ciStatusKey } from '../queue/jobs.js';
 import { Limiter } from '../util/limiter.js';
 import { helpText } from './commands.js';
 import type { Action } from './decide-event.js';
@@ -25,7 +26,13 @@ const ACKS_PER_INSTALLATION = 4;
 export class EventEffects {
   readonly #ackLimits = new Map<number, Limiter>();
 
-  constructor(private readonly deps: { queue: AgentQueue; pending: PendingWork }) {}
+  constructor(
+    private readonly deps: {
+      queue: AgentQueue;
+      pending: PendingWork;
+      onCiGreen?: (outcome: 'fixed' | 'rerun_green', rounds: number) => void;
+    },
+  ) {}
 
   /** Carries out one action for the event `e` on its repository `gh`. */
   carryOut(action: Action, e: Where, gh: GitHubRepo, log: Logger): Promise<void> {
@@ -40,6 +47,10 @@ export class EventEffects {
         return this.answer(e, gh, log, action);
       case 'explain-config':
         return this.explainConfig(e, gh, log, action);
+      case 'ci-fix':
+        return this.ciFix(e, log, action);
+      case 'ci-green':
+        return this.ciGreen(e, gh, log, action);
     }
   }
 
@@ -114,7 +125,13 @@ export class EventEffects {
   ) {
     const { queue } = this.deps;
     const ref = { owner: e.owner, repo: e.repo, issueNumber: e.issueNumber };
-    const stopped = await queue.requestStop(kind, ref, e.sender, e.deliveryId);
+    let stopped = await queue.requestStop(kind, ref, e.sender, e.deliveryId);
+    if (kind === 'revise') {
+      // On the app's PR a stop also ends its CI watch, and stops a CI fix when no revision runs.
+      if (stopped.kind === 'nothing-running') stopped = await queue.requestStop('ci-fix', ref, e.sender);
+      if (stopped.kind !== 'duplicate-delivery')
+        await queue.recordCi(ref, { kind: 'stopped', why: `stopped by ${e.sender} with /agent stop` });
+    }
     log.info({ stopped }, 'stop handled');
     if (stopped.kind === 'duplicate-delivery') return;
     this.acknowledge(e, log, 'answer the stop', async () => {
@@ -123,10 +140,52 @@ export class EventEffects {
         await gh.comment(e.issueNumber, `@${e.sender} nothing is running here, so there is nothing to stop.`);
       } else if (stopped.kind === 'removed') {
         // It never started: say so in its status comment; a running job says so itself.
-        const body = statusComment({ phase: 'stopped', stoppedBy: e.sender, kind });
-        const statusId = await queue.statusRefs.get(stopped.jobId, 0);
+        // A CI fix keeps its status in the PR's CI comment.
+        const ciFix = stopped.jobId.includes('/ci-fix-');
+        const body = statusComment({ phase: 'stopped', stoppedBy: e.sender, kind: ciFix ? 'ci-fix' : kind });
+        const statusKey = ciFix ? ciStatusKey(ref) : stopped.jobId;
+        const statusId = await queue.statusRefs.get(statusKey, 0);
         // A job sent back to the queue (a retry's backoff, a drained worker) had started: it has agent:working.
         await new Thread(gh, e.issueNumber, log).endFromOutside(undefined, body, statusId, { working });
+      }
+    });
+  }
+
+  /** Failing checks on the head of the app's PR: a CI-fix job for that commit, within the queue's rules. */
+  private async ciFix(e: Where, log: Logger, { pull, failed }: Extract<Action, { do: 'ci-fix' }>) {
+    const result = await this.deps.queue.enqueueCiFix({ ...who(e), issueNumber: pull.number }, pull.headSha);
+    log.info({ result, pull: pull.number, failed: failed.slice(0, 10) }, 'failing CI handled');
+  }
+
+  /**
+   * Every check on the head of the app's PR passed: said once per commit on the PR's CI
+   * comment, and a draft the repository asked to keep until green is marked ready.
+   */
+  private async ciGreen(e: Where, gh: GitHubRepo, log: Logger, action: Extract<Action, { do: 'ci-green' }>) {
+    const { pull, passed, readyForReview } = action;
+    const ref = { owner: e.owner, repo: e.repo, issueNumber: pull.number };
+    // Before green is recorded: a failed mutation throws, and the inbox tries the event again.
+    if (readyForReview) await gh.markReadyForReview(pull.nodeId);
+    const before = await this.deps.queue.ciGreen(ref, pull.headSha);
+    if (!before) return log.debug({ pull: pull.number }, 'all checks passed: already said');
+    log.info({ pull: pull.number, passed, rounds: before.jobs }, 'all checks passed');
+    if (before.last) this.deps.onCiGreen?.(before.last === 'fixed' ? 'fixed' : 'rerun_green', before.jobs);
+    const body = statusComment({
+      phase: 'done',
+      kind: 'ci-fix',
+      ci: { sha: pull.headSha, failing: [], green: { passed, fixes: before.fixes, rounds: before.jobs } },
+    });
+    const { statusRefs } = this.deps.queue;
+    const key = ciStatusKey(ref);
+    this.acknowledge(e, log, 'say that every check passed', async () => {
+      const existing = await statusRefs.get(key, 0);
+      if (existing !== undefined) return gh.updateComment(existing, body);
+      // The PR's first CI comment; should a CI-fix job have made one meanwhile, that one is kept.
+      const id = await gh.comment(pull.number, body);
+      const kept = await statusRefs.set(key, id);
+      if (kept !== id) {
+        await gh.deleteComment(id);
+        await gh.updateComment(kept, body);
       }
     });
   }

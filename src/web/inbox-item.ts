@@ -3,7 +3,7 @@
  * version recorded. The web writes them; the drain thread reads them back and carries them out.
  */
 import { z } from 'zod';
-import { issueKey, IssueSnapshotSchema, JobFields } from '../queue/jobs.js';
+import { APP_BRANCH, issueKey, IssueSnapshotSchema, JobFields } from '../queue/jobs.js';
 import { FeedbackSchema } from '../queue/queue.js';
 
 // Who, where, and which delivery: `issueNumber` is the thread (an issue, or a PR of the app's).
@@ -75,6 +75,18 @@ export const WebEventSchema = z.discriminatedUnion('op', [
     hasBody: z.boolean(),
     pullAuthor: login,
   }),
+  /**
+   * A CI result on a commit of one of the app's branches (`agent/issue-<n>…`): a check suite,
+   * check run or workflow run completed, or a commit status set. `issueNumber` is the issue
+   * the branch was made for; the pull request is found by its branch when carried out.
+   */
+  z.strictObject({
+    op: z.literal('ci'),
+    ...where,
+    event: z.enum(['check_suite', 'check_run', 'workflow_run', 'status']),
+    branch: z.string().max(255).regex(APP_BRANCH, "one of the app's branches"),
+    sha: z.string().regex(/^[0-9a-f]{40}$/, 'a commit SHA'),
+  }),
 ]);
 export type WebEvent = z.infer<typeof WebEventSchema>;
 
@@ -93,7 +105,7 @@ const LegacyActionSchema = z.discriminatedUnion('op', [
   z.strictObject({
     op: z.literal('stop'),
     ...legacyWhere,
-    kind: JobFields.shape.kind,
+    kind: z.enum(['issue', 'revise']),
     commentId: id,
     working: z.boolean(),
   }),
@@ -108,9 +120,9 @@ export type Where = Pick<InboxItem, 'installationId' | 'owner' | 'repo' | 'issue
 /** An event before the web stamps it with the time. */
 export type NewEvent = WebEvent extends infer A ? (A extends WebEvent ? Omit<A, 'at'> : never) : never;
 
-/** The thread an event is about: events on one thread are carried out in order. */
+/** The thread an event is about: events on one thread are carried out in order; CI results, per branch. */
 export function threadOf(e: InboxItem): string {
-  return issueKey(e);
+  return e.op === 'ci' ? `${e.owner}/${e.repo}@${e.branch}`.toLowerCase() : issueKey(e);
 }
 
 /** The key under which a repository's config (and its acting label) is kept. */

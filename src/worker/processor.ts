@@ -15,7 +15,8 @@ import { GitHubRepo, LABEL_STUCK } from '../github/facade.js';
 import { Interrupted } from '../job/endings.js';
 import { runJob } from '../job/lifecycle.js';
 import { Thread } from '../job/thread.js';
-import { type JobData, openJob } from '../queue/jobs.js';
+import { type JobData, openJob, statusKeyOf } from '../queue/jobs.js';
+import type { CiRecord } from '../queue/queue.js';
 import type { Outcome } from '../queue/outcome.js';
 import { statusComment } from '../report/status.js';
 
@@ -75,13 +76,15 @@ export class JobProcessor {
     });
     const { octokit, gh } = await this.installationRepo(data);
     const stop = pollStop(deps, id, log);
+    const statusKey = statusKeyOf(data);
+    const pullRef = { owner: data.owner, repo: data.repo, issueNumber: data.issueNumber };
     let ended = false;
     const started = Date.now();
     try {
       const outcome = await runJob(data, {
         statusRef: {
-          get: (waitMs?: number) => deps.queue.statusRefs.get(id, waitMs),
-          set: (commentId: number) => deps.queue.statusRefs.set(id, commentId),
+          get: (waitMs?: number) => deps.queue.statusRefs.get(statusKey, waitMs),
+          set: (commentId: number) => deps.queue.statusRefs.set(statusKey, commentId),
         },
         dailySpend: deps.dailySpend,
         costCaps: { jobUsd: deps.config.env.MAX_JOB_COST_USD, dailyUsd: deps.config.env.MAX_DAILY_COST_USD },
@@ -97,6 +100,16 @@ export class JobProcessor {
         signal: stop.signal,
         drain: this.drain,
         feedback: data.kind === 'revise' ? () => deps.queue.takeFeedback(data, id) : undefined,
+        ...(data.kind === 'ci-fix'
+          ? {
+              ci: gh,
+              ciRecord: {
+                state: () => deps.queue.ciState(pullRef),
+                record: (r: CiRecord) => deps.queue.recordCi(pullRef, r),
+              },
+              appLogin: (await this.identity.names()).login,
+            }
+          : {}),
         statusIntervalMs: deps.statusIntervalMs,
         onEnding: () => deps.queue.markEnding(id),
       });
@@ -117,10 +130,10 @@ export class JobProcessor {
    * Says on the issue or PR that an infrastructure failure ended the job, instead of
    * leaving a status comment that claims to be working.
    */
-  async reportFailure(id: string, data: JobData, reason: string, log: Logger): Promise<void> {
+  async reportFailure(data: JobData, reason: string, log: Logger): Promise<void> {
     const { gh } = await this.installationRepo(data);
     const body = statusComment({ phase: 'stuck', kind: data.kind, reason });
-    const commentId = await this.deps.queue.statusRefs.get(id, 0).catch(() => undefined);
+    const commentId = await this.deps.queue.statusRefs.get(statusKeyOf(data), 0).catch(() => undefined);
     await new Thread(gh, data.issueNumber, log).endFromOutside(LABEL_STUCK, body, commentId);
   }
 
@@ -135,6 +148,14 @@ export class JobProcessor {
         return { next: undefined };
       });
       if (next) log.info({ next }, 'review feedback arrived meanwhile: next revision queued');
+    }
+    // A red head that came while this job held the PR's branch is answered now.
+    if (data.kind !== 'issue') {
+      const { next } = await queue.finishCiFix(data).catch((err: unknown) => {
+        log.error({ err }, 'could not hand on the waiting CI result');
+        return { next: undefined };
+      });
+      if (next) log.info({ next }, 'failing CI arrived meanwhile: CI fix queued');
     }
   }
 
@@ -170,7 +191,6 @@ export class JobProcessor {
     if (!last) return false;
     this.deps.onJobEnd?.(data.kind, 'failed', (Date.now() - started) / 1000);
     await this.reportFailure(
-      job.id!,
       data,
       `an internal error stopped the job after ${job.attemptsMade + 1} tries: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`,
       log,

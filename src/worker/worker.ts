@@ -71,7 +71,6 @@ function watchStalledJobs(deps: WorkerDeps, jobs: JobProcessor, prefix: string):
       log.error({ failedReason }, 'job stalled too often');
       deps.onJobEnd?.(parsed.data.kind, 'failed');
       await jobs.reportFailure(
-        jobId,
         parsed.data,
         `the worker running it stopped ${deps.config.env.WORKER_MAX_STALLED + 1} times (crashed, killed or out of memory); re-add the label to try again`,
         log,

@@ -2,6 +2,7 @@ import type { JobData } from '../../queue/jobs.js';
 import { issueJob } from './issue.js';
 import type { JobKind } from './kind.js';
 import { reviseJob } from './revise.js';
+import { ciFixJob } from './ci-fix.js';
 
 export type { JobKind };
 
@@ -9,4 +10,5 @@ export type { JobKind };
 export const JOB_KINDS: Record<JobData['kind'], JobKind> = {
   issue: issueJob,
   revise: reviseJob,
+  'ci-fix': ciFixJob,
 };

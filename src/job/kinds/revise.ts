@@ -48,7 +48,7 @@ export const reviseJob: JobKind = {
 };
 
 /** Only open pull requests on the app's own `agent/` branches of this repository are revised. */
-async function revisablePull(ctx: JobContext): Promise<PullDetail> {
+export async function revisablePull(ctx: JobContext): Promise<PullDetail> {
   const pull = await ctx.gh.pull(ctx.job.issueNumber);
   ctx.asked = [`review feedback on #${pull.number}`];
   if (pull.state !== 'open' || !pull.sameRepo || !pull.headRef.startsWith('agent/')) {
@@ -97,7 +97,7 @@ async function reviewTask(ctx: JobContext, pull: PullDetail): Promise<{ task: Re
 }
 
 /** The issue behind the PR is context; from someone without write access it is marked untrusted. */
-async function linkedIssue(ctx: JobContext, pull: PullDetail): Promise<IssueText> {
+export async function linkedIssue(ctx: JobContext, pull: PullDetail): Promise<IssueText> {
   const { gh, job } = ctx;
   const linked = issueOfBranch(pull.headRef);
   const found = linked ? await gh.issue(linked).catch(() => undefined) : undefined;

@@ -216,6 +216,15 @@ export interface GitHubStandIn {
    * checks and Actions routes; checks naming the same `workflow` form one workflow run.
    */
   setChecks(owner: string, repo: string, sha: string, checks: ScriptedCheck[]): Promise<ScriptedCheckIds[]>;
+  /**
+   * A pull request a person opened from `head` (a branch already pushed to the bare
+   * repository) into `base`, as GitHub records one made on its web page.
+   */
+  openPullAs(
+    owner: string,
+    repo: string,
+    p: { head: string; base: string; title: string; user: string },
+  ): Promise<number>;
   /** Replaces the commit statuses of `sha`, served by `repos/get-combined-status-for-ref`. */
   setStatuses(owner: string, repo: string, sha: string, statuses: ScriptedStatus[]): void;
   /** The job re-runs the app requested in the repository, oldest first. */
@@ -2419,6 +2428,42 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       return { reached, release };
     },
 
+    async openPullAs(owner, repo, o) {
+      const r = mustRepo(owner, repo);
+      const headSha = await branchSha(r, o.head);
+      if (!headSha || !(await branchSha(r, o.base))) throw new Error(`openPullAs: no branch ${o.head} or ${o.base}`);
+      const t = now();
+      const number = nextNumber(r);
+      r.issues.set(number, {
+        id: newId(),
+        number,
+        title: o.title,
+        body: '',
+        user: o.user,
+        state: 'open',
+        stateReason: null,
+        labels: [],
+        comments: [],
+        reactions: [],
+        createdAt: t,
+        updatedAt: t,
+        closedAt: null,
+        isPull: true,
+        edits: [],
+      });
+      r.pulls.set(number, {
+        id: newId(),
+        number,
+        head: o.head,
+        base: o.base,
+        headSha,
+        draft: false,
+        maintainerCanModify: true,
+        reviews: [],
+        reviewComments: [],
+      });
+      return number;
+    },
     setChecks: (owner, repo, sha, checks) => ci.setChecks(owner, repo, sha, checks),
     setStatuses: (owner, repo, sha, statuses) => ci.setStatuses(owner, repo, sha, statuses),
     reruns: (owner, repo) => ci.reruns(owner, repo),
