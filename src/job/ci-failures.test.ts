@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { CheckRunInfo } from '../github/facade.js';
 import { type CiFailure, ciFailureReport, ciTaskText, classify, fingerprintOf } from './ci-failures.js';
+import { defuseClosing } from './deliver.js';
 
 const failure = (f: Partial<CiFailure> = {}): CiFailure => ({
   name: 'lint (ubuntu)',
@@ -85,6 +86,20 @@ describe('fingerprintOf', () => {
     );
   });
 
+  it("ignores Actions' own exit-code annotation, which every failed step has", () => {
+    const exit = {
+      path: '.github',
+      line: 1,
+      level: 'failure',
+      title: '',
+      message: 'Process completed with exit code 1.',
+    };
+    const one = failure({ annotations: [exit], log: 'not ok 1 - adds a negative number\n' });
+    const other = failure({ annotations: [exit], log: 'not ok 1 - subtracts\n' });
+    expect(fingerprintOf(one).fingerprint).not.toBe(fingerprintOf(other).fingerprint);
+    expect(classify(one, { ...context, changedFiles: new Set(['.github']) }).cause).toBe('unknown');
+  });
+
   it('reads failing tests from the log when there are no annotations', () => {
     const log = 'TAP version 13\nnot ok 1 - adds a negative number\n  ---\n  error: expected -1\n  ...\n';
     const f = fingerprintOf(failure({ log }));
@@ -108,5 +123,14 @@ describe('the report and the task', () => {
     expect(task).toContain('src/x.ts:3: unused import');
     expect(task).toContain('SUMMARY');
     expect(task).not.toContain('RAW-LOG-LINE');
+  });
+});
+
+describe('defuseClosing', () => {
+  it('keeps a closing keyword in a summary from closing an issue on merge', () => {
+    expect(defuseClosing('Remove the import. Fixes #12, closes other/repo#3')).toBe(
+      'Remove the import. Fixes (#12), closes (other/repo#3)',
+    );
+    expect(defuseClosing('Fix the lint in add.js')).toBe('Fix the lint in add.js');
   });
 });

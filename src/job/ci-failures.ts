@@ -111,6 +111,20 @@ function logTail(text: string): string {
   return lines.slice(-LOG_LINES).join('\n');
 }
 
+/**
+ * The annotations that say what failed: failure level, on a file. Actions adds one to every
+ * failed step ("Process completed with exit code 1.", on `.github`), which says nothing of
+ * which failure it was.
+ */
+function placing(annotations: CheckAnnotation[]): CheckAnnotation[] {
+  return annotations.filter(
+    (a) =>
+      a.level === 'failure' &&
+      a.path !== '.github' &&
+      !/^Process completed with exit code \d+\.?$/.test(a.message.trim()),
+  );
+}
+
 /** What decides a failure's cause besides the failure itself. */
 export interface ClassifyContext {
   /** The latest check runs on the base branch. */
@@ -137,8 +151,8 @@ export function classify(f: CiFailure, c: ClassifyContext): ClassifiedFailure {
     if (infraLine) return decided('infrastructure', `its log says: ${infraLine.trim().slice(0, 160)}`);
   }
   // Warnings are shown, but only a failure annotation on a changed file places the failure.
-  const onChanged = f.annotations.find(
-    (a) => a.level === 'failure' && c.changedFiles.has(path.posix.normalize(a.path.replace(/^\.\//, ''))),
+  const onChanged = placing(f.annotations).find((a) =>
+    c.changedFiles.has(path.posix.normalize(a.path.replace(/^\.\//, ''))),
   );
   if (onChanged) return decided('change', `its annotations point at ${onChanged.path}, which the pull request changes`);
   const onBase = c.baseRuns.find((r) => r.name === f.name && r.status === 'completed');
@@ -154,7 +168,9 @@ export function classify(f: CiFailure, c: ClassifyContext): ClassifiedFailure {
  * numbers, hashes and durations blanked out. The same failure after a fix has the same one.
  */
 export function fingerprintOf(f: CiFailure): { fingerprint: string; signatureLine: string } {
-  const fromAnnotations = f.annotations.slice(0, 5).map((a) => `${a.path}: ${a.message.split('\n')[0]}`);
+  const fromAnnotations = placing(f.annotations)
+    .slice(0, 5)
+    .map((a) => `${a.path}: ${a.message.split('\n')[0]}`);
   const parsed = f.log ? parseFailureOutput(f.log).failures : [];
   const fromLog = parsed.slice(0, 5).map((p) => `${p.name}: ${p.message.split('\n')[0]}`);
   const fromOutput = f.output

@@ -110,7 +110,7 @@ export async function deliverRevision(
   let sha = ctx.saved.pushed?.branch === pull.headRef ? ctx.saved.pushed.sha : null;
   if (!ctx.saved.pushed) {
     sha = await commitPaths(ctx.wt!, [...ctx.touched], {
-      message: `Address review on #${pull.number}\n\n${finished.summary}`,
+      message: `Address review on #${pull.number}\n\n${defuseClosing(finished.summary)}`,
       authorName: deps.bot.name,
       authorEmail: deps.bot.email,
       date: ctx.saved.change?.at,
@@ -163,10 +163,11 @@ export async function deliverCiFix(
       .trim()
       .slice(0, 40) || 'CI';
   const named = `${first}${checks.length > 1 ? ` and ${checks.length - 1} more` : ''}`;
-  const firstLine = finished.summary.split('\n')[0]!.trim();
+  const summary = defuseClosing(finished.summary);
+  const firstLine = summary.split('\n')[0]!.trim();
   const subject = `Fix ${named}: ${firstLine}`;
   const sha = await commitPaths(ctx.wt!, [...ctx.touched], {
-    message: `${subject.length > 72 ? `${subject.slice(0, 71).trimEnd()}…` : subject}\n\n${finished.summary}`,
+    message: `${subject.length > 72 ? `${subject.slice(0, 71).trimEnd()}…` : subject}\n\n${summary}`,
     authorName: deps.bot.name,
     authorEmail: deps.bot.email,
     date: ctx.saved.change?.at,
@@ -187,6 +188,15 @@ export async function deliverCiFix(
   await ctx.saveStage('pushed', { sha, branch: pull.headRef, stat: '' });
   Object.assign(ctx.status, { checks: checksOf(report) });
   return sha;
+}
+
+/**
+ * A model's summary in a commit on the PR's branch, written after reading a reviewer's or
+ * CI's text: a closing keyword in it ("Fixes #12") would close that issue when the PR merges.
+ * The number is kept, in parentheses, which GitHub does not read as one.
+ */
+export function defuseClosing(text: string): string {
+  return text.replace(/\b(close[sd]?|fix(?:e[sd])?|resolve[sd]?)(\s*:?\s+)([\w.-]+\/[\w.-]+)?#(\d+)/gi, '$1$2($3#$4)');
 }
 
 /** Pushes the job's own branch; a rejected push (moved, protected) ends in an escalation, never a force push. */

@@ -338,6 +338,42 @@ describe('CI-fix jobs', () => {
     expect((await queue.queue.getJob(next!))?.data).toMatchObject({ headSha: sha2 });
   });
 
+  it('/agent stop removes a queued CI fix and frees the pull request', async () => {
+    const other = { ...pr, issueNumber: 34 };
+    const queued = await queue.enqueueCiFix({ ...other, deliveryId: 'ci-stop-1' }, sha1);
+    expect(queued).toMatchObject({ kind: 'enqueued' });
+    expect(await queue.requestStop('ci-fix', other, 'maintainer')).toEqual({
+      kind: 'removed',
+      jobId: (queued as { jobId: string }).jobId,
+    });
+    expect(await queue.requestStop('ci-fix', other, 'maintainer')).toEqual({ kind: 'nothing-running' });
+    // A revise job holds the branch too: a red head waits for it.
+    await queue.enqueueRevise({
+      ...other,
+      sender: 'maintainer',
+      deliveryId: 's-2',
+      feedback: { sender: 'maintainer' },
+    });
+    expect(await queue.enqueueCiFix({ ...other, deliveryId: 'ci-stop-3' }, sha2)).toMatchObject({ kind: 'busy' });
+  });
+
+  it('gives back an attempt that pushed nothing, and counts a failure as back only after a pushed fix', async () => {
+    const other = { ...pr, issueNumber: 35 };
+    const fp = [{ fp: 'f00', check: 'lint' }];
+    await queue.recordCi(other, { kind: 'fixing', on: sha1, fingerprints: fp });
+    await queue.recordCi(other, { kind: 'abandoned', on: sha1 });
+    expect(await queue.ciState(other)).toMatchObject({ fixes: 0, fingerprints: [] });
+    await queue.recordCi(other, { kind: 'fixing', on: sha1, fingerprints: fp });
+    expect((await queue.ciState(other)).fingerprints[0]).toMatchObject({ fp: 'f00', pushed: false });
+    await queue.recordCi(other, { kind: 'pushed', on: sha1 });
+    // A pushed fix is not given back.
+    await queue.recordCi(other, { kind: 'abandoned', on: sha1 });
+    expect(await queue.ciState(other)).toMatchObject({
+      fixes: 1,
+      fingerprints: [{ fp: 'f00', sha: sha1, pushed: true }],
+    });
+  });
+
   it('stops the watch when its record in Redis does not parse', async () => {
     const other = { ...pr, issueNumber: 32 };
     await redis.set('test:ci-fix-state:octo/ci-demo#32', '{"fixes":-5}');

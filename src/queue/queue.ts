@@ -54,7 +54,15 @@ export const CiStateSchema = z.strictObject({
   jobs: z.number().int().min(0).default(0),
   reruns: z.array(z.string().max(300)).max(500).default([]),
   fingerprints: z
-    .array(z.strictObject({ fp: z.string().max(64), sha: z.string().max(40), check: z.string().max(300) }))
+    .array(
+      z.strictObject({
+        fp: z.string().max(64),
+        sha: z.string().max(40),
+        check: z.string().max(300),
+        /** The app pushed its fix of `sha`: only then is the same failure again a failed fix. */
+        pushed: z.boolean().default(false),
+      }),
+    )
     .max(200)
     .default([]),
   green: z.string().max(40).optional(),
@@ -74,6 +82,10 @@ export type CiRecord =
   | { kind: 'rerun'; on: string; checks: string[] }
   /** The job found nothing failed on head `on` (re-run by hand meanwhile): its next red result is answered again. */
   | { kind: 'rearm'; on: string }
+  /** The fix of head `on` was pushed. */
+  | { kind: 'pushed'; on: string }
+  /** The fix of head `on` ended without a push (the head moved, a stop): the attempt is given back. */
+  | { kind: 'abandoned'; on: string }
   | { kind: 'stopped'; why: string };
 
 const ACTIVE_STATES = new Set(['active', 'waiting', 'delayed', 'prioritized', 'waiting-children']);
@@ -267,10 +279,6 @@ export class AgentQueue {
       data,
       { deliveryId: data.deliveryId, what: `${issueKey(data)}:revise` },
       async (last): Promise<ReviseResult> => {
-        // A writer's review or retry hands the PR back to the app: its CI watch starts afresh
-        // (the head last answered stays answered).
-        const ci = await this.ciState(data);
-        await this.saveCiState(data, CiStateSchema.parse({ ...(ci.sha ? { sha: ci.sha } : {}) }));
         const [, running] = (await this.redis
           .multi()
           .rpush(this.keyOf('revise', data, 'feedback'), JSON.stringify(FeedbackSchema.parse(feedback)))
@@ -281,6 +289,10 @@ export class AgentQueue {
         }) as [number, string | null];
         if (running && ACTIVE_STATES.has(await this.queue.getJobState(running)))
           return { kind: 'batched', jobId: running };
+        // A CI fix holds the PR's branch: the feedback waits for it (finishCiFix starts the revision).
+        const fixing = await this.redis.get(this.keyOf('ci-fix', data, 'active'));
+        if (fixing && ACTIVE_STATES.has(await this.queue.getJobState(fixing)))
+          return { kind: 'batched', jobId: fixing };
         return this.startRevise(trigger, last);
       },
     );
@@ -293,6 +305,19 @@ export class AgentQueue {
   ): Promise<{ kind: 'enqueued'; jobId: string; attempt: number }> {
     const attempt = last + 1;
     const data: JobData = { ...trigger, kind: 'revise', prNumber: trigger.issueNumber, attempt };
+    // A writer's review or retry hands the PR back to the app: its CI watch starts afresh,
+    // its bound and fingerprints too; what is waiting or re-run on a head stays.
+    const ci = await this.ciState(trigger);
+    await this.saveCiState(
+      trigger,
+      CiStateSchema.parse({
+        sha: ci.sha,
+        queued: ci.queued,
+        rerunPending: ci.rerunPending,
+        reruns: ci.reruns,
+        green: ci.green,
+      }),
+    );
     const id = await this.add(data, webComments, (m) =>
       m.set(this.keyOf('revise', trigger, 'active'), jobId(data), 'EX', MARKER_TTL_S),
     );
@@ -330,18 +355,7 @@ export class AgentQueue {
       const activeKey = this.keyOf('revise', job, 'active');
       if ((await this.redis.get(activeKey)) !== jobId(job)) return {};
       if ((await this.redis.llen(this.keyOf('revise', job, 'feedback'))) > 0) {
-        const next = await this.startRevise(
-          {
-            installationId: job.installationId,
-            owner: job.owner,
-            repo: job.repo,
-            issueNumber: job.issueNumber,
-            deliveryId: `after-${jobId(job)}`,
-            sender: job.sender,
-          },
-          last,
-          false,
-        );
+        const next = await this.startRevise(triggerAfter(job), last, false);
         return { next: next.jobId };
       }
       await this.redis.del(activeKey);
@@ -406,7 +420,16 @@ export class AgentQueue {
       const state = await this.ciState(d);
       if (record.kind === 'stopped') state.stopped = record.why;
       else if (record.kind === 'rearm') state.rerunPending ||= state.sha === record.on;
-      else if (record.kind === 'rerun') {
+      else if (record.kind === 'pushed') {
+        state.fingerprints = state.fingerprints.map((f) => (f.sha === record.on ? { ...f, pushed: true } : f));
+        // The push starts CI on a new head: a red head that waited is no longer the one to answer.
+        state.queued = undefined;
+      } else if (record.kind === 'abandoned') {
+        if (state.fingerprints.some((f) => f.sha === record.on && !f.pushed)) {
+          state.fixes = Math.max(0, state.fixes - 1);
+          state.fingerprints = state.fingerprints.filter((f) => f.sha !== record.on);
+        }
+      } else if (record.kind === 'rerun') {
         state.rerunPending = state.sha === record.on;
         state.last = 'rerun';
         const entries = record.checks.map((c) => `${record.on}:${c}`.slice(0, 300));
@@ -416,7 +439,12 @@ export class AgentQueue {
         state.last = 'fixed';
         state.fingerprints = [
           ...state.fingerprints,
-          ...record.fingerprints.map((f) => ({ fp: f.fp, check: f.check.slice(0, 300), sha: record.on })),
+          ...record.fingerprints.map((f) => ({
+            fp: f.fp,
+            check: f.check.slice(0, 300),
+            sha: record.on,
+            pushed: false,
+          })),
         ].slice(-200);
       }
       await this.saveCiState(d, state);
@@ -451,25 +479,22 @@ export class AgentQueue {
    * is still the head). Answers the next job's id, if one was added.
    */
   async finishCiFix(job: JobData): Promise<{ next?: string }> {
+    const after = triggerAfter(job);
     if (job.kind === 'ci-fix') {
-      await this.lockedOnly('ci-fix', job, async () => {
+      const revision = await this.lockedOnly('revise', job, async (last) => {
         const activeKey = this.keyOf('ci-fix', job, 'active');
         if ((await this.redis.get(activeKey)) === jobId(job)) await this.redis.del(activeKey);
+        // Review feedback that waited for this fix starts its revision now.
+        const reviseActive = await this.redis.get(this.keyOf('revise', job, 'active'));
+        if (reviseActive && ACTIVE_STATES.has(await this.queue.getJobState(reviseActive))) return undefined;
+        if ((await this.redis.llen(this.keyOf('revise', job, 'feedback'))) === 0) return undefined;
+        return (await this.startRevise(after, last, false)).jobId;
       });
+      if (revision) return { next: revision };
     }
     const { queued } = await this.ciState(job);
     if (!queued) return {};
-    const next = await this.enqueueCiFix(
-      {
-        installationId: job.installationId,
-        owner: job.owner,
-        repo: job.repo,
-        issueNumber: job.issueNumber,
-        deliveryId: `after-${jobId(job)}`,
-        sender: job.sender,
-      },
-      queued,
-    );
+    const next = await this.enqueueCiFix(after, queued);
     return next.kind === 'enqueued' ? { next: next.jobId } : {};
   }
 
@@ -538,4 +563,16 @@ export class AgentQueue {
   async close(): Promise<void> {
     await this.queue.close();
   }
+}
+
+/** The trigger of a job a finished job starts: the same pull request and sender, its own delivery. */
+function triggerAfter(job: JobData) {
+  return {
+    installationId: job.installationId,
+    owner: job.owner,
+    repo: job.repo,
+    issueNumber: job.issueNumber,
+    deliveryId: `after-${jobId(job)}`,
+    sender: job.sender,
+  };
 }

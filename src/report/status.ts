@@ -87,6 +87,8 @@ export interface CiStatus {
   pushed?: string;
   /** A newer commit became the head before the job could act. */
   superseded?: boolean;
+  /** Why the job pushed nothing after all (the watch was stopped, the checks passed meanwhile). */
+  halted?: string;
   /** Every check passed: how many, and the fixes and CI-fix jobs it took since it was last green. */
   green?: { passed: number; fixes: number; rounds: number };
 }
@@ -192,6 +194,7 @@ function ciHeadline(s: StatusState, ci: CiStatus): string {
   switch (s.phase) {
     case 'done':
       if (ci.superseded) return `⏭️ ${failing}; a newer commit is the head, and its checks decide`;
+      if (ci.halted) return `⏹️ ${failing}; nothing pushed: ${plain(ci.halted, 200)}`;
       if (ci.pushed) return `✅ ${failing}: pushed ${short(ci.pushed)} to fix it; waiting for CI`;
       if (ci.rerun?.length) return `🔁 ${failing}: re-ran ${names(ci.rerun)} (a runner error); waiting for CI`;
       return `✅ ${failing}: nothing left to do`;

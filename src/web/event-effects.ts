@@ -126,11 +126,11 @@ export class EventEffects {
     const { queue } = this.deps;
     const ref = { owner: e.owner, repo: e.repo, issueNumber: e.issueNumber };
     let stopped = await queue.requestStop(kind, ref, e.sender, e.deliveryId);
-    if (kind === 'revise') {
-      // On the app's PR a stop also ends its CI watch, and stops a CI fix when no revision runs.
-      if (stopped.kind === 'nothing-running') stopped = await queue.requestStop('ci-fix', ref, e.sender);
-      if (stopped.kind !== 'duplicate-delivery')
-        await queue.recordCi(ref, { kind: 'stopped', why: `stopped by ${e.sender} with /agent stop` });
+    if (kind === 'revise' && stopped.kind !== 'duplicate-delivery') {
+      // On the app's PR a stop ends its CI watch and stops a CI fix too.
+      await queue.recordCi(ref, { kind: 'stopped', why: `stopped by ${e.sender} with /agent stop` });
+      const ci = await queue.requestStop('ci-fix', ref, e.sender);
+      if (stopped.kind === 'nothing-running') stopped = ci;
     }
     log.info({ stopped }, 'stop handled');
     if (stopped.kind === 'duplicate-delivery') return;

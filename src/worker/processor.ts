@@ -114,6 +114,11 @@ export class JobProcessor {
         onEnding: () => deps.queue.markEnding(id),
       });
       ended = true;
+      // A revision's push starts CI on a new head: a red head that waited for it is stale.
+      if (data.kind === 'revise' && outcome.kind === 'revised' && outcome.sha)
+        await deps.queue
+          .recordCi(pullRef, { kind: 'pushed', on: outcome.sha })
+          .catch((err: unknown) => log.warn({ err }, 'could not update the CI record'));
       deps.onJobEnd?.(data.kind, outcome.kind, (Date.now() - started) / 1000);
       log.info({ outcome }, 'job finished');
       return outcome;

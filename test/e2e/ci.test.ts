@@ -150,6 +150,41 @@ async function ciResult(
   return ids;
 }
 
+/** How many times the app read the commit statuses of `sha`: once per CI result it weighed. */
+const readsOf = (sha: string) =>
+  s.github.requests.filter((r) => r.method === 'GET' && r.path.includes(`/commits/${sha}/status`)).length;
+
+/** CI rounds-to-green observations of one round, from /metrics. */
+const bucketOne = (metrics: string) =>
+  Number(/issue_agent_ci_rounds_to_green_bucket\{le="1"\} (\d+)/.exec(metrics)?.[1] ?? Number.NaN);
+
+/** A person's commit on `branch`, pushed straight to the stand-in's repository; answers its sha. */
+async function pushAs(repo: string, branch: string, file: string, text: string, from = `origin/${branch}`) {
+  const work = mkdtempSync(path.join(tmpdir(), 'ci-person-'));
+  try {
+    const git = (...args: string[]) =>
+      execFileSync('git', args, {
+        cwd: work,
+        encoding: 'utf8',
+        env: {
+          ...process.env,
+          GIT_AUTHOR_NAME: 'p',
+          GIT_AUTHOR_EMAIL: 'p@x',
+          GIT_COMMITTER_NAME: 'p',
+          GIT_COMMITTER_EMAIL: 'p@x',
+        },
+      });
+    git('clone', '-q', bares.get(repo)!, '.');
+    git('checkout', '-q', '-B', branch, from);
+    writeFileSync(path.join(work, file), text);
+    git('commit', '-qam', "a person's commit");
+    git('push', '-q', 'origin', branch);
+    return git('rev-parse', 'HEAD').trim();
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
 const newHead = (repo: string, branch: string, from: string) =>
   s.waitFor(
     'a new commit on the branch',
@@ -179,6 +214,7 @@ describe('CI after the pull request', () => {
     expect(message).toMatch(/^Fix lint \(ubuntu\): Remove the unused variable sign/);
     // The coder read the summary and the annotation, never the raw log.
     const reviseTask = s.anthropic.requests.map((r) => stageOf(r as never)).find((x) => x.stage === 'revise')!.task;
+    expect(reviseTask).toContain('<ci-failure trust="untrusted">');
     expect(reviseTask).toContain('CI-SUMMARY-MARKER');
     expect(reviseTask).toContain("add.js:2: 'sign' is assigned a value but never used");
     expect(reviseTask).not.toContain('##[error]Process completed');
@@ -191,9 +227,16 @@ describe('CI after the pull request', () => {
       ciComment(repo, pull.number)?.body.includes('all checks passed') ? ciComment(repo, pull.number) : undefined,
     );
     expect(said!.body).toContain('after 1 CI-fix round');
-    // Green again (a second suite's event): nothing more runs, nothing is said twice.
+    // Green again (a second suite's event): read, and nothing more runs or is said.
+    const comment = ciComment(repo, pull.number)!;
+    const edits = () =>
+      s.github.requests.filter((r) => r.method === 'PATCH' && r.path.endsWith(`/issues/comments/${comment.id}`)).length;
+    const editsBefore = edits();
+    const reads = readsOf(fixed);
     await ciResult(repo, pull, fixed, [green('lint (ubuntu)'), green('test')]);
-    await new Promise((r) => setTimeout(r, 1_500));
+    await s.waitFor('the second result to be read', () => (readsOf(fixed) > reads ? true : undefined));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(edits()).toBe(editsBefore);
     expect(s.anthropic.requests.length).toBe(requestsBefore);
     expect(await s.github.headSha(OWNER, repo, pull.branch)).toBe(fixed);
     expect(botComments(repo, pull.number).filter((c) => c.body.startsWith(MARKER))).toHaveLength(1);
@@ -208,6 +251,7 @@ describe('CI after the pull request', () => {
     s.anthropic.setModel(calcModel({ toolErrors: [] }));
     const pull = await openPull(repo);
     const stagesBefore = modelStages().length;
+    const roundsBefore = bucketOne(await (await fetch(`${s.appUrl}/metrics`)).text());
     const ids = await ciResult(repo, pull, pull.sha, [
       green('lint (ubuntu)'),
       {
@@ -256,8 +300,8 @@ describe('CI after the pull request', () => {
     const metrics = await (await fetch(`${s.appUrl}/metrics`)).text();
     expect(metrics).toMatch(/issue_agent_ci_fix_total\{outcome="rerun_green"\} 1/);
     expect(metrics).toMatch(/issue_agent_jobs_total\{kind="ci-fix",outcome="ci_rerun"\} 1/);
-    // Two PRs went green after CI-fix rounds: one round each.
-    expect(metrics).toMatch(/issue_agent_ci_rounds_to_green_bucket\{le="1"\} 2/);
+    // This PR went green after one CI-fix round.
+    expect(bucketOne(metrics)).toBe(roundsBefore + 1);
   }, 300_000);
 
   it('escalates when a failure comes back after its fix, naming the fingerprint, and tries no more', async () => {
@@ -288,42 +332,55 @@ describe('CI after the pull request', () => {
         ? true
         : undefined,
     );
-    // Red again on the same head (another suite): no job, no push, no re-run.
+    // After the escalation the PR's CI is the people's: a person's new red commit starts nothing.
     const requests = s.anthropic.requests.length;
-    await ciResult(repo, pull, fixed, [LINT_FAIL]);
-    await new Promise((r) => setTimeout(r, 1_500));
+    const theirs = await pushAs(repo, pull.branch, 'add.js', `${CALC_REPO['add.js']}// a person's try\n`);
+    await ciResult(repo, pull, theirs, [LINT_FAIL]);
+    await s.waitFor('the result to be refused', () =>
+      s.logs().includes(`"sha":"${theirs.slice(0, 12)}","result":{"kind":"stopped"`) ? true : undefined,
+    );
+    expect(await s.github.headSha(OWNER, repo, pull.branch)).toBe(theirs);
+    expect(s.anthropic.requests.length).toBe(requests);
+  }, 300_000);
+
+  it('stops at ci.max_fix_attempts: a new failure after the last allowed fix is reported, not fixed', async () => {
+    const repo = 'ci-bound';
+    await newRepo(repo, { '.github/agent.yml': 'ci:\n  max_fix_attempts: 1\n' });
+    s.anthropic.setModel(ciModel());
+    const pull = await openPull(repo);
+    await s.github.setChecks(OWNER, repo, pull.base, [green('lint (ubuntu)'), green('test (node 18)')]);
+    await ciResult(repo, pull, pull.sha, [LINT_FAIL, green('test (node 18)')]);
+    const fixed = await newHead(repo, pull.branch, pull.sha);
+    await s.waitFor('the CI comment to say it pushed', () =>
+      ciComment(repo, pull.number)?.body.includes('pushed') ? true : undefined,
+    );
+    const requests = s.anthropic.requests.length;
+    // Another check fails on the fixed head: the one allowed fix is spent.
+    await ciResult(repo, pull, fixed, [
+      green('lint (ubuntu)'),
+      {
+        name: 'test (node 18)',
+        workflow: 'CI',
+        status: 'completed',
+        conclusion: 'failure',
+        log: 'not ok 1 - adds on node 18\n  ---\n  error: expected 5\n  ...\n',
+      },
+    ]);
+    const escalation = await s.waitFor('the escalation', () => {
+      const c = ciComment(repo, pull.number);
+      return c?.body.includes('**ci-fix-bound**') ? c : undefined;
+    });
+    expect(escalation.body).toContain('after 1 fix, the most `ci.max_fix_attempts` allows (1)');
+    expect(escalation.body).toContain('raise `ci.max_fix_attempts`');
     expect(await s.github.headSha(OWNER, repo, pull.branch)).toBe(fixed);
     expect(s.anthropic.requests.length).toBe(requests);
-    expect(s.github.reruns(OWNER, repo)).toHaveLength(0);
   }, 300_000);
 
   it('ignores failing checks on a pull request the app did not open', async () => {
     const repo = 'ci-theirs';
     await newRepo(repo);
     // A person's branch named like the app's, and a pull request from it.
-    const bare = bares.get(repo)!;
-    const work = mkdtempSync(path.join(tmpdir(), 'ci-theirs-'));
-    try {
-      const git = (...args: string[]) =>
-        execFileSync('git', args, {
-          cwd: work,
-          encoding: 'utf8',
-          env: {
-            ...process.env,
-            GIT_AUTHOR_NAME: 'p',
-            GIT_AUTHOR_EMAIL: 'p@x',
-            GIT_COMMITTER_NAME: 'p',
-            GIT_COMMITTER_EMAIL: 'p@x',
-          },
-        });
-      git('clone', '-q', bare, '.');
-      git('checkout', '-q', '-b', 'agent/issue-7-mine');
-      writeFileSync(path.join(work, 'add.js'), `${CALC_REPO['add.js']}// mine\n`);
-      git('commit', '-qam', 'mine');
-      git('push', '-q', 'origin', 'agent/issue-7-mine');
-    } finally {
-      rmSync(work, { recursive: true, force: true });
-    }
+    await pushAs(repo, 'agent/issue-7-mine', 'add.js', `${CALC_REPO['add.js']}// mine\n`, 'origin/main');
     const number = await s.github.openPullAs(OWNER, repo, {
       head: 'agent/issue-7-mine',
       base: 'main',

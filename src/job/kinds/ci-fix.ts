@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { maxCiFixesOf } from '../../config/repo-config.js';
-import type { CheckRunInfo, PullDetail } from '../../github/facade.js';
+import type { CheckRunInfo, CommitStatusInfo, PullDetail } from '../../github/facade.js';
 import type { Outcome } from '../../queue/outcome.js';
 import type { CiState } from '../../queue/queue.js';
 import { type CiStatus, inlineCode, plain, statusComment } from '../../report/status.js';
@@ -34,8 +34,16 @@ export const ciFixJob: JobKind = {
     ctx.asked = [`the failing checks on #${pull.number} at ${sha.slice(0, 7)}`];
     const status: CiStatus = { sha, failing: [], action: 'reading' };
     const show = (patch: Partial<CiStatus> = {}) => ctx.postStatus({ ci: Object.assign(status, patch) });
+    if (pull.headSha !== sha) {
+      // This job pushed before a crash: the new head is its fix.
+      const pushed = ctx.saved.pushed?.sha;
+      if (pushed && pushed === pull.headSha) {
+        await ciRecord.record({ kind: 'pushed', on: sha });
+        return await endCi(ctx, status, { action: 'fixing', pushed }, { kind: 'revised', sha: pushed, threads: 0 });
+      }
+      return await endCi(ctx, status, { superseded: true }, { kind: 'superseded' });
+    }
     await show();
-    if (pull.headSha !== sha) return await endCi(ctx, status, { superseded: true }, { kind: 'superseded' });
     const state = await ciRecord.state();
     const max = maxCiFixesOf(ctx.prepared.repoConfig);
     const failures = await ctx.stage('ci-read', () => readFailures(ci, sha, ctx.abort));
@@ -43,14 +51,17 @@ export const ciFixJob: JobKind = {
       await ciRecord.record({ kind: 'rearm', on: sha });
       return await endCi(ctx, status, {}, { kind: 'superseded' });
     }
-    const [baseRuns, changed] = await Promise.all([
+    const [baseRuns, baseStatuses, changed] = await Promise.all([
       ci.checkRuns(pull.baseRef).catch((): CheckRunInfo[] => []),
+      ci.commitStatuses(pull.baseRef).catch(() => []),
       ctx.gh.pullFiles(pull.number),
     ]);
+    // A commit status is compared with the base branch's status of the same context, as a check run is.
+    const base = [...baseRuns, ...baseStatuses.map(statusAsRun)];
     const changedFiles = new Set(changed.map((f) => path.normalize(f)));
     const classified = failures.map((f) =>
       classify(f, {
-        baseRuns,
+        baseRuns: base,
         baseRef: pull.baseRef,
         changedFiles,
         rerunBefore: state.reruns.includes(`${sha}:${f.name}`),
@@ -59,7 +70,7 @@ export const ciFixJob: JobKind = {
     await show({ failing: classified.map((f) => f.name) });
     // Check names, paths and log lines are CI's text: inert markdown only.
     for (const f of classified)
-      ctx.tried.push(`${inlineCode(f.name)}: ${f.cause} (${plain(f.why, 200)}); fingerprint ${f.fingerprint}`);
+      ctx.tried.push(`${inlineCode(f.name)}: ${f.cause} (${inlineCode(f.why, 200)}); fingerprint ${f.fingerprint}`);
     ctx.trace.write({
       type: 'note',
       message: 'CI failures classified',
@@ -81,7 +92,7 @@ export const ciFixJob: JobKind = {
       {
         reason: 'ci-unclear',
         evidence: `CI failed in a way the app cannot place: ${unclear
-          .map((f) => `${inlineCode(f.name)}: ${plain(f.why, 200)}`)
+          .map((f) => `${inlineCode(f.name)}: ${inlineCode(f.why, 200)}`)
           .join('; ')}. Nothing was changed or re-run`,
       },
       ciFailureReport(unclear).failed,
@@ -92,6 +103,22 @@ export const ciFixJob: JobKind = {
     await ctx.deps.ciRecord?.record({ kind: 'stopped', why: `escalated in ${ctx.key}` });
   },
 };
+
+function statusAsRun(s: CommitStatusInfo): CheckRunInfo {
+  const completed = s.state !== 'pending';
+  return {
+    id: 0,
+    name: s.context,
+    status: completed ? 'completed' : 'in_progress',
+    conclusion: completed ? s.state : null,
+    appSlug: '',
+    title: '',
+    summary: s.description,
+    text: '',
+    annotations: 0,
+    url: s.url,
+  };
+}
 
 /** The PR, when it is an open one the app opened from its own branch. */
 async function ownPull(ctx: JobContext): Promise<PullDetail> {
@@ -118,12 +145,12 @@ async function fix(
   const sha = job.headSha!;
   const report = ciFailureReport(caused);
   // The same failure after the app pushed a fix for it: another fix would be a guess.
-  const back = caused.find((f) => state.fingerprints.some((p) => p.fp === f.fingerprint && p.sha !== sha));
+  const back = caused.find((f) => state.fingerprints.some((p) => p.fp === f.fingerprint && p.sha !== sha && p.pushed));
   if (back)
     throw new Escalation(
       {
         reason: 'same-failure',
-        evidence: `${inlineCode(back.name)} failed again the same way after the app pushed a fix for it (fingerprint ${back.fingerprint}: ${plain(back.signatureLine, 200)})`,
+        evidence: `${inlineCode(back.name)} failed again the same way after the app pushed a fix for it (fingerprint ${back.fingerprint}: ${inlineCode(back.signatureLine, 200)})`,
       },
       report.results.find((r) => r.command === `CI: ${back.name}`),
     );
@@ -137,7 +164,7 @@ async function fix(
         evidence:
           max === 0
             ? `${named} failed; \`ci.max_fix_attempts\` is 0, so the app reports CI failures without fixing them`
-            : `${named} failed after ${state.fixes} fixes, the most \`ci.max_fix_attempts\` allows (${max})`,
+            : `${named} failed after ${state.fixes} fix${state.fixes === 1 ? '' : 'es'}, the most \`ci.max_fix_attempts\` allows (${max})`,
       },
       report.failed,
     );
@@ -149,8 +176,13 @@ async function fix(
   });
   await show({ action: 'fixing', attempt: { n: counted.fixes, of: max } });
   const ws = await openWorkspace(ctx, pull.headRef, pull.headRef);
+  // Ends that push nothing give the attempt back.
+  const abandon = async (patch: Partial<CiStatus>) => {
+    await ciRecord.record({ kind: 'abandoned', on: sha });
+    return await endCi(ctx, ctx.status.ci!, patch, { kind: 'superseded' });
+  };
   // The branch moved between the check and the clone: its own CI decides.
-  if (ws.tree.baseSha !== sha) return await endCi(ctx, ctx.status.ci!, { superseded: true }, { kind: 'superseded' });
+  if (ws.tree.baseSha !== sha) return await abandon({ superseded: true });
   const summary = await ctx.stage('summary', () => summariseFailures(ws.stageDeps, report));
   const issue = await linkedIssue(ctx, pull);
   const task = {
@@ -166,15 +198,16 @@ async function fix(
   const checks = caused.map((f) => f.name);
   // A person stopped the watch, or the head went green (a re-run by hand), while this ran: nothing to push.
   const now = await ciRecord.state();
-  if (now.stopped || now.green === sha)
-    return await endCi(ctx, ctx.status.ci!, { superseded: true }, { kind: 'superseded' });
+  if (now.stopped) return await abandon({ halted: now.stopped });
+  if (now.green === sha) return await abandon({ halted: 'every check passed meanwhile' });
   const pushed = await deliverCiFix(ctx, pull, checks, revised);
-  if (pushed === 'moved') return await endCi(ctx, ctx.status.ci!, { superseded: true }, { kind: 'superseded' });
+  if (pushed === 'moved') return await abandon({ superseded: true });
   if (!pushed)
     throw new Escalation({
       reason: 'no-progress',
       evidence: `the sandbox's checks pass without a change, so the failure of ${named} is not one they reproduce`,
     });
+  await ciRecord.record({ kind: 'pushed', on: sha });
   ctx.trace.write({ type: 'note', message: 'CI fix pushed', detail: { sha: pushed, checks } });
   return await endCi(ctx, ctx.status.ci!, { pushed }, { kind: 'revised', sha: pushed, threads: 0 });
 }
