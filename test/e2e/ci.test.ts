@@ -376,6 +376,47 @@ describe('CI after the pull request', () => {
     expect(s.anthropic.requests.length).toBe(requests);
   }, 300_000);
 
+  it('/agent stop on the pull request stops a running CI fix, pushes nothing, and ends the watch', async () => {
+    const repo = 'ci-stop';
+    await newRepo(repo);
+    let reached!: () => void;
+    const inRevise = new Promise<void>((r) => (reached = r));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const model = ciModel();
+    s.anthropic.setModel(async (req, ctx) => {
+      if (stageOf(req).stage === 'revise') {
+        reached();
+        await gate;
+      }
+      return model(req, ctx);
+    });
+    const pull = await openPull(repo);
+    await s.github.setChecks(OWNER, repo, pull.base, [green('lint (ubuntu)')]);
+    await ciResult(repo, pull, pull.sha, [LINT_FAIL]);
+    await inRevise;
+    const r = await s.comment({
+      repo,
+      issueNumber: pull.number,
+      title: 'add() is wrong for negatives',
+      body: '/agent stop',
+      isPullRequest: true,
+      author: { login: s.github.botLogin, type: 'Bot' },
+    });
+    expect(r.status).toBe(200);
+    await s.waitFor('the CI comment to say it stopped', () =>
+      ciComment(repo, pull.number)?.body.includes('stopped by maintainer') ? true : undefined,
+    );
+    release();
+    expect(await s.github.headSha(OWNER, repo, pull.branch)).toBe(pull.sha);
+    // The watch ended: a person's red commit starts nothing.
+    const theirs = await pushAs(repo, pull.branch, 'add.js', `${CALC_REPO['add.js']}// by hand\n`);
+    await ciResult(repo, pull, theirs, [LINT_FAIL]);
+    await s.waitFor('the result to be refused', () =>
+      s.logs().includes(`"sha":"${theirs.slice(0, 12)}","result":{"kind":"stopped"`) ? true : undefined,
+    );
+  }, 300_000);
+
   it('ignores failing checks on a pull request the app did not open', async () => {
     const repo = 'ci-theirs';
     await newRepo(repo);
