@@ -77,7 +77,7 @@ export const ciFixJob: JobKind = {
       detail: classified.map(({ name, cause, why, fingerprint }) => ({ name, cause, why, fingerprint })),
     });
     const caused = classified.filter((f) => f.cause === 'change');
-    if (caused.length > 0) return await fix(ctx, pull, caused, state, max, show);
+    if (caused.length > 0) return await fix(ctx, pull, { caused, changedFiles, state, max }, show);
     const rerunnable = classified.filter((f) => f.cause === 'infrastructure' && f.actionsJob && f.checkRunId);
     if (rerunnable.length > 0 && rerunnable.length === classified.filter((f) => f.cause !== 'change').length) {
       await show({ action: 'rerunning' });
@@ -136,9 +136,12 @@ async function ownPull(ctx: JobContext): Promise<PullDetail> {
 async function fix(
   ctx: JobContext,
   pull: PullDetail,
-  caused: ClassifiedFailure[],
-  state: CiState,
-  max: number,
+  {
+    caused,
+    changedFiles,
+    state,
+    max,
+  }: { caused: ClassifiedFailure[]; changedFiles: Set<string>; state: CiState; max: number },
   show: (patch: Partial<CiStatus>) => Promise<void>,
 ): Promise<Outcome> {
   const { job } = ctx;
@@ -193,7 +196,7 @@ async function fix(
     ciFailure: ciTaskText(caused, summary),
   };
   // The PR's files, as for a revision; CI's annotations widen nothing (request_scope does, logged).
-  const editable = new Set((await ctx.gh.pullFiles(pull.number)).map((f) => path.normalize(f)));
+  const editable = new Set(changedFiles);
   const revised = await codeValidate(ctx, ws, { issue, review: task, editable, scopeRequests: [] });
   const checks = caused.map((f) => f.name);
   // A person stopped the watch, or the head went green (a re-run by hand), while this ran: nothing to push.

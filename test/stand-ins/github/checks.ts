@@ -294,11 +294,7 @@ export class Checks<R extends CiRepo, C extends CheckCtx> {
       app: this.appObject(s.workflow !== undefined),
       repository: this.deps.repoObject(r),
       created_at: s.createdAt,
-      updated_at:
-        s.checks
-          .map((c) => c.completedAt ?? c.startedAt)
-          .sort()
-          .at(-1) ?? s.createdAt,
+      updated_at: lastChange(s),
       head_commit: s.headCommit,
       latest_check_runs_count: s.checks.filter((c) => !c.superseded).length,
       check_runs_url: `${this.api(r)}/check-suites/${s.id}/check-runs`,
@@ -333,11 +329,7 @@ export class Checks<R extends CiRepo, C extends CheckCtx> {
       html_url: `${this.web(r)}/actions/runs/${w.id}`,
       pull_requests: await this.deps.pullsAt(r, s.headSha),
       created_at: s.createdAt,
-      updated_at:
-        s.checks
-          .map((c) => c.completedAt ?? c.startedAt)
-          .sort()
-          .at(-1) ?? s.createdAt,
+      updated_at: lastChange(s),
       actor,
       triggering_actor: actor,
       run_started_at: s.createdAt,
@@ -650,4 +642,14 @@ export class Checks<R extends CiRepo, C extends CheckCtx> {
   reruns(owner: string, repo: string): RerunRequest[] {
     return [...(this.rerunLog.get(this.deps.mustRepo(owner, repo).key) ?? [])];
   }
+}
+
+/** When a suite (or its workflow run) last changed: its latest check's start or end. */
+function lastChange(s: SuiteRec): string {
+  return (
+    s.checks
+      .map((c) => c.completedAt ?? c.startedAt)
+      .sort()
+      .at(-1) ?? s.createdAt
+  );
 }

@@ -1621,37 +1621,16 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
           { resource: 'PullRequest', code: 'custom', message: `No commits between ${base} and ${head}` },
         ]);
       }
-      const t = now();
-      const number = nextNumber(r);
-      r.issues.set(number, {
-        id: newId(),
-        number,
+      const p = recordPull(r, {
         title: b.title,
         body: typeof b.body === 'string' ? b.body : '',
         user: ctx.actor,
-        state: 'open',
-        stateReason: null,
-        labels: [],
-        comments: [],
-        reactions: [],
-        createdAt: t,
-        updatedAt: t,
-        closedAt: null,
-        isPull: true,
-        edits: [],
-      });
-      const p: PullRec = {
-        id: newId(),
-        number,
         head,
         base,
         headSha,
         draft: b.draft === true,
         maintainerCanModify: b.maintainer_can_modify !== false,
-        reviews: [],
-        reviewComments: [],
-      };
-      r.pulls.set(number, p);
+      });
       const body = await pullObject(r, p);
       return { status: 201, body, headers: { location: String(body.url) } };
     },
@@ -1896,6 +1875,49 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       suspended_by: null,
       suspended_at: null,
     };
+  }
+
+  /** A new open pull request and the issue that carries its number, as GitHub records both. */
+  function recordPull(
+    r: RepoState,
+    o: Pick<PullRec, 'head' | 'base' | 'headSha' | 'draft' | 'maintainerCanModify'> & {
+      title: string;
+      body: string;
+      user: string;
+    },
+  ): PullRec {
+    const t = now();
+    const number = nextNumber(r);
+    r.issues.set(number, {
+      id: newId(),
+      number,
+      title: o.title,
+      body: o.body,
+      user: o.user,
+      state: 'open',
+      stateReason: null,
+      labels: [],
+      comments: [],
+      reactions: [],
+      createdAt: t,
+      updatedAt: t,
+      closedAt: null,
+      isPull: true,
+      edits: [],
+    });
+    const p: PullRec = {
+      id: newId(),
+      number,
+      head: o.head,
+      base: o.base,
+      headSha: o.headSha,
+      draft: o.draft,
+      maintainerCanModify: o.maintainerCanModify,
+      reviews: [],
+      reviewComments: [],
+    };
+    r.pulls.set(number, p);
+    return p;
   }
 
   function addReaction(list: ReactionRec[], content: string, actor: string): Reply {
@@ -2432,37 +2454,7 @@ export async function startGitHubStandIn(opts: GitHubStandInOptions = {}): Promi
       const r = mustRepo(owner, repo);
       const headSha = await branchSha(r, o.head);
       if (!headSha || !(await branchSha(r, o.base))) throw new Error(`openPullAs: no branch ${o.head} or ${o.base}`);
-      const t = now();
-      const number = nextNumber(r);
-      r.issues.set(number, {
-        id: newId(),
-        number,
-        title: o.title,
-        body: '',
-        user: o.user,
-        state: 'open',
-        stateReason: null,
-        labels: [],
-        comments: [],
-        reactions: [],
-        createdAt: t,
-        updatedAt: t,
-        closedAt: null,
-        isPull: true,
-        edits: [],
-      });
-      r.pulls.set(number, {
-        id: newId(),
-        number,
-        head: o.head,
-        base: o.base,
-        headSha,
-        draft: false,
-        maintainerCanModify: true,
-        reviews: [],
-        reviewComments: [],
-      });
-      return number;
+      return recordPull(r, { ...o, body: '', headSha, draft: false, maintainerCanModify: true }).number;
     },
     setChecks: (owner, repo, sha, checks) => ci.setChecks(owner, repo, sha, checks),
     setStatuses: (owner, repo, sha, statuses) => ci.setStatuses(owner, repo, sha, statuses),
