@@ -5,7 +5,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestRegistry, type TestRegistry } from '../../../test/helpers/oci-registry.js';
 import { parseImageRef } from './image-ref.js';
-import { EnvironmentError, ImageStore } from './image-store.js';
+import { EnvironmentError, ImageStore, registryError } from './image-store.js';
 
 const log = pino({ level: 'silent' });
 
@@ -36,6 +36,30 @@ describe('image references', () => {
       expect(parsed.ok, text).toBe(false);
       if (!parsed.ok) expect(parsed.why).toMatch(/image reference/);
     }
+  });
+});
+
+describe("skopeo's errors", () => {
+  const said = (line: string) => ({
+    output: `time="x" level=fatal msg="${line.replace(/"/g, '\\"')}"\n`,
+    timedOut: false,
+    exitCode: 1,
+  });
+  it('reads a refused connection as unreachable, whatever digits the digest quoted in it holds', () => {
+    // Two messages skopeo printed in this suite's runs: digests holding "403" and "404".
+    for (const digest of [`sha256:fe82${'0'.repeat(54)}403abc`, `sha256:884c${'1'.repeat(54)}404def`]) {
+      const refused = `Error parsing image name "docker://127.0.0.1:34037/o/i@${digest}": pinging container registry 127.0.0.1:34037: Get "http://127.0.0.1:34037/v2/": dial tcp 127.0.0.1:34037: connect: connection refused`;
+      expect(registryError('o/i', said(refused)).kind).toBe('unreachable');
+    }
+  });
+
+  it('still reads statuses and messages a registry answers with', () => {
+    expect(registryError('o/i', said('reading manifest 2026 in 127.0.0.1:5000/o/i: manifest unknown')).kind).toBe(
+      'not-found',
+    );
+    expect(registryError('o/i', said('unexpected status code 404 Not Found')).kind).toBe('not-found');
+    expect(registryError('o/i', said('unauthorized: authentication required')).kind).toBe('refused');
+    expect(registryError('o/i', said('received unexpected HTTP status: 403 Forbidden')).kind).toBe('refused');
   });
 });
 

@@ -356,23 +356,26 @@ async function imageConfig(layout: string): Promise<{ Env?: string[]; WorkingDir
   return config.config ?? {};
 }
 
-/** What skopeo's error says, as one of the failures a person can act on. */
-function registryError(image: string, r: RunResult): EnvironmentError {
+/**
+ * What skopeo's error says, as one of the failures a person can act on. The message quotes
+ * the image's name and digest, whose hex can hold "404" or "403": statuses are matched as
+ * whole words, and a connection that failed is told first, whatever else the line says.
+ */
+export function registryError(image: string, r: Pick<RunResult, 'output' | 'timedOut' | 'exitCode'>): EnvironmentError {
   const said = lastLine(r);
-  if (/manifest unknown|name unknown|not found|404/i.test(said))
+  if (/dial tcp|no such host|connection refused|i\/o timeout|HTTP response to HTTPS client/i.test(said) || r.timedOut)
+    return new EnvironmentError('unreachable', image, `the registry could not be reached (${said || 'timed out'})`);
+  if (/manifest unknown|name unknown|not found|\b404\b/i.test(said))
     return new EnvironmentError('not-found', image, `the registry has no such image or tag (${said})`);
-  if (/unauthorized|authentication required|denied|forbidden|401|403/i.test(said))
+  if (/unauthorized|authentication required|denied|forbidden|\b40[13]\b/i.test(said))
     return new EnvironmentError(
       'refused',
       image,
       `the registry refused the pull (${said}); the operator's REGISTRY_AUTH_FILE may lack a login for it`,
     );
   if (/no space left/i.test(said)) return new EnvironmentError('disk-full', image, `the disk is full (${said})`);
-  if (
-    /dial tcp|no such host|connection refused|timeout|i\/o timeout|HTTP response to HTTPS client/i.test(said) ||
-    r.timedOut
-  )
-    return new EnvironmentError('unreachable', image, `the registry could not be reached (${said || 'timed out'})`);
+  if (/timeout/i.test(said))
+    return new EnvironmentError('unreachable', image, `the registry could not be reached (${said})`);
   return new EnvironmentError('failed', image, `skopeo failed (${said || `exit ${r.exitCode}`})`);
 }
 
@@ -405,7 +408,7 @@ function refusedEgress(r: RunResult): RunResult {
 }
 
 /** skopeo's last line, its `msg="…"` when it logs one. */
-function lastLine(r: RunResult): string {
+function lastLine(r: Pick<RunResult, 'output'>): string {
   const lines = r.output.trim().split('\n');
   const last = lines[lines.length - 1] ?? '';
   return (/msg="((?:[^"\\]|\\.)*)"/.exec(last)?.[1] ?? last).replace(/\\"/g, '"').slice(0, 500);
